@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod name;
+mod options;
+mod server;
+mod socket;
+mod sys;
+
+pub use error::{Error, LocalSocketError, SocketError};
+pub use name::{temp_dir, MAX_SOCKET_PATH};
+pub use options::SocketOptions;
+pub use server::{
+    Incoming, LocalServer, PendingConnections, DEFAULT_LISTEN_BACKLOG_SIZE, DEFAULT_MAX_PENDING_CONNECTIONS,
+};
+pub use socket::{ConnectOptions, LocalSocket, PeerCredentials};
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

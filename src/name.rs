@@ -1,0 +1,132 @@
+//! Server names: how a name a user passes becomes the full server name (a socket path or
+//! a pipe name), by Qt's rules, so Qt and Rust programs meet by the same name.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::SocketOptions;
+
+/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
+/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const MAX_SOCKET_PATH: usize = 107;
+/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
+/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const MAX_SOCKET_PATH: usize = 103;
+
+/// The directory Qt puts relative names in on Unix: `$TMPDIR` (an empty one counting as
+/// unset), else `/tmp`, cleaned as `QDir::cleanPath` does.
+pub fn temp_dir() -> PathBuf {
+    let tmp = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()).unwrap_or_else(|| OsString::from("/tmp"));
+    PathBuf::from(clean_path(&os_bytes(&tmp)))
+}
+
+/// Qt's Unix rule: a name starting with `/` is the path itself; any other name is
+/// [`temp_dir()`] + `/` + name. Abstract names (Linux) stay as they are.
+pub(crate) fn unix_full_name(name: &str, options: SocketOptions) -> PathBuf {
+    if name.starts_with('/') || options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
+        PathBuf::from(name)
+    } else {
+        temp_dir().join(name)
+    }
+}
+
+/// Qt's Windows rule: a name starting with `\\.\pipe\` is the pipe itself; any other is
+/// put under `\\.\pipe\`.
+pub(crate) fn windows_full_name(name: &str) -> PathBuf {
+    const PIPE: &str = r"\\.\pipe\";
+    if name.starts_with(PIPE) {
+        PathBuf::from(name)
+    } else {
+        PathBuf::from(format!("{PIPE}{name}"))
+    }
+}
+
+/// The full server name for `name` on this platform.
+pub(crate) fn full_name(name: &str, options: SocketOptions) -> PathBuf {
+    if cfg!(windows) {
+        windows_full_name(name)
+    } else {
+        unix_full_name(name, options)
+    }
+}
+
+#[cfg(unix)]
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes().to_vec()
+}
+#[cfg(not(unix))]
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn from_bytes(b: Vec<u8>) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    OsString::from_vec(b)
+}
+#[cfg(not(unix))]
+fn from_bytes(b: Vec<u8>) -> OsString {
+    OsString::from(String::from_utf8_lossy(&b).into_owned())
+}
+
+/// `QDir::cleanPath` on bytes: no repeated or trailing `/`, no `.`, and `..` folded into
+/// its parent where there is one.
+pub(crate) fn clean_path(path: &[u8]) -> OsString {
+    let absolute = path.first() == Some(&b'/');
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => match parts.last() {
+                Some(&last) if last != b".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(part),
+            },
+            _ => parts.push(part),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    if absolute {
+        out.push(b'/');
+    }
+    out.extend(parts.join(&b'/'));
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    from_bytes(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_path_is_qdir_clean_path() {
+        for (input, want) in [
+            ("/tmp", "/tmp"),
+            ("/tmp/", "/tmp"),
+            ("//tmp//x/", "/tmp/x"),
+            ("/tmp/./a/../b", "/tmp/b"),
+            ("/..", "/"),
+            ("/", "/"),
+            ("a/../..", ".."),
+            ("", "."),
+        ] {
+            assert_eq!(clean_path(input.as_bytes()), OsString::from(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn relative_and_absolute_names() {
+        assert_eq!(unix_full_name("/run/x.sock", SocketOptions::empty()), PathBuf::from("/run/x.sock"));
+        assert_eq!(unix_full_name("app", SocketOptions::empty()), temp_dir().join("app"));
+        assert_eq!(unix_full_name("app", SocketOptions::ABSTRACT_NAMESPACE), PathBuf::from("app"));
+        assert_eq!(windows_full_name("app"), PathBuf::from(r"\\.\pipe\app"));
+        assert_eq!(windows_full_name(r"\\.\pipe\app"), PathBuf::from(r"\\.\pipe\app"));
+    }
+}

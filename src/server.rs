@@ -1,0 +1,649 @@
+//! [`LocalServer`]: Qt's `QLocalServer`, with one pending queue serving the pull,
+//! callback and iterator styles.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crate::{name, sys, Error, LocalSocket, LocalSocketError, Result, SocketOptions};
+
+/// Qt's default for [`LocalServer::max_pending_connections`].
+pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 30;
+/// Qt's default for [`LocalServer::listen_backlog_size`].
+pub const DEFAULT_LISTEN_BACKLOG_SIZE: i32 = 50;
+
+type Callback = dyn FnMut(&PendingConnections) + Send;
+type Hook = dyn Fn(LocalSocket, &PendingConnections) + Send + Sync;
+
+/// A local server: Qt's `QLocalServer` with Rust names. See the [crate docs](crate) for
+/// the Qt-to-Rust table.
+///
+/// Connections are accepted into a queue of at most
+/// [`max_pending_connections`](Self::max_pending_connections) sockets, in three styles:
+/// - **pull**: [`wait_for_new_connection`](Self::wait_for_new_connection) then
+///   [`next_pending_connection`](Self::next_pending_connection), or
+///   [`accept`](Self::accept) / [`try_accept`](Self::try_accept) /
+///   [`incoming`](Self::incoming);
+/// - **push**: [`on_new_connection`](Self::on_new_connection) registers Qt's
+///   `newConnection` as a callback, run on one acceptor thread that sleeps in `poll(2)`;
+/// - **hook**: [`set_incoming_connection_hook`](Self::set_incoming_connection_hook)
+///   replaces Qt's virtual `incomingConnection`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use solo_instance::{LocalServer, LocalSocket};
+///
+/// # let name = format!("doc-server-{}", std::process::id());
+/// let mut server = LocalServer::new();
+/// server.listen(&name)?;
+/// let mut client = LocalSocket::connect(&name)?;
+/// client.write_all(b"x")?;
+/// let mut accepted = server.accept()?;
+/// let mut byte = [0];
+/// accepted.read_exact(&mut byte)?;
+/// assert_eq!(&byte, b"x");
+/// # Ok::<(), solo_instance::Error>(())
+/// ```
+pub struct LocalServer {
+    shared: Arc<Shared>,
+    listener: Option<Arc<sys::Listener>>,
+    acceptor: Option<JoinHandle<()>>,
+    server_name: Option<String>,
+    full_server_name: Option<PathBuf>,
+    options: SocketOptions,
+    backlog: i32,
+}
+
+/// A handle on a server's pending queue, given to the `newConnection` callback and the
+/// `incomingConnection` hook; cheap to clone and usable from any thread.
+#[derive(Clone)]
+pub struct PendingConnections(Arc<Shared>);
+
+struct Shared {
+    queue: Mutex<Queue>,
+    cond: Condvar,
+    hook: RwLock<Option<Arc<Hook>>>,
+    callback: Mutex<Option<Box<Callback>>>,
+    error: Mutex<Option<(LocalSocketError, String)>>,
+}
+
+struct Queue {
+    sockets: VecDeque<LocalSocket>,
+    max: usize,
+    /// Counts sockets ever queued: the acceptor thread compares it to announce them.
+    generation: u64,
+    closed: bool,
+    /// The running acceptor thread and its listener, to wake it from other threads.
+    acceptor: Option<(ThreadId, Arc<sys::Listener>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for LocalServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LocalServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalServer")
+            .field("server_name", &self.server_name)
+            .field("full_server_name", &self.full_server_name)
+            .field("listening", &self.is_listening())
+            .field("socket_options", &self.options)
+            .field("max_pending_connections", &self.max_pending_connections())
+            .field("pending", &self.shared.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for PendingConnections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingConnections").field("len", &self.0.len()).finish()
+    }
+}
+
+impl LocalServer {
+    /// A server that does not listen yet, with Qt's defaults: no socket options, at most
+    /// 30 pending connections, a listen backlog of 50.
+    pub fn new() -> Self {
+        LocalServer {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    sockets: VecDeque::new(),
+                    max: DEFAULT_MAX_PENDING_CONNECTIONS,
+                    generation: 0,
+                    closed: true,
+                    acceptor: None,
+                }),
+                cond: Condvar::new(),
+                hook: RwLock::new(None),
+                callback: Mutex::new(None),
+                error: Mutex::new(None),
+            }),
+            listener: None,
+            acceptor: None,
+            server_name: None,
+            full_server_name: None,
+            options: SocketOptions::empty(),
+            backlog: DEFAULT_LISTEN_BACKLOG_SIZE,
+        }
+    }
+
+    /// Listens on `name`, resolved by Qt's rules: a name starting with `/` is the socket
+    /// path; any other name is put in [`temp_dir()`](crate::temp_dir) (`$TMPDIR`, else
+    /// `/tmp`). On Windows the name becomes the pipe `\\.\pipe\name`.
+    ///
+    /// # Errors
+    /// [`Error::Socket`] with Qt's code and text (also kept for
+    /// [`server_error`](Self::server_error) and [`error_string`](Self::error_string)):
+    /// - `AddressInUse` ("QLocalServer::listen: Address in use"): something is at that
+    ///   path, a live server or a stale socket file. Unlike Qt, this holds with access
+    ///   options too: a running server's socket is never replaced. Remove a stale file
+    ///   with [`remove_server`](Self::remove_server) first, as Qt programs do.
+    /// - `ServerNotFound` (Qt's `HostNotFoundError`, "Name error"): an empty name, a
+    ///   missing directory, or a path longer than the platform allows (the message
+    ///   states the limit, where Qt reports "Unknown error 0").
+    /// - `SocketAccess` ("Permission denied"): the directory is not writable.
+    /// - `Operation`: the server is listening already.
+    pub fn listen(&mut self, name: &str) -> Result<()> {
+        const FUNCTION: &str = "QLocalServer::listen";
+        if self.is_listening() {
+            return Err(self.fail(
+                LocalSocketError::Operation,
+                format!("{FUNCTION}: Already listening"),
+                None,
+            ));
+        }
+        if name.is_empty() || name.contains('\0') {
+            return Err(self.fail(LocalSocketError::ServerNotFound, format!("{FUNCTION}: Name error"), None));
+        }
+        let full = name::full_name(name, self.options);
+        let len = full.as_os_str().len();
+        if cfg!(unix) && len > name::MAX_SOCKET_PATH {
+            let msg = format!(
+                "{FUNCTION}: Name error: the socket path is {len} bytes, longer than the {} this platform allows",
+                name::MAX_SOCKET_PATH
+            );
+            return Err(self.fail(LocalSocketError::ServerNotFound, msg, None));
+        }
+        match sys::Listener::bind(&full, self.options, self.backlog) {
+            Ok(listener) => {
+                self.start(listener, Some(name.to_owned()), Some(full));
+                Ok(())
+            }
+            Err(e) => Err(self.fail_io(FUNCTION, e)),
+        }
+    }
+
+    /// Listens on a socket that is already bound and listening (Qt's
+    /// `listen(qintptr socketDescriptor)`), such as one passed by systemd socket
+    /// activation. The socket becomes close-on-exec and non-blocking; its name is read
+    /// with `getsockname` (`@name` for an abstract one); its file is never unlinked.
+    #[cfg(unix)]
+    pub fn listen_fd(&mut self, fd: std::os::fd::OwnedFd) -> Result<()> {
+        const FUNCTION: &str = "QLocalServer::listen";
+        if self.is_listening() {
+            return Err(self.fail(
+                LocalSocketError::Operation,
+                format!("{FUNCTION}: Already listening"),
+                None,
+            ));
+        }
+        match sys::Listener::adopt(fd) {
+            Ok((listener, full)) => {
+                let name = full.as_ref().map(|f| {
+                    let s = f.to_string_lossy();
+                    match s.rsplit_once('/') {
+                        Some((_, last)) if !last.is_empty() => last.to_owned(),
+                        _ => s.into_owned(),
+                    }
+                });
+                self.start(listener, name, full);
+                Ok(())
+            }
+            Err(e) => Err(self.fail_io(FUNCTION, e)),
+        }
+    }
+
+    fn start(&mut self, listener: sys::Listener, name: Option<String>, full: Option<PathBuf>) {
+        *lock(&self.shared.error) = None;
+        self.server_name = name;
+        self.full_server_name = full;
+        self.listener = Some(Arc::new(listener));
+        lock(&self.shared.queue).closed = false;
+        if lock(&self.shared.callback).is_some() {
+            self.spawn_acceptor();
+        }
+    }
+
+    fn fail(&self, kind: LocalSocketError, message: String, source: Option<io::Error>) -> Error {
+        *lock(&self.shared.error) = Some((kind, message.clone()));
+        Error::socket(kind, message, source)
+    }
+
+    fn fail_io(&self, function: &str, e: io::Error) -> Error {
+        let (kind, text) = sys::server_error(&e);
+        let message = if kind == LocalSocketError::Unknown {
+            format!("{function}: Unknown error {}", e.raw_os_error().unwrap_or(0))
+        } else {
+            format!("{function}: {text}")
+        };
+        self.fail(kind, message, Some(e))
+    }
+
+    /// Stops listening: wakes and joins the acceptor thread, drops the pending sockets
+    /// (as Qt does), and removes the socket file, but only if it is still the one this
+    /// server bound (Qt removes whatever is at the path, even another server's socket).
+    /// Does nothing when not listening.
+    pub fn close(&mut self) {
+        let Some(listener) = self.listener.take() else { return };
+        {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            q.sockets.clear();
+            q.acceptor = None;
+        }
+        self.shared.cond.notify_all();
+        listener.wake();
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        listener.remove_own_file();
+        self.server_name = None;
+        self.full_server_name = None;
+        *lock(&self.shared.error) = None;
+    }
+
+    /// Whether the server is listening.
+    pub fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// The name passed to [`listen`](Self::listen) (for [`listen_fd`](Self::listen_fd),
+    /// the last part of the socket's path); `None` when not listening.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// The socket path (or pipe name) the server listens on; `None` when not listening.
+    pub fn full_server_name(&self) -> Option<&Path> {
+        self.full_server_name.as_deref()
+    }
+
+    /// The last error, as Qt's `serverError()`: [`LocalSocketError::Unknown`] when there
+    /// has been none (then [`error_string`](Self::error_string) is empty).
+    pub fn server_error(&self) -> LocalSocketError {
+        lock(&self.shared.error).as_ref().map_or(LocalSocketError::Unknown, |e| e.0)
+    }
+
+    /// The last error's text, as Qt's `errorString()`; empty when there has been none.
+    pub fn error_string(&self) -> String {
+        lock(&self.shared.error).as_ref().map(|e| e.1.clone()).unwrap_or_default()
+    }
+
+    /// The socket options the next [`listen`](Self::listen) applies.
+    pub fn socket_options(&self) -> SocketOptions {
+        self.options
+    }
+
+    /// Sets the socket options for the next [`listen`](Self::listen). Default: empty.
+    pub fn set_socket_options(&mut self, options: SocketOptions) {
+        self.options = options;
+    }
+
+    /// The most accepted connections held in the queue; default 30, as Qt.
+    pub fn max_pending_connections(&self) -> usize {
+        lock(&self.shared.queue).max
+    }
+
+    /// Sets the queue's limit. While the queue is full the server accepts nothing more;
+    /// further clients wait in the OS backlog until a socket is taken.
+    pub fn set_max_pending_connections(&mut self, n: usize) {
+        lock(&self.shared.queue).max = n;
+        self.shared.cond.notify_all();
+    }
+
+    /// The backlog the next [`listen`](Self::listen) passes to `listen(2)`; default 50,
+    /// as Qt. Qt 6's `listenBacklogSize`.
+    pub fn listen_backlog_size(&self) -> i32 {
+        self.backlog
+    }
+
+    /// Sets the backlog for the next [`listen`](Self::listen). No effect on Windows.
+    pub fn set_listen_backlog_size(&mut self, n: i32) {
+        self.backlog = n;
+    }
+
+    /// Whether a connection is waiting in the queue.
+    pub fn has_pending_connections(&self) -> bool {
+        self.shared.len() > 0
+    }
+
+    /// Takes the next connection from the queue, if any. Never blocks.
+    pub fn next_pending_connection(&self) -> Option<LocalSocket> {
+        self.shared.pop()
+    }
+
+    /// A handle on the pending queue, for other threads.
+    pub fn pending_connections(&self) -> PendingConnections {
+        PendingConnections(Arc::clone(&self.shared))
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) until a connection is pending, accepting
+    /// what arrives into the queue. Returns `Ok(true)` as soon as one is pending (at once
+    /// if one already is), `Ok(false)` when the timeout passed.
+    ///
+    /// It sleeps in `poll(2)` (on Windows, on a condition variable): no busy loop. With
+    /// a [callback](Self::on_new_connection) registered, the acceptor thread accepts and
+    /// this only waits for it.
+    ///
+    /// # Errors
+    /// `Operation` when not listening; Qt's codes for a failing `accept`.
+    pub fn wait_for_new_connection(&self, timeout: Option<Duration>) -> Result<bool> {
+        const FUNCTION: &str = "QLocalServer::waitForNewConnection";
+        let Some(listener) = &self.listener else {
+            return Err(self.fail(LocalSocketError::Operation, format!("{FUNCTION}: Not listening"), None));
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut q = lock(&self.shared.queue);
+        if !q.sockets.is_empty() {
+            return Ok(true);
+        }
+        if q.acceptor.is_some() {
+            let seen = q.generation;
+            loop {
+                if !q.sockets.is_empty() || q.generation != seen {
+                    return Ok(true);
+                }
+                if q.closed {
+                    return Ok(false);
+                }
+                q = match deadline {
+                    None => self.shared.cond.wait(q).unwrap_or_else(|p| p.into_inner()),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Ok(false);
+                        }
+                        self.shared.cond.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0
+                    }
+                };
+            }
+        }
+        if q.sockets.len() >= q.max {
+            return Ok(true);
+        }
+        drop(q);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ready = listener.wait(left).map_err(|e| self.fail_io(FUNCTION, e))?;
+            if ready.acceptable {
+                let accepted = self.shared.accept_batch(listener).map_err(|e| self.fail_io(FUNCTION, e))?;
+                if accepted > 0 || self.has_pending_connections() {
+                    return Ok(true);
+                }
+            }
+            if left.is_some_and(|l| l.is_zero()) || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(self.has_pending_connections());
+            }
+        }
+    }
+
+    /// Blocks until a connection is pending and takes it (std's `accept`).
+    pub fn accept(&self) -> Result<LocalSocket> {
+        loop {
+            if let Some(s) = self.next_pending_connection() {
+                return Ok(s);
+            }
+            self.wait_for_new_connection(None)?;
+        }
+    }
+
+    /// Takes a pending connection, accepting one first if one is waiting; `Ok(None)` if
+    /// none is. Never blocks.
+    pub fn try_accept(&self) -> Result<Option<LocalSocket>> {
+        if let Some(s) = self.next_pending_connection() {
+            return Ok(Some(s));
+        }
+        self.wait_for_new_connection(Some(Duration::ZERO))?;
+        Ok(self.next_pending_connection())
+    }
+
+    /// An endless iterator of accepted connections (each `next` is an
+    /// [`accept`](Self::accept)); it ends when the server is not listening.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { server: self }
+    }
+
+    /// Registers Qt's `newConnection` signal as a callback and starts the acceptor
+    /// thread (now, or at the next `listen`). It runs on that thread after sockets were
+    /// queued, and usually drains the queue through the handle it gets:
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-callback-{}", std::process::id());
+    /// let (tx, rx) = mpsc::channel();
+    /// let mut server = LocalServer::new();
+    /// server.on_new_connection(move |pending| {
+    ///     while let Some(socket) = pending.next_pending_connection() {
+    ///         tx.send(socket).unwrap();
+    ///     }
+    /// });
+    /// server.listen(&name)?;
+    /// let _client = LocalSocket::connect(&name)?;
+    /// let _accepted = rx.recv().unwrap();
+    /// server.close(); // wakes and joins the acceptor thread at once
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
+    pub fn on_new_connection<F>(&mut self, callback: F)
+    where
+        F: FnMut(&PendingConnections) + Send + 'static,
+    {
+        *lock(&self.shared.callback) = Some(Box::new(callback));
+        if self.is_listening() && self.acceptor.is_none() {
+            self.spawn_acceptor();
+        }
+    }
+
+    /// Replaces Qt's virtual `incomingConnection`: `hook` receives every accepted socket
+    /// and decides what becomes of it. The default queues it and announces it
+    /// ([`PendingConnections::push`]); a hook may instead hand the socket to a worker, or
+    /// drop it to refuse the client.
+    pub fn set_incoming_connection_hook<F>(&mut self, hook: F)
+    where
+        F: Fn(LocalSocket, &PendingConnections) + Send + Sync + 'static,
+    {
+        *self.shared.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(hook));
+    }
+
+    /// Puts back Qt's default `incomingConnection`: queue and announce.
+    pub fn reset_incoming_connection_hook(&mut self) {
+        *self.shared.hook.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Removes the socket file of server `name` (Qt's static `removeServer`), whether or
+    /// not a server still listens on it: use it to clear a stale socket left by a crash,
+    /// and only when you know none runs ([`SingleInstance`](crate::SingleInstance)
+    /// proves that with a lock first). A missing file is not an error. No-op on Windows.
+    pub fn remove_server(name: &str) -> io::Result<()> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        sys::remove_server(&name::full_name(name, SocketOptions::empty()))
+    }
+
+    fn spawn_acceptor(&mut self) {
+        let Some(listener) = self.listener.clone() else { return };
+        let shared = Arc::clone(&self.shared);
+        let mut q = lock(&self.shared.queue);
+        let start_generation = q.generation;
+        let spawned = std::thread::Builder::new().name("solo-instance accept".into()).spawn({
+            let listener = Arc::clone(&listener);
+            move || shared.acceptor_loop(&listener, start_generation)
+        });
+        match spawned {
+            Ok(handle) => {
+                q.acceptor = Some((handle.thread().id(), listener));
+                self.acceptor = Some(handle);
+            }
+            Err(e) => {
+                drop(q);
+                let _ = self.fail_io("QLocalServer::newConnection", e);
+            }
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn len(&self) -> usize {
+        lock(&self.queue).sockets.len()
+    }
+
+    fn pop(&self) -> Option<LocalSocket> {
+        let mut q = lock(&self.queue);
+        let was_full = q.sockets.len() >= q.max;
+        let s = q.sockets.pop_front();
+        drop(q);
+        if was_full && s.is_some() {
+            self.cond.notify_all();
+        }
+        s
+    }
+
+    fn push(&self, socket: LocalSocket) {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return;
+        }
+        q.sockets.push_back(socket);
+        q.generation += 1;
+        let wake = q
+            .acceptor
+            .as_ref()
+            .filter(|(id, _)| *id != std::thread::current().id())
+            .map(|(_, l)| Arc::clone(l));
+        drop(q);
+        self.cond.notify_all();
+        if let Some(listener) = wake {
+            listener.wake();
+        }
+    }
+
+    /// Accepts what is waiting, up to the queue's limit, through the hook.
+    fn accept_batch(self: &Arc<Self>, listener: &sys::Listener) -> io::Result<usize> {
+        let mut accepted = 0;
+        loop {
+            {
+                let q = lock(&self.queue);
+                if q.closed || q.sockets.len() >= q.max {
+                    return Ok(accepted);
+                }
+            }
+            let Some(stream) = listener.try_accept()? else { return Ok(accepted) };
+            accepted += 1;
+            let socket = LocalSocket::from_stream(stream);
+            let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
+            match hook {
+                Some(hook) => hook(socket, &PendingConnections(Arc::clone(self))),
+                None => self.push(socket),
+            }
+        }
+    }
+
+    fn acceptor_loop(self: Arc<Self>, listener: &sys::Listener, mut announced: u64) {
+        loop {
+            let q = lock(&self.queue);
+            if q.closed {
+                return;
+            }
+            if q.generation != announced {
+                announced = q.generation;
+                drop(q);
+                if let Some(cb) = lock(&self.callback).as_mut() {
+                    cb(&PendingConnections(Arc::clone(&self)));
+                }
+                continue;
+            }
+            if q.sockets.len() >= q.max {
+                // Full: accept nothing until a socket is taken, as Qt does.
+                drop(self.cond.wait(q).unwrap_or_else(|p| p.into_inner()));
+                continue;
+            }
+            drop(q);
+            let result = listener.wait(None).and_then(|r| match r.acceptable {
+                true => self.accept_batch(listener).map(drop),
+                false => Ok(()),
+            });
+            if let Err(e) = result {
+                let (kind, _) = sys::server_error(&e);
+                let msg = format!("QLocalSocket::activated: {e}");
+                *lock(&self.error) = Some((kind, msg));
+                // Out of descriptors and the like: the listener stays readable, so back
+                // off rather than spin.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl PendingConnections {
+    /// Takes the next queued connection, if any. Never blocks.
+    pub fn next_pending_connection(&self) -> Option<LocalSocket> {
+        self.0.pop()
+    }
+
+    /// Whether a connection is queued.
+    pub fn has_pending_connections(&self) -> bool {
+        self.0.len() > 0
+    }
+
+    /// How many connections are queued.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// Queues `socket` and announces it: waiters wake and the `newConnection` callback
+    /// runs (Qt's `addPendingConnection` followed by `newConnection`). This is what the
+    /// default `incomingConnection` hook does. Dropped if the server has closed.
+    pub fn push(&self, socket: LocalSocket) {
+        self.0.push(socket)
+    }
+}
+
+/// The iterator [`LocalServer::incoming`] returns.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    server: &'a LocalServer,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = Result<LocalSocket>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.server.is_listening() {
+            return None;
+        }
+        Some(self.server.accept())
+    }
+}

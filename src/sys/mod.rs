@@ -1,0 +1,20 @@
+//! Platform code, crate-private. Each platform module offers the same items:
+//! `Listener` (bind/adopt, wait with a timeout and a wake-up, non-blocking accept, remove
+//! its own socket file), `connect`, and the errno-to-Qt classification.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+/// What a [`Listener::wait`] saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ready {
+    /// A connection can be accepted.
+    pub(crate) acceptable: bool,
+}
