@@ -3,6 +3,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod instance;
 mod name;
 mod options;
 mod server;
@@ -10,6 +11,10 @@ mod socket;
 mod sys;
 
 pub use error::{Error, LocalSocketError, SocketError};
+pub use instance::{
+    decode_os, encode_os, CallbackPrimary, Message, Primary, Reply, Request, Scope, SingleInstance, Start,
+    Status, Stopper, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, PROTOCOL_VERSION,
+};
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
 pub use server::{

@@ -70,9 +70,10 @@ impl ConnectOptions {
     /// How long to wait while the server's backlog is full. Default: no limit.
     ///
     /// # Platform-specific behavior
-    /// On Unix a connect either succeeds at once or finds the backlog full; with a
-    /// timeout, a full backlog is retried until the deadline. On Windows it waits for a
-    /// free pipe instance.
+    /// On Linux a connect either succeeds at once or finds the backlog full; with a
+    /// timeout, a full backlog is retried until the deadline. macOS and the BSDs refuse a
+    /// connection to a full backlog outright (`ConnectionRefused`, as Qt reports it there),
+    /// so the timeout has nothing to wait for. On Windows it waits for a free pipe instance.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
@@ -164,6 +165,9 @@ impl LocalSocket {
         let creds = self.stream.peer_creds()?;
         #[cfg(unix)]
         {
+            // pid_t is i32; uid_t and gid_t are u32 on Linux and macOS, but libc does not
+            // promise that for every Unix.
+            #[allow(clippy::unnecessary_cast)]
             Ok(PeerCredentials {
                 pid: creds.pid().map(|p| p as u32),
                 uid: creds.euid().map(|u| u as u32),
@@ -172,17 +176,35 @@ impl LocalSocket {
         }
         #[cfg(not(unix))]
         {
-            Ok(PeerCredentials { pid: creds.pid().map(|p| p as u32), uid: None, gid: None })
+            // Windows: the pid is already a u32 (`GetNamedPipeClientProcessId` or
+            // `GetNamedPipeServerProcessId`).
+            Ok(PeerCredentials { pid: creds.pid(), uid: None, gid: None })
         }
     }
 
     /// Sets a timeout for reads; `None` blocks for ever (the default).
+    ///
+    /// # Platform-specific behavior
+    /// Windows named pipes have no I/O timeouts: `Some` fails with
+    /// [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported) there; `None` (the default
+    /// anyway) succeeds.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if cfg!(windows) && timeout.is_none() {
+            return Ok(());
+        }
         self.stream.set_recv_timeout(timeout)
     }
 
     /// Sets a timeout for writes; `None` blocks for ever (the default).
+    ///
+    /// # Platform-specific behavior
+    /// Windows named pipes have no I/O timeouts: `Some` fails with
+    /// [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported) there; `None` (the default
+    /// anyway) succeeds.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if cfg!(windows) && timeout.is_none() {
+            return Ok(());
+        }
         self.stream.set_send_timeout(timeout)
     }
 

@@ -65,6 +65,10 @@ fn new_socket() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Where `sun_path` starts in a `sockaddr_un`: after `sun_family` on Linux (2), after
+/// `sun_len` and `sun_family` on macOS and the BSDs (also 2, but `sa_family_t` is one byte).
+const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
+
 /// A `sockaddr_un` for a path, or for an abstract name (Linux) when `abstract_ns`.
 fn sockaddr(name: &[u8], abstract_ns: bool) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
@@ -77,8 +81,22 @@ fn sockaddr(name: &[u8], abstract_ns: bool) -> io::Result<(libc::sockaddr_un, li
     for (dst, src) in addr.sun_path[offset..].iter_mut().zip(name) {
         *dst = *src as libc::c_char;
     }
-    let base = mem::size_of::<libc::sa_family_t>();
-    let len = if abstract_ns { base + 1 + name.len() } else { base + name.len() + 1 };
+    let len = if abstract_ns { SUN_PATH_OFFSET + 1 + name.len() } else { SUN_PATH_OFFSET + name.len() + 1 };
+    // The BSD socket address carries its own length (SUN_LEN: the NUL not counted).
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "tvos",
+        target_os = "watchos",
+        target_os = "visionos",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd",
+    ))]
+    {
+        addr.sun_len = (SUN_PATH_OFFSET + name.len()) as u8;
+    }
     Ok((addr, len as libc::socklen_t))
 }
 
@@ -209,8 +227,7 @@ impl Listener {
         if addr.sun_family as libc::c_int != libc::AF_UNIX {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix domain socket"));
         }
-        let base = mem::size_of::<libc::sa_family_t>();
-        let path_len = (len as usize).saturating_sub(base).min(addr.sun_path.len());
+        let path_len = (len as usize).saturating_sub(SUN_PATH_OFFSET).min(addr.sun_path.len());
         let raw: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
         let name = match raw.first() {
             None => None,

@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use interprocess::local_socket::traits::Listener as _;
-use interprocess::local_socket::{ConnectOptions, GenericFilePath, ListenerOptions, Stream, ToFsName};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, ToFsName};
+use interprocess::os::windows::named_pipe::local_socket::Stream as PipeLocalStream;
+use interprocess::os::windows::named_pipe::{pipe_mode, DuplexPipeStream};
 use interprocess::ConnectWaitMode;
 
 use super::Ready;
@@ -45,6 +47,14 @@ pub(crate) struct Listener {
 impl Listener {
     /// Creates the first instance of pipe `path`. Access options are not applied (see
     /// [`SocketOptions`]); the backlog has no meaning for pipes.
+    ///
+    /// interprocess creates the listener's first instance with `FILE_FLAG_FIRST_PIPE_INSTANCE`
+    /// (interprocess 2.4.7, `os/windows/named_pipe/listener/create_instance.rs`, lines 26 and
+    /// 85-86), so while any instance of the pipe exists `CreateNamedPipeW` fails with
+    /// `ERROR_ACCESS_DENIED`, which [`server_error`] reports as `AddressInUse`. Later
+    /// instances (one per `accept`) are created without the flag. A server that does not
+    /// ask for the flag itself (Qt's `QLocalServer`, for one) can still add instances to a
+    /// pipe this listener owns.
     pub(crate) fn bind(path: &Path, options: SocketOptions, _backlog: i32) -> io::Result<Self> {
         if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
@@ -120,9 +130,12 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.cond.notify_all();
-        // Unblock the thread's accept with a connection of our own.
-        let _ = connect(&self.path, SocketOptions::empty(), Some(Duration::from_millis(200)));
         if let Some(t) = self.thread.take() {
+            // Unblock the thread's accept with a connection of our own; not once the thread
+            // has ended (and dropped the pipe), when the name may be someone else's.
+            if !t.is_finished() {
+                let _ = connect(&self.path, SocketOptions::empty(), Some(Duration::from_millis(200)));
+            }
             let _ = t.join();
         }
     }
@@ -132,9 +145,15 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
     if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
-    let name = path.as_os_str().to_fs_name::<GenericFilePath>()?;
+    // Checks, as the listener does, that this is a named pipe path.
+    path.as_os_str().to_fs_name::<GenericFilePath>()?;
     let mode = timeout.map_or(ConnectWaitMode::Unbounded, ConnectWaitMode::Timeout);
-    ConnectOptions::new().name(name).wait_mode(mode).connect_sync()
+    // Not `local_socket::ConnectOptions`: on Windows interprocess 2.4.7 ignores its wait mode
+    // and always waits for ever for a free instance
+    // (`os/windows/named_pipe/local_socket/stream.rs`, line 42). The pipe stream's own
+    // constructor honours a timeout (WaitNamedPipeW, then another try, until the deadline).
+    let pipe = DuplexPipeStream::<pipe_mode::Bytes>::connect_by_path_with_wait_mode(path, mode)?;
+    Ok(Stream::from(PipeLocalStream::from(pipe)))
 }
 
 /// Pipes vanish with their last handle; there is no file to remove.
@@ -144,6 +163,7 @@ pub(crate) fn remove_server(_path: &Path) -> io::Result<()> {
 
 const ERROR_FILE_NOT_FOUND: i32 = 2;
 const ERROR_ACCESS_DENIED: i32 = 5;
+const ERROR_SEM_TIMEOUT: i32 = 121;
 const ERROR_INVALID_NAME: i32 = 123;
 const ERROR_BAD_PATHNAME: i32 = 161;
 const ERROR_ALREADY_EXISTS: i32 = 183;
@@ -169,7 +189,7 @@ pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
             LocalSocketError::ServerNotFound
         }
         Some(ERROR_ACCESS_DENIED) => LocalSocketError::SocketAccess,
-        Some(ERROR_PIPE_BUSY) => LocalSocketError::SocketTimeout,
+        Some(ERROR_PIPE_BUSY | ERROR_SEM_TIMEOUT) => LocalSocketError::SocketTimeout,
         _ if e.kind() == io::ErrorKind::TimedOut => LocalSocketError::SocketTimeout,
         _ if e.kind() == io::ErrorKind::NotFound => LocalSocketError::ServerNotFound,
         _ if e.kind() == io::ErrorKind::Unsupported => LocalSocketError::UnsupportedSocketOperation,

@@ -1,0 +1,81 @@
+//! The demo to run first: a terminal "editor" that runs once. The first launch opens the
+//! files it is given and stays; later launches hand their files to it and exit.
+//!
+//! ```text
+//! cargo run --example editor -- a.txt      # terminal 1: the editor opens a.txt, stays
+//! cargo run --example editor -- b.txt      # terminal 2: b.txt opens in terminal 1
+//! cargo run --example editor -- --quit     # ends the editor
+//! ```
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use solo_instance::{Reply, SingleInstance, Start};
+
+fn main() -> ExitCode {
+    let instance = match SingleInstance::new("org.solo-instance.Editor") {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("editor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match instance.start() {
+        Ok(Start::Primary(primary)) => {
+            let here = std::env::current_dir().unwrap_or_default();
+            let mut open = Vec::new();
+            println!("editor: running as the primary instance (pid {})", std::process::id());
+            println!("editor: later launches hand their files to this one; `--quit` ends it");
+            for arg in std::env::args_os().skip(1) {
+                open_file(&mut open, &here, &arg);
+            }
+            for request in primary.requests() {
+                let cwd = request.cwd().map(Path::to_path_buf).unwrap_or_default();
+                if request.args().iter().any(|a| a == "--quit") {
+                    let _ = request.reply(Reply::ok().with_stdout("editor: the editor is closing\n"));
+                    break;
+                }
+                if let Some(token) = request.activation_token() {
+                    println!("editor: raising the window (activation token {})", token.to_string_lossy());
+                }
+                let mut names = Vec::new();
+                for arg in request.args() {
+                    names.push(open_file(&mut open, &cwd, arg).display().to_string());
+                }
+                let text = match names.len() {
+                    0 => "editor: the running editor is already open\n".to_owned(),
+                    _ => format!(
+                        "editor: opened {} in the running editor (pid {})\n",
+                        names.join(", "),
+                        std::process::id()
+                    ),
+                };
+                let _ = request.reply(Reply::ok().with_stdout(text));
+            }
+            println!("editor: closed {} file(s)", open.len());
+            ExitCode::SUCCESS
+        }
+        Ok(Start::Forwarded(reply)) => {
+            print!("{}", reply.stdout());
+            eprint!("{}", reply.stderr());
+            ExitCode::from(reply.exit_code().clamp(0, 255) as u8)
+        }
+        Err(e) => {
+            eprintln!("editor: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// "Opens" a file: resolves it against the launch's directory and shows what is in it.
+fn open_file(open: &mut Vec<PathBuf>, cwd: &Path, arg: &OsString) -> PathBuf {
+    let path = cwd.join(arg);
+    let what = match std::fs::read(&path) {
+        Ok(bytes) => format!("{} lines", bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()),
+        Err(_) => "new file".to_owned(),
+    };
+    println!("editor: opened {} ({what})", path.display());
+    open.push(path);
+    PathBuf::from(arg)
+}

@@ -1,0 +1,193 @@
+//! The SingleInstance front end for shells and debugging.
+//!
+//! ```text
+//! solo run APP_ID [--count N] [--timeout SECS] [--] [ARGS...]
+//!     primary: print "PRIMARY <socket path>", then each forwarded request's JSON line as
+//!     received, replying ok; exit 0 after N requests, or on SIGINT/SIGTERM, with socket
+//!     and lock cleaned up. Otherwise forward ARGS, print "FORWARDED <reply json>" and exit
+//!     with the reply's exit code.
+//! solo send APP_ID [--timeout SECS] [--] [ARGS...]
+//!     forward only; with no primary running, say so and exit 3.
+//! solo status APP_ID
+//!     "RUNNING <pid> <socket path>" (exit 0) or "STOPPED <socket path>" (exit 1).
+//! ```
+//! Errors go to stderr as "solo: <message>" with exit code 1 (2 for usage).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use solo_instance::{Error, Primary, Reply, SingleInstance, Start};
+
+struct Opts {
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    args: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_else(|| "solo".into());
+    let rest: Vec<OsString> = argv.collect();
+    let (Some(cmd), Some(app_id)) =
+        (rest.first().and_then(|c| c.to_str()), rest.get(1).and_then(|a| a.to_str()))
+    else {
+        return usage();
+    };
+    let Some(opts) = parse_opts(&rest[2..], cmd == "run") else { return usage() };
+    let instance = match SingleInstance::new(app_id) {
+        Ok(i) => i,
+        Err(e) => return fail(&e),
+    };
+    let mut instance = instance.argv(std::iter::once(argv0).chain(opts.args));
+    if let Some(t) = opts.timeout {
+        instance = instance.timeout(t);
+    }
+    match cmd {
+        "run" => run(instance, opts.count),
+        "send" => match instance.send() {
+            Ok(reply) => forwarded(&reply),
+            Err(Error::NoPrimary) => {
+                eprintln!("solo: no primary instance of {app_id} is running");
+                ExitCode::from(3)
+            }
+            Err(e) => fail(&e),
+        },
+        "status" if opts.count.is_none() => match instance.status() {
+            Ok(s) if s.running => {
+                let pid = s.pid.map_or("?".to_owned(), |p| p.to_string());
+                say(&format!("RUNNING {pid} {}", s.socket.display()));
+                ExitCode::SUCCESS
+            }
+            Ok(s) => {
+                say(&format!("STOPPED {}", s.socket.display()));
+                ExitCode::from(1)
+            }
+            Err(e) => fail(&e),
+        },
+        _ => usage(),
+    }
+}
+
+fn parse_opts(args: &[OsString], allow_count: bool) -> Option<Opts> {
+    let mut opts = Opts { count: None, timeout: None, args: Vec::new() };
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].to_str() {
+            Some("--count") if allow_count => opts.count = Some(args.get(i + 1)?.to_str()?.parse().ok()?),
+            Some("--timeout") => {
+                let secs: f64 = args.get(i + 1)?.to_str()?.parse().ok()?;
+                opts.timeout = Some(Duration::try_from_secs_f64(secs).ok()?);
+            }
+            Some("--") => {
+                i += 1;
+                break;
+            }
+            _ => break,
+        }
+        i += 2;
+    }
+    opts.args = args[i.min(args.len())..].to_vec();
+    Some(opts)
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: solo run APP_ID [--count N] [--timeout SECS] [--] [ARGS...]\n       \
+         solo send APP_ID [--timeout SECS] [--] [ARGS...]\n       solo status APP_ID"
+    );
+    ExitCode::from(2)
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("solo: {e}");
+    ExitCode::from(1)
+}
+
+fn forwarded(reply: &Reply) -> ExitCode {
+    say(&format!("FORWARDED {}", reply.encode()));
+    ExitCode::from(reply.exit_code().clamp(0, 255) as u8)
+}
+
+fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
+    // SIGINT and SIGTERM are taken by a thread of ours (sigwait), so the primary shuts down
+    // cleanly. They are blocked before any thread starts, as every thread inherits the mask.
+    let signals = signals::block();
+    match instance.start() {
+        Ok(Start::Primary(primary)) => serve(primary, count, signals),
+        Ok(Start::Forwarded(reply)) => {
+            signals::unblock(&signals);
+            forwarded(&reply)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn serve(primary: Primary, count: Option<u64>, signals: signals::Set) -> ExitCode {
+    say(&format!("PRIMARY {}", primary.socket_path().display()));
+    let stopper = primary.stopper();
+    signals::on_signal(signals, move || stopper.stop());
+    let mut served = 0;
+    if count == Some(0) {
+        return ExitCode::SUCCESS;
+    }
+    for request in primary.requests() {
+        say(request.raw_json());
+        if let Err(e) = request.reply(Reply::ok()) {
+            eprintln!("solo: could not answer a launch: {e}");
+        }
+        served += 1;
+        if count.is_some_and(|n| served >= n) {
+            break;
+        }
+    }
+    // Dropping the primary removes the socket, then frees the lock.
+    drop(primary);
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+mod signals {
+    pub type Set = libc::sigset_t;
+
+    pub fn block() -> Set {
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            set
+        }
+    }
+
+    pub fn unblock(set: &Set) {
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut());
+        }
+    }
+
+    pub fn on_signal(set: Set, action: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                action();
+            }
+        });
+    }
+}
+
+#[cfg(not(unix))]
+mod signals {
+    pub type Set = ();
+    pub fn block() -> Set {}
+    pub fn unblock(_: &Set) {}
+    pub fn on_signal(_: Set, _action: impl FnOnce() + Send + 'static) {}
+}

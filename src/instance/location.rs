@@ -1,0 +1,228 @@
+//! Where the lock file and the socket live: per user by default, as DESIGN.md's
+//! "Where" section lays out, with the Flatpak and Snap rules.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Who shares one primary instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// One primary per user (the default). The files live in `$XDG_RUNTIME_DIR` (inside
+    /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
+    /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
+    /// another uid are dropped before a byte is read.
+    #[default]
+    User,
+    /// One primary per user and login session (`$XDG_SESSION_ID`; on systems without
+    /// one, the same as [`User`](Self::User)).
+    Session,
+    /// One primary for the whole machine, shared by all users: the files live in
+    /// `solo-instance-system` under the temp dir (mode 1777) and anyone may connect. Ask for
+    /// it only when that is what you mean.
+    System,
+}
+
+/// The files of one app id in one scope.
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    pub(crate) lock: PathBuf,
+    /// The server name: a socket path on Unix, a pipe name on Windows.
+    pub(crate) socket: PathBuf,
+}
+
+/// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
+/// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
+pub(crate) fn validate_app_id(id: &str) -> Result<(), Error> {
+    let why = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > 200 {
+        "it is longer than 200 bytes"
+    } else if id.starts_with(['.', '-']) {
+        "it starts with '.' or '-'"
+    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        "only ASCII letters, digits, '.', '_' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidAppId(format!("{id:?}: {why}").into()))
+}
+
+/// FNV-1a, for shortening names that would not fit `sun_path`. Stable across versions:
+/// every launch of every version must compute the same name.
+pub(crate) fn short_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn scope_suffix(scope: Scope) -> String {
+    match scope {
+        Scope::Session => std::env::var("XDG_SESSION_ID")
+            .ok()
+            .filter(|s| {
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .map(|s| format!(".session-{s}"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Resolves (and creates, privately) the directory and names for `app_id`.
+pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
+    let base = match dir {
+        Some(d) => {
+            ensure_dir(d, scope)?;
+            d.to_path_buf()
+        }
+        None => default_dir(scope)?,
+    };
+    let stem = format!("{app_id}{}", scope_suffix(scope));
+    let lock = base.join(format!("{stem}.lock"));
+    Ok(Location { socket: socket_name(&base, &stem, scope), lock })
+}
+
+#[cfg(unix)]
+fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
+    let path = base.join(format!("{stem}.sock"));
+    if path.as_os_str().len() <= crate::MAX_SOCKET_PATH {
+        return path;
+    }
+    let short = base.join(format!("{}.sock", short_hash(stem)));
+    if short.as_os_str().len() <= crate::MAX_SOCKET_PATH {
+        short
+    } else {
+        // The directory itself is too long: fall back to the temp dir, still per app id.
+        crate::temp_dir().join(format!("solo-{}.sock", short_hash(&base.join(stem).to_string_lossy())))
+    }
+}
+
+#[cfg(windows)]
+fn socket_name(base: &Path, stem: &str, scope: Scope) -> PathBuf {
+    // Pipes are machine-wide: put the user (and the directory, for custom ones) in the name.
+    let user = match scope {
+        Scope::System => String::from("system"),
+        _ => std::env::var("USERNAME").unwrap_or_default(),
+    };
+    let tag = short_hash(&format!("{}|{user}", base.display()));
+    PathBuf::from(format!(r"\\.\pipe\solo-instance.{tag}.{stem}"))
+}
+
+fn default_dir(scope: Scope) -> Result<PathBuf, Error> {
+    let dir = match scope {
+        Scope::System => crate::temp_dir().join("solo-instance-system"),
+        Scope::User | Scope::Session => user_dir()?,
+    };
+    ensure_dir(&dir, scope)?;
+    Ok(dir)
+}
+
+#[cfg(unix)]
+fn user_dir() -> Result<PathBuf, Error> {
+    let runtime = directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(Path::to_path_buf));
+    if let Some(runtime) = runtime {
+        // Inside Flatpak the app's instances share $XDG_RUNTIME_DIR/app/$FLATPAK_ID; a Snap's
+        // $XDG_RUNTIME_DIR is already its own.
+        if let Some(id) = std::env::var_os("FLATPAK_ID").filter(|i| !i.is_empty()) {
+            return Ok(runtime.join("app").join(id));
+        }
+        return Ok(runtime);
+    }
+    let uid = unsafe { libc::geteuid() };
+    Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
+}
+
+#[cfg(windows)]
+fn user_dir() -> Result<PathBuf, Error> {
+    directories::BaseDirs::new()
+        .map(|b| b.data_local_dir().join("solo-instance"))
+        .ok_or_else(|| Error::Io(io::Error::new(io::ErrorKind::NotFound, "no local app data directory")))
+}
+
+/// Creates `dir` if missing (0700; 1777 for the system scope) and refuses one that is not
+/// safe: owned by another user, or open to others for writing without the sticky bit.
+#[cfg(unix)]
+fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let system = scope == Scope::System;
+    let mode = if system { 0o1777 } else { 0o700 };
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) => {
+            return Err(Error::Io(io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?;
+    if !meta.is_dir() {
+        return Err(Error::Insecure(format!("{} is not a directory", dir.display()).into()));
+    }
+    let uid = unsafe { libc::geteuid() };
+    if system {
+        if meta.uid() == uid && meta.mode() & 0o7777 != mode {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+        }
+        let m = std::fs::symlink_metadata(dir)?.mode();
+        if m & 0o002 != 0 && m & 0o1000 == 0 {
+            return Err(Error::Insecure(
+                format!("{} is world-writable without the sticky bit", dir.display()).into(),
+            ));
+        }
+        return Ok(());
+    }
+    if meta.uid() != uid {
+        return Err(Error::Insecure(
+            format!("{} is owned by uid {}, not by this user (uid {uid})", dir.display(), meta.uid()).into(),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Insecure(
+            format!("{} is writable by others (mode {:o})", dir.display(), meta.mode() & 0o7777).into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn ensure_dir(dir: &Path, _scope: Scope) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_ids() {
+        for ok in ["org.example.Editor", "a", "my_app-2"] {
+            assert!(validate_app_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "-x", "a/b", "a b", "ü", &"x".repeat(201)] {
+            assert!(matches!(validate_app_id(bad), Err(Error::InvalidAppId(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(short_hash(""), "cbf29ce484222325");
+        assert_eq!(short_hash("a"), "af63dc4c8601ec8c");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn long_names_are_shortened() {
+        let base = Path::new("/tmp");
+        let long = "x".repeat(150);
+        let p = socket_name(base, &long, Scope::User);
+        assert!(p.as_os_str().len() <= crate::MAX_SOCKET_PATH);
+        assert_eq!(p, socket_name(base, &long, Scope::User));
+        assert_ne!(p, socket_name(base, &"y".repeat(150), Scope::User));
+    }
+}

@@ -1,0 +1,754 @@
+//! [`SingleInstance`]: the first launch of an app becomes the primary; later launches
+//! forward their arguments to it and exit with its reply.
+
+mod location;
+mod lock;
+mod protocol;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use location::Location;
+pub use location::Scope;
+use lock::LockFile;
+pub use protocol::{
+    decode_os, encode_os, Message, Reply, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
+};
+
+use crate::{ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, PeerCredentials, Result};
+use crate::{PendingConnections, SocketOptions};
+
+/// The default for [`SingleInstance::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections a primary reads at once; more wait in the OS backlog.
+const MAX_READERS: usize = 64;
+
+/// Sets up single-instance behaviour for one app id. A consuming builder; see the
+/// [crate docs](crate) for a complete program.
+#[must_use]
+#[derive(Clone, Debug)]
+pub struct SingleInstance {
+    app_id: String,
+    scope: Scope,
+    dir: Option<PathBuf>,
+    timeout: Duration,
+    max_message_size: usize,
+    argv: Option<Vec<OsString>>,
+    env: Vec<String>,
+    data: Value,
+}
+
+/// What [`SingleInstance::start`] found.
+#[derive(Debug)]
+pub enum Start {
+    /// This process is the primary: serve the requests of later launches.
+    Primary(Primary),
+    /// A primary runs; it received this launch and answered.
+    Forwarded(Reply),
+}
+
+/// Whether a primary runs, from [`SingleInstance::status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Whether a process holds the lock.
+    pub running: bool,
+    /// The primary's pid, as it recorded it.
+    pub pid: Option<u32>,
+    /// The socket path (a pipe name on Windows).
+    pub socket: PathBuf,
+    /// The lock file.
+    pub lock: PathBuf,
+}
+
+impl SingleInstance {
+    /// Starts a builder for `app_id`: 1 to 200 ASCII letters, digits, `.`, `_` or `-`,
+    /// not starting with `.` or `-` (reverse-DNS ids such as `org.example.Editor` fit).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAppId`] for any other id.
+    pub fn new(app_id: &str) -> Result<Self> {
+        location::validate_app_id(app_id)?;
+        Ok(SingleInstance {
+            app_id: app_id.to_owned(),
+            scope: Scope::User,
+            dir: None,
+            timeout: DEFAULT_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            argv: None,
+            env: Vec::new(),
+            data: Value::Null,
+        })
+    }
+
+    /// Who shares the primary. Default: [`Scope::User`].
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Puts the lock and socket in `dir` instead of the scope's directory (created 0700
+    /// if missing, refused if another user owns it or others may write to it).
+    pub fn directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// How long a launch waits for the primary's reply, and how long the primary waits
+    /// for a connected client's request. Default: 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest request the primary reads (and reply a launch reads), in bytes.
+    /// Default: 1 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The arguments to forward, program name first. Default: `std::env::args_os()`.
+    pub fn argv<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.argv = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also forwards these environment variables (opt-in; the activation variables
+    /// `XDG_ACTIVATION_TOKEN` and `DESKTOP_STARTUP_ID` are always forwarded).
+    pub fn forward_env<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.env.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Custom JSON data to send with the launch. Default: `null`.
+    pub fn data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    fn location(&self) -> Result<Location> {
+        location::resolve(&self.app_id, self.scope, self.dir.as_deref())
+    }
+
+    fn message(&self) -> Message {
+        let argv = self.argv.clone().unwrap_or_else(|| std::env::args_os().collect());
+        let mut env = BTreeMap::new();
+        for name in ACTIVATION_VARS.iter().copied().chain(self.env.iter().map(String::as_str)) {
+            if let Some(v) = std::env::var_os(name) {
+                env.insert(name.to_owned(), v);
+            }
+        }
+        Message {
+            argv,
+            cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
+            env,
+            pid: Some(std::process::id()),
+            data: self.data.clone(),
+        }
+    }
+
+    /// Becomes the primary, or hands this launch to the running primary and returns its
+    /// reply.
+    ///
+    /// The lock file decides: whoever holds its exclusive lock is the primary. Holding
+    /// it, this process removes any socket a crashed primary left behind, listens, and
+    /// keeps the lock for the [`Primary`]'s life. Otherwise it connects (retrying while
+    /// the primary comes up), sends the request and waits for the reply; a primary that
+    /// goes away meanwhile makes it start over, so it may become the primary itself.
+    ///
+    /// # Errors
+    /// [`Error::NoReply`] when a primary holds the lock but does not answer within the
+    /// [timeout](Self::timeout); [`Error::Rejected`] when it answers with an error;
+    /// [`Error::Insecure`] and [`Error::Io`] for the directory and lock file.
+    pub fn start(self) -> Result<Start> {
+        self.run(true)
+    }
+
+    /// Forwards this launch to the running primary and returns its reply; never becomes
+    /// the primary.
+    ///
+    /// # Errors
+    /// [`Error::NoPrimary`] when none runs; otherwise as [`start`](Self::start).
+    pub fn send(self) -> Result<Reply> {
+        match self.run(false)? {
+            Start::Forwarded(reply) => Ok(reply),
+            Start::Primary(_) => unreachable!("send never becomes primary"),
+        }
+    }
+
+    /// Whether a primary runs, and where. Takes nothing from it: a free lock is let go at
+    /// once and no file is removed.
+    pub fn status(&self) -> Result<Status> {
+        let loc = self.location()?;
+        let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
+        Ok(Status {
+            running,
+            pid: if running { lock::read_pid(&loc.lock) } else { None },
+            socket: loc.socket,
+            lock: loc.lock,
+        })
+    }
+
+    fn run(self, may_become_primary: bool) -> Result<Start> {
+        let loc = self.location()?;
+        let line = self.message().encode();
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Duration::from_micros(200);
+        loop {
+            if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
+                if !may_become_primary {
+                    return Err(Error::NoPrimary);
+                }
+                return Primary::serve(self, loc, lock).map(Start::Primary);
+            }
+            match self.forward(&loc, line.as_bytes(), deadline) {
+                Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
+                // The primary is coming up or going away: look again.
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::NoReply(self.timeout));
+            }
+            std::thread::sleep(backoff.min(deadline - now));
+            backoff = (backoff * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// One attempt to hand the request over. `Ok(None)`: no primary to talk to right now
+    /// (not listening yet, or it went away before answering), so start over.
+    fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let name = loc.socket.to_string_lossy();
+        let socket = match ConnectOptions::new()
+            .timeout(Some(left.max(Duration::from_millis(1))))
+            .connect(&name)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return match e.socket_error() {
+                    Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
+                    Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
+                    _ => Err(e),
+                }
+            }
+        };
+        if self.scope != Scope::System && !same_user(&socket) {
+            return Err(Error::Insecure(
+                format!("the socket {} is served by another user", loc.socket.display()).into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        socket.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if let Err(e) = (&socket).write_all(&out) {
+            return if is_disconnect(&e) { Ok(None) } else { Err(e.into()) };
+        }
+        match read_line(&socket, deadline, self.max_message_size) {
+            Ok(reply) => match Reply::decode(&reply) {
+                Ok(r) if r.retry => Ok(None),
+                Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
+                Ok(r) => Ok(Some(r)),
+                Err(e) => Err(Error::Protocol(e.into())),
+            },
+            Err(ReadError::Closed) => Ok(None),
+            Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
+            Err(ReadError::TooLarge) => Err(Error::Protocol(
+                format!("reply too large (limit {} bytes)", self.max_message_size).into(),
+            )),
+            Err(ReadError::Io(e)) if is_disconnect(&e) => Ok(None),
+            Err(ReadError::Io(e)) => Err(e.into()),
+        }
+    }
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(unix)]
+fn same_user(socket: &LocalSocket) -> bool {
+    let me = unsafe { libc::geteuid() };
+    socket.peer_credentials().ok().and_then(|c| c.uid) == Some(me)
+}
+
+#[cfg(not(unix))]
+fn same_user(_socket: &LocalSocket) -> bool {
+    // Named pipes: the pipe's security descriptor decides who connects.
+    true
+}
+
+enum ReadError {
+    Closed,
+    TimedOut,
+    TooLarge,
+    Io(io::Error),
+}
+
+/// Reads one line (without its newline) of at most `limit` bytes before `deadline`.
+fn read_line(
+    socket: &LocalSocket,
+    deadline: Instant,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, ReadError> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::TimedOut);
+        }
+        socket.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        let n = match (&*socket).read(&mut buf) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(ReadError::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            if line.len() + i > limit {
+                return Err(ReadError::TooLarge);
+            }
+            line.extend_from_slice(&buf[..i]);
+            return Ok(line);
+        }
+        if line.len() + n > limit {
+            return Err(ReadError::TooLarge);
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A launch's request, as the primary receives it. Answer it with
+/// [`reply`](Self::reply); one dropped unanswered gets an error reply, so no launch is
+/// left waiting.
+pub struct Request {
+    message: Message,
+    raw: String,
+    peer: Option<PeerCredentials>,
+    socket: Option<LocalSocket>,
+    closing: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request").field("message", &self.message).field("peer", &self.peer).finish()
+    }
+}
+
+impl Request {
+    /// The launch's full argument vector, program name first, byte for byte.
+    pub fn argv(&self) -> &[OsString] {
+        &self.message.argv
+    }
+
+    /// The launch's arguments after the program name.
+    pub fn args(&self) -> &[OsString] {
+        self.message.argv.get(1..).unwrap_or(&[])
+    }
+
+    /// The launch's working directory, byte for byte: resolve relative paths in
+    /// [`args`](Self::args) against it.
+    pub fn cwd(&self) -> Option<&Path> {
+        self.message.cwd.as_deref().map(Path::new)
+    }
+
+    /// The forwarded environment (the activation variables, and those asked for with
+    /// [`SingleInstance::forward_env`]).
+    pub fn env(&self) -> &BTreeMap<String, OsString> {
+        &self.message.env
+    }
+
+    /// The token to raise the window with: `XDG_ACTIVATION_TOKEN` (Wayland), else
+    /// `DESKTOP_STARTUP_ID` (X11 startup notification).
+    pub fn activation_token(&self) -> Option<&OsStr> {
+        ACTIVATION_VARS.iter().find_map(|v| self.message.env.get(*v)).map(OsString::as_os_str)
+    }
+
+    /// The pid the launch reported.
+    pub fn pid(&self) -> Option<u32> {
+        self.message.pid
+    }
+
+    /// The custom data the launch sent.
+    pub fn data(&self) -> &Value {
+        &self.message.data
+    }
+
+    /// Who connected, as the OS reports it (uid checked already on Unix).
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.peer
+    }
+
+    /// The decoded message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The request line exactly as received.
+    pub fn raw_json(&self) -> &str {
+        &self.raw
+    }
+
+    /// Sends `reply` to the launch, which then exits with its exit code.
+    pub fn reply(mut self, reply: Reply) -> io::Result<()> {
+        let socket = self.socket.take().expect("a request is answered once");
+        send_reply(&socket, &reply)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            let reply = if self.closing.load(Ordering::SeqCst) {
+                Reply::retry("the primary instance is shutting down")
+            } else {
+                Reply::error("the primary instance dropped the request without answering")
+            };
+            let _ = send_reply(&socket, &reply);
+        }
+    }
+}
+
+fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
+    let mut line = reply.encode().into_bytes();
+    line.push(b'\n');
+    socket.set_write_timeout(Some(Duration::from_secs(2)))?;
+    (&*socket).write_all(&line)
+}
+
+enum Event {
+    Request(Request),
+    Stop,
+}
+
+/// A counting gate on concurrent readers: the acceptor waits at the limit, so a flood
+/// waits in the OS backlog instead of costing threads.
+#[derive(Default)]
+struct Gate {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn enter(&self) {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy >= MAX_READERS {
+            busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy += 1;
+    }
+    fn leave(&self) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.freed.notify_one();
+    }
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+struct Context {
+    closing: Arc<AtomicBool>,
+    stopped: AtomicBool,
+    timeout: Duration,
+    limit: usize,
+    check_uid: bool,
+    gate: Gate,
+    waker: Mutex<Option<Waker>>,
+    tx: SyncSender<Event>,
+}
+
+/// The running primary instance. It serves launches until dropped or
+/// [released](Self::release); then its socket is removed and its lock freed, in that
+/// order.
+pub struct Primary {
+    server: LocalServer,
+    lock: Option<LockFile>,
+    rx: Receiver<Event>,
+    ctx: Arc<Context>,
+    socket: PathBuf,
+    app_id: String,
+}
+
+impl fmt::Debug for Primary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
+    }
+}
+
+/// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
+/// handler thread, a GUI's quit action).
+#[derive(Clone)]
+pub struct Stopper(Arc<Context>);
+
+/// A primary whose requests go to a callback; see [`Primary::on_request`].
+#[derive(Debug)]
+pub struct CallbackPrimary {
+    stopper: Stopper,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for CallbackPrimary {
+    fn drop(&mut self) {
+        self.stopper.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Stopper {
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        // A full queue needs no wake-up: the receiver is busy and sees the flag next.
+        let _ = self.0.tx.try_send(Event::Stop);
+    }
+}
+
+impl Primary {
+    fn serve(config: SingleInstance, loc: Location, mut lock: LockFile) -> Result<Primary> {
+        lock.write_pid();
+        // We hold the lock: any socket file here is a dead primary's, never a live one's.
+        LocalServer::remove_server(&loc.socket.to_string_lossy())?;
+        let mut server = LocalServer::new();
+        let system = config.scope == Scope::System;
+        server.set_socket_options(if system {
+            SocketOptions::WORLD_ACCESS
+        } else {
+            SocketOptions::USER_ACCESS
+        });
+        server.set_max_pending_connections(MAX_READERS);
+        let (tx, rx) = mpsc::sync_channel(1024);
+        let ctx = Arc::new(Context {
+            closing: Arc::new(AtomicBool::new(false)),
+            stopped: AtomicBool::new(false),
+            timeout: config.timeout,
+            limit: config.max_message_size,
+            check_uid: !system,
+            gate: Gate::default(),
+            waker: Mutex::new(None),
+            tx,
+        });
+        let hook_ctx = Arc::clone(&ctx);
+        server.set_incoming_connection_hook(move |socket, _: &PendingConnections| {
+            Context::incoming(&hook_ctx, socket);
+        });
+        server.on_new_connection(|_| {});
+        server.listen(&loc.socket.to_string_lossy())?;
+        Ok(Primary { server, lock: Some(lock), rx, ctx, socket: loc.socket, app_id: config.app_id })
+    }
+
+    /// The socket path (a pipe name on Windows) launches connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The lock file this primary holds.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.as_ref().map(LockFile::path).unwrap_or(Path::new(""))
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it.
+    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
+        std::iter::from_fn(move || self.recv())
+    }
+
+    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    pub fn recv(&self) -> Option<Request> {
+        if self.ctx.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Stop) | Err(_) => None,
+        }
+    }
+
+    /// Waits up to `timeout` for the next request.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
+        if self.ctx.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The next request if one is waiting; never blocks. For GUI loops that poll on
+    /// each frame or after a [waker](Self::set_waker) call.
+    pub fn try_recv(&self) -> Option<Request> {
+        match self.rx.try_recv() {
+            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// Calls `waker` (from the primary's reader thread) each time a request is ready to
+    /// be received: hand it a GUI event loop's wake-up (such as winit's
+    /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
+    pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
+        *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
+    }
+
+    /// Delivers each request to `callback` on a thread of its own, which owns the
+    /// primary from now on. Dropping the returned handle stops that thread and releases
+    /// the primary.
+    pub fn on_request(self, mut callback: impl FnMut(Request) + Send + 'static) -> CallbackPrimary {
+        let stopper = self.stopper();
+        let thread = std::thread::spawn(move || {
+            for request in self.requests() {
+                callback(request);
+            }
+        });
+        CallbackPrimary { stopper, thread: Some(thread) }
+    }
+
+    /// A handle that makes the blocking receive calls return.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.ctx))
+    }
+
+    /// Gives up being the primary now: the socket is closed and removed, then the lock
+    /// is freed, so a new launch (such as this app restarting itself) becomes the
+    /// primary. Requests not yet answered tell their launches to start over.
+    pub fn release(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        self.ctx.closing.store(true, Ordering::SeqCst);
+        // Socket first, lock last: only the lock holder ever removes the socket.
+        self.server.close();
+        while let Ok(event) = self.rx.try_recv() {
+            drop(event);
+        }
+        drop(self.lock.take());
+    }
+}
+
+impl Context {
+    /// The `incomingConnection` hook: check the peer, then read its request on a reader
+    /// thread, without blocking the acceptor beyond the reader limit.
+    fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
+        let peer = socket.peer_credentials().ok();
+        #[cfg(unix)]
+        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(unsafe { libc::geteuid() }) {
+            // A stranger: dropped before a byte is read.
+            return;
+        }
+        ctx.gate.enter();
+        let worker = Arc::clone(ctx);
+        let spawned = std::thread::Builder::new()
+            .name("solo-instance request".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                worker.read_request(socket, peer);
+                worker.gate.leave();
+            });
+        if spawned.is_err() {
+            ctx.gate.leave();
+        }
+    }
+
+    fn read_request(&self, socket: LocalSocket, peer: Option<PeerCredentials>) {
+        let deadline = Instant::now() + self.timeout;
+        let line = match read_line(&socket, deadline, self.limit) {
+            Ok(line) => line,
+            Err(ReadError::TooLarge) => {
+                let _ = send_reply(
+                    &socket,
+                    &Reply::error(format!("message too large (limit {} bytes)", self.limit)),
+                );
+                return;
+            }
+            Err(ReadError::TimedOut) => {
+                let msg = format!("no request within {:.1}s", self.timeout.as_secs_f64());
+                let _ = send_reply(&socket, &Reply::error(msg));
+                return;
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => return,
+        };
+        let message = match Message::decode(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = send_reply(&socket, &Reply::error(e));
+                return;
+            }
+        };
+        let request = Request {
+            message,
+            raw: String::from_utf8_lossy(&line).into_owned(),
+            peer,
+            socket: Some(socket),
+            closing: Arc::clone(&self.closing),
+        };
+        if self.closing.load(Ordering::SeqCst) {
+            return; // dropped: tells the launch to start over
+        }
+        match self.tx.try_send(Event::Request(request)) {
+            Ok(()) => {}
+            // The app is not keeping up: this launch tries again until its timeout.
+            Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {
+                if let Some(socket) = r.socket.take() {
+                    let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+        {
+            let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(w) = waker {
+                w();
+            }
+        }
+    }
+}

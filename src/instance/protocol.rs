@@ -1,0 +1,353 @@
+//! The wire protocol: one request line and one reply line of JSON per connection, each
+//! with a version. Strings that are not valid Unicode travel losslessly as
+//! `{"bytes":[...]}` (Unix) or `{"wide":[...]}` (Windows UTF-16 units).
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+
+use serde_json::{json, Map, Value};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// The default limit on one message, in bytes (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// Environment variables always forwarded: they let the primary raise its window.
+pub const ACTIVATION_VARS: [&str; 2] = ["XDG_ACTIVATION_TOKEN", "DESKTOP_STARTUP_ID"];
+
+/// What a launch sends to the primary, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The launch's full argument vector, program name first.
+    pub argv: Vec<OsString>,
+    /// The launch's working directory.
+    pub cwd: Option<OsString>,
+    /// Forwarded environment variables.
+    pub env: BTreeMap<String, OsString>,
+    /// The launch's process id, as it says.
+    pub pid: Option<u32>,
+    /// Custom JSON data from the launch.
+    pub data: Value,
+}
+
+/// Encodes an OS string: a JSON string when it is Unicode, else the lossless form.
+pub fn encode_os(s: &OsStr) -> Value {
+    if let Some(t) = s.to_str() {
+        return Value::String(t.to_owned());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        json!({ "bytes": s.as_bytes() })
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::ffi::OsStrExt;
+        json!({ "wide": s.encode_wide().collect::<Vec<u16>>() })
+    }
+}
+
+/// Decodes what [`encode_os`] produced (on another platform, the foreign form decodes
+/// lossily: bytes as UTF-8, UTF-16 units as UTF-16).
+pub fn decode_os(v: &Value) -> Result<OsString, String> {
+    match v {
+        Value::String(s) => Ok(OsString::from(s)),
+        Value::Object(o) if o.len() == 1 => {
+            if let Some(Value::Array(items)) = o.get("bytes") {
+                let bytes = items
+                    .iter()
+                    .map(|b| b.as_u64().filter(|&b| b <= 0xFF).map(|b| b as u8))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or("\"bytes\" must hold integers 0-255")?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::ffi::OsStringExt;
+                    return Ok(OsString::from_vec(bytes));
+                }
+                #[cfg(not(unix))]
+                return Ok(OsString::from(String::from_utf8_lossy(&bytes).into_owned()));
+            }
+            if let Some(Value::Array(items)) = o.get("wide") {
+                let units = items
+                    .iter()
+                    .map(|u| u.as_u64().filter(|&u| u <= 0xFFFF).map(|u| u as u16))
+                    .collect::<Option<Vec<u16>>>()
+                    .ok_or("\"wide\" must hold integers 0-65535")?;
+                #[cfg(windows)]
+                {
+                    use std::os::windows::ffi::OsStringExt;
+                    return Ok(OsString::from_wide(&units));
+                }
+                #[cfg(not(windows))]
+                return Ok(OsString::from(String::from_utf16_lossy(&units)));
+            }
+            Err("an object string must be {\"bytes\":[...]} or {\"wide\":[...]}".into())
+        }
+        _ => Err("expected a string".into()),
+    }
+}
+
+fn version(o: &Map<String, Value>) -> Result<(), String> {
+    match o.get("v") {
+        Some(v) if v.as_u64() == Some(PROTOCOL_VERSION) => Ok(()),
+        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})")),
+        None => Err("missing protocol version \"v\"".into()),
+    }
+}
+
+impl Message {
+    /// The request line, without its newline.
+    pub fn encode(&self) -> String {
+        let env: Map<String, Value> = self.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
+        let msg = json!({
+            "v": PROTOCOL_VERSION,
+            "argv": self.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
+            "cwd": self.cwd.as_deref().map_or(Value::Null, encode_os),
+            "env": env,
+            "pid": self.pid,
+            "data": self.data,
+        });
+        msg.to_string()
+    }
+
+    /// Decodes a request line (without its newline). Unknown fields are ignored, so a
+    /// later minor addition does not break older primaries.
+    pub fn decode(line: &[u8]) -> Result<Message, String> {
+        let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        let Value::Object(o) = value else { return Err("a request must be a JSON object".into()) };
+        version(&o)?;
+        let argv = match o.get("argv") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, a)| decode_os(a).map_err(|e| format!("argv[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err("\"argv\" must be an array".into()),
+            None => return Err("missing \"argv\"".into()),
+        };
+        let cwd = match o.get("cwd") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(decode_os(v).map_err(|e| format!("cwd: {e}"))?),
+        };
+        let env = match o.get("env") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| decode_os(v).map(|v| (k.clone(), v)).map_err(|e| format!("env.{k}: {e}")))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("\"env\" must be an object".into()),
+        };
+        let pid = match o.get("pid") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(p.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or("\"pid\" must be a u32")?),
+        };
+        let data = o.get("data").cloned().unwrap_or(Value::Null);
+        Ok(Message { argv, cwd, env, pid, data })
+    }
+}
+
+/// The primary's answer to a launch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub(crate) ok: bool,
+    pub(crate) exit_code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) data: Value,
+    pub(crate) error: Option<String>,
+    /// Set when the primary is going away: the launch should start over.
+    pub(crate) retry: bool,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply::ok()
+    }
+}
+
+impl Reply {
+    /// Success, exit code 0.
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            data: Value::Null,
+            error: None,
+            retry: false,
+        }
+    }
+
+    /// Success with the given exit code for the launch.
+    pub fn exit(code: i32) -> Reply {
+        Reply { exit_code: code, ..Reply::ok() }
+    }
+
+    /// A refusal: the launch reports `message` and exits with code 1.
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply { ok: false, exit_code: 1, error: Some(message.into()), ..Reply::ok() }
+    }
+
+    pub(crate) fn retry(message: &str) -> Reply {
+        Reply { retry: true, ..Reply::error(message) }
+    }
+
+    /// Text for the launch to print on its stdout (like a `--version` answer).
+    #[must_use]
+    pub fn with_stdout(mut self, text: impl Into<String>) -> Reply {
+        self.stdout = text.into();
+        self
+    }
+
+    /// Text for the launch to print on its stderr.
+    #[must_use]
+    pub fn with_stderr(mut self, text: impl Into<String>) -> Reply {
+        self.stderr = text.into();
+        self
+    }
+
+    /// Custom JSON data for the launch.
+    #[must_use]
+    pub fn with_data(mut self, data: Value) -> Reply {
+        self.data = data;
+        self
+    }
+
+    /// Whether the primary accepted the launch.
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The exit code the primary chose for the launch.
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// Text for the launch's stdout.
+    pub fn stdout(&self) -> &str {
+        &self.stdout
+    }
+
+    /// Text for the launch's stderr.
+    pub fn stderr(&self) -> &str {
+        &self.stderr
+    }
+
+    /// The primary's custom data.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The primary's error message, for a refusal.
+    pub fn error_message(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The reply line, without its newline.
+    pub fn encode(&self) -> String {
+        let mut o = Map::new();
+        o.insert("v".into(), json!(PROTOCOL_VERSION));
+        o.insert("ok".into(), json!(self.ok));
+        o.insert("exit_code".into(), json!(self.exit_code));
+        if self.ok {
+            o.insert("stdout".into(), json!(self.stdout));
+            o.insert("stderr".into(), json!(self.stderr));
+            o.insert("data".into(), self.data.clone());
+        } else {
+            o.insert("error".into(), json!(self.error.as_deref().unwrap_or("")));
+            if self.retry {
+                o.insert("retry".into(), json!(true));
+            }
+        }
+        Value::Object(o).to_string()
+    }
+
+    /// Decodes a reply line.
+    pub fn decode(line: &[u8]) -> Result<Reply, String> {
+        let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        let Value::Object(o) = value else { return Err("a reply must be a JSON object".into()) };
+        version(&o)?;
+        let ok = o.get("ok").and_then(Value::as_bool).ok_or("missing \"ok\"")?;
+        let text = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let exit_code = match o.get("exit_code") {
+            None => i32::from(!ok),
+            Some(c) => {
+                c.as_i64().and_then(|c| i32::try_from(c).ok()).ok_or("\"exit_code\" must be an i32")?
+            }
+        };
+        Ok(Reply {
+            ok,
+            exit_code,
+            stdout: text("stdout"),
+            stderr: text("stderr"),
+            data: o.get("data").cloned().unwrap_or(Value::Null),
+            error: (!ok).then(|| text("error")),
+            retry: o.get("retry").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips() {
+        let mut env = BTreeMap::new();
+        env.insert("XDG_ACTIVATION_TOKEN".to_owned(), OsString::from("tok"));
+        let m = Message {
+            argv: vec!["prog".into(), "a b".into(), "ü\n\"".into()],
+            cwd: Some("/home/x".into()),
+            env,
+            pid: Some(42),
+            data: json!({"k": [1, 2]}),
+        };
+        assert_eq!(Message::decode(m.encode().as_bytes()).unwrap(), m);
+        assert!(!m.encode().contains('\n'));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_is_lossless() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = OsString::from_vec(vec![b'a', 0xFF, 0xFE, b'/', 0]);
+        let v = encode_os(&raw);
+        assert_eq!(v, json!({"bytes": [97, 255, 254, 47, 0]}));
+        assert_eq!(decode_os(&v).unwrap(), raw);
+    }
+
+    #[test]
+    fn bad_requests_are_clear_errors() {
+        for (line, want) in [
+            (&b"{"[..], "malformed JSON"),
+            (b"[1]", "must be a JSON object"),
+            (b"{\"argv\":[]}", "missing protocol version"),
+            (b"{\"v\":2,\"argv\":[]}", "unsupported protocol version 2"),
+            (b"{\"v\":1}", "missing \"argv\""),
+            (b"{\"v\":1,\"argv\":[1]}", "argv[0]"),
+            (b"{\"v\":1,\"argv\":[{\"bytes\":[256]}]}", "0-255"),
+            (b"{\"v\":1,\"argv\":[],\"pid\":-1}", "pid"),
+        ] {
+            let e = Message::decode(line).unwrap_err();
+            assert!(e.contains(want), "{e} does not say {want}");
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for r in [
+            Reply::ok(),
+            Reply::exit(3).with_stdout("v1.0\n").with_data(json!(1)),
+            Reply::error("no"),
+            Reply::retry("closing"),
+        ] {
+            assert_eq!(Reply::decode(r.encode().as_bytes()).unwrap(), r);
+        }
+        assert_eq!(
+            Reply::ok().encode(),
+            r#"{"data":null,"exit_code":0,"ok":true,"stderr":"","stdout":"","v":1}"#
+        );
+    }
+}
