@@ -134,16 +134,14 @@ fn serve(primary: Primary, count: Option<u64>, signals: signals::Set) -> ExitCod
     say(&format!("PRIMARY {}", primary.socket_path().display()));
     let stopper = primary.stopper();
     signals::on_signal(signals, move || stopper.stop());
-    let mut served = 0;
     if count == Some(0) {
         return ExitCode::SUCCESS;
     }
-    for request in primary.requests() {
+    for (served, request) in (1..).zip(primary.requests()) {
         say(request.raw_json());
         if let Err(e) = request.reply(Reply::ok()) {
             eprintln!("solo: could not answer a launch: {e}");
         }
-        served += 1;
         if count.is_some_and(|n| served >= n) {
             break;
         }

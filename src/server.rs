@@ -77,6 +77,8 @@ struct Queue {
     /// Counts sockets ever queued: the acceptor thread compares it to announce them.
     generation: u64,
     closed: bool,
+    /// Threads blocked on `cond`: without any, notifying costs a needless system call.
+    waiters: usize,
     /// The running acceptor thread and its listener, to wake it from other threads.
     acceptor: Option<(ThreadId, Arc<sys::Listener>)>,
 }
@@ -121,6 +123,7 @@ impl LocalServer {
                     max: DEFAULT_MAX_PENDING_CONNECTIONS,
                     generation: 0,
                     closed: true,
+                    waiters: 0,
                     acceptor: None,
                 }),
                 cond: Condvar::new(),
@@ -267,8 +270,12 @@ impl LocalServer {
         self.listener.is_some()
     }
 
-    /// The name passed to [`listen`](Self::listen) (for [`listen_fd`](Self::listen_fd),
-    /// the last part of the socket's path); `None` when not listening.
+    #[cfg_attr(
+        unix,
+        doc = "The name passed to [`listen`](Self::listen) (for [`listen_fd`](Self::listen_fd),"
+    )]
+    #[cfg_attr(unix, doc = "the last part of the socket's path); `None` when not listening.")]
+    #[cfg_attr(not(unix), doc = "The name passed to [`listen`](Self::listen); `None` when not listening.")]
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
@@ -348,6 +355,12 @@ impl LocalServer {
     /// # Errors
     /// `Operation` when not listening; Qt's codes for a failing `accept`.
     pub fn wait_for_new_connection(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.wait(timeout, usize::MAX)
+    }
+
+    /// [`wait_for_new_connection`](Self::wait_for_new_connection), accepting at most
+    /// `batch` connections per wake-up (one for `accept`, so it costs `poll` + `accept`).
+    fn wait(&self, timeout: Option<Duration>, batch: usize) -> Result<bool> {
         const FUNCTION: &str = "QLocalServer::waitForNewConnection";
         let Some(listener) = &self.listener else {
             return Err(self.fail(LocalSocketError::Operation, format!("{FUNCTION}: Not listening"), None));
@@ -355,6 +368,12 @@ impl LocalServer {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut q = lock(&self.shared.queue);
         if !q.sockets.is_empty() {
+            // Qt accepts what is waiting even when connections are pending already: top
+            // the queue up to its limit, without waiting.
+            if q.acceptor.is_none() && q.sockets.len() < q.max {
+                drop(q);
+                self.shared.accept_batch(listener, usize::MAX).map_err(|e| self.fail_io(FUNCTION, e))?;
+            }
             return Ok(true);
         }
         if q.acceptor.is_some() {
@@ -366,16 +385,11 @@ impl LocalServer {
                 if q.closed {
                     return Ok(false);
                 }
-                q = match deadline {
-                    None => self.shared.cond.wait(q).unwrap_or_else(|p| p.into_inner()),
-                    Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Ok(false);
-                        }
-                        self.shared.cond.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0
-                    }
-                };
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                q = self.shared.wait(q, left);
             }
         }
         if q.sockets.len() >= q.max {
@@ -386,7 +400,7 @@ impl LocalServer {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ready = listener.wait(left).map_err(|e| self.fail_io(FUNCTION, e))?;
             if ready.acceptable {
-                let accepted = self.shared.accept_batch(listener).map_err(|e| self.fail_io(FUNCTION, e))?;
+                let accepted = self.shared.accept_batch(listener, batch).map_err(|e| self.fail_io(FUNCTION, e))?;
                 if accepted > 0 || self.has_pending_connections() {
                     return Ok(true);
                 }
@@ -403,7 +417,7 @@ impl LocalServer {
             if let Some(s) = self.next_pending_connection() {
                 return Ok(s);
             }
-            self.wait_for_new_connection(None)?;
+            self.wait(None, 1)?;
         }
     }
 
@@ -511,6 +525,17 @@ impl Drop for LocalServer {
 }
 
 impl Shared {
+    /// Waits on `cond`, counted in `waiters`.
+    fn wait<'a>(&self, mut q: MutexGuard<'a, Queue>, timeout: Option<Duration>) -> MutexGuard<'a, Queue> {
+        q.waiters += 1;
+        let mut q = match timeout {
+            None => self.cond.wait(q).unwrap_or_else(|p| p.into_inner()),
+            Some(t) => self.cond.wait_timeout(q, t).unwrap_or_else(|p| p.into_inner()).0,
+        };
+        q.waiters -= 1;
+        q
+    }
+
     fn len(&self) -> usize {
         lock(&self.queue).sockets.len()
     }
@@ -519,8 +544,9 @@ impl Shared {
         let mut q = lock(&self.queue);
         let was_full = q.sockets.len() >= q.max;
         let s = q.sockets.pop_front();
+        let waiters = q.waiters > 0;
         drop(q);
-        if was_full && s.is_some() {
+        if waiters && was_full && s.is_some() {
             self.cond.notify_all();
         }
         s
@@ -538,17 +564,20 @@ impl Shared {
             .as_ref()
             .filter(|(id, _)| *id != std::thread::current().id())
             .map(|(_, l)| Arc::clone(l));
+        let waiters = q.waiters > 0;
         drop(q);
-        self.cond.notify_all();
+        if waiters {
+            self.cond.notify_all();
+        }
         if let Some(listener) = wake {
             listener.wake();
         }
     }
 
     /// Accepts what is waiting, up to the queue's limit, through the hook.
-    fn accept_batch(self: &Arc<Self>, listener: &sys::Listener) -> io::Result<usize> {
+    fn accept_batch(self: &Arc<Self>, listener: &sys::Listener, limit: usize) -> io::Result<usize> {
         let mut accepted = 0;
-        loop {
+        while accepted < limit {
             {
                 let q = lock(&self.queue);
                 if q.closed || q.sockets.len() >= q.max {
@@ -564,6 +593,7 @@ impl Shared {
                 None => self.push(socket),
             }
         }
+        Ok(accepted)
     }
 
     fn acceptor_loop(self: Arc<Self>, listener: &sys::Listener, mut announced: u64) {
@@ -582,12 +612,12 @@ impl Shared {
             }
             if q.sockets.len() >= q.max {
                 // Full: accept nothing until a socket is taken, as Qt does.
-                drop(self.cond.wait(q).unwrap_or_else(|p| p.into_inner()));
+                drop(self.wait(q, None));
                 continue;
             }
             drop(q);
             let result = listener.wait(None).and_then(|r| match r.acceptable {
-                true => self.accept_batch(listener).map(drop),
+                true => self.accept_batch(listener, usize::MAX).map(drop),
                 false => Ok(()),
             });
             if let Err(e) = result {

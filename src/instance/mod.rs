@@ -30,7 +30,8 @@ use crate::{PendingConnections, SocketOptions};
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most connections a primary reads at once; more wait in the OS backlog.
+/// Most connections a primary reads at once (and most queued for reading); more wait in
+/// the OS backlog.
 const MAX_READERS: usize = 64;
 
 /// Sets up single-instance behaviour for one app id. A consuming builder; see the
@@ -265,7 +266,7 @@ impl SingleInstance {
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
-        socket.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        set_timeout(&socket, false, left)?;
         if let Err(e) = (&socket).write_all(&out) {
             return if is_disconnect(&e) { Ok(None) } else { Err(e.into()) };
         }
@@ -309,6 +310,17 @@ fn same_user(_socket: &LocalSocket) -> bool {
     true
 }
 
+/// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
+/// on Windows): there a silent peer is bounded only by its process, a known gap.
+fn set_timeout(socket: &LocalSocket, read: bool, t: Duration) -> io::Result<()> {
+    let t = Some(t.max(Duration::from_millis(1)));
+    let r = if read { socket.set_read_timeout(t) } else { socket.set_write_timeout(t) };
+    match r {
+        Err(_) if cfg!(windows) => Ok(()),
+        r => r,
+    }
+}
+
 enum ReadError {
     Closed,
     TimedOut,
@@ -329,7 +341,7 @@ fn read_line(
         if left.is_zero() {
             return Err(ReadError::TimedOut);
         }
-        socket.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        set_timeout(socket, true, left).map_err(ReadError::Io)?;
         let n = match (&*socket).read(&mut buf) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
@@ -447,36 +459,36 @@ impl Drop for Request {
 fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
     let mut line = reply.encode().into_bytes();
     line.push(b'\n');
-    socket.set_write_timeout(Some(Duration::from_secs(2)))?;
+    set_timeout(socket, false, Duration::from_secs(2))?;
     (&*socket).write_all(&line)
 }
 
 enum Event {
-    Request(Request),
+    Request(Box<Request>),
     Stop,
 }
 
-/// A counting gate on concurrent readers: the acceptor waits at the limit, so a flood
-/// waits in the OS backlog instead of costing threads.
+/// The reader threads: at most [`MAX_READERS`], kept for a while when idle so a burst of
+/// launches does not pay a thread start each. When all are busy and as many connections
+/// wait for one, the acceptor waits too, so a flood waits in the OS backlog.
 #[derive(Default)]
-struct Gate {
-    busy: Mutex<usize>,
+struct Pool {
+    state: Mutex<PoolState>,
+    work: Condvar,
     freed: Condvar,
 }
 
-impl Gate {
-    fn enter(&self) {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while *busy >= MAX_READERS {
-            busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
-        }
-        *busy += 1;
-    }
-    fn leave(&self) {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        self.freed.notify_one();
-    }
+#[derive(Default)]
+struct PoolState {
+    jobs: std::collections::VecDeque<(LocalSocket, Option<PeerCredentials>)>,
+    threads: usize,
+    idle: usize,
+    acceptor_waiting: bool,
+    shutdown: bool,
 }
+
+/// How long an idle reader thread stays for the next launch.
+const READER_IDLE: Duration = Duration::from_secs(30);
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -485,8 +497,9 @@ struct Context {
     stopped: AtomicBool,
     timeout: Duration,
     limit: usize,
+    #[cfg_attr(not(unix), allow(dead_code))]
     check_uid: bool,
-    gate: Gate,
+    pool: Pool,
     waker: Mutex<Option<Waker>>,
     tx: SyncSender<Event>,
 }
@@ -565,7 +578,7 @@ impl Primary {
             timeout: config.timeout,
             limit: config.max_message_size,
             check_uid: !system,
-            gate: Gate::default(),
+            pool: Pool::default(),
             waker: Mutex::new(None),
             tx,
         });
@@ -604,7 +617,7 @@ impl Primary {
             return None;
         }
         match self.rx.recv() {
-            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Request(r)) => Some(*r),
             Ok(Event::Stop) | Err(_) => None,
         }
     }
@@ -615,7 +628,7 @@ impl Primary {
             return None;
         }
         match self.rx.recv_timeout(timeout) {
-            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Request(r)) => Some(*r),
             Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
         }
     }
@@ -624,7 +637,7 @@ impl Primary {
     /// each frame or after a [waker](Self::set_waker) call.
     pub fn try_recv(&self) -> Option<Request> {
         match self.rx.try_recv() {
-            Ok(Event::Request(r)) => Some(r),
+            Ok(Event::Request(r)) => Some(*r),
             Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
         }
     }
@@ -665,6 +678,7 @@ impl Primary {
 impl Drop for Primary {
     fn drop(&mut self) {
         self.ctx.closing.store(true, Ordering::SeqCst);
+        self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
         self.server.close();
         while let Ok(event) = self.rx.try_recv() {
@@ -675,8 +689,8 @@ impl Drop for Primary {
 }
 
 impl Context {
-    /// The `incomingConnection` hook: check the peer, then read its request on a reader
-    /// thread, without blocking the acceptor beyond the reader limit.
+    /// The `incomingConnection` hook: check the peer, then queue the socket for a reader
+    /// thread, starting one if none is idle.
     fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
         let peer = socket.peer_credentials().ok();
         #[cfg(unix)]
@@ -684,18 +698,75 @@ impl Context {
             // A stranger: dropped before a byte is read.
             return;
         }
-        ctx.gate.enter();
+        let pool = &ctx.pool;
+        let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        while st.jobs.len() >= MAX_READERS && !st.shutdown {
+            st.acceptor_waiting = true;
+            st = pool.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.acceptor_waiting = false;
+        st.jobs.push_back((socket, peer));
+        if st.idle > 0 {
+            drop(st);
+            pool.work.notify_one();
+            return;
+        }
+        if st.threads >= MAX_READERS {
+            return;
+        }
+        st.threads += 1;
+        drop(st);
         let worker = Arc::clone(ctx);
         let spawned = std::thread::Builder::new()
             .name("solo-instance request".into())
             .stack_size(128 * 1024)
-            .spawn(move || {
-                worker.read_request(socket, peer);
-                worker.gate.leave();
-            });
+            .spawn(move || worker.reader_loop());
         if spawned.is_err() {
-            ctx.gate.leave();
+            // No thread: read it here rather than leave the launch waiting.
+            let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.threads -= 1;
+            let job = st.jobs.pop_back();
+            drop(st);
+            if let Some((socket, peer)) = job {
+                ctx.read_request(socket, peer);
+            }
         }
+    }
+
+    fn reader_loop(&self) {
+        let pool = &self.pool;
+        let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some((socket, peer)) = st.jobs.pop_front() {
+                let wake_acceptor = st.acceptor_waiting;
+                drop(st);
+                if wake_acceptor {
+                    pool.freed.notify_one();
+                }
+                self.read_request(socket, peer);
+                st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            if st.shutdown {
+                break;
+            }
+            st.idle += 1;
+            let (next, timeout) = pool.work.wait_timeout(st, READER_IDLE).unwrap_or_else(|p| p.into_inner());
+            st = next;
+            st.idle -= 1;
+            if timeout.timed_out() && st.jobs.is_empty() {
+                break;
+            }
+        }
+        st.threads -= 1;
+    }
+
+    fn shutdown(&self) {
+        let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.shutdown = true;
+        drop(st);
+        self.pool.work.notify_all();
+        self.pool.freed.notify_all();
     }
 
     fn read_request(&self, socket: LocalSocket, peer: Option<PeerCredentials>) {
@@ -733,7 +804,7 @@ impl Context {
         if self.closing.load(Ordering::SeqCst) {
             return; // dropped: tells the launch to start over
         }
-        match self.tx.try_send(Event::Request(request)) {
+        match self.tx.try_send(Event::Request(Box::new(request))) {
             Ok(()) => {}
             // The app is not keeping up: this launch tries again until its timeout.
             Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {

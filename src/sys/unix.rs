@@ -58,11 +58,37 @@ fn set_cloexec_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
     Ok(())
 }
 
-fn new_socket() -> io::Result<OwnedFd> {
-    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_cloexec_nonblocking(fd.as_raw_fd(), false)?;
-    Ok(fd)
+/// A new stream socket, close-on-exec (and non-blocking if asked), in one system call
+/// where `socket(2)` takes those flags.
+fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        let flags =
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, flags, 0) })?;
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        set_cloexec_nonblocking(fd.as_raw_fd(), nonblocking)?;
+        Ok(fd)
+    }
 }
 
 /// Where `sun_path` starts in a `sockaddr_un`: after `sun_family` on Linux (2), after
@@ -170,7 +196,7 @@ impl Listener {
     /// Binds and listens on `path` (or the abstract `name`), giving the socket file
     /// `options`' mode atomically. Errors keep their OS code for the caller to classify.
     pub(crate) fn bind(path: &Path, options: SocketOptions, backlog: i32) -> io::Result<Self> {
-        let fd = new_socket()?;
+        let fd = new_socket(false)?;
         let bytes = path.as_os_str().as_bytes();
         let file = if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             if !cfg!(any(target_os = "linux", target_os = "android")) {
@@ -352,11 +378,8 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
     let (addr, len) = sockaddr(path.as_os_str().as_bytes(), abstract_ns)?;
-    let fd = new_socket()?;
     let deadline = timeout.map(|t| Instant::now() + t);
-    if deadline.is_some() {
-        set_cloexec_nonblocking(fd.as_raw_fd(), true)?;
-    }
+    let fd = new_socket(deadline.is_some())?;
     let mut backoff = Duration::from_micros(500);
     loop {
         let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };

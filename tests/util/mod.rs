@@ -1,0 +1,342 @@
+//! Helpers shared by the integration tests: unique names, private temporary directories,
+//! a watchdog that turns a hang into a fast failure, the example binaries, the Qt peer,
+//! and child processes whose stdout lines arrive on a channel.
+//!
+//! Each test file includes this with `mod util;` and uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a child process gets to print a line before the test fails.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(20);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (in this process or another) uses: `si<pid>-<n>-<tag>`, short
+/// enough to fit `sun_path` below `/tmp` with room to spare.
+pub fn unique_name(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("si{}-{n}-{tag}", std::process::id())
+}
+
+/// A fresh directory below `/tmp`, removed with everything in it on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let path = PathBuf::from("/tmp").join(unique_name(tag));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `dir/name` as a string, for `listen` and `connect`.
+    pub fn join(&self, name: &str) -> String {
+        self.0.join(name).to_str().expect("utf-8 temp path").to_owned()
+    }
+
+    /// The names in the directory, sorted.
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Ends the whole test process (exit code 101) if it is not dropped within the limit,
+/// naming the test: a hang fails fast instead of stalling the run.
+#[derive(Debug)]
+pub struct Watchdog {
+    _done: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    pub fn new(limit: Duration) -> Self {
+        let test = thread::current().name().unwrap_or("<unnamed test>").to_owned();
+        let (done, rx) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name(format!("watchdog {test}"))
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                    // Straight to fd 2: the test harness would swallow eprintln! output.
+                    let _ = std::io::stderr().write_all(
+                        format!(
+                            "\nwatchdog: test `{test}` still running after {limit:?}; exiting with 101\n"
+                        )
+                        .as_bytes(),
+                    );
+                    std::process::exit(101);
+                }
+            })
+            .expect("spawn watchdog");
+        Watchdog { _done: done }
+    }
+}
+
+/// The effective uid and gid of this process, read from a file it creates.
+pub fn my_uid_gid() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("id");
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// `stat`'s permission bits of `path`.
+pub fn mode_of(path: impl AsRef<Path>) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path.as_ref();
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).permissions().mode()
+        & 0o777
+}
+
+/// Device and inode of `path` (not following a symlink).
+pub fn file_id(path: impl AsRef<Path>) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.dev(), meta.ino())
+}
+
+/// `target/<profile>`: the directory above `deps/`, where this test binary lives.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary directory");
+    deps.parent().expect("profile directory").to_path_buf()
+}
+
+/// The path of example `name`, built once per test process.
+///
+/// `cargo test` builds the examples along with the tests, but `cargo test --test X`
+/// does not, and a stale binary would test old code; so this runs
+/// `$CARGO build --example NAME` (quick when it is up to date; cargo does not hold its
+/// build lock while tests run) and takes the executable cargo reports. Without `CARGO`
+/// (a test binary run by hand) it falls back to `target/<profile>/examples/NAME`.
+pub fn example(name: &'static str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<(&'static str, PathBuf)>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| *n == name) {
+        return path.clone();
+    }
+    let path = build_example(name);
+    built.push((name, path.clone()));
+    path
+}
+
+fn build_example(name: &str) -> PathBuf {
+    let fallback = profile_dir().join("examples").join(name);
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        assert!(fallback.exists(), "{} is missing and CARGO is not set to build it", fallback.display());
+        return fallback;
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--message-format=json-render-diagnostics", "--example", name])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit());
+    // Build with the profile the tests were built with, into the same target directory.
+    let profile = profile_dir();
+    match profile.file_name().and_then(|p| p.to_str()) {
+        Some("debug") | None => {}
+        Some(other) => {
+            cmd.arg("--profile").arg(other);
+        }
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(out.status.success(), "cargo build --example {name} failed: {}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == name
+            && msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "example"))
+        {
+            if let Some(exe) = msg["executable"].as_str() {
+                return PathBuf::from(exe);
+            }
+        }
+    }
+    panic!("cargo build --example {name} reported no executable");
+}
+
+/// The project's Qt peer (`tests/qt/qt_peer.cpp`), built with g++ and pkg-config's Qt 5
+/// flags into `target/qt-peer/qt_peer` once per test process, rebuilt when the source is
+/// newer. Without Qt 5 (or g++): `None` after printing a skip notice, or a panic when
+/// `SOLO_REQUIRE_QT=1`. A failing compile with Qt present always panics.
+pub fn qt_peer() -> Option<PathBuf> {
+    static PEER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PEER.get_or_init(build_qt_peer) {
+        Ok(path) => Some(path.clone()),
+        Err(why) => {
+            if std::env::var("SOLO_REQUIRE_QT").as_deref() == Ok("1") {
+                panic!("SOLO_REQUIRE_QT=1 but the Qt peer is unavailable: {why}");
+            }
+            eprintln!("skipping {}: {why}", thread::current().name().unwrap_or("test"));
+            None
+        }
+    }
+}
+
+fn build_qt_peer() -> Result<PathBuf, String> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qt/qt_peer.cpp");
+    let out_dir = profile_dir().parent().expect("target directory").join("qt-peer");
+    let out = out_dir.join("qt_peer");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(src)) = (mtime(&out), mtime(&source)) {
+        if built >= src {
+            return Ok(out);
+        }
+    }
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "Qt5Network", "Qt5Core"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("pkg-config: {e}"))?;
+    if !flags.status.success() {
+        return Err("pkg-config finds no Qt5Network (install qtbase5-dev)".into());
+    }
+    let flags = String::from_utf8(flags.stdout).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
+    // Compile to a private name, then rename: another test process may be building too.
+    let tmp = out_dir.join(format!("qt_peer.tmp{}", std::process::id()));
+    let status = match Command::new("g++")
+        .args(["-O2", "-fPIC", "-std=c++17"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&tmp)
+        .args(flags.split_whitespace())
+        .status()
+    {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no g++".into()),
+        Err(e) => panic!("g++: {e}"),
+    };
+    assert!(status.success(), "compiling {} failed: {status}", source.display());
+    std::fs::rename(&tmp, &out).unwrap();
+    Ok(out)
+}
+
+/// A child process whose stdout lines arrive on a channel (read by a thread), killed on
+/// drop. Its stderr is collected for failure messages.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    what: String,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc { child, lines, stderr, what }
+    }
+
+    /// The next stdout line; panics if none comes within [`LINE_TIMEOUT`] or stdout ends.
+    pub fn line(&self) -> String {
+        self.try_line(LINE_TIMEOUT)
+            .unwrap_or_else(|why| panic!("{}: {why}; stderr: {:?}", self.what, self.stderr.lock().unwrap()))
+    }
+
+    /// The next stdout line within `timeout`, or why there is none.
+    pub fn try_line(&self, timeout: Duration) -> Result<String, String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => Err(format!("no line within {timeout:?}")),
+            Err(RecvTimeoutError::Disconnected) => Err("stdout ended".into()),
+        }
+    }
+
+    /// The rest of stdout and the exit status, waiting at most [`LINE_TIMEOUT`] for
+    /// stdout to end.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => rest.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: still running after {LINE_TIMEOUT:?}; stdout so far {rest:?}", self.what)
+                }
+            }
+        }
+        // stdout is closed: the process is exiting; wait reaps it.
+        let status = self.child.wait().unwrap();
+        (status, rest)
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion: its exit status and stdout lines.
+pub fn run(cmd: &mut Command) -> (ExitStatus, Vec<String>) {
+    Proc::spawn(cmd).finish()
+}
