@@ -400,7 +400,8 @@ impl LocalServer {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ready = listener.wait(left).map_err(|e| self.fail_io(FUNCTION, e))?;
             if ready.acceptable {
-                let accepted = self.shared.accept_batch(listener, batch).map_err(|e| self.fail_io(FUNCTION, e))?;
+                let accepted =
+                    self.shared.accept_batch(listener, batch).map_err(|e| self.fail_io(FUNCTION, e))?;
                 if accepted > 0 || self.has_pending_connections() {
                     return Ok(true);
                 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Process-level comparison, side by side in one run (needs Qt 5 dev files and hyperfine;
+# installs them on Debian):
+#   - `echo rtt` / `echo stream` against the Rust `echo bench-server` and Qt's bench-server,
+#     with the Rust client and with Qt's client, interleaved, best round of each;
+#   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply);
+#   - context switches of an idle LocalServer and an idle primary over a few seconds.
+# Usage: benches/compare.sh [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-7}
+if ! command -v hyperfine >/dev/null || ! pkg-config --exists Qt5Network 2>/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine qtbase5-dev g++ pkg-config >/dev/null
+fi
+cargo build -q --release --examples
+bin=target/release/examples
+qt=target/qt-peer/qt_peer
+mkdir -p target/qt-peer
+if [ ! -x "$qt" ] || [ tests/qt/qt_peer.cpp -nt "$qt" ]; then
+  g++ -O2 -fPIC -std=c++17 tests/qt/qt_peer.cpp -o "$qt" $(pkg-config --cflags --libs Qt5Network Qt5Core)
+fi
+work=$(mktemp -d /tmp/solo-compare.XXXXXX)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+start() { # start NAME CMD...: runs CMD, waits for its first line
+  local name=$1; shift
+  "$@" > "$work/$name.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do [ -s "$work/$name.out" ] && return 0; sleep 0.05; done
+  echo "$name did not start: $(cat "$work/$name.out")" >&2; exit 1
+}
+start rs "$bin/echo" bench-server "$work/rs.sock"
+start qt "$qt" bench-server "$work/qt.sock"
+
+best() { sort -g | head -1; }
+metric() { "$@" | awk '{print $2}'; }
+declare -A res
+for _ in $(seq "$rounds"); do
+  for server in rs qt; do
+    for client in rs qt; do
+      c="$bin/echo"; [ $client = qt ] && c=$qt
+      res[rtt_${client}_$server]+="$(metric $c rtt "$work/$server.sock" 2000) "
+      res[stream_${client}_$server]+="$(metric $c stream "$work/$server.sock" 256) "
+    done
+  done
+done
+printf '\nround trip: connect + 1 byte each way + close, mean of 2000, best of %s rounds (us)\n' "$rounds"
+printf '%-14s %12s %12s %10s\n' client "Rust server" "Qt server" "Qt/Rust"
+for client in rs qt; do
+  a=$(tr ' ' '\n' <<<"${res[rtt_${client}_rs]}" | grep . | best)
+  b=$(tr ' ' '\n' <<<"${res[rtt_${client}_qt]}" | grep . | best)
+  printf '%-14s %12.2f %12.2f %10.2f\n' "$client client" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{print b/a}')"
+done
+printf '\nstream: 256 MiB in 64 KiB writes, best of %s rounds (MiB/s)\n' "$rounds"
+printf '%-14s %12s %12s %10s\n' client "Rust server" "Qt server" "Rust/Qt"
+for client in rs qt; do
+  a=$(tr ' ' '\n' <<<"${res[stream_${client}_rs]}" | grep . | sort -gr | head -1)
+  b=$(tr ' ' '\n' <<<"${res[stream_${client}_qt]}" | grep . | sort -gr | head -1)
+  printf '%-14s %12.1f %12.1f %10.2f\n' "$client client" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{print a/b}')"
+done
+
+export XDG_RUNTIME_DIR=$work/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+start primary "$bin/solo" run bench.Compare
+sock=$(awk '{print $2}' "$work/primary.out")
+printf '\nsecondary launch: `solo send` against the floor program (hyperfine)\n'
+hyperfine -N --warmup 20 --runs 300 --export-json "$work/launch.json" \
+  "$bin/solo send bench.Compare x" "$bin/launch_floor $sock" > "$work/hyperfine.txt"
+python3 - "$work/launch.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+solo, floor = (x["median"] * 1e3 for x in r)
+print(f"{'solo send':<14} {solo:10.3f} ms (median)\n{'launch_floor':<14} {floor:10.3f} ms (median)\nratio {solo / floor:.2f}")
+PY
+
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+start idle_server "$bin/echo" server "$work/idle.sock" 1
+idle_pid=${pids[-1]}
+primary_pid=${pids[-2]}
+a1=$(switches "$idle_pid"); b1=$(switches "$primary_pid"); sleep 5
+a2=$(switches "$idle_pid"); b2=$(switches "$primary_pid")
+printf '\nidle for 5 s: context switches of all threads\n'
+printf '%-30s %d\n' "LocalServer (echo server)" $((a2 - a1)) "primary (solo run)" $((b2 - b1))
