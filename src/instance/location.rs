@@ -53,8 +53,13 @@ pub(crate) fn validate_app_id(id: &str) -> Result<(), Error> {
 /// FNV-1a, for shortening names that would not fit `sun_path`. Stable across versions:
 /// every launch of every version must compute the same name.
 pub(crate) fn short_hash(s: &str) -> String {
+    short_hash_bytes(s.as_bytes())
+}
+
+/// [`short_hash`] of raw bytes (a path that need not be UTF-8).
+pub(crate) fn short_hash_bytes(s: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
+    for &b in s {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -90,16 +95,22 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
 
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // The socket API takes names as strings (as Qt's QString): a path that is not UTF-8
+    // cannot be used, like one too long for `sun_path`.
+    let fits = |p: &Path| p.as_os_str().len() <= crate::MAX_SOCKET_PATH && p.to_str().is_some();
     let path = base.join(format!("{stem}.sock"));
-    if path.as_os_str().len() <= crate::MAX_SOCKET_PATH {
+    if fits(&path) {
         return path;
     }
     let short = base.join(format!("{}.sock", short_hash(stem)));
-    if short.as_os_str().len() <= crate::MAX_SOCKET_PATH {
+    if fits(&short) {
         short
     } else {
-        // The directory itself is too long: fall back to the temp dir, still per app id.
-        crate::temp_dir().join(format!("solo-{}.sock", short_hash(&base.join(stem).to_string_lossy())))
+        // The directory itself is too long or not UTF-8: fall back to the temp dir, still
+        // per directory and app id (hashed byte for byte, so no two directories share one).
+        crate::temp_dir()
+            .join(format!("solo-{}.sock", short_hash_bytes(base.join(stem).as_os_str().as_bytes())))
     }
 }
 
@@ -224,5 +235,18 @@ mod tests {
         assert!(p.as_os_str().len() <= crate::MAX_SOCKET_PATH);
         assert_eq!(p, socket_name(base, &long, Scope::User));
         assert_ne!(p, socket_name(base, &"y".repeat(150), Scope::User));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_directories_get_a_usable_name() {
+        use std::os::unix::ffi::OsStrExt;
+        let a = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User);
+        let b = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User);
+        assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
+        assert_ne!(a, b);
+        // UTF-8 names are unchanged, and so is the hash of a long one.
+        assert_eq!(socket_name(Path::new("/run/x"), "app", Scope::User), Path::new("/run/x/app.sock"));
+        assert_eq!(short_hash_bytes(b"a"), short_hash("a"));
     }
 }

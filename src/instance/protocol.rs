@@ -277,14 +277,18 @@ impl Reply {
                 c.as_i64().and_then(|c| i32::try_from(c).ok()).ok_or("\"exit_code\" must be an i32")?
             }
         };
+        // Keep only what `encode` sends for this kind of reply, so a decoded reply
+        // re-encodes to itself: output and data only with `"ok":true`, `retry` only with
+        // `"ok":false` (an ok reply saying retry is an ok reply, not "start over").
+        let output = |k: &str| if ok { text(k) } else { String::new() };
         Ok(Reply {
             ok,
             exit_code,
-            stdout: text("stdout"),
-            stderr: text("stderr"),
-            data: o.get("data").cloned().unwrap_or(Value::Null),
+            stdout: output("stdout"),
+            stderr: output("stderr"),
+            data: if ok { o.get("data").cloned().unwrap_or(Value::Null) } else { Value::Null },
             error: (!ok).then(|| text("error")),
-            retry: o.get("retry").and_then(Value::as_bool).unwrap_or(false),
+            retry: !ok && o.get("retry").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 }
