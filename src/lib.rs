@@ -17,6 +17,8 @@ pub use instance::{
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
+#[cfg(feature = "tokio")]
+pub use server::AsyncIncoming;
 pub use server::{
     Incoming, LocalServer, PendingConnections, DEFAULT_LISTEN_BACKLOG_SIZE, DEFAULT_MAX_PENDING_CONNECTIONS,
 };

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::{name, sys, Error, LocalSocket, LocalSocketError, Result, SocketOptions};
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
+#[cfg(feature = "tokio")]
+pub use asynchronous::AsyncIncoming;
+
 /// Qt's default for [`LocalServer::max_pending_connections`].
 pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 30;
 /// Qt's default for [`LocalServer::listen_backlog_size`].
@@ -69,6 +74,9 @@ struct Shared {
     hook: RwLock<Option<Arc<Hook>>>,
     callback: Mutex<Option<Box<Callback>>>,
     error: Mutex<Option<(LocalSocketError, String)>>,
+    /// What async accepts wait on: pushes notify it.
+    #[cfg(feature = "tokio")]
+    async_state: asynchronous::State,
 }
 
 struct Queue {
@@ -130,6 +138,8 @@ impl LocalServer {
                 hook: RwLock::new(None),
                 callback: Mutex::new(None),
                 error: Mutex::new(None),
+                #[cfg(feature = "tokio")]
+                async_state: Default::default(),
             }),
             listener: None,
             acceptor: None,
@@ -570,6 +580,8 @@ impl Shared {
         if waiters {
             self.cond.notify_all();
         }
+        #[cfg(feature = "tokio")]
+        self.async_state.notify.notify_waiters();
         if let Some(listener) = wake {
             listener.wake();
         }
@@ -577,15 +589,21 @@ impl Shared {
 
     /// Accepts what is waiting, up to the queue's limit, through the hook.
     fn accept_batch(self: &Arc<Self>, listener: &sys::Listener, limit: usize) -> io::Result<usize> {
+        self.accept_some(listener, limit).map(|(accepted, _)| accepted)
+    }
+
+    /// [`accept_batch`](Self::accept_batch), also telling whether it stopped because no
+    /// connection was left to accept (what an edge-triggered waiter must know).
+    fn accept_some(self: &Arc<Self>, listener: &sys::Listener, limit: usize) -> io::Result<(usize, bool)> {
         let mut accepted = 0;
         while accepted < limit {
             {
                 let q = lock(&self.queue);
                 if q.closed || q.sockets.len() >= q.max {
-                    return Ok(accepted);
+                    return Ok((accepted, false));
                 }
             }
-            let Some(stream) = listener.try_accept()? else { return Ok(accepted) };
+            let Some(stream) = listener.try_accept()? else { return Ok((accepted, true)) };
             accepted += 1;
             let socket = LocalSocket::from_stream(stream);
             let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -594,7 +612,7 @@ impl Shared {
                 None => self.push(socket),
             }
         }
-        Ok(accepted)
+        Ok((accepted, false))
     }
 
     fn acceptor_loop(self: Arc<Self>, listener: &sys::Listener, mut announced: u64) {

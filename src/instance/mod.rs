@@ -1,6 +1,8 @@
 //! [`SingleInstance`]: the first launch of an app becomes the primary; later launches
 //! forward their arguments to it and exit with its reply.
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod location;
 mod lock;
 mod protocol;
@@ -26,6 +28,9 @@ pub use protocol::{
 
 use crate::{ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, PeerCredentials, Result};
 use crate::{PendingConnections, SocketOptions};
+
+/// The longest a primary waits for a connected client's request line.
+const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +110,7 @@ impl SingleInstance {
     }
 
     /// How long a launch waits for the primary's reply, and how long the primary waits
-    /// for a connected client's request. Default: 5 s.
+    /// for a connected client's request (at most 2 s: a launch writes at once). Default: 5 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -267,8 +272,18 @@ impl SingleInstance {
         out.extend_from_slice(line);
         out.push(b'\n');
         set_timeout(&socket, false, left)?;
-        if let Err(e) = (&socket).write_all(&out) {
-            return if is_disconnect(&e) { Ok(None) } else { Err(e.into()) };
+        let written = {
+            #[cfg(windows)]
+            let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
+            (&socket).write_all(&out)
+        };
+        if let Err(e) = written {
+            return match e.kind() {
+                // A primary that takes no request within the timeout does not answer.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(Error::NoReply(self.timeout)),
+                _ if is_disconnect(&e) => Ok(None),
+                _ => Err(e.into()),
+            };
         }
         match read_line(&socket, deadline, self.max_message_size) {
             Ok(reply) => match Reply::decode(&reply) {
@@ -311,7 +326,8 @@ fn same_user(_socket: &LocalSocket) -> bool {
 }
 
 /// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
-/// on Windows): there a silent peer is bounded only by its process, a known gap.
+/// on Windows): there each blocking read or write is bounded by a `sys::IoDeadline`
+/// instead, which cancels the pipe's I/O when the deadline passes.
 fn set_timeout(socket: &LocalSocket, read: bool, t: Duration) -> io::Result<()> {
     let t = Some(t.max(Duration::from_millis(1)));
     let r = if read { socket.set_read_timeout(t) } else { socket.set_write_timeout(t) };
@@ -336,6 +352,8 @@ fn read_line(
 ) -> std::result::Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
     let mut buf = [0u8; 8192];
+    #[cfg(windows)]
+    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -436,7 +454,8 @@ impl Request {
         &self.raw
     }
 
-    /// Sends `reply` to the launch, which then exits with its exit code.
+    /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
+    /// also waits, up to 2 s, until the launch has read the reply (see `sys::flush`).
     pub fn reply(mut self, reply: Reply) -> io::Result<()> {
         let socket = self.socket.take().expect("a request is answered once");
         send_reply(&socket, &reply)
@@ -460,7 +479,16 @@ fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
     let mut line = reply.encode().into_bytes();
     line.push(b'\n');
     set_timeout(socket, false, Duration::from_secs(2))?;
-    (&*socket).write_all(&line)
+    #[cfg(windows)]
+    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), Instant::now() + Duration::from_secs(2));
+    (&*socket).write_all(&line)?;
+    // A pipe: wait (at most the same 2 s) until the launch has taken the reply, so that
+    // dropping the socket closes it at once, not in interprocess' linger pool (see
+    // `sys::flush`). As on Unix, a reply written is a reply sent: a launch that does not
+    // read it in time is not an error here.
+    #[cfg(windows)]
+    let _ = crate::sys::flush(socket.as_stream());
+    Ok(())
 }
 
 enum Event {
@@ -501,6 +529,9 @@ struct Context {
     check_uid: bool,
     pool: Pool,
     waker: Mutex<Option<Waker>>,
+    /// What `recv_async` waits on: notified with each request queued and on stop.
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify,
     tx: SyncSender<Event>,
 }
 
@@ -555,6 +586,8 @@ impl Stopper {
         self.0.stopped.store(true, Ordering::SeqCst);
         // A full queue needs no wake-up: the receiver is busy and sees the flag next.
         let _ = self.0.tx.try_send(Event::Stop);
+        #[cfg(feature = "tokio")]
+        self.0.notify.notify_waiters();
     }
 }
 
@@ -575,11 +608,15 @@ impl Primary {
         let ctx = Arc::new(Context {
             closing: Arc::new(AtomicBool::new(false)),
             stopped: AtomicBool::new(false),
-            timeout: config.timeout,
+            // A launch writes its request as soon as it connects: a client that takes longer
+            // than this is broken or hostile, and must not hold a reader for a whole timeout.
+            timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
             pool: Pool::default(),
             waker: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
             tx,
         });
         let hook_ctx = Arc::clone(&ctx);
@@ -719,7 +756,10 @@ impl Context {
         let worker = Arc::clone(ctx);
         let spawned = std::thread::Builder::new()
             .name("solo-instance request".into())
-            .stack_size(128 * 1024)
+            // serde_json recurses up to 128 levels on nested input: a debug build needs
+            // about 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the
+            // primary (found by fuzz/). Untouched stack pages cost no memory.
+            .stack_size(512 * 1024)
             .spawn(move || worker.reader_loop());
         if spawned.is_err() {
             // No thread: read it here rather than leave the launch waiting.
@@ -815,6 +855,8 @@ impl Context {
             }
             Err(_) => return,
         }
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
         {
             let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(w) = waker {

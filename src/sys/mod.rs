@@ -12,6 +12,11 @@ mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
+#[cfg(feature = "tokio")]
+pub(crate) use asynchronous::*;
+
 /// What a [`Listener::wait`] saw.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Ready {

@@ -312,6 +312,13 @@ impl Listener {
         }
     }
 
+    /// The listening socket, for waiting on it elsewhere (the `tokio` feature's readiness).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: `raw` is owned by `self.listener`, open for as long as `self` is borrowed.
+        unsafe { BorrowedFd::borrow_raw(self.raw) }
+    }
+
     /// Makes a [`wait`](Self::wait) in another thread return. Never blocks.
     pub(crate) fn wake(&self) {
         let _ = unsafe { libc::write(self.wake_tx.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
@@ -363,11 +370,20 @@ fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
-    cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_cloexec_nonblocking(rx.as_raw_fd(), true)?;
-    set_cloexec_nonblocking(tx.as_raw_fd(), true)?;
-    Ok((rx, tx))
+    // pipe2 sets the flags atomically: no child forked meanwhile inherits the ends.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    {
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly")))]
+    {
+        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+        let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        set_cloexec_nonblocking(rx.as_raw_fd(), true)?;
+        set_cloexec_nonblocking(tx.as_raw_fd(), true)?;
+        Ok((rx, tx))
+    }
 }
 
 /// Connects to `path` (or the abstract `name`). With a timeout, a full backlog is retried

@@ -1,0 +1,622 @@
+//! `LocalServer`, `LocalSocket` and `SingleInstance` on Windows named pipes, in process.
+//!
+//! CI runs these under Wine (`tests/wine.sh`; see `../shared/wine/README.md`). Wine is
+//! not Windows: where the two are known to differ the test detects Wine ([`on_wine`]),
+//! asserts Windows' behaviour only on Windows, and prints what Wine did instead.
+#![cfg(windows)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use solo_instance::{
+    ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start,
+};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A pipe name (or app id) no other test, in this process or another, uses.
+fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("si{}-{n}-{tag}", std::process::id())
+}
+
+/// A fresh directory in the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Ends the test process (exit code 101) if not dropped within `limit`: a hang under Wine
+/// fails fast, naming the test, instead of stalling CI.
+struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
+
+impl Watchdog {
+    fn new(limit: Duration) -> Self {
+        let test = thread::current().name().unwrap_or("<unnamed>").to_owned();
+        let (tx, rx) = mpsc::channel::<()>();
+        thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                let _ = std::io::stderr()
+                    .write_all(format!("\nwatchdog: `{test}` still running after {limit:?}\n").as_bytes());
+                std::process::exit(101);
+            }
+        });
+        Watchdog(tx)
+    }
+}
+
+#[link(name = "kernel32")]
+extern "system" {
+    fn GetModuleHandleA(name: *const u8) -> *mut std::ffi::c_void;
+    fn GetProcAddress(module: *mut std::ffi::c_void, name: *const u8) -> *mut std::ffi::c_void;
+}
+
+/// Whether this runs under Wine: its ntdll exports `wine_get_version` (the documented way
+/// to tell), or the cargo runner `../shared/wine/run` set `WINEDEBUG`.
+fn on_wine() -> bool {
+    let ntdll = unsafe { GetModuleHandleA(c"ntdll.dll".as_ptr().cast()) };
+    let export =
+        !ntdll.is_null() && !unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_null();
+    export || std::env::var_os("WINEDEBUG").is_some()
+}
+
+fn socket_kind<T: std::fmt::Debug>(r: solo_instance::Result<T>) -> LocalSocketError {
+    match r {
+        Err(e) => e.socket_error().unwrap_or_else(|| panic!("not a socket error: {e:?}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn read_line(socket: &LocalSocket) -> String {
+    let mut line = String::new();
+    BufReader::new(socket).read_line(&mut line).unwrap();
+    line
+}
+
+// ---------------------------------------------------------------------------------------
+// LocalServer / LocalSocket
+// ---------------------------------------------------------------------------------------
+
+/// A plain name becomes `\\.\pipe\NAME`, as Qt names pipes; a full pipe name is kept.
+#[test]
+fn listen_on_plain_and_full_pipe_names() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("plain");
+    let mut server = LocalServer::new();
+    assert!(!server.is_listening());
+    server.listen(&name).unwrap();
+    assert!(server.is_listening());
+    assert_eq!(server.server_name(), Some(name.as_str()));
+    assert_eq!(server.full_server_name(), Some(Path::new(&format!(r"\\.\pipe\{name}"))));
+    let client = LocalSocket::connect(&name).unwrap();
+    assert_eq!(client.full_server_name(), Some(Path::new(&format!(r"\\.\pipe\{name}"))));
+    drop(client);
+
+    // listen while listening: Operation, as Qt's "Already listening" is.
+    assert_eq!(socket_kind(server.listen(&unique("again"))), LocalSocketError::Operation);
+
+    let full = format!(r"\\.\pipe\{}", unique("full"));
+    let mut server2 = LocalServer::new();
+    server2.listen(&full).unwrap();
+    assert_eq!(server2.full_server_name(), Some(Path::new(&full)));
+    let _c = LocalSocket::connect(&full).unwrap();
+    assert!(server2.wait_for_new_connection(Some(Duration::from_secs(10))).unwrap());
+
+    // Empty name: a Name error, with Qt's code and text.
+    let mut bad = LocalServer::new();
+    assert_eq!(socket_kind(bad.listen("")), LocalSocketError::ServerNotFound);
+    assert_eq!(bad.server_error(), LocalSocketError::ServerNotFound);
+    assert_eq!(bad.error_string(), "QLocalServer::listen: Name error");
+}
+
+/// Bytes both ways, a 1 MiB payload each way at once (so neither side's pipe buffer can
+/// hold it), and end-of-stream when the peer goes.
+#[test]
+fn read_write_round_trip_both_ways() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let name = unique("rt");
+    let mut server = LocalServer::new();
+    server.listen(&name).unwrap();
+    let mut client = LocalSocket::connect(&name).unwrap();
+    let mut accepted = server.accept().unwrap();
+    assert_eq!(accepted.server_name(), None);
+
+    client.write_all(b"ping\n").unwrap();
+    assert_eq!(read_line(&accepted), "ping\n");
+    accepted.write_all(b"pong\n").unwrap();
+    assert_eq!(read_line(&client), "pong\n");
+
+    // Peer credentials: the client's pid, from GetNamedPipeClientProcessId.
+    match accepted.peer_credentials() {
+        Ok(c) => assert_eq!(c.pid, Some(std::process::id())),
+        Err(e) if on_wine() => println!("note: under Wine, peer_credentials failed: {e}"),
+        Err(e) => panic!("peer_credentials: {e}"),
+    }
+
+    const N: usize = 1 << 20;
+    let data: Vec<u8> = (0..N).map(|i| (i * 7 % 251) as u8).collect();
+    let expect = data.clone();
+    let writer = {
+        let data = data.clone();
+        thread::spawn(move || {
+            client.write_all(&data).unwrap();
+            let mut back = vec![0; N];
+            client.read_exact(&mut back).unwrap();
+            (client, back)
+        })
+    };
+    let mut got = vec![0; N];
+    accepted.read_exact(&mut got).unwrap();
+    assert!(got == expect, "server received different bytes");
+    accepted.write_all(&got).unwrap();
+    let (client, back) = writer.join().unwrap();
+    assert!(back == expect, "client received different bytes");
+
+    // The client goes: the server reads end-of-stream, not an error.
+    drop(client);
+    let mut rest = Vec::new();
+    accepted.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+/// `wait_for_new_connection`: `Ok(false)` after about the timeout with nobody there,
+/// `Ok(true)` once a client connects, `try_accept` never blocks.
+#[test]
+fn wait_for_new_connection_times_out_then_succeeds() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("wait");
+    let mut server = LocalServer::new();
+    server.listen(&name).unwrap();
+
+    let t = Instant::now();
+    assert!(!server.wait_for_new_connection(Some(Duration::from_millis(300))).unwrap());
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(290), "returned early: {took:?}");
+    assert!(took < Duration::from_secs(3), "returned late: {took:?}");
+    assert!(!server.wait_for_new_connection(Some(Duration::ZERO)).unwrap());
+    assert!(server.try_accept().unwrap().is_none());
+    assert!(!server.has_pending_connections());
+
+    let n = name.clone();
+    let client = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        let mut c = LocalSocket::connect(&n).unwrap();
+        c.write_all(b"hi\n").unwrap();
+        c
+    });
+    let t = Instant::now();
+    assert!(server.wait_for_new_connection(Some(Duration::from_secs(10))).unwrap());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(server.has_pending_connections());
+    let s = server.next_pending_connection().unwrap();
+    assert_eq!(read_line(&s), "hi\n");
+    let _c = client.join().unwrap();
+
+    // Without a timeout, too.
+    let n = name.clone();
+    let client = thread::spawn(move || LocalSocket::connect(&n).unwrap());
+    assert!(server.wait_for_new_connection(None).unwrap());
+    assert!(server.next_pending_connection().is_some());
+    drop(client.join().unwrap());
+}
+
+/// At the pending limit the server accepts no more; the clients beyond it wait (at the
+/// pipe) and are all accepted, none lost, once sockets are taken.
+#[test]
+fn pending_limit_holds_and_loses_no_client() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    const CLIENTS: u8 = 5;
+    let name = unique("limit");
+    let mut server = LocalServer::new();
+    assert_eq!(server.max_pending_connections(), 30);
+    server.set_max_pending_connections(2);
+    server.listen(&name).unwrap();
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let n = name.clone();
+            thread::spawn(move || {
+                let mut c = ConnectOptions::new().timeout(Some(Duration::from_secs(30))).connect(&n).unwrap();
+                c.write_all(&[i]).unwrap();
+                // Hold the connection until the server has read the byte and answered.
+                let mut ack = [0u8];
+                c.read_exact(&mut ack).unwrap();
+                assert_eq!(ack[0], i);
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.pending_connections().len() < 2 {
+        assert!(Instant::now() < deadline, "two clients were not queued");
+        server.wait_for_new_connection(Some(Duration::from_millis(100))).unwrap();
+    }
+    // All clients have had time to connect: the queue stays at its limit.
+    thread::sleep(Duration::from_millis(300));
+    assert!(server.wait_for_new_connection(Some(Duration::from_millis(100))).unwrap());
+    assert_eq!(server.pending_connections().len(), 2);
+
+    let mut seen = Vec::new();
+    while seen.len() < CLIENTS as usize {
+        assert!(Instant::now() < deadline, "only {seen:?} accepted");
+        if let Some(mut s) = server.next_pending_connection() {
+            let mut b = [0u8];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(&b).unwrap();
+            seen.push(b[0]);
+        }
+        server.wait_for_new_connection(Some(Duration::from_millis(100))).unwrap();
+        assert!(server.pending_connections().len() <= 2);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..CLIENTS).collect::<Vec<_>>());
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+/// The `newConnection` callback runs on the acceptor thread; `close()` wakes and joins it
+/// at once (a watchdog thread fails the test if it does not), and afterwards the pipe is
+/// gone and the name free again.
+#[test]
+fn callback_and_prompt_close() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("cb");
+    let (tx, rx) = mpsc::channel();
+    let mut server = LocalServer::new();
+    server.on_new_connection(move |pending| {
+        while let Some(s) = pending.next_pending_connection() {
+            tx.send(s).unwrap();
+        }
+    });
+    server.listen(&name).unwrap();
+    for i in 0..3u8 {
+        let mut c = LocalSocket::connect(&name).unwrap();
+        c.write_all(&[i]).unwrap();
+        let mut s = rx.recv_timeout(Duration::from_secs(10)).expect("callback not run");
+        let mut b = [0u8];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], i);
+    }
+    // The callback's thread waits for connections; close must not wait for one.
+    thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    server.close();
+    assert!(t.elapsed() < Duration::from_secs(2), "close took {:?}", t.elapsed());
+    assert!(!server.is_listening());
+    assert_eq!(server.full_server_name(), None);
+    assert_eq!(
+        socket_kind(ConnectOptions::new().timeout(Some(Duration::from_millis(500))).connect(&name)),
+        LocalSocketError::ServerNotFound
+    );
+
+    // close() with no callback, and the name can be listened on again.
+    server.listen(&name).unwrap();
+    let t = Instant::now();
+    server.close();
+    assert!(t.elapsed() < Duration::from_secs(2), "close took {:?}", t.elapsed());
+    let mut again = LocalServer::new();
+    again.listen(&name).unwrap();
+    drop(LocalSocket::connect(&name).unwrap());
+
+    // Dropping a server closes it the same way, promptly.
+    let t = Instant::now();
+    drop(again);
+    assert!(t.elapsed() < Duration::from_secs(2), "drop took {:?}", t.elapsed());
+}
+
+/// A second server on a live name: AddressInUse on Windows (interprocess creates the first
+/// pipe instance with `FILE_FLAG_FIRST_PIPE_INSTANCE`). Wine 8 creates the pipe instead;
+/// that is noted, not failed.
+#[test]
+fn second_listen_on_same_name_is_address_in_use() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("inuse");
+    let mut first = LocalServer::new();
+    first.listen(&name).unwrap();
+    let mut second = LocalServer::new();
+    match second.listen(&name) {
+        Err(e) => {
+            assert_eq!(e.socket_error(), Some(LocalSocketError::AddressInUse), "{e:?}");
+            assert_eq!(second.server_error(), LocalSocketError::AddressInUse);
+            assert_eq!(second.error_string(), "QLocalServer::listen: Address in use");
+            assert!(!second.is_listening());
+        }
+        Ok(()) if on_wine() => {
+            println!(
+                "note: Wine let a second server listen on {} (Windows refuses: \
+                 FILE_FLAG_FIRST_PIPE_INSTANCE); AddressInUse is unproven here",
+                name
+            );
+        }
+        Ok(()) => panic!("a second server listened on a live pipe name"),
+    }
+    // Either way dropping the second is prompt (its accept is cancelled, not unblocked by
+    // a connection that could reach the first server's instance), and the first still
+    // serves.
+    let t = Instant::now();
+    drop(second);
+    assert!(t.elapsed() < Duration::from_secs(1), "drop took {:?}", t.elapsed());
+    let _c = LocalSocket::connect(&name).unwrap();
+    assert!(first.wait_for_new_connection(Some(Duration::from_secs(10))).unwrap());
+}
+
+/// Nothing listening: ServerNotFound at once, with or without a timeout.
+#[test]
+fn connect_to_nothing_is_server_not_found() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("nobody");
+    let t = Instant::now();
+    let e = LocalSocket::connect(&name).unwrap_err();
+    assert_eq!(e.socket_error(), Some(LocalSocketError::ServerNotFound), "{e:?}");
+    assert_eq!(e.to_string(), "QLocalSocket::connectToServer: Invalid name");
+    let e = ConnectOptions::new().timeout(Some(Duration::from_secs(5))).connect(&name).unwrap_err();
+    assert_eq!(e.socket_error(), Some(LocalSocketError::ServerNotFound), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert_eq!(socket_kind(LocalSocket::connect("")), LocalSocketError::ServerNotFound);
+}
+
+/// I/O timeouts: named pipes have none, so `Some` is refused, and `None` (the default)
+/// is accepted.
+#[test]
+fn socket_timeouts_are_unsupported_on_pipes() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("to");
+    let mut server = LocalServer::new();
+    server.listen(&name).unwrap();
+    let c = LocalSocket::connect(&name).unwrap();
+    c.set_read_timeout(None).unwrap();
+    c.set_write_timeout(None).unwrap();
+    assert!(c.set_read_timeout(Some(Duration::from_secs(1))).is_err());
+    assert!(c.set_write_timeout(Some(Duration::from_secs(1))).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// SingleInstance
+// ---------------------------------------------------------------------------------------
+
+fn builder(dir: &Path, app: &str, argv: &[&str]) -> SingleInstance {
+    SingleInstance::new(app)
+        .unwrap()
+        .directory(dir)
+        .timeout(Duration::from_secs(10))
+        .argv(argv.iter().copied())
+}
+
+fn primary_of(start: solo_instance::Result<Start>) -> solo_instance::Primary {
+    match start {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded, not primary: {r:?}"),
+        Err(e) => panic!("start: {e}"),
+    }
+}
+
+/// The first start is primary, listening on a per-user, per-directory pipe; a thread's
+/// `send()` reaches it and gets its reply; `status` sees it.
+#[test]
+fn instance_primary_and_forwarding_thread() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("inst");
+    let app = unique("test.win.fwd");
+    assert!(matches!(builder(dir.path(), &app, &["p"]).send(), Err(Error::NoPrimary)));
+    assert!(!builder(dir.path(), &app, &[]).status().unwrap().running);
+
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    assert!(pipe.starts_with(r"\\.\pipe\solo-instance."), "{pipe}");
+    assert!(pipe.ends_with(&format!(".{app}")), "{pipe}");
+    assert_eq!(primary.lock_path(), dir.path().join(format!("{app}.lock")));
+    let status = builder(dir.path(), &app, &[]).status().unwrap();
+    assert!(status.running);
+    assert_eq!(status.socket, primary.socket_path());
+    // Not asserted: the pid is read through a second handle on the lock file, which
+    // Windows refuses (ERROR_LOCK_VIOLATION: LockFileEx locks are mandatory, even for the
+    // same process) and Wine 8 allows.
+    if status.pid != Some(std::process::id()) {
+        println!("note: status() read pid {:?} from the locked lock file", status.pid);
+    }
+
+    let b = builder(dir.path(), &app, &["prog", "open", "ü.txt"]).data(serde_json::json!({"k": 1}));
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("open"), OsString::from("ü.txt")]);
+    assert_eq!(request.pid(), Some(std::process::id()));
+    assert_eq!(request.cwd(), Some(std::env::current_dir().unwrap().as_path()));
+    assert_eq!(request.data(), &serde_json::json!({"k": 1}));
+    request.reply(Reply::exit(7).with_stdout("done")).unwrap();
+    let reply = launch.join().unwrap().unwrap();
+    assert_eq!((reply.exit_code(), reply.stdout()), (7, "done"));
+
+    // A refusal arrives as Error::Rejected.
+    let b = builder(dir.path(), &app, &["prog"]);
+    let launch = thread::spawn(move || b.start());
+    primary.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::error("nope")).unwrap();
+    assert!(matches!(launch.join().unwrap(), Err(Error::Rejected(ref m)) if &**m == "nope"));
+}
+
+/// The lock decides: while a Primary lives, a second `start()` in the same process (a
+/// second handle on the lock file) forwards instead of becoming primary. `release()`
+/// frees the name and the lock so the next start is primary.
+#[test]
+fn instance_lock_decides_and_release_hands_over() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("lock");
+    let app = unique("test.win.lock");
+    let primary = primary_of(builder(dir.path(), &app, &["first"]).start());
+
+    let b = builder(dir.path(), &app, &["prog", "second"]);
+    let launch = thread::spawn(move || b.start());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("second start did not forward");
+    assert_eq!(request.args(), [OsString::from("second")]);
+    request.reply(Reply::ok()).unwrap();
+    match launch.join().unwrap() {
+        Ok(Start::Forwarded(r)) => assert!(r.is_ok()),
+        Ok(Start::Primary(_)) => panic!("a second primary while the first lives"),
+        Err(e) => panic!("{e}"),
+    }
+
+    let t = Instant::now();
+    primary.release();
+    assert!(t.elapsed() < Duration::from_secs(3), "release took {:?}", t.elapsed());
+    assert!(!builder(dir.path(), &app, &[]).status().unwrap().running);
+    let successor = primary_of(builder(dir.path(), &app, &["third"]).start());
+
+    // And it serves: the name is its own now.
+    let b = builder(dir.path(), &app, &["prog", "fourth"]);
+    let launch = thread::spawn(move || b.send());
+    successor.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::exit(4)).unwrap();
+    assert_eq!(launch.join().unwrap().unwrap().exit_code(), 4);
+}
+
+/// An argument that is not valid UTF-16 (a lone surrogate, as Windows file names may
+/// hold) travels as `{"wide":[...]}` and arrives unit for unit.
+#[test]
+fn instance_ill_formed_utf16_argv_round_trips() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("wide");
+    let app = unique("test.win.wide");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+
+    let units: Vec<u16> = vec![0x61, 0xD800, 0x62, 0xDC00, 0xDC00, 0x63];
+    let ill = OsString::from_wide(&units);
+    assert!(ill.to_str().is_none());
+    assert_eq!(
+        solo_instance::encode_os(&ill),
+        serde_json::json!({ "wide": [0x61, 0xD800, 0x62, 0xDC00, 0xDC00, 0x63] })
+    );
+
+    let b = SingleInstance::new(&app).unwrap().directory(dir.path()).timeout(Duration::from_secs(10)).argv([
+        OsString::from("prog"),
+        ill.clone(),
+        OsString::from("plain"),
+    ]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args()[0].encode_wide().collect::<Vec<_>>(), units);
+    assert_eq!(request.args()[1], "plain");
+    let raw: serde_json::Value = serde_json::from_str(request.raw_json()).unwrap();
+    assert_eq!(raw["argv"][1], serde_json::json!({ "wide": units }));
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
+/// Guarantee 5 on pipes: a client that connects and says nothing gets the primary's "no
+/// request" reply after the timeout, and the primary keeps serving others meanwhile.
+#[test]
+fn instance_silent_client_is_bounded() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("silent");
+    let app = unique("test.win.silent");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).timeout(Duration::from_millis(800)).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let silent = LocalSocket::connect(&pipe).unwrap();
+
+    // Another launch is served while the silent one is held.
+    let b = builder(dir.path(), &app, &["prog", "other"]);
+    let launch = thread::spawn(move || b.send());
+    primary.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+
+    let t = Instant::now();
+    let line = read_line(&silent);
+    assert!(line.contains("no request within"), "{line:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+}
+
+/// Guarantee 8 on pipes: a primary that takes the request but never answers makes the
+/// launch fail with `NoReply` after its timeout, not hang.
+#[test]
+fn instance_unanswered_launch_gets_no_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("noreply");
+    let app = unique("test.win.noreply");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let b = builder(dir.path(), &app, &["prog", "x"]).timeout(Duration::from_millis(700));
+    let t = Instant::now();
+    let launch = thread::spawn(move || b.start());
+    // The primary app never looks at its requests.
+    let r = launch.join().unwrap();
+    assert!(matches!(r, Err(Error::NoReply(_))), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    drop(primary);
+}
+
+/// A launch that sends its request but never reads the reply cannot hold the primary
+/// either: a reply larger than the pipe's buffer fails after 2 s instead of blocking.
+#[test]
+fn instance_reply_to_a_client_that_never_reads_is_bounded() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("deaf");
+    let app = unique("test.win.deaf");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut deaf = LocalSocket::connect(&pipe).unwrap();
+    deaf.write_all(b"{\"v\":1,\"argv\":[\"deaf\"]}\n").unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.argv(), [OsString::from("deaf")]);
+    let t = Instant::now();
+    let r = request.reply(Reply::ok().with_stdout("x".repeat(4 << 20)));
+    assert!(r.is_err(), "a 4 MiB reply was written to a client that reads nothing");
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(10), "took {took:?}");
+    drop(deaf);
+}
+
+/// A launch that never reads its (small) reply ties nothing up: `reply` returns within
+/// about 2 s, and the primary's pipe to it is closed rather than handed to interprocess'
+/// linger pool, whose one thread would wait on that launch and leave every pipe dropped
+/// later in the process open (their peers never seeing the end).
+#[test]
+fn instance_deaf_client_leaves_other_pipes_closing() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("linger");
+    let app = unique("test.win.linger");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut deaf = LocalSocket::connect(&pipe).unwrap();
+    deaf.write_all(b"{\"v\":1,\"argv\":[\"deaf\"]}\n").unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    let t = Instant::now();
+    request.reply(Reply::ok()).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "reply took {:?}", t.elapsed());
+
+    // Another connection in this process: its client goes, and the server sees the end.
+    let name = unique("after-deaf");
+    let mut server = LocalServer::new();
+    server.listen(&name).unwrap();
+    let mut client = LocalSocket::connect(&name).unwrap();
+    let mut accepted = server.accept().unwrap();
+    client.write_all(b"x").unwrap();
+    let mut b = [0u8];
+    accepted.read_exact(&mut b).unwrap();
+    drop(client);
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    accepted.read_to_end(&mut rest).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "end seen after {:?}", t.elapsed());
+    drop(deaf);
+}
