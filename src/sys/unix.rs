@@ -61,28 +61,14 @@ fn set_cloexec_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
 /// A new stream socket, close-on-exec (and non-blocking if asked), in one system call
 /// where `socket(2)` takes those flags.
 fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let flags =
             libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
         let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, flags, 0) })?;
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -371,12 +357,12 @@ fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // pipe2 sets the flags atomically: no child forked meanwhile inherits the ends.
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
         Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly")))]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
         let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
