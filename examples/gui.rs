@@ -11,8 +11,7 @@
 //!
 //! For scripts it prints `PRIMARY <socket path>`, then `OPEN <path>` for each file it opens
 //! (its own and forwarded ones). The window draws nothing: winit has no renderer, and the
-//! title is the point. X11 and Wayland on Linux (the `gui-example` feature builds winit
-//! without its Adwaita decorations), macOS, Windows.
+//! title is the point. X11 and Wayland on Linux, macOS, Windows.
 
 use std::io::Write;
 use std::path::PathBuf;

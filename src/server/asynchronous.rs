@@ -18,6 +18,33 @@ pub(super) struct State {
     /// Windows: whether a blocking wait for the pipe runs on Tokio's blocking pool.
     #[cfg(windows)]
     waiting: std::sync::atomic::AtomicBool,
+    /// Windows: how many async accepts are under way; the last one to end stops the
+    /// blocking wait, so none outlives its use (a runtime waits for them when dropped).
+    #[cfg(windows)]
+    accepts: std::sync::atomic::AtomicUsize,
+}
+
+/// Windows: counts an async accept in [`State::accepts`] while it lives.
+#[cfg(windows)]
+struct Accepting<'a>(&'a super::Shared, &'a sys::Listener);
+
+#[cfg(windows)]
+impl<'a> Accepting<'a> {
+    fn new(shared: &'a super::Shared, listener: &'a sys::Listener) -> Self {
+        shared.async_state.accepts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Accepting(shared, listener)
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Accepting<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let state = &self.0.async_state;
+        if state.accepts.fetch_sub(1, Ordering::SeqCst) == 1 && state.waiting.load(Ordering::SeqCst) {
+            self.1.wake();
+        }
+    }
 }
 
 const FUNCTION: &str = "QLocalServer::waitForNewConnection";
@@ -43,10 +70,8 @@ impl LocalServer {
     ///   every socket itself leaves none for it);
     /// - Windows: a named pipe has no readiness to register, so one blocking wait per
     ///   server runs on Tokio's blocking pool (`spawn_blocking`), however many accepts
-    ///   wait. It ends when a client connects or the server closes, not when the accept
-    ///   is dropped; a runtime dropped while the server is still open waits for it (drop
-    ///   the server first, as leaving `async fn main` does, or use
-    ///   [`shutdown_timeout`](tokio::runtime::Runtime::shutdown_timeout)).
+    ///   wait. It ends when a client connects, the server closes, or the last accept
+    ///   waiting returns or is dropped.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future (in `select!`, on a timeout) loses no
@@ -97,7 +122,9 @@ impl LocalServer {
     /// # let name = format!("doc-incoming-async-{}", std::process::id());
     /// # let mut server = LocalServer::new();
     /// # server.listen(&name)?;
-    /// # let _clients: Vec<_> = (0..3).map(|_| LocalSocket::connect(&name)).collect::<Result<_, _>>()?;
+    /// # let clients = std::thread::spawn(move || {
+    /// #     (0..3).map(|_| LocalSocket::connect(&name)).collect::<Result<Vec<_>, _>>()
+    /// # });
     /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     /// # runtime.block_on(async {
     /// let mut incoming = server.incoming_async();
@@ -106,6 +133,7 @@ impl LocalServer {
     ///     served.push(socket?); // or hand it to a task or a thread
     ///     if served.len() == 3 { break }
     /// }
+    /// # drop(clients.join().unwrap()?);
     /// # Ok::<(), solo_instance::Error>(())
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -115,6 +143,8 @@ impl LocalServer {
     }
 
     async fn accept_with(&self, readiness: &mut Option<Readiness>) -> Result<LocalSocket> {
+        #[cfg(windows)]
+        let _accepting = self.listener.as_deref().map(|l| Accepting::new(&self.shared, l));
         loop {
             let Some(listener) = &self.listener else {
                 return Err(self.fail(

@@ -81,18 +81,31 @@ mod windows {
 
     /// Runs the listener's blocking [`wait`](Listener::wait) on `runtime`'s blocking pool,
     /// then `done`. The wait ends when a client connects or [`wake`](Listener::wake) is
-    /// called (as `LocalServer::close` does).
+    /// called (as `LocalServer::close` does). `done` runs even if the runtime shuts down
+    /// before the wait starts (it then drops queued blocking work unrun).
     pub(crate) fn wait_in_background(
         runtime: &tokio::runtime::Handle,
         listener: Arc<Listener>,
         done: impl FnOnce() + Send + 'static,
     ) {
+        let done = OnDrop(Some(done));
         drop(runtime.spawn_blocking(move || {
+            let _done = done;
             // Windows' wait has no error of its own: a failed accept waits in the slot
             // for `try_accept` to report it.
             let _ = listener.wait(None);
             drop(listener);
-            done();
         }));
+    }
+
+    /// Runs its function when dropped.
+    struct OnDrop<F: FnOnce()>(Option<F>);
+
+    impl<F: FnOnce()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
     }
 }
