@@ -69,38 +69,28 @@ mod unix {
         (best_a, best_b)
     }
 
+    /// Echoes each connection's one byte, until a connection sends `q`.
+    fn serve_rtt<S: Read + Write>(connections: impl Iterator<Item = S>) {
+        for mut socket in connections {
+            let mut b = [0u8; 1];
+            match socket.read_exact(&mut b) {
+                Ok(()) if b[0] == b'q' => return,
+                Ok(()) => {
+                    let _ = socket.write_all(&b);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     fn rtt(cfg: &Cfg, dir: &std::path::Path) {
         let ours_path = dir.join("rtt-solo.sock");
         let std_path = dir.join("rtt-std.sock");
         let mut server = LocalServer::new();
         server.listen(ours_path.to_str().unwrap()).unwrap();
-        let ours_thread = std::thread::spawn(move || {
-            for socket in server.incoming() {
-                let mut socket = socket.unwrap();
-                let mut b = [0u8; 1];
-                if socket.read_exact(&mut b).is_err() || b[0] == b'q' {
-                    if b[0] == b'q' {
-                        return;
-                    }
-                    continue;
-                }
-                let _ = socket.write_all(&b);
-            }
-        });
+        let ours_thread = std::thread::spawn(move || serve_rtt(server.incoming().map(Result::unwrap)));
         let listener = UnixListener::bind(&std_path).unwrap();
-        let std_thread = std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                let mut socket = socket.unwrap();
-                let mut b = [0u8; 1];
-                if socket.read_exact(&mut b).is_err() || b[0] == b'q' {
-                    if b[0] == b'q' {
-                        return;
-                    }
-                    continue;
-                }
-                let _ = socket.write_all(&b);
-            }
-        });
+        let std_thread = std::thread::spawn(move || serve_rtt(listener.incoming().map(Result::unwrap)));
         let name = ours_path.to_str().unwrap().to_owned();
         let n = cfg.rtt_iters;
         let (ours, base) = interleaved(

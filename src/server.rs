@@ -168,13 +168,7 @@ impl LocalServer {
     /// - `Operation`: the server is listening already.
     pub fn listen(&mut self, name: &str) -> Result<()> {
         const FUNCTION: &str = "QLocalServer::listen";
-        if self.is_listening() {
-            return Err(self.fail(
-                LocalSocketError::Operation,
-                format!("{FUNCTION}: Already listening"),
-                None,
-            ));
-        }
+        self.check_not_listening(FUNCTION)?;
         if name.is_empty() || name.contains('\0') {
             return Err(self.fail(LocalSocketError::ServerNotFound, format!("{FUNCTION}: Name error"), None));
         }
@@ -203,13 +197,7 @@ impl LocalServer {
     #[cfg(unix)]
     pub fn listen_fd(&mut self, fd: std::os::fd::OwnedFd) -> Result<()> {
         const FUNCTION: &str = "QLocalServer::listen";
-        if self.is_listening() {
-            return Err(self.fail(
-                LocalSocketError::Operation,
-                format!("{FUNCTION}: Already listening"),
-                None,
-            ));
-        }
+        self.check_not_listening(FUNCTION)?;
         match sys::Listener::adopt(fd) {
             Ok((listener, full)) => {
                 let name = full.as_ref().map(|f| {
@@ -234,6 +222,16 @@ impl LocalServer {
         lock(&self.shared.queue).closed = false;
         if lock(&self.shared.callback).is_some() {
             self.spawn_acceptor();
+        }
+    }
+
+    /// `listen` on a listening server is an `Operation` error (Qt warns and returns false).
+    fn check_not_listening(&self, function: &str) -> Result<()> {
+        match self.is_listening() {
+            true => {
+                Err(self.fail(LocalSocketError::Operation, format!("{function}: Already listening"), None))
+            }
+            false => Ok(()),
         }
     }
 
