@@ -465,3 +465,20 @@ pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
         _ => LocalSocketError::Unknown,
     }
 }
+
+/// Takes a complete line (without its newline) that is already waiting on `socket`, if
+/// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
+pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
+    let fd = socket.as_raw_fd();
+    let mut buf = vec![0u8; max];
+    let peeked = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let peeked = usize::try_from(peeked).ok()?;
+    let end = buf[..peeked].iter().position(|&b| b == b'\n')?;
+    // The bytes are there: this read takes exactly the line and its newline at once.
+    let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), end + 1, libc::MSG_DONTWAIT) };
+    if usize::try_from(got).ok()? != end + 1 {
+        return None;
+    }
+    buf.truncate(end);
+    Some(buf)
+}

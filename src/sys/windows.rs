@@ -481,3 +481,8 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 }
+
+/// Pipes offer no peek here: every request goes to a reader thread.
+pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
+    None
+}
