@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Ok(Start::Forwarded(reply)) => {
             print!("{}", reply.stdout());
             eprint!("{}", reply.stderr());
-            ExitCode::from(reply.exit_code().clamp(0, 255) as u8)
+            ExitCode::from(u8::try_from(reply.exit_code()).unwrap_or(1))
         }
         Err(e) => {
             eprintln!("editor: {e}");

@@ -113,7 +113,7 @@ fn fail(e: &Error) -> ExitCode {
 
 fn forwarded(reply: &Reply) -> ExitCode {
     say(&format!("FORWARDED {}", reply.encode()));
-    ExitCode::from(reply.exit_code().clamp(0, 255) as u8)
+    ExitCode::from(u8::try_from(reply.exit_code()).unwrap_or(1))
 }
 
 fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {

@@ -16,6 +16,9 @@ mod asynchronous;
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncIncoming;
 
+/// `.XXXXXX/s`: what binding in a private directory adds after the socket's directory.
+const PRIVATE_DIR_NAME_LEN: usize = 9;
+
 /// Qt's default for [`LocalServer::max_pending_connections`].
 pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 30;
 /// Qt's default for [`LocalServer::listen_backlog_size`].
@@ -87,6 +90,10 @@ struct Queue {
     closed: bool,
     /// Threads blocked on `cond`: without any, notifying costs a needless system call.
     waiters: usize,
+    /// Threads blocked in the listener's `wait` in pull mode, and that listener: a push
+    /// from another thread wakes them.
+    pollers: usize,
+    listener: Option<Arc<sys::Listener>>,
     /// The running acceptor thread and its listener, to wake it from other threads.
     acceptor: Option<(ThreadId, Arc<sys::Listener>)>,
 }
@@ -132,6 +139,8 @@ impl LocalServer {
                     generation: 0,
                     closed: true,
                     waiters: 0,
+                    pollers: 0,
+                    listener: None,
                     acceptor: None,
                 }),
                 cond: Condvar::new(),
@@ -174,11 +183,27 @@ impl LocalServer {
         }
         let full = name::full_name(name, self.options);
         let len = full.as_os_str().len();
-        if cfg!(unix) && len > name::MAX_SOCKET_PATH {
-            let msg = format!(
-                "{FUNCTION}: Name error: the socket path is {len} bytes, longer than the {} this platform allows",
-                name::MAX_SOCKET_PATH
-            );
+        // With access options the socket is first bound as `<dir>/.XXXXXX/s`: 9 bytes more
+        // than `<dir>/`, so short names need room for that too.
+        let file_name_len = full.file_name().map_or(0, |f| f.len());
+        let private_len = len - file_name_len + PRIVATE_DIR_NAME_LEN;
+        let needs_private_dir =
+            self.options.file_mode().is_some() && !self.options.contains(SocketOptions::ABSTRACT_NAMESPACE);
+        if cfg!(unix)
+            && (len > name::MAX_SOCKET_PATH || needs_private_dir && private_len > name::MAX_SOCKET_PATH)
+        {
+            let msg = if len > name::MAX_SOCKET_PATH {
+                format!(
+                    "{FUNCTION}: Name error: the socket path is {len} bytes, longer than the {} this platform allows",
+                    name::MAX_SOCKET_PATH
+                )
+            } else {
+                format!(
+                    "{FUNCTION}: Name error: with access options the socket is first bound in a private \
+                     directory beside it, a path of {private_len} bytes, longer than the {} this platform allows",
+                    name::MAX_SOCKET_PATH
+                )
+            };
             return Err(self.fail(LocalSocketError::ServerNotFound, msg, None));
         }
         match sys::Listener::bind(&full, self.options, self.backlog) {
@@ -218,8 +243,13 @@ impl LocalServer {
         *lock(&self.shared.error) = None;
         self.server_name = name;
         self.full_server_name = full;
-        self.listener = Some(Arc::new(listener));
-        lock(&self.shared.queue).closed = false;
+        let listener = Arc::new(listener);
+        self.listener = Some(Arc::clone(&listener));
+        {
+            let mut q = lock(&self.shared.queue);
+            q.closed = false;
+            q.listener = Some(listener);
+        }
         if lock(&self.shared.callback).is_some() {
             self.spawn_acceptor();
         }
@@ -241,12 +271,7 @@ impl LocalServer {
     }
 
     fn fail_io(&self, function: &str, e: io::Error) -> Error {
-        let (kind, text) = sys::server_error(&e);
-        let message = if kind == LocalSocketError::Unknown {
-            format!("{function}: Unknown error {}", e.raw_os_error().unwrap_or(0))
-        } else {
-            format!("{function}: {text}")
-        };
+        let (kind, message) = qt_server_error(function, &e);
         self.fail(kind, message, Some(e))
     }
 
@@ -261,11 +286,15 @@ impl LocalServer {
             q.closed = true;
             q.sockets.clear();
             q.acceptor = None;
+            q.listener = None;
         }
         self.shared.cond.notify_all();
         listener.wake();
         if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
+            // Closed from the callback itself: that thread ends when the callback returns.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
         listener.remove_own_file();
         self.server_name = None;
@@ -373,7 +402,8 @@ impl LocalServer {
         let Some(listener) = &self.listener else {
             return Err(self.fail(LocalSocketError::Operation, format!("{FUNCTION}: Not listening"), None));
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut q = lock(&self.shared.queue);
         if !q.sockets.is_empty() {
             // Qt accepts what is waiting even when connections are pending already: top
@@ -384,38 +414,52 @@ impl LocalServer {
             }
             return Ok(true);
         }
-        if q.acceptor.is_some() {
+        // The acceptor thread accepts (with a callback registered), or the queue takes
+        // nothing (a limit of 0): wait for the queue, on the condition variable.
+        if q.acceptor.is_some() || q.max == 0 {
             let seen = q.generation;
             loop {
-                if !q.sockets.is_empty() || q.generation != seen {
+                if !q.sockets.is_empty() {
                     return Ok(true);
                 }
-                if q.closed {
+                // Announced, but the callback took it already (as a Qt slot would).
+                if q.generation != seen || q.closed {
                     return Ok(false);
                 }
-                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if q.acceptor.is_none() && q.max > 0 {
+                    break;
+                }
+                let left = left();
                 if left.is_some_and(|l| l.is_zero()) {
                     return Ok(false);
                 }
                 q = self.shared.wait(q, left);
             }
         }
-        if q.sockets.len() >= q.max {
-            return Ok(true);
-        }
-        drop(q);
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ready = listener.wait(left).map_err(|e| self.fail_io(FUNCTION, e))?;
+            // Counted while in poll, so a push from another thread wakes us.
+            q.pollers += 1;
+            drop(q);
+            let ready = listener.wait(left());
+            q = lock(&self.shared.queue);
+            q.pollers -= 1;
+            let ready = ready.map_err(|e| self.fail_io(FUNCTION, e))?;
             if ready.acceptable {
+                drop(q);
                 let accepted =
                     self.shared.accept_batch(listener, batch).map_err(|e| self.fail_io(FUNCTION, e))?;
-                if accepted > 0 || self.has_pending_connections() {
-                    return Ok(true);
+                q = lock(&self.shared.queue);
+                // As Qt: after accepting, report whether a connection is pending (a hook
+                // may have kept what it accepted).
+                if accepted > 0 {
+                    return Ok(!q.sockets.is_empty());
                 }
             }
-            if left.is_some_and(|l| l.is_zero()) || deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(self.has_pending_connections());
+            if !q.sockets.is_empty() {
+                return Ok(true);
+            }
+            if left().is_some_and(|l| l.is_zero()) {
+                return Ok(false);
             }
         }
     }
@@ -527,6 +571,17 @@ impl LocalServer {
     }
 }
 
+/// Qt's code and text for a failed server call (`QLocalServerPrivate::setError`).
+fn qt_server_error(function: &str, e: &io::Error) -> (LocalSocketError, String) {
+    let (kind, text) = sys::server_error(e);
+    let message = if kind == LocalSocketError::Unknown {
+        format!("{function}: Unknown error {}", e.raw_os_error().unwrap_or(0))
+    } else {
+        format!("{function}: {text}")
+    };
+    (kind, message)
+}
+
 impl Drop for LocalServer {
     fn drop(&mut self) {
         self.close();
@@ -568,11 +623,9 @@ impl Shared {
         }
         q.sockets.push_back(socket);
         q.generation += 1;
-        let wake = q
-            .acceptor
-            .as_ref()
-            .filter(|(id, _)| *id != std::thread::current().id())
-            .map(|(_, l)| Arc::clone(l));
+        let acceptor_elsewhere =
+            q.acceptor.as_ref().is_some_and(|(id, _)| *id != std::thread::current().id());
+        let wake = (acceptor_elsewhere || q.pollers > 0).then(|| q.listener.clone()).flatten();
         let waiters = q.waiters > 0;
         drop(q);
         if waiters {
@@ -613,6 +666,12 @@ impl Shared {
         Ok((accepted, false))
     }
 
+    /// Keeps a panic on the acceptor thread as the server's error, so it is not silent.
+    fn record_panic(&self, what: &str) {
+        let message = format!("QLocalServer: the {what} panicked; the server goes on");
+        *lock(&self.error) = Some((LocalSocketError::Unknown, message));
+    }
+
     fn acceptor_loop(self: Arc<Self>, listener: &sys::Listener, mut announced: u64) {
         loop {
             let q = lock(&self.queue);
@@ -622,8 +681,13 @@ impl Shared {
             if q.generation != announced {
                 announced = q.generation;
                 drop(q);
-                if let Some(cb) = lock(&self.callback).as_mut() {
-                    cb(&PendingConnections(Arc::clone(&self)));
+                let announced_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Some(cb) = lock(&self.callback).as_mut() {
+                        cb(&PendingConnections(Arc::clone(&self)));
+                    }
+                }));
+                if announced_ok.is_err() {
+                    self.record_panic("newConnection callback");
                 }
                 continue;
             }
@@ -634,13 +698,18 @@ impl Shared {
             }
             drop(q);
             let result = listener.wait(None).and_then(|r| match r.acceptable {
-                true => self.accept_batch(listener, usize::MAX).map(drop),
+                // A panicking hook loses the one socket it held, not the server.
+                true => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.accept_batch(listener, usize::MAX).map(drop)
+                }))
+                .unwrap_or_else(|_| {
+                    self.record_panic("incomingConnection hook");
+                    Ok(())
+                }),
                 false => Ok(()),
             });
             if let Err(e) = result {
-                let (kind, _) = sys::server_error(&e);
-                let msg = format!("QLocalSocket::activated: {e}");
-                *lock(&self.error) = Some((kind, msg));
+                *lock(&self.error) = Some(qt_server_error("QLocalSocket::activated", &e));
                 // Out of descriptors and the like: the listener stays readable, so back
                 // off rather than spin.
                 std::thread::sleep(Duration::from_millis(100));

@@ -96,7 +96,8 @@ impl ConnectOptions {
     /// the socket's mode keeps us out, `SocketTimeout` when the timeout passed.
     pub fn connect(self, name: &str) -> Result<LocalSocket> {
         const FUNCTION: &str = "QLocalSocket::connectToServer";
-        if name.is_empty() {
+        // A NUL would cut the path short in the kernel and reach another server.
+        if name.is_empty() || name.contains('\0') {
             return Err(client_error(LocalSocketError::ServerNotFound, FUNCTION, None));
         }
         let full = name::full_name(name, self.options);

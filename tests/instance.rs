@@ -488,8 +488,8 @@ fn stranger_is_dropped_by_the_primarys_peer_uid_check() {
     f.send_ok(&p, "from-root");
 }
 
-/// Guarantee 4, the launch's side: a launch of uid 65534 whose runtime dir leads (by
-/// symlinks) to root's lock and socket does not hand its arguments to a primary of
+/// Guarantee 4, the launch's side: a launch of uid 65534 whose runtime dir leads (by a
+/// symlink) to root's live socket does not hand its arguments to a primary of
 /// another user: "served by another user", exit 1, and the primary got nothing.
 #[test]
 fn launch_refuses_a_primary_served_by_another_user() {
@@ -505,7 +505,9 @@ fn launch_refuses_a_primary_served_by_another_user() {
     set_mode(&f.lock(), 0o666);
 
     let mine = TempDir::new("mine");
-    std::os::unix::fs::symlink(f.lock(), mine.path().join(format!("{}.lock", f.app))).unwrap();
+    // The launch's own lock file is free (a lock is never followed through a symlink); its
+    // socket leads to root's live primary, which it must refuse to talk to.
+    std::fs::write(mine.path().join(format!("{}.lock", f.app)), b"").unwrap();
     std::os::unix::fs::symlink(f.sock(), mine.path().join(format!("{}.sock", f.app))).unwrap();
     std::os::unix::fs::lchown(mine.path().join(format!("{}.lock", f.app)), Some(NOBODY), Some(NOBODY))
         .unwrap();
@@ -1234,4 +1236,59 @@ fn lib_insecure_directories_are_refused() {
     std::os::unix::fs::chown(theirs.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     expect_insecure(theirs.path(), &format!("owned by uid {NOBODY}"));
     assert!(theirs.entries().is_empty());
+}
+
+/// Guarantees 1 and 3 when a cleaner deletes the lock file under a running primary: the
+/// next launch can lock a new file, but the live socket answers, so it forwards instead
+/// of becoming a second primary and removing that socket.
+#[test]
+fn a_deleted_lock_file_does_not_make_a_second_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("unlinked");
+    let p = f.primary(&[]);
+    let before = file_id(f.sock());
+    std::fs::remove_file(f.lock()).unwrap();
+    f.send_ok(&p, "after-unlink");
+    let out = output(&mut f.cmd("run", ["--count", "0", "--", "would-be-second"]));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("FORWARDED "), "a second launch did not forward: {stdout:?}");
+    assert_eq!(json_line(&p.line())["argv"][1], "would-be-second");
+    assert_eq!(file_id(f.sock()), before, "the live primary's socket was replaced");
+}
+
+/// Guarantee 5 from the launch's side: a request over the limit fails at once and says
+/// why (it is not retried until the timeout, nor reported as "did not answer").
+#[test]
+fn an_oversized_launch_fails_at_once_and_says_why() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("bigsend");
+    let p = f.primary(&[]);
+    let start = Instant::now();
+    let sent = solo_instance::SingleInstance::new(&f.app)
+        .unwrap()
+        .directory(f.dir.path())
+        .argv(["x".to_owned(), "x".repeat(1536 * 1024)])
+        .send();
+    match sent {
+        Err(solo_instance::Error::Protocol(why)) => assert!(why.contains("message too large"), "{why}"),
+        Err(other) => panic!("expected a protocol error, got {other}"),
+        Ok(reply) => panic!("an oversized launch was answered: {}", reply.encode()),
+    }
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    f.send_ok(&p, "after-big");
+}
+
+/// A lock path that is a symlink (a shared directory's owner aiming at a victim file) is
+/// refused, and the file it points to is left alone.
+#[test]
+fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("lnlock");
+    let victim = f.dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious data").unwrap();
+    std::os::unix::fs::symlink(&victim, f.lock()).unwrap();
+    let out = output(&mut f.cmd("run", ["--count", "0"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious data");
+    assert!(!f.sock().exists());
 }

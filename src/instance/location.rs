@@ -127,11 +127,22 @@ fn socket_name(base: &Path, stem: &str, scope: Scope) -> PathBuf {
 
 fn default_dir(scope: Scope) -> Result<PathBuf, Error> {
     let dir = match scope {
-        Scope::System => crate::temp_dir().join("solo-instance-system"),
+        // A fixed path: $TMPDIR is per user on macOS (and with pam_tmpdir).
+        Scope::System => system_base().join("solo-instance-system"),
         Scope::User | Scope::Session => user_dir()?,
     };
     ensure_dir(&dir, scope)?;
     Ok(dir)
+}
+
+#[cfg(unix)]
+fn system_base() -> PathBuf {
+    PathBuf::from("/tmp")
+}
+
+#[cfg(windows)]
+fn system_base() -> PathBuf {
+    std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
 }
 
 #[cfg(unix)]
@@ -176,6 +187,12 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     }
     let uid = unsafe { libc::geteuid() };
     if system {
+        if meta.uid() != uid && meta.uid() != 0 {
+            return Err(Error::Insecure(
+                format!("{} is owned by uid {}, neither root nor this user", dir.display(), meta.uid())
+                    .into(),
+            ));
+        }
         if meta.uid() == uid && meta.mode() & 0o7777 != mode {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
         }

@@ -18,14 +18,35 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // std opens with O_CLOEXEC, so children never inherit (and keep) the lock.
-        opts.mode(if shared { 0o644 } else { 0o600 });
+        // std opens with O_CLOEXEC, so children never inherit (and keep) the lock; and no
+        // symlink is followed, so a shared directory's owner cannot aim us at a file.
+        opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(libc::O_NOFOLLOW);
     }
-    match opts.open(path) {
+    let file = match opts.open(path) {
         // A system-scope lock created by another user: flock works on a read-only handle.
-        Err(e) if shared && e.kind() == io::ErrorKind::PermissionDenied => File::open(path),
-        r => r,
+        Err(e) if shared && e.kind() == io::ErrorKind::PermissionDenied => {
+            let mut ro = OpenOptions::new();
+            ro.read(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, libc::O_NOFOLLOW);
+            ro.open(path)?
+        }
+        r => r?,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.nlink() != 1 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
+        }
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
+        if cfg!(target_os = "linux") && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o1000 == 0
+        {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
+        }
     }
+    Ok(file)
 }
 
 impl LockFile {
@@ -42,6 +63,14 @@ impl LockFile {
 
     /// Records the holder's pid in the file, for `status` to report.
     pub(crate) fn write_pid(&mut self) {
+        // Only into our own file (a shared scope's lock may be another user's).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if self.file.metadata().map(|m| m.uid()).ok() != Some(unsafe { libc::geteuid() }) {
+                return;
+            }
+        }
         let _ = self.file.set_len(0).and_then(|()| {
             self.file.rewind()?;
             write!(self.file, "{}", std::process::id())?;

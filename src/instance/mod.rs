@@ -221,14 +221,27 @@ impl SingleInstance {
     fn run(self, may_become_primary: bool) -> Result<Start> {
         let loc = self.location()?;
         let line = self.message().encode();
-        let deadline = Instant::now() + self.timeout;
+        if line.len() > self.max_message_size {
+            // The primary would refuse it: say so now rather than after a round trip.
+            return Err(Error::Protocol(
+                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
+                    .into(),
+            ));
+        }
+        let deadline = far_deadline(self.timeout);
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
-                if !may_become_primary {
-                    return Err(Error::NoPrimary);
+                // Holding the lock proves no primary runs, unless the lock file was replaced
+                // under a running one (a cleaner removed it): a socket that answers is
+                // alive, and is never taken over.
+                if !socket_is_live(&loc) {
+                    if !may_become_primary {
+                        return Err(Error::NoPrimary);
+                    }
+                    return Primary::serve(self, loc, lock).map(Start::Primary);
                 }
-                return Primary::serve(self, loc, lock).map(Start::Primary);
+                drop(lock);
             }
             match self.forward(&loc, line.as_bytes(), deadline) {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -281,7 +294,16 @@ impl SingleInstance {
             return match e.kind() {
                 // A primary that takes no request within the timeout does not answer.
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(Error::NoReply(self.timeout)),
-                _ if is_disconnect(&e) => Ok(None),
+                // The primary may have refused the request (too large) and closed: its
+                // reply is still there to read. Otherwise it went away: start over.
+                _ if is_disconnect(&e) => {
+                    match read_line(&socket, deadline, self.max_message_size).map(|l| Reply::decode(&l)) {
+                        Ok(Ok(r)) if !r.ok && !r.retry => {
+                            Err(Error::Rejected(r.error.unwrap_or_default().into()))
+                        }
+                        _ => Ok(None),
+                    }
+                }
                 _ => Err(e.into()),
             };
         }
@@ -301,6 +323,18 @@ impl SingleInstance {
             Err(ReadError::Io(e)) => Err(e.into()),
         }
     }
+}
+
+/// `now + timeout`, or a deadline too far away to matter when that overflows.
+fn far_deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).or_else(|| now.checked_add(Duration::from_secs(1 << 32))).unwrap_or(now)
+}
+
+/// Whether a server answers on the app's socket.
+fn socket_is_live(loc: &Location) -> bool {
+    let options = ConnectOptions::new().timeout(Some(Duration::from_millis(200)));
+    options.connect(&loc.socket.to_string_lossy()).is_ok()
 }
 
 fn is_disconnect(e: &io::Error) -> bool {
@@ -597,8 +631,10 @@ impl Stopper {
 impl Primary {
     fn serve(config: SingleInstance, loc: Location, mut lock: LockFile) -> Result<Primary> {
         lock.write_pid();
-        // We hold the lock: any socket file here is a dead primary's, never a live one's.
-        LocalServer::remove_server(&loc.socket.to_string_lossy())?;
+        // We hold the lock and nothing answers there: any socket file is a dead primary's.
+        LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot remove the stale socket {}: {e}", loc.socket.display()))
+        })?;
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
         server.set_socket_options(if system {
@@ -607,7 +643,9 @@ impl Primary {
             SocketOptions::USER_ACCESS
         });
         server.set_max_pending_connections(MAX_READERS);
-        let (tx, rx) = mpsc::sync_channel(1024);
+        // Requests wait here for the app; past this many, launches are told to retry, so
+        // a flood holds at most this many requests (each at most the message limit).
+        let (tx, rx) = mpsc::sync_channel(64);
         let ctx = Arc::new(Context {
             closing: Arc::new(AtomicBool::new(false)),
             stopped: AtomicBool::new(false),
@@ -682,9 +720,12 @@ impl Primary {
         }
     }
 
-    /// Calls `waker` (from the primary's reader thread) each time a request is ready to
+    /// Calls `waker` (from one of the primary's threads) each time a request is ready to
     /// be received: hand it a GUI event loop's wake-up (such as winit's
     /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
+    ///
+    /// The waker must not block: in particular it must not wait for a lock that the
+    /// thread dropping the `Primary` holds, since dropping waits for the accept thread.
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
     }

@@ -167,7 +167,8 @@ fn private_dir(target: &Path) -> io::Result<PathBuf> {
             .map(|d| d.subsec_nanos() as u64)
             .unwrap_or(0);
         let tag = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 32) ^ nanos) & 0xFF_FFFF;
-        let dir = parent.join(format!(".qls{tag:06x}"));
+        // As short as Qt's `XXXXXX/s`: the temporary path must fit `sun_path` too.
+        let dir = parent.join(format!(".{tag:06x}"));
         let c = cstr(&dir)?;
         match cvt(unsafe { libc::mkdir(c.as_ptr(), 0o700) }) {
             Ok(_) => return Ok(dir),
@@ -231,6 +232,25 @@ impl Listener {
     /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
     /// Returns the name `getsockname` gives (`@name` for an abstract one, as Qt does).
     pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>)> {
+        // Only a listening stream socket can accept: refuse anything else now, not by
+        // waiting for ever later.
+        let opt = |name| {
+            let mut v: libc::c_int = 0;
+            let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+            cvt(unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    name,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            })
+            .map(|_| v)
+        };
+        if opt(libc::SO_TYPE)? != libc::SOCK_STREAM || opt(libc::SO_ACCEPTCONN)? == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
         cvt(unsafe {
@@ -266,7 +286,7 @@ impl Listener {
     /// Waits until a connection can be accepted, [`wake`](Self::wake) is called, or the
     /// timeout passes. No timeout waits for ever.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Ready> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut fds = [
             libc::pollfd { fd: self.raw, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -380,7 +400,7 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
     let (addr, len) = sockaddr(path.as_os_str().as_bytes(), abstract_ns)?;
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let fd = new_socket(deadline.is_some())?;
     let mut backoff = Duration::from_micros(500);
     loop {
@@ -439,7 +459,7 @@ pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
 /// Qt's errno classification for `QLocalServer` (`QLocalServerPrivate::setError`).
 pub(crate) fn server_error(e: &io::Error) -> (LocalSocketError, &'static str) {
     match e.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => (LocalSocketError::SocketAccess, "Permission denied"),
+        Some(libc::EACCES) => (LocalSocketError::SocketAccess, "Permission denied"),
         Some(libc::ELOOP | libc::ENOENT | libc::ENAMETOOLONG | libc::EROFS | libc::ENOTDIR) => {
             (LocalSocketError::ServerNotFound, "Name error")
         }

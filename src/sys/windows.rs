@@ -110,7 +110,7 @@ impl Listener {
     }
 
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Ready> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut st = self.shared.lock();
         loop {
             if st.ready.is_some() || st.woken {
