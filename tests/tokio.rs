@@ -24,53 +24,12 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
+mod portable;
+use portable::{unique_name, TempDir, Watchdog};
+
 use solo_instance::{Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// A name no other test, in this process or another, uses.
-fn unique_name(tag: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!("si{}-{}-{tag}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A fresh directory in the temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(unique_name(tag));
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Ends the test process if not dropped within `limit`: a hang fails fast.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-impl Watchdog {
-    fn new(limit: Duration) -> Self {
-        let test = thread::current().name().unwrap_or("?").to_owned();
-        let (done, rx) = mpsc::channel::<()>();
-        thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                let _ = writeln!(std::io::stderr(), "\nwatchdog: `{test}` still running after {limit:?}");
-                std::process::exit(101);
-            }
-        });
-        Watchdog(done)
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a Tokio runtime")

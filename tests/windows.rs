@@ -8,11 +8,13 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::windows::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::path::Path;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod portable;
+use portable::{unique_name as unique, TempDir, Watchdog};
 
 use solo_instance::{
     ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start,
@@ -21,53 +23,6 @@ use solo_instance::{
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A pipe name (or app id) no other test, in this process or another, uses.
-fn unique(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("si{}-{n}-{tag}", std::process::id())
-}
-
-/// A fresh directory in the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Ends the test process (exit code 101) if not dropped within `limit`: a hang under Wine
-/// fails fast, naming the test, instead of stalling CI.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-impl Watchdog {
-    fn new(limit: Duration) -> Self {
-        let test = thread::current().name().unwrap_or("<unnamed>").to_owned();
-        let (tx, rx) = mpsc::channel::<()>();
-        thread::spawn(move || {
-            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                let _ = std::io::stderr()
-                    .write_all(format!("\nwatchdog: `{test}` still running after {limit:?}\n").as_bytes());
-                std::process::exit(101);
-            }
-        });
-        Watchdog(tx)
-    }
-}
 
 #[link(name = "kernel32")]
 extern "system" {

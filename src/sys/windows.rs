@@ -383,6 +383,11 @@ pub(crate) fn flush(stream: &Stream) -> io::Result<()> {
     p.flush().inspect_err(|_| p.assume_flushed())
 }
 
+/// Pipes offer no peek here: every request goes to a reader thread.
+pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -480,9 +485,4 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e:?}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
-}
-
-/// Pipes offer no peek here: every request goes to a reader thread.
-pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
-    None
 }
