@@ -45,7 +45,7 @@ impl fmt::Debug for LocalSocket {
 /// Who is at the other end of a [`LocalSocket`], as the OS reports it at connect time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerCredentials {
-    /// The peer's process id, where the OS gives it (Linux, Windows; not macOS).
+    /// The peer's process id, where the OS gives it (Linux, macOS, Windows; not the BSDs).
     pub pid: Option<u32>,
     /// The peer's effective user id (Unix).
     pub uid: Option<u32>,
@@ -160,8 +160,8 @@ impl LocalSocket {
     }
 
     /// The credentials of the process at the other end, taken when the connection was
-    /// made (`SO_PEERCRED` on Linux, `getpeereid`/`LOCAL_PEERCRED` on macOS and the BSDs,
-    /// the client process id on Windows).
+    /// made (`SO_PEERCRED` on Linux, `LOCAL_PEERCRED` and `LOCAL_PEERPID` on macOS,
+    /// `getpeereid` on the BSDs, the client process id on Windows).
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         let creds = self.stream.peer_creds()?;
         #[cfg(unix)]
@@ -170,7 +170,8 @@ impl LocalSocket {
             // promise that for every Unix.
             #[allow(clippy::unnecessary_cast)]
             Ok(PeerCredentials {
-                pid: creds.pid().map(|p| p as u32),
+                // interprocess has no pid on macOS: ask LOCAL_PEERPID there.
+                pid: creds.pid().map(|p| p as u32).or_else(|| sys::peer_pid(self)),
                 uid: creds.euid().map(|u| u as u32),
                 gid: creds.egid().map(|g| g as u32),
             })

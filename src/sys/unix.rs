@@ -486,6 +486,30 @@ pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
     }
 }
 
+/// The peer's pid where interprocess gives none: `LOCAL_PEERPID` on macOS.
+pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        let mut pid: libc::pid_t = 0;
+        let mut len = mem::size_of::<libc::pid_t>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_LOCAL,
+                libc::LOCAL_PEERPID,
+                (&mut pid as *mut libc::pid_t).cast(),
+                &mut len,
+            )
+        };
+        (r == 0 && pid > 0).then_some(pid as u32)
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        let _ = socket;
+        None
+    }
+}
+
 /// Takes a complete line (without its newline) that is already waiting on `socket`, if
 /// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
 pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
