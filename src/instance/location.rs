@@ -20,7 +20,7 @@ pub enum Scope {
     /// one, the same as [`User`](Self::User)).
     Session,
     /// One primary for the whole machine, shared by all users: the files live in
-    /// `solo-instance-system` under the temp dir (mode 1777) and anyone may connect. Ask for
+    /// `/tmp/solo-instance-system` (mode 1777; `%ProgramData%` on Windows) and anyone may connect. Ask for
     /// it only when that is what you mean.
     System,
 }
