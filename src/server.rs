@@ -307,12 +307,8 @@ impl LocalServer {
         self.listener.is_some()
     }
 
-    #[cfg_attr(
-        unix,
-        doc = "The name passed to [`listen`](Self::listen) (for [`listen_fd`](Self::listen_fd),"
-    )]
-    #[cfg_attr(unix, doc = "the last part of the socket's path); `None` when not listening.")]
-    #[cfg_attr(not(unix), doc = "The name passed to [`listen`](Self::listen); `None` when not listening.")]
+    /// The name passed to [`listen`](Self::listen) (for a socket adopted with `listen_fd`,
+    /// the last part of its path); `None` when not listening.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
