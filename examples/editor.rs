@@ -57,9 +57,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Start::Forwarded(reply)) => {
-            print!("{}", reply.stdout());
-            eprint!("{}", reply.stderr());
-            ExitCode::from(u8::try_from(reply.exit_code()).unwrap_or(1))
+            reply.print_output();
+            reply.process_exit_code()
         }
         Err(e) => {
             eprintln!("editor: {e}");

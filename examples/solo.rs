@@ -113,7 +113,7 @@ fn fail(e: &Error) -> ExitCode {
 
 fn forwarded(reply: &Reply) -> ExitCode {
     say(&format!("FORWARDED {}", reply.encode()));
-    ExitCode::from(u8::try_from(reply.exit_code()).unwrap_or(1))
+    reply.process_exit_code()
 }
 
 fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {

@@ -94,8 +94,8 @@ struct Queue {
     /// from another thread wakes them.
     pollers: usize,
     listener: Option<Arc<sys::Listener>>,
-    /// The running acceptor thread and its listener, to wake it from other threads.
-    acceptor: Option<(ThreadId, Arc<sys::Listener>)>,
+    /// The running acceptor thread (woken through `listener` by pushes from others).
+    acceptor: Option<ThreadId>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -550,13 +550,12 @@ impl LocalServer {
         let shared = Arc::clone(&self.shared);
         let mut q = lock(&self.shared.queue);
         let start_generation = q.generation;
-        let spawned = std::thread::Builder::new().name("solo-instance accept".into()).spawn({
-            let listener = Arc::clone(&listener);
-            move || shared.acceptor_loop(&listener, start_generation)
-        });
+        let spawned = std::thread::Builder::new()
+            .name("solo-instance accept".into())
+            .spawn(move || shared.acceptor_loop(&listener, start_generation));
         match spawned {
             Ok(handle) => {
-                q.acceptor = Some((handle.thread().id(), listener));
+                q.acceptor = Some(handle.thread().id());
                 self.acceptor = Some(handle);
             }
             Err(e) => {
@@ -619,8 +618,7 @@ impl Shared {
         }
         q.sockets.push_back(socket);
         q.generation += 1;
-        let acceptor_elsewhere =
-            q.acceptor.as_ref().is_some_and(|(id, _)| *id != std::thread::current().id());
+        let acceptor_elsewhere = q.acceptor.is_some_and(|id| id != std::thread::current().id());
         let wake = (acceptor_elsewhere || q.pollers > 0).then(|| q.listener.clone()).flatten();
         let waiters = q.waiters > 0;
         drop(q);

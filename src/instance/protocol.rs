@@ -240,6 +240,21 @@ impl Reply {
         &self.data
     }
 
+    /// The exit status for the launch: the primary's exit code, or 1 for one outside
+    /// 0-255 (a negative code is a failure, never success).
+    pub fn process_exit_code(&self) -> std::process::ExitCode {
+        std::process::ExitCode::from(u8::try_from(self.exit_code).unwrap_or(1))
+    }
+
+    /// Prints the primary's `stdout` and `stderr` texts on this process's own streams,
+    /// as a launch does before it exits with [`process_exit_code`](Self::process_exit_code).
+    pub fn print_output(&self) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.stdout.as_bytes()).and_then(|()| out.flush());
+        let _ = std::io::stderr().lock().write_all(self.stderr.as_bytes());
+    }
+
     /// The primary's error message, for a refusal.
     pub fn error_message(&self) -> Option<&str> {
         self.error.as_deref()
@@ -345,6 +360,15 @@ mod tests {
             let e = Message::decode(line).unwrap_err();
             assert!(e.contains(want), "{e} does not say {want}");
         }
+    }
+
+    #[test]
+    fn exit_codes_outside_a_byte_are_failures() {
+        use std::process::ExitCode;
+        assert_eq!(Reply::exit(3).process_exit_code(), ExitCode::from(3));
+        assert_eq!(Reply::ok().process_exit_code(), ExitCode::from(0));
+        assert_eq!(Reply::exit(-1).process_exit_code(), ExitCode::from(1));
+        assert_eq!(Reply::exit(256).process_exit_code(), ExitCode::from(1));
     }
 
     #[test]
