@@ -7,6 +7,7 @@ mod instance;
 mod name;
 mod options;
 mod server;
+mod sid;
 mod socket;
 mod sys;
 
@@ -22,6 +23,7 @@ pub use server::AsyncIncoming;
 pub use server::{
     Incoming, LocalServer, PendingConnections, DEFAULT_LISTEN_BACKLOG_SIZE, DEFAULT_MAX_PENDING_CONNECTIONS,
 };
+pub use sid::{ParseSidError, Sid};
 pub use socket::{ConnectOptions, LocalSocket, PeerCredentials};
 
 /// The crate's result type.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use interprocess::local_socket::traits::{Stream as _, StreamCommon as _};
 use interprocess::local_socket::Stream;
 
-use crate::{name, sys, Error, LocalSocketError, Result, SocketOptions};
+use crate::{name, sys, Error, LocalSocketError, Result, Sid, SocketOptions};
 
 /// A connected local socket: a Unix domain socket, or a named pipe on Windows.
 ///
@@ -51,6 +51,12 @@ pub struct PeerCredentials {
     pub uid: Option<u32>,
     /// The peer's effective group id (Unix).
     pub gid: Option<u32>,
+    /// Windows: the user at the other end. On a server's end, the client's user: the
+    /// identity it connected with (`ImpersonateNamedPipeClient`, identification level),
+    /// else its process's user. On a client's end, the pipe's owner, which only the user
+    /// who created the pipe (or a privileged process) can set. `None` on Unix, and where
+    /// Windows would not say.
+    pub sid: Option<Sid>,
 }
 
 /// How [`LocalSocket::connect_with`] connects. A consuming builder.
@@ -174,13 +180,14 @@ impl LocalSocket {
                 pid: creds.pid().map(|p| p as u32).or_else(|| sys::peer_pid(self)),
                 uid: creds.euid().map(|u| u as u32),
                 gid: creds.egid().map(|g| g as u32),
+                sid: None,
             })
         }
         #[cfg(not(unix))]
         {
             // Windows: the pid is already a u32 (`GetNamedPipeClientProcessId` or
-            // `GetNamedPipeServerProcessId`).
-            Ok(PeerCredentials { pid: creds.pid(), uid: None, gid: None })
+            // `GetNamedPipeServerProcessId`: the client's is what the client reports).
+            Ok(PeerCredentials { pid: creds.pid(), uid: None, gid: None, sid: sys::peer_sid(&self.stream) })
         }
     }
 

@@ -68,6 +68,11 @@ pub(crate) fn short_hash_bytes(s: &[u8]) -> String {
 
 fn scope_suffix(scope: Scope) -> String {
     match scope {
+        // Windows: the Terminal Services session this process runs in (one per login, fast
+        // user switching and remote desktop included).
+        #[cfg(windows)]
+        Scope::Session => crate::sys::session_id().map(|id| format!(".session-{id}")).unwrap_or_default(),
+        #[cfg(not(windows))]
         Scope::Session => std::env::var("XDG_SESSION_ID")
             .ok()
             .filter(|s| {
@@ -90,7 +95,11 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     };
     let stem = format!("{app_id}{}", scope_suffix(scope));
     let lock = base.join(format!("{stem}.lock"));
-    Ok(Location { socket: socket_name(&base, &stem, scope), lock })
+    #[cfg(unix)]
+    let socket = socket_name(&base, &stem, scope);
+    #[cfg(windows)]
+    let socket = socket_name(&base, &stem, scope)?;
+    Ok(Location { socket, lock })
 }
 
 #[cfg(unix)]
@@ -115,14 +124,32 @@ fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
 }
 
 #[cfg(windows)]
-fn socket_name(base: &Path, stem: &str, scope: Scope) -> PathBuf {
-    // Pipes are machine-wide: put the user (and the directory, for custom ones) in the name.
+fn socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
+    // Pipes are machine-wide: the name carries the user's SID (from the process token, not
+    // from an environment variable another program could set) and a hash of the directory.
+    // That alone does not stop another user from creating this name first: the launch
+    // checks the pipe's owner before it writes a byte, and refuses another user's.
     let user = match scope {
         Scope::System => String::from("system"),
-        _ => std::env::var("USERNAME").unwrap_or_default(),
+        _ => crate::sys::current_user()
+            .map_err(|e| {
+                Error::Io(io::Error::new(e.kind(), format!("cannot read this process's user SID: {e}")))
+            })?
+            .to_string(),
     };
-    let tag = short_hash(&format!("{}|{user}", base.display()));
-    PathBuf::from(format!(r"\\.\pipe\solo-instance.{tag}.{stem}"))
+    Ok(pipe_name(&user, &base.to_string_lossy(), stem))
+}
+
+/// `\\.\pipe\solo-instance.<user>.<hash of dir>.<stem>`, or with the stem hashed in too
+/// where that would pass the 256 characters Windows allows a pipe name.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn pipe_name(user: &str, base: &str, stem: &str) -> PathBuf {
+    let tag = short_hash(&format!("{base}|{user}"));
+    let full = format!(r"\\.\pipe\solo-instance.{user}.{tag}.{stem}");
+    if full.encode_utf16().count() <= 256 {
+        return PathBuf::from(full);
+    }
+    PathBuf::from(format!(r"\\.\pipe\solo-instance.{user}.{}", short_hash(&format!("{base}|{user}|{stem}"))))
 }
 
 fn default_dir(scope: Scope) -> Result<PathBuf, Error> {

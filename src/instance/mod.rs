@@ -281,6 +281,12 @@ impl SingleInstance {
                 format!("the socket {} is served by another user", loc.socket.display()).into(),
             ));
         }
+        // Windows gives the right to take the foreground to the launch the user just started;
+        // hand it on, so that the primary can raise its window for this request.
+        #[cfg(windows)]
+        if let Some(pid) = crate::sys::server_pid(socket.as_stream()) {
+            crate::sys::allow_foreground(pid);
+        }
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
@@ -353,10 +359,13 @@ fn same_user(socket: &LocalSocket) -> bool {
     socket.peer_credentials().ok().and_then(|c| c.uid) == Some(me)
 }
 
-#[cfg(not(unix))]
-fn same_user(_socket: &LocalSocket) -> bool {
-    // Named pipes: the pipe's security descriptor decides who connects.
-    true
+/// Windows: whether the pipe's owner is this process's user. Only the user who created a
+/// pipe (or a privileged process) can make a SID its owner, so another user's pipe, created
+/// first under this name (a squatter), shows that user's SID. Unknown counts as another.
+#[cfg(windows)]
+fn same_user(socket: &LocalSocket) -> bool {
+    let owner = socket.peer_credentials().ok().and_then(|c| c.sid);
+    matches!((owner, crate::sys::current_user()), (Some(o), Ok(me)) if o == me)
 }
 
 /// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
@@ -562,7 +571,6 @@ struct Context {
     stopped: AtomicBool,
     timeout: Duration,
     limit: usize,
-    #[cfg_attr(not(unix), allow(dead_code))]
     check_uid: bool,
     pool: Pool,
     waker: Mutex<Option<Waker>>,
@@ -777,6 +785,14 @@ impl Context {
         #[cfg(unix)]
         if ctx.check_uid && peer.and_then(|p| p.uid) != Some(unsafe { libc::geteuid() }) {
             // A stranger: dropped before a byte is read.
+            return;
+        }
+        // Windows: the client's user SID, as it connected (see `PeerCredentials::sid`); one
+        // that cannot be read counts as a stranger's.
+        #[cfg(windows)]
+        if ctx.check_uid
+            && !matches!((peer.and_then(|p| p.sid), crate::sys::current_user()), (Some(c), Ok(me)) if c == me)
+        {
             return;
         }
         // A launch writes its request right after connecting, so it is usually here

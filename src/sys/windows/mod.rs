@@ -5,6 +5,11 @@
 //! Named pipes have no I/O timeouts either (interprocess refuses `set_recv_timeout`);
 //! [`IoDeadline`] bounds a blocking read or write instead, with `CancelIoEx` from one
 //! shared timer thread.
+//!
+//! [`security`] builds Qt's security descriptors and reads a pipe's owner and its client's
+//! user back, for the peer checks.
+
+mod security;
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
@@ -18,10 +23,19 @@ use interprocess::local_socket::traits::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, Stream, ToFsName};
 use interprocess::os::windows::named_pipe::local_socket::Stream as PipeLocalStream;
 use interprocess::os::windows::named_pipe::{pipe_mode, DuplexPipeStream};
-use interprocess::ConnectWaitMode;
 
 use super::Ready;
-use crate::{LocalSocketError, SocketOptions};
+use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, HANDLE};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+    SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
+};
+use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_WAIT_FOREVER};
+
+use crate::{LocalSocketError, Sid, SocketOptions};
+pub(crate) use security::current_user;
+#[cfg(test)]
+pub(crate) use security::PRETEND_USER;
 
 #[derive(Debug, Default)]
 struct State {
@@ -55,8 +69,11 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Creates the first instance of pipe `path`. Access options are not applied (see
-    /// [`SocketOptions`]); the backlog has no meaning for pipes.
+    /// Creates the first instance of pipe `path`, with the security descriptor Qt gives the
+    /// access bits of `options` (see [`security::pipe_security_descriptor`]) on every
+    /// instance, and refusing remote clients (interprocess sets `PIPE_REJECT_REMOTE_CLIENTS`
+    /// unless asked not to: `create_instance.rs`, line 100). The backlog has no meaning for
+    /// pipes.
     ///
     /// interprocess creates the listener's first instance with `FILE_FLAG_FIRST_PIPE_INSTANCE`
     /// (interprocess 2.4.7, `os/windows/named_pipe/listener/create_instance.rs`, lines 26 and
@@ -70,7 +87,12 @@ impl Listener {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }
         let name = path.as_os_str().to_fs_name::<GenericFilePath>()?;
-        let listener = ListenerOptions::new().name(name).create_sync()?;
+        let mut opts = ListenerOptions::new().name(name);
+        if let Some(sd) = security::pipe_security_descriptor(options)? {
+            use interprocess::os::windows::local_socket::ListenerOptionsExt;
+            opts = opts.security_descriptor(sd);
+        }
+        let listener = opts.create_sync()?;
         let shared = Arc::new(Shared::default());
         let worker = Arc::clone(&shared);
         let thread =
@@ -160,7 +182,7 @@ impl Drop for Listener {
             if let Some(h) = st.accepting {
                 // SAFETY: `accepting` is cleared under this lock before its handle can be
                 // closed (see `State::accepting`), and the lock is held across the call.
-                unsafe { CancelIoEx(h as *mut std::ffi::c_void, std::ptr::null_mut()) };
+                unsafe { CancelIoEx(h as HANDLE, std::ptr::null()) };
             }
             drop(st);
             std::thread::sleep(Duration::from_millis(2));
@@ -173,19 +195,119 @@ impl Drop for Listener {
     }
 }
 
+/// Connects to pipe `path`, waiting up to `timeout` (`None`: for ever) for a free instance.
+///
+/// Not interprocess's connect: that opens the pipe with Windows' default quality of service,
+/// `SecurityImpersonation`, which lets whoever created the pipe act as this process (a pipe
+/// squatter, who got the name first, included). This opens it with `SECURITY_SQOS_PRESENT |
+/// SECURITY_IDENTIFICATION`: the server may learn who connected (the primary's peer check
+/// needs that) but cannot act as the client. Qt's `QLocalSocket` leaves the default; a
+/// server that impersonates its clients (Qt's does not) would be refused here.
+///
+/// (interprocess 2.4.7's `local_socket::ConnectOptions` would also ignore the wait mode on
+/// Windows and wait for ever: `os/windows/named_pipe/local_socket/stream.rs`, line 42.)
 pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Duration>) -> io::Result<Stream> {
     if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
     // Checks, as the listener does, that this is a named pipe path.
     path.as_os_str().to_fs_name::<GenericFilePath>()?;
-    let mode = timeout.map_or(ConnectWaitMode::Unbounded, ConnectWaitMode::Timeout);
-    // Not `local_socket::ConnectOptions`: on Windows interprocess 2.4.7 ignores its wait mode
-    // and always waits for ever for a free instance
-    // (`os/windows/named_pipe/local_socket/stream.rs`, line 42). The pipe stream's own
-    // constructor honours a timeout (WaitNamedPipeW, then another try, until the deadline).
-    let pipe = DuplexPipeStream::<pipe_mode::Bytes>::connect_by_path_with_wait_mode(path, mode)?;
-    Ok(Stream::from(PipeLocalStream::from(pipe)))
+    let wide: Vec<u16> = {
+        use std::os::windows::ffi::OsStrExt;
+        path.as_os_str().encode_wide().chain([0]).collect()
+    };
+    if wide[..wide.len() - 1].contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a pipe name cannot hold a NUL"));
+    }
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        // SAFETY: `wide` is NUL-terminated; no security attributes, no template.
+        let h = unsafe {
+            CreateFileW(
+                wide.as_ptr(),
+                GENERIC_READ | GENERIC_WRITE,
+                FILE_SHARE_READ | FILE_SHARE_WRITE,
+                std::ptr::null(),
+                OPEN_EXISTING,
+                FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+                std::ptr::null_mut(),
+            )
+        };
+        if h != windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE {
+            // SAFETY: a handle just opened, owned by nobody else.
+            let handle = unsafe {
+                <std::os::windows::io::OwnedHandle as std::os::windows::io::FromRawHandle>::from_raw_handle(
+                    h as _,
+                )
+            };
+            let pipe = DuplexPipeStream::<pipe_mode::Bytes>::try_from(handle)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            return Ok(Stream::from(PipeLocalStream::from(pipe)));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(ERROR_PIPE_BUSY) {
+            return Err(e);
+        }
+        // Every instance is taken: wait for one, until the deadline.
+        let wait = match deadline {
+            None => NMPWAIT_WAIT_FOREVER,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::from_raw_os_error(ERROR_SEM_TIMEOUT));
+                }
+                // 0 would mean the pipe's default wait; NMPWAIT_WAIT_FOREVER is u32::MAX.
+                left.as_millis().clamp(1, u128::from(u32::MAX - 1)) as u32
+            }
+        };
+        // SAFETY: `wide` is NUL-terminated.
+        if unsafe { WaitNamedPipeW(wide.as_ptr(), wait) } == 0 {
+            let e = io::Error::last_os_error();
+            // Gone meanwhile: not found. Timed out: ERROR_SEM_TIMEOUT. Either ends the wait.
+            if e.raw_os_error() != Some(ERROR_PIPE_BUSY) {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The SID at the other end of a pipe, as Windows says it: on the server's end the client's
+/// user (the identity it connected with); on a client's end the
+/// pipe's owner, which the server's security descriptor set: only a privileged process can
+/// make another user the owner.
+pub(crate) fn peer_sid(stream: &Stream) -> Option<Sid> {
+    let p = pipe(stream);
+    if p.is_server() {
+        security::client_user(p)
+    } else {
+        security::pipe_security(p.as_handle()).ok().and_then(|s| s.owner)
+    }
+}
+
+/// The Terminal Services session of this process: one per login (fast user switching and
+/// remote desktop sessions each have their own).
+pub(crate) fn session_id() -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: `id` is a valid out pointer.
+    let ok = unsafe {
+        windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId(std::process::id(), &mut id)
+    };
+    (ok != 0).then_some(id)
+}
+
+/// The pid of the process serving the pipe this client end is connected to.
+pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
+    pipe(stream).server_process_id().ok()
+}
+
+/// Lets process `pid` take the foreground (`AllowSetForegroundWindow`). Windows gives that
+/// right to the process the user just started (the launch); a launch that forwards hands it
+/// on to the primary this way before it sends, so the primary's `SetForegroundWindow` works,
+/// as Chromium, VS Code and tauri-plugin-single-instance do. Fails harmlessly when this
+/// process has no such right to pass on.
+pub(crate) fn allow_foreground(pid: u32) -> bool {
+    // SAFETY: no pointers; any pid is accepted (an unknown one fails).
+    unsafe { windows_sys::Win32::UI::WindowsAndMessaging::AllowSetForegroundWindow(pid) != 0 }
 }
 
 /// Pipes vanish with their last handle; there is no file to remove.
@@ -229,12 +351,7 @@ pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
     }
 }
 
-#[link(name = "kernel32")]
-extern "system" {
-    /// Cancels `handle`'s pending I/O issued by any thread of this process (`lpOverlapped`
-    /// null: all of it). Each cancelled operation completes with `ERROR_OPERATION_ABORTED`.
-    fn CancelIoEx(handle: *mut std::ffi::c_void, overlapped: *mut std::ffi::c_void) -> i32;
-}
+use windows_sys::Win32::System::IO::CancelIoEx;
 
 /// A deadline on a pipe's blocking I/O: named pipes have no read or write timeouts, so
 /// while this guard lives, a shared timer thread cancels (`CancelIoEx`) the pipe's
@@ -313,7 +430,7 @@ impl Timer {
                     // SAFETY: the handle belongs to a stream that the entry's guard borrows;
                     // the guard takes the entry out of this list (under this lock) before the
                     // borrow ends, so the handle is open here.
-                    unsafe { CancelIoEx(e.handle as *mut std::ffi::c_void, std::ptr::null_mut()) };
+                    unsafe { CancelIoEx(e.handle as HANDLE, std::ptr::null()) };
                     now + RECANCEL
                 } else {
                     e.deadline
@@ -331,7 +448,7 @@ impl Timer {
     }
 }
 
-fn pipe(stream: &Stream) -> &DuplexPipeStream<pipe_mode::Bytes> {
+pub(crate) fn pipe(stream: &Stream) -> &DuplexPipeStream<pipe_mode::Bytes> {
     match stream {
         Stream::NamedPipe(s) => s.inner(),
     }

@@ -1,0 +1,411 @@
+//! Who is who on Windows: the token's user and primary group, the security descriptor a
+//! pipe is created with (Qt's, from [`SocketOptions`]), and reading a pipe's back (its owner,
+//! its group, its DACL), which the peer checks use.
+//!
+//! Qt's `QLocalServerPrivate::addListener` (qtbase `src/network/socket/qlocalserver_win.cpp`,
+//! the same in Qt 5.15 and Qt 6) builds, when any access bit is set, an absolute security
+//! descriptor whose owner is the token's user, whose group is the token's primary group, and
+//! whose DACL allows `FILE_ALL_ACCESS` to the user (USER_ACCESS), the primary group
+//! (GROUP_ACCESS) and Everyone (OTHER_ACCESS), in that order. [`pipe_security_descriptor`]
+//! builds the same, with one difference in how, not in what: see there.
+
+use std::io;
+use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::ptr;
+use std::sync::OnceLock;
+
+use interprocess::os::windows::security_descriptor::{
+    AsSecurityDescriptorExt, BorrowedSecurityDescriptor, SecurityDescriptor,
+};
+use windows_sys::Win32::Foundation::{LocalFree, HANDLE};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
+};
+use windows_sys::Win32::Security::{
+    AclSizeInformation, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation, IsValidSid,
+    TokenPrimaryGroup, TokenUser, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, DACL_SECURITY_INFORMATION,
+    GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
+    TOKEN_INFORMATION_CLASS, TOKEN_PRIMARY_GROUP, TOKEN_QUERY, TOKEN_USER,
+};
+use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken,
+};
+
+use crate::{Sid, SocketOptions};
+
+/// `FILE_ALL_ACCESS`, what Qt grants each allowed SID.
+#[cfg(test)]
+pub(crate) const FILE_ALL_ACCESS: u32 = windows_sys::Win32::Storage::FileSystem::FILE_ALL_ACCESS;
+
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// Copies the SID at `psid`.
+///
+/// # Safety
+/// `psid` is null or points to memory that holds a SID, valid for the call.
+unsafe fn sid_at(psid: PSID) -> io::Result<Sid> {
+    // SAFETY: IsValidSid reads a SID's header only after checking the pointer is non-null
+    // (the caller promises a SID or null); GetLengthSid reads the header of a valid SID.
+    let len = unsafe {
+        if psid.is_null() || IsValidSid(psid) == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a valid SID"));
+        }
+        GetLengthSid(psid) as usize
+    };
+    // SAFETY: a valid SID is `GetLengthSid` bytes long.
+    let bytes = unsafe { std::slice::from_raw_parts(psid.cast::<u8>(), len) };
+    Sid::from_bytes(bytes).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "SID too long"))
+}
+
+/// The user (`TokenUser`) or primary group (`TokenPrimaryGroup`) of a token.
+fn token_sid(token: BorrowedHandle<'_>, class: TOKEN_INFORMATION_CLASS) -> io::Result<Sid> {
+    let h = token.as_raw_handle() as HANDLE;
+    let mut len = 0u32;
+    // SAFETY: a size query: no buffer, the needed length is written to `len`.
+    unsafe { GetTokenInformation(h, class, ptr::null_mut(), 0, &mut len) };
+    if len == 0 {
+        return Err(last_error());
+    }
+    // u64 units: TOKEN_USER and TOKEN_PRIMARY_GROUP start with a pointer.
+    let mut buf = vec![0u64; (len as usize).div_ceil(8)];
+    // SAFETY: `buf` is writable for `len` bytes and aligned for the structure.
+    if unsafe { GetTokenInformation(h, class, buf.as_mut_ptr().cast(), len, &mut len) } == 0 {
+        return Err(last_error());
+    }
+    // SAFETY: on success the buffer holds the structure `class` names, whose SID pointer
+    // points into the same buffer, alive for the read.
+    unsafe {
+        let psid = if class == TokenUser {
+            (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid
+        } else {
+            (*buf.as_ptr().cast::<TOKEN_PRIMARY_GROUP>()).PrimaryGroup
+        };
+        sid_at(psid)
+    }
+}
+
+fn process_token() -> io::Result<OwnedHandle> {
+    let mut h: HANDLE = ptr::null_mut();
+    // SAFETY: the current-process pseudo handle needs no closing; `h` receives a new handle.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut h) } == 0 {
+        return Err(last_error());
+    }
+    // SAFETY: a token handle just opened, owned by nobody else.
+    Ok(unsafe { OwnedHandle::from_raw_handle(h as _) })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the user this thread's checks take this process for (an injected SID, to test
+    /// the decisions against "another user" where Wine has only one).
+    pub(crate) static PRETEND_USER: std::cell::Cell<Option<Sid>> = const { std::cell::Cell::new(None) };
+}
+
+/// The user this process runs as (its primary token's `TokenUser`), read once.
+pub(crate) fn current_user() -> io::Result<Sid> {
+    #[cfg(test)]
+    if let Some(sid) = PRETEND_USER.with(|p| p.get()) {
+        return Ok(sid);
+    }
+    static USER: OnceLock<Sid> = OnceLock::new();
+    if let Some(sid) = USER.get() {
+        return Ok(*sid);
+    }
+    let sid = token_sid(process_token()?.as_handle_borrowed(), TokenUser)?;
+    Ok(*USER.get_or_init(|| sid))
+}
+
+/// The primary group of this process's token (the group Qt's GROUP_ACCESS grants).
+pub(crate) fn current_primary_group() -> io::Result<Sid> {
+    token_sid(process_token()?.as_handle_borrowed(), TokenPrimaryGroup)
+}
+
+trait AsBorrowed {
+    fn as_handle_borrowed(&self) -> BorrowedHandle<'_>;
+}
+
+impl AsBorrowed for OwnedHandle {
+    fn as_handle_borrowed(&self) -> BorrowedHandle<'_> {
+        std::os::windows::io::AsHandle::as_handle(self)
+    }
+}
+
+/// The security descriptor Qt gives a pipe for `options`, or `None` with no access bit
+/// (Windows' default descriptor then, as Qt leaves it).
+///
+/// Owner: the token's user; DACL: `FILE_ALL_ACCESS` for the user, the primary group and
+/// Everyone, as the bits ask, in Qt's order. The group: Qt sets the token's primary group
+/// explicitly; this descriptor leaves it out and Windows fills in the very same SID (a new
+/// object's default group is its creator's primary group). Why: interprocess 2.4.7 copies
+/// the descriptor for every pipe instance after the first (`try_clone.rs`), and that copy
+/// writes the group SID over the owner (it calls `set_owner` for both), so with a group set,
+/// every later instance would be owned by the group. Without one the copy is exact. The
+/// tests read the owner and group back from a later instance.
+pub(crate) fn pipe_security_descriptor(options: SocketOptions) -> io::Result<Option<SecurityDescriptor>> {
+    if !options.intersects(SocketOptions::WORLD_ACCESS) {
+        return Ok(None);
+    }
+    let user = current_user()?;
+    let mut sddl = format!("O:{user}D:");
+    if options.contains(SocketOptions::USER_ACCESS) {
+        sddl += &format!("(A;;FA;;;{user})");
+    }
+    if options.contains(SocketOptions::GROUP_ACCESS) {
+        sddl += &format!("(A;;FA;;;{})", current_primary_group()?);
+    }
+    if options.contains(SocketOptions::OTHER_ACCESS) {
+        sddl += "(A;;FA;;;WD)";
+    }
+    from_sddl(&sddl).map(Some)
+}
+
+/// A security descriptor from its string form (SDDL), owned by interprocess's type.
+pub(crate) fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
+    let wide: Vec<u16> = sddl.encode_utf16().chain([0]).collect();
+    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `wide` is NUL-terminated; on success `sd` receives a self-relative descriptor
+    // allocated with LocalAlloc, freed below.
+    if unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            wide.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            ptr::null_mut(),
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    // SAFETY: `sd` is a valid descriptor that lives until the LocalFree below; `to_owned_sd`
+    // copies it (owner, DACL) into an absolute descriptor that owns its parts.
+    let owned = unsafe { BorrowedSecurityDescriptor::from_ptr(sd.cast_const()) }.to_owned_sd();
+    // SAFETY: allocated by the conversion above and not used after this.
+    unsafe { LocalFree(sd) };
+    owned
+}
+
+/// One access-allowed entry of a DACL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Allowed {
+    pub(crate) sid: Sid,
+    pub(crate) mask: u32,
+}
+
+/// What a pipe's security descriptor says, read back with `GetSecurityInfo`.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct PipeSecurity {
+    pub(crate) owner: Option<Sid>,
+    pub(crate) group: Option<Sid>,
+    /// `None`: no DACL at all (everyone has full access).
+    pub(crate) dacl: Option<Vec<Allowed>>,
+    /// Entries of other types (deny, audit) that the DACL holds; none are ever expected.
+    pub(crate) other_entries: usize,
+}
+
+/// Reads a pipe's owner, group and DACL through any handle with `READ_CONTROL` (a client's
+/// and a server's handle of a duplex pipe both have it).
+pub(crate) fn pipe_security(handle: BorrowedHandle<'_>) -> io::Result<PipeSecurity> {
+    let mut owner: PSID = ptr::null_mut();
+    let mut group: PSID = ptr::null_mut();
+    let mut dacl: *mut ACL = ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: the out pointers are valid; on success they point into `sd`, a LocalAlloc'd
+    // block freed by the guard below.
+    let err = unsafe {
+        GetSecurityInfo(
+            handle.as_raw_handle() as HANDLE,
+            SE_KERNEL_OBJECT,
+            OWNER_SECURITY_INFORMATION | GROUP_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
+            &mut owner,
+            &mut group,
+            &mut dacl,
+            ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err as i32));
+    }
+    struct Free(PSECURITY_DESCRIPTOR);
+    impl Drop for Free {
+        fn drop(&mut self) {
+            // SAFETY: the block GetSecurityInfo allocated, freed once.
+            unsafe { LocalFree(self.0) };
+        }
+    }
+    let _free = Free(sd);
+    // SAFETY: null or SIDs inside `sd`, alive until `_free` drops.
+    let owner = (!owner.is_null()).then(|| unsafe { sid_at(owner) }).transpose()?;
+    // SAFETY: as above.
+    let group = (!group.is_null()).then(|| unsafe { sid_at(group) }).transpose()?;
+    if dacl.is_null() {
+        return Ok(PipeSecurity { owner, group, dacl: None, other_entries: 0 });
+    }
+    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
+    // SAFETY: `dacl` is a valid ACL inside `sd`; `info` is the structure the class names.
+    if unsafe {
+        GetAclInformation(
+            dacl,
+            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    let (mut allowed, mut other) = (Vec::new(), 0);
+    for i in 0..info.AceCount {
+        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
+        // SAFETY: `i` is below the ACL's entry count; `ace` receives a pointer into the ACL.
+        if unsafe { GetAce(dacl, i, &mut ace) } == 0 {
+            return Err(last_error());
+        }
+        // SAFETY: every entry starts with an ACE_HEADER; an access-allowed entry is an
+        // ACCESS_ALLOWED_ACE whose SID starts at `SidStart`, within the entry.
+        unsafe {
+            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
+            if u32::from((*a).Header.AceType) != ACCESS_ALLOWED_ACE_TYPE {
+                other += 1;
+                continue;
+            }
+            let sid = sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?;
+            allowed.push(Allowed { sid, mask: (*a).Mask });
+        }
+    }
+    Ok(PipeSecurity { owner, group, dacl: Some(allowed), other_entries: other })
+}
+
+/// The user at the client end of a pipe, as the primary sees it: the identity the client
+/// connected with (`ImpersonateNamedPipeClient`, then the thread token's user, then back to
+/// self). A client that connected anonymously has none: `None`.
+///
+/// Not the client's pid (`GetNamedPipeClientProcessId`) and that process's token: a client
+/// can set the pid the pipe reports for it, so it proves nothing.
+pub(crate) fn client_user(
+    pipe: &interprocess::os::windows::named_pipe::DuplexPipeStream<
+        interprocess::os::windows::named_pipe::pipe_mode::Bytes,
+    >,
+) -> Option<Sid> {
+    if let Ok(guard) = pipe.impersonate_client() {
+        let mut t: HANDLE = ptr::null_mut();
+        // SAFETY: the current-thread pseudo handle; `t` receives the impersonation token,
+        // opened as self (an identification-level token cannot open objects itself).
+        let opened = unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut t) } != 0;
+        drop(guard); // RevertToSelf
+        if opened {
+            // SAFETY: a token handle just opened, owned by nobody else.
+            let token = unsafe { OwnedHandle::from_raw_handle(t as _) };
+            return token_sid(token.as_handle_borrowed(), TokenUser).ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::windows::io::AsHandle;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use interprocess::os::windows::security_descriptor::AsSecurityDescriptor;
+    use interprocess::TryClone;
+
+    use super::*;
+    use crate::sys::{connect, pipe, Listener};
+
+    fn name(tag: &str) -> PathBuf {
+        PathBuf::from(format!(r"\\.\pipe\solo-sec-{}-{tag}", std::process::id()))
+    }
+
+    fn allowed(sid: Sid) -> Allowed {
+        Allowed { sid, mask: FILE_ALL_ACCESS }
+    }
+
+    /// Each access option gives the pipe Qt's descriptor: owner the user, group the primary
+    /// group, and a DACL of FILE_ALL_ACCESS entries for the user, the group and Everyone as
+    /// the bits ask, in Qt's order and nothing else. Read back with GetSecurityInfo from a
+    /// client's handle and from the server's, on the first pipe instance and on a later one
+    /// (created from interprocess's copy of the descriptor, whose owner bug is worked around).
+    #[test]
+    fn access_options_give_pipes_qts_security_descriptor() {
+        let user = current_user().unwrap();
+        let group = current_primary_group().unwrap();
+        let everyone: Sid = "S-1-1-0".parse().unwrap();
+        let cases = [
+            ("user", SocketOptions::USER_ACCESS, vec![allowed(user)]),
+            ("group", SocketOptions::GROUP_ACCESS, vec![allowed(group)]),
+            ("other", SocketOptions::OTHER_ACCESS, vec![allowed(everyone)]),
+            (
+                "user-group",
+                SocketOptions::USER_ACCESS | SocketOptions::GROUP_ACCESS,
+                vec![allowed(user), allowed(group)],
+            ),
+            ("world", SocketOptions::WORLD_ACCESS, vec![allowed(user), allowed(group), allowed(everyone)]),
+        ];
+        for (tag, options, want) in cases {
+            let path = name(tag);
+            let listener = Listener::bind(&path, options, 0).unwrap();
+            for instance in ["first", "later"] {
+                let client = connect(&path, SocketOptions::empty(), Some(Duration::from_secs(5))).unwrap();
+                listener.wait(Some(Duration::from_secs(5))).unwrap();
+                let server = listener.try_accept().unwrap().expect("accepted");
+                for (end, stream) in [("client", &client), ("server", &server)] {
+                    let got = pipe_security(pipe(stream).as_handle()).unwrap();
+                    let at = format!("{tag}, {instance} instance, {end} end: {got:?}");
+                    assert_eq!(got.owner, Some(user), "owner, {at}");
+                    assert_eq!(got.group, Some(group), "group, {at}");
+                    assert_eq!(got.dacl.as_deref(), Some(&want[..]), "DACL, {at}");
+                    assert_eq!(got.other_entries, 0, "{at}");
+                }
+                (&client).write_all(b"x").unwrap();
+                let mut b = [0u8; 1];
+                (&server).read_exact(&mut b).unwrap();
+            }
+        }
+        assert!(pipe_security_descriptor(SocketOptions::empty()).unwrap().is_none());
+        assert!(pipe_security_descriptor(SocketOptions::ABSTRACT_NAMESPACE).unwrap().is_none());
+    }
+
+    /// Why `pipe_security_descriptor` sets no group: interprocess 2.4.7's copy of a
+    /// descriptor (made for every pipe instance after the first) writes the group SID over
+    /// the owner. When this test fails, interprocess copies correctly and the workaround can
+    /// go (or stay: it is harmless).
+    #[test]
+    fn interprocess_copy_writes_the_group_over_the_owner() {
+        let user = current_user().unwrap();
+        let group = current_primary_group().unwrap();
+        assert_ne!(user, group);
+        let with_group = from_sddl(&format!("O:{user}G:{group}D:(A;;FA;;;{user})")).unwrap();
+        let copy = with_group.try_clone().unwrap();
+        // SAFETY: `copy` is a valid descriptor, alive for the borrow.
+        let b = unsafe { BorrowedSecurityDescriptor::from_ptr(copy.as_sd()) };
+        // SAFETY: the owner SID lives inside `copy`.
+        let owner = unsafe { sid_at(b.owner().unwrap().0.cast_mut()) }.unwrap();
+        assert_eq!(owner, group, "interprocess now copies the owner right");
+        // Without a group the copy keeps the owner.
+        let ours =
+            pipe_security_descriptor(SocketOptions::USER_ACCESS).unwrap().unwrap().try_clone().unwrap();
+        // SAFETY: as above.
+        let b = unsafe { BorrowedSecurityDescriptor::from_ptr(ours.as_sd()) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { sid_at(b.owner().unwrap().0.cast_mut()) }.unwrap(), user);
+    }
+
+    /// The primary's view of a client: the user it connected as, which is this process's.
+    #[test]
+    fn client_user_is_the_connecting_user() {
+        let path = name("client-user");
+        let listener = Listener::bind(&path, SocketOptions::USER_ACCESS, 0).unwrap();
+        let _client = connect(&path, SocketOptions::empty(), Some(Duration::from_secs(5))).unwrap();
+        listener.wait(Some(Duration::from_secs(5))).unwrap();
+        let server = listener.try_accept().unwrap().expect("accepted");
+        let p = pipe(&server);
+        assert_eq!(client_user(p), Some(current_user().unwrap()));
+    }
+}
