@@ -3,6 +3,20 @@
 //! CI runs these under Wine (`tests/wine.sh`; see `../shared/wine/README.md`). Wine is
 //! not Windows: where the two are known to differ the test detects Wine ([`on_wine`]),
 //! asserts Windows' behaviour only on Windows, and prints what Wine did instead.
+//!
+//! The Windows security promises are tested in the crate, under Wine too:
+//! `src/sys/windows/security.rs` (each access option's security descriptor read back with
+//! `GetSecurityInfo`, on the first and a later pipe instance; interprocess's owner bug) and
+//! `src/instance/windows_tests.rs` (the SID-derived name, the squatting check, the
+//! primary's peer check). What Wine cannot prove, and so is unproven here:
+//! - ACL enforcement across users: Wine runs everything as one user, and does not refuse
+//!   a client that the DACL leaves out. Real Windows does (the descriptor is read back and
+//!   is Qt's, entry for entry).
+//! - Another user's pipe: the squatting and peer checks are driven by an injected SID
+//!   (and, for the launch, by a pipe whose owner is SYSTEM, which Wine lets us create).
+//! - Anonymous clients: Wine ignores the impersonation level a client asks for.
+//! - `PIPE_REJECT_REMOTE_CLIENTS`: there is no remote machine here.
+//! - The foreground hand-over (`AllowSetForegroundWindow`): Wine has no foreground lock.
 #![cfg(windows)]
 
 use std::ffi::OsString;
@@ -320,6 +334,27 @@ fn second_listen_on_same_name_is_address_in_use() {
     assert!(first.wait_for_new_connection(Some(Duration::from_secs(10))).unwrap());
 }
 
+/// `peer_credentials` carries the SID on both ends: the client's user as the server sees
+/// it, and the pipe's owner as the client sees it; both are this process's user.
+#[test]
+fn peer_credentials_carry_the_sid_both_ways() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let name = unique("peer-sid");
+    let mut server = LocalServer::new();
+    server.set_socket_options(solo_instance::SocketOptions::USER_ACCESS);
+    server.listen(&name).unwrap();
+    let client = LocalSocket::connect(&name).unwrap();
+    assert!(server.wait_for_new_connection(Some(Duration::from_secs(5))).unwrap());
+    let accepted = server.next_pending_connection().unwrap();
+    let seen_by_server = accepted.peer_credentials().unwrap();
+    let seen_by_client = client.peer_credentials().unwrap();
+    assert_eq!(seen_by_server.pid, Some(std::process::id()));
+    assert_eq!(seen_by_client.pid, Some(std::process::id()));
+    let sid = seen_by_server.sid.expect("the client's SID");
+    assert_eq!(seen_by_client.sid, Some(sid));
+    assert_eq!((seen_by_server.uid, seen_by_server.gid), (None, None));
+}
+
 /// Nothing listening: ServerNotFound at once, with or without a timeout.
 #[test]
 fn connect_to_nothing_is_server_not_found() {
@@ -388,18 +423,20 @@ fn instance_primary_and_forwarding_thread() {
     let status = builder(dir.path(), &app, &[]).status().unwrap();
     assert!(status.running);
     assert_eq!(status.socket, primary.socket_path());
-    // Not asserted: the pid is read through a second handle on the lock file, which
-    // Windows refuses (ERROR_LOCK_VIOLATION: LockFileEx locks are mandatory, even for the
-    // same process) and Wine 8 allows.
-    if status.pid != Some(std::process::id()) {
-        println!("note: status() read pid {:?} from the locked lock file", status.pid);
-    }
+    // The pid lives beside the lock file (`<app>.pid`): LockFileEx locks are mandatory, so
+    // Windows would refuse to read it from the locked file itself (Wine 8 allows that).
+    assert_eq!(status.pid, Some(std::process::id()));
+    assert!(dir.path().join(format!("{app}.pid")).is_file());
 
     let b = builder(dir.path(), &app, &["prog", "open", "ü.txt"]).data(serde_json::json!({"k": 1}));
     let launch = thread::spawn(move || b.send());
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
     assert_eq!(request.args(), [OsString::from("open"), OsString::from("ü.txt")]);
     assert_eq!(request.pid(), Some(std::process::id()));
+    // The primary saw who connected: this user, whose SID names the pipe.
+    let sid = request.peer_credentials().and_then(|c| c.sid).expect("the client's SID");
+    assert!(pipe.starts_with(&format!(r"\\.\pipe\solo-instance.{sid}.")), "{pipe}");
+    assert!(sid.to_string().starts_with("S-1-5-"), "{sid}");
     assert_eq!(request.cwd(), Some(std::env::current_dir().unwrap().as_path()));
     assert_eq!(request.data(), &serde_json::json!({"k": 1}));
     request.reply(Reply::exit(7).with_stdout("done")).unwrap();
@@ -437,7 +474,8 @@ fn instance_lock_decides_and_release_hands_over() {
     let t = Instant::now();
     primary.release();
     assert!(t.elapsed() < Duration::from_secs(3), "release took {:?}", t.elapsed());
-    assert!(!builder(dir.path(), &app, &[]).status().unwrap().running);
+    let status = builder(dir.path(), &app, &[]).status().unwrap();
+    assert!(!status.running && status.pid.is_none(), "{status:?}");
     let successor = primary_of(builder(dir.path(), &app, &["third"]).start());
 
     // And it serves: the name is its own now.

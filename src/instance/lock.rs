@@ -2,12 +2,16 @@
 //! held for the primary's life and freed by the OS when its process dies.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
+#[cfg(not(windows))]
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// An exclusive lock on a file, released on drop (RAII, as `fd-lock`'s guards).
 #[derive(Debug)]
 pub(crate) struct LockFile {
+    /// Holds the lock while open (on Windows it is never read or written again).
+    #[cfg_attr(windows, allow(dead_code))]
     file: File,
     path: PathBuf,
 }
@@ -61,8 +65,19 @@ impl LockFile {
         }
     }
 
-    /// Records the holder's pid in the file, for `status` to report.
+    /// Records the holder's pid, for `status` to report: in the lock file, or on Windows
+    /// beside it (see [`pid_path`]).
     pub(crate) fn write_pid(&mut self) {
+        #[cfg(windows)]
+        {
+            let _ = std::fs::write(pid_path(&self.path), std::process::id().to_string());
+        }
+        #[cfg(not(windows))]
+        self.write_pid_into_lock_file();
+    }
+
+    #[cfg(not(windows))]
+    fn write_pid_into_lock_file(&mut self) {
         // Only into our own file (a shared scope's lock may be another user's).
         #[cfg(unix)]
         {
@@ -83,9 +98,30 @@ impl LockFile {
     }
 }
 
-/// The pid a primary wrote into its lock file, if any.
-pub(crate) fn read_pid(path: &Path) -> Option<u32> {
+/// Windows: where the primary records its pid. `LockFileEx` locks are mandatory there: no
+/// other handle, not even one of the same process, may read the locked range of the lock
+/// file itself (`ERROR_LOCK_VIOLATION`), so the pid lives in `<app>.pid` beside it.
+#[cfg(windows)]
+fn pid_path(lock: &Path) -> PathBuf {
+    lock.with_extension("pid")
+}
+
+#[cfg(windows)]
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // The recorded pid goes with the primacy (the lock is still held here, so no
+        // successor has written its own yet).
+        let _ = std::fs::remove_file(pid_path(&self.path));
+    }
+}
+
+/// The pid the primary recorded (`lock` is its lock file), if any; at most 32 bytes read.
+pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
+    #[cfg(windows)]
+    let path = pid_path(lock);
+    #[cfg(not(windows))]
+    let path = lock;
     let mut s = String::new();
-    File::open(path).ok()?.read_to_string(&mut s).ok()?;
+    File::open(path).ok()?.take(32).read_to_string(&mut s).ok()?;
     s.trim().parse().ok()
 }

@@ -6,6 +6,8 @@ mod asynchronous;
 mod location;
 mod lock;
 mod protocol;
+#[cfg(all(test, windows))]
+mod windows_tests;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -572,6 +574,10 @@ struct Context {
     timeout: Duration,
     limit: usize,
     check_uid: bool,
+    /// Tests: the user the primary takes itself for (an injected SID, where Wine has one
+    /// user), so that its own launches count as another user's.
+    #[cfg(all(test, windows))]
+    pretend_user: Mutex<Option<crate::Sid>>,
     pool: Pool,
     waker: Mutex<Option<Waker>>,
     /// What `recv_async` waits on: notified with each request queued and on stop.
@@ -662,6 +668,8 @@ impl Primary {
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
+            #[cfg(all(test, windows))]
+            pretend_user: Mutex::new(None),
             pool: Pool::default(),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -751,6 +759,12 @@ impl Primary {
         CallbackPrimary { stopper, thread: Some(thread) }
     }
 
+    /// Tests: makes this primary take itself for `sid`.
+    #[cfg(all(test, windows))]
+    pub(crate) fn pretend_user(&self, sid: Option<crate::Sid>) {
+        *self.ctx.pretend_user.lock().unwrap() = sid;
+    }
+
     /// A handle that makes the blocking receive calls return.
     pub fn stopper(&self) -> Stopper {
         Stopper(Arc::clone(&self.ctx))
@@ -790,9 +804,7 @@ impl Context {
         // Windows: the client's user SID, as it connected (see `PeerCredentials::sid`); one
         // that cannot be read counts as a stranger's.
         #[cfg(windows)]
-        if ctx.check_uid
-            && !matches!((peer.and_then(|p| p.sid), crate::sys::current_user()), (Some(c), Ok(me)) if c == me)
-        {
+        if ctx.check_uid && !matches!((peer.and_then(|p| p.sid), ctx.user()), (Some(c), Ok(me)) if c == me) {
             return;
         }
         // A launch writes its request right after connecting, so it is usually here
@@ -837,6 +849,16 @@ impl Context {
                 ctx.read_request(socket, peer);
             }
         }
+    }
+
+    /// The user this primary serves: its process's.
+    #[cfg(windows)]
+    fn user(&self) -> io::Result<crate::Sid> {
+        #[cfg(test)]
+        if let Some(sid) = *self.pretend_user.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(sid);
+        }
+        crate::sys::current_user()
     }
 
     fn reader_loop(&self) {

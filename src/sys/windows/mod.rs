@@ -35,6 +35,8 @@ use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_WAIT_FOREVER};
 use crate::{LocalSocketError, Sid, SocketOptions};
 pub(crate) use security::current_user;
 #[cfg(test)]
+pub(crate) use security::from_sddl;
+#[cfg(test)]
 pub(crate) use security::PRETEND_USER;
 
 #[derive(Debug, Default)]
