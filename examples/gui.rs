@@ -12,16 +12,33 @@
 //! For scripts it prints `PRIMARY <socket path>`, then `OPEN <path>` for each file it opens
 //! (its own and forwarded ones). The window draws nothing: winit has no renderer, and the
 //! title is the point. X11 and Wayland on Linux, macOS, Windows.
+//!
+//! Every forwarded request also brings the window to the front (restored if minimized):
+//! - **Windows**: `focus_window` calls `SetForegroundWindow`, which Windows allows because
+//!   the launch, which the user just started and so owns the foreground right, handed that
+//!   right to this process (`AllowSetForegroundWindow`) before it sent the request.
+//! - **X11, macOS**: `focus_window` raises and focuses the window.
+//! - **Wayland**: a compositor focuses a window only with an activation token, and a launch
+//!   forwards its `XDG_ACTIVATION_TOKEN` ([`Request::activation_token`]). winit 0.30 takes a
+//!   token only for a *new* window (`with_activation_token`, used here for the primary's own
+//!   launch) and has no call to activate an existing window with one (`focus_window` does
+//!   nothing there), so for a forwarded launch this example asks for attention instead
+//!   (`request_user_attention`: the compositor marks the window). Toolkits that can take
+//!   a token for an existing window: GTK (`gtk_window_set_startup_id`), and Qt 6's Wayland
+//!   plugin, which uses `XDG_ACTIVATION_TOKEN` from the environment when a window is
+//!   activated (set it to the forwarded token, then `QWindow::requestActivate`).
+//!
+//! [`Request::activation_token`]: solo_instance::Request::activation_token
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use solo_instance::{Primary, Reply, SingleInstance, Start};
+use solo_instance::{Primary, Reply, Request, SingleInstance, Start};
 use winit::application::ApplicationHandler;
 use winit::event::WindowEvent;
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
-use winit::window::{Window, WindowId};
+use winit::window::{UserAttentionType, Window, WindowId};
 
 const APP_ID: &str = "org.solo-instance.GuiExample";
 
@@ -55,8 +72,7 @@ impl App {
             }
             if let Some(window) = &self.window {
                 window.set_title(&self.title());
-                // Bring the window forward; a Wayland compositor wants the launch's token.
-                window.focus_window();
+                raise(window, &request);
             }
             let text =
                 format!("opened {} in the running window (pid {})\n", files.join(", "), std::process::id());
@@ -65,10 +81,45 @@ impl App {
     }
 }
 
+/// Brings the window to the front for a forwarded request (see the module docs).
+fn raise(window: &Window, request: &Request) {
+    window.set_minimized(false);
+    window.set_visible(true);
+    window.focus_window();
+    // Wayland: winit 0.30 cannot hand `request.activation_token()` to an existing window.
+    if is_wayland(window) && request.activation_token().is_some() {
+        window.request_user_attention(Some(UserAttentionType::Informational));
+    }
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+fn is_wayland(window: &Window) -> bool {
+    use winit::raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    matches!(window.window_handle().map(|h| h.as_raw()), Ok(RawWindowHandle::Wayland(_)))
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn is_wayland(_: &Window) -> bool {
+    false
+}
+
 impl ApplicationHandler for App {
     fn resumed(&mut self, event_loop: &ActiveEventLoop) {
         if self.window.is_none() {
-            let attributes = Window::default_attributes().with_title(self.title());
+            #[allow(unused_mut)]
+            let mut attributes = Window::default_attributes().with_title(self.title());
+            // The primary's own launch token (Wayland, X11 startup notification): the new
+            // window may take the focus with it. Children must not inherit it.
+            #[cfg(all(unix, not(target_os = "macos")))]
+            {
+                use winit::platform::startup_notify::{
+                    self, EventLoopExtStartupNotify, WindowAttributesExtStartupNotify,
+                };
+                if let Some(token) = event_loop.read_token_from_env() {
+                    startup_notify::reset_activation_token_env();
+                    attributes = attributes.with_activation_token(token);
+                }
+            }
             match event_loop.create_window(attributes) {
                 Ok(window) => self.window = Some(window),
                 Err(e) => {
