@@ -13,11 +13,14 @@ pub enum Scope {
     /// One primary per user (the default). The files live in `$XDG_RUNTIME_DIR` (inside
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
     /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
-    /// another uid are dropped before a byte is read.
+    /// another uid are dropped before a byte is read. On Windows the lock lives in
+    /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
+    /// allows that user only, a launch refuses a pipe another user owns, and the primary
+    /// drops clients of another SID before reading.
     #[default]
     User,
-    /// One primary per user and login session (`$XDG_SESSION_ID`; on systems without
-    /// one, the same as [`User`](Self::User)).
+    /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
+    /// Services session; on systems without one, the same as [`User`](Self::User)).
     Session,
     /// One primary for the whole machine, shared by all users: the files live in
     /// `/tmp/solo-instance-system` (mode 1777; `%ProgramData%` on Windows) and anyone may connect. Ask for

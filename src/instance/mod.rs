@@ -431,6 +431,11 @@ fn read_line(
 /// A launch's request, as the primary receives it. Answer it with
 /// [`reply`](Self::reply); one dropped unanswered gets an error reply, so no launch is
 /// left waiting.
+///
+/// To bring the app's window forward for a request: on Wayland and X11 use
+/// [`activation_token`](Self::activation_token); on Windows just focus the window
+/// (`SetForegroundWindow`, winit's `focus_window`): before it sent the request, the launch
+/// handed its right to take the foreground to the primary (`AllowSetForegroundWindow`).
 pub struct Request {
     message: Message,
     raw: String,
@@ -484,7 +489,8 @@ impl Request {
         &self.message.data
     }
 
-    /// Who connected, as the OS reports it (uid checked already on Unix).
+    /// Who connected, as the OS reports it: on Unix the uid (checked already, except in the
+    /// System scope), on Windows the SID the client connected as (likewise checked).
     pub fn peer_credentials(&self) -> Option<PeerCredentials> {
         self.peer
     }
