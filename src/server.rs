@@ -64,6 +64,10 @@ pub struct LocalServer {
     full_server_name: Option<PathBuf>,
     options: SocketOptions,
     backlog: i32,
+    /// Windows: a security descriptor (SDDL) that replaces the one `options` would give
+    /// (`SingleInstance`'s shared pipe, which lets others connect but not add instances).
+    #[cfg(windows)]
+    pipe_sddl: Option<String>,
 }
 
 /// A handle on a server's pending queue, given to the `newConnection` callback and the
@@ -156,6 +160,8 @@ impl LocalServer {
             full_server_name: None,
             options: SocketOptions::empty(),
             backlog: DEFAULT_LISTEN_BACKLOG_SIZE,
+            #[cfg(windows)]
+            pipe_sddl: None,
         }
     }
 
@@ -206,7 +212,11 @@ impl LocalServer {
             };
             return Err(self.fail(LocalSocketError::ServerNotFound, msg, None));
         }
-        match sys::Listener::bind(&full, self.options, self.backlog) {
+        #[cfg(windows)]
+        let bound = sys::Listener::bind_with_sddl(&full, self.options, self.pipe_sddl.as_deref());
+        #[cfg(not(windows))]
+        let bound = sys::Listener::bind(&full, self.options, self.backlog);
+        match bound {
             Ok(listener) => {
                 self.start(listener, Some(name.to_owned()), Some(full));
                 Ok(())
@@ -337,6 +347,13 @@ impl LocalServer {
     /// Sets the socket options for the next [`listen`](Self::listen). Default: empty.
     pub fn set_socket_options(&mut self, options: SocketOptions) {
         self.options = options;
+    }
+
+    /// Windows: the security descriptor, as SDDL, for the next `listen`, in place of the one
+    /// the socket options give.
+    #[cfg(windows)]
+    pub(crate) fn set_pipe_sddl(&mut self, sddl: Option<String>) {
+        self.pipe_sddl = sddl;
     }
 
     /// The most accepted connections held in the queue; default 30, as Qt.

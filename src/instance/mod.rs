@@ -662,6 +662,12 @@ impl Primary {
         } else {
             SocketOptions::USER_ACCESS
         });
+        // Windows: others may connect to the System scope's pipe, but not add instances of
+        // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
+        #[cfg(windows)]
+        if system {
+            server.set_pipe_sddl(Some(crate::sys::shared_pipe_sddl()?));
+        }
         server.set_max_pending_connections(MAX_READERS);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).

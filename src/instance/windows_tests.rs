@@ -237,3 +237,38 @@ fn primary_drops_anonymous_clients() {
         Some(r) => panic!("an anonymous client's request reached the app, peer {:?}", r.peer_credentials()),
     }
 }
+
+/// The System scope's pipe: any local user may connect (Everyone gets the client's rights),
+/// but only its creator may add instances, so another user cannot serve some of the
+/// launches; the pipe's name has no user in it, and launches reach the primary.
+#[test]
+fn system_scope_pipe_lets_others_connect_but_not_serve() {
+    let _w = watchdog(60);
+    let dir = Dir::new("system");
+    let b = || builder(&dir.0, "test.wt.system").scope(super::Scope::System);
+    let primary = match b().start() {
+        Ok(Start::Primary(p)) => p,
+        other => panic!("not primary: {other:?}"),
+    };
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    assert!(pipe.starts_with(r"\\.\pipe\solo-instance.system."), "{pipe}");
+    let client = crate::sys::connect(primary.socket_path(), crate::SocketOptions::empty(), None).unwrap();
+    use std::os::windows::io::AsHandle;
+    let sec = crate::sys::pipe_security(crate::sys::pipe(&client).as_handle()).unwrap();
+    drop(client);
+    let me = current_user().unwrap();
+    let everyone: Sid = "S-1-1-0".parse().unwrap();
+    assert_eq!(sec.owner, Some(me));
+    let dacl: Vec<_> = sec.dacl.unwrap().iter().map(|a| (a.sid, a.mask)).collect();
+    assert_eq!(dacl, [(me, 0x001F_01FF), (everyone, 0x0012_019B)]);
+
+    let second = b();
+    let launch = std::thread::spawn(move || second.send());
+    let mut r = primary.recv_timeout(Duration::from_secs(10));
+    // The dropped probe connection above may come first, as a request that never arrives.
+    while r.is_none() {
+        r = primary.recv_timeout(Duration::from_secs(10));
+    }
+    r.unwrap().reply(Reply::exit(5)).unwrap();
+    assert_eq!(launch.join().unwrap().unwrap().exit_code(), 5);
+}

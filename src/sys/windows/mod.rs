@@ -25,7 +25,7 @@ use interprocess::os::windows::named_pipe::local_socket::Stream as PipeLocalStre
 use interprocess::os::windows::named_pipe::{pipe_mode, DuplexPipeStream};
 
 use super::Ready;
-use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, HANDLE};
+use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
     SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
@@ -33,11 +33,11 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_WAIT_FOREVER};
 
 use crate::{LocalSocketError, Sid, SocketOptions};
-pub(crate) use security::current_user;
-#[cfg(test)]
-pub(crate) use security::from_sddl;
 #[cfg(test)]
 pub(crate) use security::PRETEND_USER;
+pub(crate) use security::{current_user, shared_pipe_sddl};
+#[cfg(test)]
+pub(crate) use security::{from_sddl, pipe_security};
 
 #[derive(Debug, Default)]
 struct State {
@@ -84,13 +84,28 @@ impl Listener {
     /// instances (one per `accept`) are created without the flag. A server that does not
     /// ask for the flag itself (Qt's `QLocalServer`, for one) can still add instances to a
     /// pipe this listener owns.
+    #[cfg(test)]
     pub(crate) fn bind(path: &Path, options: SocketOptions, _backlog: i32) -> io::Result<Self> {
+        Self::bind_with_sddl(path, options, None)
+    }
+
+    /// [`bind`](Self::bind), with the security descriptor `sddl` (SDDL) instead of the
+    /// one `options` give, where it is `Some`.
+    pub(crate) fn bind_with_sddl(
+        path: &Path,
+        options: SocketOptions,
+        sddl: Option<&str>,
+    ) -> io::Result<Self> {
         if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }
         let name = path.as_os_str().to_fs_name::<GenericFilePath>()?;
         let mut opts = ListenerOptions::new().name(name);
-        if let Some(sd) = security::pipe_security_descriptor(options)? {
+        let sd = match sddl {
+            Some(sddl) => Some(security::from_sddl(sddl)?),
+            None => security::pipe_security_descriptor(options)?,
+        };
+        if let Some(sd) = sd {
             use interprocess::os::windows::local_socket::ListenerOptionsExt;
             opts = opts.security_descriptor(sd);
         }
@@ -204,7 +219,9 @@ impl Drop for Listener {
 /// squatter, who got the name first, included). This opens it with `SECURITY_SQOS_PRESENT |
 /// SECURITY_IDENTIFICATION`: the server may learn who connected (the primary's peer check
 /// needs that) but cannot act as the client. Qt's `QLocalSocket` leaves the default; a
-/// server that impersonates its clients (Qt's does not) would be refused here.
+/// server that impersonates its clients (Qt's does not) would be refused here. It asks for
+/// read and write access without `FILE_APPEND_DATA` (`GENERIC_WRITE` has it), which on a
+/// pipe means creating instances: see [`security::CLIENT_ACCESS`].
 ///
 /// (interprocess 2.4.7's `local_socket::ConnectOptions` would also ignore the wait mode on
 /// Windows and wait for ever: `os/windows/named_pipe/local_socket/stream.rs`, line 42.)
@@ -227,7 +244,7 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
         let h = unsafe {
             CreateFileW(
                 wide.as_ptr(),
-                GENERIC_READ | GENERIC_WRITE,
+                security::CLIENT_ACCESS,
                 FILE_SHARE_READ | FILE_SHARE_WRITE,
                 std::ptr::null(),
                 OPEN_EXISTING,

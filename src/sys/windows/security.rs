@@ -162,6 +162,23 @@ pub(crate) fn pipe_security_descriptor(options: SocketOptions) -> io::Result<Opt
     from_sddl(&sddl).map(Some)
 }
 
+/// What a client's end of a pipe needs, and all [`shared_pipe_sddl`] grants others:
+/// `FILE_GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_EA | FILE_WRITE_ATTRIBUTES`. Not
+/// `GENERIC_WRITE`: that includes `FILE_APPEND_DATA`, which on a pipe is
+/// `FILE_CREATE_PIPE_INSTANCE`, the right to add server instances to the pipe and so to
+/// receive some of its clients.
+pub(crate) const CLIENT_ACCESS: u32 = 0x0012_019B;
+
+/// The descriptor of a pipe every local user may use but only its creator may serve: the
+/// System scope's. Owner and `FILE_ALL_ACCESS` for this user; [`CLIENT_ACCESS`] for
+/// Everyone, so another user can connect but cannot add an instance of their own to the
+/// pipe (which would hand them some of the launches). Qt's OTHER_ACCESS grants Everyone
+/// `FILE_ALL_ACCESS`, instance creation included.
+pub(crate) fn shared_pipe_sddl() -> io::Result<String> {
+    let user = current_user()?;
+    Ok(format!("O:{user}D:(A;;FA;;;{user})(A;;{CLIENT_ACCESS:#010x};;;WD)"))
+}
+
 /// A security descriptor from its string form (SDDL), owned by interprocess's type.
 pub(crate) fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
     let wide: Vec<u16> = sddl.encode_utf16().chain([0]).collect();
@@ -369,6 +386,19 @@ mod tests {
             }
         }
         assert!(pipe_security_descriptor(SocketOptions::empty()).unwrap().is_none());
+
+        // The System scope's pipe: others may connect (as `connect` does) but not serve.
+        let path = name("shared");
+        let sddl = shared_pipe_sddl().unwrap();
+        let listener = Listener::bind_with_sddl(&path, SocketOptions::WORLD_ACCESS, Some(&sddl)).unwrap();
+        let client = connect(&path, SocketOptions::empty(), Some(Duration::from_secs(5))).unwrap();
+        listener.wait(Some(Duration::from_secs(5))).unwrap();
+        let _server = listener.try_accept().unwrap().expect("accepted");
+        let got = pipe_security(pipe(&client).as_handle()).unwrap();
+        let others = Allowed { sid: everyone, mask: CLIENT_ACCESS };
+        assert_eq!(got.owner, Some(user));
+        assert_eq!(got.dacl.as_deref(), Some(&[allowed(user), others][..]), "{got:?}");
+        assert_eq!(CLIENT_ACCESS & 0x4, 0, "FILE_CREATE_PIPE_INSTANCE granted");
         assert!(pipe_security_descriptor(SocketOptions::ABSTRACT_NAMESPACE).unwrap().is_none());
     }
 
