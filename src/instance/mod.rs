@@ -235,7 +235,7 @@ impl SingleInstance {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over.
-                if !socket_is_live(&loc) {
+                if !socket_is_live(&loc, deadline) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
@@ -331,10 +331,21 @@ fn far_deadline(timeout: Duration) -> Instant {
     now.checked_add(timeout).or_else(|| now.checked_add(Duration::from_secs(1 << 32))).unwrap_or(now)
 }
 
-/// Whether a server answers on the app's socket.
-fn socket_is_live(loc: &Location) -> bool {
-    let options = ConnectOptions::new().timeout(Some(Duration::from_millis(200)));
-    options.connect(&loc.socket.to_string_lossy()).is_ok()
+/// Whether the app's socket may belong to a running server. Only a connect refused
+/// (nothing listens: a dead primary's file) or one finding no socket proves it dead; a
+/// connect that times out (a frozen primary, a full backlog) or fails otherwise leaves the
+/// socket live, so that it is never removed under a primary that still runs.
+fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let options =
+        ConnectOptions::new().timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+    match options.connect(&loc.socket.to_string_lossy()) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.socket_error(),
+            Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused)
+        ),
+    }
 }
 
 fn is_disconnect(e: &io::Error) -> bool {

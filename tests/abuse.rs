@@ -1,0 +1,149 @@
+//! Issue 11: SingleInstance under abuse and bad luck. One test (at least) per item, each
+//! with real processes or sockets, readiness by lines and channels, and a Watchdog.
+//!
+//! | item | tests |
+//! |---|---|
+//! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+#![cfg(unix)]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use solo_instance::{ConnectOptions, LocalSocket, LocalSocketError};
+use util::{example, file_id, Proc, TempDir, Watchdog};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+fn json_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+}
+
+/// Reads one reply line: `Ok(None)` when the peer closed without one.
+#[allow(dead_code)]
+fn read_reply(conn: &LocalSocket, timeout: Duration) -> io::Result<Option<String>> {
+    conn.set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    match BufReader::new(conn).read_line(&mut line) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(line.trim_end().to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A private runtime directory (0700, as `XDG_RUNTIME_DIR` is) and an app id.
+struct Fixture {
+    dir: TempDir,
+    app: String,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let dir = TempDir::new(tag);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Fixture { dir, app: format!("org.abuse.{tag}") }
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.sock", self.app))
+    }
+
+    fn sock_name(&self) -> String {
+        self.sock().to_str().unwrap().to_owned()
+    }
+
+    fn lock(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.lock", self.app))
+    }
+
+    fn cmd<I, S>(&self, sub: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(example("solo"));
+        cmd.arg(sub)
+            .arg(&self.app)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .env_remove("FLATPAK_ID")
+            .current_dir("/");
+        cmd
+    }
+
+    fn primary(&self, args: &[&str]) -> Proc {
+        let p = Proc::spawn(&mut self.cmd("run", args));
+        assert_eq!(p.line(), format!("PRIMARY {}", self.sock().display()), "stderr: {}", p.stderr());
+        p
+    }
+
+    /// `solo send APP -- TAG` is served, and the primary's next line is its request.
+    fn send_ok(&self, primary: &Proc, tag: &str) {
+        let out = output(&mut self.cmd("send", ["--", tag]));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "send {tag}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
+        assert!(stdout.starts_with("FORWARDED "), "{stdout:?}");
+        let request = json_line(&primary.line());
+        assert_eq!(request["argv"][1], tag, "{request}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Never two primaries
+// ---------------------------------------------------------------------------------------
+
+/// Item 2: the lock file is gone (a cleaner) and the primary is frozen with its backlog
+/// full, so a connect times out. The next launch must not take the socket for dead: it
+/// fails with NoReply within its timeout, the socket file is the primary's still, and the
+/// thawed primary serves on.
+#[test]
+fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("frozen");
+    let p = f.primary(&[]);
+    let id = file_id(f.sock());
+    signal(p.id(), libc::SIGSTOP);
+    // Fill the backlog: connections the frozen primary cannot accept, until one times out.
+    let mut held = Vec::new();
+    loop {
+        match ConnectOptions::new().timeout(Some(Duration::from_millis(50))).connect(&f.sock_name()) {
+            Ok(c) => held.push(c),
+            Err(e) if e.socket_error() == Some(LocalSocketError::SocketTimeout) => break,
+            Err(e) => panic!("after {} connections: {e}", held.len()),
+        }
+        assert!(held.len() < 5000, "the backlog never filled");
+    }
+    std::fs::remove_file(f.lock()).unwrap();
+    let started = Instant::now();
+    let out = output(&mut f.cmd("run", ["--count", "0", "--timeout", "1", "--", "second"]));
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("PRIMARY"), "a second primary while the first is frozen: {stdout:?}");
+    assert_eq!(out.status.code(), Some(1), "{stdout:?} {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(file_id(f.sock()), id, "the frozen primary's socket was replaced");
+    signal(p.id(), libc::SIGCONT);
+    drop(held);
+    f.send_ok(&p, "after-thaw");
+}
