@@ -4,19 +4,20 @@
 //! | item | tests |
 //! |---|---|
 //! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+//! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
 mod util;
 
 use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use solo_instance::{ConnectOptions, LocalSocket, LocalSocketError};
+use solo_instance::{ConnectOptions, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance, Start};
 use util::{example, file_id, Proc, TempDir, Watchdog};
 
 fn text(bytes: &[u8]) -> String {
@@ -31,13 +32,19 @@ fn json_line(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
 }
 
+/// A fresh 0700 directory.
+fn private_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 fn signal(pid: u32, sig: libc::c_int) {
     let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
     assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
 }
 
 /// Reads one reply line: `Ok(None)` when the peer closed without one.
-#[allow(dead_code)]
 fn read_reply(conn: &LocalSocket, timeout: Duration) -> io::Result<Option<String>> {
     conn.set_read_timeout(Some(timeout))?;
     let mut line = String::new();
@@ -146,4 +153,52 @@ fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
     signal(p.id(), libc::SIGCONT);
     drop(held);
     f.send_ok(&p, "after-thaw");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The size limit holds on every path
+// ---------------------------------------------------------------------------------------
+
+/// A primary in this process, in a fresh private directory.
+fn lib_primary(dir: &Path, app: &str, limit: usize) -> Primary {
+    match SingleInstance::new(app).unwrap().directory(dir).max_message_size(limit).argv(["p"]).start() {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
+        Err(e) => panic!("start: {e}"),
+    }
+}
+
+fn request_of_size(n: usize) -> Vec<u8> {
+    let head = br#"{"v":1,"argv":["x",""#;
+    let mut line = head.to_vec();
+    line.resize(n - 3, b'a');
+    line.extend_from_slice(b"\"]}");
+    assert_eq!(line.len(), n);
+    line.push(b'\n');
+    line
+}
+
+/// Item 8: with `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
+/// one write (the accept thread's fast path) are refused as too large, not delivered; a
+/// request of exactly 1000 bytes still is.
+#[test]
+fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("limit8");
+    let primary = lib_primary(dir.path(), "org.abuse.limit8", 1000);
+    let name = primary.socket_path().to_str().unwrap().to_owned();
+    for size in [5_000, 15_000, 1001] {
+        let conn = LocalSocket::connect(&name).unwrap();
+        (&conn).write_all(&request_of_size(size)).unwrap();
+        let reply = read_reply(&conn, Duration::from_secs(5)).unwrap().expect("a reply");
+        let reply = json_line(&reply);
+        assert_eq!(reply["ok"], false, "a {size}-byte request was accepted: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains("message too large"), "{reply}");
+    }
+    let conn = LocalSocket::connect(&name).unwrap();
+    (&conn).write_all(&request_of_size(1000)).unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the 1000-byte request");
+    assert_eq!(request.raw_json().len(), 1000);
+    request.reply(Reply::ok()).unwrap();
+    assert!(primary.try_recv().is_none(), "an oversized request was delivered");
 }

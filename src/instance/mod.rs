@@ -792,7 +792,10 @@ impl Context {
         }
         // A launch writes its request right after connecting, so it is usually here
         // already: then it is delivered from this thread, without a reader's hop.
-        if let Some(line) = crate::sys::take_ready_line(&socket, FAST_PATH_BYTES) {
+        // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
+        // here: it goes to a reader, which refuses it.
+        let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
+        if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
             ctx.deliver(socket, peer, line);
             return;
         }
