@@ -4,20 +4,24 @@
 //! | item | tests |
 //! |---|---|
 //! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+//! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
 mod util;
 
 use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use solo_instance::{ConnectOptions, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance, Start};
+use solo_instance::{
+    ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance,
+    SocketOptions, Start,
+};
 use util::{example, file_id, Proc, TempDir, Watchdog};
 
 fn text(bytes: &[u8]) -> String {
@@ -201,4 +205,78 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     assert_eq!(request.raw_json().len(), 1000);
     request.reply(Reply::ok()).unwrap();
     assert!(primary.try_recv().is_none(), "an oversized request was delivered");
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. A launch ends within its timeout
+// ---------------------------------------------------------------------------------------
+
+/// Takes the exclusive lock a primary would hold (fs4 on the lock file, as the crate does).
+fn hold_lock(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    fs4::FileExt::try_lock(&file).unwrap_or_else(|e| panic!("lock {}: {e:?}", path.display()));
+    file
+}
+
+/// Item 9: a primary that drains a 900 KB request 4 KiB at a time (as one busy with a
+/// flood does) cannot stretch the launch's 1 s timeout: the launch fails with NoReply
+/// within the timeout plus 100 ms.
+#[test]
+fn abuse_slowly_drained_launch_ends_within_its_timeout() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("slowdrain");
+    let app = "org.abuse.slowdrain";
+    let _lock = hold_lock(&dir.path().join(format!("{app}.lock")));
+    let mut server = LocalServer::new();
+    server.set_socket_options(SocketOptions::USER_ACCESS);
+    server.listen(dir.path().join(format!("{app}.sock")).to_str().unwrap()).unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let drain = std::thread::spawn(move || {
+        assert!(server.wait_for_new_connection(Some(Duration::from_secs(20))).unwrap());
+        let conn = server.next_pending_connection().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        // One read per 50 ms until the test says stop.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stop_rx.recv_timeout(Duration::from_millis(50))
+        {
+            conn.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            if let Ok(n) = (&conn).read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+        }
+        total
+    });
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let sent = SingleInstance::new(app)
+        .unwrap()
+        .directory(dir.path())
+        .timeout(timeout)
+        .argv(["x".to_owned(), "a".repeat(900_000)])
+        .send();
+    let took = started.elapsed();
+    stop_tx.send(()).unwrap();
+    let drained = drain.join().unwrap();
+    match sent {
+        Err(Error::NoReply(_)) => {}
+        Err(e) => panic!("expected NoReply, got {e}"),
+        Ok(r) => panic!("answered: {}", r.encode()),
+    }
+    assert!(drained > 0, "the server read nothing: the test proves nothing");
+    assert!(
+        took <= timeout + Duration::from_millis(100),
+        "the 1 s launch took {took:?} (server drained {drained} bytes)"
+    );
 }

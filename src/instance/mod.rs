@@ -219,6 +219,8 @@ impl SingleInstance {
     }
 
     fn run(self, may_become_primary: bool) -> Result<Start> {
+        // The timeout counts from here: everything below, connects included, fits in it.
+        let deadline = far_deadline(self.timeout);
         let loc = self.location()?;
         let line = self.message().encode();
         if line.len() > self.max_message_size {
@@ -228,7 +230,6 @@ impl SingleInstance {
                     .into(),
             ));
         }
-        let deadline = far_deadline(self.timeout);
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
@@ -284,9 +285,14 @@ impl SingleInstance {
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
-        set_timeout(&socket, false, left)?;
+        // Bounded by the deadline itself, not by the time left before connecting: a
+        // launch ends within its timeout however slowly the primary drains the request.
+        #[cfg(unix)]
+        let written = crate::sys::write_all_until(&socket, &out, deadline);
+        #[cfg(windows)]
         let written = {
-            #[cfg(windows)]
+            let left = deadline.saturating_duration_since(Instant::now());
+            set_timeout(&socket, false, left)?;
             let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
             (&socket).write_all(&out)
         };
