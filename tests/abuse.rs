@@ -5,6 +5,7 @@
 //! |---|---|
 //! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
 //! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
+//! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -279,4 +280,73 @@ fn abuse_slowly_drained_launch_ends_within_its_timeout() {
         took <= timeout + Duration::from_millis(100),
         "the 1 s launch took {took:?} (server drained {drained} bytes)"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Nothing another user plants blocks a launch
+// ---------------------------------------------------------------------------------------
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn skip_unless_root(why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipping {}: needs root ({why})", std::thread::current().name().unwrap_or("test"));
+    true
+}
+
+/// Runs the rest of this thread as `uid` (the raw system call changes only the calling
+/// thread's credentials, not the process's, unlike libc's `setresuid`).
+fn become_uid_in_this_thread(uid: u32) {
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
+}
+
+/// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
+/// scope, sticky 1777) directory. For uid 65534, `status` and `start` must not block in
+/// open(2): each returns an error within the 2 s timeout (plus 100 ms).
+#[test]
+fn abuse_planted_fifo_lock_file_does_not_block() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to plant a file as another user") {
+        return;
+    }
+    let dir = TempDir::new("fifo5");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let app = "org.abuse.fifo5";
+    let fifo = dir.path().join(format!("{app}.lock"));
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo: {}", io::Error::last_os_error());
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65533, 65533) }, 0);
+    let timeout = Duration::from_secs(2);
+    let instance = SingleInstance::new(app)
+        .unwrap()
+        .scope(solo_instance::Scope::System)
+        .directory(dir.path())
+        .timeout(timeout)
+        .argv(["x"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (i1, tx1) = (instance.clone(), tx.clone());
+    std::thread::spawn(move || {
+        become_uid_in_this_thread(65534);
+        let started = Instant::now();
+        let r = i1.status().map(|s| s.running);
+        tx1.send(("status", r.map_err(|e| e.to_string()).map(|_| ()), started.elapsed())).unwrap();
+    });
+    std::thread::spawn(move || {
+        become_uid_in_this_thread(65534);
+        let started = Instant::now();
+        let r = instance.start().map(|_| ());
+        tx.send(("start", r.map_err(|e| e.to_string()), started.elapsed())).unwrap();
+    });
+    for _ in 0..2 {
+        let (what, r, took) = rx.recv_timeout(Duration::from_secs(10)).expect("a call blocked on the FIFO");
+        assert!(r.is_err(), "{what} succeeded on a FIFO lock file");
+        assert!(took <= timeout + Duration::from_millis(100), "{what} took {took:?}");
+    }
 }
