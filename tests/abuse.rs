@@ -6,6 +6,7 @@
 //! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
 //! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
 //! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
+//! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -348,5 +349,61 @@ fn abuse_planted_fifo_lock_file_does_not_block() {
         let (what, r, took) = rx.recv_timeout(Duration::from_secs(10)).expect("a call blocked on the FIFO");
         assert!(r.is_err(), "{what} succeeded on a FIFO lock file");
         assert!(took <= timeout + Duration::from_millis(100), "{what} took {took:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. An oversized first launch becomes the primary
+// ---------------------------------------------------------------------------------------
+
+/// Item 6: with no primary running, a launch whose request is over `max_message_size`
+/// becomes the primary (it sends nothing); with one running, the same launch fails at
+/// once saying "message too large".
+#[test]
+fn abuse_oversized_first_launch_becomes_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("big6");
+    let big = || {
+        SingleInstance::new("org.abuse.big6")
+            .unwrap()
+            .directory(dir.path())
+            .max_message_size(1000)
+            .argv(["x".to_owned(), "y".repeat(5000)])
+    };
+    let primary = match big().start() {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
+        Err(e) => panic!("an oversized first launch failed: {e}"),
+    };
+    let started = Instant::now();
+    match big().start() {
+        Err(Error::Protocol(why)) => assert!(why.contains("message too large"), "{why}"),
+        Err(e) => panic!("expected message too large, got {e}"),
+        Ok(_) => panic!("an oversized launch was served"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    drop(primary);
+}
+
+/// Item 6 with the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
+/// under the kernel's 128 KiB limit on one argument) is a first launch like any other,
+/// and forwarded to a primary they round-trip byte for byte under the 1 MiB limit.
+#[test]
+fn abuse_non_utf8_launch_of_360_kb_is_served() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("latin6");
+    let names: Vec<std::ffi::OsString> =
+        (0..3u8).map(|i| std::ffi::OsString::from_vec(vec![0xE0 + i; 120_000])).collect();
+    let mut first = f.cmd("run", ["--count", "1", "--"]);
+    first.args(&names);
+    let p = Proc::spawn(&mut first);
+    assert_eq!(p.line(), format!("PRIMARY {}", f.sock().display()), "stderr: {}", p.stderr());
+    let out = output(f.cmd("send", ["--"]).args(&names));
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out.stderr));
+    let request = json_line(&p.line());
+    for (i, name) in names.iter().enumerate() {
+        let got = solo_instance::decode_os(&request["argv"][i + 1]).unwrap();
+        assert_eq!(got.as_bytes(), name.as_bytes(), "argv[{}]", i + 1);
     }
 }

@@ -223,13 +223,13 @@ impl SingleInstance {
         let deadline = far_deadline(self.timeout);
         let loc = self.location()?;
         let line = self.message().encode();
-        if line.len() > self.max_message_size {
-            // The primary would refuse it: say so now rather than after a round trip.
-            return Err(Error::Protocol(
+        // Checked only when forwarding: a launch that becomes the primary sends nothing.
+        let too_large = (line.len() > self.max_message_size).then(|| {
+            Error::Protocol(
                 format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
                     .into(),
-            ));
-        }
+            )
+        });
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
@@ -243,6 +243,10 @@ impl SingleInstance {
                     return Primary::serve(self, loc, lock).map(Start::Primary);
                 }
                 drop(lock);
+            }
+            if let Some(e) = too_large {
+                // A primary runs and would refuse it: say so now rather than after a round trip.
+                return Err(e);
             }
             match self.forward(&loc, line.as_bytes(), deadline) {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
