@@ -7,6 +7,7 @@
 //! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
 //! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
 //! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
+//! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -406,4 +407,48 @@ fn abuse_non_utf8_launch_of_360_kb_is_served() {
         let got = solo_instance::decode_os(&request["argv"][i + 1]).unwrap();
         assert_eq!(got.as_bytes(), name.as_bytes(), "argv[{}]", i + 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Ctrl-C ends a waiting launch
+// ---------------------------------------------------------------------------------------
+
+/// Item 10: `solo run` waiting (timeout 30 s) on a primary that took its request and never
+/// answers ends at once on SIGINT, killed by it, as any program is.
+#[test]
+fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
+    use std::os::unix::process::ExitStatusExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("ctrlc10");
+    let _lock = hold_lock(&f.lock());
+    let mut server = LocalServer::new();
+    server.set_socket_options(SocketOptions::USER_ACCESS);
+    server.listen(&f.sock_name()).unwrap();
+    let mut child = f
+        .cmd("run", ["--timeout", "30", "--", "waiting"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(server.wait_for_new_connection(Some(Duration::from_secs(20))).unwrap());
+    let conn = server.next_pending_connection().unwrap();
+    let request = read_reply(&conn, Duration::from_secs(20)).unwrap().expect("the request line");
+    assert_eq!(json_line(&request)["argv"][1], "waiting");
+    // The launch now waits for a reply that never comes.
+    let sent = Instant::now();
+    signal(child.id(), libc::SIGINT);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || tx.send(child.wait()).unwrap());
+    let status = match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            signal(pid, libc::SIGKILL);
+            panic!("the launch ignored SIGINT for 5 s");
+        }
+    };
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(2), "took {:?}", sent.elapsed());
+    drop(conn);
 }
