@@ -16,9 +16,10 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use solo_instance::{Error, Primary, Reply, SingleInstance, Start};
+use solo_instance::{Error, Primary, Reply, SingleInstance, Start, Stopper};
 
 struct Opts {
     count: Option<u64>,
@@ -118,10 +119,21 @@ fn forwarded(reply: &Reply) -> ExitCode {
 
 fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
     // SIGINT and SIGTERM are taken by a thread of ours (sigwait), so the primary shuts down
-    // cleanly. They are blocked before any thread starts, as every thread inherits the mask.
+    // cleanly. They are blocked before any thread starts, as every thread inherits the mask,
+    // and that thread runs from now on: until this process is the primary (while a launch
+    // waits for a hung primary, say) a signal ends it at once, as it would any program.
     let signals = signals::block();
+    let primary_stopper: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let slot = Arc::clone(&primary_stopper);
+    signals::on_signal(signals, move |sig| match &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(stopper) => stopper.stop(),
+        None => signals::die(sig),
+    });
     match instance.start() {
-        Ok(Start::Primary(primary)) => serve(primary, count, signals),
+        Ok(Start::Primary(primary)) => {
+            *primary_stopper.lock().unwrap_or_else(|p| p.into_inner()) = Some(primary.stopper());
+            serve(primary, count)
+        }
         Ok(Start::Forwarded(reply)) => {
             signals::unblock(&signals);
             forwarded(&reply)
@@ -130,10 +142,8 @@ fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
     }
 }
 
-fn serve(primary: Primary, count: Option<u64>, signals: signals::Set) -> ExitCode {
+fn serve(primary: Primary, count: Option<u64>) -> ExitCode {
     say(&format!("PRIMARY {}", primary.socket_path().display()));
-    let stopper = primary.stopper();
-    signals::on_signal(signals, move || stopper.stop());
     if count == Some(0) {
         return ExitCode::SUCCESS;
     }
@@ -172,23 +182,41 @@ mod signals {
         }
     }
 
-    pub fn on_signal(set: Set, action: impl FnOnce() + Send + 'static) {
-        std::thread::spawn(move || {
+    /// Runs `action` with each signal of `set`, on a thread of its own.
+    pub fn on_signal(set: Set, action: impl Fn(i32) + Send + 'static) {
+        std::thread::spawn(move || loop {
             let mut sig = 0;
             if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                action();
+                action(sig);
             }
         });
+    }
+
+    /// Ends the process by `sig`, as if it had not been blocked (the shell sees the signal).
+    pub fn die(sig: i32) {
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            let mut one: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut one);
+            libc::sigaddset(&mut one, sig);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+            libc::raise(sig);
+        }
+        std::process::exit(128 + sig);
     }
 }
 
 #[cfg(not(unix))]
 mod signals {
     /// No signals to block; a unit struct rather than `()` keeps clippy's `let_unit_value` quiet.
+    #[derive(Clone, Copy)]
     pub struct Set;
     pub fn block() -> Set {
         Set
     }
     pub fn unblock(_: &Set) {}
-    pub fn on_signal(_: Set, _action: impl FnOnce() + Send + 'static) {}
+    pub fn on_signal(_: Set, _action: impl Fn(i32) + Send + 'static) {}
+    pub fn die(sig: i32) {
+        std::process::exit(128 + sig);
+    }
 }

@@ -23,6 +23,8 @@ lines = {
     "valid-reordered": b'{"data":{"a":1},"pid":null,"env":null,"cwd":null,"argv":["x"],"v":1,"extra":[1]}',
     "bytes": j(req(argv=["p", {"bytes": [97, 255, 254, 47, 0]}], cwd={"bytes": [47, 0xC3, 0x28]})),
     "bytes-bad": j(req(argv=[{"bytes": [256, -1, 1.5, "a"]}])),
+    "base64": j(req(argv=["p", {"base64": "Yf/+LwA="}], cwd={"base64": "L8Mo"})),
+    "base64-bad": j(req(argv=[{"base64": "Yf/+LwA"}, {"base64": "Zm9="}, {"base64": 1}])),
     "bytes-empty": j(req(argv=[{"bytes": []}], env={"A": {"bytes": [0xFF]}})),
     "wide": j(req(argv=[{"wide": [0xD800, 0x61, 0xDFFF, 65535]}], cwd={"wide": [0x2F, 0xD83D, 0xDE00]})),
     "wide-bad": j(req(argv=[{"wide": [65536]}, {"wide": [], "bytes": []}, {"other": [1]}])),

@@ -743,7 +743,7 @@ fn hostile_sigterm_during_a_flood_exits_cleanly() {
 // ---------------------------------------------------------------------------------------
 
 /// Guarantee 6: an argument with bytes 0xFF 0xFE and a working directory whose name is
-/// not UTF-8 arrive byte for byte (`{"bytes":[...]}`), beside plain Unicode strings.
+/// not UTF-8 arrive byte for byte (`{"base64":"..."}`), beside plain Unicode strings.
 #[test]
 fn non_utf8_argv_and_cwd_round_trip_byte_for_byte() {
     let _w = Watchdog::new(Duration::from_secs(60));
@@ -764,11 +764,11 @@ fn non_utf8_argv_and_cwd_round_trip_byte_for_byte() {
     let request = json_line(&p.line());
     let argv = request["argv"].as_array().unwrap();
     assert_eq!(argv.len(), 4, "{request}");
-    assert_eq!(argv[1], json!({ "bytes": odd.as_bytes() }), "{request}");
+    assert_eq!(argv[1], json!({ "base64": "ZmlsZS3//i50eHQ=" }), "{request}");
     assert_eq!(decode_os(&argv[1]).unwrap().as_bytes(), odd.as_bytes());
     assert_eq!(argv[2], unicode, "Unicode stays a plain string");
     assert_eq!(argv[3], "");
-    assert!(request["cwd"].get("bytes").is_some(), "{request}");
+    assert!(request["cwd"].get("base64").is_some(), "{request}");
     let got: OsString = decode_os(&request["cwd"]).unwrap();
     assert_eq!(got.as_bytes(), cwd.as_os_str().as_bytes(), "cwd differs");
 }

@@ -16,6 +16,11 @@ pub(crate) struct LockFile {
     path: PathBuf,
 }
 
+/// How the crate opens any file in a directory another user may control: never through a
+/// symlink, and never blocking in open(2) (a FIFO, a device).
+#[cfg(unix)]
+const NO_BLOCK_NO_FOLLOW: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
 fn open(path: &Path, shared: bool) -> io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
@@ -24,7 +29,9 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         // std opens with O_CLOEXEC, so children never inherit (and keep) the lock; and no
         // symlink is followed, so a shared directory's owner cannot aim us at a file.
-        opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(libc::O_NOFOLLOW);
+        // O_NONBLOCK: a FIFO planted as the lock file would block open(2) for ever; it is
+        // refused below as not a plain file (on a plain file the flag changes nothing).
+        opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
     }
     let file = match opts.open(path) {
         // A system-scope lock created by another user: flock works on a read-only handle.
@@ -32,7 +39,7 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
             let mut ro = OpenOptions::new();
             ro.read(true);
             #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, libc::O_NOFOLLOW);
+            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, NO_BLOCK_NO_FOLLOW);
             ro.open(path)?
         }
         r => r?,
@@ -115,13 +122,23 @@ impl Drop for LockFile {
     }
 }
 
-/// The pid the primary recorded (`lock` is its lock file), if any; at most 32 bytes read.
+/// The pid the primary recorded (`lock` is its lock file; on Windows the file beside it),
+/// if any. Opened as the lock is (no symlink, no blocking open) and read only if it is a
+/// plain file, at most 32 bytes.
 pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
     #[cfg(windows)]
     let path = pid_path(lock);
     #[cfg(not(windows))]
     let path = lock;
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
+    let file = opts.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut s = String::new();
-    File::open(path).ok()?.take(32).read_to_string(&mut s).ok()?;
+    file.take(32).read_to_string(&mut s).ok()?;
     s.trim().parse().ok()
 }

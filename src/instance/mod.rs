@@ -221,29 +221,34 @@ impl SingleInstance {
     }
 
     fn run(self, may_become_primary: bool) -> Result<Start> {
+        // The timeout counts from here: everything below, connects included, fits in it.
+        let deadline = far_deadline(self.timeout);
         let loc = self.location()?;
         let line = self.message().encode();
-        if line.len() > self.max_message_size {
-            // The primary would refuse it: say so now rather than after a round trip.
-            return Err(Error::Protocol(
+        // Checked only when forwarding: a launch that becomes the primary sends nothing.
+        let too_large = (line.len() > self.max_message_size).then(|| {
+            Error::Protocol(
                 format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
                     .into(),
-            ));
-        }
-        let deadline = far_deadline(self.timeout);
+            )
+        });
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over.
-                if !socket_is_live(&loc) {
+                if !socket_is_live(&loc, deadline) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
                     return Primary::serve(self, loc, lock).map(Start::Primary);
                 }
                 drop(lock);
+            }
+            if let Some(e) = too_large {
+                // A primary runs and would refuse it: say so now rather than after a round trip.
+                return Err(e);
             }
             match self.forward(&loc, line.as_bytes(), deadline) {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -292,9 +297,14 @@ impl SingleInstance {
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
-        set_timeout(&socket, false, left)?;
+        // Bounded by the deadline itself, not by the time left before connecting: a
+        // launch ends within its timeout however slowly the primary drains the request.
+        #[cfg(unix)]
+        let written = crate::sys::write_all_until(&socket, &out, deadline);
+        #[cfg(windows)]
         let written = {
-            #[cfg(windows)]
+            let left = deadline.saturating_duration_since(Instant::now());
+            set_timeout(&socket, false, left)?;
             let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
             (&socket).write_all(&out)
         };
@@ -339,10 +349,21 @@ fn far_deadline(timeout: Duration) -> Instant {
     now.checked_add(timeout).or_else(|| now.checked_add(Duration::from_secs(1 << 32))).unwrap_or(now)
 }
 
-/// Whether a server answers on the app's socket.
-fn socket_is_live(loc: &Location) -> bool {
-    let options = ConnectOptions::new().timeout(Some(Duration::from_millis(200)));
-    options.connect(&loc.socket.to_string_lossy()).is_ok()
+/// Whether the app's socket may belong to a running server. Only a connect refused
+/// (nothing listens: a dead primary's file) or one finding no socket proves it dead; a
+/// connect that times out (a frozen primary, a full backlog) or fails otherwise leaves the
+/// socket live, so that it is never removed under a primary that still runs.
+fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let options =
+        ConnectOptions::new().timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+    match options.connect(&loc.socket.to_string_lossy()) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.socket_error(),
+            Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused)
+        ),
+    }
 }
 
 fn is_disconnect(e: &io::Error) -> bool {
@@ -821,7 +842,10 @@ impl Context {
         }
         // A launch writes its request right after connecting, so it is usually here
         // already: then it is delivered from this thread, without a reader's hop.
-        if let Some(line) = crate::sys::take_ready_line(&socket, FAST_PATH_BYTES) {
+        // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
+        // here: it goes to a reader, which refuses it.
+        let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
+        if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
             ctx.deliver(socket, peer, line);
             return;
         }

@@ -1,6 +1,8 @@
 //! The wire protocol: one request line and one reply line of JSON per connection, each
 //! with a version. Strings that are not valid Unicode travel losslessly as
-//! `{"bytes":[...]}` (Unix) or `{"wide":[...]}` (Windows UTF-16 units).
+//! `{"base64":"..."}` (Unix bytes, standard base64 with padding: 4 bytes per 3) or
+//! `{"wide":[...]}` (Windows UTF-16 units); `{"bytes":[...]}` (an array of byte values)
+//! is still decoded.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -39,7 +41,9 @@ pub fn encode_os(s: &OsStr) -> Value {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        json!({ "bytes": s.as_bytes() })
+        // Base64, not an array of numbers (up to 4 bytes per byte): 360 KB of Latin-1 file
+        // names must not become a request over the 1 MiB limit.
+        json!({ "base64": base64_encode(s.as_bytes()) })
     }
     #[cfg(windows)]
     {
@@ -54,19 +58,17 @@ pub fn decode_os(v: &Value) -> Result<OsString, String> {
     match v {
         Value::String(s) => Ok(OsString::from(s)),
         Value::Object(o) if o.len() == 1 => {
+            if let Some(Value::String(text)) = o.get("base64") {
+                let bytes = base64_decode(text).ok_or("\"base64\" must be standard base64 with padding")?;
+                return Ok(bytes_to_os(bytes));
+            }
             if let Some(Value::Array(items)) = o.get("bytes") {
                 let bytes = items
                     .iter()
                     .map(|b| b.as_u64().filter(|&b| b <= 0xFF).map(|b| b as u8))
                     .collect::<Option<Vec<u8>>>()
                     .ok_or("\"bytes\" must hold integers 0-255")?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::ffi::OsStringExt;
-                    return Ok(OsString::from_vec(bytes));
-                }
-                #[cfg(not(unix))]
-                return Ok(OsString::from(String::from_utf8_lossy(&bytes).into_owned()));
+                return Ok(bytes_to_os(bytes));
             }
             if let Some(Value::Array(items)) = o.get("wide") {
                 let units = items
@@ -82,10 +84,71 @@ pub fn decode_os(v: &Value) -> Result<OsString, String> {
                 #[cfg(not(windows))]
                 return Ok(OsString::from(String::from_utf16_lossy(&units)));
             }
-            Err("an object string must be {\"bytes\":[...]} or {\"wide\":[...]}".into())
+            Err("an object string must be {\"base64\":\"...\"}, {\"bytes\":[...]} or {\"wide\":[...]}".into())
         }
         _ => Err("expected a string".into()),
     }
+}
+
+/// Raw bytes as an OS string: exact on Unix, UTF-8 decoded (lossily) elsewhere.
+fn bytes_to_os(bytes: Vec<u8>) -> OsString {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        OsString::from_vec(bytes)
+    }
+    #[cfg(not(unix))]
+    OsString::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 (RFC 4648, section 4) with `=` padding.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes [`base64_encode`]'s form exactly; `None` for anything else (other alphabets,
+/// missing padding, stray characters, non-zero padding bits).
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let value = |c: u8| BASE64.iter().position(|&b| b == c).map(|v| v as u32);
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for (i, quad) in text.chunks(4).enumerate() {
+        let last = i + 1 == text.len() / 4;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let keep = 3 - pad;
+        if bytes[keep..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        out.extend_from_slice(&bytes[..keep]);
+    }
+    Some(out)
 }
 
 fn version(o: &Map<String, Value>) -> Result<(), String> {
@@ -341,8 +404,37 @@ mod tests {
         use std::os::unix::ffi::OsStringExt;
         let raw = OsString::from_vec(vec![b'a', 0xFF, 0xFE, b'/', 0]);
         let v = encode_os(&raw);
-        assert_eq!(v, json!({"bytes": [97, 255, 254, 47, 0]}));
+        assert_eq!(v, json!({"base64": "Yf/+LwA="}));
         assert_eq!(decode_os(&v).unwrap(), raw);
+        // The older array form still decodes.
+        assert_eq!(decode_os(&json!({"bytes": [97, 255, 254, 47, 0]})).unwrap(), raw);
+    }
+
+    #[test]
+    fn base64_is_exact_and_strict() {
+        for n in 0..64 {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 200) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&bytes)).as_deref(), Some(&bytes[..]), "{n}");
+        }
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        for bad in ["Zm8", "Zm9=", "Z===", "Zm8=Zm8=", "Zm-_", "Zm8 ", "===="] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    /// Issue 11, item 6: non-UTF-8 strings take at most 4 bytes per 3 on the wire, so
+    /// 360 KB of Latin-1 file names fit a 1 MiB request with room to spare.
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_strings_are_dense_on_the_wire() {
+        use std::os::unix::ffi::OsStringExt;
+        let names: Vec<OsString> =
+            (0..360).map(|i| OsString::from_vec(vec![0xE9u8.wrapping_add(i as u8 & 1); 1000])).collect();
+        let m = Message { argv: names, cwd: None, env: BTreeMap::new(), pid: None, data: Value::Null };
+        let line = m.encode();
+        assert!(line.len() < 360_000 * 4 / 3 + 360 * 20, "{} bytes", line.len());
+        assert_eq!(Message::decode(line.as_bytes()).unwrap(), m);
     }
 
     #[test]

@@ -526,3 +526,43 @@ pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option
     buf.truncate(end);
     Some(buf)
 }
+
+/// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each wait is a
+/// `poll(2)` for the time left and each write takes only what fits at once
+/// (`MSG_DONTWAIT`), so a peer that drains slowly cannot stretch the deadline (a blocking
+/// `send` restarts `SO_SNDTIMEO` for each chunk it waits for).
+pub(crate) fn write_all_until(
+    socket: &crate::LocalSocket,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = libc::MSG_DONTWAIT;
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}

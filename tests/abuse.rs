@@ -1,0 +1,454 @@
+//! Issue 11: SingleInstance under abuse and bad luck. One test (at least) per item, each
+//! with real processes or sockets, readiness by lines and channels, and a Watchdog.
+//!
+//! | item | tests |
+//! |---|---|
+//! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+//! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
+//! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
+//! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
+//! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
+//! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
+#![cfg(unix)]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use solo_instance::{
+    ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance,
+    SocketOptions, Start,
+};
+use util::{example, file_id, Proc, TempDir, Watchdog};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+fn json_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+}
+
+/// A fresh 0700 directory.
+fn private_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+}
+
+/// Reads one reply line: `Ok(None)` when the peer closed without one.
+fn read_reply(conn: &LocalSocket, timeout: Duration) -> io::Result<Option<String>> {
+    conn.set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    match BufReader::new(conn).read_line(&mut line) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(line.trim_end().to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A private runtime directory (0700, as `XDG_RUNTIME_DIR` is) and an app id.
+struct Fixture {
+    dir: TempDir,
+    app: String,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let dir = TempDir::new(tag);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Fixture { dir, app: format!("org.abuse.{tag}") }
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.sock", self.app))
+    }
+
+    fn sock_name(&self) -> String {
+        self.sock().to_str().unwrap().to_owned()
+    }
+
+    fn lock(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.lock", self.app))
+    }
+
+    fn cmd<I, S>(&self, sub: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(example("solo"));
+        cmd.arg(sub)
+            .arg(&self.app)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .env_remove("FLATPAK_ID")
+            .current_dir("/");
+        cmd
+    }
+
+    fn primary(&self, args: &[&str]) -> Proc {
+        let p = Proc::spawn(&mut self.cmd("run", args));
+        assert_eq!(p.line(), format!("PRIMARY {}", self.sock().display()), "stderr: {}", p.stderr());
+        p
+    }
+
+    /// `solo send APP -- TAG` is served, and the primary's next line is its request.
+    fn send_ok(&self, primary: &Proc, tag: &str) {
+        let out = output(&mut self.cmd("send", ["--", tag]));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "send {tag}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
+        assert!(stdout.starts_with("FORWARDED "), "{stdout:?}");
+        let request = json_line(&primary.line());
+        assert_eq!(request["argv"][1], tag, "{request}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Never two primaries
+// ---------------------------------------------------------------------------------------
+
+/// Item 2: the lock file is gone (a cleaner) and the primary is frozen with its backlog
+/// full, so a connect times out. The next launch must not take the socket for dead: it
+/// fails with NoReply within its timeout, the socket file is the primary's still, and the
+/// thawed primary serves on.
+#[test]
+fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("frozen");
+    let p = f.primary(&[]);
+    let id = file_id(f.sock());
+    signal(p.id(), libc::SIGSTOP);
+    // Fill the backlog: connections the frozen primary cannot accept, until one times out.
+    let mut held = Vec::new();
+    loop {
+        match ConnectOptions::new().timeout(Some(Duration::from_millis(50))).connect(&f.sock_name()) {
+            Ok(c) => held.push(c),
+            Err(e) if e.socket_error() == Some(LocalSocketError::SocketTimeout) => break,
+            Err(e) => panic!("after {} connections: {e}", held.len()),
+        }
+        assert!(held.len() < 5000, "the backlog never filled");
+    }
+    std::fs::remove_file(f.lock()).unwrap();
+    let started = Instant::now();
+    let out = output(&mut f.cmd("run", ["--count", "0", "--timeout", "1", "--", "second"]));
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("PRIMARY"), "a second primary while the first is frozen: {stdout:?}");
+    assert_eq!(out.status.code(), Some(1), "{stdout:?} {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(file_id(f.sock()), id, "the frozen primary's socket was replaced");
+    signal(p.id(), libc::SIGCONT);
+    drop(held);
+    f.send_ok(&p, "after-thaw");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The size limit holds on every path
+// ---------------------------------------------------------------------------------------
+
+/// A primary in this process, in a fresh private directory.
+fn lib_primary(dir: &Path, app: &str, limit: usize) -> Primary {
+    match SingleInstance::new(app).unwrap().directory(dir).max_message_size(limit).argv(["p"]).start() {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
+        Err(e) => panic!("start: {e}"),
+    }
+}
+
+fn request_of_size(n: usize) -> Vec<u8> {
+    let head = br#"{"v":1,"argv":["x",""#;
+    let mut line = head.to_vec();
+    line.resize(n - 3, b'a');
+    line.extend_from_slice(b"\"]}");
+    assert_eq!(line.len(), n);
+    line.push(b'\n');
+    line
+}
+
+/// Item 8: with `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
+/// one write (the accept thread's fast path) are refused as too large, not delivered; a
+/// request of exactly 1000 bytes still is.
+#[test]
+fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("limit8");
+    let primary = lib_primary(dir.path(), "org.abuse.limit8", 1000);
+    let name = primary.socket_path().to_str().unwrap().to_owned();
+    for size in [5_000, 15_000, 1001] {
+        let conn = LocalSocket::connect(&name).unwrap();
+        (&conn).write_all(&request_of_size(size)).unwrap();
+        let reply = read_reply(&conn, Duration::from_secs(5)).unwrap().expect("a reply");
+        let reply = json_line(&reply);
+        assert_eq!(reply["ok"], false, "a {size}-byte request was accepted: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains("message too large"), "{reply}");
+    }
+    let conn = LocalSocket::connect(&name).unwrap();
+    (&conn).write_all(&request_of_size(1000)).unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the 1000-byte request");
+    assert_eq!(request.raw_json().len(), 1000);
+    request.reply(Reply::ok()).unwrap();
+    assert!(primary.try_recv().is_none(), "an oversized request was delivered");
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. A launch ends within its timeout
+// ---------------------------------------------------------------------------------------
+
+/// Takes the exclusive lock a primary would hold (fs4 on the lock file, as the crate does).
+fn hold_lock(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    fs4::FileExt::try_lock(&file).unwrap_or_else(|e| panic!("lock {}: {e:?}", path.display()));
+    file
+}
+
+/// Item 9: a primary that drains a 900 KB request 4 KiB at a time (as one busy with a
+/// flood does) cannot stretch the launch's 1 s timeout: the launch fails with NoReply
+/// within the timeout plus 100 ms.
+#[test]
+fn abuse_slowly_drained_launch_ends_within_its_timeout() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("slowdrain");
+    let app = "org.abuse.slowdrain";
+    let _lock = hold_lock(&dir.path().join(format!("{app}.lock")));
+    let mut server = LocalServer::new();
+    server.set_socket_options(SocketOptions::USER_ACCESS);
+    server.listen(dir.path().join(format!("{app}.sock")).to_str().unwrap()).unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let drain = std::thread::spawn(move || {
+        assert!(server.wait_for_new_connection(Some(Duration::from_secs(20))).unwrap());
+        let conn = server.next_pending_connection().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        // One read per 50 ms until the test says stop.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stop_rx.recv_timeout(Duration::from_millis(50))
+        {
+            conn.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            if let Ok(n) = (&conn).read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+        }
+        total
+    });
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let sent = SingleInstance::new(app)
+        .unwrap()
+        .directory(dir.path())
+        .timeout(timeout)
+        .argv(["x".to_owned(), "a".repeat(900_000)])
+        .send();
+    let took = started.elapsed();
+    stop_tx.send(()).unwrap();
+    let drained = drain.join().unwrap();
+    match sent {
+        Err(Error::NoReply(_)) => {}
+        Err(e) => panic!("expected NoReply, got {e}"),
+        Ok(r) => panic!("answered: {}", r.encode()),
+    }
+    assert!(drained > 0, "the server read nothing: the test proves nothing");
+    assert!(
+        took <= timeout + Duration::from_millis(100),
+        "the 1 s launch took {took:?} (server drained {drained} bytes)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Nothing another user plants blocks a launch
+// ---------------------------------------------------------------------------------------
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn skip_unless_root(why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipping {}: needs root ({why})", std::thread::current().name().unwrap_or("test"));
+    true
+}
+
+/// Runs the rest of this thread as `uid` (the raw system call changes only the calling
+/// thread's credentials, not the process's, unlike libc's `setresuid`).
+fn become_uid_in_this_thread(uid: u32) {
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
+}
+
+/// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
+/// scope, sticky 1777) directory. For uid 65534, `status` and `start` must not block in
+/// open(2): each returns an error within the 2 s timeout (plus 100 ms).
+#[test]
+fn abuse_planted_fifo_lock_file_does_not_block() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to plant a file as another user") {
+        return;
+    }
+    let dir = TempDir::new("fifo5");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let app = "org.abuse.fifo5";
+    let fifo = dir.path().join(format!("{app}.lock"));
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo: {}", io::Error::last_os_error());
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65533, 65533) }, 0);
+    let timeout = Duration::from_secs(2);
+    let instance = SingleInstance::new(app)
+        .unwrap()
+        .scope(solo_instance::Scope::System)
+        .directory(dir.path())
+        .timeout(timeout)
+        .argv(["x"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (i1, tx1) = (instance.clone(), tx.clone());
+    std::thread::spawn(move || {
+        become_uid_in_this_thread(65534);
+        let started = Instant::now();
+        let r = i1.status().map(|s| s.running);
+        tx1.send(("status", r.map_err(|e| e.to_string()).map(|_| ()), started.elapsed())).unwrap();
+    });
+    std::thread::spawn(move || {
+        become_uid_in_this_thread(65534);
+        let started = Instant::now();
+        let r = instance.start().map(|_| ());
+        tx.send(("start", r.map_err(|e| e.to_string()), started.elapsed())).unwrap();
+    });
+    for _ in 0..2 {
+        let (what, r, took) = rx.recv_timeout(Duration::from_secs(10)).expect("a call blocked on the FIFO");
+        assert!(r.is_err(), "{what} succeeded on a FIFO lock file");
+        assert!(took <= timeout + Duration::from_millis(100), "{what} took {took:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. An oversized first launch becomes the primary
+// ---------------------------------------------------------------------------------------
+
+/// Item 6: with no primary running, a launch whose request is over `max_message_size`
+/// becomes the primary (it sends nothing); with one running, the same launch fails at
+/// once saying "message too large".
+#[test]
+fn abuse_oversized_first_launch_becomes_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("big6");
+    let big = || {
+        SingleInstance::new("org.abuse.big6")
+            .unwrap()
+            .directory(dir.path())
+            .max_message_size(1000)
+            .argv(["x".to_owned(), "y".repeat(5000)])
+    };
+    let primary = match big().start() {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
+        Err(e) => panic!("an oversized first launch failed: {e}"),
+    };
+    let started = Instant::now();
+    match big().start() {
+        Err(Error::Protocol(why)) => assert!(why.contains("message too large"), "{why}"),
+        Err(e) => panic!("expected message too large, got {e}"),
+        Ok(_) => panic!("an oversized launch was served"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    drop(primary);
+}
+
+/// Item 6 with the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
+/// under the kernel's 128 KiB limit on one argument) is a first launch like any other,
+/// and forwarded to a primary they round-trip byte for byte under the 1 MiB limit.
+#[test]
+fn abuse_non_utf8_launch_of_360_kb_is_served() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("latin6");
+    let names: Vec<std::ffi::OsString> =
+        (0..3u8).map(|i| std::ffi::OsString::from_vec(vec![0xE0 + i; 120_000])).collect();
+    let mut first = f.cmd("run", ["--count", "1", "--"]);
+    first.args(&names);
+    let p = Proc::spawn(&mut first);
+    assert_eq!(p.line(), format!("PRIMARY {}", f.sock().display()), "stderr: {}", p.stderr());
+    let out = output(f.cmd("send", ["--"]).args(&names));
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out.stderr));
+    let request = json_line(&p.line());
+    for (i, name) in names.iter().enumerate() {
+        let got = solo_instance::decode_os(&request["argv"][i + 1]).unwrap();
+        assert_eq!(got.as_bytes(), name.as_bytes(), "argv[{}]", i + 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Ctrl-C ends a waiting launch
+// ---------------------------------------------------------------------------------------
+
+/// Item 10: `solo run` waiting (timeout 30 s) on a primary that took its request and never
+/// answers ends at once on SIGINT, killed by it, as any program is.
+#[test]
+fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
+    use std::os::unix::process::ExitStatusExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("ctrlc10");
+    let _lock = hold_lock(&f.lock());
+    let mut server = LocalServer::new();
+    server.set_socket_options(SocketOptions::USER_ACCESS);
+    server.listen(&f.sock_name()).unwrap();
+    let mut child = f
+        .cmd("run", ["--timeout", "30", "--", "waiting"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(server.wait_for_new_connection(Some(Duration::from_secs(20))).unwrap());
+    let conn = server.next_pending_connection().unwrap();
+    let request = read_reply(&conn, Duration::from_secs(20)).unwrap().expect("the request line");
+    assert_eq!(json_line(&request)["argv"][1], "waiting");
+    // The launch now waits for a reply that never comes.
+    let sent = Instant::now();
+    signal(child.id(), libc::SIGINT);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || tx.send(child.wait()).unwrap());
+    let status = match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            signal(pid, libc::SIGKILL);
+            panic!("the launch ignored SIGINT for 5 s");
+        }
+    };
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(2), "took {:?}", sent.elapsed());
+    drop(conn);
+}
