@@ -17,6 +17,12 @@
 //! - Anonymous clients: Wine ignores the impersonation level a client asks for.
 //! - `PIPE_REJECT_REMOTE_CLIENTS`: there is no remote machine here.
 //! - The foreground hand-over (`AllowSetForegroundWindow`): Wine has no foreground lock.
+//! - Directories that are links, or another user's: Wine shows neither a directory
+//!   symlink as a reparse point nor an owner other than the creator
+//!   (`directories_that_are_links_or_anothers_are_refused` notes it and tests the owner
+//!   decision alone).
+//! - An elevated launch served by a non-elevated primary (the client's user is read
+//!   through `GetCurrentThreadEffectiveToken`, which needs no access to its token).
 #![cfg(windows)]
 
 use std::ffi::OsString;

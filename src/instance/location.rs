@@ -248,9 +248,49 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
 }
 
 #[cfg(windows)]
-fn ensure_dir(dir: &Path, _scope: Scope) -> Result<(), Error> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))
+fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
+    let io_err = |e: io::Error| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display())));
+    if std::fs::symlink_metadata(dir).is_err() {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err)?;
+        }
+        // The System scope's directory is shared: created so that other users can read (and
+        // lock) what is in it but not add, replace or remove anything.
+        let made = if scope == Scope::System {
+            crate::sys::create_shared_dir(dir)
+        } else {
+            std::fs::create_dir(dir)
+        };
+        match made {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Io(io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", dir.display()),
+                )))
+            }
+        }
+    }
+    // Not a junction or a symbolic link (which could lead this process's writes and removals
+    // anywhere), and owned by this user or by the machine's administrators: a directory
+    // another user owns is theirs to rearrange under us.
+    let owner = crate::sys::directory_owner(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => Error::Insecure(format!("{}: {e}", dir.display()).into()),
+        _ => io_err(e),
+    })?;
+    // The System scope's directory may be another user's (the first to launch made it):
+    // then the lock file there is only opened, never created or written (see `lock.rs`).
+    if scope != Scope::System && !crate::sys::is_trusted_owner(&owner) {
+        return Err(Error::Insecure(
+            format!(
+                "{} is owned by {owner}, neither this user nor the machine's administrators",
+                dir.display()
+            )
+            .into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,12 @@ pub(crate) struct LockFile {
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
     path: PathBuf,
+    /// In a directory shared with other users (the System scope).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    shared: bool,
+    /// Windows: this holder wrote `<app>.pid`, and removes it when it lets the lock go.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    wrote_pid: bool,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -33,6 +39,17 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
         // refused below as not a plain file (on a plain file the flag changes nothing).
         opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // Never through a symbolic link or junction at the last step (it is refused below).
+        opts.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT);
+        // A shared directory that another user owns is theirs to rearrange: there the lock
+        // file is only opened, read-only (LockFileEx works on that), never created.
+        if shared && !dir_is_trusted(path) {
+            opts.write(false).create(false);
+        }
+    }
     let file = match opts.open(path) {
         // A system-scope lock created by another user: flock works on a read-only handle.
         Err(e) if shared && e.kind() == io::ErrorKind::PermissionDenied => {
@@ -40,6 +57,11 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
             ro.read(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, NO_BLOCK_NO_FOLLOW);
+            #[cfg(windows)]
+            std::os::windows::fs::OpenOptionsExt::custom_flags(
+                &mut ro,
+                windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT,
+            );
             ro.open(path)?
         }
         r => r?,
@@ -57,7 +79,21 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
             let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
         }
     }
+    #[cfg(windows)]
+    {
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.file_type().is_symlink() || crate::sys::link_count(&file)? != 1 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
+        }
+    }
     Ok(file)
+}
+
+/// Windows: whether the directory of `path` is this user's or the administrators'.
+#[cfg(windows)]
+fn dir_is_trusted(path: &Path) -> bool {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::sys::directory_owner(dir).map(|o| crate::sys::is_trusted_owner(&o)).unwrap_or(false)
 }
 
 impl LockFile {
@@ -66,7 +102,9 @@ impl LockFile {
         let file = open(path, shared_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         match fs4::FileExt::try_lock(&file) {
-            Ok(()) => Ok(Some(LockFile { file, path: path.to_path_buf() })),
+            Ok(()) => {
+                Ok(Some(LockFile { file, path: path.to_path_buf(), shared: shared_dir, wrote_pid: false }))
+            }
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
         }
@@ -77,7 +115,11 @@ impl LockFile {
     pub(crate) fn write_pid(&mut self) {
         #[cfg(windows)]
         {
-            let _ = std::fs::write(pid_path(&self.path), std::process::id().to_string());
+            // Not in a shared directory: another user could have put a file, or a link to
+            // one, under that name.
+            if !self.shared {
+                self.wrote_pid = write_pid_file(&pid_path(&self.path)).is_ok();
+            }
         }
         #[cfg(not(windows))]
         self.write_pid_into_lock_file();
@@ -113,12 +155,34 @@ fn pid_path(lock: &Path) -> PathBuf {
     lock.with_extension("pid")
 }
 
+/// Writes this process's pid into `path`, opened without following a reparse point and
+/// only if it is a plain file (or new).
+#[cfg(windows)]
+fn write_pid_file(path: &Path) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::windows::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.file_type().is_symlink() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain file"));
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())
+}
+
 #[cfg(windows)]
 impl Drop for LockFile {
     fn drop(&mut self) {
         // The recorded pid goes with the primacy (the lock is still held here, so no
-        // successor has written its own yet).
-        let _ = std::fs::remove_file(pid_path(&self.path));
+        // successor has written its own yet). Only the holder that wrote it removes it.
+        if self.wrote_pid {
+            let _ = std::fs::remove_file(pid_path(&self.path));
+        }
     }
 }
 

@@ -279,14 +279,31 @@ impl SingleInstance {
                 return match e.socket_error() {
                     Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
                     Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
+                    // Windows: our own primary's pipe always lets us in; one that does not is
+                    // another user's.
+                    #[cfg(windows)]
+                    Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
+                        Err(Error::Insecure(
+                            format!(
+                                "the pipe {} refuses this user: another user created it",
+                                loc.socket.display()
+                            )
+                            .into(),
+                        ))
+                    }
                     _ => Err(e),
-                }
+                };
             }
         };
         if self.scope != Scope::System && !same_user(&socket) {
-            return Err(Error::Insecure(
-                format!("the socket {} is served by another user", loc.socket.display()).into(),
-            ));
+            #[cfg(windows)]
+            let whose = match crate::sys::peer_sid(socket.as_stream()) {
+                Some(owner) => format!("owned by {owner}, another user"),
+                None => String::from("owned by an unknown user"),
+            };
+            #[cfg(not(windows))]
+            let whose = "served by another user";
+            return Err(Error::Insecure(format!("the socket {} is {whose}", loc.socket.display()).into()));
         }
         // Windows gives the right to take the foreground to the launch the user just started;
         // hand it on, so that the primary can raise its window for this request.
@@ -387,7 +404,7 @@ fn same_user(socket: &LocalSocket) -> bool {
 /// first under this name (a squatter), shows that user's SID. Unknown counts as another.
 #[cfg(windows)]
 fn same_user(socket: &LocalSocket) -> bool {
-    let owner = socket.peer_credentials().ok().and_then(|c| c.sid);
+    let owner = crate::sys::peer_sid(socket.as_stream());
     matches!((owner, crate::sys::current_user()), (Some(o), Ok(me)) if o == me)
 }
 

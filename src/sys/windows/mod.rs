@@ -35,7 +35,9 @@ use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_WAIT_FOREVER};
 use crate::{LocalSocketError, Sid, SocketOptions};
 #[cfg(test)]
 pub(crate) use security::PRETEND_USER;
-pub(crate) use security::{current_user, shared_pipe_sddl};
+pub(crate) use security::{
+    create_shared_dir, current_user, directory_owner, is_trusted_owner, shared_pipe_sddl,
+};
 #[cfg(test)]
 pub(crate) use security::{from_sddl, pipe_security};
 
@@ -301,6 +303,18 @@ pub(crate) fn peer_sid(stream: &Stream) -> Option<Sid> {
     } else {
         security::pipe_security(p.as_handle()).ok().and_then(|s| s.owner)
     }
+}
+
+/// The number of names (hard links) `file` has.
+pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
+    use windows_sys::Win32::Storage::FileSystem::{GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION};
+    // SAFETY: all-zero is a valid BY_HANDLE_FILE_INFORMATION (plain integers).
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `file`'s handle is open; `info` is a valid out pointer.
+    if unsafe { GetFileInformationByHandle(file.as_raw_handle() as HANDLE, &mut info) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.nNumberOfLinks)
 }
 
 /// The Terminal Services session of this process: one per login (fast user switching and

@@ -24,12 +24,12 @@ use windows_sys::Win32::Security::Authorization::{
 use windows_sys::Win32::Security::{
     AclSizeInformation, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation, IsValidSid,
     TokenPrimaryGroup, TokenUser, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, DACL_SECURITY_INFORMATION,
-    GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
+    GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, TOKEN_IMPERSONATE,
     TOKEN_INFORMATION_CLASS, TOKEN_PRIMARY_GROUP, TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken,
+    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken, SetThreadToken,
 };
 
 use crate::{Sid, SocketOptions};
@@ -110,6 +110,11 @@ pub(crate) fn current_user() -> io::Result<Sid> {
     if let Some(sid) = PRETEND_USER.with(|p| p.get()) {
         return Ok(sid);
     }
+    process_user()
+}
+
+/// The user of this process's primary token, read once (never the injected test SID).
+fn process_user() -> io::Result<Sid> {
     static USER: OnceLock<Sid> = OnceLock::new();
     if let Some(sid) = USER.get() {
         return Ok(*sid);
@@ -177,6 +182,74 @@ pub(crate) const CLIENT_ACCESS: u32 = 0x0012_019B;
 pub(crate) fn shared_pipe_sddl() -> io::Result<String> {
     let user = current_user()?;
     Ok(format!("O:{user}D:(A;;FA;;;{user})(A;;{CLIENT_ACCESS:#010x};;;WD)"))
+}
+
+/// SYSTEM, the Administrators group and TrustedInstaller: owners that can do anything to
+/// this machine anyway, and so may own a directory this crate trusts.
+const ADMIN_OWNERS: [&str; 3] =
+    ["S-1-5-18", "S-1-5-32-544", "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"];
+
+/// Whether `owner` may own a directory whose files this process creates and removes: this
+/// user, or one of the machine's administrators ([`ADMIN_OWNERS`]; an elevated process's
+/// files are owned by the Administrators group).
+pub(crate) fn is_trusted_owner(owner: &Sid) -> bool {
+    process_user().ok().as_ref() == Some(owner)
+        || ADMIN_OWNERS.iter().any(|a| a.parse().ok().as_ref() == Some(owner))
+}
+
+/// The owner of directory `dir`, opened without following a reparse point: a junction or a
+/// symbolic link is refused (`InvalidData`), as is anything but a directory.
+pub(crate) fn directory_owner(dir: &std::path::Path) -> io::Result<Sid> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES, READ_CONTROL,
+    };
+    let not_plain =
+        || io::Error::new(io::ErrorKind::InvalidData, "not a plain directory (a link or a junction?)");
+    // By name first (the reparse attribute), then through the handle opened without
+    // following one (which is what the checks below read).
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(not_plain());
+    }
+    let handle = std::fs::OpenOptions::new()
+        .access_mode(READ_CONTROL | FILE_READ_ATTRIBUTES)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(dir)?;
+    let kind = handle.metadata()?.file_type();
+    if kind.is_symlink() || !kind.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a plain directory (a link or a junction?)",
+        ));
+    }
+    pipe_security(std::os::windows::io::AsHandle::as_handle(&handle))?
+        .owner
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the directory has no owner"))
+}
+
+/// Creates directory `dir` for the System scope: owned by this user; full control for this
+/// user, SYSTEM and administrators; read, traverse and lock (`FILE_GENERIC_READ |
+/// FILE_GENERIC_EXECUTE`) for everyone else, inherited by what is created in it. Not the
+/// inherited `%ProgramData%` rights, which let every user add files to a directory.
+pub(crate) fn create_shared_dir(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    let user = current_user()?;
+    let sd = from_sddl(&format!(
+        "O:{user}D:P(A;OICI;FA;;;{user})(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;WD)"
+    ))?;
+    let attrs =
+        windows_sys::Win32::Security::SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<windows_sys::Win32::Security::SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor:
+                interprocess::os::windows::security_descriptor::AsSecurityDescriptor::as_sd(&sd).cast_mut(),
+            bInheritHandle: 0,
+        };
+    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
+    // SAFETY: `wide` is NUL-terminated; `attrs` points to `sd`, alive for the call.
+    if unsafe { windows_sys::Win32::Storage::FileSystem::CreateDirectoryW(wide.as_ptr(), &attrs) } == 0 {
+        return Err(last_error());
+    }
+    Ok(())
 }
 
 /// A security descriptor from its string form (SDDL), owned by interprocess's type.
@@ -308,19 +381,52 @@ pub(crate) fn client_user(
         interprocess::os::windows::named_pipe::pipe_mode::Bytes,
     >,
 ) -> Option<Sid> {
-    if let Ok(guard) = pipe.impersonate_client() {
-        let mut t: HANDLE = ptr::null_mut();
-        // SAFETY: the current-thread pseudo handle; `t` receives the impersonation token,
-        // opened as self (an identification-level token cannot open objects itself).
-        let opened = unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut t) } != 0;
-        drop(guard); // RevertToSelf
-        if opened {
-            // SAFETY: a token handle just opened, owned by nobody else.
-            let token = unsafe { OwnedHandle::from_raw_handle(t as _) };
-            return token_sid(token.as_handle_borrowed(), TokenUser).ok();
+    // The calling thread may be impersonating someone already (a service serving a client):
+    // RevertToSelf would end that, so keep its token and put it back after.
+    let saved = thread_token(TOKEN_IMPERSONATE);
+    let sid = match pipe.impersonate_client() {
+        Ok(guard) => {
+            let sid = impersonated_user();
+            drop(guard); // RevertToSelf
+            sid
         }
+        Err(_) => None,
+    };
+    if let Some(token) = saved {
+        // SAFETY: a null thread means the current one; `token` is an impersonation token
+        // opened with TOKEN_IMPERSONATE, open for the call.
+        unsafe { SetThreadToken(ptr::null(), token.as_raw_handle() as HANDLE) };
     }
-    None
+    sid
+}
+
+/// The current thread's impersonation token, if it has one, opened for `access` (as self).
+fn thread_token(access: u32) -> Option<OwnedHandle> {
+    let mut t: HANDLE = ptr::null_mut();
+    // SAFETY: the current-thread pseudo handle; `t` receives a new handle, or the call fails
+    // (ERROR_NO_TOKEN when the thread impersonates nobody).
+    if unsafe { OpenThreadToken(GetCurrentThread(), access, 1, &mut t) } == 0 {
+        return None;
+    }
+    // SAFETY: a token handle just opened, owned by nobody else.
+    Some(unsafe { OwnedHandle::from_raw_handle(t as _) })
+}
+
+/// The user of the token the current thread impersonates with.
+///
+/// First through `GetCurrentThreadEffectiveToken()` (the pseudo handle -6, Windows 8 and
+/// later), which opens nothing and so passes no access check: a non-elevated primary may not
+/// open an elevated launch's token (its default DACL grants only Administrators and SYSTEM),
+/// yet the launch is the same user. Then, where the pseudo handle is not understood, by
+/// opening the thread token as self.
+fn impersonated_user() -> Option<Sid> {
+    // SAFETY: pseudo handles are never closed and stay valid; -6 is
+    // GetCurrentThreadEffectiveToken() (winbase.h), a query-only handle.
+    let effective = unsafe { BorrowedHandle::borrow_raw(-6isize as std::os::windows::io::RawHandle) };
+    if let Ok(sid) = token_sid(effective, TokenUser) {
+        return Some(sid);
+    }
+    token_sid(thread_token(TOKEN_QUERY)?.as_handle_borrowed(), TokenUser).ok()
 }
 
 #[cfg(test)]
@@ -437,5 +543,17 @@ mod tests {
         let server = listener.try_accept().unwrap().expect("accepted");
         let p = pipe(&server);
         assert_eq!(client_user(p), Some(current_user().unwrap()));
+
+        // A thread that impersonates already still does afterwards (client_user puts its
+        // token back after RevertToSelf).
+        // SAFETY: plain call; the thread impersonates itself until RevertToSelf below.
+        assert_ne!(unsafe { windows_sys::Win32::Security::ImpersonateSelf(2) }, 0); // SecurityImpersonation
+        assert!(thread_token(TOKEN_QUERY).is_some());
+        assert_eq!(client_user(p), Some(current_user().unwrap()));
+        let kept = thread_token(TOKEN_QUERY).is_some();
+        // SAFETY: plain call, ends the impersonation.
+        unsafe { windows_sys::Win32::Security::RevertToSelf() };
+        assert!(kept, "client_user ended the caller's own impersonation");
+        assert!(thread_token(TOKEN_QUERY).is_none());
     }
 }
