@@ -8,6 +8,8 @@
 //! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
 //! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
 //! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
+//! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods` |
+//! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -451,4 +453,167 @@ fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
     assert!(sent.elapsed() < Duration::from_secs(2), "took {:?}", sent.elapsed());
     drop(conn);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Bounded memory; 3. no starvation
+// ---------------------------------------------------------------------------------------
+
+/// The peak resident set (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/pid/status");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// A request of `size` bytes (newline included) whose `data` is `[[0],[0],...]`: some 70
+/// bytes of memory per byte of text once parsed into a `serde_json::Value`.
+fn nested_arrays_request(size: usize) -> Vec<u8> {
+    let mut line = br#"{"v":1,"argv":["flood"],"data":["#.to_vec();
+    while line.len() + 4 + 3 < size {
+        line.extend_from_slice(b"[0],");
+    }
+    line.extend_from_slice(b"[0]]}");
+    line.push(b'\n');
+    line
+}
+
+/// Item 1: eight clients at once send 40 requests of just under 1 MiB of nested arrays
+/// while 16 more hold 1 MiB partial requests; then 40 more nested ones. The primary
+/// (`solo run`, which prints each request) keeps its peak RSS under 64 MiB plus the
+/// 1 MiB message limit, and serves a normal launch after.
+#[test]
+fn abuse_primary_memory_is_bounded_under_nested_array_floods() {
+    if cfg!(not(target_os = "linux")) {
+        eprintln!("skipping: reads /proc/<pid>/status");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let f = Fixture::new("mem1");
+    let p = f.primary(&[]);
+    let name = f.sock_name();
+    let request = nested_arrays_request((1 << 20) - 64);
+    let mut partial = request.clone();
+    partial.pop(); // no newline: held until the deadline
+    let (mut ok, mut busy) = (0, 0);
+    for round in 0..2 {
+        let held: Vec<LocalSocket> = if round == 0 {
+            (0..16)
+                .map(|_| {
+                    let c = LocalSocket::connect(&name).unwrap();
+                    // The primary may shed it (and close) before all of it is written.
+                    let _ = (&c).write_all(&partial);
+                    c
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let replies: Vec<Value> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (name, request) = (&name, &request);
+                    s.spawn(move || {
+                        (0..5)
+                            .map(|_| {
+                                let c = LocalSocket::connect(name).unwrap();
+                                (&c).write_all(request).unwrap();
+                                json_line(&read_reply(&c, Duration::from_secs(60)).unwrap().expect("a reply"))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        drop(held);
+        for r in &replies {
+            if r["ok"] == true {
+                ok += 1;
+            } else {
+                assert_eq!(r["retry"], true, "{r}");
+                busy += 1;
+            }
+        }
+    }
+    // The primary printed every request it accepted.
+    for _ in 0..ok {
+        let line = p.line();
+        assert!(line.starts_with(r#"{"v":1,"argv":["flood"]"#), "{}", &line[..line.len().min(200)]);
+    }
+    let peak = peak_rss(p.id());
+    eprintln!("abuse memory: 80 requests of 1 MiB nested arrays ({ok} served, {busy} told to retry), 16 partial: primary VmHWM {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(ok > 0, "nothing was served");
+    assert!(peak < (64 << 20) + (1 << 20), "the primary's peak RSS was {peak} bytes");
+    f.send_ok(&p, "after-memory-flood");
+}
+
+/// Holds `n` hostile connections open until told to stop: half silent, half sending one
+/// space every 0.5 s; each one the primary drops (or answers) is opened again at once.
+fn hold_hostile(
+    name: String,
+    n: usize,
+    ready: std::sync::mpsc::Sender<()>,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
+    let connect = || ConnectOptions::new().timeout(Some(Duration::from_secs(5))).connect(&name).ok();
+    let mut conns: Vec<Option<LocalSocket>> = (0..n).map(|_| connect()).collect();
+    ready.send(()).unwrap();
+    let mut last_trickle = Instant::now();
+    loop {
+        match stop.recv_timeout(Duration::from_millis(20)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let trickle = last_trickle.elapsed() >= Duration::from_millis(500);
+        if trickle {
+            last_trickle = Instant::now();
+        }
+        for (i, slot) in conns.iter_mut().enumerate() {
+            let Some(c) = slot else {
+                *slot = connect();
+                continue;
+            };
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(c), events: libc::POLLIN, revents: 0 };
+            let closed = unsafe { libc::poll(&mut pfd, 1, 0) } > 0
+                || (trickle && i % 2 == 1 && (&*c).write_all(b" ").is_err());
+            if closed {
+                *slot = connect();
+            }
+        }
+    }
+}
+
+/// Item 3: with 256 silent or trickling connections held (each reopened as soon as the
+/// primary drops it), six launches in a row are each served within 1 s.
+#[test]
+fn abuse_256_held_connections_do_not_starve_launches() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let f = Fixture::new("starve3");
+    let p = f.primary(&[]);
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = std::sync::mpsc::channel();
+    let name = f.sock_name();
+    let hostile = std::thread::spawn(move || hold_hostile(name, 256, ready_tx, stop_rx));
+    ready.recv_timeout(Duration::from_secs(60)).expect("256 hostile connections opened");
+    let mut took = Vec::new();
+    for i in 0..6 {
+        let tag = format!("genuine-{i}");
+        let started = Instant::now();
+        let out = output(&mut f.cmd("send", ["--timeout", "1", "--", &tag]));
+        took.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "launch {i} failed after {:?}: {}",
+            started.elapsed(),
+            text(&out.stderr)
+        );
+        assert_eq!(json_line(&p.line())["argv"][1], tag.as_str());
+    }
+    stop.send(()).unwrap();
+    hostile.join().unwrap();
+    eprintln!("abuse starvation: 6 launches with 256 hostile connections held took {took:?}");
+    assert!(took.iter().all(|t| *t < Duration::from_secs(1)), "{took:?}");
 }

@@ -6,15 +6,19 @@ mod asynchronous;
 mod location;
 mod lock;
 mod protocol;
+#[cfg(unix)]
+mod serve;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex};
+#[cfg(not(unix))]
+use std::sync::Condvar;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -36,8 +40,12 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog.
+/// the OS backlog. Windows only: on Unix one thread reads them all (`serve.rs`).
 const MAX_READERS: usize = 64;
+
+/// Most bytes of received requests (text and decoded) that wait for the app or are in
+/// its hands; past it launches are told to retry. One request is always let in.
+const HELD_BUDGET: usize = 16 << 20;
 
 /// Sets up single-instance behaviour for one app id. A consuming builder; see the
 /// [crate docs](crate) for a complete program.
@@ -442,8 +450,14 @@ fn read_line(
 /// [`reply`](Self::reply); one dropped unanswered gets an error reply, so no launch is
 /// left waiting.
 pub struct Request {
-    message: Message,
+    /// Everything but `data`, decoded; `data` stays text in `raw` until asked for.
+    head: protocol::Head,
+    data: std::sync::OnceLock<Value>,
+    message: std::sync::OnceLock<Message>,
     raw: String,
+    /// What this request counts against the primary's [`HELD_BUDGET`], given back on drop.
+    weight: usize,
+    held: Arc<AtomicUsize>,
     peer: Option<PeerCredentials>,
     socket: Option<LocalSocket>,
     closing: Arc<AtomicBool>,
@@ -451,47 +465,60 @@ pub struct Request {
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request").field("message", &self.message).field("peer", &self.peer).finish()
+        f.debug_struct("Request").field("argv", &self.head.argv).field("peer", &self.peer).finish()
     }
 }
 
 impl Request {
     /// The launch's full argument vector, program name first, byte for byte.
     pub fn argv(&self) -> &[OsString] {
-        &self.message.argv
+        &self.head.argv
     }
 
     /// The launch's arguments after the program name.
     pub fn args(&self) -> &[OsString] {
-        self.message.argv.get(1..).unwrap_or(&[])
+        self.head.argv.get(1..).unwrap_or(&[])
     }
 
     /// The launch's working directory, byte for byte: resolve relative paths in
     /// [`args`](Self::args) against it.
     pub fn cwd(&self) -> Option<&Path> {
-        self.message.cwd.as_deref().map(Path::new)
+        self.head.cwd.as_deref().map(Path::new)
     }
 
     /// The forwarded environment (the activation variables, and those asked for with
     /// [`SingleInstance::forward_env`]).
     pub fn env(&self) -> &BTreeMap<String, OsString> {
-        &self.message.env
+        &self.head.env
     }
 
     /// The token to raise the window with: `XDG_ACTIVATION_TOKEN` (Wayland), else
     /// `DESKTOP_STARTUP_ID` (X11 startup notification).
     pub fn activation_token(&self) -> Option<&OsStr> {
-        ACTIVATION_VARS.iter().find_map(|v| self.message.env.get(*v)).map(OsString::as_os_str)
+        ACTIVATION_VARS.iter().find_map(|v| self.head.env.get(*v)).map(OsString::as_os_str)
     }
 
     /// The pid the launch reported.
     pub fn pid(&self) -> Option<u32> {
-        self.message.pid
+        self.head.pid
     }
 
-    /// The custom data the launch sent.
+    /// The custom data the launch sent, parsed on the first call.
+    ///
+    /// The primary keeps `data` as text until then: parsed, a JSON value can take tens of
+    /// times its text's size (some 70 bytes per byte for `[[0],[0],...]`), which the
+    /// primary's memory bound does not cover. An app that takes `data` from launches it
+    /// does not trust can read [`data_json`](Self::data_json) with a parser of its own.
     pub fn data(&self) -> &Value {
-        &self.message.data
+        self.data.get_or_init(|| match &self.head.data {
+            Some(range) => protocol::parse_data(&self.raw.as_bytes()[range.clone()]),
+            None => Value::Null,
+        })
+    }
+
+    /// The custom data as the launch sent it: JSON text (`null` when it sent none).
+    pub fn data_json(&self) -> &str {
+        self.head.data.as_ref().and_then(|r| self.raw.get(r.clone())).unwrap_or("null")
     }
 
     /// Who connected, as the OS reports it (uid checked already on Unix).
@@ -499,9 +526,15 @@ impl Request {
         self.peer
     }
 
-    /// The decoded message.
+    /// The decoded message (`data` parsed on the first call, as [`data`](Self::data)).
     pub fn message(&self) -> &Message {
-        &self.message
+        self.message.get_or_init(|| Message {
+            argv: self.head.argv.clone(),
+            cwd: self.head.cwd.clone(),
+            env: self.head.env.clone(),
+            pid: self.head.pid,
+            data: self.data().clone(),
+        })
     }
 
     /// The request line exactly as received.
@@ -519,6 +552,7 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        self.held.fetch_sub(self.weight, Ordering::SeqCst);
         if let Some(socket) = self.socket.take() {
             let reply = if self.closing.load(Ordering::SeqCst) {
                 Reply::retry("the primary instance is shutting down")
@@ -554,6 +588,7 @@ enum Event {
 /// The reader threads: at most [`MAX_READERS`], kept for a while when idle so a burst of
 /// launches does not pay a thread start each. When all are busy and as many connections
 /// wait for one, the acceptor waits too, so a flood waits in the OS backlog.
+#[cfg(not(unix))]
 #[derive(Default)]
 struct Pool {
     state: Mutex<PoolState>,
@@ -561,6 +596,7 @@ struct Pool {
     freed: Condvar,
 }
 
+#[cfg(not(unix))]
 #[derive(Default)]
 struct PoolState {
     jobs: std::collections::VecDeque<(LocalSocket, Option<PeerCredentials>)>,
@@ -574,6 +610,7 @@ struct PoolState {
 const FAST_PATH_BYTES: usize = 16 * 1024;
 
 /// How long an idle reader thread stays for the next launch.
+#[cfg(not(unix))]
 const READER_IDLE: Duration = Duration::from_secs(30);
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -585,7 +622,12 @@ struct Context {
     limit: usize,
     #[cfg_attr(not(unix), allow(dead_code))]
     check_uid: bool,
+    #[cfg(not(unix))]
     pool: Pool,
+    #[cfg(unix)]
+    mux: serve::Mux,
+    /// Bytes of the requests received and not yet dropped by the app (see [`HELD_BUDGET`]).
+    held: Arc<AtomicUsize>,
     waker: Mutex<Option<Waker>>,
     /// What `recv_async` waits on: notified with each request queued and on stop.
     #[cfg(feature = "tokio")]
@@ -675,7 +717,11 @@ impl Primary {
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
+            #[cfg(not(unix))]
             pool: Pool::default(),
+            #[cfg(unix)]
+            mux: serve::Mux::new()?,
+            held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
@@ -809,6 +855,15 @@ impl Context {
             ctx.deliver(socket, peer, line);
             return;
         }
+        #[cfg(unix)]
+        serve::Mux::add(ctx, socket, peer);
+        #[cfg(not(unix))]
+        Context::pool_add(ctx, socket, peer);
+    }
+
+    /// Queues the socket for a reader thread, starting one if none is idle.
+    #[cfg(not(unix))]
+    fn pool_add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>) {
         let pool = &ctx.pool;
         let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
         while st.jobs.len() >= MAX_READERS && !st.shutdown {
@@ -847,6 +902,7 @@ impl Context {
         }
     }
 
+    #[cfg(not(unix))]
     fn reader_loop(&self) {
         let pool = &self.pool;
         let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -875,6 +931,12 @@ impl Context {
         st.threads -= 1;
     }
 
+    #[cfg(unix)]
+    fn shutdown(&self) {
+        self.mux.shutdown();
+    }
+
+    #[cfg(not(unix))]
     fn shutdown(&self) {
         let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
         st.shutdown = true;
@@ -883,6 +945,7 @@ impl Context {
         self.pool.freed.notify_all();
     }
 
+    #[cfg(not(unix))]
     fn read_request(&self, socket: LocalSocket, peer: Option<PeerCredentials>) {
         let deadline = Instant::now() + self.timeout;
         let line = match read_line(&socket, deadline, self.limit) {
@@ -906,22 +969,40 @@ impl Context {
 
     /// Decodes a request line and hands the request to the app (or answers the error).
     fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
-        let message = match Message::decode(&line) {
-            Ok(m) => m,
+        // Everything but `data` is decoded (and checked); `data` stays text in the line.
+        let head = match protocol::decode_head(&line) {
+            Ok(h) => h,
             Err(e) => {
                 let _ = send_reply(&socket, &Reply::error(e));
                 return;
             }
         };
+        // The line's text and its decoded fields, at most about as much again.
+        let weight = 2 * line.len() + 256;
+        let before = self.held.fetch_add(weight, Ordering::SeqCst);
+        let raw =
+            String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let request = Request {
-            message,
-            raw: String::from_utf8_lossy(&line).into_owned(),
+            head,
+            data: std::sync::OnceLock::new(),
+            message: std::sync::OnceLock::new(),
+            raw,
+            weight,
+            held: Arc::clone(&self.held),
             peer,
             socket: Some(socket),
             closing: Arc::clone(&self.closing),
         };
         if self.closing.load(Ordering::SeqCst) {
             return; // dropped: tells the launch to start over
+        }
+        if before > 0 && before + weight > HELD_BUDGET {
+            // Too many bytes wait already: this launch tries again until its timeout.
+            let mut r = request;
+            if let Some(socket) = r.socket.take() {
+                let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+            }
+            return;
         }
         match self.tx.try_send(Event::Request(Box::new(request))) {
             Ok(()) => {}
