@@ -10,6 +10,7 @@
 //! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
 //! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods` |
 //! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
+//! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -616,4 +617,128 @@ fn abuse_256_held_connections_do_not_starve_launches() {
     hostile.join().unwrap();
     eprintln!("abuse starvation: 6 launches with 256 hostile connections held took {took:?}");
     assert!(took.iter().all(|t| *t < Duration::from_secs(1)), "{took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Every location works or says why
+// ---------------------------------------------------------------------------------------
+
+/// A fresh 0700 directory whose path is exactly `len` bytes long.
+fn dir_of_length(tag: &str, len: usize) -> TempDir {
+    let parent = private_dir(tag);
+    let base = parent.path().to_str().unwrap().len() + 1;
+    assert!(len > base + 1, "{len} is too short for {}", parent.path().display());
+    let dir = parent.path().join("d".repeat(len - base));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(dir.as_os_str().len(), len);
+    parent
+}
+
+fn solo_in(dir: &Path, app: &str, sub: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(example("solo"));
+    cmd.arg(sub).arg(app).args(args).env("XDG_RUNTIME_DIR", dir).env_remove("FLATPAK_ID").current_dir("/");
+    cmd
+}
+
+/// Item 7: runtime directories of 86 to 110 bytes (around the point where the socket's
+/// temporary bind path, `dir/.XXXXXX/s`, stops fitting `sun_path`) all work: a primary
+/// starts and a launch reaches it; and the socket is never in a directory another user
+/// could write to (a long directory moves it to the user's private 0700 fallback).
+#[test]
+fn abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private() {
+    use std::os::unix::fs::MetadataExt;
+    let _w = Watchdog::new(Duration::from_secs(120));
+    for len in [86, 90, 97, 98, 99, 100, 101, 110] {
+        let parent = dir_of_length(&format!("len{len}"), len);
+        let dir = std::fs::read_dir(parent.path()).unwrap().next().unwrap().unwrap().path();
+        let app = format!("org.abuse.len{len}");
+        let p = Proc::spawn(&mut solo_in(&dir, &app, "run", &["--count", "1"]));
+        let line =
+            p.try_line(Duration::from_secs(20)).unwrap_or_else(|e| panic!("{len}: {e}; {}", p.stderr()));
+        let sock = PathBuf::from(line.strip_prefix("PRIMARY ").unwrap_or_else(|| panic!("{len}: {line}")));
+        let sock_dir = sock.parent().unwrap();
+        let meta = std::fs::metadata(sock_dir).unwrap();
+        assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "{len}: {}", sock.display());
+        assert_eq!(
+            meta.mode() & 0o077,
+            0,
+            "{len}: the socket's directory {} is open to others",
+            sock_dir.display()
+        );
+        let out = output(&mut solo_in(&dir, &app, "send", &["--", "hello"]));
+        assert!(out.status.success(), "{len}: {}", text(&out.stderr));
+        assert_eq!(json_line(&p.line())["argv"][1], "hello");
+        let (status, _) = p.finish();
+        assert!(status.success());
+    }
+}
+
+/// Item 7: a cleaner removes the socket under a running primary: the primary binds it
+/// again, and launches keep reaching it.
+#[test]
+fn abuse_removed_socket_is_bound_again() {
+    if cfg!(not(target_os = "linux")) {
+        eprintln!("skipping: the socket is watched with inotify (Linux)");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("cleaned7");
+    let p = f.primary(&[]);
+    let before = file_id(f.sock());
+    std::fs::remove_file(f.sock()).unwrap();
+    let out = output(&mut f.cmd("send", ["--timeout", "3", "--", "after-clean"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_line(&p.line())["argv"][1], "after-clean");
+    assert_ne!(file_id(f.sock()), before, "a new socket file");
+    // The replacement goes with the primary.
+    signal(p.id(), libc::SIGTERM);
+    let (status, _) = p.finish();
+    assert!(status.success());
+    assert!(!f.sock().exists(), "the replacement socket was left behind");
+}
+
+/// Item 7: with HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
+/// decides: the primary's socket is there, and a launch with HOME set reaches the same
+/// primary instead of becoming a second one.
+#[test]
+fn abuse_xdg_runtime_dir_counts_without_a_home() {
+    use std::os::unix::process::CommandExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to run as a uid without a passwd entry") {
+        return;
+    }
+    const UID: u32 = 4242;
+    assert!(unsafe { libc::getpwuid(UID) }.is_null(), "uid {UID} has a passwd entry");
+    let bin = TempDir::new("bin7");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let solo = bin.path().join("solo");
+    std::fs::copy(example("solo"), &solo).unwrap();
+    std::fs::set_permissions(&solo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = TempDir::new("home7");
+    let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), UID, UID) }, 0);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cmd = |sub: &str, args: &[&str], home: bool| {
+        let mut cmd = Command::new(&solo);
+        cmd.arg(sub)
+            .arg("org.abuse.home7")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("FLATPAK_ID");
+        if home {
+            cmd.env("HOME", "/");
+        } else {
+            cmd.env_remove("HOME");
+        }
+        cmd.current_dir("/").uid(UID).gid(UID);
+        cmd
+    };
+    let p = Proc::spawn(&mut cmd("run", &["--count", "1"], false));
+    let want = dir.path().join("org.abuse.home7.sock");
+    assert_eq!(p.line(), format!("PRIMARY {}", want.display()), "{}", p.stderr());
+    let out = output(&mut cmd("run", &["--count", "0", "--", "with-home"], true));
+    assert!(text(&out.stdout).starts_with("FORWARDED "), "{} {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(json_line(&p.line())["argv"][1], "with-home");
+    let _ = std::fs::remove_dir_all(format!("/tmp/solo-instance-{UID}"));
 }

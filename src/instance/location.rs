@@ -90,28 +90,81 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     };
     let stem = format!("{app_id}{}", scope_suffix(scope));
     let lock = base.join(format!("{stem}.lock"));
-    Ok(Location { socket: socket_name(&base, &stem, scope), lock })
+    #[cfg(unix)]
+    let socket = unix_socket_name(&base, &stem, scope)?;
+    #[cfg(windows)]
+    let socket = socket_name(&base, &stem, scope);
+    Ok(Location { socket, lock })
 }
 
+/// What binding adds to the socket's directory: the private directory `/.XXXXXX` and the
+/// socket `/s` in it (see `sys::unix::private_dir`). That path must fit `sun_path` too.
+#[cfg(unix)]
+const BIND_EXTRA: usize = "/.XXXXXX/s".len();
+
+/// Whether `path` can be a socket: it fits `sun_path`, and so does the temporary path it is
+/// bound at first; and it is UTF-8 (the socket API takes names as strings, as Qt's QString).
+#[cfg(unix)]
+fn fits(path: &Path) -> bool {
+    let dir_len = path.parent().map_or(0, |d| d.as_os_str().len());
+    path.as_os_str().len() <= crate::MAX_SOCKET_PATH
+        && dir_len + BIND_EXTRA <= crate::MAX_SOCKET_PATH
+        && path.to_str().is_some()
+}
+
+/// The socket beside the lock: `<stem>.sock`, else `<hash of stem>.sock`. When neither
+/// fits, the scope's own directory under the temp dir (per user and private for `User` and
+/// `Session`: never a name another user could take first) holds `<hash of dir and
+/// stem>.sock`; when not even that fits, a clear error.
+#[cfg(unix)]
+fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
+    let short = socket_name(base, stem, scope);
+    if fits(&short) {
+        return Ok(short);
+    }
+    let fallback = fallback_dir(scope);
+    let path = fallback.join(format!("{}.sock", fallback_stem(base, stem)));
+    if !fits(&path) {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "no socket path fits the {}-byte limit of sun_path: neither in {} nor in {}; \
+                 use a shorter directory (or TMPDIR)",
+                crate::MAX_SOCKET_PATH,
+                base.display(),
+                fallback.display()
+            ),
+        )));
+    }
+    ensure_dir(&fallback, scope)?;
+    Ok(path)
+}
+
+/// The directory for sockets whose own directory is too long: private to the user, or
+/// the shared system one.
+#[cfg(unix)]
+fn fallback_dir(scope: Scope) -> PathBuf {
+    match scope {
+        Scope::System => system_base().join("solo-instance-system"),
+        _ => crate::temp_dir().join(format!("solo-instance-{}", unsafe { libc::geteuid() })),
+    }
+}
+
+/// A name per directory and app id, hashed byte for byte so no two directories share one.
+#[cfg(unix)]
+fn fallback_stem(base: &Path, stem: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    format!("solo-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
+}
+
+/// `<stem>.sock` in `base`, or `<hash>.sock` when that is too long (the caller checks it).
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    // The socket API takes names as strings (as Qt's QString): a path that is not UTF-8
-    // cannot be used, like one too long for `sun_path`.
-    let fits = |p: &Path| p.as_os_str().len() <= crate::MAX_SOCKET_PATH && p.to_str().is_some();
     let path = base.join(format!("{stem}.sock"));
     if fits(&path) {
         return path;
     }
-    let short = base.join(format!("{}.sock", short_hash(stem)));
-    if fits(&short) {
-        short
-    } else {
-        // The directory itself is too long or not UTF-8: fall back to the temp dir, still
-        // per directory and app id (hashed byte for byte, so no two directories share one).
-        crate::temp_dir()
-            .join(format!("solo-{}.sock", short_hash_bytes(base.join(stem).as_os_str().as_bytes())))
-    }
+    base.join(format!("{}.sock", short_hash(stem)))
 }
 
 #[cfg(windows)]
@@ -147,7 +200,14 @@ fn system_base() -> PathBuf {
 
 #[cfg(unix)]
 fn user_dir() -> Result<PathBuf, Error> {
-    let runtime = directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(Path::to_path_buf));
+    // Read here, not through `directories`, which ignores it when it finds no home
+    // directory (HOME unset and no passwd entry): then two launches of one user could pick
+    // two places. Only an absolute path counts (the XDG spec). macOS has no runtime dir.
+    let runtime = if cfg!(any(target_os = "macos", target_os = "ios")) {
+        None
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute())
+    };
     if let Some(runtime) = runtime {
         // Inside Flatpak the app's instances share $XDG_RUNTIME_DIR/app/$FLATPAK_ID; a Snap's
         // $XDG_RUNTIME_DIR is already its own.
@@ -248,22 +308,42 @@ mod tests {
     fn long_names_are_shortened() {
         let base = Path::new("/tmp");
         let long = "x".repeat(150);
-        let p = socket_name(base, &long, Scope::User);
+        let p = unix_socket_name(base, &long, Scope::User).unwrap();
         assert!(p.as_os_str().len() <= crate::MAX_SOCKET_PATH);
-        assert_eq!(p, socket_name(base, &long, Scope::User));
-        assert_ne!(p, socket_name(base, &"y".repeat(150), Scope::User));
+        assert_eq!(p, unix_socket_name(base, &long, Scope::User).unwrap());
+        assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
+    }
+
+    /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
+    /// a directory too long for either moves the socket to a private directory, never to
+    /// a shared name.
+    #[cfg(unix)]
+    #[test]
+    fn every_chosen_socket_path_can_be_bound() {
+        for len in 60..140 {
+            let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
+            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
+            assert!(fits(&p), "{len}: {}", p.display());
+            let dir = p.parent().unwrap();
+            assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+        }
     }
 
     #[cfg(unix)]
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
         use std::os::unix::ffi::OsStrExt;
-        let a = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User);
-        let b = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User);
+        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
+            .unwrap();
+        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
+            .unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.
-        assert_eq!(socket_name(Path::new("/run/x"), "app", Scope::User), Path::new("/run/x/app.sock"));
+        assert_eq!(
+            unix_socket_name(Path::new("/run/x"), "app", Scope::User).unwrap(),
+            Path::new("/run/x/app.sock")
+        );
         assert_eq!(short_hash_bytes(b"a"), short_hash("a"));
     }
 }

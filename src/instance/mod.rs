@@ -700,11 +700,8 @@ impl Primary {
         })?;
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
-        server.set_socket_options(if system {
-            SocketOptions::WORLD_ACCESS
-        } else {
-            SocketOptions::USER_ACCESS
-        });
+        let options = if system { SocketOptions::WORLD_ACCESS } else { SocketOptions::USER_ACCESS };
+        server.set_socket_options(options);
         server.set_max_pending_connections(MAX_READERS);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
@@ -720,7 +717,7 @@ impl Primary {
             #[cfg(not(unix))]
             pool: Pool::default(),
             #[cfg(unix)]
-            mux: serve::Mux::new()?,
+            mux: serve::Mux::new(&loc.socket, options)?,
             held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -733,6 +730,8 @@ impl Primary {
         });
         server.on_new_connection(|_| {});
         server.listen(&loc.socket.to_string_lossy())?;
+        #[cfg(unix)]
+        serve::Mux::start(&ctx);
         Ok(Primary { server, lock: Some(lock), rx, ctx, socket: loc.socket, app_id: config.app_id })
     }
 

@@ -7,14 +7,19 @@
 //! [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is told to retry.
 //! Windows keeps a reader thread per connection (`Pool` in `mod.rs`): named pipes have
 //! no poll(2).
+//!
+//! On Linux the same thread watches the socket's directory (inotify): when the socket
+//! file is removed under the running primary (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`),
+//! it binds a new one at the same path at once, so launches keep reaching the primary.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::{send_reply, Context, Reply};
-use crate::{LocalSocket, PeerCredentials};
+use crate::{LocalServer, LocalSocket, PeerCredentials, PendingConnections, SocketOptions};
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
 /// (Below the usual soft limit of 1024 open files, leaving the app its share.)
@@ -32,6 +37,13 @@ pub(super) struct Mux {
     inbox: Mutex<Inbox>,
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
+    /// The socket to keep in place, and how to bind it again.
+    socket: PathBuf,
+    options: SocketOptions,
+    /// An inotify watch on the socket's directory (Linux).
+    notify: Option<OwnedFd>,
+    /// The socket bound again after its file was removed, if it was.
+    replacement: Mutex<Option<LocalServer>>,
 }
 
 #[derive(Default)]
@@ -56,9 +68,30 @@ enum Outcome {
 }
 
 impl Mux {
-    pub(super) fn new() -> std::io::Result<Mux> {
+    pub(super) fn new(socket: &Path, options: SocketOptions) -> std::io::Result<Mux> {
         let (wake_rx, wake_tx) = crate::sys::pipe()?;
-        Ok(Mux { inbox: Mutex::new(Inbox::default()), wake_rx, wake_tx })
+        Ok(Mux {
+            inbox: Mutex::new(Inbox::default()),
+            wake_rx,
+            wake_tx,
+            socket: socket.to_path_buf(),
+            options,
+            notify: watch_removal(socket),
+            replacement: Mutex::new(None),
+        })
+    }
+
+    /// Starts the reader thread now when it has a directory to watch (it sleeps in
+    /// poll(2) until something happens); otherwise it starts with the first connection.
+    pub(super) fn start(ctx: &Arc<Context>) {
+        if ctx.mux.notify.is_some() {
+            let mut inbox = ctx.mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if !inbox.running {
+                inbox.running = true;
+                drop(inbox);
+                spawn(ctx);
+            }
+        }
     }
 
     fn wake(&self) {
@@ -81,6 +114,28 @@ impl Mux {
             mux.wake();
             return;
         }
+        spawn(ctx);
+    }
+
+    pub(super) fn shutdown(&self) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.shutdown = true;
+        inbox.new.clear();
+        drop(inbox);
+        self.wake();
+        // A replacement socket goes now, before the caller frees the lock.
+        let replacement = self.replacement.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(replacement);
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner()).shutdown
+    }
+}
+
+fn spawn(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    {
         let worker = Arc::clone(ctx);
         let spawned = std::thread::Builder::new()
             .name("solo-instance reader".into())
@@ -97,13 +152,83 @@ impl Mux {
             inbox.running = false;
         }
     }
+}
 
-    pub(super) fn shutdown(&self) {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
-        inbox.shutdown = true;
-        inbox.new.clear();
-        drop(inbox);
-        self.wake();
+/// An inotify watch for files removed from (or moved out of) `socket`'s directory.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn watch_removal(socket: &Path) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mask = libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_ONLYDIR;
+    (unsafe { libc::inotify_add_watch(fd.as_raw_fd(), dir.as_ptr(), mask) } >= 0).then_some(fd)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn watch_removal(_socket: &Path) -> Option<OwnedFd> {
+    None
+}
+
+/// Reads the pending inotify events: whether one names the socket file.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn socket_removed(fd: &OwnedFd, socket: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let name: std::ffi::OsString = socket.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut removed = false;
+    // Aligned for `inotify_event`.
+    let mut buf = [0u64; 512];
+    loop {
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+        if n <= 0 {
+            return removed;
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let header = std::mem::size_of::<libc::inotify_event>();
+        let mut at = 0;
+        while at + header <= bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap_or_default()) as usize;
+            let end = (at + header + len).min(bytes.len());
+            let raw = &bytes[at + header..end];
+            let event_name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+            removed |= event_name == name.as_bytes();
+            at = end;
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn socket_removed(_fd: &OwnedFd, _socket: &Path) -> bool {
+    false
+}
+
+/// Binds the socket again after its file was removed under the running primary.
+fn bind_again(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    let mut server = LocalServer::new();
+    server.set_socket_options(mux.options);
+    let weak = Arc::downgrade(ctx);
+    server.set_incoming_connection_hook(move |socket, _: &PendingConnections| {
+        if let Some(ctx) = weak.upgrade() {
+            Context::incoming(&ctx, socket);
+        }
+    });
+    server.on_new_connection(|_| {});
+    // AddressInUse: something is there again already; leave it.
+    if server.listen(&mux.socket.to_string_lossy()).is_err() {
+        return;
+    }
+    let mut slot = mux.replacement.lock().unwrap_or_else(|p| p.into_inner());
+    if !mux.is_shut_down() {
+        // The one it replaces (removed as well) goes.
+        let old = slot.replace(server);
+        drop(slot);
+        drop(old);
     }
 }
 
@@ -140,6 +265,9 @@ fn run(ctx: &Arc<Context>) {
         }
         fds.clear();
         fds.push(libc::pollfd { fd: mux.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        // Always two fds before the connections: an fd of -1 is ignored by poll(2).
+        let notify_fd = mux.notify.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        fds.push(libc::pollfd { fd: notify_fd, events: libc::POLLIN, revents: 0 });
         fds.extend(conns.iter().map(|c| libc::pollfd {
             fd: c.socket.as_raw_fd(),
             events: libc::POLLIN,
@@ -166,10 +294,17 @@ fn run(ctx: &Arc<Context>) {
             let mut buf = [0u8; 64];
             while unsafe { libc::read(mux.wake_rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
         }
+        if fds[1].revents != 0 {
+            if let Some(fd) = &mux.notify {
+                if socket_removed(fd, &mux.socket) && !ctx.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                    bind_again(ctx);
+                }
+            }
+        }
         let now = Instant::now();
         let mut finished: Vec<(usize, Outcome)> = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {
-            let outcome = if fds[i + 1].revents != 0 {
+            let outcome = if fds[i + 2].revents != 0 {
                 read_some(c, &mut chunk, limit, &mut buffered)
             } else {
                 Outcome::Pending
