@@ -11,6 +11,7 @@
 //! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods` |
 //! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
 //! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
+//! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -741,4 +742,111 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
     assert!(text(&out.stdout).starts_with("FORWARDED "), "{} {}", text(&out.stdout), text(&out.stderr));
     assert_eq!(json_line(&p.line())["argv"][1], "with-home");
     let _ = std::fs::remove_dir_all(format!("/tmp/solo-instance-{UID}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. The system scope is shared by every user
+// ---------------------------------------------------------------------------------------
+
+const SYSTEM_HELPER_VAR: &str = "SOLO_ABUSE_SYSTEM_PRIMARY";
+
+/// Not a test of its own (it returns at once): the child process of
+/// `abuse_system_scope_is_shared_by_every_user`, run as another user with
+/// `SOLO_ABUSE_SYSTEM_PRIMARY=<app id>`. It becomes that app's System-scope primary, prints
+/// `PRIMARY`, and answers each launch with "served by uid <its uid>".
+#[test]
+fn abuse_helper_system_primary() {
+    let Ok(app) = std::env::var(SYSTEM_HELPER_VAR) else { return };
+    match SingleInstance::new(&app).unwrap().scope(solo_instance::Scope::System).argv(["helper"]).start() {
+        Ok(Start::Primary(p)) => {
+            println!("PRIMARY {}", p.socket_path().display());
+            let me = unsafe { libc::geteuid() };
+            for r in p.requests() {
+                let _ = r.reply(Reply::ok().with_stdout(format!("served by uid {me}")));
+            }
+        }
+        Ok(Start::Forwarded(r)) => println!("FORWARDED {}", r.encode()),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+/// Item 4: uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
+/// `kill -9` of that primary, uid 4244 becomes the primary at once, and root reaches it.
+#[test]
+fn abuse_system_scope_is_shared_by_every_user() {
+    use std::os::unix::process::CommandExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to run as other users") {
+        return;
+    }
+    let app = format!("org.abuse.system{}", std::process::id());
+    let system = |args: &str| {
+        SingleInstance::new(&app)
+            .unwrap()
+            .scope(solo_instance::Scope::System)
+            .timeout(Duration::from_secs(5))
+            .argv(["x".to_owned(), args.to_owned()])
+    };
+    let bin = TempDir::new("bin4");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.path().join("abuse");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
+        .env(SYSTEM_HELPER_VAR, &app)
+        .current_dir("/")
+        .uid(4243)
+        .gid(4243);
+    let p = Proc::spawn(&mut cmd);
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            break line;
+        }
+    };
+    assert!(line.contains("PRIMARY "), "uid 4243 did not become the primary: {line} {}", p.stderr());
+
+    // Another user, and root, reach uid 4243's primary.
+    let as_4244 = |f: Box<dyn FnOnce() -> String + Send>| {
+        std::thread::spawn(move || {
+            become_uid_in_this_thread(4244);
+            f()
+        })
+        .join()
+        .unwrap()
+    };
+    let s1 = system("from-4244");
+    let got = as_4244(Box::new(move || match s1.send() {
+        Ok(r) => r.stdout().to_owned(),
+        Err(e) => format!("error: {e}"),
+    }));
+    assert_eq!(got, "served by uid 4243", "uid 4244's launch");
+    let reply = system("from-root").send().unwrap_or_else(|e| panic!("root's launch: {e}"));
+    assert_eq!(reply.stdout(), "served by uid 4243");
+
+    // kill -9: the next user's launch is the primary at once, and serves root.
+    signal(p.id(), libc::SIGKILL);
+    drop(p);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = system("after-kill");
+    let primary = std::thread::spawn(move || {
+        become_uid_in_this_thread(4244);
+        match s2.start() {
+            Ok(Start::Primary(p)) => {
+                tx.send(Ok(())).unwrap();
+                let r = p.recv_timeout(Duration::from_secs(20)).expect("root's launch");
+                r.reply(Reply::ok().with_stdout("served by uid 4244")).unwrap();
+            }
+            Ok(Start::Forwarded(r)) => tx.send(Err(format!("forwarded: {}", r.encode()))).unwrap(),
+            Err(e) => tx.send(Err(e.to_string())).unwrap(),
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("uid 4244 after kill -9: {e}"));
+    let reply = system("root-again").send().unwrap_or_else(|e| panic!("root's second launch: {e}"));
+    assert_eq!(reply.stdout(), "served by uid 4244");
+    primary.join().unwrap();
 }

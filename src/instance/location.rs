@@ -19,8 +19,12 @@ pub enum Scope {
     /// One primary per user and login session (`$XDG_SESSION_ID`; on systems without
     /// one, the same as [`User`](Self::User)).
     Session,
-    /// One primary for the whole machine, shared by all users: the files live in
-    /// `/tmp/solo-instance-system` (mode 1777; `%ProgramData%` on Windows) and anyone may connect. Ask for
+    /// One primary for the whole machine, shared by all users, and anyone may connect. On
+    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, with no lock file:
+    /// whoever binds the name is the primary, and the name vanishes with its process, so
+    /// any user can take over after another user's primary died. Elsewhere the files live
+    /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
+    /// on Windows). Any local user may be the primary and read the launches of all: ask for
     /// it only when that is what you mean.
     System,
 }
@@ -29,9 +33,17 @@ pub enum Scope {
 #[derive(Clone, Debug)]
 pub(crate) struct Location {
     pub(crate) lock: PathBuf,
-    /// The server name: a socket path on Unix, a pipe name on Windows.
+    /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
+    /// socket name on Linux for the system scope.
     pub(crate) socket: PathBuf,
+    /// The socket is in Linux's abstract namespace, and there is no lock file: binding the
+    /// name is what makes a primary (see [`Scope::System`]).
+    pub(crate) abstract_ns: bool,
 }
+
+/// The abstract socket names of the system scope (Linux): `solo-instance-system/<app_id>`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SYSTEM_ABSTRACT_PREFIX: &str = "solo-instance-system/";
 
 /// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
@@ -81,6 +93,17 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
+    // The system scope on Linux has no files at all: a shared directory is one that some
+    // user owns (and may clean) or where one user's stale socket cannot be removed by the
+    // next. An abstract socket is shared by every user and vanishes with its process.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if scope == Scope::System && dir.is_none() {
+        let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
+        if name.len() > crate::MAX_SOCKET_PATH {
+            name = format!("{SYSTEM_ABSTRACT_PREFIX}{}", short_hash(app_id));
+        }
+        return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
+    }
     let base = match dir {
         Some(d) => {
             ensure_dir(d, scope)?;
@@ -94,7 +117,7 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     let socket = unix_socket_name(&base, &stem, scope)?;
     #[cfg(windows)]
     let socket = socket_name(&base, &stem, scope);
-    Ok(Location { socket, lock })
+    Ok(Location { socket, lock, abstract_ns: false })
 }
 
 /// What binding adds to the socket's directory: the private directory `/.XXXXXX` and the

@@ -217,6 +217,17 @@ impl SingleInstance {
     /// once and no file is removed.
     pub fn status(&self) -> Result<Status> {
         let loc = self.location()?;
+        if loc.abstract_ns {
+            // No lock: a primary runs when its name answers (or cannot be told dead).
+            let (running, pid) = match connect_options(&loc)
+                .timeout(Some(self.timeout.min(Duration::from_millis(200))))
+                .connect(&loc.socket.to_string_lossy())
+            {
+                Ok(s) => (true, s.peer_credentials().ok().and_then(|c| c.pid)),
+                Err(e) => (!is_dead(&e), None),
+            };
+            return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
+        }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
         Ok(Status {
             running,
@@ -239,8 +250,22 @@ impl SingleInstance {
             )
         });
         let mut backoff = Duration::from_micros(200);
+        let mut too_large = too_large;
         loop {
-            if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
+            if loc.abstract_ns && may_become_primary {
+                // Binding the name is taking the lock.
+                match Primary::serve(&self, loc.clone(), None) {
+                    Ok(primary) => return Ok(Start::Primary(primary)),
+                    Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let free = if loc.abstract_ns {
+                None
+            } else {
+                LockFile::try_lock(&loc.lock, self.scope == Scope::System)?
+            };
+            if let Some(lock) = free {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over.
@@ -248,16 +273,18 @@ impl SingleInstance {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
-                    return Primary::serve(self, loc, lock).map(Start::Primary);
+                    return Primary::serve(&self, loc, Some(lock)).map(Start::Primary);
                 }
                 drop(lock);
             }
-            if let Some(e) = too_large {
+            if let Some(e) = too_large.take() {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
                 return Err(e);
             }
             match self.forward(&loc, line.as_bytes(), deadline) {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
+                // No lock to tell: nothing answering the name means no primary.
+                Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
                 // The primary is coming up or going away: look again.
                 Ok(None) => {}
                 Err(e) => return Err(e),
@@ -276,7 +303,7 @@ impl SingleInstance {
     fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
         let left = deadline.saturating_duration_since(Instant::now());
         let name = loc.socket.to_string_lossy();
-        let socket = match ConnectOptions::new()
+        let socket = match connect_options(loc)
             .timeout(Some(left.max(Duration::from_millis(1))))
             .connect(&name)
         {
@@ -356,13 +383,25 @@ fn far_deadline(timeout: Duration) -> Instant {
 fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());
     let options =
-        ConnectOptions::new().timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+        connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
     match options.connect(&loc.socket.to_string_lossy()) {
         Ok(_) => true,
-        Err(e) => !matches!(
-            e.socket_error(),
-            Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused)
-        ),
+        Err(e) => !is_dead(&e),
+    }
+}
+
+/// Whether a failed connect proves nobody serves the name: refused, or nothing there.
+fn is_dead(e: &Error) -> bool {
+    matches!(e.socket_error(), Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused))
+}
+
+/// How to connect to the location's socket.
+fn connect_options(loc: &Location) -> ConnectOptions {
+    let options = ConnectOptions::new();
+    if loc.abstract_ns {
+        options.socket_options(SocketOptions::ABSTRACT_NAMESPACE)
+    } else {
+        options
     }
 }
 
@@ -692,15 +731,28 @@ impl Stopper {
 }
 
 impl Primary {
-    fn serve(config: SingleInstance, loc: Location, mut lock: LockFile) -> Result<Primary> {
-        lock.write_pid();
-        // We hold the lock and nothing answers there: any socket file is a dead primary's.
-        LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot remove the stale socket {}: {e}", loc.socket.display()))
-        })?;
+    /// Becomes the primary: with the lock held (`lock`), or by binding an abstract name
+    /// (`None`: then `AddressInUse` means another primary runs).
+    fn serve(config: &SingleInstance, loc: Location, mut lock: Option<LockFile>) -> Result<Primary> {
+        if let Some(lock) = &mut lock {
+            lock.write_pid();
+            // We hold the lock and nothing answers there: any socket file is a dead primary's.
+            LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket {}: {e}", loc.socket.display()),
+                )
+            })?;
+        }
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
-        let options = if system { SocketOptions::WORLD_ACCESS } else { SocketOptions::USER_ACCESS };
+        let options = if loc.abstract_ns {
+            SocketOptions::ABSTRACT_NAMESPACE
+        } else if system {
+            SocketOptions::WORLD_ACCESS
+        } else {
+            SocketOptions::USER_ACCESS
+        };
         server.set_socket_options(options);
         server.set_max_pending_connections(MAX_READERS);
         // Requests wait here for the app; past this many, launches are told to retry, so
@@ -732,7 +784,7 @@ impl Primary {
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
         serve::Mux::start(&ctx);
-        Ok(Primary { server, lock: Some(lock), rx, ctx, socket: loc.socket, app_id: config.app_id })
+        Ok(Primary { server, lock, rx, ctx, socket: loc.socket, app_id: config.app_id.clone() })
     }
 
     /// The socket path (a pipe name on Windows) launches connect to.

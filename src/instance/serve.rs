@@ -76,7 +76,12 @@ impl Mux {
             wake_tx,
             socket: socket.to_path_buf(),
             options,
-            notify: watch_removal(socket),
+            // An abstract name has no file to lose.
+            notify: if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
+                None
+            } else {
+                watch_removal(socket)
+            },
             replacement: Mutex::new(None),
         })
     }
