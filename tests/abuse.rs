@@ -12,6 +12,7 @@
 //! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
 //! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
 //! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
+//! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -849,4 +850,45 @@ fn abuse_system_scope_is_shared_by_every_user() {
     let reply = system("root-again").send().unwrap_or_else(|e| panic!("root's second launch: {e}"));
     assert_eq!(reply.stdout(), "served by uid 4244");
     primary.join().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. At-least-once delivery, made visible
+// ---------------------------------------------------------------------------------------
+
+/// Item 11: a launch that gave up (NoReply after its 1 s timeout) while its request
+/// waited is dropped before the app sees it; one that gives up after the app took it is
+/// reported by `Request::is_abandoned`; a launch still waiting is not abandoned.
+#[test]
+fn abuse_abandoned_launches_are_dropped_or_reported() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("gaveup11");
+    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let send = |tag: &str, timeout: &str| {
+        f.cmd("send", ["--timeout", timeout, "--", tag]).stdin(Stdio::null()).output().unwrap()
+    };
+
+    // Gave up while queued: never seen.
+    let out = send("gave-up", "1");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
+    assert!(primary.try_recv().is_none(), "the app was handed a launch that had given up");
+
+    // Still waiting: delivered, not abandoned, answered.
+    let waiting = {
+        let mut cmd = f.cmd("send", ["--timeout", "20", "--", "waiting"]);
+        std::thread::spawn(move || output(&mut cmd))
+    };
+    let r = primary.recv_timeout(Duration::from_secs(20)).expect("the waiting launch");
+    assert_eq!(r.args()[0], "waiting");
+    assert!(!r.is_abandoned());
+    r.reply(Reply::ok()).unwrap();
+    assert!(waiting.join().unwrap().status.success());
+
+    // Gives up after the app took it: reported.
+    let mut late = f.cmd("send", ["--timeout", "1", "--", "late"]);
+    let late = std::thread::spawn(move || output(&mut late));
+    let r = primary.recv_timeout(Duration::from_secs(20)).expect("the late launch");
+    assert!(!late.join().unwrap().status.success());
+    assert!(r.is_abandoned(), "the launch exited but its request is not abandoned");
 }

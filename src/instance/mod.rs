@@ -581,6 +581,29 @@ impl Request {
         &self.raw
     }
 
+    /// Whether the launch has given up waiting for the reply (it timed out with
+    /// [`Error::NoReply`], or was killed): its connection is closed, so a reply would
+    /// reach nobody, and acting on the request may surprise a user who saw it fail.
+    ///
+    /// Delivery is at least once, not exactly once: the primary drops requests found
+    /// abandoned before the app receives them, but a launch can give up at any moment
+    /// after that, and a launch that starts over (its primary died mid-handoff) sends
+    /// its request again. An app that must not act twice can check this before acting.
+    /// A client that only half-closes its side after sending is still waiting. Unix
+    /// only; elsewhere always `false`.
+    pub fn is_abandoned(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(socket) = &self.socket {
+            use std::os::fd::AsRawFd;
+            // POLLHUP: both directions are shut, which a close by the peer does (a
+            // half-close only shuts our reading side).
+            let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: 0, revents: 0 };
+            return unsafe { libc::poll(&mut pfd, 1, 0) } == 1
+                && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+        }
+        false
+    }
+
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
     /// also waits, up to 2 s, until the launch has read the reply (see `sys::flush`).
     pub fn reply(mut self, reply: Reply) -> io::Result<()> {
@@ -808,33 +831,50 @@ impl Primary {
     }
 
     /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    ///
+    /// Requests whose launch gave up while they waited (it timed out, or was killed) are
+    /// dropped here, unseen; see [`Request::is_abandoned`].
     pub fn recv(&self) -> Option<Request> {
-        if self.ctx.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        match self.rx.recv() {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(_) => None,
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(_) => return None,
+            }
         }
     }
 
-    /// Waits up to `timeout` for the next request.
+    /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
+    /// [`recv`](Self::recv)).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
-        if self.ctx.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        match self.rx.recv_timeout(timeout) {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        let deadline = far_deadline(timeout);
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
         }
     }
 
     /// The next request if one is waiting; never blocks. For GUI loops that poll on
-    /// each frame or after a [waker](Self::set_waker) call.
+    /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
+    /// dropped, as by [`recv`](Self::recv).
     pub fn try_recv(&self) -> Option<Request> {
-        match self.rx.try_recv() {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        loop {
+            match self.rx.try_recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => return None,
+            }
         }
     }
 
