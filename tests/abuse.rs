@@ -8,6 +8,11 @@
 //! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
 //! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
 //! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
+//! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods` |
+//! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
+//! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
+//! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
+//! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 #![cfg(unix)]
 
@@ -451,4 +456,439 @@ fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
     assert!(sent.elapsed() < Duration::from_secs(2), "took {:?}", sent.elapsed());
     drop(conn);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Bounded memory; 3. no starvation
+// ---------------------------------------------------------------------------------------
+
+/// The peak resident set (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/pid/status");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// A request of `size` bytes (newline included) whose `data` is `[[0],[0],...]`: some 70
+/// bytes of memory per byte of text once parsed into a `serde_json::Value`.
+fn nested_arrays_request(size: usize) -> Vec<u8> {
+    let mut line = br#"{"v":1,"argv":["flood"],"data":["#.to_vec();
+    while line.len() + 4 + 3 < size {
+        line.extend_from_slice(b"[0],");
+    }
+    line.extend_from_slice(b"[0]]}");
+    line.push(b'\n');
+    line
+}
+
+/// Item 1: eight clients at once send 40 requests of just under 1 MiB of nested arrays
+/// while 16 more hold 1 MiB partial requests; then 40 more nested ones. The primary
+/// (`solo run`, which prints each request) keeps its peak RSS under 64 MiB plus the
+/// 1 MiB message limit, and serves a normal launch after.
+#[test]
+fn abuse_primary_memory_is_bounded_under_nested_array_floods() {
+    if cfg!(not(target_os = "linux")) {
+        eprintln!("skipping: reads /proc/<pid>/status");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let f = Fixture::new("mem1");
+    let p = f.primary(&[]);
+    let name = f.sock_name();
+    let request = nested_arrays_request((1 << 20) - 64);
+    let mut partial = request.clone();
+    partial.pop(); // no newline: held until the deadline
+    let (mut ok, mut busy) = (0, 0);
+    for round in 0..2 {
+        let held: Vec<LocalSocket> = if round == 0 {
+            (0..16)
+                .map(|_| {
+                    let c = LocalSocket::connect(&name).unwrap();
+                    // The primary may shed it (and close) before all of it is written.
+                    let _ = (&c).write_all(&partial);
+                    c
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let replies: Vec<Value> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (name, request) = (&name, &request);
+                    s.spawn(move || {
+                        (0..5)
+                            .map(|_| {
+                                let c = LocalSocket::connect(name).unwrap();
+                                (&c).write_all(request).unwrap();
+                                json_line(&read_reply(&c, Duration::from_secs(60)).unwrap().expect("a reply"))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        drop(held);
+        for r in &replies {
+            if r["ok"] == true {
+                ok += 1;
+            } else {
+                assert_eq!(r["retry"], true, "{r}");
+                busy += 1;
+            }
+        }
+    }
+    // The primary printed every request it accepted.
+    for _ in 0..ok {
+        let line = p.line();
+        assert!(line.starts_with(r#"{"v":1,"argv":["flood"]"#), "{}", &line[..line.len().min(200)]);
+    }
+    let peak = peak_rss(p.id());
+    eprintln!("abuse memory: 80 requests of 1 MiB nested arrays ({ok} served, {busy} told to retry), 16 partial: primary VmHWM {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(ok > 0, "nothing was served");
+    assert!(peak < (64 << 20) + (1 << 20), "the primary's peak RSS was {peak} bytes");
+    f.send_ok(&p, "after-memory-flood");
+}
+
+/// Holds `n` hostile connections open until told to stop: half silent, half sending one
+/// space every 0.5 s; each one the primary drops (or answers) is opened again at once.
+fn hold_hostile(
+    name: String,
+    n: usize,
+    ready: std::sync::mpsc::Sender<()>,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
+    let connect = || ConnectOptions::new().timeout(Some(Duration::from_secs(5))).connect(&name).ok();
+    let mut conns: Vec<Option<LocalSocket>> = (0..n).map(|_| connect()).collect();
+    ready.send(()).unwrap();
+    let mut last_trickle = Instant::now();
+    loop {
+        match stop.recv_timeout(Duration::from_millis(20)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let trickle = last_trickle.elapsed() >= Duration::from_millis(500);
+        if trickle {
+            last_trickle = Instant::now();
+        }
+        for (i, slot) in conns.iter_mut().enumerate() {
+            let Some(c) = slot else {
+                *slot = connect();
+                continue;
+            };
+            let mut pfd =
+                libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(c), events: libc::POLLIN, revents: 0 };
+            let closed = unsafe { libc::poll(&mut pfd, 1, 0) } > 0
+                || (trickle && i % 2 == 1 && (&*c).write_all(b" ").is_err());
+            if closed {
+                *slot = connect();
+            }
+        }
+    }
+}
+
+/// Item 3: with 256 silent or trickling connections held (each reopened as soon as the
+/// primary drops it), six launches in a row are each served within 1 s.
+#[test]
+fn abuse_256_held_connections_do_not_starve_launches() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let f = Fixture::new("starve3");
+    let p = f.primary(&[]);
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = std::sync::mpsc::channel();
+    let name = f.sock_name();
+    let hostile = std::thread::spawn(move || hold_hostile(name, 256, ready_tx, stop_rx));
+    ready.recv_timeout(Duration::from_secs(60)).expect("256 hostile connections opened");
+    let mut took = Vec::new();
+    for i in 0..6 {
+        let tag = format!("genuine-{i}");
+        let started = Instant::now();
+        let out = output(&mut f.cmd("send", ["--timeout", "1", "--", &tag]));
+        took.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "launch {i} failed after {:?}: {}",
+            started.elapsed(),
+            text(&out.stderr)
+        );
+        assert_eq!(json_line(&p.line())["argv"][1], tag.as_str());
+    }
+    stop.send(()).unwrap();
+    hostile.join().unwrap();
+    eprintln!("abuse starvation: 6 launches with 256 hostile connections held took {took:?}");
+    assert!(took.iter().all(|t| *t < Duration::from_secs(1)), "{took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Every location works or says why
+// ---------------------------------------------------------------------------------------
+
+/// A fresh 0700 directory whose path is exactly `len` bytes long.
+fn dir_of_length(tag: &str, len: usize) -> TempDir {
+    let parent = private_dir(tag);
+    let base = parent.path().to_str().unwrap().len() + 1;
+    assert!(len > base + 1, "{len} is too short for {}", parent.path().display());
+    let dir = parent.path().join("d".repeat(len - base));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(dir.as_os_str().len(), len);
+    parent
+}
+
+fn solo_in(dir: &Path, app: &str, sub: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(example("solo"));
+    cmd.arg(sub).arg(app).args(args).env("XDG_RUNTIME_DIR", dir).env_remove("FLATPAK_ID").current_dir("/");
+    cmd
+}
+
+/// Item 7: runtime directories of 86 to 110 bytes (around the point where the socket's
+/// temporary bind path, `dir/.XXXXXX/s`, stops fitting `sun_path`) all work: a primary
+/// starts and a launch reaches it; and the socket is never in a directory another user
+/// could write to (a long directory moves it to the user's private 0700 fallback).
+#[test]
+fn abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private() {
+    use std::os::unix::fs::MetadataExt;
+    let _w = Watchdog::new(Duration::from_secs(120));
+    for len in [86, 90, 97, 98, 99, 100, 101, 110] {
+        let parent = dir_of_length(&format!("len{len}"), len);
+        let dir = std::fs::read_dir(parent.path()).unwrap().next().unwrap().unwrap().path();
+        let app = format!("org.abuse.len{len}");
+        let p = Proc::spawn(&mut solo_in(&dir, &app, "run", &["--count", "1"]));
+        let line =
+            p.try_line(Duration::from_secs(20)).unwrap_or_else(|e| panic!("{len}: {e}; {}", p.stderr()));
+        let sock = PathBuf::from(line.strip_prefix("PRIMARY ").unwrap_or_else(|| panic!("{len}: {line}")));
+        let sock_dir = sock.parent().unwrap();
+        let meta = std::fs::metadata(sock_dir).unwrap();
+        assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "{len}: {}", sock.display());
+        assert_eq!(
+            meta.mode() & 0o077,
+            0,
+            "{len}: the socket's directory {} is open to others",
+            sock_dir.display()
+        );
+        let out = output(&mut solo_in(&dir, &app, "send", &["--", "hello"]));
+        assert!(out.status.success(), "{len}: {}", text(&out.stderr));
+        assert_eq!(json_line(&p.line())["argv"][1], "hello");
+        let (status, _) = p.finish();
+        assert!(status.success());
+    }
+}
+
+/// Item 7: a cleaner removes the socket under a running primary: the primary binds it
+/// again, and launches keep reaching it.
+#[test]
+fn abuse_removed_socket_is_bound_again() {
+    if cfg!(not(target_os = "linux")) {
+        eprintln!("skipping: the socket is watched with inotify (Linux)");
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("cleaned7");
+    let p = f.primary(&[]);
+    let before = file_id(f.sock());
+    std::fs::remove_file(f.sock()).unwrap();
+    let out = output(&mut f.cmd("send", ["--timeout", "3", "--", "after-clean"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_line(&p.line())["argv"][1], "after-clean");
+    assert_ne!(file_id(f.sock()), before, "a new socket file");
+    // The replacement goes with the primary.
+    signal(p.id(), libc::SIGTERM);
+    let (status, _) = p.finish();
+    assert!(status.success());
+    assert!(!f.sock().exists(), "the replacement socket was left behind");
+}
+
+/// Item 7: with HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
+/// decides: the primary's socket is there, and a launch with HOME set reaches the same
+/// primary instead of becoming a second one.
+#[test]
+fn abuse_xdg_runtime_dir_counts_without_a_home() {
+    use std::os::unix::process::CommandExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to run as a uid without a passwd entry") {
+        return;
+    }
+    const UID: u32 = 4242;
+    assert!(unsafe { libc::getpwuid(UID) }.is_null(), "uid {UID} has a passwd entry");
+    let bin = TempDir::new("bin7");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let solo = bin.path().join("solo");
+    std::fs::copy(example("solo"), &solo).unwrap();
+    std::fs::set_permissions(&solo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = TempDir::new("home7");
+    let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), UID, UID) }, 0);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cmd = |sub: &str, args: &[&str], home: bool| {
+        let mut cmd = Command::new(&solo);
+        cmd.arg(sub)
+            .arg("org.abuse.home7")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("FLATPAK_ID");
+        if home {
+            cmd.env("HOME", "/");
+        } else {
+            cmd.env_remove("HOME");
+        }
+        cmd.current_dir("/").uid(UID).gid(UID);
+        cmd
+    };
+    let p = Proc::spawn(&mut cmd("run", &["--count", "1"], false));
+    let want = dir.path().join("org.abuse.home7.sock");
+    assert_eq!(p.line(), format!("PRIMARY {}", want.display()), "{}", p.stderr());
+    let out = output(&mut cmd("run", &["--count", "0", "--", "with-home"], true));
+    assert!(text(&out.stdout).starts_with("FORWARDED "), "{} {}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(json_line(&p.line())["argv"][1], "with-home");
+    let _ = std::fs::remove_dir_all(format!("/tmp/solo-instance-{UID}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. The system scope is shared by every user
+// ---------------------------------------------------------------------------------------
+
+const SYSTEM_HELPER_VAR: &str = "SOLO_ABUSE_SYSTEM_PRIMARY";
+
+/// Not a test of its own (it returns at once): the child process of
+/// `abuse_system_scope_is_shared_by_every_user`, run as another user with
+/// `SOLO_ABUSE_SYSTEM_PRIMARY=<app id>`. It becomes that app's System-scope primary, prints
+/// `PRIMARY`, and answers each launch with "served by uid <its uid>".
+#[test]
+fn abuse_helper_system_primary() {
+    let Ok(app) = std::env::var(SYSTEM_HELPER_VAR) else { return };
+    match SingleInstance::new(&app).unwrap().scope(solo_instance::Scope::System).argv(["helper"]).start() {
+        Ok(Start::Primary(p)) => {
+            println!("PRIMARY {}", p.socket_path().display());
+            let me = unsafe { libc::geteuid() };
+            for r in p.requests() {
+                let _ = r.reply(Reply::ok().with_stdout(format!("served by uid {me}")));
+            }
+        }
+        Ok(Start::Forwarded(r)) => println!("FORWARDED {}", r.encode()),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+/// Item 4: uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
+/// `kill -9` of that primary, uid 4244 becomes the primary at once, and root reaches it.
+#[test]
+fn abuse_system_scope_is_shared_by_every_user() {
+    use std::os::unix::process::CommandExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root("to run as other users") {
+        return;
+    }
+    let app = format!("org.abuse.system{}", std::process::id());
+    let system = |args: &str| {
+        SingleInstance::new(&app)
+            .unwrap()
+            .scope(solo_instance::Scope::System)
+            .timeout(Duration::from_secs(5))
+            .argv(["x".to_owned(), args.to_owned()])
+    };
+    let bin = TempDir::new("bin4");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.path().join("abuse");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
+        .env(SYSTEM_HELPER_VAR, &app)
+        .current_dir("/")
+        .uid(4243)
+        .gid(4243);
+    let p = Proc::spawn(&mut cmd);
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            break line;
+        }
+    };
+    assert!(line.contains("PRIMARY "), "uid 4243 did not become the primary: {line} {}", p.stderr());
+
+    // Another user, and root, reach uid 4243's primary.
+    let as_4244 = |f: Box<dyn FnOnce() -> String + Send>| {
+        std::thread::spawn(move || {
+            become_uid_in_this_thread(4244);
+            f()
+        })
+        .join()
+        .unwrap()
+    };
+    let s1 = system("from-4244");
+    let got = as_4244(Box::new(move || match s1.send() {
+        Ok(r) => r.stdout().to_owned(),
+        Err(e) => format!("error: {e}"),
+    }));
+    assert_eq!(got, "served by uid 4243", "uid 4244's launch");
+    let reply = system("from-root").send().unwrap_or_else(|e| panic!("root's launch: {e}"));
+    assert_eq!(reply.stdout(), "served by uid 4243");
+
+    // kill -9: the next user's launch is the primary at once, and serves root.
+    signal(p.id(), libc::SIGKILL);
+    drop(p);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = system("after-kill");
+    let primary = std::thread::spawn(move || {
+        become_uid_in_this_thread(4244);
+        match s2.start() {
+            Ok(Start::Primary(p)) => {
+                tx.send(Ok(())).unwrap();
+                let r = p.recv_timeout(Duration::from_secs(20)).expect("root's launch");
+                r.reply(Reply::ok().with_stdout("served by uid 4244")).unwrap();
+            }
+            Ok(Start::Forwarded(r)) => tx.send(Err(format!("forwarded: {}", r.encode()))).unwrap(),
+            Err(e) => tx.send(Err(e.to_string())).unwrap(),
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("uid 4244 after kill -9: {e}"));
+    let reply = system("root-again").send().unwrap_or_else(|e| panic!("root's second launch: {e}"));
+    assert_eq!(reply.stdout(), "served by uid 4244");
+    primary.join().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. At-least-once delivery, made visible
+// ---------------------------------------------------------------------------------------
+
+/// Item 11: a launch that gave up (NoReply after its 1 s timeout) while its request
+/// waited is dropped before the app sees it; one that gives up after the app took it is
+/// reported by `Request::is_abandoned`; a launch still waiting is not abandoned.
+#[test]
+fn abuse_abandoned_launches_are_dropped_or_reported() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("gaveup11");
+    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let send = |tag: &str, timeout: &str| {
+        f.cmd("send", ["--timeout", timeout, "--", tag]).stdin(Stdio::null()).output().unwrap()
+    };
+
+    // Gave up while queued: never seen.
+    let out = send("gave-up", "1");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
+    assert!(primary.try_recv().is_none(), "the app was handed a launch that had given up");
+
+    // Still waiting: delivered, not abandoned, answered.
+    let waiting = {
+        let mut cmd = f.cmd("send", ["--timeout", "20", "--", "waiting"]);
+        std::thread::spawn(move || output(&mut cmd))
+    };
+    let r = primary.recv_timeout(Duration::from_secs(20)).expect("the waiting launch");
+    assert_eq!(r.args()[0], "waiting");
+    assert!(!r.is_abandoned());
+    r.reply(Reply::ok()).unwrap();
+    assert!(waiting.join().unwrap().status.success());
+
+    // Gives up after the app took it: reported.
+    let mut late = f.cmd("send", ["--timeout", "1", "--", "late"]);
+    let late = std::thread::spawn(move || output(&mut late));
+    let r = primary.recv_timeout(Duration::from_secs(20)).expect("the late launch");
+    assert!(!late.join().unwrap().status.success());
+    assert!(r.is_abandoned(), "the launch exited but its request is not abandoned");
 }

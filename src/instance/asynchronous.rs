@@ -63,6 +63,8 @@ impl Primary {
                 return None;
             }
             match self.rx.try_recv() {
+                // The launch gave up: drop it unseen, as `recv` does.
+                Ok(Event::Request(request)) if request.is_abandoned() => continue,
                 Ok(Event::Request(request)) => return Some(*request),
                 Ok(Event::Stop) | Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => notified.await,

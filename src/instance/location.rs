@@ -22,8 +22,12 @@ pub enum Scope {
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
     /// Services session; on systems without one, the same as [`User`](Self::User)).
     Session,
-    /// One primary for the whole machine, shared by all users: the files live in
-    /// `/tmp/solo-instance-system` (mode 1777; `%ProgramData%` on Windows) and anyone may connect. Ask for
+    /// One primary for the whole machine, shared by all users, and anyone may connect. On
+    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, with no lock file:
+    /// whoever binds the name is the primary, and the name vanishes with its process, so
+    /// any user can take over after another user's primary died. Elsewhere the files live
+    /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
+    /// on Windows). Any local user may be the primary and read the launches of all: ask for
     /// it only when that is what you mean.
     System,
 }
@@ -32,9 +36,17 @@ pub enum Scope {
 #[derive(Clone, Debug)]
 pub(crate) struct Location {
     pub(crate) lock: PathBuf,
-    /// The server name: a socket path on Unix, a pipe name on Windows.
+    /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
+    /// socket name on Linux for the system scope.
     pub(crate) socket: PathBuf,
+    /// The socket is in Linux's abstract namespace, and there is no lock file: binding the
+    /// name is what makes a primary (see [`Scope::System`]).
+    pub(crate) abstract_ns: bool,
 }
+
+/// The abstract socket names of the system scope (Linux): `solo-instance-system/<app_id>`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SYSTEM_ABSTRACT_PREFIX: &str = "solo-instance-system/";
 
 /// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
@@ -89,6 +101,17 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
+    // The system scope on Linux has no files at all: a shared directory is one that some
+    // user owns (and may clean) or where one user's stale socket cannot be removed by the
+    // next. An abstract socket is shared by every user and vanishes with its process.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if scope == Scope::System && dir.is_none() {
+        let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
+        if name.len() > crate::MAX_SOCKET_PATH {
+            name = format!("{SYSTEM_ABSTRACT_PREFIX}{}", short_hash(app_id));
+        }
+        return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
+    }
     let base = match dir {
         Some(d) => {
             ensure_dir(d, scope)?;
@@ -99,31 +122,80 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     let stem = format!("{app_id}{}", scope_suffix(scope));
     let lock = base.join(format!("{stem}.lock"));
     #[cfg(unix)]
-    let socket = socket_name(&base, &stem, scope);
+    let socket = unix_socket_name(&base, &stem, scope)?;
     #[cfg(windows)]
     let socket = socket_name(&base, &stem, scope)?;
-    Ok(Location { socket, lock })
+    Ok(Location { socket, lock, abstract_ns: false })
 }
 
+/// What binding adds to the socket's directory: the private directory `/.XXXXXX` and the
+/// socket `/s` in it (see `sys::unix::private_dir`). That path must fit `sun_path` too.
+#[cfg(unix)]
+const BIND_EXTRA: usize = "/.XXXXXX/s".len();
+
+/// Whether `path` can be a socket: it fits `sun_path`, and so does the temporary path it is
+/// bound at first; and it is UTF-8 (the socket API takes names as strings, as Qt's QString).
+#[cfg(unix)]
+fn fits(path: &Path) -> bool {
+    let dir_len = path.parent().map_or(0, |d| d.as_os_str().len());
+    path.as_os_str().len() <= crate::MAX_SOCKET_PATH
+        && dir_len + BIND_EXTRA <= crate::MAX_SOCKET_PATH
+        && path.to_str().is_some()
+}
+
+/// The socket beside the lock: `<stem>.sock`, else `<hash of stem>.sock`. When neither
+/// fits, the scope's own directory under the temp dir (per user and private for `User` and
+/// `Session`: never a name another user could take first) holds `<hash of dir and
+/// stem>.sock`; when not even that fits, a clear error.
+#[cfg(unix)]
+fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
+    let short = socket_name(base, stem, scope);
+    if fits(&short) {
+        return Ok(short);
+    }
+    let fallback = fallback_dir(scope);
+    let path = fallback.join(format!("{}.sock", fallback_stem(base, stem)));
+    if !fits(&path) {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "no socket path fits the {}-byte limit of sun_path: neither in {} nor in {}; \
+                 use a shorter directory (or TMPDIR)",
+                crate::MAX_SOCKET_PATH,
+                base.display(),
+                fallback.display()
+            ),
+        )));
+    }
+    ensure_dir(&fallback, scope)?;
+    Ok(path)
+}
+
+/// The directory for sockets whose own directory is too long: private to the user, or
+/// the shared system one.
+#[cfg(unix)]
+fn fallback_dir(scope: Scope) -> PathBuf {
+    match scope {
+        Scope::System => system_base().join("solo-instance-system"),
+        _ => crate::temp_dir().join(format!("solo-instance-{}", unsafe { libc::geteuid() })),
+    }
+}
+
+/// A name per directory and app id, hashed byte for byte so no two directories share one.
+#[cfg(unix)]
+fn fallback_stem(base: &Path, stem: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    format!("solo-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
+}
+
+/// `<stem>.sock` in `base`, or `<hash>.sock` when that is too long (the caller checks it).
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    // The socket API takes names as strings (as Qt's QString): a path that is not UTF-8
-    // cannot be used, like one too long for `sun_path`.
-    let fits = |p: &Path| p.as_os_str().len() <= crate::MAX_SOCKET_PATH && p.to_str().is_some();
     let path = base.join(format!("{stem}.sock"));
     if fits(&path) {
         return path;
     }
-    let short = base.join(format!("{}.sock", short_hash(stem)));
-    if fits(&short) {
-        short
-    } else {
-        // The directory itself is too long or not UTF-8: fall back to the temp dir, still
-        // per directory and app id (hashed byte for byte, so no two directories share one).
-        crate::temp_dir()
-            .join(format!("solo-{}.sock", short_hash_bytes(base.join(stem).as_os_str().as_bytes())))
-    }
+    base.join(format!("{}.sock", short_hash(stem)))
 }
 
 #[cfg(windows)]
@@ -177,7 +249,14 @@ fn system_base() -> PathBuf {
 
 #[cfg(unix)]
 fn user_dir() -> Result<PathBuf, Error> {
-    let runtime = directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(Path::to_path_buf));
+    // Read here, not through `directories`, which ignores it when it finds no home
+    // directory (HOME unset and no passwd entry): then two launches of one user could pick
+    // two places. Only an absolute path counts (the XDG spec). macOS has no runtime dir.
+    let runtime = if cfg!(any(target_os = "macos", target_os = "ios")) {
+        None
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute())
+    };
     if let Some(runtime) = runtime {
         // Inside Flatpak the app's instances share $XDG_RUNTIME_DIR/app/$FLATPAK_ID; a Snap's
         // $XDG_RUNTIME_DIR is already its own.
@@ -318,22 +397,42 @@ mod tests {
     fn long_names_are_shortened() {
         let base = Path::new("/tmp");
         let long = "x".repeat(150);
-        let p = socket_name(base, &long, Scope::User);
+        let p = unix_socket_name(base, &long, Scope::User).unwrap();
         assert!(p.as_os_str().len() <= crate::MAX_SOCKET_PATH);
-        assert_eq!(p, socket_name(base, &long, Scope::User));
-        assert_ne!(p, socket_name(base, &"y".repeat(150), Scope::User));
+        assert_eq!(p, unix_socket_name(base, &long, Scope::User).unwrap());
+        assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
+    }
+
+    /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
+    /// a directory too long for either moves the socket to a private directory, never to
+    /// a shared name.
+    #[cfg(unix)]
+    #[test]
+    fn every_chosen_socket_path_can_be_bound() {
+        for len in 60..140 {
+            let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
+            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
+            assert!(fits(&p), "{len}: {}", p.display());
+            let dir = p.parent().unwrap();
+            assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+        }
     }
 
     #[cfg(unix)]
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
         use std::os::unix::ffi::OsStrExt;
-        let a = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User);
-        let b = socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User);
+        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
+            .unwrap();
+        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
+            .unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.
-        assert_eq!(socket_name(Path::new("/run/x"), "app", Scope::User), Path::new("/run/x/app.sock"));
+        assert_eq!(
+            unix_socket_name(Path::new("/run/x"), "app", Scope::User).unwrap(),
+            Path::new("/run/x/app.sock")
+        );
         assert_eq!(short_hash_bytes(b"a"), short_hash("a"));
     }
 }

@@ -6,6 +6,8 @@ mod asynchronous;
 mod location;
 mod lock;
 mod protocol;
+#[cfg(unix)]
+mod serve;
 #[cfg(all(test, windows))]
 mod windows_tests;
 
@@ -14,9 +16,11 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex};
+#[cfg(not(unix))]
+use std::sync::Condvar;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -38,8 +42,12 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog.
+/// the OS backlog. Windows only: on Unix one thread reads them all (`serve.rs`).
 const MAX_READERS: usize = 64;
+
+/// Most bytes of received requests (text and decoded) that wait for the app or are in
+/// its hands; past it launches are told to retry. One request is always let in.
+const HELD_BUDGET: usize = 16 << 20;
 
 /// Sets up single-instance behaviour for one app id. A consuming builder; see the
 /// [crate docs](crate) for a complete program.
@@ -211,6 +219,17 @@ impl SingleInstance {
     /// once and no file is removed.
     pub fn status(&self) -> Result<Status> {
         let loc = self.location()?;
+        if loc.abstract_ns {
+            // No lock: a primary runs when its name answers (or cannot be told dead).
+            let (running, pid) = match connect_options(&loc)
+                .timeout(Some(self.timeout.min(Duration::from_millis(200))))
+                .connect(&loc.socket.to_string_lossy())
+            {
+                Ok(s) => (true, s.peer_credentials().ok().and_then(|c| c.pid)),
+                Err(e) => (!is_dead(&e), None),
+            };
+            return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
+        }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
         Ok(Status {
             running,
@@ -233,8 +252,22 @@ impl SingleInstance {
             )
         });
         let mut backoff = Duration::from_micros(200);
+        let mut too_large = too_large;
         loop {
-            if let Some(lock) = LockFile::try_lock(&loc.lock, self.scope == Scope::System)? {
+            if loc.abstract_ns && may_become_primary {
+                // Binding the name is taking the lock.
+                match Primary::serve(&self, loc.clone(), None) {
+                    Ok(primary) => return Ok(Start::Primary(primary)),
+                    Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let free = if loc.abstract_ns {
+                None
+            } else {
+                LockFile::try_lock(&loc.lock, self.scope == Scope::System)?
+            };
+            if let Some(lock) = free {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over.
@@ -242,16 +275,18 @@ impl SingleInstance {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
-                    return Primary::serve(self, loc, lock).map(Start::Primary);
+                    return Primary::serve(&self, loc, Some(lock)).map(Start::Primary);
                 }
                 drop(lock);
             }
-            if let Some(e) = too_large {
+            if let Some(e) = too_large.take() {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
                 return Err(e);
             }
             match self.forward(&loc, line.as_bytes(), deadline) {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
+                // No lock to tell: nothing answering the name means no primary.
+                Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
                 // The primary is coming up or going away: look again.
                 Ok(None) => {}
                 Err(e) => return Err(e),
@@ -270,7 +305,7 @@ impl SingleInstance {
     fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
         let left = deadline.saturating_duration_since(Instant::now());
         let name = loc.socket.to_string_lossy();
-        let socket = match ConnectOptions::new()
+        let socket = match connect_options(loc)
             .timeout(Some(left.max(Duration::from_millis(1))))
             .connect(&name)
         {
@@ -373,13 +408,25 @@ fn far_deadline(timeout: Duration) -> Instant {
 fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());
     let options =
-        ConnectOptions::new().timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+        connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
     match options.connect(&loc.socket.to_string_lossy()) {
         Ok(_) => true,
-        Err(e) => !matches!(
-            e.socket_error(),
-            Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused)
-        ),
+        Err(e) => !is_dead(&e),
+    }
+}
+
+/// Whether a failed connect proves nobody serves the name: refused, or nothing there.
+fn is_dead(e: &Error) -> bool {
+    matches!(e.socket_error(), Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused))
+}
+
+/// How to connect to the location's socket.
+fn connect_options(loc: &Location) -> ConnectOptions {
+    let options = ConnectOptions::new();
+    if loc.abstract_ns {
+        options.socket_options(SocketOptions::ABSTRACT_NAMESPACE)
+    } else {
+        options
     }
 }
 
@@ -475,8 +522,14 @@ fn read_line(
 /// (`SetForegroundWindow`, winit's `focus_window`): before it sent the request, the launch
 /// handed its right to take the foreground to the primary (`AllowSetForegroundWindow`).
 pub struct Request {
-    message: Message,
+    /// Everything but `data`, decoded; `data` stays text in `raw` until asked for.
+    head: protocol::Head,
+    data: std::sync::OnceLock<Value>,
+    message: std::sync::OnceLock<Message>,
     raw: String,
+    /// What this request counts against the primary's [`HELD_BUDGET`], given back on drop.
+    weight: usize,
+    held: Arc<AtomicUsize>,
     peer: Option<PeerCredentials>,
     socket: Option<LocalSocket>,
     closing: Arc<AtomicBool>,
@@ -484,47 +537,60 @@ pub struct Request {
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request").field("message", &self.message).field("peer", &self.peer).finish()
+        f.debug_struct("Request").field("argv", &self.head.argv).field("peer", &self.peer).finish()
     }
 }
 
 impl Request {
     /// The launch's full argument vector, program name first, byte for byte.
     pub fn argv(&self) -> &[OsString] {
-        &self.message.argv
+        &self.head.argv
     }
 
     /// The launch's arguments after the program name.
     pub fn args(&self) -> &[OsString] {
-        self.message.argv.get(1..).unwrap_or(&[])
+        self.head.argv.get(1..).unwrap_or(&[])
     }
 
     /// The launch's working directory, byte for byte: resolve relative paths in
     /// [`args`](Self::args) against it.
     pub fn cwd(&self) -> Option<&Path> {
-        self.message.cwd.as_deref().map(Path::new)
+        self.head.cwd.as_deref().map(Path::new)
     }
 
     /// The forwarded environment (the activation variables, and those asked for with
     /// [`SingleInstance::forward_env`]).
     pub fn env(&self) -> &BTreeMap<String, OsString> {
-        &self.message.env
+        &self.head.env
     }
 
     /// The token to raise the window with: `XDG_ACTIVATION_TOKEN` (Wayland), else
     /// `DESKTOP_STARTUP_ID` (X11 startup notification).
     pub fn activation_token(&self) -> Option<&OsStr> {
-        ACTIVATION_VARS.iter().find_map(|v| self.message.env.get(*v)).map(OsString::as_os_str)
+        ACTIVATION_VARS.iter().find_map(|v| self.head.env.get(*v)).map(OsString::as_os_str)
     }
 
     /// The pid the launch reported.
     pub fn pid(&self) -> Option<u32> {
-        self.message.pid
+        self.head.pid
     }
 
-    /// The custom data the launch sent.
+    /// The custom data the launch sent, parsed on the first call.
+    ///
+    /// The primary keeps `data` as text until then: parsed, a JSON value can take tens of
+    /// times its text's size (some 70 bytes per byte for `[[0],[0],...]`), which the
+    /// primary's memory bound does not cover. An app that takes `data` from launches it
+    /// does not trust can read [`data_json`](Self::data_json) with a parser of its own.
     pub fn data(&self) -> &Value {
-        &self.message.data
+        self.data.get_or_init(|| match &self.head.data {
+            Some(range) => protocol::parse_data(&self.raw.as_bytes()[range.clone()]),
+            None => Value::Null,
+        })
+    }
+
+    /// The custom data as the launch sent it: JSON text (`null` when it sent none).
+    pub fn data_json(&self) -> &str {
+        self.head.data.as_ref().and_then(|r| self.raw.get(r.clone())).unwrap_or("null")
     }
 
     /// Who connected, as the OS reports it: on Unix the uid (checked already, except in the
@@ -533,14 +599,43 @@ impl Request {
         self.peer
     }
 
-    /// The decoded message.
+    /// The decoded message (`data` parsed on the first call, as [`data`](Self::data)).
     pub fn message(&self) -> &Message {
-        &self.message
+        self.message.get_or_init(|| Message {
+            argv: self.head.argv.clone(),
+            cwd: self.head.cwd.clone(),
+            env: self.head.env.clone(),
+            pid: self.head.pid,
+            data: self.data().clone(),
+        })
     }
 
     /// The request line exactly as received.
     pub fn raw_json(&self) -> &str {
         &self.raw
+    }
+
+    /// Whether the launch has given up waiting for the reply (it timed out with
+    /// [`Error::NoReply`], or was killed): its connection is closed, so a reply would
+    /// reach nobody, and acting on the request may surprise a user who saw it fail.
+    ///
+    /// Delivery is at least once, not exactly once: the primary drops requests found
+    /// abandoned before the app receives them, but a launch can give up at any moment
+    /// after that, and a launch that starts over (its primary died mid-handoff) sends
+    /// its request again. An app that must not act twice can check this before acting.
+    /// A client that only half-closes its side after sending is still waiting. Unix
+    /// only; elsewhere always `false`.
+    pub fn is_abandoned(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(socket) = &self.socket {
+            use std::os::fd::AsRawFd;
+            // POLLHUP: both directions are shut, which a close by the peer does (a
+            // half-close only shuts our reading side).
+            let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: 0, revents: 0 };
+            return unsafe { libc::poll(&mut pfd, 1, 0) } == 1
+                && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+        }
+        false
     }
 
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
@@ -553,6 +648,7 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        self.held.fetch_sub(self.weight, Ordering::SeqCst);
         if let Some(socket) = self.socket.take() {
             let reply = if self.closing.load(Ordering::SeqCst) {
                 Reply::retry("the primary instance is shutting down")
@@ -588,6 +684,7 @@ enum Event {
 /// The reader threads: at most [`MAX_READERS`], kept for a while when idle so a burst of
 /// launches does not pay a thread start each. When all are busy and as many connections
 /// wait for one, the acceptor waits too, so a flood waits in the OS backlog.
+#[cfg(not(unix))]
 #[derive(Default)]
 struct Pool {
     state: Mutex<PoolState>,
@@ -595,6 +692,7 @@ struct Pool {
     freed: Condvar,
 }
 
+#[cfg(not(unix))]
 #[derive(Default)]
 struct PoolState {
     jobs: std::collections::VecDeque<(LocalSocket, Option<PeerCredentials>)>,
@@ -608,6 +706,7 @@ struct PoolState {
 const FAST_PATH_BYTES: usize = 16 * 1024;
 
 /// How long an idle reader thread stays for the next launch.
+#[cfg(not(unix))]
 const READER_IDLE: Duration = Duration::from_secs(30);
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -622,7 +721,12 @@ struct Context {
     /// user), so that its own launches count as another user's.
     #[cfg(all(test, windows))]
     pretend_user: Mutex<Option<crate::Sid>>,
+    #[cfg(not(unix))]
     pool: Pool,
+    #[cfg(unix)]
+    mux: serve::Mux,
+    /// Bytes of the requests received and not yet dropped by the app (see [`HELD_BUDGET`]).
+    held: Arc<AtomicUsize>,
     waker: Mutex<Option<Waker>>,
     /// What `recv_async` waits on: notified with each request queued and on stop.
     #[cfg(feature = "tokio")]
@@ -687,19 +791,29 @@ impl Stopper {
 }
 
 impl Primary {
-    fn serve(config: SingleInstance, loc: Location, mut lock: LockFile) -> Result<Primary> {
-        lock.write_pid();
-        // We hold the lock and nothing answers there: any socket file is a dead primary's.
-        LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot remove the stale socket {}: {e}", loc.socket.display()))
-        })?;
+    /// Becomes the primary: with the lock held (`lock`), or by binding an abstract name
+    /// (`None`: then `AddressInUse` means another primary runs).
+    fn serve(config: &SingleInstance, loc: Location, mut lock: Option<LockFile>) -> Result<Primary> {
+        if let Some(lock) = &mut lock {
+            lock.write_pid();
+            // We hold the lock and nothing answers there: any socket file is a dead primary's.
+            LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket {}: {e}", loc.socket.display()),
+                )
+            })?;
+        }
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
-        server.set_socket_options(if system {
+        let options = if loc.abstract_ns {
+            SocketOptions::ABSTRACT_NAMESPACE
+        } else if system {
             SocketOptions::WORLD_ACCESS
         } else {
             SocketOptions::USER_ACCESS
-        });
+        };
+        server.set_socket_options(options);
         // Windows: others may connect to the System scope's pipe, but not add instances of
         // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
         #[cfg(windows)]
@@ -720,7 +834,11 @@ impl Primary {
             check_uid: !system,
             #[cfg(all(test, windows))]
             pretend_user: Mutex::new(None),
+            #[cfg(not(unix))]
             pool: Pool::default(),
+            #[cfg(unix)]
+            mux: serve::Mux::new(&loc.socket, options)?,
+            held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
@@ -732,7 +850,9 @@ impl Primary {
         });
         server.on_new_connection(|_| {});
         server.listen(&loc.socket.to_string_lossy())?;
-        Ok(Primary { server, lock: Some(lock), rx, ctx, socket: loc.socket, app_id: config.app_id })
+        #[cfg(unix)]
+        serve::Mux::start(&ctx);
+        Ok(Primary { server, lock, rx, ctx, socket: loc.socket, app_id: config.app_id.clone() })
     }
 
     /// The socket path (a pipe name on Windows) launches connect to.
@@ -756,33 +876,50 @@ impl Primary {
     }
 
     /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    ///
+    /// Requests whose launch gave up while they waited (it timed out, or was killed) are
+    /// dropped here, unseen; see [`Request::is_abandoned`].
     pub fn recv(&self) -> Option<Request> {
-        if self.ctx.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        match self.rx.recv() {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(_) => None,
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(_) => return None,
+            }
         }
     }
 
-    /// Waits up to `timeout` for the next request.
+    /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
+    /// [`recv`](Self::recv)).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
-        if self.ctx.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        match self.rx.recv_timeout(timeout) {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        let deadline = far_deadline(timeout);
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
         }
     }
 
     /// The next request if one is waiting; never blocks. For GUI loops that poll on
-    /// each frame or after a [waker](Self::set_waker) call.
+    /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
+    /// dropped, as by [`recv`](Self::recv).
     pub fn try_recv(&self) -> Option<Request> {
-        match self.rx.try_recv() {
-            Ok(Event::Request(r)) => Some(*r),
-            Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        loop {
+            match self.rx.try_recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => return None,
+            }
         }
     }
 
@@ -866,6 +1003,15 @@ impl Context {
             ctx.deliver(socket, peer, line);
             return;
         }
+        #[cfg(unix)]
+        serve::Mux::add(ctx, socket, peer);
+        #[cfg(not(unix))]
+        Context::pool_add(ctx, socket, peer);
+    }
+
+    /// Queues the socket for a reader thread, starting one if none is idle.
+    #[cfg(not(unix))]
+    fn pool_add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>) {
         let pool = &ctx.pool;
         let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
         while st.jobs.len() >= MAX_READERS && !st.shutdown {
@@ -914,6 +1060,7 @@ impl Context {
         crate::sys::current_user()
     }
 
+    #[cfg(not(unix))]
     fn reader_loop(&self) {
         let pool = &self.pool;
         let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -942,6 +1089,12 @@ impl Context {
         st.threads -= 1;
     }
 
+    #[cfg(unix)]
+    fn shutdown(&self) {
+        self.mux.shutdown();
+    }
+
+    #[cfg(not(unix))]
     fn shutdown(&self) {
         let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
         st.shutdown = true;
@@ -950,6 +1103,7 @@ impl Context {
         self.pool.freed.notify_all();
     }
 
+    #[cfg(not(unix))]
     fn read_request(&self, socket: LocalSocket, peer: Option<PeerCredentials>) {
         let deadline = Instant::now() + self.timeout;
         let line = match read_line(&socket, deadline, self.limit) {
@@ -973,22 +1127,40 @@ impl Context {
 
     /// Decodes a request line and hands the request to the app (or answers the error).
     fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
-        let message = match Message::decode(&line) {
-            Ok(m) => m,
+        // Everything but `data` is decoded (and checked); `data` stays text in the line.
+        let head = match protocol::decode_head(&line) {
+            Ok(h) => h,
             Err(e) => {
                 let _ = send_reply(&socket, &Reply::error(e));
                 return;
             }
         };
+        // The line's text and its decoded fields, at most about as much again.
+        let weight = 2 * line.len() + 256;
+        let before = self.held.fetch_add(weight, Ordering::SeqCst);
+        let raw =
+            String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let request = Request {
-            message,
-            raw: String::from_utf8_lossy(&line).into_owned(),
+            head,
+            data: std::sync::OnceLock::new(),
+            message: std::sync::OnceLock::new(),
+            raw,
+            weight,
+            held: Arc::clone(&self.held),
             peer,
             socket: Some(socket),
             closing: Arc::clone(&self.closing),
         };
         if self.closing.load(Ordering::SeqCst) {
             return; // dropped: tells the launch to start over
+        }
+        if before > 0 && before + weight > HELD_BUDGET {
+            // Too many bytes wait already: this launch tries again until its timeout.
+            let mut r = request;
+            if let Some(socket) = r.socket.take() {
+                let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+            }
+            return;
         }
         match self.tx.try_send(Event::Request(Box::new(request))) {
             Ok(()) => {}

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 /// The protocol version this crate speaks.
@@ -177,37 +178,170 @@ impl Message {
     /// Decodes a request line (without its newline). Unknown fields are ignored, so a
     /// later minor addition does not break older primaries.
     pub fn decode(line: &[u8]) -> Result<Message, String> {
-        let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
-        let Value::Object(o) = value else { return Err("a request must be a JSON object".into()) };
-        version(&o)?;
-        let argv = match o.get("argv") {
-            Some(Value::Array(items)) => items
+        let head = decode_head(line)?;
+        let data = match &head.data {
+            Some(range) => parse_data(&line[range.clone()]),
+            None => Value::Null,
+        };
+        Ok(Message { argv: head.argv, cwd: head.cwd, env: head.env, pid: head.pid, data })
+    }
+}
+
+/// A request decoded but for its `data`, which stays text: where it is in the line.
+///
+/// The primary decodes with this: the whole line is checked (JSON syntax, nesting limit,
+/// every field but `data` decoded), yet memory stays about the size of the line, where a
+/// `serde_json::Value` of small nested arrays takes some 70 bytes per byte of input.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) cwd: Option<OsString>,
+    pub(crate) env: BTreeMap<String, OsString>,
+    pub(crate) pid: Option<u32>,
+    /// The bytes of `data` in the line; `None` when it is missing.
+    pub(crate) data: Option<std::ops::Range<usize>>,
+}
+
+/// Parses `data` that [`decode_head`] checked already.
+pub(crate) fn parse_data(text: &[u8]) -> Value {
+    serde_json::from_slice(text).unwrap_or(Value::Null)
+}
+
+/// One JSON value of a request, decoded from its text: a string, or an object string
+/// (`{"base64":...}`, `{"bytes":[...]}`, `{"wide":[...]}`), without a `Value` tree.
+fn decode_os_raw(raw: &RawValue) -> Result<OsString, String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        return serde_json::from_str::<String>(text).map(OsString::from).map_err(|e| e.to_string());
+    }
+    if !text.starts_with('{') {
+        return Err("expected a string".into());
+    }
+    let o: BTreeMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|_| "expected a string".to_owned())?;
+    if o.len() == 1 {
+        if let Some(v) = o.get("base64") {
+            let text: String = serde_json::from_str(v.get()).map_err(|_| "\"base64\" must be a string")?;
+            let bytes = base64_decode(&text).ok_or("\"base64\" must be standard base64 with padding")?;
+            return Ok(bytes_to_os(bytes));
+        }
+        if let Some(v) = o.get("bytes") {
+            let bytes: Vec<u8> =
+                serde_json::from_str(v.get()).map_err(|_| "\"bytes\" must hold integers 0-255")?;
+            return Ok(bytes_to_os(bytes));
+        }
+        if let Some(v) = o.get("wide") {
+            let units: Vec<u16> =
+                serde_json::from_str(v.get()).map_err(|_| "\"wide\" must hold integers 0-65535")?;
+            #[cfg(windows)]
+            {
+                use std::os::windows::ffi::OsStringExt;
+                return Ok(OsString::from_wide(&units));
+            }
+            #[cfg(not(windows))]
+            return Ok(OsString::from(String::from_utf16_lossy(&units)));
+        }
+    }
+    Err("an object string must be {\"base64\":\"...\"}, {\"bytes\":[...]} or {\"wide\":[...]}".into())
+}
+
+/// Where valid JSON nests arrays and objects 128 deep, serde_json's limit (1-based
+/// column), if it does.
+fn too_deep(json: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= 128 {
+                    return Some(i + 1);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Decodes a request line but for its `data` (see [`Head`]).
+pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
+    let o: BTreeMap<String, &RawValue> = serde_json::from_slice(line).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            "a request must be a JSON object".to_owned()
+        } else {
+            format!("malformed JSON: {e}")
+        }
+    })?;
+    // Raw values are skipped without serde_json's nesting limit: apply it to the whole
+    // line, as parsing it into a `Value` would (and as `data` will be parsed later).
+    if let Some(column) = too_deep(line) {
+        return Err(format!("malformed JSON: recursion limit exceeded at line 1 column {column}"));
+    }
+    match o.get("v") {
+        Some(v) if serde_json::from_str::<u64>(v.get()).ok() == Some(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            return Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})"));
+        }
+        None => return Err("missing protocol version \"v\"".into()),
+    }
+    let argv = match o.get("argv") {
+        None => return Err("missing \"argv\"".into()),
+        Some(raw) => {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|_| "\"argv\" must be an array".to_owned())?;
+            items
                 .iter()
                 .enumerate()
-                .map(|(i, a)| decode_os(a).map_err(|e| format!("argv[{i}]: {e}")))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => return Err("\"argv\" must be an array".into()),
-            None => return Err("missing \"argv\"".into()),
-        };
-        let cwd = match o.get("cwd") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(decode_os(v).map_err(|e| format!("cwd: {e}"))?),
-        };
-        let env = match o.get("env") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| decode_os(v).map(|v| (k.clone(), v)).map_err(|e| format!("env.{k}: {e}")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err("\"env\" must be an object".into()),
-        };
-        let pid = match o.get("pid") {
-            None | Some(Value::Null) => None,
-            Some(p) => Some(p.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or("\"pid\" must be a u32")?),
-        };
-        let data = o.get("data").cloned().unwrap_or(Value::Null);
-        Ok(Message { argv, cwd, env, pid, data })
-    }
+                .map(|(i, a)| decode_os_raw(a).map_err(|e| format!("argv[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let cwd = match o.get("cwd") {
+        None => None,
+        Some(v) if is_null(v) => None,
+        Some(v) => Some(decode_os_raw(v).map_err(|e| format!("cwd: {e}"))?),
+    };
+    let env = match o.get("env") {
+        None => BTreeMap::new(),
+        Some(v) if is_null(v) => BTreeMap::new(),
+        Some(v) => {
+            let m: BTreeMap<String, &RawValue> =
+                serde_json::from_str(v.get()).map_err(|_| "\"env\" must be an object".to_owned())?;
+            m.into_iter()
+                .map(|(k, v)| match decode_os_raw(v) {
+                    Ok(v) => Ok((k, v)),
+                    Err(e) => Err(format!("env.{k}: {e}")),
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let pid = match o.get("pid") {
+        None => None,
+        Some(p) if is_null(p) => None,
+        Some(p) => Some(serde_json::from_str::<u32>(p.get()).map_err(|_| "\"pid\" must be a u32")?),
+    };
+    // The raw value borrows from `line`: its offset there is where `data` is.
+    let data = o.get("data").map(|raw| {
+        let start = raw.get().as_ptr() as usize - line.as_ptr() as usize;
+        start..start + raw.get().len()
+    });
+    Ok(Head { argv, cwd, env, pid, data })
 }
 
 /// The primary's answer to a launch.
@@ -388,6 +522,17 @@ mod tests {
         };
         assert_eq!(Message::decode(m.encode().as_bytes()).unwrap(), m);
         assert!(!m.encode().contains('\n'));
+    }
+
+    #[test]
+    fn nesting_limit_is_serde_jsons() {
+        for n in 120..135 {
+            let line = format!("{{\"v\":1,\"argv\":[],\"data\":{}{}}}", "[".repeat(n), "]".repeat(n));
+            let by_value = serde_json::from_str::<Value>(&line).is_ok();
+            assert_eq!(Message::decode(line.as_bytes()).is_ok(), by_value, "{n}");
+        }
+        let quoted = format!("{{\"v\":1,\"argv\":[\"{}\\\"\"]}}", "[".repeat(300));
+        assert!(Message::decode(quoted.as_bytes()).is_ok(), "brackets in a string are text");
     }
 
     #[test]

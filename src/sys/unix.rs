@@ -374,7 +374,7 @@ fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // pipe2 sets the flags atomically: no child forked meanwhile inherits the ends.
     #[cfg(any(target_os = "linux", target_os = "android"))]

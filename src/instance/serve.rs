@@ -1,0 +1,390 @@
+//! The primary's reader on Unix: one thread multiplexes every connection whose request
+//! has not arrived whole, with poll(2), a deadline per connection and one byte budget.
+//!
+//! The accept thread never waits for it (it hands a connection over and goes back to
+//! accepting), so silent or trickling clients cannot keep a launch in the OS backlog:
+//! past [`MAX_HELD`] connections the oldest silent one is shed, and past
+//! [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is told to retry.
+//! Windows keeps a reader thread per connection (`Pool` in `mod.rs`): named pipes have
+//! no poll(2).
+//!
+//! On Linux the same thread watches the socket's directory (inotify): when the socket
+//! file is removed under the running primary (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`),
+//! it binds a new one at the same path at once, so launches keep reaching the primary.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{send_reply, Context, Reply};
+use crate::{LocalServer, LocalSocket, PeerCredentials, PendingConnections, SocketOptions};
+
+/// Most connections held unread at once; the oldest silent one is shed for a new one.
+/// (Below the usual soft limit of 1024 open files, leaving the app its share.)
+pub(super) const MAX_HELD: usize = 512;
+
+/// Most bytes of partial requests held at once (one request may always grow to the
+/// message limit, shedding the oldest others).
+pub(super) const READ_BUDGET: usize = 8 << 20;
+
+/// Bytes read from one connection per turn: the rest waits for the next turn, so every
+/// connection is read in turn.
+const CHUNK: usize = 64 << 10;
+
+pub(super) struct Mux {
+    inbox: Mutex<Inbox>,
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
+    /// The socket to keep in place, and how to bind it again.
+    socket: PathBuf,
+    options: SocketOptions,
+    /// An inotify watch on the socket's directory (Linux).
+    notify: Option<OwnedFd>,
+    /// The socket bound again after its file was removed, if it was.
+    replacement: Mutex<Option<LocalServer>>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    new: Vec<(LocalSocket, Option<PeerCredentials>)>,
+    running: bool,
+    shutdown: bool,
+}
+
+struct Conn {
+    socket: LocalSocket,
+    peer: Option<PeerCredentials>,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+enum Outcome {
+    Pending,
+    Line(Vec<u8>),
+    TooLarge,
+    Closed,
+}
+
+impl Mux {
+    pub(super) fn new(socket: &Path, options: SocketOptions) -> std::io::Result<Mux> {
+        let (wake_rx, wake_tx) = crate::sys::pipe()?;
+        Ok(Mux {
+            inbox: Mutex::new(Inbox::default()),
+            wake_rx,
+            wake_tx,
+            socket: socket.to_path_buf(),
+            options,
+            // An abstract name has no file to lose.
+            notify: if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
+                None
+            } else {
+                watch_removal(socket)
+            },
+            replacement: Mutex::new(None),
+        })
+    }
+
+    /// Starts the reader thread now when it has a directory to watch (it sleeps in
+    /// poll(2) until something happens); otherwise it starts with the first connection.
+    pub(super) fn start(ctx: &Arc<Context>) {
+        if ctx.mux.notify.is_some() {
+            let mut inbox = ctx.mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if !inbox.running {
+                inbox.running = true;
+                drop(inbox);
+                spawn(ctx);
+            }
+        }
+    }
+
+    fn wake(&self) {
+        let _ = unsafe { libc::write(self.wake_tx.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
+
+    /// Hands a connection to the reader thread, starting it on first use. Never blocks
+    /// for long: the accept thread goes straight back to accepting.
+    pub(super) fn add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>) {
+        let mux = &ctx.mux;
+        let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.shutdown {
+            return;
+        }
+        inbox.new.push((socket, peer));
+        let start = !inbox.running;
+        inbox.running = true;
+        drop(inbox);
+        if !start {
+            mux.wake();
+            return;
+        }
+        spawn(ctx);
+    }
+
+    pub(super) fn shutdown(&self) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.shutdown = true;
+        inbox.new.clear();
+        drop(inbox);
+        self.wake();
+        // A replacement socket goes now, before the caller frees the lock.
+        let replacement = self.replacement.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(replacement);
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner()).shutdown
+    }
+}
+
+fn spawn(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    {
+        let worker = Arc::clone(ctx);
+        let spawned = std::thread::Builder::new()
+            .name("solo-instance reader".into())
+            // serde_json recurses up to 128 levels on nested input: a debug build needs
+            // about 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the
+            // primary (found by fuzz/). Untouched stack pages cost no memory.
+            .stack_size(512 * 1024)
+            .spawn(move || run(&worker));
+        if spawned.is_err() {
+            // No thread: drop what waits (each launch sees a close and starts over) and
+            // try again with the next connection.
+            let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            inbox.new.clear();
+            inbox.running = false;
+        }
+    }
+}
+
+/// An inotify watch for files removed from (or moved out of) `socket`'s directory.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn watch_removal(socket: &Path) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mask = libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_ONLYDIR;
+    (unsafe { libc::inotify_add_watch(fd.as_raw_fd(), dir.as_ptr(), mask) } >= 0).then_some(fd)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn watch_removal(_socket: &Path) -> Option<OwnedFd> {
+    None
+}
+
+/// Reads the pending inotify events: whether one names the socket file.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn socket_removed(fd: &OwnedFd, socket: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let name: std::ffi::OsString = socket.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut removed = false;
+    // Aligned for `inotify_event`.
+    let mut buf = [0u64; 512];
+    loop {
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+        if n <= 0 {
+            return removed;
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let header = std::mem::size_of::<libc::inotify_event>();
+        let mut at = 0;
+        while at + header <= bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap_or_default()) as usize;
+            let end = (at + header + len).min(bytes.len());
+            let raw = &bytes[at + header..end];
+            let event_name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+            removed |= event_name == name.as_bytes();
+            at = end;
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn socket_removed(_fd: &OwnedFd, _socket: &Path) -> bool {
+    false
+}
+
+/// Binds the socket again after its file was removed under the running primary.
+fn bind_again(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    let mut server = LocalServer::new();
+    server.set_socket_options(mux.options);
+    let weak = Arc::downgrade(ctx);
+    server.set_incoming_connection_hook(move |socket, _: &PendingConnections| {
+        if let Some(ctx) = weak.upgrade() {
+            Context::incoming(&ctx, socket);
+        }
+    });
+    server.on_new_connection(|_| {});
+    // AddressInUse: something is there again already; leave it.
+    if server.listen(&mux.socket.to_string_lossy()).is_err() {
+        return;
+    }
+    let mut slot = mux.replacement.lock().unwrap_or_else(|p| p.into_inner());
+    if !mux.is_shut_down() {
+        // The one it replaces (removed as well) goes.
+        let old = slot.replace(server);
+        drop(slot);
+        drop(old);
+    }
+}
+
+fn busy(conn: Conn) {
+    let _ = send_reply(&conn.socket, &Reply::retry("the primary instance is busy"));
+}
+
+fn run(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    let limit = ctx.limit;
+    // Oldest first.
+    let mut conns: VecDeque<Conn> = VecDeque::new();
+    let mut buffered = 0usize;
+    let mut chunk = vec![0u8; CHUNK.min(limit.saturating_add(1))];
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    loop {
+        {
+            let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            if inbox.shutdown {
+                return;
+            }
+            let deadline = Instant::now() + ctx.timeout;
+            for (socket, peer) in inbox.new.drain(..) {
+                conns.push_back(Conn { socket, peer, buf: Vec::new(), deadline });
+            }
+        }
+        // Too many held: shed the oldest silent ones (else the oldest), telling them to retry.
+        while conns.len() > MAX_HELD {
+            let i = conns.iter().position(|c| c.buf.is_empty()).unwrap_or(0);
+            if let Some(c) = conns.remove(i) {
+                buffered -= c.buf.len();
+                busy(c);
+            }
+        }
+        fds.clear();
+        fds.push(libc::pollfd { fd: mux.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        // Always two fds before the connections: an fd of -1 is ignored by poll(2).
+        let notify_fd = mux.notify.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        fds.push(libc::pollfd { fd: notify_fd, events: libc::POLLIN, revents: 0 });
+        fds.extend(conns.iter().map(|c| libc::pollfd {
+            fd: c.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let ms = match conns.iter().map(|c| c.deadline).min() {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up, so a wait never ends before its deadline.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Nothing sensible left to wait on: give every launch a close (they start over).
+            return;
+        }
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 64];
+            while unsafe { libc::read(mux.wake_rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        }
+        if fds[1].revents != 0 {
+            if let Some(fd) = &mux.notify {
+                if socket_removed(fd, &mux.socket) && !ctx.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                    bind_again(ctx);
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut finished: Vec<(usize, Outcome)> = Vec::new();
+        for (i, c) in conns.iter_mut().enumerate() {
+            let outcome = if fds[i + 2].revents != 0 {
+                read_some(c, &mut chunk, limit, &mut buffered)
+            } else {
+                Outcome::Pending
+            };
+            match outcome {
+                Outcome::Pending if now >= c.deadline => finished.push((i, Outcome::Pending)),
+                Outcome::Pending => {}
+                other => finished.push((i, other)),
+            }
+        }
+        // Remove from the back so the indices stay right; then act, oldest first.
+        let mut done: Vec<(Conn, Outcome)> = Vec::with_capacity(finished.len());
+        for (i, outcome) in finished.into_iter().rev() {
+            if let Some(c) = conns.remove(i) {
+                buffered -= c.buf.len();
+                done.push((c, outcome));
+            }
+        }
+        for (c, outcome) in done.into_iter().rev() {
+            match outcome {
+                Outcome::Line(line) => ctx.deliver(c.socket, c.peer, line),
+                Outcome::TooLarge => {
+                    let _ = send_reply(
+                        &c.socket,
+                        &Reply::error(format!("message too large (limit {limit} bytes)")),
+                    );
+                }
+                Outcome::Pending => {
+                    let msg = format!("no request within {:.1}s", ctx.timeout.as_secs_f64());
+                    let _ = send_reply(&c.socket, &Reply::error(msg));
+                }
+                Outcome::Closed => {}
+            }
+        }
+        // Over the byte budget: shed the oldest partial requests (one request may always
+        // grow to the limit on its own).
+        let budget = READ_BUDGET.max(limit);
+        while buffered > budget {
+            let Some(i) = conns.iter().position(|c| !c.buf.is_empty()) else { break };
+            if let Some(c) = conns.remove(i) {
+                buffered -= c.buf.len();
+                busy(c);
+            }
+        }
+    }
+}
+
+/// One non-blocking read of what fits within the limit.
+fn read_some(c: &mut Conn, chunk: &mut [u8], limit: usize, buffered: &mut usize) -> Outcome {
+    let room = (limit + 1).saturating_sub(c.buf.len()).clamp(1, chunk.len());
+    let n = unsafe { libc::recv(c.socket.as_raw_fd(), chunk.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
+    let n = match n {
+        0 => return Outcome::Closed,
+        n if n < 0 => {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Outcome::Pending,
+                _ => Outcome::Closed,
+            };
+        }
+        n => n as usize,
+    };
+    if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
+        if c.buf.len() + i > limit {
+            return Outcome::TooLarge;
+        }
+        let mut line = std::mem::take(&mut c.buf);
+        *buffered -= line.len();
+        line.extend_from_slice(&chunk[..i]);
+        return Outcome::Line(line);
+    }
+    if c.buf.len() + n > limit {
+        return Outcome::TooLarge;
+    }
+    c.buf.extend_from_slice(&chunk[..n]);
+    *buffered += n;
+    Outcome::Pending
+}
