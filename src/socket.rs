@@ -102,8 +102,9 @@ impl ConnectOptions {
     /// the socket's mode keeps us out, `SocketTimeout` when the timeout passed.
     pub fn connect(self, name: &str) -> Result<LocalSocket> {
         const FUNCTION: &str = "QLocalSocket::connectToServer";
-        // A NUL would cut the path short in the kernel and reach another server.
-        if name.is_empty() || name.contains('\0') {
+        // A NUL would cut a path short in the kernel and reach another server; an abstract
+        // name's address has its length, so there NULs are bytes like any other (Qt 6).
+        if name.is_empty() || name.contains('\0') && !name::nul_allowed(self.options) {
             return Err(client_error(LocalSocketError::ServerNotFound, FUNCTION, None));
         }
         let full = name::full_name(name, self.options);
