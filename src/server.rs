@@ -100,6 +100,8 @@ struct Queue {
     listener: Option<Arc<sys::Listener>>,
     /// The running acceptor thread (woken through `listener` by pushes from others).
     acceptor: Option<ThreadId>,
+    /// The names accepted sockets get (Qt 6 on Unix): (server name, full server name).
+    accepted_names: Option<(String, PathBuf)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,6 +148,7 @@ impl LocalServer {
                     pollers: 0,
                     listener: None,
                     acceptor: None,
+                    accepted_names: None,
                 }),
                 cond: Condvar::new(),
                 hook: RwLock::new(None),
@@ -264,6 +267,20 @@ impl LocalServer {
 
     /// Starts serving on `listener`. The last error stays, as in Qt 6: only `close` clears it.
     fn start(&mut self, listener: sys::Listener, name: Option<String>, full: Option<PathBuf>) {
+        let accepted_names = full.as_ref().filter(|_| cfg!(unix)).map(|full| {
+            // Qt 6 names an accepted socket by its local address: the full name, and as
+            // the server name its last part (the whole name, for an abstract one).
+            let text = full.to_string_lossy();
+            let short = match text.rsplit_once('/') {
+                Some((_, last))
+                    if !last.is_empty() && !self.options.contains(SocketOptions::ABSTRACT_NAMESPACE) =>
+                {
+                    last.to_owned()
+                }
+                _ => text.into_owned(),
+            };
+            (short, full.clone())
+        });
         self.server_name = name;
         self.full_server_name = full;
         let listener = Arc::new(listener);
@@ -272,6 +289,7 @@ impl LocalServer {
             let mut q = lock(&self.shared.queue);
             q.closed = false;
             q.listener = Some(listener);
+            q.accepted_names = accepted_names;
         }
         if lock(&self.shared.callback).is_some() {
             self.spawn_acceptor();
@@ -313,6 +331,7 @@ impl LocalServer {
             q.sockets.clear();
             q.acceptor = None;
             q.listener = None;
+            q.accepted_names = None;
         }
         self.shared.cond.notify_all();
         listener.wake();
@@ -699,15 +718,19 @@ impl Shared {
     fn accept_some(self: &Arc<Self>, listener: &sys::Listener, limit: usize) -> io::Result<(usize, bool)> {
         let mut accepted = 0;
         while accepted < limit {
-            {
+            let names = {
                 let q = lock(&self.queue);
                 if q.closed || q.sockets.len() >= q.max {
                     return Ok((accepted, false));
                 }
-            }
+                q.accepted_names.clone()
+            };
             let Some(stream) = listener.try_accept()? else { return Ok((accepted, true)) };
             accepted += 1;
-            let socket = LocalSocket::from_stream(stream);
+            let mut socket = LocalSocket::from_stream(stream);
+            if let Some((name, full)) = names {
+                socket.set_names(name, full);
+            }
             let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
             match hook {
                 Some(hook) => hook(socket, &PendingConnections(Arc::clone(self))),

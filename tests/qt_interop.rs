@@ -64,6 +64,7 @@ for_each_qt!(
     server_error_state_follows_qt,
     adopted_sockets_are_named_as_qt_names_them,
     abstract_names_reach_across,
+    accepted_sockets_are_named_as_qt_6_names_them,
 );
 
 /// A command for the Rust echo example (`rust`) or the Qt peer, with `TMPDIR` set, so
@@ -395,4 +396,48 @@ fn abstract_names_reach_across(qt_version: Qt) {
     }
     let stderr = client.stderr();
     assert_eq!(client.finish().1, vec!["echo:to rust".to_owned()], "{stderr}");
+}
+
+/// The crate's `ACCEPTED` line: a server on `path`, with `options`, accepts a client.
+fn rust_accepted(path: &str, options: SocketOptions) -> String {
+    let mut server = LocalServer::new();
+    server.set_socket_options(options);
+    server.listen(path).unwrap();
+    let _client = LocalSocket::connect(path).unwrap();
+    let accepted = server.accept().unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let full = accepted.full_server_name().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    format!("ACCEPTED {} {}", hex(&full), hex(accepted.server_name().unwrap_or_default().as_bytes()))
+}
+
+/// An accepted socket's names: Qt 6 gives the server's path and its last part (Qt 5 gives
+/// none). With access options Qt 6 gives the temporary path it bound first; the crate
+/// gives the path the socket lives at.
+fn accepted_sockets_are_named_as_qt_6_names_them(qt_version: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt_version);
+    let dir = TempDir::new("acc");
+    let path = dir.join("accepted.sock");
+    let expected = format!("ACCEPTED {} {}", hex(path.as_bytes()), hex(b"accepted.sock"));
+    // Qt's peer listens, accepts, prints and exits (removing its socket); then the crate.
+    let (status, qt_plain) = util::run(Command::new(&qt).args(["accepted", &path]));
+    assert!(status.success(), "{status}: {qt_plain:?}");
+    let (status, qt_user) = util::run(Command::new(&qt).args(["accepted", &path, "user"]));
+    assert!(status.success(), "{status}: {qt_user:?}");
+    assert_eq!(rust_accepted(&path, SocketOptions::empty()), expected);
+    assert_eq!(rust_accepted(&path, SocketOptions::USER_ACCESS), expected);
+    match qt_version {
+        Qt::V6 => {
+            assert_eq!(qt_plain, vec![expected]);
+            // `<dir>/.XXXXXX/s`, since removed, named `s`.
+            let temp_prefix = hex(format!("{}/.", dir.path().display()).as_bytes());
+            let line = &qt_user[0];
+            assert!(line.starts_with(&format!("ACCEPTED {temp_prefix}")), "{line}");
+            assert!(line.ends_with(&format!("{} {}", hex(b"/s"), hex(b"s"))), "{line}");
+        }
+        Qt::V5 => {
+            assert_eq!(qt_plain, vec!["ACCEPTED  ".to_owned()]);
+            assert_eq!(qt_user, vec!["ACCEPTED  ".to_owned()]);
+        }
+    }
 }
