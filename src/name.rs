@@ -32,6 +32,14 @@ pub(crate) fn unix_full_name(name: &str, options: SocketOptions) -> PathBuf {
     }
 }
 
+/// Whether a name may hold NUL bytes: only an abstract one on Linux, whose address has an
+/// explicit length (Qt 6 binds `name\0` and `name` as two addresses). A path is cut at
+/// its first NUL by the kernel, so there it would reach another server.
+pub(crate) fn nul_allowed(options: SocketOptions) -> bool {
+    cfg!(any(target_os = "linux", target_os = "android"))
+        && options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+}
+
 /// Qt's Windows rule: a name starting with `\\.\pipe\` is the pipe itself; any other is
 /// put under `\\.\pipe\`.
 pub(crate) fn windows_full_name(name: &str) -> PathBuf {

@@ -100,6 +100,8 @@ struct Queue {
     listener: Option<Arc<sys::Listener>>,
     /// The running acceptor thread (woken through `listener` by pushes from others).
     acceptor: Option<ThreadId>,
+    /// The names accepted sockets get (Qt 6 on Unix): (server name, full server name).
+    accepted_names: Option<(String, PathBuf)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,6 +148,7 @@ impl LocalServer {
                     pollers: 0,
                     listener: None,
                     acceptor: None,
+                    accepted_names: None,
                 }),
                 cond: Condvar::new(),
                 hook: RwLock::new(None),
@@ -184,7 +187,7 @@ impl LocalServer {
     pub fn listen(&mut self, name: &str) -> Result<()> {
         const FUNCTION: &str = "QLocalServer::listen";
         self.check_not_listening(FUNCTION)?;
-        if name.is_empty() || name.contains('\0') {
+        if name.is_empty() || name.contains('\0') && !name::nul_allowed(self.options) {
             return Err(self.fail(LocalSocketError::ServerNotFound, format!("{FUNCTION}: Name error"), None));
         }
         let full = name::full_name(name, self.options);
@@ -227,18 +230,31 @@ impl LocalServer {
 
     /// Listens on a socket that is already bound and listening (Qt's
     /// `listen(qintptr socketDescriptor)`), such as one passed by systemd socket
-    /// activation. The socket becomes close-on-exec and non-blocking; its name is read
-    /// with `getsockname` (`@name` for an abstract one); its file is never unlinked.
+    /// activation. The socket becomes close-on-exec and non-blocking; its file is never
+    /// unlinked. Its name is read with `getsockname`, as Qt 6 reads it: a path gives
+    /// [`full_server_name`](Self::full_server_name) the path and
+    /// [`server_name`](Self::server_name) its last part; an abstract name (Linux) gives
+    /// both the name itself, without a leading `@` (Qt 5 wrote `@name`), and adds
+    /// [`ABSTRACT_NAMESPACE`](SocketOptions::ABSTRACT_NAMESPACE) to the
+    /// [`socket_options`](Self::socket_options) (a path removes it).
+    ///
+    /// # Errors
+    /// A socket that cannot accept (not a listening stream socket, such as one end of a
+    /// `socketpair`) is refused with `UnsupportedSocketOperation`, where Qt takes it and
+    /// then never accepts anything; `Operation` when listening already.
     #[cfg(unix)]
     pub fn listen_fd(&mut self, fd: std::os::fd::OwnedFd) -> Result<()> {
         const FUNCTION: &str = "QLocalServer::listen";
         self.check_not_listening(FUNCTION)?;
         match sys::Listener::adopt(fd) {
-            Ok((listener, full)) => {
+            Ok((listener, full, is_abstract)) => {
+                if let Some(is_abstract) = is_abstract {
+                    self.options.set(SocketOptions::ABSTRACT_NAMESPACE, is_abstract);
+                }
                 let name = full.as_ref().map(|f| {
                     let s = f.to_string_lossy();
                     match s.rsplit_once('/') {
-                        Some((_, last)) if !last.is_empty() => last.to_owned(),
+                        Some((_, last)) if !last.is_empty() && is_abstract != Some(true) => last.to_owned(),
                         _ => s.into_owned(),
                     }
                 });
@@ -249,8 +265,22 @@ impl LocalServer {
         }
     }
 
+    /// Starts serving on `listener`. The last error stays, as in Qt 6: only `close` clears it.
     fn start(&mut self, listener: sys::Listener, name: Option<String>, full: Option<PathBuf>) {
-        *lock(&self.shared.error) = None;
+        let accepted_names = full.as_ref().filter(|_| cfg!(unix)).map(|full| {
+            // Qt 6 names an accepted socket by its local address: the full name, and as
+            // the server name its last part (the whole name, for an abstract one).
+            let text = full.to_string_lossy();
+            let short = match text.rsplit_once('/') {
+                Some((_, last))
+                    if !last.is_empty() && !self.options.contains(SocketOptions::ABSTRACT_NAMESPACE) =>
+                {
+                    last.to_owned()
+                }
+                _ => text.into_owned(),
+            };
+            (short, full.clone())
+        });
         self.server_name = name;
         self.full_server_name = full;
         let listener = Arc::new(listener);
@@ -259,18 +289,22 @@ impl LocalServer {
             let mut q = lock(&self.shared.queue);
             q.closed = false;
             q.listener = Some(listener);
+            q.accepted_names = accepted_names;
         }
         if lock(&self.shared.callback).is_some() {
             self.spawn_acceptor();
         }
     }
 
-    /// `listen` on a listening server is an `Operation` error (Qt warns and returns false).
+    /// `listen` on a listening server is an `Operation` error. Qt warns and returns false,
+    /// and keeps its last error, so this is not recorded as the server's error either.
     fn check_not_listening(&self, function: &str) -> Result<()> {
         match self.is_listening() {
-            true => {
-                Err(self.fail(LocalSocketError::Operation, format!("{function}: Already listening"), None))
-            }
+            true => Err(Error::socket(
+                LocalSocketError::Operation,
+                format!("{function}: Already listening"),
+                None,
+            )),
             false => Ok(()),
         }
     }
@@ -297,6 +331,7 @@ impl LocalServer {
             q.sockets.clear();
             q.acceptor = None;
             q.listener = None;
+            q.accepted_names = None;
         }
         self.shared.cond.notify_all();
         listener.wake();
@@ -317,6 +352,21 @@ impl LocalServer {
         self.listener.is_some()
     }
 
+    /// The listening socket (Qt's `socketDescriptor()`); `None` when not listening. Use it
+    /// to register the server with another event loop, or for `getsockopt`; accepting or
+    /// closing through it would break the server.
+    #[cfg(unix)]
+    pub fn socket_descriptor(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.listener.as_deref().map(sys::Listener::fd)
+    }
+
+    /// Qt's `socketDescriptor()` on Windows gives an event handle of its own, not a pipe:
+    /// nothing to hand out here, so always `None`.
+    #[cfg(windows)]
+    pub fn socket_descriptor(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>> {
+        None
+    }
+
     /// The name passed to [`listen`](Self::listen) (for a socket adopted with `listen_fd`,
     /// the last part of its path); `None` when not listening.
     pub fn server_name(&self) -> Option<&str> {
@@ -329,7 +379,11 @@ impl LocalServer {
     }
 
     /// The last error, as Qt's `serverError()`: [`LocalSocketError::Unknown`] when there
-    /// has been none (then [`error_string`](Self::error_string) is empty).
+    /// has been none (then [`error_string`](Self::error_string) is empty). As in Qt 6, it
+    /// is the last failure of `listen` (or of accepting): a later successful `listen`
+    /// keeps it, [`close`](Self::close) of a listening server clears it, and calls that
+    /// fail only because of the server's state (`listen` while listening,
+    /// `wait_for_new_connection` while not) return their error without recording it.
     pub fn server_error(&self) -> LocalSocketError {
         lock(&self.shared.error).as_ref().map_or(LocalSocketError::Unknown, |e| e.0)
     }
@@ -413,7 +467,12 @@ impl LocalServer {
     fn wait(&self, timeout: Option<Duration>, batch: usize) -> Result<bool> {
         const FUNCTION: &str = "QLocalServer::waitForNewConnection";
         let Some(listener) = &self.listener else {
-            return Err(self.fail(LocalSocketError::Operation, format!("{FUNCTION}: Not listening"), None));
+            // Qt returns false without timing out and keeps its last error: not recorded.
+            return Err(Error::socket(
+                LocalSocketError::Operation,
+                format!("{FUNCTION}: Not listening"),
+                None,
+            ));
         };
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -659,15 +718,19 @@ impl Shared {
     fn accept_some(self: &Arc<Self>, listener: &sys::Listener, limit: usize) -> io::Result<(usize, bool)> {
         let mut accepted = 0;
         while accepted < limit {
-            {
+            let names = {
                 let q = lock(&self.queue);
                 if q.closed || q.sockets.len() >= q.max {
                     return Ok((accepted, false));
                 }
-            }
+                q.accepted_names.clone()
+            };
             let Some(stream) = listener.try_accept()? else { return Ok((accepted, true)) };
             accepted += 1;
-            let socket = LocalSocket::from_stream(stream);
+            let mut socket = LocalSocket::from_stream(stream);
+            if let Some((name, full)) = names {
+                socket.set_names(name, full);
+            }
             let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
             match hook {
                 Some(hook) => hook(socket, &PendingConnections(Arc::clone(self))),

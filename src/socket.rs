@@ -102,8 +102,9 @@ impl ConnectOptions {
     /// the socket's mode keeps us out, `SocketTimeout` when the timeout passed.
     pub fn connect(self, name: &str) -> Result<LocalSocket> {
         const FUNCTION: &str = "QLocalSocket::connectToServer";
-        // A NUL would cut the path short in the kernel and reach another server.
-        if name.is_empty() || name.contains('\0') {
+        // A NUL would cut a path short in the kernel and reach another server; an abstract
+        // name's address has its length, so there NULs are bytes like any other (Qt 6).
+        if name.is_empty() || name.contains('\0') && !name::nul_allowed(self.options) {
             return Err(client_error(LocalSocketError::ServerNotFound, FUNCTION, None));
         }
         let full = name::full_name(name, self.options);
@@ -155,14 +156,23 @@ impl LocalSocket {
         LocalSocket { stream, server_name: None, full_server_name: None }
     }
 
-    /// The name this socket connected with; `None` for a socket a server accepted.
+    /// The name this socket connected with. For a socket a server accepted, as Qt 6 names
+    /// it on Unix: the last part of the server's path (an abstract server's whole name);
+    /// `None` on Windows and for a socket made from a bare stream (Qt 5: always empty).
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
 
-    /// The path (or pipe name) this socket connected to; `None` for an accepted socket.
+    /// The path (or pipe name) this socket connected to. For a socket a server accepted,
+    /// as Qt 6 on Unix: the server's full name (the final path even where Qt 6 reports
+    /// the temporary one an access-option server bound first); `None` on Windows.
     pub fn full_server_name(&self) -> Option<&Path> {
         self.full_server_name.as_deref()
+    }
+
+    pub(crate) fn set_names(&mut self, server_name: String, full_server_name: PathBuf) {
+        self.server_name = Some(server_name);
+        self.full_server_name = Some(full_server_name);
     }
 
     /// The credentials of the process at the other end, taken when the connection was

@@ -1,8 +1,11 @@
 //! The Rust echo example against the project's Qt peer (`tests/qt/qt_peer.cpp`, Qt's own
-//! `QLocalServer` and `QLocalSocket`): same names, same file modes, same output lines.
+//! `QLocalServer` and `QLocalSocket`), built against Qt 5 and against Qt 6: same names,
+//! same file modes, same output lines, the same error state. Each test runs once per Qt
+//! (`qt5::name`, `qt6::name`); where Qt 5 and Qt 6 differ, Qt 6 is the reference and the
+//! test states Qt 5's answer.
 //!
-//! Without Qt 5 (pkg-config's `Qt5Network`) each test prints a skip notice and passes,
-//! unless `SOLO_REQUIRE_QT=1`, which makes a missing Qt a failure.
+//! Without a Qt (pkg-config's `Qt5Network` or `Qt6Network`) a test prints a skip notice
+//! and passes, unless `SOLO_REQUIRE_QT=1`, which makes a missing Qt a failure.
 #![cfg(unix)]
 
 mod util;
@@ -11,20 +14,58 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use solo_instance::LocalServer;
-use util::{mode_of, Proc, TempDir, Watchdog};
+use solo_instance::{ConnectOptions, LocalServer, LocalSocket, SocketOptions};
+use util::{mode_of, unique_name, Proc, Qt, TempDir, Watchdog};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// The Qt peer, or return from the test (skipped) when Qt is not installed.
+/// The Qt peer built against `qt`, or return from the test (skipped) when that Qt is not
+/// installed.
 macro_rules! qt_peer {
-    () => {
-        match util::qt_peer() {
+    ($qt:expr) => {
+        match util::qt_peer_of($qt) {
             Some(path) => path,
             None => return,
         }
     };
 }
+
+/// Each test once per Qt: `fn name(qt: Qt)` becomes `qt5::name` and `qt6::name`.
+macro_rules! for_each_qt {
+    ($($name:ident),* $(,)?) => {
+        mod qt5 {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Qt::V5)
+                }
+            )*
+        }
+        mod qt6 {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Qt::V6)
+                }
+            )*
+        }
+    };
+}
+
+for_each_qt!(
+    qt_client_reaches_rust_server_by_plain_name,
+    qt_client_reaches_rust_server_by_path,
+    rust_client_reaches_qt_server_by_plain_name,
+    rust_client_reaches_qt_server_by_path,
+    access_options_give_the_modes_qt_gives,
+    listening_line_matches_qt_for_relative_names,
+    client_errors_print_the_same_line_as_qt,
+    server_errors_print_the_same_line_as_qt,
+    server_error_state_follows_qt,
+    adopted_sockets_are_named_as_qt_names_them,
+    abstract_names_reach_across,
+    accepted_sockets_are_named_as_qt_6_names_them,
+);
 
 /// A command for the Rust echo example (`rust`) or the Qt peer, with `TMPDIR` set, so
 /// relative names resolve in the test's own directory.
@@ -77,42 +118,37 @@ fn round_trip(server_program: &Path, client_program: &Path, dir: &TempDir, name:
     assert!(!Path::new(&listening).exists(), "the server left its socket file");
 }
 
-#[test]
-fn qt_client_reaches_rust_server_by_plain_name() {
+fn qt_client_reaches_rust_server_by_plain_name(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("qc");
     round_trip(&echo(), &qt, &dir, "rust-server");
 }
 
-#[test]
-fn qt_client_reaches_rust_server_by_path() {
+fn qt_client_reaches_rust_server_by_path(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("qcp");
     round_trip(&echo(), &qt, &dir, &dir.join("rust.sock"));
 }
 
-#[test]
-fn rust_client_reaches_qt_server_by_plain_name() {
+fn rust_client_reaches_qt_server_by_plain_name(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("rc");
     round_trip(&qt, &echo(), &dir, "qt-server");
 }
 
-#[test]
-fn rust_client_reaches_qt_server_by_path() {
+fn rust_client_reaches_qt_server_by_path(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("rcp");
     round_trip(&qt, &echo(), &dir, &dir.join("qt.sock"));
 }
 
-#[test]
-fn access_options_give_the_modes_qt_gives() {
+fn access_options_give_the_modes_qt_gives(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let echo = echo();
     for (perm, mode) in [("user", 0o700), ("group", 0o070), ("other", 0o007), ("world", 0o777)] {
         let dir = TempDir::new(perm);
@@ -127,10 +163,9 @@ fn access_options_give_the_modes_qt_gives() {
     }
 }
 
-#[test]
-fn listening_line_matches_qt_for_relative_names() {
+fn listening_line_matches_qt_for_relative_names(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let echo = echo();
     let dir = TempDir::new("tmpdir");
     let base = dir.path().to_str().unwrap();
@@ -167,10 +202,9 @@ fn same_error(qt: &Path, tmpdir: &str, args: &[&str], expected: &str) {
     assert_eq!(outputs[0], vec![expected.to_owned()], "{args:?}");
 }
 
-#[test]
-fn client_errors_print_the_same_line_as_qt() {
+fn client_errors_print_the_same_line_as_qt(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("cerr");
     let tmpdir = dir.path().to_str().unwrap();
     let not_found = "ERROR 2 QLocalSocket::connectToServer: Invalid name";
@@ -188,10 +222,9 @@ fn client_errors_print_the_same_line_as_qt() {
     );
 }
 
-#[test]
-fn server_errors_print_the_same_line_as_qt() {
+fn server_errors_print_the_same_line_as_qt(qt: Qt) {
     let _w = Watchdog::new(WATCHDOG);
-    let qt = qt_peer!();
+    let qt = qt_peer!(qt);
     let dir = TempDir::new("serr");
     let tmpdir = dir.path().to_str().unwrap();
     let in_use = "ERROR 8 QLocalServer::listen: Address in use";
@@ -229,4 +262,182 @@ fn server_errors_print_the_same_line_as_qt() {
         &["server", &dir.join("no/such/sock")],
         "ERROR 2 QLocalServer::listen: Name error",
     );
+}
+
+/// The crate's answer to `qt_peer errors DIR`, line for line.
+fn rust_error_state(dir: &str) -> Vec<String> {
+    let mut server = LocalServer::new();
+    let state =
+        |step: &str, s: &LocalServer| format!("{step} {} {}", s.server_error().code(), s.error_string());
+    // Qt's (result, timedOut): an error is "false, not timed out".
+    let (waited, timed_out) = match server.wait_for_new_connection(Some(Duration::ZERO)) {
+        Ok(true) => (1, 0),
+        Ok(false) => (0, 1),
+        Err(_) => (0, 0),
+    };
+    let mut lines = vec![format!("wait {waited} {timed_out}"), state("not-listening", &server)];
+    assert!(server.listen(&format!("{dir}/no/such/sock")).is_err());
+    lines.push(state("failed", &server));
+    server.listen(&format!("{dir}/ok")).unwrap();
+    lines.push(state("listened", &server));
+    assert!(server.listen(&format!("{dir}/again")).is_err());
+    lines.push(state("again", &server));
+    server.close();
+    lines.push(state("closed", &server));
+    lines
+}
+
+/// The server's error state through failures is Qt's: kept through a refused wait, a
+/// good listen and a second listen; cleared by close (Qt 5 and Qt 6 agree).
+fn server_error_state_follows_qt(qt: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt);
+    let (qt_dir, rust_dir) = (TempDir::new("qerr"), TempDir::new("rerr"));
+    let (status, qt_lines) = util::run(Command::new(&qt).args(["errors", qt_dir.path().to_str().unwrap()]));
+    assert!(status.success(), "{status}");
+    let rust_lines = rust_error_state(rust_dir.path().to_str().unwrap());
+    assert_eq!(rust_lines, qt_lines, "Rust, then Qt");
+    assert_eq!(rust_lines[3], "listened 2 QLocalServer::listen: Name error");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The crate's `ADOPTED` line for a socket bound at `addr`.
+fn rust_adopted(addr: &std::os::unix::net::SocketAddr) -> String {
+    let listener = std::os::unix::net::UnixListener::bind_addr(addr).unwrap();
+    let mut server = LocalServer::new();
+    server.listen_fd(std::os::fd::OwnedFd::from(listener)).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let full = server.full_server_name().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    let name = server.server_name().unwrap_or_default().as_bytes().to_vec();
+    let abstract_ns = server.socket_options().contains(SocketOptions::ABSTRACT_NAMESPACE);
+    format!("ADOPTED {} {} {}", hex(&full), hex(&name), abstract_ns as u8)
+}
+
+/// `listen(qintptr)` / `listen_fd`: a path is named by its path and last part (Qt 5 and 6);
+/// an abstract name (Linux) by itself, with the abstract option set, as Qt 6 names it.
+fn adopted_sockets_are_named_as_qt_names_them(qt_version: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt_version);
+    let dir = TempDir::new("adopt");
+    let path = dir.join("adopted.sock");
+    let (status, qt_lines) = util::run(Command::new(&qt).args(["adopt", &path, "path"]));
+    assert!(status.success(), "{status}: {qt_lines:?}");
+    let addr = std::os::unix::net::SocketAddr::from_pathname(&path).unwrap();
+    assert_eq!(vec![rust_adopted(&addr)], qt_lines, "path: Rust, then Qt");
+    assert_eq!(qt_lines[0], format!("ADOPTED {} {} 0", hex(path.as_bytes()), hex(b"adopted.sock")));
+
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("{}/last", unique_name("adopt"));
+        // Qt's peer binds the name and exits (freeing it); then the crate binds it.
+        let (status, qt_lines) = util::run(Command::new(&qt).args(["adopt", &name, "abstract"]));
+        assert!(status.success(), "{status}: {qt_lines:?}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let rust = rust_adopted(&addr);
+        assert_eq!(rust, format!("ADOPTED {} {} 1", hex(name.as_bytes()), hex(name.as_bytes())));
+        match qt_version {
+            Qt::V6 => assert_eq!(vec![rust], qt_lines, "abstract: Rust, then Qt 6"),
+            // Qt 5: `@name`, the part after the last `/`, and no abstract option.
+            Qt::V5 => assert_eq!(
+                qt_lines,
+                vec![format!("ADOPTED {} {} 0", hex(format!("@{name}").as_bytes()), hex(b"last"))]
+            ),
+        }
+    }
+}
+
+/// Abstract names (Linux; Qt 6's `AbstractNamespaceOption`) reach across both ways. Qt 5
+/// has no such option: its peer says so.
+fn abstract_names_reach_across(qt_version: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt_version);
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let dir = TempDir::new("abs");
+    let tmpdir = dir.path().to_str().unwrap();
+    let name = unique_name("abs");
+    if qt_version == Qt::V5 {
+        let (status, out) = util::run(peer(&qt, tmpdir).args(["server", &name, "1", "abstract"]));
+        assert_eq!((status.code(), out), (Some(1), vec!["ERROR unsupported".to_owned()]));
+        return;
+    }
+    let abstract_ns = ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE);
+
+    // A Qt server, a Rust client.
+    let (server, listening) = start_server(&qt, tmpdir, &name, Some("abstract"));
+    assert_eq!(listening, name, "Qt 6's fullServerName of an abstract server is the name");
+    assert!(dir.entries().is_empty(), "an abstract server made a file");
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut client = LocalSocket::connect_with(&name, abstract_ns).unwrap();
+        client.write_all(b"to qt\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&client).read_line(&mut line).unwrap();
+        assert_eq!(line, "echo:to qt\n");
+    }
+    assert!(server.finish().0.success());
+
+    // A Rust server, a Qt client.
+    let mut rust = LocalServer::new();
+    rust.set_socket_options(SocketOptions::ABSTRACT_NAMESPACE);
+    rust.listen(&name).unwrap();
+    let client = Proc::spawn(peer(&qt, tmpdir).args(["client", &name, "to rust", "abstract"]));
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut accepted = rust.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&accepted).read_line(&mut line).unwrap();
+        accepted.write_all(format!("echo:{line}").as_bytes()).unwrap();
+    }
+    let stderr = client.stderr();
+    assert_eq!(client.finish().1, vec!["echo:to rust".to_owned()], "{stderr}");
+}
+
+/// The crate's `ACCEPTED` line: a server on `path`, with `options`, accepts a client.
+fn rust_accepted(path: &str, options: SocketOptions) -> String {
+    let mut server = LocalServer::new();
+    server.set_socket_options(options);
+    server.listen(path).unwrap();
+    let _client = LocalSocket::connect(path).unwrap();
+    let accepted = server.accept().unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let full = accepted.full_server_name().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    format!("ACCEPTED {} {}", hex(&full), hex(accepted.server_name().unwrap_or_default().as_bytes()))
+}
+
+/// An accepted socket's names: Qt 6 gives the server's path and its last part (Qt 5 gives
+/// none). With access options Qt 6 gives the temporary path it bound first; the crate
+/// gives the path the socket lives at.
+fn accepted_sockets_are_named_as_qt_6_names_them(qt_version: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt_version);
+    let dir = TempDir::new("acc");
+    let path = dir.join("accepted.sock");
+    let expected = format!("ACCEPTED {} {}", hex(path.as_bytes()), hex(b"accepted.sock"));
+    // Qt's peer listens, accepts, prints and exits (removing its socket); then the crate.
+    let (status, qt_plain) = util::run(Command::new(&qt).args(["accepted", &path]));
+    assert!(status.success(), "{status}: {qt_plain:?}");
+    let (status, qt_user) = util::run(Command::new(&qt).args(["accepted", &path, "user"]));
+    assert!(status.success(), "{status}: {qt_user:?}");
+    assert_eq!(rust_accepted(&path, SocketOptions::empty()), expected);
+    assert_eq!(rust_accepted(&path, SocketOptions::USER_ACCESS), expected);
+    match qt_version {
+        Qt::V6 => {
+            assert_eq!(qt_plain, vec![expected]);
+            // `<dir>/.XXXXXX/s`, since removed, named `s`.
+            let temp_prefix = hex(format!("{}/.", dir.path().display()).as_bytes());
+            let line = &qt_user[0];
+            assert!(line.starts_with(&format!("ACCEPTED {temp_prefix}")), "{line}");
+            assert!(line.ends_with(&format!("{} {}", hex(b"/s"), hex(b"s"))), "{line}");
+        }
+        Qt::V5 => {
+            assert_eq!(qt_plain, vec!["ACCEPTED  ".to_owned()]);
+            assert_eq!(qt_user, vec!["ACCEPTED  ".to_owned()]);
+        }
+    }
 }

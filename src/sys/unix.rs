@@ -230,8 +230,11 @@ impl Listener {
     }
 
     /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
-    /// Returns the name `getsockname` gives (`@name` for an abstract one, as Qt does).
-    pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>)> {
+    /// Returns the name `getsockname` gives, as Qt 6 reads it (`parseSockaddr`): a path
+    /// up to its first NUL; an abstract name without its leading NUL, every byte of the
+    /// address kept (trailing NULs too: they are part of it), with `Some(true)`. An
+    /// unnamed socket gives no name, and `None` (its options are left alone).
+    pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>, Option<bool>)> {
         // Only a listening stream socket can accept: refuse anything else now, not by
         // waiting for ever later.
         let opt = |name| {
@@ -249,7 +252,7 @@ impl Listener {
             .map(|_| v)
         };
         if opt(libc::SO_TYPE)? != libc::SOCK_STREAM || opt(libc::SO_ACCEPTCONN)? == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a listening stream socket"));
         }
         let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
@@ -257,22 +260,21 @@ impl Listener {
             libc::getsockname(fd.as_raw_fd(), &mut addr as *mut _ as *mut libc::sockaddr, &mut len)
         })?;
         if addr.sun_family as libc::c_int != libc::AF_UNIX {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix domain socket"));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a Unix domain socket"));
         }
         let path_len = (len as usize).saturating_sub(SUN_PATH_OFFSET).min(addr.sun_path.len());
         let raw: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
-        let name = match raw.first() {
-            None => None,
-            Some(0) if path_len > 1 => {
-                let mut n = vec![b'@'];
-                n.extend(raw[1..].iter().take_while(|&&b| b != 0));
-                Some(n)
+        let abstract_ns = cfg!(any(target_os = "linux", target_os = "android")) && raw.first() == Some(&0);
+        let (name, is_abstract) = match raw.first() {
+            None => (None, None),
+            Some(0) if abstract_ns => ((path_len > 1).then(|| raw[1..].to_vec()), Some(true)),
+            Some(_) => {
+                let path: Vec<u8> = raw.iter().copied().take_while(|&b| b != 0).collect();
+                ((!path.is_empty()).then_some(path), Some(false))
             }
-            Some(0) => None,
-            Some(_) => Some(raw.iter().copied().take_while(|&b| b != 0).collect()),
         };
         let name = name.map(|n| PathBuf::from(OsStr::from_bytes(&n)));
-        Ok((Self::with_fd(fd, None)?, name))
+        Ok((Self::with_fd(fd, None)?, name, is_abstract))
     }
 
     fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>) -> io::Result<Self> {
@@ -318,8 +320,8 @@ impl Listener {
         }
     }
 
-    /// The listening socket, for waiting on it elsewhere (the `tokio` feature's readiness).
-    #[cfg(feature = "tokio")]
+    /// The listening socket, for waiting on it elsewhere (the `tokio` feature's readiness)
+    /// and for `LocalServer::socket_descriptor`.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         // SAFETY: `raw` is owned by `self.listener`, open for as long as `self` is borrowed.
         unsafe { BorrowedFd::borrow_raw(self.raw) }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: unique names, private temporary directories,
-//! a watchdog that turns a hang into a fast failure, the example binaries, the Qt peer,
-//! and child processes whose stdout lines arrive on a channel.
+//! a watchdog that turns a hang into a fast failure, the example binaries, the Qt peers
+//! (Qt 5 and Qt 6), and child processes whose stdout lines arrive on a channel.
 //!
 //! Each test file includes this with `mod util;` and uses part of it.
 #![allow(dead_code)]
@@ -181,28 +181,68 @@ fn build_example(name: &str) -> PathBuf {
     panic!("cargo build --example {name} reported no executable");
 }
 
-/// The project's Qt peer (`tests/qt/qt_peer.cpp`), built with g++ and pkg-config's Qt 5
-/// flags into `target/qt-peer/qt_peer` once per test process, rebuilt when the source is
-/// newer. Without Qt 5 (or g++): `None` after printing a skip notice, or a panic when
-/// `SOLO_REQUIRE_QT=1`. A failing compile with Qt present always panics.
+/// A Qt major version the project's Qt peer is built against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qt {
+    V5,
+    V6,
+}
+
+impl Qt {
+    /// pkg-config's modules for this Qt.
+    fn modules(self) -> [&'static str; 2] {
+        match self {
+            Qt::V5 => ["Qt5Network", "Qt5Core"],
+            Qt::V6 => ["Qt6Network", "Qt6Core"],
+        }
+    }
+
+    /// The Debian package that provides them.
+    fn package(self) -> &'static str {
+        match self {
+            Qt::V5 => "qtbase5-dev",
+            Qt::V6 => "qt6-base-dev",
+        }
+    }
+
+    /// The peer's file name in `target/qt-peer/` (Qt 5's keeps the name
+    /// `benches/compare.sh` uses).
+    fn binary(self) -> &'static str {
+        match self {
+            Qt::V5 => "qt_peer",
+            Qt::V6 => "qt6_peer",
+        }
+    }
+}
+
+/// The project's Qt peer built against Qt 5; see [`qt_peer_of`].
 pub fn qt_peer() -> Option<PathBuf> {
-    static PEER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PEER.get_or_init(build_qt_peer) {
+    qt_peer_of(Qt::V5)
+}
+
+/// The project's Qt peer (`tests/qt/qt_peer.cpp`) built against `qt`, with g++ and
+/// pkg-config's flags (`-fPIC -std=c++17`, which Debian's Qt 6 needs), into
+/// `target/qt-peer/` once per test process, rebuilt when the source is newer. Without
+/// that Qt (or g++): `None` after printing a skip notice, or a panic when
+/// `SOLO_REQUIRE_QT=1`. A failing compile with Qt present always panics.
+pub fn qt_peer_of(qt: Qt) -> Option<PathBuf> {
+    static PEERS: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    match PEERS[qt as usize].get_or_init(|| build_qt_peer(qt)) {
         Ok(path) => Some(path.clone()),
         Err(why) => {
             if std::env::var("SOLO_REQUIRE_QT").as_deref() == Ok("1") {
-                panic!("SOLO_REQUIRE_QT=1 but the Qt peer is unavailable: {why}");
+                panic!("SOLO_REQUIRE_QT=1 but the {qt:?} peer is unavailable: {why}");
             }
-            eprintln!("skipping {}: {why}", thread::current().name().unwrap_or("test"));
+            eprintln!("skipping {} for {qt:?}: {why}", thread::current().name().unwrap_or("test"));
             None
         }
     }
 }
 
-fn build_qt_peer() -> Result<PathBuf, String> {
+fn build_qt_peer(qt: Qt) -> Result<PathBuf, String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qt/qt_peer.cpp");
     let out_dir = profile_dir().parent().expect("target directory").join("qt-peer");
-    let out = out_dir.join("qt_peer");
+    let out = out_dir.join(qt.binary());
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(built), Some(src)) = (mtime(&out), mtime(&source)) {
         if built >= src {
@@ -210,17 +250,18 @@ fn build_qt_peer() -> Result<PathBuf, String> {
         }
     }
     let flags = Command::new("pkg-config")
-        .args(["--cflags", "--libs", "Qt5Network", "Qt5Core"])
+        .args(["--cflags", "--libs"])
+        .args(qt.modules())
         .stderr(Stdio::null())
         .output()
         .map_err(|e| format!("pkg-config: {e}"))?;
     if !flags.status.success() {
-        return Err("pkg-config finds no Qt5Network (install qtbase5-dev)".into());
+        return Err(format!("pkg-config finds no {} (install {})", qt.modules()[0], qt.package()));
     }
     let flags = String::from_utf8(flags.stdout).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("mkdir {}: {e}", out_dir.display()))?;
     // Compile to a private name, then rename: another test process may be building too.
-    let tmp = out_dir.join(format!("qt_peer.tmp{}", std::process::id()));
+    let tmp = out_dir.join(format!("{}.tmp{}", qt.binary(), std::process::id()));
     let status = match Command::new("g++")
         .args(["-O2", "-fPIC", "-std=c++17"])
         .arg(&source)
@@ -233,7 +274,7 @@ fn build_qt_peer() -> Result<PathBuf, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no g++".into()),
         Err(e) => panic!("g++: {e}"),
     };
-    assert!(status.success(), "compiling {} failed: {status}", source.display());
+    assert!(status.success(), "compiling {} against {qt:?} failed: {status}", source.display());
     std::fs::rename(&tmp, &out).unwrap();
     Ok(out)
 }
