@@ -65,6 +65,7 @@ for_each_qt!(
     adopted_sockets_are_named_as_qt_names_them,
     abstract_names_reach_across,
     accepted_sockets_are_named_as_qt_6_names_them,
+    the_longest_path_is_the_kernels,
 );
 
 /// A command for the Rust echo example (`rust`) or the Qt peer, with `TMPDIR` set, so
@@ -438,6 +439,38 @@ fn accepted_sockets_are_named_as_qt_6_names_them(qt_version: Qt) {
         Qt::V5 => {
             assert_eq!(qt_plain, vec!["ACCEPTED  ".to_owned()]);
             assert_eq!(qt_user, vec!["ACCEPTED  ".to_owned()]);
+        }
+    }
+}
+
+/// A path of 107 bytes (Linux's `sun_path` limit) is listened on by the crate and by
+/// Qt 5; Qt 6 reserves two bytes for every name and refuses it with a stale `errno`
+/// (README, "Where Qt is wrong").
+fn the_longest_path_is_the_kernels(qt_version: Qt) {
+    let _w = Watchdog::new(WATCHDOG);
+    let qt = qt_peer!(qt_version);
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let dir = TempDir::new("p107");
+    let tmpdir = dir.path().to_str().unwrap();
+    let base = format!("{tmpdir}/");
+    let path = format!("{base}{}", "x".repeat(107 - base.len()));
+    assert_eq!(path.len(), solo_instance::MAX_SOCKET_PATH);
+    let mut rust = LocalServer::new();
+    rust.listen(&path).unwrap();
+    rust.close();
+    match qt_version {
+        Qt::V5 => {
+            let (_server, listening) = start_server(&qt, tmpdir, &path, None);
+            assert_eq!(listening, path);
+        }
+        Qt::V6 => {
+            let (status, out) = util::run(peer(&qt, tmpdir).args(["server", &path]));
+            assert_eq!(status.code(), Some(1), "{out:?}");
+            // The code and text depend on the errno left from before ("Name error" from a
+            // stat, "Unknown error 95"): only the refusal is Qt 6's rule.
+            assert!(out[0].starts_with("ERROR ") && out[0].contains(" QLocalServer::listen: "), "{out:?}");
         }
     }
 }

@@ -210,6 +210,7 @@ fn server_basic() {
 
 #[test]
 fn server_connections_count() {
+    let _w = Watchdog::new(WATCHDOG);
     let mut server = TstServer::new();
     server.set_max_pending_connections(10);
     assert_eq!(server.max_pending_connections(), 10);
@@ -947,6 +948,7 @@ rows!(verify_listen_with_descriptor:
 
 #[test]
 fn server_bindings_and_properties() {
+    let _w = Watchdog::new(WATCHDOG);
     let mut server = LocalServer::new();
     // testReadWritePropertyBasics: each value written reads back.
     for options in [SocketOptions::GROUP_ACCESS, SocketOptions::OTHER_ACCESS] {

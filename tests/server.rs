@@ -461,6 +461,23 @@ fn listen_fd_adopts_a_bound_socket_and_never_unlinks_it() {
     assert_eq!(socket_err(LocalSocket::connect(&path)).0, LocalSocketError::ConnectionRefused);
 }
 
+#[test]
+fn listen_fd_refuses_sockets_qt_would_take_and_never_serve() {
+    let _w = Watchdog::new(WATCHDOG);
+    let mut server = LocalServer::new();
+    // Qt's listen(qintptr) returns true for these and then accepts nothing.
+    let (half, _other) = UnixStream::pair().unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for fd in [OwnedFd::from(half), OwnedFd::from(tcp)] {
+        let (kind, msg) = socket_err(server.listen_fd(fd));
+        assert_eq!(kind, LocalSocketError::UnsupportedSocketOperation);
+        assert_eq!(msg, "QLocalServer::listen: The socket operation is not supported");
+        assert_eq!(server.server_error(), LocalSocketError::UnsupportedSocketOperation);
+        assert!(!server.is_listening());
+        assert!(server.socket_descriptor().is_none());
+    }
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn listen_fd_on_an_abstract_socket_is_named_as_qt_6_names_it() {

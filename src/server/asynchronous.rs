@@ -7,7 +7,7 @@ use std::pin::pin;
 use tokio::sync::Notify;
 
 use super::{lock, LocalServer};
-use crate::{sys, LocalSocket, LocalSocketError, Result};
+use crate::{sys, Error, LocalSocket, LocalSocketError, Result};
 
 /// The async half of a server's shared state.
 #[derive(Debug, Default)]
@@ -147,7 +147,8 @@ impl LocalServer {
         let _accepting = self.listener.as_deref().map(|l| Accepting::new(&self.shared, l));
         loop {
             let Some(listener) = &self.listener else {
-                return Err(self.fail(
+                // As the blocking wait (and Qt 6): refused for the state, not recorded.
+                return Err(Error::socket(
                     LocalSocketError::Operation,
                     format!("{FUNCTION}: Not listening"),
                     None,
