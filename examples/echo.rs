@@ -1,5 +1,5 @@
 //! A line-echo server and client with the same command line as Qt's peer
-//! (`../shared/qt-peer/qt_peer.cpp`), so either side can be Qt or Rust.
+//! (`tests/qt/qt_peer.cpp`), so either side can be Qt or Rust.
 //!
 //! ```text
 //! echo server NAME [N] [user|group|other|world]   echo lines as "echo:<line>"; exit after N closed

@@ -14,7 +14,9 @@
 //! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
 //! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
-#![cfg(unix)]
+// Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
+// abstract namespace and inotify.
+#![cfg(any(target_os = "linux", target_os = "android"))]
 
 mod util;
 
