@@ -333,6 +333,9 @@ impl SingleInstance {
         if self.scope != Scope::System && !same_user(&socket) {
             #[cfg(windows)]
             let whose = match crate::sys::peer_sid(socket.as_stream()) {
+                Some(owner) if crate::sys::current_user().ok() == Some(owner) => {
+                    String::from("made by a process of this user below its integrity level (a sandbox)")
+                }
                 Some(owner) => format!("owned by {owner}, another user"),
                 None => String::from("owned by an unknown user"),
             };
@@ -453,6 +456,8 @@ fn same_user(socket: &LocalSocket) -> bool {
 fn same_user(socket: &LocalSocket) -> bool {
     let owner = crate::sys::peer_sid(socket.as_stream());
     matches!((owner, crate::sys::current_user()), (Some(o), Ok(me)) if o == me)
+        // The same user's sandboxed (low integrity) process could have made it.
+        && crate::sys::server_integrity_ok(socket.as_stream())
 }
 
 /// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none

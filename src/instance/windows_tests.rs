@@ -338,3 +338,35 @@ fn directories_that_are_links_or_anothers_are_refused() {
         other => panic!("a lock file was created in another user's directory: {other:?}"),
     }
 }
+
+/// A pipe of this very user but labelled low integrity (what a sandboxed process of the
+/// user, such as a browser's renderer, would create) is refused like another user's: it
+/// must not receive launches, nor the right to take the foreground.
+#[test]
+fn launch_refuses_a_low_integrity_pipe_of_its_own_user() {
+    let _w = watchdog(30);
+    assert!(crate::sys::integrity_is_enough(0x2000, 0x2000));
+    assert!(crate::sys::integrity_is_enough(0x3000, 0x2000)); // elevated primary, normal launch
+    assert!(crate::sys::integrity_is_enough(0x2000, 0x3000)); // normal primary, elevated launch
+    assert!(!crate::sys::integrity_is_enough(0x1000, 0x2000)); // sandboxed squatter
+    let dir = Dir::new("low");
+    let app = "test.wt.low";
+    let loc = builder(&dir.0, app).location().unwrap();
+    let (got_tx, got) = mpsc::channel();
+    // Owner this user, Everyone may use it, labelled Low.
+    let sddl = format!("O:{}D:(A;;FA;;;WD)S:(ML;;NW;;;LW)", current_user().unwrap());
+    squat(&loc.socket, Some(&sddl), got_tx).unwrap();
+    let probe = crate::sys::connect(&loc.socket, crate::SocketOptions::empty(), None).unwrap();
+    use std::os::windows::io::AsHandle;
+    let level = crate::sys::object_integrity(crate::sys::pipe(&probe).as_handle()).unwrap();
+    drop(probe);
+    if level != 0x1000 {
+        println!("note: this OS keeps no integrity label on pipes (read {level:#x}); refusal untested");
+        return;
+    }
+    match builder(&dir.0, app).start() {
+        Err(Error::Insecure(m)) => assert!(m.contains("integrity"), "{m}"),
+        other => panic!("a low-integrity pipe was trusted: {other:?}"),
+    }
+    assert_eq!(got.recv_timeout(Duration::from_millis(500)), Err(mpsc::RecvTimeoutError::Timeout));
+}

@@ -39,7 +39,7 @@ pub(crate) use security::{
     create_shared_dir, current_user, directory_owner, is_trusted_owner, shared_pipe_sddl,
 };
 #[cfg(test)]
-pub(crate) use security::{from_sddl, pipe_security};
+pub(crate) use security::{from_sddl, integrity_is_enough, object_integrity, pipe_security};
 
 #[derive(Debug, Default)]
 struct State {
@@ -326,6 +326,15 @@ pub(crate) fn session_id() -> Option<u32> {
         windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId(std::process::id(), &mut id)
     };
     (ok != 0).then_some(id)
+}
+
+/// Whether the pipe this client end reached has an integrity level good enough to be this
+/// process's primary (see [`security::integrity_is_enough`]). Unknown counts as not.
+pub(crate) fn server_integrity_ok(stream: &Stream) -> bool {
+    match (security::object_integrity(pipe(stream).as_handle()), security::own_integrity()) {
+        (Ok(pipe), Ok(own)) => security::integrity_is_enough(pipe, own),
+        _ => false,
+    }
 }
 
 /// The pid of the process serving the pipe this client end is connected to.

@@ -23,9 +23,9 @@ use windows_sys::Win32::Security::Authorization::{
 };
 use windows_sys::Win32::Security::{
     AclSizeInformation, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation, IsValidSid,
-    TokenPrimaryGroup, TokenUser, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION, DACL_SECURITY_INFORMATION,
-    GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, TOKEN_IMPERSONATE,
-    TOKEN_INFORMATION_CLASS, TOKEN_PRIMARY_GROUP, TOKEN_QUERY, TOKEN_USER,
+    TokenIntegrityLevel, TokenPrimaryGroup, TokenUser, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION,
+    DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+    PSID, TOKEN_IMPERSONATE, TOKEN_INFORMATION_CLASS, TOKEN_PRIMARY_GROUP, TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
 use windows_sys::Win32::System::Threading::{
@@ -78,7 +78,8 @@ fn token_sid(token: BorrowedHandle<'_>, class: TOKEN_INFORMATION_CLASS) -> io::R
     // SAFETY: on success the buffer holds the structure `class` names, whose SID pointer
     // points into the same buffer, alive for the read.
     unsafe {
-        let psid = if class == TokenUser {
+        // TOKEN_MANDATORY_LABEL is laid out as TOKEN_USER: one SID_AND_ATTRIBUTES.
+        let psid = if class == TokenUser || class == TokenIntegrityLevel {
             (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid
         } else {
             (*buf.as_ptr().cast::<TOKEN_PRIMARY_GROUP>()).PrimaryGroup
@@ -121,6 +122,93 @@ fn process_user() -> io::Result<Sid> {
     }
     let sid = token_sid(process_token()?.as_handle_borrowed(), TokenUser)?;
     Ok(*USER.get_or_init(|| sid))
+}
+
+/// Medium, the integrity level of a normal user's processes and of any object that has no
+/// label.
+const MEDIUM_INTEGRITY: u32 =
+    windows_sys::Win32::System::SystemServices::SECURITY_MANDATORY_MEDIUM_RID as u32;
+
+/// The integrity level (the RID of its `S-1-16-…` label) of this process.
+pub(crate) fn own_integrity() -> io::Result<u32> {
+    let label = token_sid(process_token()?.as_handle_borrowed(), TokenIntegrityLevel)?;
+    label_rid(&label).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an integrity label"))
+}
+
+/// The RID of a mandatory label SID (`S-1-16-RID`).
+fn label_rid(sid: &Sid) -> Option<u32> {
+    let b = sid.as_bytes();
+    (b.len() == 12 && b[1] == 1 && b[2..8] == [0, 0, 0, 0, 0, 16])
+        .then(|| u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
+}
+
+/// The integrity level of the object behind `handle` (a pipe): its mandatory label, or
+/// Medium where it has none (as Windows treats such objects).
+pub(crate) fn object_integrity(handle: BorrowedHandle<'_>) -> io::Result<u32> {
+    use windows_sys::Win32::Security::LABEL_SECURITY_INFORMATION;
+    use windows_sys::Win32::System::SystemServices::SYSTEM_MANDATORY_LABEL_ACE_TYPE;
+    let mut sacl: *mut ACL = ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: valid out pointers; `sacl` points into `sd`, freed below.
+    let err = unsafe {
+        GetSecurityInfo(
+            handle.as_raw_handle() as HANDLE,
+            SE_KERNEL_OBJECT,
+            LABEL_SECURITY_INFORMATION,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut sacl,
+            &mut sd,
+        )
+    };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err as i32));
+    }
+    let _free = FreeOnDrop(sd);
+    let mut level = MEDIUM_INTEGRITY;
+    if sacl.is_null() {
+        return Ok(level);
+    }
+    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
+    // SAFETY: `sacl` is a valid ACL inside `sd`; `info` is the structure the class names.
+    if unsafe {
+        GetAclInformation(
+            sacl,
+            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    for i in 0..info.AceCount {
+        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
+        // SAFETY: `i` is below the entry count; `ace` receives a pointer into the ACL.
+        if unsafe { GetAce(sacl, i, &mut ace) } == 0 {
+            return Err(last_error());
+        }
+        // SAFETY: every entry starts with an ACE_HEADER; a mandatory label entry has the
+        // layout of ACCESS_ALLOWED_ACE (header, mask, SID at SidStart).
+        unsafe {
+            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
+            if u32::from((*a).Header.AceType) == SYSTEM_MANDATORY_LABEL_ACE_TYPE {
+                if let Some(rid) = label_rid(&sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?) {
+                    level = rid;
+                }
+            }
+        }
+    }
+    Ok(level)
+}
+
+/// Whether a pipe at integrity level `pipe` may be this process's primary: not below this
+/// process's own level, capped at Medium (a non-elevated launch may reach its user's
+/// elevated primary; an elevated launch its user's normal one). A pipe made by a sandboxed
+/// (low integrity) process of the same user is refused: it must not receive launches.
+pub(crate) fn integrity_is_enough(pipe: u32, own: u32) -> bool {
+    pipe >= own.min(MEDIUM_INTEGRITY)
 }
 
 /// The primary group of this process's token (the group Qt's GROUP_ACCESS grants).
@@ -277,6 +365,16 @@ pub(crate) fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
     owned
 }
 
+/// Frees a block that a Win32 call allocated with LocalAlloc, once, on drop.
+struct FreeOnDrop(PSECURITY_DESCRIPTOR);
+
+impl Drop for FreeOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: the block the call allocated, not used after this, freed once.
+        unsafe { LocalFree(self.0) };
+    }
+}
+
 /// One access-allowed entry of a DACL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Allowed {
@@ -320,14 +418,7 @@ pub(crate) fn pipe_security(handle: BorrowedHandle<'_>) -> io::Result<PipeSecuri
     if err != 0 {
         return Err(io::Error::from_raw_os_error(err as i32));
     }
-    struct Free(PSECURITY_DESCRIPTOR);
-    impl Drop for Free {
-        fn drop(&mut self) {
-            // SAFETY: the block GetSecurityInfo allocated, freed once.
-            unsafe { LocalFree(self.0) };
-        }
-    }
-    let _free = Free(sd);
+    let _free = FreeOnDrop(sd);
     // SAFETY: null or SIDs inside `sd`, alive until `_free` drops.
     let owner = (!owner.is_null()).then(|| unsafe { sid_at(owner) }).transpose()?;
     // SAFETY: as above.
