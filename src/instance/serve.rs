@@ -15,7 +15,8 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::{send_reply, Context, Reply};
@@ -44,6 +45,18 @@ pub(super) struct Mux {
     notify: Option<OwnedFd>,
     /// The socket bound again after its file was removed, if it was.
     replacement: Mutex<Option<LocalServer>>,
+    /// Complete request lines for the decoder thread, so that decoding a large request
+    /// never holds up reading the others (their deadlines run meanwhile).
+    lines: Mutex<Lines>,
+    lines_ready: Condvar,
+    /// Bytes in `lines` and in the line being decoded: part of the read budget.
+    decoding: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Lines {
+    queue: VecDeque<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
+    shutdown: bool,
 }
 
 #[derive(Default)]
@@ -83,6 +96,9 @@ impl Mux {
                 watch_removal(socket)
             },
             replacement: Mutex::new(None),
+            lines: Mutex::new(Lines::default()),
+            lines_ready: Condvar::new(),
+            decoding: AtomicUsize::new(0),
         })
     }
 
@@ -128,6 +144,11 @@ impl Mux {
         inbox.new.clear();
         drop(inbox);
         self.wake();
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.shutdown = true;
+        lines.queue.clear();
+        drop(lines);
+        self.lines_ready.notify_all();
         // A replacement socket goes now, before the caller frees the lock.
         let replacement = self.replacement.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(replacement);
@@ -142,13 +163,20 @@ fn spawn(ctx: &Arc<Context>) {
     let mux = &ctx.mux;
     {
         let worker = Arc::clone(ctx);
+        let decoder = Arc::clone(ctx);
         let spawned = std::thread::Builder::new()
             .name("solo-instance reader".into())
-            // serde_json recurses up to 128 levels on nested input: a debug build needs
-            // about 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the
-            // primary (found by fuzz/). Untouched stack pages cost no memory.
-            .stack_size(512 * 1024)
-            .spawn(move || run(&worker));
+            .spawn(move || run(&worker))
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("solo-instance decoder".into())
+                    // serde_json recurses up to 128 levels on nested input: a debug build
+                    // needs about 224 KiB for that (ASan 256 KiB), and 128 KiB let one
+                    // request abort the primary (found by fuzz/). Untouched stack pages
+                    // cost no memory.
+                    .stack_size(512 * 1024)
+                    .spawn(move || decode_loop(&decoder))
+            });
         if spawned.is_err() {
             // No thread: drop what waits (each launch sees a close and starts over) and
             // try again with the next connection.
@@ -156,6 +184,28 @@ fn spawn(ctx: &Arc<Context>) {
             inbox.new.clear();
             inbox.running = false;
         }
+    }
+}
+
+/// Decodes complete request lines one at a time and hands them to the app.
+fn decode_loop(ctx: &Arc<Context>) {
+    let mux = &ctx.mux;
+    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if lines.shutdown {
+            return;
+        }
+        let Some((socket, peer, line)) = lines.queue.pop_front() else {
+            lines = mux.lines_ready.wait(lines).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        drop(lines);
+        let n = line.len();
+        ctx.deliver(socket, peer, line);
+        mux.decoding.fetch_sub(n, Ordering::SeqCst);
+        // The reader may be waiting for these bytes of budget.
+        mux.wake();
+        lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
     }
 }
 
@@ -249,6 +299,7 @@ fn run(ctx: &Arc<Context>) {
     let mut buffered = 0usize;
     let mut chunk = vec![0u8; CHUNK.min(limit.saturating_add(1))];
     let mut fds: Vec<libc::pollfd> = Vec::new();
+    let budget = READ_BUDGET.max(limit);
     loop {
         {
             let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -273,11 +324,9 @@ fn run(ctx: &Arc<Context>) {
         // Always two fds before the connections: an fd of -1 is ignored by poll(2).
         let notify_fd = mux.notify.as_ref().map_or(-1, AsRawFd::as_raw_fd);
         fds.push(libc::pollfd { fd: notify_fd, events: libc::POLLIN, revents: 0 });
-        fds.extend(conns.iter().map(|c| libc::pollfd {
-            fd: c.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }));
+        // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
+        let events = if buffered + mux.decoding.load(Ordering::SeqCst) > budget { 0 } else { libc::POLLIN };
+        fds.extend(conns.iter().map(|c| libc::pollfd { fd: c.socket.as_raw_fd(), events, revents: 0 }));
         let ms = match conns.iter().map(|c| c.deadline).min() {
             None => -1,
             Some(d) => {
@@ -308,12 +357,20 @@ fn run(ctx: &Arc<Context>) {
         }
         let now = Instant::now();
         let mut finished: Vec<(usize, Outcome)> = Vec::new();
+        // Bytes of complete lines found this turn, not yet in `decoding`.
+        let mut fresh = 0usize;
         for (i, c) in conns.iter_mut().enumerate() {
-            let outcome = if fds[i + 2].revents != 0 {
+            // Over the budget, nothing more is read this turn (the decoder frees bytes
+            // and wakes this thread; partial requests are shed below).
+            let full = buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
+            let outcome = if fds[i + 2].revents != 0 && !full {
                 read_some(c, &mut chunk, limit, &mut buffered)
             } else {
                 Outcome::Pending
             };
+            if let Outcome::Line(line) = &outcome {
+                fresh += line.len();
+            }
             match outcome {
                 Outcome::Pending if now >= c.deadline => finished.push((i, Outcome::Pending)),
                 Outcome::Pending => {}
@@ -330,7 +387,13 @@ fn run(ctx: &Arc<Context>) {
         }
         for (c, outcome) in done.into_iter().rev() {
             match outcome {
-                Outcome::Line(line) => ctx.deliver(c.socket, c.peer, line),
+                Outcome::Line(line) => {
+                    mux.decoding.fetch_add(line.len(), Ordering::SeqCst);
+                    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+                    lines.queue.push_back((c.socket, c.peer, line));
+                    drop(lines);
+                    mux.lines_ready.notify_one();
+                }
                 Outcome::TooLarge => {
                     let _ = send_reply(
                         &c.socket,
@@ -344,10 +407,9 @@ fn run(ctx: &Arc<Context>) {
                 Outcome::Closed => {}
             }
         }
-        // Over the byte budget: shed the oldest partial requests (one request may always
-        // grow to the limit on its own).
-        let budget = READ_BUDGET.max(limit);
-        while buffered > budget {
+        // Over the byte budget (partial requests, and complete ones waiting to be decoded):
+        // shed the oldest partial requests (one request may always grow to the limit).
+        while buffered + mux.decoding.load(Ordering::SeqCst) > budget {
             let Some(i) = conns.iter().position(|c| !c.buf.is_empty()) else { break };
             if let Some(c) = conns.remove(i) {
                 buffered -= c.buf.len();
