@@ -307,11 +307,26 @@ fn skip_unless_root(why: &str) -> bool {
 
 /// Runs the rest of this thread as `uid` (the raw system call changes only the calling
 /// thread's credentials, not the process's, unlike libc's `setresuid`).
+/// Linux only (the callers skip elsewhere).
 fn become_uid_in_this_thread(uid: u32) {
-    let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
-    assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
-    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
-    assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
+    #[cfg(target_os = "linux")]
+    {
+        let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
+        assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
+        let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+        assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
+    }
+    #[cfg(not(target_os = "linux"))]
+    panic!("per-thread credentials (uid {uid}) are Linux only");
+}
+
+/// Whether this Linux-only test must skip here, saying so.
+fn skip_unless_linux(why: &str) -> bool {
+    if cfg!(target_os = "linux") {
+        return false;
+    }
+    eprintln!("skipping {}: Linux only ({why})", std::thread::current().name().unwrap_or("test"));
+    true
 }
 
 /// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
@@ -320,7 +335,7 @@ fn become_uid_in_this_thread(uid: u32) {
 #[test]
 fn abuse_planted_fifo_lock_file_does_not_block() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root("to plant a file as another user") {
+    if skip_unless_root("to plant a file as another user") || skip_unless_linux("per-thread uids") {
         return;
     }
     let dir = TempDir::new("fifo5");
@@ -793,7 +808,7 @@ fn abuse_helper_system_primary() {
 fn abuse_system_scope_is_shared_by_every_user() {
     use std::os::unix::process::CommandExt;
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root("to run as other users") {
+    if skip_unless_root("to run as other users") || skip_unless_linux("the abstract namespace") {
         return;
     }
     let app = format!("org.abuse.system{}", std::process::id());
