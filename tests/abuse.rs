@@ -14,7 +14,9 @@
 //! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
 //! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
-#![cfg(unix)]
+// Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
+// abstract namespace and inotify.
+#![cfg(any(target_os = "linux", target_os = "android"))]
 
 mod util;
 
@@ -307,26 +309,11 @@ fn skip_unless_root(why: &str) -> bool {
 
 /// Runs the rest of this thread as `uid` (the raw system call changes only the calling
 /// thread's credentials, not the process's, unlike libc's `setresuid`).
-/// Linux only (the callers skip elsewhere).
 fn become_uid_in_this_thread(uid: u32) {
-    #[cfg(target_os = "linux")]
-    {
-        let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
-        assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
-        let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
-        assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
-    }
-    #[cfg(not(target_os = "linux"))]
-    panic!("per-thread credentials (uid {uid}) are Linux only");
-}
-
-/// Whether this Linux-only test must skip here, saying so.
-fn skip_unless_linux(why: &str) -> bool {
-    if cfg!(target_os = "linux") {
-        return false;
-    }
-    eprintln!("skipping {}: Linux only ({why})", std::thread::current().name().unwrap_or("test"));
-    true
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresgid: {}", io::Error::last_os_error());
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+    assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
 }
 
 /// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
@@ -335,7 +322,7 @@ fn skip_unless_linux(why: &str) -> bool {
 #[test]
 fn abuse_planted_fifo_lock_file_does_not_block() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root("to plant a file as another user") || skip_unless_linux("per-thread uids") {
+    if skip_unless_root("to plant a file as another user") {
         return;
     }
     let dir = TempDir::new("fifo5");
@@ -808,7 +795,7 @@ fn abuse_helper_system_primary() {
 fn abuse_system_scope_is_shared_by_every_user() {
     use std::os::unix::process::CommandExt;
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root("to run as other users") || skip_unless_linux("the abstract namespace") {
+    if skip_unless_root("to run as other users") {
         return;
     }
     let app = format!("org.abuse.system{}", std::process::id());
