@@ -55,7 +55,23 @@ mod linux {
         }
     }
 
-    fn spawn_primary(dir: &Path) -> (std::process::Child, String) {
+    /// The child primary, killed when dropped (also when a measurement panics).
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Child {
+        fn id(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    fn spawn_primary(dir: &Path) -> (Child, String) {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(PRIMARY_VAR, dir)
             .stdout(Stdio::piped())
@@ -64,7 +80,7 @@ mod linux {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let sock = line.trim().strip_prefix("PRIMARY ").expect("PRIMARY line").to_owned();
-        (child, sock)
+        (Child(child), sock)
     }
 
     fn peak_rss_mib(pid: u32) -> f64 {
@@ -81,7 +97,7 @@ mod linux {
     }
 
     fn memory(dir: &Path) {
-        let (mut child, sock) = spawn_primary(dir);
+        let (child, sock) = spawn_primary(dir);
         let idle = peak_rss_mib(child.id());
         let mut request = br#"{"v":1,"argv":["flood"],"data":["#.to_vec();
         while request.len() + 12 < (1 << 20) {
@@ -105,7 +121,8 @@ mod linux {
                         let (mut ok, mut retry) = (0, 0);
                         for _ in 0..18 {
                             let c = LocalSocket::connect(&sock).unwrap();
-                            (&c).write_all(&request).unwrap();
+                            // A request shed mid-write still gets its reply to read.
+                            let _ = (&c).write_all(&request);
                             match read_reply(&c) {
                                 Some(r) if r.contains("\"ok\":true") => ok += 1,
                                 _ => retry += 1,
@@ -125,12 +142,11 @@ mod linux {
              (idle {idle:.1} MiB; bound 64 MiB + 1 MiB)",
             started.elapsed().as_secs_f64()
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 
     fn starvation(dir: &Path) {
-        let (mut child, sock) = spawn_primary(dir);
+        let (child, sock) = spawn_primary(dir);
         let connect = || ConnectOptions::new().timeout(Some(Duration::from_secs(5))).connect(&sock).ok();
         let stop = std::sync::atomic::AtomicBool::new(false);
         let mut took: Vec<Duration> = std::thread::scope(|s| {
@@ -186,8 +202,7 @@ mod linux {
             took[took.len() / 2].as_secs_f64() * 1e3,
             took[took.len() - 1].as_secs_f64() * 1e3
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 
     fn timeouts(dir: &Path) {

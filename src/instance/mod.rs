@@ -1143,6 +1143,9 @@ impl Context {
         // The line's text and its decoded fields, at most about as much again.
         let weight = 2 * line.len() + 256;
         let before = self.held.fetch_add(weight, Ordering::SeqCst);
+        // Held for as long as the app keeps the request: no spare capacity from reading.
+        let mut line = line;
+        line.shrink_to_fit();
         let raw =
             String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let request = Request {

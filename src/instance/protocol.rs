@@ -274,6 +274,15 @@ fn too_deep(json: &[u8]) -> Option<usize> {
     None
 }
 
+/// At most 64 characters of client text for an error reply: an error must stay small
+/// enough to be written at once, whatever the client sent.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
@@ -296,6 +305,7 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         Some(v) if serde_json::from_str::<u64>(v.get()).ok() == Some(PROTOCOL_VERSION) => {}
         Some(v) => {
             let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            let v = clip(&v.to_string());
             return Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})"));
         }
         None => return Err("missing protocol version \"v\"".into()),
@@ -326,7 +336,7 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
             m.into_iter()
                 .map(|(k, v)| match decode_os_raw(v) {
                     Ok(v) => Ok((k, v)),
-                    Err(e) => Err(format!("env.{k}: {e}")),
+                    Err(e) => Err(format!("env.{}: {e}", clip(&k))),
                 })
                 .collect::<Result<_, _>>()?
         }
@@ -596,6 +606,20 @@ mod tests {
         ] {
             let e = Message::decode(line).unwrap_err();
             assert!(e.contains(want), "{e} does not say {want}");
+        }
+    }
+
+    #[test]
+    fn error_replies_stay_small_whatever_the_client_sent() {
+        let long = "x".repeat(99_999);
+        for line in [
+            format!("{{\"v\":\"{long}\",\"argv\":[]}}"),
+            format!("{{\"v\":1,\"argv\":[],\"env\":{{\"{long}\":1}}}}"),
+            format!("{{\"v\":1,\"argv\":[],\"pid\":\"{long}\"}}"),
+            format!("{{\"v\":1,\"argv\":[{{\"base64\":\"{long}\"}}]}}"),
+        ] {
+            let e = Message::decode(line.as_bytes()).unwrap_err();
+            assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..200]);
         }
     }
 

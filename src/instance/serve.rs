@@ -251,7 +251,9 @@ fn socket_removed(fd: &OwnedFd, socket: &Path) -> bool {
             let end = (at + header + len).min(bytes.len());
             let raw = &bytes[at + header..end];
             let event_name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-            removed |= event_name == name.as_bytes();
+            let mask = u32::from_ne_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
+            // An overflowed queue lost events: the caller looks at the file itself.
+            removed |= event_name == name.as_bytes() || mask & libc::IN_Q_OVERFLOW != 0;
             at = end;
         }
     }
@@ -341,8 +343,14 @@ fn run(ctx: &Arc<Context>) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            // Nothing sensible left to wait on: give every launch a close (they start over).
-            return;
+            // Out of memory, or more descriptors than the limit allows: shed everything
+            // held (each launch is told to retry), pause briefly, and go on.
+            for c in conns.drain(..) {
+                busy(c);
+            }
+            buffered = 0;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
         }
         if fds[0].revents != 0 {
             let mut buf = [0u8; 64];
@@ -350,7 +358,10 @@ fn run(ctx: &Arc<Context>) {
         }
         if fds[1].revents != 0 {
             if let Some(fd) = &mux.notify {
-                if socket_removed(fd, &mux.socket) && !ctx.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                if socket_removed(fd, &mux.socket)
+                    && std::fs::symlink_metadata(&mux.socket).is_err()
+                    && !ctx.closing.load(Ordering::SeqCst)
+                {
                     bind_again(ctx);
                 }
             }
@@ -363,8 +374,13 @@ fn run(ctx: &Arc<Context>) {
             // Over the budget, nothing more is read this turn (the decoder frees bytes
             // and wakes this thread; partial requests are shed below).
             let full = buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
-            let outcome = if fds[i + 2].revents != 0 && !full {
+            let revents = fds[i + 2].revents;
+            let outcome = if revents != 0 && !full {
                 read_some(c, &mut chunk, limit, &mut buffered)
+            } else if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                // Gone while reading is paused: nobody waits for it (and poll would
+                // report it again at once).
+                Outcome::Closed
             } else {
                 Outcome::Pending
             };
