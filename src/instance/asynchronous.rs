@@ -6,7 +6,8 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TryRecvError;
 
-use super::{Event, Primary, Reply, Request};
+use super::primary::Event;
+use super::{Primary, Reply, Request};
 
 impl Primary {
     /// Waits for the next request without blocking the thread; `None` once a

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use super::{send_reply, Context, Reply};
+use super::primary::Context;
+use super::transport::send_reply;
+use super::Reply;
 use crate::{LocalServer, LocalSocket, PeerCredentials, PendingConnections, SocketOptions};
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.

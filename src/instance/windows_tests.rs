@@ -17,8 +17,9 @@ use windows_sys::Win32::Storage::FileSystem::{
     SECURITY_SQOS_PRESENT,
 };
 
-use super::{Error, Reply, SingleInstance, Start};
+use super::{Reply, SingleInstance, Start};
 use crate::sys::{current_user, PRETEND_USER};
+use crate::Error;
 use crate::Sid;
 
 struct Dir(PathBuf);

@@ -1,0 +1,237 @@
+//! The launch: find the primary through the lock and the socket, hand it this launch's
+//! request and wait for its reply, or become the primary.
+
+use std::io::{self};
+use std::time::{Duration, Instant};
+
+use super::location::Location;
+use super::lock::LockFile;
+#[cfg(windows)]
+use super::transport::set_timeout;
+use super::transport::{read_line, ReadError};
+use super::{Primary, Reply, Scope, SingleInstance, Start};
+use crate::{ConnectOptions, Error, LocalSocket, LocalSocketError, Result, SocketOptions};
+#[cfg(windows)]
+use std::io::Write;
+
+impl SingleInstance {
+    pub(super) fn run(self, may_become_primary: bool) -> Result<Start> {
+        // The timeout counts from here: everything below, connects included, fits in it.
+        let deadline = far_deadline(self.timeout);
+        let loc = self.location()?;
+        let line = self.message().encode();
+        // Checked only when forwarding: a launch that becomes the primary sends nothing.
+        let too_large = (line.len() > self.max_message_size).then(|| {
+            Error::Protocol(
+                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
+                    .into(),
+            )
+        });
+        let mut backoff = Duration::from_micros(200);
+        let mut too_large = too_large;
+        loop {
+            if loc.abstract_ns && may_become_primary {
+                // Binding the name is taking the lock.
+                match Primary::serve(&self, loc.clone(), None) {
+                    Ok(primary) => return Ok(Start::Primary(primary)),
+                    Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let free = if loc.abstract_ns {
+                None
+            } else {
+                LockFile::try_lock(&loc.lock, self.scope == Scope::System)?
+            };
+            if let Some(lock) = free {
+                // Holding the lock proves no primary runs, unless the lock file was replaced
+                // under a running one (a cleaner removed it): a socket that answers is
+                // alive, and is never taken over.
+                if !socket_is_live(&loc, deadline) {
+                    if !may_become_primary {
+                        return Err(Error::NoPrimary);
+                    }
+                    return Primary::serve(&self, loc, Some(lock)).map(Start::Primary);
+                }
+                drop(lock);
+            }
+            if let Some(e) = too_large.take() {
+                // A primary runs and would refuse it: say so now rather than after a round trip.
+                return Err(e);
+            }
+            match self.forward(&loc, line.as_bytes(), deadline) {
+                Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
+                // No lock to tell: nothing answering the name means no primary.
+                Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
+                // The primary is coming up or going away: look again.
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::NoReply(self.timeout));
+            }
+            std::thread::sleep(backoff.min(deadline - now));
+            backoff = (backoff * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// One attempt to hand the request over. `Ok(None)`: no primary to talk to right now
+    /// (not listening yet, or it went away before answering), so start over.
+    pub(super) fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let name = loc.socket.to_string_lossy();
+        let socket = match connect_options(loc)
+            .timeout(Some(left.max(Duration::from_millis(1))))
+            .connect(&name)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return match e.socket_error() {
+                    Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
+                    Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
+                    // Windows: our own primary's pipe always lets us in; one that does not is
+                    // another user's.
+                    #[cfg(windows)]
+                    Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
+                        Err(Error::Insecure(
+                            format!(
+                                "the pipe {} refuses this user: another user created it",
+                                loc.socket.display()
+                            )
+                            .into(),
+                        ))
+                    }
+                    _ => Err(e),
+                };
+            }
+        };
+        if self.scope != Scope::System && !same_user(&socket) {
+            #[cfg(windows)]
+            let whose = match crate::sys::peer_sid(socket.as_stream()) {
+                Some(owner) if crate::sys::current_user().ok() == Some(owner) => {
+                    String::from("made by a process of this user below its integrity level (a sandbox)")
+                }
+                Some(owner) => format!("owned by {owner}, another user"),
+                None => String::from("owned by an unknown user"),
+            };
+            #[cfg(not(windows))]
+            let whose = "served by another user";
+            return Err(Error::Insecure(format!("the socket {} is {whose}", loc.socket.display()).into()));
+        }
+        // Windows gives the right to take the foreground to the launch the user just started;
+        // hand it on, so that the primary can raise its window for this request.
+        #[cfg(windows)]
+        if let Some(pid) = crate::sys::server_pid(socket.as_stream()) {
+            crate::sys::allow_foreground(pid);
+        }
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        // Bounded by the deadline itself, not by the time left before connecting: a
+        // launch ends within its timeout however slowly the primary drains the request.
+        #[cfg(unix)]
+        let written = crate::sys::write_all_until(&socket, &out, deadline);
+        #[cfg(windows)]
+        let written = {
+            let left = deadline.saturating_duration_since(Instant::now());
+            set_timeout(&socket, false, left)?;
+            let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
+            (&socket).write_all(&out)
+        };
+        if let Err(e) = written {
+            return match e.kind() {
+                // A primary that takes no request within the timeout does not answer.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(Error::NoReply(self.timeout)),
+                // The primary may have refused the request (too large) and closed: its
+                // reply is still there to read. Otherwise it went away: start over.
+                _ if is_disconnect(&e) => {
+                    match read_line(&socket, deadline, self.max_message_size).map(|l| Reply::decode(&l)) {
+                        Ok(Ok(r)) if !r.ok && !r.retry => {
+                            Err(Error::Rejected(r.error.unwrap_or_default().into()))
+                        }
+                        _ => Ok(None),
+                    }
+                }
+                _ => Err(e.into()),
+            };
+        }
+        match read_line(&socket, deadline, self.max_message_size) {
+            Ok(reply) => match Reply::decode(&reply) {
+                Ok(r) if r.retry => Ok(None),
+                Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
+                Ok(r) => Ok(Some(r)),
+                Err(e) => Err(Error::Protocol(e.into())),
+            },
+            Err(ReadError::Closed) => Ok(None),
+            Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
+            Err(ReadError::TooLarge) => Err(Error::Protocol(
+                format!("reply too large (limit {} bytes)", self.max_message_size).into(),
+            )),
+            Err(ReadError::Io(e)) if is_disconnect(&e) => Ok(None),
+            Err(ReadError::Io(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// `now + timeout`, or a deadline too far away to matter when that overflows.
+pub(super) fn far_deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).or_else(|| now.checked_add(Duration::from_secs(1 << 32))).unwrap_or(now)
+}
+
+/// Whether the app's socket may belong to a running server. Only a connect refused
+/// (nothing listens: a dead primary's file) or one finding no socket proves it dead; a
+/// connect that times out (a frozen primary, a full backlog) or fails otherwise leaves the
+/// socket live, so that it is never removed under a primary that still runs.
+pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let options =
+        connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+    match options.connect(&loc.socket.to_string_lossy()) {
+        Ok(_) => true,
+        Err(e) => !is_dead(&e),
+    }
+}
+
+/// Whether a failed connect proves nobody serves the name: refused, or nothing there.
+pub(super) fn is_dead(e: &Error) -> bool {
+    matches!(e.socket_error(), Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused))
+}
+
+/// How to connect to the location's socket.
+pub(super) fn connect_options(loc: &Location) -> ConnectOptions {
+    let options = ConnectOptions::new();
+    if loc.abstract_ns {
+        options.socket_options(SocketOptions::ABSTRACT_NAMESPACE)
+    } else {
+        options
+    }
+}
+
+pub(super) fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(unix)]
+pub(super) fn same_user(socket: &LocalSocket) -> bool {
+    let me = unsafe { libc::geteuid() };
+    socket.peer_credentials().ok().and_then(|c| c.uid) == Some(me)
+}
+
+/// Windows: whether the pipe's owner is this process's user. Only the user who created a
+/// pipe (or a privileged process) can make a SID its owner, so another user's pipe, created
+/// first under this name (a squatter), shows that user's SID. Unknown counts as another.
+#[cfg(windows)]
+pub(super) fn same_user(socket: &LocalSocket) -> bool {
+    let owner = crate::sys::peer_sid(socket.as_stream());
+    matches!((owner, crate::sys::current_user()), (Some(o), Ok(me)) if o == me)
+        // The same user's sandboxed (low integrity) process could have made it.
+        && crate::sys::server_integrity_ok(socket.as_stream())
+}

@@ -1,0 +1,413 @@
+//! [`Primary`]: the running primary instance, the stream of requests it hands the app, and
+//! the hook that checks each connection and passes it on to be read.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::launch::far_deadline;
+
+use super::location::Location;
+use super::lock::LockFile;
+#[cfg(not(unix))]
+use super::pool::Pool;
+#[cfg(unix)]
+use super::serve;
+use super::transport::send_reply;
+use super::{
+    protocol, Reply, Request, Scope, SingleInstance, HELD_BUDGET, MAX_READERS, MAX_REQUEST_DEADLINE,
+};
+use crate::{LocalServer, LocalSocket, PeerCredentials, PendingConnections, Result, SocketOptions};
+
+pub(super) enum Event {
+    Request(Box<Request>),
+    Stop,
+}
+
+/// The largest request the acceptor reads itself when it is all there on arrival.
+pub(super) const FAST_PATH_BYTES: usize = 16 * 1024;
+
+pub(super) type Waker = Arc<dyn Fn() + Send + Sync>;
+
+pub(super) struct Context {
+    pub(super) closing: Arc<AtomicBool>,
+    pub(super) stopped: AtomicBool,
+    pub(super) timeout: Duration,
+    pub(super) limit: usize,
+    pub(super) check_uid: bool,
+    /// Tests: the user the primary takes itself for (an injected SID, where Wine has one
+    /// user), so that its own launches count as another user's.
+    #[cfg(all(test, windows))]
+    pub(super) pretend_user: Mutex<Option<crate::Sid>>,
+    #[cfg(not(unix))]
+    pub(super) pool: Pool,
+    #[cfg(unix)]
+    pub(super) mux: serve::Mux,
+    /// Bytes of the requests received and not yet dropped by the app (see [`HELD_BUDGET`]).
+    pub(super) held: Arc<AtomicUsize>,
+    pub(super) waker: Mutex<Option<Waker>>,
+    /// What `recv_async` waits on: notified with each request queued and on stop.
+    #[cfg(feature = "tokio")]
+    pub(super) notify: tokio::sync::Notify,
+    pub(super) tx: SyncSender<Event>,
+}
+
+/// The running primary instance. It serves launches until dropped or
+/// [released](Self::release); then its socket is removed and its lock freed, in that
+/// order.
+pub struct Primary {
+    pub(super) server: LocalServer,
+    pub(super) lock: Option<LockFile>,
+    pub(super) rx: Receiver<Event>,
+    pub(super) ctx: Arc<Context>,
+    pub(super) socket: PathBuf,
+    pub(super) app_id: String,
+}
+
+impl fmt::Debug for Primary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
+    }
+}
+
+/// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
+/// handler thread, a GUI's quit action).
+#[derive(Clone)]
+pub struct Stopper(Arc<Context>);
+
+/// A primary whose requests go to a callback; see [`Primary::on_request`].
+#[derive(Debug)]
+pub struct CallbackPrimary {
+    pub(super) stopper: Stopper,
+    pub(super) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for CallbackPrimary {
+    fn drop(&mut self) {
+        self.stopper.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Stopper {
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        // A full queue needs no wake-up: the receiver is busy and sees the flag next.
+        let _ = self.0.tx.try_send(Event::Stop);
+        #[cfg(feature = "tokio")]
+        self.0.notify.notify_waiters();
+    }
+}
+
+impl Primary {
+    /// Becomes the primary: with the lock held (`lock`), or by binding an abstract name
+    /// (`None`: then `AddressInUse` means another primary runs).
+    pub(super) fn serve(
+        config: &SingleInstance,
+        loc: Location,
+        mut lock: Option<LockFile>,
+    ) -> Result<Primary> {
+        if let Some(lock) = &mut lock {
+            lock.write_pid();
+            // We hold the lock and nothing answers there: any socket file is a dead primary's.
+            LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket {}: {e}", loc.socket.display()),
+                )
+            })?;
+        }
+        let mut server = LocalServer::new();
+        let system = config.scope == Scope::System;
+        let options = if loc.abstract_ns {
+            SocketOptions::ABSTRACT_NAMESPACE
+        } else if system {
+            SocketOptions::WORLD_ACCESS
+        } else {
+            SocketOptions::USER_ACCESS
+        };
+        server.set_socket_options(options);
+        // Windows: others may connect to the System scope's pipe, but not add instances of
+        // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
+        #[cfg(windows)]
+        if system {
+            server.set_pipe_sddl(Some(crate::sys::shared_pipe_sddl()?));
+        }
+        server.set_max_pending_connections(MAX_READERS);
+        // Requests wait here for the app; past this many, launches are told to retry, so
+        // a flood holds at most this many requests (each at most the message limit).
+        let (tx, rx) = mpsc::sync_channel(64);
+        let ctx = Arc::new(Context {
+            closing: Arc::new(AtomicBool::new(false)),
+            stopped: AtomicBool::new(false),
+            // A launch writes its request as soon as it connects: a client that takes longer
+            // than this is broken or hostile, and must not hold a reader for a whole timeout.
+            timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
+            limit: config.max_message_size,
+            check_uid: !system,
+            #[cfg(all(test, windows))]
+            pretend_user: Mutex::new(None),
+            #[cfg(not(unix))]
+            pool: Pool::default(),
+            #[cfg(unix)]
+            mux: serve::Mux::new(&loc.socket, options)?,
+            held: Arc::new(AtomicUsize::new(0)),
+            waker: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
+            tx,
+        });
+        let hook_ctx = Arc::clone(&ctx);
+        server.set_incoming_connection_hook(move |socket, _: &PendingConnections| {
+            Context::incoming(&hook_ctx, socket);
+        });
+        server.on_new_connection(|_| {});
+        server.listen(&loc.socket.to_string_lossy())?;
+        #[cfg(unix)]
+        serve::Mux::start(&ctx);
+        Ok(Primary { server, lock, rx, ctx, socket: loc.socket, app_id: config.app_id.clone() })
+    }
+
+    /// The socket path (a pipe name on Windows) launches connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The lock file this primary holds.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.as_ref().map(LockFile::path).unwrap_or(Path::new(""))
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it.
+    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
+        std::iter::from_fn(move || self.recv())
+    }
+
+    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    ///
+    /// Requests whose launch gave up while they waited (it timed out, or was killed) are
+    /// dropped here, unseen; see [`Request::is_abandoned`].
+    pub fn recv(&self) -> Option<Request> {
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
+    /// [`recv`](Self::recv)).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
+        let deadline = far_deadline(timeout);
+        loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
+        }
+    }
+
+    /// The next request if one is waiting; never blocks. For GUI loops that poll on
+    /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
+    /// dropped, as by [`recv`](Self::recv).
+    pub fn try_recv(&self) -> Option<Request> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Event::Request(r)) if r.is_abandoned() => continue,
+                Ok(Event::Request(r)) => return Some(*r),
+                Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Calls `waker` (from one of the primary's threads) each time a request is ready to
+    /// be received: hand it a GUI event loop's wake-up (such as winit's
+    /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
+    ///
+    /// The waker must not block: in particular it must not wait for a lock that the
+    /// thread dropping the `Primary` holds, since dropping waits for the accept thread.
+    pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
+        *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
+    }
+
+    /// Delivers each request to `callback` on a thread of its own, which owns the
+    /// primary from now on. Dropping the returned handle stops that thread and releases
+    /// the primary.
+    pub fn on_request(self, mut callback: impl FnMut(Request) + Send + 'static) -> CallbackPrimary {
+        let stopper = self.stopper();
+        let thread = std::thread::spawn(move || {
+            for request in self.requests() {
+                callback(request);
+            }
+        });
+        CallbackPrimary { stopper, thread: Some(thread) }
+    }
+
+    /// Tests: makes this primary take itself for `sid`.
+    #[cfg(all(test, windows))]
+    pub(crate) fn pretend_user(&self, sid: Option<crate::Sid>) {
+        *self.ctx.pretend_user.lock().unwrap() = sid;
+    }
+
+    /// A handle that makes the blocking receive calls return.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.ctx))
+    }
+
+    /// Gives up being the primary now: the socket is closed and removed, then the lock
+    /// is freed, so a new launch (such as this app restarting itself) becomes the
+    /// primary. Requests not yet answered tell their launches to start over.
+    pub fn release(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        self.ctx.closing.store(true, Ordering::SeqCst);
+        self.ctx.shutdown();
+        // Socket first, lock last: only the lock holder ever removes the socket.
+        self.server.close();
+        while let Ok(event) = self.rx.try_recv() {
+            drop(event);
+        }
+        drop(self.lock.take());
+    }
+}
+
+impl Context {
+    /// The `incomingConnection` hook: check the peer, then queue the socket for a reader
+    /// thread, starting one if none is idle.
+    pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
+        let peer = socket.peer_credentials().ok();
+        #[cfg(unix)]
+        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(unsafe { libc::geteuid() }) {
+            // A stranger: dropped before a byte is read.
+            return;
+        }
+        // Windows: the client's user SID, as it connected (see `PeerCredentials::sid`); one
+        // that cannot be read counts as a stranger's.
+        #[cfg(windows)]
+        if ctx.check_uid && !matches!((peer.and_then(|p| p.sid), ctx.user()), (Some(c), Ok(me)) if c == me) {
+            return;
+        }
+        // A launch writes its request right after connecting, so it is usually here
+        // already: then it is delivered from this thread, without a reader's hop.
+        // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
+        // here: it goes to a reader, which refuses it.
+        let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
+        if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
+            ctx.deliver(socket, peer, line);
+            return;
+        }
+        #[cfg(unix)]
+        serve::Mux::add(ctx, socket, peer);
+        #[cfg(not(unix))]
+        Context::pool_add(ctx, socket, peer);
+    }
+
+    /// The user this primary serves: its process's.
+    #[cfg(windows)]
+    pub(super) fn user(&self) -> io::Result<crate::Sid> {
+        #[cfg(test)]
+        if let Some(sid) = *self.pretend_user.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(sid);
+        }
+        crate::sys::current_user()
+    }
+
+    #[cfg(unix)]
+    pub(super) fn shutdown(&self) {
+        self.mux.shutdown();
+    }
+
+    /// Decodes a request line and hands the request to the app (or answers the error).
+    pub(super) fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
+        // Everything but `data` is decoded (and checked); `data` stays text in the line.
+        let head = match protocol::decode_head(&line) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = send_reply(&socket, &Reply::error(e));
+                return;
+            }
+        };
+        // The line's text and its decoded fields, at most about as much again.
+        let weight = 2 * line.len() + 256;
+        let before = self.held.fetch_add(weight, Ordering::SeqCst);
+        // Held for as long as the app keeps the request: no spare capacity from reading.
+        let mut line = line;
+        line.shrink_to_fit();
+        let raw =
+            String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let request = Request {
+            head,
+            data: std::sync::OnceLock::new(),
+            message: std::sync::OnceLock::new(),
+            raw,
+            weight,
+            held: Arc::clone(&self.held),
+            peer,
+            socket: Some(socket),
+            closing: Arc::clone(&self.closing),
+        };
+        if self.closing.load(Ordering::SeqCst) {
+            return; // dropped: tells the launch to start over
+        }
+        if before > 0 && before + weight > HELD_BUDGET {
+            // Too many bytes wait already: this launch tries again until its timeout.
+            let mut r = request;
+            if let Some(socket) = r.socket.take() {
+                let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+            }
+            return;
+        }
+        match self.tx.try_send(Event::Request(Box::new(request))) {
+            Ok(()) => {}
+            // The app is not keeping up: this launch tries again until its timeout.
+            Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {
+                if let Some(socket) = r.socket.take() {
+                    let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
+        {
+            let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(w) = waker {
+                w();
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! [`Request`]: one launch as the primary receives it, answered with [`Request::reply`].
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::protocol::{self, Message, ACTIVATION_VARS};
+use super::transport::send_reply;
+use super::Reply;
+use crate::{LocalSocket, PeerCredentials};
+
+/// A launch's request, as the primary receives it. Answer it with
+/// [`reply`](Self::reply); one dropped unanswered gets an error reply, so no launch is
+/// left waiting.
+///
+/// To bring the app's window forward for a request: on Wayland and X11 use
+/// [`activation_token`](Self::activation_token); on Windows just focus the window
+/// (`SetForegroundWindow`, winit's `focus_window`): before it sent the request, the launch
+/// handed its right to take the foreground to the primary (`AllowSetForegroundWindow`).
+pub struct Request {
+    /// Everything but `data`, decoded; `data` stays text in `raw` until asked for.
+    pub(super) head: protocol::Head,
+    pub(super) data: std::sync::OnceLock<Value>,
+    pub(super) message: std::sync::OnceLock<Message>,
+    pub(super) raw: String,
+    /// What this request counts against the primary's [`HELD_BUDGET`], given back on drop.
+    pub(super) weight: usize,
+    pub(super) held: Arc<AtomicUsize>,
+    pub(super) peer: Option<PeerCredentials>,
+    pub(super) socket: Option<LocalSocket>,
+    pub(super) closing: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request").field("argv", &self.head.argv).field("peer", &self.peer).finish()
+    }
+}
+
+impl Request {
+    /// The launch's full argument vector, program name first, byte for byte.
+    pub fn argv(&self) -> &[OsString] {
+        &self.head.argv
+    }
+
+    /// The launch's arguments after the program name.
+    pub fn args(&self) -> &[OsString] {
+        self.head.argv.get(1..).unwrap_or(&[])
+    }
+
+    /// The launch's working directory, byte for byte: resolve relative paths in
+    /// [`args`](Self::args) against it.
+    pub fn cwd(&self) -> Option<&Path> {
+        self.head.cwd.as_deref().map(Path::new)
+    }
+
+    /// The forwarded environment (the activation variables, and those asked for with
+    /// [`SingleInstance::forward_env`]).
+    pub fn env(&self) -> &BTreeMap<String, OsString> {
+        &self.head.env
+    }
+
+    /// The token to raise the window with: `XDG_ACTIVATION_TOKEN` (Wayland), else
+    /// `DESKTOP_STARTUP_ID` (X11 startup notification).
+    pub fn activation_token(&self) -> Option<&OsStr> {
+        ACTIVATION_VARS.iter().find_map(|v| self.head.env.get(*v)).map(OsString::as_os_str)
+    }
+
+    /// The pid the launch reported.
+    pub fn pid(&self) -> Option<u32> {
+        self.head.pid
+    }
+
+    /// The custom data the launch sent, parsed on the first call.
+    ///
+    /// The primary keeps `data` as text until then: parsed, a JSON value can take tens of
+    /// times its text's size (some 70 bytes per byte for `[[0],[0],...]`), which the
+    /// primary's memory bound does not cover. An app that takes `data` from launches it
+    /// does not trust can read [`data_json`](Self::data_json) with a parser of its own.
+    pub fn data(&self) -> &Value {
+        self.data.get_or_init(|| match &self.head.data {
+            Some(range) => protocol::parse_data(&self.raw.as_bytes()[range.clone()]),
+            None => Value::Null,
+        })
+    }
+
+    /// The custom data as the launch sent it: JSON text (`null` when it sent none).
+    pub fn data_json(&self) -> &str {
+        self.head.data.as_ref().and_then(|r| self.raw.get(r.clone())).unwrap_or("null")
+    }
+
+    /// Who connected, as the OS reports it: on Unix the uid (checked already, except in the
+    /// System scope), on Windows the SID the client connected as (likewise checked).
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.peer
+    }
+
+    /// The decoded message (`data` parsed on the first call, as [`data`](Self::data)).
+    pub fn message(&self) -> &Message {
+        self.message.get_or_init(|| Message {
+            argv: self.head.argv.clone(),
+            cwd: self.head.cwd.clone(),
+            env: self.head.env.clone(),
+            pid: self.head.pid,
+            data: self.data().clone(),
+        })
+    }
+
+    /// The request line exactly as received.
+    pub fn raw_json(&self) -> &str {
+        &self.raw
+    }
+
+    /// Whether the launch has given up waiting for the reply (it timed out with
+    /// [`Error::NoReply`], or was killed): its connection is closed, so a reply would
+    /// reach nobody, and acting on the request may surprise a user who saw it fail.
+    ///
+    /// Delivery is at least once, not exactly once: the primary drops requests found
+    /// abandoned before the app receives them, but a launch can give up at any moment
+    /// after that, and a launch that starts over (its primary died mid-handoff) sends
+    /// its request again. An app that must not act twice can check this before acting.
+    /// A client that only half-closes its side after sending is still waiting. Unix
+    /// only; elsewhere always `false`.
+    pub fn is_abandoned(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(socket) = &self.socket {
+            use std::os::fd::AsRawFd;
+            // POLLHUP: both directions are shut, which a close by the peer does (a
+            // half-close only shuts our reading side).
+            let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: 0, revents: 0 };
+            return unsafe { libc::poll(&mut pfd, 1, 0) } == 1
+                && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+        }
+        false
+    }
+
+    /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
+    /// also waits, up to 2 s, until the launch has read the reply (see `sys::flush`).
+    pub fn reply(mut self, reply: Reply) -> io::Result<()> {
+        let socket = self.socket.take().expect("a request is answered once");
+        send_reply(&socket, &reply)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.weight, Ordering::SeqCst);
+        if let Some(socket) = self.socket.take() {
+            let reply = if self.closing.load(Ordering::SeqCst) {
+                Reply::retry("the primary instance is shutting down")
+            } else {
+                Reply::error("the primary instance dropped the request without answering")
+            };
+            let _ = send_reply(&socket, &reply);
+        }
+    }
+}

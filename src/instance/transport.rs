@@ -1,0 +1,82 @@
+//! Line I/O on a connection, bounded in time and size: what the launch and the primary
+//! both read and write.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use super::Reply;
+use crate::LocalSocket;
+
+/// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
+/// on Windows): there each blocking read or write is bounded by a `sys::IoDeadline`
+/// instead, which cancels the pipe's I/O when the deadline passes.
+pub(super) fn set_timeout(socket: &LocalSocket, read: bool, t: Duration) -> io::Result<()> {
+    let t = Some(t.max(Duration::from_millis(1)));
+    let r = if read { socket.set_read_timeout(t) } else { socket.set_write_timeout(t) };
+    match r {
+        Err(_) if cfg!(windows) => Ok(()),
+        r => r,
+    }
+}
+
+pub(super) enum ReadError {
+    Closed,
+    TimedOut,
+    TooLarge,
+    Io(io::Error),
+}
+
+/// Reads one line (without its newline) of at most `limit` bytes before `deadline`.
+pub(super) fn read_line(
+    socket: &LocalSocket,
+    deadline: Instant,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, ReadError> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 8192];
+    #[cfg(windows)]
+    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::TimedOut);
+        }
+        set_timeout(socket, true, left).map_err(ReadError::Io)?;
+        let n = match (&*socket).read(&mut buf) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(ReadError::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            if line.len() + i > limit {
+                return Err(ReadError::TooLarge);
+            }
+            line.extend_from_slice(&buf[..i]);
+            return Ok(line);
+        }
+        if line.len() + n > limit {
+            return Err(ReadError::TooLarge);
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+}
+
+pub(super) fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
+    let mut line = reply.encode().into_bytes();
+    line.push(b'\n');
+    set_timeout(socket, false, Duration::from_secs(2))?;
+    #[cfg(windows)]
+    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), Instant::now() + Duration::from_secs(2));
+    (&*socket).write_all(&line)?;
+    // A pipe: wait (at most the same 2 s) until the launch has taken the reply, so that
+    // dropping the socket closes it at once, not in interprocess' linger pool (see
+    // `sys::flush`). As on Unix, a reply written is a reply sent: a launch that does not
+    // read it in time is not an error here.
+    #[cfg(windows)]
+    let _ = crate::sys::flush(socket.as_stream());
+    Ok(())
+}
