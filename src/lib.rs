@@ -11,7 +11,7 @@ mod sid;
 mod socket;
 mod sys;
 
-pub use error::{Error, LocalSocketError, SocketError};
+pub use error::{Error, LocalSocketError, PathError, SocketError};
 pub use instance::{
     decode_os, encode_os, CallbackPrimary, Message, Primary, Reply, Request, Scope, SingleInstance, Start,
     Status, Stopper, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, PROTOCOL_VERSION,

@@ -285,12 +285,9 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     let mode = if system { 0o1777 } else { 0o700 };
     match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
         Ok(()) => {}
-        Err(e) => {
-            return Err(Error::Io(io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))
-        }
+        Err(e) => return Err(Error::Io(crate::PathError::wrap("cannot create", dir, e))),
     }
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::Io(crate::PathError::wrap("", dir, e)))?;
     if !meta.is_dir() {
         return Err(Error::Insecure(format!("{} is not a directory", dir.display()).into()));
     }
@@ -328,7 +325,7 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
 
 #[cfg(windows)]
 fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
-    let io_err = |e: io::Error| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", dir.display())));
+    let io_err = |e: io::Error| Error::Io(crate::PathError::wrap("", dir, e));
     if std::fs::symlink_metadata(dir).is_err() {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(io_err)?;
@@ -343,12 +340,7 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
         match made {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(Error::Io(io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", dir.display()),
-                )))
-            }
+            Err(e) => return Err(Error::Io(crate::PathError::wrap("cannot create", dir, e))),
         }
     }
     // Not a junction or a symbolic link (which could lead this process's writes and removals

@@ -99,8 +99,7 @@ fn dir_is_trusted(path: &Path) -> bool {
 impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it.
     pub(crate) fn try_lock(path: &Path, shared_dir: bool) -> io::Result<Option<LockFile>> {
-        let file = open(path, shared_dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let file = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {
                 Ok(Some(LockFile { file, path: path.to_path_buf(), shared: shared_dir, wrote_pid: false }))

@@ -2,7 +2,6 @@
 //! the hook that checks each connection and passes it on to be read.
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -123,12 +122,8 @@ impl Primary {
         if let Some(lock) = &mut lock {
             lock.write_pid();
             // We hold the lock and nothing answers there: any socket file is a dead primary's.
-            LocalServer::remove_server(&loc.socket.to_string_lossy()).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot remove the stale socket {}: {e}", loc.socket.display()),
-                )
-            })?;
+            LocalServer::remove_server(&loc.socket.to_string_lossy())
+                .map_err(|e| crate::PathError::wrap("cannot remove the stale socket", &loc.socket, e))?;
         }
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
@@ -337,7 +332,7 @@ impl Context {
 
     /// The user this primary serves: its process's.
     #[cfg(windows)]
-    pub(super) fn user(&self) -> io::Result<crate::Sid> {
+    pub(super) fn user(&self) -> std::io::Result<crate::Sid> {
         #[cfg(test)]
         if let Some(sid) = *self.pretend_user.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(sid);
