@@ -218,13 +218,9 @@ mod unix {
             }
         });
         let request = {
-            let m = solo_instance::Message {
-                argv: vec!["bench".into(), "file.txt".into()],
-                cwd: std::env::current_dir().ok().map(Into::into),
-                env: Default::default(),
-                pid: Some(std::process::id()),
-                data: serde_json::Value::Null,
-            };
+            let mut m = solo_instance::Message::new(["bench", "file.txt"]);
+            m.cwd = std::env::current_dir().ok().map(Into::into);
+            m.pid = Some(std::process::id());
             format!("{}\n", m.encode())
         };
         let n = cfg.handoffs;

@@ -5,7 +5,12 @@
 //! cargo run --example editor -- a.txt      # terminal 1: the editor opens a.txt, stays
 //! cargo run --example editor -- b.txt      # terminal 2: b.txt opens in terminal 1
 //! cargo run --example editor -- --quit     # ends the editor
+//! cargo run --example editor -- --help     # usage (answered here, never forwarded)
 //! ```
+//!
+//! Quit with `--quit` from another terminal, or Ctrl-C in the editor's. Its lock and socket
+//! live in `$XDG_RUNTIME_DIR` (else `$TMPDIR/solo-instance-<uid>`; on Windows
+//! `%LOCALAPPDATA%\solo-instance` and a named pipe), as `org.solo-instance.Editor.*`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,7 +18,21 @@ use std::process::ExitCode;
 
 use solo_instance::{Reply, SingleInstance, Start};
 
+const USAGE: &str = "\
+usage: editor [FILE...]     open FILEs in the running editor, or start it with them
+       editor --quit        end the running editor
+       editor --help        this text
+
+The first launch becomes the editor and stays; later launches hand their files to it
+and exit with its answer.
+";
+
 fn main() -> ExitCode {
+    // Asked of this launch, not of the running editor: answered here, nothing forwarded.
+    if std::env::args_os().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let instance = match SingleInstance::new("org.solo-instance.Editor") {
         Ok(i) => i,
         Err(e) => {

@@ -1,4 +1,125 @@
-#![doc = include_str!("../README.md")]
+//! Run a desktop app as **one instance**, and Qt's **`QLocalServer`** for Rust.
+//!
+//! The first launch of an app becomes the *primary*. Every later launch hands its
+//! arguments, working directory, activation token and custom data to the primary, waits
+//! for its answer, and exits with it: "open with" on a running editor opens the file in
+//! its window. Underneath is a port of Qt's `QLocalServer` (and the client half of
+//! `QLocalSocket`), name- and wire-compatible with Qt 5 and Qt 6, so a Qt program and a
+//! Rust program reach each other by the same server name.
+//!
+//! # Which layer to use
+//!
+//! - Use [`SingleInstance`] when an app must run once (per user, per login session, or
+//!   per machine: [`Scope`]) and later launches must reach it. It decides who is the
+//!   primary with a lock, so a crashed primary is replaced at once, and it gives the
+//!   primary each launch as a [`Request`] to answer with a [`Reply`].
+//! - Use [`LocalServer`] and [`LocalSocket`] for your own protocol over a local socket
+//!   (a Unix domain socket, a named pipe on Windows), or to talk to a Qt program that
+//!   uses `QLocalServer`/`QLocalSocket`: same names, same paths, same access options,
+//!   Qt's error codes and texts.
+//!
+//! ```no_run
+//! use solo_instance::{Reply, SingleInstance, Start};
+//!
+//! fn main() -> Result<(), solo_instance::Error> {
+//!     match SingleInstance::new("org.example.Editor")?.start()? {
+//!         Start::Primary(primary) => {
+//!             for request in primary.requests() {
+//!                 println!("open {:?} (from {:?})", request.args(), request.cwd());
+//!                 request.reply(Reply::ok())?;
+//!             }
+//!         }
+//!         // Another instance runs: it received our arguments and answered.
+//!         Start::Forwarded(reply) => std::process::exit(reply.exit_code()),
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A primary hands requests over in the way a GUI loop needs: the blocking
+//! [`Primary::requests`] iterator, [`Primary::try_recv`] polling, [`Primary::recv_timeout`],
+//! a callback ([`Primary::on_request`]), [`Primary::set_waker`] to wake an event loop (winit's
+//! `EventLoopProxy`, egui's `request_repaint`) when a request is ready, and with the `tokio`
+//! feature `Primary::recv_async`.
+//!
+//! # Guarantees
+//!
+//! Each is tested with real processes and sockets in the repository's `tests/`:
+//!
+//! 1. **One primary** per app id and scope, however many launches start at once: an
+//!    exclusive lock (`flock`, `LockFileEx`) decides, never the socket.
+//! 2. **No lost launch**: a launch becomes the primary or gets the primary's reply; one
+//!    whose primary dies or shuts down mid-handoff starts over, and may become primary.
+//! 3. **Crash recovery**: after `kill -9` of the primary the next launch is primary at
+//!    once. A socket is removed only by the lock's holder, and only once nothing answers
+//!    on it, so a live primary's socket is never removed.
+//! 4. **Private by default**: the socket (or pipe) is the user's alone, and both ends check
+//!    the peer's user (uid, or SID on Windows) before a byte of a request is written or read.
+//! 5. **Bad input never hurts the primary**: malformed JSON, oversized messages, silent or
+//!    slow clients and floods get a clear error or a deadline, with memory bounded.
+//! 6. **Lossless**: argv and cwd arrive byte for byte, non-UTF-8 included.
+//! 7. **Activation**: the launch's `XDG_ACTIVATION_TOKEN` / `DESKTOP_STARTUP_ID` reach the
+//!    primary ([`Request::activation_token`]); on Windows the launch hands the primary
+//!    its right to take the foreground (`AllowSetForegroundWindow`).
+//! 8. **Clear failure**: a primary that holds the lock but does not answer makes the
+//!    launch fail with [`Error::NoReply`] within its timeout.
+//!
+//! Delivery is at least once: a launch that gave up ([`Error::NoReply`]) may still be
+//! acted on by a busy primary; [`Request::is_abandoned`] tells.
+//!
+//! # Security
+//!
+//! - Launches are untrusted input to the primary. A request's [`pid`](Request::pid) is
+//!   what the launch claims; [`Request::peer_credentials`] is what the OS says.
+//! - Per-user scopes refuse a directory another user owns or may write to
+//!   ([`Error::Insecure`]), and on Windows a pipe another user (or a sandboxed process of the
+//!   same user) created first under the app's name.
+//! - [`Scope::System`] is shared with every local user by design: any of them may be its
+//!   primary and read the launches' arguments. Use it only for data all users may see.
+//!
+//! # Platform notes
+//!
+//! - **Linux**: Unix domain sockets, with [`SocketOptions::ABSTRACT_NAMESPACE`]; the
+//!   System scope is an abstract socket, with no files.
+//! - **macOS** and the BSDs: Unix domain sockets; no abstract namespace.
+//! - **Windows**: named pipes (through `interprocess`), with Qt's security descriptors
+//!   for [`SocketOptions`], SID-derived names and SID peer checks. Pipes have no I/O
+//!   timeouts: `SingleInstance` bounds each read and write by cancelling it.
+//!
+//! # Resource use and leaks
+//!
+//! An idle [`LocalServer`] or [`Primary`] makes no system call and wakes no thread. A
+//! [`LocalServer`] owns one accept thread while a callback, hook or acceptor is set; a
+//! Unix primary adds one reader thread for all unread connections (Windows: a bounded pool
+//! of reader threads). Dropping a server or a primary joins its threads, closes its
+//! socket, and removes the socket file only if it is still its own. A process killed
+//! with `SIGKILL` leaves its socket file (not its lock) behind; the next primary removes
+//! it, after the lock proved it stale. Lock files stay, by design: removing one would
+//! race with a launch taking it.
+//!
+//! # Anatomy of the crate
+//!
+//! - [`SingleInstance`] (a consuming builder) → [`Start`]: a [`Primary`] or a forwarded
+//!   [`Reply`]; [`Request`], [`Reply`], [`Stopper`], [`CallbackPrimary`], [`Status`].
+//! - [`protocol`]: the wire format, for programs in other languages that speak to a
+//!   primary: [`Message`] and [`Reply`] encode to one line of JSON each,
+//!   [`protocol::encode_os`]/[`protocol::decode_os`] are the lossless encoding of OS
+//!   strings, [`protocol::ProtocolError`] says what is wrong with a line.
+//! - Layer 1: [`LocalServer`], [`LocalSocket`], [`ConnectOptions`], [`SocketOptions`],
+//!   [`PeerCredentials`] (with a Windows [`Sid`]), [`PendingConnections`].
+//! - Errors: [`Error`], with Qt's codes in [`LocalSocketError`] and [`SocketError`], and
+//!   [`PathError`] for the file or directory an I/O error concerns.
+//!
+//! # Features
+//!
+//! - `tokio`: `LocalServer::accept_async` / `incoming_async` and `Primary::recv_async`.
+//! - `gui-example`, `egui-example`: dev-only, for the windowed examples; not part of the
+//!   library.
+//!
+//! The repository's README has the figures (round trip, launch and memory, each with the
+//! command that measures it) and the table of where Qt's behaviour is deliberately not
+//! followed.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -6,6 +127,7 @@ mod error;
 mod instance;
 mod name;
 mod options;
+pub mod protocol;
 mod server;
 mod sid;
 mod socket;
@@ -13,12 +135,13 @@ mod sys;
 
 pub use error::{Error, LocalSocketError, PathError, SocketError};
 pub use instance::{
-    decode_os, encode_os, CallbackPrimary, Message, Primary, Reply, Request, Scope, SingleInstance, Start,
-    Status, Stopper, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, PROTOCOL_VERSION,
+    CallbackPrimary, Primary, Request, Scope, SingleInstance, Start, Status, Stopper, DEFAULT_TIMEOUT,
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
+pub use protocol::{Message, Reply};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use server::AsyncIncoming;
 pub use server::{
     Incoming, LocalServer, PendingConnections, DEFAULT_LISTEN_BACKLOG_SIZE, DEFAULT_MAX_PENDING_CONNECTIONS,
@@ -28,3 +151,8 @@ pub use socket::{ConnectOptions, LocalSocket, PeerCredentials};
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The README's code, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -411,7 +411,7 @@ fn abuse_non_utf8_launch_of_360_kb_is_served() {
     assert!(out.status.success(), "{:?} {}", out.status, text(&out.stderr));
     let request = json_line(&p.line());
     for (i, name) in names.iter().enumerate() {
-        let got = solo_instance::decode_os(&request["argv"][i + 1]).unwrap();
+        let got = solo_instance::protocol::decode_os(&request["argv"][i + 1]).unwrap();
         assert_eq!(got.as_bytes(), name.as_bytes(), "argv[{}]", i + 1);
     }
 }

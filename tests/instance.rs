@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use solo_instance::{
-    decode_os, ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance,
-    SocketOptions, Start,
+    protocol::decode_os, ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Reply,
+    SingleInstance, SocketOptions, Start,
 };
 use util::{example, file_id, Proc, TempDir, Watchdog};
 

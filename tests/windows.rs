@@ -504,7 +504,7 @@ fn instance_ill_formed_utf16_argv_round_trips() {
     let ill = OsString::from_wide(&units);
     assert!(ill.to_str().is_none());
     assert_eq!(
-        solo_instance::encode_os(&ill),
+        solo_instance::protocol::encode_os(&ill),
         serde_json::json!({ "wide": [0x61, 0xD800, 0x62, 0xDC00, 0xDC00, 0x63] })
     );
 

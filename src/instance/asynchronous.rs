@@ -55,6 +55,7 @@ impl Primary {
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv_async(&mut self) -> Option<Request> {
         loop {
             // Listen before looking, so a request queued in between is not missed.
@@ -83,6 +84,7 @@ impl Request {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn reply_async(self, reply: Reply) -> io::Result<()> {
         tokio::task::spawn_blocking(move || self.reply(reply)).await.map_err(io::Error::other)?
     }

@@ -161,7 +161,7 @@ impl SingleInstance {
                 Ok(r) if r.retry => Ok(None),
                 Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
                 Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.into())),
+                Err(e) => Err(Error::Protocol(e.message().into())),
             },
             Err(ReadError::Closed) => Ok(None),
             Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),

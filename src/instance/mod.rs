@@ -9,7 +9,6 @@ mod lock;
 #[cfg(not(unix))]
 mod pool;
 mod primary;
-mod protocol;
 mod request;
 #[cfg(unix)]
 mod serve;
@@ -24,14 +23,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use crate::protocol::Reply;
+use crate::protocol::{self, Message, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE};
 use launch::{connect_options, is_dead};
 use location::Location;
 pub use location::Scope;
 use lock::LockFile;
 pub use primary::{CallbackPrimary, Primary, Stopper};
-pub use protocol::{
-    decode_os, encode_os, Message, Reply, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
-};
 pub use request::Request;
 
 use crate::Result;
@@ -52,6 +50,38 @@ const HELD_BUDGET: usize = 16 << 20;
 
 /// Sets up single-instance behaviour for one app id. A consuming builder; see the
 /// [crate docs](crate) for a complete program.
+///
+/// Each option's default: [`Scope::User`], the scope's own directory, a 5 s
+/// [timeout](Self::timeout), a 1 MiB [message limit](Self::max_message_size), this
+/// process's argv, cwd and activation variables, and `null` [data](Self::data).
+///
+/// ```
+/// use std::time::Duration;
+/// use solo_instance::{Reply, Scope, SingleInstance, Start};
+///
+/// # let dir = std::env::temp_dir().join(format!("doc-builder-{}", std::process::id()));
+/// let app = || {
+///     SingleInstance::new("org.example.Viewer")
+///         .unwrap()
+///         .scope(Scope::User)
+///         .directory(&dir) // tests and sandboxes; apps keep the default
+///         .timeout(Duration::from_secs(2))
+/// };
+/// let Start::Primary(primary) = app().argv(["viewer"]).start()? else { unreachable!() };
+///
+/// // A second launch, here from a thread: it is forwarded, and gets the primary's reply.
+/// let second = app().argv(["viewer", "photo.jpg"]);
+/// let launch = std::thread::spawn(move || second.start());
+/// let request = primary.recv().unwrap();
+/// assert_eq!(request.args(), ["photo.jpg"]);
+/// request.reply(Reply::ok().with_stdout("shown\n"))?;
+/// match launch.join().unwrap()? {
+///     Start::Forwarded(reply) => assert_eq!(reply.stdout(), "shown\n"),
+///     Start::Primary(_) => unreachable!("the lock is held"),
+/// }
+/// # drop(primary); let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 #[derive(Clone, Debug)]
 pub struct SingleInstance {
@@ -75,6 +105,7 @@ pub enum Start {
 }
 
 /// Whether a primary runs, from [`SingleInstance::status`].
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     /// Whether a process holds the lock.
@@ -92,7 +123,7 @@ impl SingleInstance {
     /// not starting with `.` or `-` (reverse-DNS ids such as `org.example.Editor` fit).
     ///
     /// # Errors
-    /// [`Error::InvalidAppId`] for any other id.
+    /// [`Error::InvalidAppId`](crate::Error::InvalidAppId) for any other id.
     pub fn new(app_id: &str) -> Result<Self> {
         location::validate_app_id(app_id)?;
         Ok(SingleInstance {
@@ -197,9 +228,21 @@ impl SingleInstance {
     /// goes away meanwhile makes it start over, so it may become the primary itself.
     ///
     /// # Errors
-    /// [`Error::NoReply`] when a primary holds the lock but does not answer within the
-    /// [timeout](Self::timeout); [`Error::Rejected`] when it answers with an error;
-    /// [`Error::Insecure`] and [`Error::Io`] for the directory and lock file.
+    /// [`Error::NoReply`](crate::Error::NoReply) when a primary holds the lock but does not answer within the
+    /// [timeout](Self::timeout); [`Error::Rejected`](crate::Error::Rejected) when it answers with an error;
+    /// [`Error::Insecure`](crate::Error::Insecure) and [`Error::Io`](crate::Error::Io) for the directory and lock file.
+    ///
+    /// ```no_run
+    /// use solo_instance::{SingleInstance, Start};
+    /// match SingleInstance::new("org.example.Editor")?.start()? {
+    ///     Start::Primary(_primary) => { /* open the window; serve _primary.requests() */ }
+    ///     Start::Forwarded(reply) => {
+    ///         reply.print_output(); // what the primary said for this launch
+    ///         std::process::exit(reply.exit_code());
+    ///     }
+    /// }
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn start(self) -> Result<Start> {
         self.run(true)
     }
@@ -208,7 +251,16 @@ impl SingleInstance {
     /// the primary.
     ///
     /// # Errors
-    /// [`Error::NoPrimary`] when none runs; otherwise as [`start`](Self::start).
+    /// [`Error::NoPrimary`](crate::Error::NoPrimary) when none runs; otherwise as [`start`](Self::start).
+    ///
+    /// ```
+    /// use solo_instance::{Error, SingleInstance};
+    /// # let dir = std::env::temp_dir().join(format!("doc-send-{}", std::process::id()));
+    /// let r = SingleInstance::new("org.example.Tool")?.directory(&dir).argv(["tool", "--ping"]).send();
+    /// assert!(matches!(r, Err(Error::NoPrimary)));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn send(self) -> Result<Reply> {
         match self.run(false)? {
             Start::Forwarded(reply) => Ok(reply),
@@ -218,6 +270,20 @@ impl SingleInstance {
 
     /// Whether a primary runs, and where. Takes nothing from it: a free lock is let go at
     /// once and no file is removed.
+    ///
+    /// ```
+    /// use solo_instance::{SingleInstance, Start};
+    /// # let dir = std::env::temp_dir().join(format!("doc-status-{}", std::process::id()));
+    /// let app = || SingleInstance::new("org.example.Clock").unwrap().directory(&dir);
+    /// assert!(!app().status()?.running);
+    /// let Start::Primary(primary) = app().start()? else { unreachable!() };
+    /// let status = app().status()?;
+    /// assert!(status.running);
+    /// assert_eq!(status.pid, Some(std::process::id()));
+    /// assert_eq!(status.socket, primary.socket_path());
+    /// # drop(primary); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn status(&self) -> Result<Status> {
         let loc = self.location()?;
         if loc.abstract_ns {

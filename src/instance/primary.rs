@@ -58,6 +58,26 @@ pub(super) struct Context {
 /// The running primary instance. It serves launches until dropped or
 /// [released](Self::release); then its socket is removed and its lock freed, in that
 /// order.
+///
+/// ```
+/// use solo_instance::{Reply, SingleInstance, Start};
+/// # let dir = std::env::temp_dir().join(format!("doc-primary-{}", std::process::id()));
+/// let app = || SingleInstance::new("org.example.Player").unwrap().directory(&dir);
+/// let Start::Primary(primary) = app().start()? else { unreachable!() };
+/// let stopper = primary.stopper(); // e.g. for a quit action on another thread
+///
+/// let launch = app().argv(["player", "song.ogg"]);
+/// let launcher = std::thread::spawn(move || launch.send());
+/// // A GUI would call try_recv() when its waker fires; a tool can block.
+/// for request in primary.requests() {
+///     request.reply(Reply::exit(0))?;
+///     stopper.stop(); // ends requests()
+/// }
+/// assert_eq!(launcher.join().unwrap()?.exit_code(), 0);
+/// primary.release(); // socket closed, then the lock freed: a new launch may be primary
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Primary {
     pub(super) server: LocalServer,
     pub(super) lock: Option<LockFile>,

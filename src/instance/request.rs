@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::protocol::{self, Message, ACTIVATION_VARS};
 use super::transport::send_reply;
 use super::Reply;
+use crate::protocol::{self, Message, ACTIVATION_VARS};
 use crate::{LocalSocket, PeerCredentials};
 
 /// A launch's request, as the primary receives it. Answer it with
@@ -61,7 +61,7 @@ impl Request {
     }
 
     /// The forwarded environment (the activation variables, and those asked for with
-    /// [`SingleInstance::forward_env`]).
+    /// [`SingleInstance::forward_env`](crate::SingleInstance::forward_env)).
     pub fn env(&self) -> &BTreeMap<String, OsString> {
         &self.head.env
     }
@@ -118,7 +118,7 @@ impl Request {
     }
 
     /// Whether the launch has given up waiting for the reply (it timed out with
-    /// [`Error::NoReply`], or was killed): its connection is closed, so a reply would
+    /// [`Error::NoReply`](crate::Error::NoReply), or was killed): its connection is closed, so a reply would
     /// reach nobody, and acting on the request may surprise a user who saw it fail.
     ///
     /// Delivery is at least once, not exactly once: the primary drops requests found
@@ -141,7 +141,27 @@ impl Request {
     }
 
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
-    /// also waits, up to 2 s, until the launch has read the reply (see `sys::flush`).
+    /// also waits, up to 2 s, until the launch has read the reply.
+    ///
+    /// ```
+    /// use solo_instance::{Reply, SingleInstance, Start};
+    /// # let dir = std::env::temp_dir().join(format!("doc-reply-{}", std::process::id()));
+    /// # let app = || SingleInstance::new("org.example.Doc").unwrap().directory(&dir);
+    /// # let Start::Primary(primary) = app().start()? else { unreachable!() };
+    /// # let launch = app().argv(["doc", "--version"]);
+    /// # let launcher = std::thread::spawn(move || launch.send());
+    /// let request = primary.recv().unwrap();
+    /// let reply = if request.args().iter().any(|a| a == "--version") {
+    ///     // Answered in the launching terminal, as GApplication lets a primary do.
+    ///     Reply::ok().with_stdout("doc 1.0\n")
+    /// } else {
+    ///     Reply::error("unknown arguments") // the launch fails with Error::Rejected
+    /// };
+    /// request.reply(reply)?;
+    /// # assert_eq!(launcher.join().unwrap()?.stdout(), "doc 1.0\n");
+    /// # drop(primary); let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reply(mut self, reply: Reply) -> io::Result<()> {
         let socket = self.socket.take().expect("a request is answered once");
         send_reply(&socket, &reply)

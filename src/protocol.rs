@@ -1,5 +1,6 @@
-//! The wire protocol: one request line and one reply line of JSON per connection, each
-//! with a version. Strings that are not valid Unicode travel losslessly as
+//! The wire protocol between a launch and the primary: one request line and one reply line
+//! of JSON per connection, each with a version, documented so that a program in another
+//! language (a Qt app, a Python script) can speak it. Strings that are not valid Unicode travel losslessly as
 //! `{"base64":"..."}` (Unix bytes, standard base64 with padding: 4 bytes per 3) or
 //! `{"wide":[...]}` (Windows UTF-16 units); `{"bytes":[...]}` (an array of byte values)
 //! is still decoded.
@@ -9,6 +10,33 @@ use std::ffi::{OsStr, OsString};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+
+/// A line that does not follow the protocol: malformed JSON, an unknown version, a field
+/// of the wrong type. Its text says which, and never repeats more than a few dozen
+/// characters of what was received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError(Box<str>);
+
+impl ProtocolError {
+    /// What is wrong, for a log or an error reply.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ProtocolError {
+    fn from(s: String) -> Self {
+        ProtocolError(s.into())
+    }
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -20,7 +48,17 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 pub const ACTIVATION_VARS: [&str; 2] = ["XDG_ACTIVATION_TOKEN", "DESKTOP_STARTUP_ID"];
 
 /// What a launch sends to the primary, decoded.
+///
+/// ```
+/// use solo_instance::Message;
+/// let mut m = Message::new(["editor", "a.txt"]);
+/// m.pid = Some(42);
+/// let line = m.encode();
+/// assert!(line.contains("\"v\":1"));
+/// assert_eq!(Message::decode(line.as_bytes()).unwrap(), m);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Message {
     /// The launch's full argument vector, program name first.
     pub argv: Vec<OsString>,
@@ -32,6 +70,24 @@ pub struct Message {
     pub pid: Option<u32>,
     /// Custom JSON data from the launch.
     pub data: Value,
+}
+
+impl Message {
+    /// A message with this argument vector (program name first), no working directory,
+    /// environment, pid or data. Set the public fields for the rest.
+    pub fn new<I, S>(argv: I) -> Message
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Message {
+            argv: argv.into_iter().map(Into::into).collect(),
+            cwd: None,
+            env: BTreeMap::new(),
+            pid: None,
+            data: Value::Null,
+        }
+    }
 }
 
 /// Encodes an OS string: a JSON string when it is Unicode, else the lossless form.
@@ -55,7 +111,20 @@ pub fn encode_os(s: &OsStr) -> Value {
 
 /// Decodes what [`encode_os`] produced (on another platform, the foreign form decodes
 /// lossily: bytes as UTF-8, UTF-16 units as UTF-16).
-pub fn decode_os(v: &Value) -> Result<OsString, String> {
+///
+/// ```
+/// use solo_instance::protocol::{decode_os, encode_os};
+/// use std::ffi::OsStr;
+/// let v = encode_os(OsStr::new("a.txt"));
+/// assert_eq!(v, "a.txt");
+/// assert_eq!(decode_os(&v).unwrap(), "a.txt");
+/// assert!(decode_os(&serde_json::json!({"base64": "not base64!"})).is_err());
+/// ```
+pub fn decode_os(v: &Value) -> Result<OsString, ProtocolError> {
+    decode_os_value(v).map_err(ProtocolError::from)
+}
+
+fn decode_os_value(v: &Value) -> Result<OsString, String> {
     match v {
         Value::String(s) => Ok(OsString::from(s)),
         Value::Object(o) if o.len() == 1 => {
@@ -177,7 +246,7 @@ impl Message {
 
     /// Decodes a request line (without its newline). Unknown fields are ignored, so a
     /// later minor addition does not break older primaries.
-    pub fn decode(line: &[u8]) -> Result<Message, String> {
+    pub fn decode(line: &[u8]) -> Result<Message, ProtocolError> {
         let head = decode_head(line)?;
         let data = match &head.data {
             Some(range) => parse_data(&line[range.clone()]),
@@ -354,7 +423,24 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
     Ok(Head { argv, cwd, env, pid, data })
 }
 
-/// The primary's answer to a launch.
+/// The primary's answer to a launch: success or an error, an exit code, and text for the
+/// launch to print on its own stdout and stderr.
+///
+/// ```
+/// use solo_instance::Reply;
+/// let r = Reply::exit(2).with_stderr("no such file\n");
+/// assert!(r.is_ok()); // answered; the exit code says how it went
+/// assert_eq!((r.exit_code(), r.stderr()), (2, "no such file\n"));
+/// let refused = Reply::error("busy");
+/// assert!(!refused.is_ok());
+/// assert_eq!(refused.error_message(), Some("busy"));
+/// // In the launch: print what the primary said and exit with its code.
+/// # #[allow(dead_code)]
+/// # fn launch(reply: Reply) -> std::process::ExitCode {
+/// reply.print_output();
+/// reply.process_exit_code()
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
     pub(crate) ok: bool,
@@ -486,8 +572,20 @@ impl Reply {
         Value::Object(o).to_string()
     }
 
-    /// Decodes a reply line.
-    pub fn decode(line: &[u8]) -> Result<Reply, String> {
+    /// Decodes a reply line (without its newline).
+    ///
+    /// ```
+    /// use solo_instance::Reply;
+    /// let line = Reply::exit(3).with_stdout("done\n").encode();
+    /// let reply = Reply::decode(line.as_bytes()).unwrap();
+    /// assert_eq!((reply.exit_code(), reply.stdout()), (3, "done\n"));
+    /// assert!(Reply::decode(b"{\"v\":99,\"ok\":true}").is_err());
+    /// ```
+    pub fn decode(line: &[u8]) -> Result<Reply, ProtocolError> {
+        Self::decode_text(line).map_err(ProtocolError::from)
+    }
+
+    fn decode_text(line: &[u8]) -> Result<Reply, String> {
         let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
         let Value::Object(o) = value else { return Err("a reply must be a JSON object".into()) };
         version(&o)?;
@@ -605,7 +703,7 @@ mod tests {
             (b"{\"v\":1,\"argv\":[],\"pid\":-1}", "pid"),
         ] {
             let e = Message::decode(line).unwrap_err();
-            assert!(e.contains(want), "{e} does not say {want}");
+            assert!(e.message().contains(want), "{e} does not say {want}");
         }
     }
 
@@ -619,6 +717,7 @@ mod tests {
             format!("{{\"v\":1,\"argv\":[{{\"base64\":\"{long}\"}}]}}"),
         ] {
             let e = Message::decode(line.as_bytes()).unwrap_err();
+            let e = e.message();
             assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..200]);
         }
     }
