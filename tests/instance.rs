@@ -2,7 +2,7 @@
 //! with a fresh private `XDG_RUNTIME_DIR` per test so tests are independent and run in
 //! parallel, plus in-process tests of the library API.
 //!
-//! Each of DESIGN.md's eight guarantees has at least one test here that fails when the
+//! Each of the README's eight guarantees has at least one test here that fails when the
 //! guarantee is lost:
 //!
 //! | guarantee | tests |

@@ -1,5 +1,6 @@
-//! Where the lock file and the socket live: per user by default, as DESIGN.md's
-//! "Where" section lays out, with the Flatpak and Snap rules.
+//! Where the lock file and the socket live: per user by default (the runtime directory,
+//! else a private directory under the temp dir), with the Flatpak and Snap rules; the
+//! README's "Where the files live" has the table.
 
 use std::io;
 use std::path::{Path, PathBuf};
