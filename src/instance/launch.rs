@@ -221,7 +221,7 @@ pub(super) fn is_disconnect(e: &io::Error) -> bool {
 
 #[cfg(unix)]
 pub(super) fn same_user(socket: &LocalSocket) -> bool {
-    let me = unsafe { libc::geteuid() };
+    let me = crate::sys::euid();
     socket.peer_credentials().ok().and_then(|c| c.uid) == Some(me)
 }
 

@@ -178,7 +178,7 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
 fn fallback_dir(scope: Scope) -> PathBuf {
     match scope {
         Scope::System => system_base().join("solo-instance-system"),
-        _ => crate::temp_dir().join(format!("solo-instance-{}", unsafe { libc::geteuid() })),
+        _ => crate::temp_dir().join(format!("solo-instance-{}", crate::sys::euid())),
     }
 }
 
@@ -266,7 +266,7 @@ fn user_dir() -> Result<PathBuf, Error> {
         }
         return Ok(runtime);
     }
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::sys::euid();
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
 
@@ -292,7 +292,7 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     if !meta.is_dir() {
         return Err(Error::Insecure(format!("{} is not a directory", dir.display()).into()));
     }
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::sys::euid();
     if system {
         if meta.uid() != uid && meta.uid() != 0 {
             return Err(Error::Insecure(

@@ -25,7 +25,8 @@ pub(crate) struct LockFile {
 /// How the crate opens any file in a directory another user may control: never through a
 /// symlink, and never blocking in open(2) (a FIFO, a device).
 #[cfg(unix)]
-const NO_BLOCK_NO_FOLLOW: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+const NO_BLOCK_NO_FOLLOW: i32 =
+    rustix::fs::OFlags::NOFOLLOW.union(rustix::fs::OFlags::NONBLOCK).bits() as i32;
 
 fn open(path: &Path, shared: bool) -> io::Result<File> {
     let mut opts = OpenOptions::new();
@@ -74,8 +75,7 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
-        if cfg!(target_os = "linux") && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o1000 == 0
-        {
+        if cfg!(target_os = "linux") && meta.uid() == crate::sys::euid() && meta.mode() & 0o1000 == 0 {
             let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
         }
     }
@@ -130,7 +130,7 @@ impl LockFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            if self.file.metadata().map(|m| m.uid()).ok() != Some(unsafe { libc::geteuid() }) {
+            if self.file.metadata().map(|m| m.uid()).ok() != Some(crate::sys::euid()) {
                 return;
             }
         }

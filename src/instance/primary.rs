@@ -325,7 +325,7 @@ impl Context {
     pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
         let peer = socket.peer_credentials().ok();
         #[cfg(unix)]
-        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(unsafe { libc::geteuid() }) {
+        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(crate::sys::euid()) {
             // A stranger: dropped before a byte is read.
             return;
         }

@@ -130,12 +130,13 @@ impl Request {
     pub fn is_abandoned(&self) -> bool {
         #[cfg(unix)]
         if let Some(socket) = &self.socket {
-            use std::os::fd::AsRawFd;
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
             // POLLHUP: both directions are shut, which a close by the peer does (a
             // half-close only shuts our reading side).
-            let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: 0, revents: 0 };
-            return unsafe { libc::poll(&mut pfd, 1, 0) } == 1
-                && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+            let mut pfd = [PollFd::new(socket, PollFlags::empty())];
+            let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+            return poll(&mut pfd, Some(&now)) == Ok(1)
+                && pfd[0].revents().intersects(PollFlags::HUP | PollFlags::ERR);
         }
         false
     }

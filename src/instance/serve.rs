@@ -13,11 +13,14 @@
 //! it binds a new one at the same path at once, so launches keep reaching the primary.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::RecvFlags;
 
 use super::primary::Context;
 use super::transport::send_reply;
@@ -118,7 +121,7 @@ impl Mux {
     }
 
     fn wake(&self) {
-        let _ = unsafe { libc::write(self.wake_tx.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        let _ = rustix::io::write(&self.wake_tx, &[1u8]);
     }
 
     /// Hands a connection to the reader thread, starting it on first use. Never blocks
@@ -214,17 +217,11 @@ fn decode_loop(ctx: &Arc<Context>) {
 /// An inotify watch for files removed from (or moved out of) `socket`'s directory.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn watch_removal(socket: &Path) -> Option<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
     let dir = socket.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mask = libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_ONLYDIR;
-    (unsafe { libc::inotify_add_watch(fd.as_raw_fd(), dir.as_ptr(), mask) } >= 0).then_some(fd)
+    let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
+    inotify::add_watch(&fd, dir, WatchFlags::DELETE | WatchFlags::MOVED_FROM | WatchFlags::ONLYDIR).ok()?;
+    Some(fd)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -235,30 +232,19 @@ fn watch_removal(_socket: &Path) -> Option<OwnedFd> {
 /// Reads the pending inotify events: whether one names the socket file.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn socket_removed(fd: &OwnedFd, socket: &Path) -> bool {
+    use rustix::fs::inotify::{ReadFlags, Reader};
     use std::os::unix::ffi::OsStrExt;
-    let name: std::ffi::OsString = socket.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = socket.file_name().map(|n| n.as_bytes()).unwrap_or_default();
     let mut removed = false;
-    // Aligned for `inotify_event`.
-    let mut buf = [0u64; 512];
-    loop {
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
-        if n <= 0 {
-            return removed;
-        }
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-        let header = std::mem::size_of::<libc::inotify_event>();
-        let mut at = 0;
-        while at + header <= bytes.len() {
-            let len = u32::from_ne_bytes(bytes[at + 12..at + 16].try_into().unwrap_or_default()) as usize;
-            let end = (at + header + len).min(bytes.len());
-            let raw = &bytes[at + header..end];
-            let event_name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-            let mask = u32::from_ne_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
-            // An overflowed queue lost events: the caller looks at the file itself.
-            removed |= event_name == name.as_bytes() || mask & libc::IN_Q_OVERFLOW != 0;
-            at = end;
-        }
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut events = Reader::new(fd, &mut buf);
+    // Until the queue is empty (EAGAIN) or fails.
+    while let Ok(event) = events.next() {
+        // An overflowed queue lost events: the caller looks at the file itself.
+        removed |= event.file_name().is_some_and(|n| n.to_bytes() == name)
+            || event.events().contains(ReadFlags::QUEUE_OVERFLOW);
     }
+    removed
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -302,7 +288,8 @@ fn run(ctx: &Arc<Context>) {
     let mut conns: VecDeque<Conn> = VecDeque::new();
     let mut buffered = 0usize;
     let mut chunk = vec![0u8; CHUNK.min(limit.saturating_add(1))];
-    let mut fds: Vec<libc::pollfd> = Vec::new();
+    // What poll(2) reported for each descriptor of the last turn.
+    let mut revents: Vec<PollFlags> = Vec::new();
     let budget = READ_BUDGET.max(limit);
     loop {
         {
@@ -323,42 +310,46 @@ fn run(ctx: &Arc<Context>) {
                 busy(c);
             }
         }
-        fds.clear();
-        fds.push(libc::pollfd { fd: mux.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        // Always two fds before the connections: an fd of -1 is ignored by poll(2).
-        let notify_fd = mux.notify.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        fds.push(libc::pollfd { fd: notify_fd, events: libc::POLLIN, revents: 0 });
-        // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
-        let events = if buffered + mux.decoding.load(Ordering::SeqCst) > budget { 0 } else { libc::POLLIN };
-        fds.extend(conns.iter().map(|c| libc::pollfd { fd: c.socket.as_raw_fd(), events, revents: 0 }));
-        let ms = match conns.iter().map(|c| c.deadline).min() {
-            None => -1,
-            Some(d) => {
+        {
+            // The wake-up pipe, the removal watch (if any), then each connection.
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
+            fds.push(PollFd::new(&mux.wake_rx, PollFlags::IN));
+            if let Some(notify) = &mux.notify {
+                fds.push(PollFd::new(notify, PollFlags::IN));
+            }
+            // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
+            let full = buffered + mux.decoding.load(Ordering::SeqCst) > budget;
+            let events = if full { PollFlags::empty() } else { PollFlags::IN };
+            fds.extend(conns.iter().map(|c| PollFd::new(&c.socket, events)));
+            // Until the nearest deadline (never woken before it), or for ever.
+            let timeout = conns.iter().map(|c| c.deadline).min().map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
-                // Round up, so a wait never ends before its deadline.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+                Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
+            });
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => {
+                    // Out of memory, or more descriptors than the limit allows: shed
+                    // everything held (each launch is told to retry), pause, and go on.
+                    drop(fds);
+                    for c in conns.drain(..) {
+                        busy(c);
+                    }
+                    buffered = 0;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
             }
-        };
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            // Out of memory, or more descriptors than the limit allows: shed everything
-            // held (each launch is told to retry), pause briefly, and go on.
-            for c in conns.drain(..) {
-                busy(c);
-            }
-            buffered = 0;
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            continue;
+            revents.clear();
+            revents.extend(fds.iter().map(PollFd::revents));
         }
-        if fds[0].revents != 0 {
+        let first_conn = 1 + usize::from(mux.notify.is_some());
+        if !revents[0].is_empty() {
             let mut buf = [0u8; 64];
-            while unsafe { libc::read(mux.wake_rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+            while matches!(rustix::io::read(&mux.wake_rx, &mut buf), Ok(n) if n > 0) {}
         }
-        if fds[1].revents != 0 {
+        if first_conn == 2 && !revents[1].is_empty() {
             if let Some(fd) = &mux.notify {
                 if socket_removed(fd, &mux.socket)
                     && std::fs::symlink_metadata(&mux.socket).is_err()
@@ -376,10 +367,10 @@ fn run(ctx: &Arc<Context>) {
             // Over the budget, nothing more is read this turn (the decoder frees bytes
             // and wakes this thread; partial requests are shed below).
             let full = buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
-            let revents = fds[i + 2].revents;
-            let outcome = if revents != 0 && !full {
+            let ready = revents[i + first_conn];
+            let outcome = if !ready.is_empty() && !full {
                 read_some(c, &mut chunk, limit, &mut buffered)
-            } else if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            } else if ready.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
                 // Gone while reading is paused: nobody waits for it (and poll would
                 // report it again at once).
                 Outcome::Closed
@@ -440,17 +431,11 @@ fn run(ctx: &Arc<Context>) {
 /// One non-blocking read of what fits within the limit.
 fn read_some(c: &mut Conn, chunk: &mut [u8], limit: usize, buffered: &mut usize) -> Outcome {
     let room = (limit + 1).saturating_sub(c.buf.len()).clamp(1, chunk.len());
-    let n = unsafe { libc::recv(c.socket.as_raw_fd(), chunk.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
-    let n = match n {
-        0 => return Outcome::Closed,
-        n if n < 0 => {
-            let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Outcome::Pending,
-                _ => Outcome::Closed,
-            };
-        }
-        n => n as usize,
+    let n = match rustix::net::recv(&c.socket, &mut chunk[..room], RecvFlags::DONTWAIT) {
+        Ok((0, _)) => return Outcome::Closed,
+        Ok((n, _)) => n,
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Outcome::Pending,
+        Err(_) => return Outcome::Closed,
     };
     if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
         if c.buf.len() + i > limit {

@@ -23,3 +23,10 @@ pub(crate) struct Ready {
     /// A connection can be accepted.
     pub(crate) acceptable: bool,
 }
+
+/// Unix: this process's effective user id, for the single-instance layer's peer and file
+/// ownership checks.
+#[cfg(unix)]
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
