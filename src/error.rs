@@ -288,18 +288,17 @@ mod tests {
 ///
 /// ```
 /// use std::error::Error as _;
-/// # fn main() {
-/// let e = solo_instance::SingleInstance::new("org.example.Doc")
-///     .unwrap()
-///     .directory("/proc/no-such-dir/x")
-///     .status()
-///     .unwrap_err();
-/// if let solo_instance::Error::Io(io) = &e {
-///     let p = io.get_ref().and_then(|r| r.downcast_ref::<solo_instance::PathError>());
-///     # #[cfg(unix)]
-///     assert!(p.is_some_and(|p| p.path().starts_with("/proc") && p.source().is_some()));
-/// }
-/// # }
+/// use solo_instance::{Error, PathError, SingleInstance};
+/// // A directory under a plain file cannot be made.
+/// let file = std::env::temp_dir().join(format!("doc-path-error-{}", std::process::id()));
+/// std::fs::write(&file, b"")?;
+/// let e = SingleInstance::new("org.example.Doc")?.directory(file.join("x")).status().unwrap_err();
+/// let Error::Io(io) = &e else { panic!("{e:?}") };
+/// let p = io.get_ref().and_then(|r| r.downcast_ref::<PathError>()).expect("a PathError");
+/// assert!(p.path().starts_with(&file));
+/// assert!(p.source().is_some()); // the OS error, code and all
+/// std::fs::remove_file(&file)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct PathError {
