@@ -5,20 +5,23 @@
 use std::ffi::OsStr;
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use interprocess::local_socket::traits::{Listener as _, Stream as _};
 use interprocess::local_socket::{Listener as IpListener, Stream};
 use interprocess::os::unix::uds_local_socket as uds;
+use rustix::fs::{Mode, RawMode};
+use rustix::io::Errno;
+use rustix::net::SocketType;
 
-use super::poll::pipe;
-use super::socket::{bind_listen, new_socket, SUN_PATH_OFFSET};
-use super::{cstr, cvt, set_cloexec_nonblocking};
+use super::poll::Waker;
+use super::socket::{bind_listen, new_socket};
+use super::{is, set_cloexec_nonblocking};
 use crate::sys::Ready;
 use crate::SocketOptions;
 
@@ -29,10 +32,7 @@ type FileId = (u64, u64);
 #[derive(Debug)]
 pub(crate) struct Listener {
     listener: IpListener,
-    /// The listener's descriptor, for poll(2); owned by `listener`.
-    raw: RawFd,
-    wake_rx: OwnedFd,
-    wake_tx: OwnedFd,
+    waker: Waker,
     /// The file this listener bound, if it bound one (not for adopted or abstract sockets).
     file: Option<(PathBuf, FileId)>,
 }
@@ -44,31 +44,18 @@ fn file_id(path: &Path) -> io::Result<FileId> {
 
 /// Moves `from` to `to` unless `to` exists (then `EEXIST`): never replaces a live socket.
 fn move_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    let (cfrom, cto) = (cstr(from)?, cstr(to)?);
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        const RENAME_NOREPLACE: libc::c_uint = 1;
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                cfrom.as_ptr(),
-                libc::AT_FDCWD,
-                cto.as_ptr(),
-                RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        // Filesystems without RENAME_NOREPLACE say EINVAL; old kernels ENOSYS.
-        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
-            return Err(e);
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // Filesystems without RENAME_NOREPLACE say EINVAL; old kernels ENOSYS.
+            Err(Errno::INVAL | Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     // link(2) fails with EEXIST rather than replace; then drop the temporary name.
-    cvt(unsafe { libc::link(cfrom.as_ptr(), cto.as_ptr()) })?;
+    rustix::fs::link(from, to)?;
     let _ = std::fs::remove_file(from);
     Ok(())
 }
@@ -87,14 +74,13 @@ fn private_dir(target: &Path) -> io::Result<PathBuf> {
         let tag = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 32) ^ nanos) & 0xFF_FFFF;
         // As short as Qt's `XXXXXX/s`: the temporary path must fit `sun_path` too.
         let dir = parent.join(format!(".{tag:06x}"));
-        let c = cstr(&dir)?;
-        match cvt(unsafe { libc::mkdir(c.as_ptr(), 0o700) }) {
-            Ok(_) => return Ok(dir),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(e),
+        match rustix::fs::mkdir(&dir, Mode::from_raw_mode(0o700)) {
+            Ok(()) => return Ok(dir),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::from_raw_os_error(libc::EEXIST))
+    Err(Errno::EXIST.into())
 }
 
 impl Listener {
@@ -113,18 +99,17 @@ impl Listener {
             // Qt's order: bind in a private directory, chmod, move into place. Here the move
             // never replaces what is at the target.
             if bytes.len() > crate::name::MAX_SOCKET_PATH {
-                return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+                return Err(Errno::NAMETOOLONG.into());
             }
             let dir = private_dir(path)?;
             let tmp = dir.join("s");
             let placed = (|| -> io::Result<FileId> {
                 bind_listen(fd.as_fd(), tmp.as_os_str().as_bytes(), false, backlog)?;
-                let c = cstr(&tmp)?;
-                cvt(unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) })?;
+                rustix::fs::chmod(&tmp, Mode::from_raw_mode(mode as RawMode))?;
                 let id = file_id(&tmp)?;
                 move_no_replace(&tmp, path).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::EEXIST) {
-                        io::Error::from_raw_os_error(libc::EADDRINUSE)
+                    if is(&e, Errno::EXIST) {
+                        Errno::ADDRINUSE.into()
                     } else {
                         e
                     }
@@ -137,8 +122,7 @@ impl Listener {
         } else {
             bind_listen(fd.as_fd(), bytes, false, backlog).inspect_err(|e| {
                 // bind created the file but listen failed: remove it (it is ours).
-                if e.raw_os_error() != Some(libc::EADDRINUSE) && e.raw_os_error() != Some(libc::ENAMETOOLONG)
-                {
+                if !is(e, Errno::ADDRINUSE) && !is(e, Errno::NAMETOOLONG) {
                     let _ = unlink_if(path, None);
                 }
             })?;
@@ -155,31 +139,30 @@ impl Listener {
     pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>, Option<bool>)> {
         // Only a listening stream socket can accept: refuse anything else now, not by
         // waiting for ever later.
-        let opt = |name| {
-            let mut v: libc::c_int = 0;
-            let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-            cvt(unsafe {
-                libc::getsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    name,
-                    (&mut v as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            })
-            .map(|_| v)
-        };
-        if opt(libc::SO_TYPE)? != libc::SOCK_STREAM || opt(libc::SO_ACCEPTCONN)? == 0 {
+        if rustix::net::sockopt::socket_type(&fd)? != SocketType::STREAM || !accepts_connections(fd.as_fd())?
+        {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "not a listening stream socket"));
         }
+        // libc's getsockname, not rustix's: see the module docs.
+        // SAFETY: `sockaddr_un` is plain data (integers and a byte array): all zeros is a
+        // valid value of it.
         let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        cvt(unsafe {
-            libc::getsockname(fd.as_raw_fd(), &mut addr as *mut _ as *mut libc::sockaddr, &mut len)
-        })?;
+        // SAFETY: `fd` is open for the call; `addr` and `len` are live, writable locals and
+        // `len` holds `addr`'s size, so the kernel writes no more than that and sets `len`
+        // to the address's length.
+        let r = unsafe {
+            libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_un).cast(), &mut len)
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
         if addr.sun_family as libc::c_int != libc::AF_UNIX {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "not a Unix domain socket"));
         }
+        /// Where `sun_path` starts: after `sun_family` on Linux, after `sun_len` and
+        /// `sun_family` on macOS and the BSDs.
+        const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
         let path_len = (len as usize).saturating_sub(SUN_PATH_OFFSET).min(addr.sun_path.len());
         let raw: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
         let abstract_ns = cfg!(any(target_os = "linux", target_os = "android")) && raw.first() == Some(&0);
@@ -196,58 +179,29 @@ impl Listener {
     }
 
     fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>) -> io::Result<Self> {
-        set_cloexec_nonblocking(fd.as_raw_fd(), true)?;
-        let (wake_rx, wake_tx) = pipe()?;
-        let raw = fd.as_raw_fd();
+        set_cloexec_nonblocking(fd.as_fd(), true)?;
+        let waker = Waker::new()?;
         let listener = IpListener::from(uds::Listener::from(fd));
-        Ok(Listener { listener, raw, wake_rx, wake_tx, file })
+        Ok(Listener { listener, waker, file })
     }
 
     /// Waits until a connection can be accepted, [`wake`](Self::wake) is called, or the
     /// timeout passes. No timeout waits for ever.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Ready> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut fds = [
-            libc::pollfd { fd: self.raw, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        loop {
-            let ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    // Round up, so a wait never ends before its deadline.
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-                }
-            };
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-            if r == -1 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if fds[1].revents != 0 {
-                let mut buf = [0u8; 64];
-                while unsafe { libc::read(self.wake_rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0
-                {
-                }
-            }
-            return Ok(Ready { acceptable: fds[0].revents != 0 });
-        }
+        Ok(Ready { acceptable: self.waker.wait(self.fd(), timeout)? })
     }
 
     /// The listening socket, for waiting on it elsewhere (the `tokio` feature's readiness)
     /// and for `LocalServer::socket_descriptor`.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: `raw` is owned by `self.listener`, open for as long as `self` is borrowed.
-        unsafe { BorrowedFd::borrow_raw(self.raw) }
+        match &self.listener {
+            IpListener::UdSocket(l) => l.as_fd(),
+        }
     }
 
     /// Makes a [`wait`](Self::wait) in another thread return. Never blocks.
     pub(crate) fn wake(&self) {
-        let _ = unsafe { libc::write(self.wake_tx.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        self.waker.wake();
     }
 
     /// Accepts one connection if one is waiting; `Ok(None)` if none is.
@@ -265,8 +219,8 @@ impl Listener {
                 // A client gave up before we took it: nothing to hand out, look again.
                 Err(e)
                     if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO)
+                        Errno::from_io_error(&e),
+                        Some(Errno::CONNABORTED | Errno::INTR | Errno::PROTO)
                     ) =>
                 {
                     continue
@@ -292,4 +246,45 @@ fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
         }
     }
     std::fs::remove_file(path)
+}
+
+/// Whether the socket `fd` is listening (`SO_ACCEPTCONN`).
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+)))]
+fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(rustix::net::sockopt::socket_acceptconn(fd)?)
+}
+
+/// Whether the socket `fd` is listening (`SO_ACCEPTCONN`), through libc: rustix leaves
+/// this option out on Apple platforms.
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+))]
+fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `v` and `len` are live, writable locals and `len`
+    // holds `v`'s size, so the kernel writes no more than an int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v != 0)
 }

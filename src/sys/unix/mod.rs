@@ -6,12 +6,22 @@
 //! - [`poll`]: `poll(2)` and the wake-up pipe;
 //! - [`socket`]: socket creation and addresses, connecting, and the connected socket's
 //!   extras (peer pid, a ready line, a write with a deadline).
+//!
+//! The system calls go through rustix. libc remains only where rustix has nothing:
+//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
+//!   `LOCAL_PEERPID`;
+//! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
+//!   leaves `socket_acceptconn` out there;
+//! - `getsockname` when adopting a socket: rustix decodes a path address only up to the
+//!   length the kernel reports and refuses one with NULs inside it, such as the trailing
+//!   NULs of a socket bound with `sizeof(sockaddr_un)` (as Qt 5 binds) on macOS; Qt 6 reads
+//!   the name up to its first NUL, and so does [`Listener::adopt`].
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
+
+use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
@@ -23,27 +33,18 @@ pub(crate) use listener::Listener;
 pub(crate) use poll::pipe;
 pub(crate) use socket::{connect, peer_pid, take_ready_line, write_all_until};
 
-pub(super) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+/// Whether `e` is the OS error `errno`.
+pub(super) fn is(e: &io::Error, errno: Errno) -> bool {
+    Errno::from_io_error(e) == Some(errno)
 }
 
-pub(super) fn cstr(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
-}
-
-pub(super) fn set_cloexec_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
-    unsafe {
-        let fdflags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
-        cvt(libc::fcntl(fd, libc::F_SETFD, fdflags | libc::FD_CLOEXEC))?;
-        let flags = cvt(libc::fcntl(fd, libc::F_GETFL))?;
-        let flags = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
-        cvt(libc::fcntl(fd, libc::F_SETFL, flags))?;
-    }
+/// Makes `fd` close-on-exec, and non-blocking or blocking.
+pub(super) fn set_cloexec_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::fcntl_getfd(fd)? | FdFlags::CLOEXEC)?;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags =
+        if nonblocking { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
+    rustix::fs::fcntl_setfl(fd, flags)?;
     Ok(())
 }
 
@@ -58,12 +59,12 @@ pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
 
 /// Qt's errno classification for `QLocalServer` (`QLocalServerPrivate::setError`).
 pub(crate) fn server_error(e: &io::Error) -> (LocalSocketError, &'static str) {
-    match e.raw_os_error() {
-        Some(libc::EACCES) => (LocalSocketError::SocketAccess, "Permission denied"),
-        Some(libc::ELOOP | libc::ENOENT | libc::ENAMETOOLONG | libc::EROFS | libc::ENOTDIR) => {
+    match Errno::from_io_error(e) {
+        Some(Errno::ACCESS) => (LocalSocketError::SocketAccess, "Permission denied"),
+        Some(Errno::LOOP | Errno::NOENT | Errno::NAMETOOLONG | Errno::ROFS | Errno::NOTDIR) => {
             (LocalSocketError::ServerNotFound, "Name error")
         }
-        Some(libc::EADDRINUSE) => (LocalSocketError::AddressInUse, "Address in use"),
+        Some(Errno::ADDRINUSE) => (LocalSocketError::AddressInUse, "Address in use"),
         _ if e.kind() == io::ErrorKind::Unsupported => {
             (LocalSocketError::UnsupportedSocketOperation, "The socket operation is not supported")
         }
@@ -73,14 +74,14 @@ pub(crate) fn server_error(e: &io::Error) -> (LocalSocketError, &'static str) {
 
 /// Qt's errno classification for `QLocalSocket::connectToServer`.
 pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ECONNREFUSED) => LocalSocketError::ConnectionRefused,
-        Some(libc::ENOENT | libc::ENAMETOOLONG | libc::ENOTDIR | libc::ELOOP) => {
+    match Errno::from_io_error(e) {
+        Some(Errno::INVAL | Errno::CONNREFUSED) => LocalSocketError::ConnectionRefused,
+        Some(Errno::NOENT | Errno::NAMETOOLONG | Errno::NOTDIR | Errno::LOOP) => {
             LocalSocketError::ServerNotFound
         }
-        Some(libc::EACCES | libc::EPERM) => LocalSocketError::SocketAccess,
-        Some(libc::ETIMEDOUT) => LocalSocketError::SocketTimeout,
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => LocalSocketError::SocketResource,
+        Some(Errno::ACCESS | Errno::PERM) => LocalSocketError::SocketAccess,
+        Some(Errno::TIMEDOUT) => LocalSocketError::SocketTimeout,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => LocalSocketError::SocketResource,
         _ if e.kind() == io::ErrorKind::Unsupported => LocalSocketError::UnsupportedSocketOperation,
         _ => LocalSocketError::Unknown,
     }

@@ -2,9 +2,9 @@
 //! interprocess: the peer's pid on macOS, taking a line already received, writing with a
 //! deadline.
 
+use std::ffi::OsStr;
 use std::io;
-use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use interprocess::local_socket::Stream;
 use interprocess::os::unix::uds_local_socket as uds;
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
 
-use super::cvt;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-use super::set_cloexec_nonblocking;
+use super::poll::{ms_until, poll};
 use crate::SocketOptions;
 
 /// A new stream socket, close-on-exec (and non-blocking if asked), in one system call
@@ -23,64 +24,45 @@ use crate::SocketOptions;
 pub(super) fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
+        use rustix::net::SocketFlags;
         let flags =
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, flags, 0) })?;
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            SocketFlags::CLOEXEC | if nonblocking { SocketFlags::NONBLOCK } else { SocketFlags::empty() };
+        Ok(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        set_cloexec_nonblocking(fd.as_raw_fd(), nonblocking)?;
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+        super::set_cloexec_nonblocking(fd.as_fd(), nonblocking)?;
         Ok(fd)
     }
 }
 
-/// Where `sun_path` starts in a `sockaddr_un`: after `sun_family` on Linux (2), after
-/// `sun_len` and `sun_family` on macOS and the BSDs (also 2, but `sa_family_t` is one byte).
-pub(super) const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
-
-/// A `sockaddr_un` for a path, or for an abstract name (Linux) when `abstract_ns`.
-pub(super) fn sockaddr(name: &[u8], abstract_ns: bool) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let offset = abstract_ns as usize;
-    // One byte stays free: the terminating NUL of a path, the leading NUL of an abstract name.
-    if name.len() + 1 > addr.sun_path.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+/// The address of a path, or of an abstract name (Linux) when `abstract_ns`.
+fn address(name: &[u8], abstract_ns: bool) -> io::Result<SocketAddrUnix> {
+    // One byte of `sun_path` stays free: the terminating NUL of a path (rustix would take
+    // a path that fills it), the leading NUL of an abstract name.
+    if name.len() > crate::name::MAX_SOCKET_PATH {
+        return Err(Errno::NAMETOOLONG.into());
     }
-    for (dst, src) in addr.sun_path[offset..].iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if abstract_ns {
+        return Ok(SocketAddrUnix::new_abstract_name(name)?);
     }
-    let len = if abstract_ns { SUN_PATH_OFFSET + 1 + name.len() } else { SUN_PATH_OFFSET + name.len() + 1 };
-    // The BSD socket address carries its own length (SUN_LEN: the NUL not counted).
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "tvos",
-        target_os = "watchos",
-        target_os = "visionos",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd",
-    ))]
-    {
-        addr.sun_len = (SUN_PATH_OFFSET + name.len()) as u8;
-    }
-    Ok((addr, len as libc::socklen_t))
+    let _ = abstract_ns;
+    // The kernel reads a path up to its first NUL; so does this address.
+    let path = name.split(|&b| b == 0).next().unwrap_or_default();
+    Ok(SocketAddrUnix::new(OsStr::from_bytes(path))?)
 }
 
+/// Binds `fd` to the path (or abstract name) `name` and listens with `backlog`.
 pub(super) fn bind_listen(
     fd: BorrowedFd<'_>,
     name: &[u8],
     abstract_ns: bool,
     backlog: i32,
 ) -> io::Result<()> {
-    let (addr, len) = sockaddr(name, abstract_ns)?;
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    rustix::net::bind(fd, &address(name, abstract_ns)?)?;
+    rustix::net::listen(fd, backlog)?;
     Ok(())
 }
 
@@ -91,34 +73,31 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
     if abstract_ns && !cfg!(any(target_os = "linux", target_os = "android")) {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
-    let (addr, len) = sockaddr(path.as_os_str().as_bytes(), abstract_ns)?;
+    let addr = address(path.as_os_str().as_bytes(), abstract_ns)?;
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let fd = new_socket(deadline.is_some())?;
     let mut backoff = Duration::from_micros(500);
     loop {
-        let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
-        if r == 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match (e.raw_os_error(), deadline) {
-            (Some(libc::EINTR), _) => continue,
-            (Some(libc::EAGAIN), Some(d)) => {
+        let e = match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        match (e, deadline) {
+            (Errno::INTR, _) => continue,
+            (Errno::AGAIN, Some(d)) => {
                 // Linux: the backlog is full and nothing happened; try again shortly.
                 let now = Instant::now();
                 if now >= d {
-                    return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+                    return Err(Errno::TIMEDOUT.into());
                 }
                 std::thread::sleep(backoff.min(d - now));
                 backoff = (backoff * 2).min(Duration::from_millis(20));
             }
-            (Some(libc::EINPROGRESS), Some(d)) => {
+            (Errno::INPROGRESS, Some(d)) => {
                 // BSD: the connection completes in the background.
-                let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-                let ms = d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128)
-                    as libc::c_int;
-                if cvt(unsafe { libc::poll(&mut pfd, 1, ms) })? == 0 {
-                    return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+                let ms = d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+                if poll(&mut [PollFd::new(&fd, PollFlags::OUT)], ms)? == 0 {
+                    return Err(Errno::TIMEDOUT.into());
                 }
                 let stream = UnixStream::from(fd);
                 if let Some(e) = stream.take_error()? {
@@ -126,7 +105,7 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
                 }
                 return finish_connect(stream, true);
             }
-            _ => return Err(e),
+            _ => return Err(e.into()),
         }
     }
     finish_connect(UnixStream::from(fd), deadline.is_some())
@@ -139,12 +118,17 @@ fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Strea
     Ok(Stream::from(uds::Stream::from(stream)))
 }
 
-/// The peer's pid where interprocess gives none: `LOCAL_PEERPID` on macOS.
+/// The peer's pid where interprocess gives none: `LOCAL_PEERPID` on macOS, through libc
+/// (rustix has no `LOCAL_PEERPID`).
 pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
     #[cfg(any(target_os = "macos", target_os = "ios"))]
     {
+        use std::os::fd::AsRawFd;
         let mut pid: libc::pid_t = 0;
-        let mut len = mem::size_of::<libc::pid_t>() as libc::socklen_t;
+        let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+        // SAFETY: the socket's descriptor is open while `socket` is borrowed; `pid` and
+        // `len` are live, writable locals and `len` holds `pid`'s size, so the kernel
+        // writes no more than a `pid_t`.
         let r = unsafe {
             libc::getsockopt(
                 socket.as_raw_fd(),
@@ -166,14 +150,12 @@ pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
 /// Takes a complete line (without its newline) that is already waiting on `socket`, if
 /// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
 pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
-    let fd = socket.as_raw_fd();
     let mut buf = vec![0u8; max];
-    let peeked = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    let peeked = usize::try_from(peeked).ok()?;
+    let (peeked, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
     let end = buf[..peeked].iter().position(|&b| b == b'\n')?;
     // The bytes are there: this read takes exactly the line and its newline at once.
-    let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), end + 1, libc::MSG_DONTWAIT) };
-    if usize::try_from(got).ok()? != end + 1 {
+    let (got, _) = rustix::net::recv(socket, &mut buf[..end + 1], RecvFlags::DONTWAIT).ok()?;
+    if got != end + 1 {
         return None;
     }
     buf.truncate(end);
@@ -189,33 +171,26 @@ pub(crate) fn write_all_until(
     mut buf: &[u8],
     deadline: Instant,
 ) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
+    let fd = socket.as_fd();
     while !buf.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if deadline.saturating_duration_since(Instant::now()).is_zero() {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
-        let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+        match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::OUT)], ms_until(deadline)) {
             Ok(0) => continue,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let flags = libc::MSG_DONTWAIT;
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
+        let flags = SendFlags::DONTWAIT;
+        match rustix::net::send(fd, buf, flags) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::WOULDBLOCK | Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
-        buf = &buf[n as usize..];
     }
     Ok(())
 }
