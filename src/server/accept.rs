@@ -13,7 +13,30 @@ impl LocalServer {
         self.shared.len() > 0
     }
 
-    /// Takes the next connection from the queue, if any. Never blocks.
+    /// Takes the next connection from the queue, if any. Never blocks, and accepts
+    /// nothing itself: connections reach the queue through
+    /// [`wait_for_new_connection`](Self::wait_for_new_connection) or the acceptor thread
+    /// of a [callback](Self::on_new_connection).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-next-pending-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// assert!(server.next_pending_connection().is_none());
+    /// let _a = LocalSocket::connect(&name)?;
+    /// let _b = LocalSocket::connect(&name)?;
+    /// server.wait_for_new_connection(Some(Duration::from_secs(5)))?;
+    /// let mut served = 0;
+    /// while let Some(_socket) = server.next_pending_connection() {
+    ///     served += 1;
+    /// }
+    /// # // Both arrived before the wait; it accepts all that is waiting.
+    /// assert_eq!(served, 2);
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn next_pending_connection(&self) -> Option<LocalSocket> {
         self.shared.pop()
     }
@@ -33,6 +56,22 @@ impl LocalServer {
     ///
     /// # Errors
     /// `Operation` when not listening; Qt's codes for a failing `accept`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-wait-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// // Nobody connects: the wait times out.
+    /// assert!(!server.wait_for_new_connection(Some(Duration::from_millis(10)))?);
+    ///
+    /// let _client = LocalSocket::connect(&name)?;
+    /// assert!(server.wait_for_new_connection(Some(Duration::from_secs(5)))?);
+    /// assert!(server.next_pending_connection().is_some());
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn wait_for_new_connection(&self, timeout: Option<Duration>) -> Result<bool> {
         self.wait(timeout, usize::MAX)
     }
@@ -111,7 +150,34 @@ impl LocalServer {
         }
     }
 
-    /// Blocks until a connection is pending and takes it (std's `accept`).
+    /// Blocks until a connection is pending and takes it (std's `accept`): a connection
+    /// already queued is taken first, otherwise it waits for one and accepts it.
+    ///
+    /// # Errors
+    /// `Operation` when not listening; Qt's codes for a failing `accept`.
+    ///
+    /// ```
+    /// use std::io::{BufRead, BufReader, Write};
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-accept-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// let client = std::thread::spawn({
+    ///     let name = name.clone();
+    ///     move || -> solo_instance::Result<()> {
+    ///         let mut socket = LocalSocket::connect(&name)?;
+    ///         socket.write_all(b"ping\n")?;
+    ///         Ok(())
+    ///     }
+    /// });
+    /// let socket = server.accept()?;
+    /// let mut line = String::new();
+    /// BufReader::new(&socket).read_line(&mut line)?;
+    /// assert_eq!(line, "ping\n");
+    /// client.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn accept(&self) -> Result<LocalSocket> {
         loop {
             if let Some(s) = self.next_pending_connection() {

@@ -28,6 +28,23 @@ impl LocalServer {
     ///   states the limit, where Qt reports "Unknown error 0").
     /// - `SocketAccess` ("Permission denied"): the directory is not writable.
     /// - `Operation`: the server is listening already.
+    ///
+    /// ```
+    /// use solo_instance::{LocalServer, LocalSocketError};
+    ///
+    /// # let name = format!("doc-listen-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// assert!(server.is_listening());
+    /// # #[cfg(unix)]
+    /// assert_eq!(server.full_server_name(), Some(solo_instance::temp_dir().join(&name).as_path()));
+    ///
+    /// // A second server on the same name is refused, whatever its options.
+    /// let mut second = LocalServer::new();
+    /// let err = second.listen(&name).unwrap_err();
+    /// assert_eq!(err.socket_error(), Some(LocalSocketError::AddressInUse));
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn listen(&mut self, name: &str) -> Result<()> {
         const FUNCTION: &str = "QLocalServer::listen";
         self.check_not_listening(FUNCTION)?;
@@ -167,6 +184,22 @@ impl LocalServer {
     /// not a server still listens on it: use it to clear a stale socket left by a crash,
     /// and only when you know none runs ([`SingleInstance`](crate::SingleInstance)
     /// proves that with a lock first). A missing file is not an error. No-op on Windows.
+    ///
+    /// ```
+    /// use solo_instance::LocalServer;
+    ///
+    /// # let name = format!("doc-remove-{}", std::process::id());
+    /// // A crashed server's socket file stays behind, and keeps others from listening:
+    /// # #[cfg(unix)] {
+    /// # let path = solo_instance::temp_dir().join(&name);
+    /// # std::os::unix::net::UnixListener::bind(&path)?;
+    /// assert!(LocalServer::new().listen(&name).is_err());
+    /// # }
+    /// LocalServer::remove_server(&name)?;
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove_server(name: &str) -> io::Result<()> {
         if name.is_empty() {
             return Ok(());

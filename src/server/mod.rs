@@ -106,7 +106,21 @@ impl LocalServer {
     /// Stops listening: wakes and joins the acceptor thread, drops the pending sockets
     /// (as Qt does), and removes the socket file, but only if it is still the one this
     /// server bound (Qt removes whatever is at the path, even another server's socket).
-    /// Does nothing when not listening.
+    /// Does nothing when not listening. Dropping the server closes it too.
+    ///
+    /// ```
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-close-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// let _client = LocalSocket::connect(&name)?;
+    /// server.close();
+    /// assert!(!server.is_listening());
+    /// assert!(LocalSocket::connect(&name).is_err()); // the socket file is gone
+    /// server.listen(&name)?; // and the name is free again
+    /// # Ok::<(), solo_instance::Error>(())
+    /// ```
     pub fn close(&mut self) {
         let Some(listener) = self.listener.take() else { return };
         {
@@ -144,8 +158,13 @@ impl LocalServer {
         self.listener.as_deref().map(sys::Listener::fd)
     }
 
-    /// Qt's `socketDescriptor()` on Windows gives an event handle of its own, not a pipe:
-    /// nothing to hand out here, so always `None`.
+    /// Always `None` on Windows: a named-pipe server has no one handle to give. Each
+    /// client connects to a pipe instance of its own; the server's accept thread holds
+    /// the instance waiting for the next client and hands it over with the connection,
+    /// so the handle changes with every accept. (Qt's `socketDescriptor()` there gives an
+    /// event handle of its own, not a pipe.) For the same reason `LocalServer`
+    /// implements neither `AsFd` nor `AsHandle`; on Unix this method gives the
+    /// listening socket.
     #[cfg(windows)]
     pub fn socket_descriptor(&self) -> Option<std::os::windows::io::BorrowedHandle<'_>> {
         None

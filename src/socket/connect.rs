@@ -8,6 +8,38 @@ use super::LocalSocket;
 use crate::{name, sys, Error, LocalSocketError, Result, SocketOptions};
 
 /// How [`LocalSocket::connect_with`] connects. A consuming builder.
+///
+/// ```
+/// use std::time::Duration;
+/// use solo_instance::{ConnectOptions, LocalServer, LocalSocket};
+///
+/// # let name = format!("doc-connect-options-{}", std::process::id());
+/// let mut server = LocalServer::new();
+/// server.listen(&name)?;
+/// let options = ConnectOptions::new().timeout(Some(Duration::from_secs(2)));
+/// let socket = LocalSocket::connect_with(&name, options)?;
+/// // The same, from the builder:
+/// let again = ConnectOptions::new().timeout(Some(Duration::from_secs(2))).connect(&name)?;
+/// # drop((socket, again));
+/// # Ok::<(), solo_instance::Error>(())
+/// ```
+///
+/// On Linux, [`SocketOptions::ABSTRACT_NAMESPACE`] reaches a server in the abstract
+/// namespace:
+///
+/// ```
+/// # #[cfg(target_os = "linux")] {
+/// use solo_instance::{ConnectOptions, LocalServer, SocketOptions};
+///
+/// # let name = format!("doc-abstract-{}", std::process::id());
+/// let mut server = LocalServer::new();
+/// server.set_socket_options(SocketOptions::ABSTRACT_NAMESPACE);
+/// server.listen(&name)?;
+/// let socket = ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE).connect(&name)?;
+/// # drop(socket);
+/// # }
+/// # Ok::<(), solo_instance::Error>(())
+/// ```
 #[must_use]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnectOptions {

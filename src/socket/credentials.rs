@@ -8,7 +8,11 @@ use super::LocalSocket;
 use crate::{sys, Sid};
 
 /// Who is at the other end of a [`LocalSocket`], as the OS reports it at connect time.
+///
+/// Non-exhaustive: read its fields; only [`LocalSocket::peer_credentials`] makes one, so
+/// fields may be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerCredentials {
     /// The peer's process id, where the OS gives it (Linux, macOS, Windows; not the BSDs).
     pub pid: Option<u32>,
@@ -28,6 +32,24 @@ impl LocalSocket {
     /// The credentials of the process at the other end, taken when the connection was
     /// made (`SO_PEERCRED` on Linux, `LOCAL_PEERCRED` and `LOCAL_PEERPID` on macOS,
     /// `getpeereid` on the BSDs, the client process id on Windows).
+    ///
+    /// Both ends see each other: a server learns who connected, a client who serves.
+    ///
+    /// ```
+    /// use solo_instance::{LocalServer, LocalSocket};
+    ///
+    /// # let name = format!("doc-peer-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// let client = LocalSocket::connect(&name)?;
+    /// let accepted = server.accept()?;
+    /// // Both ends are this process here.
+    /// # #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    /// assert_eq!(accepted.peer_credentials()?.pid, Some(std::process::id()));
+    /// # #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    /// assert_eq!(client.peer_credentials()?.pid, Some(std::process::id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         let creds = self.stream.peer_creds()?;
         #[cfg(unix)]

@@ -50,7 +50,29 @@ impl fmt::Debug for LocalSocket {
 
 impl LocalSocket {
     /// Connects to the server `name` with the default [`ConnectOptions`] (Qt's
-    /// `connectToServer` followed by `waitForConnected`).
+    /// `connectToServer` followed by `waitForConnected`). The name is resolved as
+    /// [`LocalServer::listen`](crate::LocalServer::listen) resolves it.
+    ///
+    /// # Errors
+    /// As [`ConnectOptions::connect`]: `ServerNotFound` when nothing is there,
+    /// `ConnectionRefused` when a file is there but nobody listens.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use solo_instance::{LocalServer, LocalSocket, LocalSocketError};
+    ///
+    /// # let name = format!("doc-connect-{}", std::process::id());
+    /// let mut server = LocalServer::new();
+    /// server.listen(&name)?;
+    /// let mut socket = LocalSocket::connect(&name)?;
+    /// socket.write_all(b"hello\n")?;
+    /// assert_eq!(socket.server_name(), Some(name.as_str()));
+    ///
+    /// server.close();
+    /// let err = LocalSocket::connect(&name).unwrap_err();
+    /// assert_eq!(err.socket_error(), Some(LocalSocketError::ServerNotFound));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(name: &str) -> Result<Self> {
         ConnectOptions::new().connect(name)
     }
@@ -66,7 +88,7 @@ impl LocalSocket {
 
     /// The name this socket connected with. For a socket a server accepted, as Qt 6 names
     /// it on Unix: the last part of the server's path (an abstract server's whole name);
-    /// `None` on Windows and for a socket made from a bare stream (Qt 5: always empty).
+    /// `None` for a socket a server accepted on Windows (Qt 5: always empty).
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
@@ -114,20 +136,12 @@ impl LocalSocket {
         self.stream.set_nonblocking(nonblocking)
     }
 
-    /// The interprocess stream underneath.
-    pub fn as_stream(&self) -> &Stream {
+    /// The interprocess stream underneath, for the platform code. Not public: the
+    /// crate's API does not depend on interprocess's types (`AsFd` on Unix and `AsHandle`
+    /// on Windows give the socket itself).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn as_stream(&self) -> &Stream {
         &self.stream
-    }
-
-    /// Unwraps the interprocess stream underneath.
-    pub fn into_stream(self) -> Stream {
-        self.stream
-    }
-}
-
-impl From<Stream> for LocalSocket {
-    fn from(stream: Stream) -> Self {
-        LocalSocket::from_stream(stream)
     }
 }
 
@@ -187,5 +201,25 @@ impl std::os::fd::AsRawFd for LocalSocket {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsFd;
         self.as_fd().as_raw_fd()
+    }
+}
+
+/// The named pipe's handle: a byte-mode, duplex pipe instance (a client's end, or the
+/// server's end of an accepted connection). Reading, writing or closing through it
+/// bypasses this socket.
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for LocalSocket {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        match &self.stream {
+            Stream::NamedPipe(s) => s.as_handle(),
+        }
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawHandle for LocalSocket {
+    fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
+        use std::os::windows::io::AsHandle as _;
+        self.as_handle().as_raw_handle()
     }
 }
