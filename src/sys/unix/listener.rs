@@ -1,0 +1,290 @@
+//! The listening socket: binding with a chosen backlog (in a private directory when the
+//! file gets a mode, moved into place without replacing anything), adopting a listening
+//! socket, waiting with a wake-up, and accepting.
+
+use std::ffi::OsStr;
+use std::io;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use interprocess::local_socket::traits::{Listener as _, Stream as _};
+use interprocess::local_socket::{Listener as IpListener, Stream};
+use interprocess::os::unix::uds_local_socket as uds;
+use rustix::fs::{Mode, RawMode};
+use rustix::io::Errno;
+use rustix::net::SocketType;
+
+use super::poll::Waker;
+use super::socket::{bind_listen, new_socket};
+use super::{is, set_cloexec_nonblocking};
+use crate::sys::Ready;
+use crate::SocketOptions;
+
+/// Device and inode of a socket file: what `close` checks before it unlinks.
+type FileId = (u64, u64);
+
+/// A listening socket, non-blocking, with its wake-up pipe.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    listener: IpListener,
+    waker: Waker,
+    /// The file this listener bound, if it bound one (not for adopted or abstract sockets).
+    file: Option<(PathBuf, FileId)>,
+}
+
+fn file_id(path: &Path) -> io::Result<FileId> {
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Moves `from` to `to` unless `to` exists (then `EEXIST`): never replaces a live socket.
+fn move_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // Filesystems without RENAME_NOREPLACE say EINVAL; old kernels ENOSYS.
+            Err(Errno::INVAL | Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // link(2) fails with EEXIST rather than replace; then drop the temporary name.
+    rustix::fs::link(from, to)?;
+    let _ = std::fs::remove_file(from);
+    Ok(())
+}
+
+/// A fresh 0700 directory beside `target`, for binding before the mode is set.
+fn private_dir(target: &Path) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let seed = std::process::id() as u64;
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+        let tag = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 32) ^ nanos) & 0xFF_FFFF;
+        // As short as Qt's `XXXXXX/s`: the temporary path must fit `sun_path` too.
+        let dir = parent.join(format!(".{tag:06x}"));
+        match rustix::fs::mkdir(&dir, Mode::from_raw_mode(0o700)) {
+            Ok(()) => return Ok(dir),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EXIST.into())
+}
+
+impl Listener {
+    /// Binds and listens on `path` (or the abstract `name`), giving the socket file
+    /// `options`' mode atomically. Errors keep their OS code for the caller to classify.
+    pub(crate) fn bind(path: &Path, options: SocketOptions, backlog: i32) -> io::Result<Self> {
+        let fd = new_socket(false)?;
+        let bytes = path.as_os_str().as_bytes();
+        let file = if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
+            if !cfg!(any(target_os = "linux", target_os = "android")) {
+                return Err(io::Error::from(io::ErrorKind::Unsupported));
+            }
+            bind_listen(fd.as_fd(), bytes, true, backlog)?;
+            None
+        } else if let Some(mode) = options.file_mode() {
+            // Qt's order: bind in a private directory, chmod, move into place. Here the move
+            // never replaces what is at the target.
+            if bytes.len() > crate::name::MAX_SOCKET_PATH {
+                return Err(Errno::NAMETOOLONG.into());
+            }
+            let dir = private_dir(path)?;
+            let tmp = dir.join("s");
+            let placed = (|| -> io::Result<FileId> {
+                bind_listen(fd.as_fd(), tmp.as_os_str().as_bytes(), false, backlog)?;
+                rustix::fs::chmod(&tmp, Mode::from_raw_mode(mode as RawMode))?;
+                let id = file_id(&tmp)?;
+                move_no_replace(&tmp, path).map_err(|e| {
+                    if is(&e, Errno::EXIST) {
+                        Errno::ADDRINUSE.into()
+                    } else {
+                        e
+                    }
+                })?;
+                Ok(id)
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_dir(&dir);
+            Some((path.to_path_buf(), placed?))
+        } else {
+            bind_listen(fd.as_fd(), bytes, false, backlog).inspect_err(|e| {
+                // bind created the file but listen failed: remove it (it is ours).
+                if !is(e, Errno::ADDRINUSE) && !is(e, Errno::NAMETOOLONG) {
+                    let _ = unlink_if(path, None);
+                }
+            })?;
+            Some((path.to_path_buf(), file_id(path)?))
+        };
+        Self::with_fd(fd, file)
+    }
+
+    /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
+    /// Returns the name `getsockname` gives, as Qt 6 reads it (`parseSockaddr`): a path
+    /// up to its first NUL; an abstract name without its leading NUL, every byte of the
+    /// address kept (trailing NULs too: they are part of it), with `Some(true)`. An
+    /// unnamed socket gives no name, and `None` (its options are left alone).
+    pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>, Option<bool>)> {
+        // Only a listening stream socket can accept: refuse anything else now, not by
+        // waiting for ever later.
+        if rustix::net::sockopt::socket_type(&fd)? != SocketType::STREAM || !accepts_connections(fd.as_fd())?
+        {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a listening stream socket"));
+        }
+        // libc's getsockname, not rustix's: see the module docs.
+        // SAFETY: `sockaddr_un` is plain data (integers and a byte array): all zeros is a
+        // valid value of it.
+        let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        // SAFETY: `fd` is open for the call; `addr` and `len` are live, writable locals and
+        // `len` holds `addr`'s size, so the kernel writes no more than that and sets `len`
+        // to the address's length.
+        let r = unsafe {
+            libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_un).cast(), &mut len)
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if addr.sun_family as libc::c_int != libc::AF_UNIX {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not a Unix domain socket"));
+        }
+        /// Where `sun_path` starts: after `sun_family` on Linux, after `sun_len` and
+        /// `sun_family` on macOS and the BSDs.
+        const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
+        let path_len = (len as usize).saturating_sub(SUN_PATH_OFFSET).min(addr.sun_path.len());
+        let raw: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
+        let abstract_ns = cfg!(any(target_os = "linux", target_os = "android")) && raw.first() == Some(&0);
+        let (name, is_abstract) = match raw.first() {
+            None => (None, None),
+            Some(0) if abstract_ns => ((path_len > 1).then(|| raw[1..].to_vec()), Some(true)),
+            Some(_) => {
+                let path: Vec<u8> = raw.iter().copied().take_while(|&b| b != 0).collect();
+                ((!path.is_empty()).then_some(path), Some(false))
+            }
+        };
+        let name = name.map(|n| PathBuf::from(OsStr::from_bytes(&n)));
+        Ok((Self::with_fd(fd, None)?, name, is_abstract))
+    }
+
+    fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>) -> io::Result<Self> {
+        set_cloexec_nonblocking(fd.as_fd(), true)?;
+        let waker = Waker::new()?;
+        let listener = IpListener::from(uds::Listener::from(fd));
+        Ok(Listener { listener, waker, file })
+    }
+
+    /// Waits until a connection can be accepted, [`wake`](Self::wake) is called, or the
+    /// timeout passes. No timeout waits for ever.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Ready> {
+        Ok(Ready { acceptable: self.waker.wait(self.fd(), timeout)? })
+    }
+
+    /// The listening socket, for waiting on it elsewhere (the `tokio` feature's readiness)
+    /// and for `LocalServer::socket_descriptor`.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match &self.listener {
+            IpListener::UdSocket(l) => l.as_fd(),
+        }
+    }
+
+    /// Makes a [`wait`](Self::wait) in another thread return. Never blocks.
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
+    /// Accepts one connection if one is waiting; `Ok(None)` if none is.
+    pub(crate) fn try_accept(&self) -> io::Result<Option<Stream>> {
+        loop {
+            match self.listener.accept() {
+                Ok(stream) => {
+                    // BSD and macOS hand out accepted sockets with the listener's O_NONBLOCK.
+                    if !cfg!(any(target_os = "linux", target_os = "android")) {
+                        stream.set_nonblocking(false)?;
+                    }
+                    return Ok(Some(stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                // A client gave up before we took it: nothing to hand out, look again.
+                Err(e)
+                    if matches!(
+                        Errno::from_io_error(&e),
+                        Some(Errno::CONNABORTED | Errno::INTR | Errno::PROTO)
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Removes the socket file this listener bound, if it is still that file.
+    pub(crate) fn remove_own_file(&self) {
+        if let Some((path, id)) = &self.file {
+            let _ = unlink_if(path, Some(*id));
+        }
+    }
+}
+
+/// Unlinks `path` if it is the file `id` names (any file, with `None`).
+fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
+    if let Some(id) = id {
+        if file_id(path)? != id {
+            return Ok(());
+        }
+    }
+    std::fs::remove_file(path)
+}
+
+/// Whether the socket `fd` is listening (`SO_ACCEPTCONN`).
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+)))]
+fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(rustix::net::sockopt::socket_acceptconn(fd)?)
+}
+
+/// Whether the socket `fd` is listening (`SO_ACCEPTCONN`), through libc: rustix leaves
+/// this option out on Apple platforms.
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+))]
+fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `v` and `len` are live, writable locals and `len`
+    // holds `v`'s size, so the kernel writes no more than an int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v != 0)
+}

@@ -1,0 +1,88 @@
+//! Unix domain sockets with the platform's own calls where interprocess has none: a chosen
+//! backlog, private-directory binding with a no-replace move, poll(2) with a wake-up pipe.
+//!
+//! - [`listener`]: binding (in a private directory, moved into place without replacing
+//!   anything), adopting a listening socket, waiting and accepting;
+//! - [`poll`]: `poll(2)` and the wake-up pipe;
+//! - [`socket`]: socket creation and addresses, connecting, and the connected socket's
+//!   extras (peer pid, a ready line, a write with a deadline).
+//!
+//! The system calls go through rustix. libc remains only where rustix has nothing:
+//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
+//!   `LOCAL_PEERPID`;
+//! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
+//!   leaves `socket_acceptconn` out there;
+//! - `getsockname` when adopting a socket: rustix decodes a path address only up to the
+//!   length the kernel reports and refuses one with NULs inside it, such as the trailing
+//!   NULs of a socket bound with `sizeof(sockaddr_un)` (as Qt 5 binds) on macOS; Qt 6 reads
+//!   the name up to its first NUL, and so does [`Listener::adopt`].
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use rustix::io::{Errno, FdFlags};
+
+use crate::LocalSocketError;
+
+mod listener;
+mod poll;
+mod socket;
+
+pub(crate) use listener::Listener;
+pub(crate) use poll::pipe;
+pub(crate) use socket::{connect, peer_pid, take_ready_line, write_all_until};
+
+/// Whether `e` is the OS error `errno`.
+pub(super) fn is(e: &io::Error, errno: Errno) -> bool {
+    Errno::from_io_error(e) == Some(errno)
+}
+
+/// Makes `fd` close-on-exec, and non-blocking or blocking.
+pub(super) fn set_cloexec_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::fcntl_getfd(fd)? | FdFlags::CLOEXEC)?;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags =
+        if nonblocking { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
+    rustix::fs::fcntl_setfl(fd, flags)?;
+    Ok(())
+}
+
+/// Removes the socket file of `path`, whether or not a server is listening on it
+/// (`QLocalServer::removeServer`). A missing file is not an error.
+pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Qt's errno classification for `QLocalServer` (`QLocalServerPrivate::setError`).
+pub(crate) fn server_error(e: &io::Error) -> (LocalSocketError, &'static str) {
+    match Errno::from_io_error(e) {
+        Some(Errno::ACCESS) => (LocalSocketError::SocketAccess, "Permission denied"),
+        Some(Errno::LOOP | Errno::NOENT | Errno::NAMETOOLONG | Errno::ROFS | Errno::NOTDIR) => {
+            (LocalSocketError::ServerNotFound, "Name error")
+        }
+        Some(Errno::ADDRINUSE) => (LocalSocketError::AddressInUse, "Address in use"),
+        _ if e.kind() == io::ErrorKind::Unsupported => {
+            (LocalSocketError::UnsupportedSocketOperation, "The socket operation is not supported")
+        }
+        _ => (LocalSocketError::Unknown, ""),
+    }
+}
+
+/// Qt's errno classification for `QLocalSocket::connectToServer`.
+pub(crate) fn connect_error(e: &io::Error) -> LocalSocketError {
+    match Errno::from_io_error(e) {
+        Some(Errno::INVAL | Errno::CONNREFUSED) => LocalSocketError::ConnectionRefused,
+        Some(Errno::NOENT | Errno::NAMETOOLONG | Errno::NOTDIR | Errno::LOOP) => {
+            LocalSocketError::ServerNotFound
+        }
+        Some(Errno::ACCESS | Errno::PERM) => LocalSocketError::SocketAccess,
+        Some(Errno::TIMEDOUT) => LocalSocketError::SocketTimeout,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => LocalSocketError::SocketResource,
+        _ if e.kind() == io::ErrorKind::Unsupported => LocalSocketError::UnsupportedSocketOperation,
+        _ => LocalSocketError::Unknown,
+    }
+}

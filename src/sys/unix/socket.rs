@@ -1,0 +1,196 @@
+//! Socket creation and addresses, connecting, and what a connected socket needs beyond
+//! interprocess: the peer's pid on macOS, taking a line already received, writing with a
+//! deadline.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::Stream;
+use interprocess::os::unix::uds_local_socket as uds;
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+
+use super::poll::{ms_until, poll};
+use crate::SocketOptions;
+
+/// A new stream socket, close-on-exec (and non-blocking if asked), in one system call
+/// where `socket(2)` takes those flags.
+pub(super) fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::net::SocketFlags;
+        let flags =
+            SocketFlags::CLOEXEC | if nonblocking { SocketFlags::NONBLOCK } else { SocketFlags::empty() };
+        Ok(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+        super::set_cloexec_nonblocking(fd.as_fd(), nonblocking)?;
+        Ok(fd)
+    }
+}
+
+/// The address of a path, or of an abstract name (Linux) when `abstract_ns`.
+fn address(name: &[u8], abstract_ns: bool) -> io::Result<SocketAddrUnix> {
+    // One byte of `sun_path` stays free: the terminating NUL of a path (rustix would take
+    // a path that fills it), the leading NUL of an abstract name.
+    if name.len() > crate::name::MAX_SOCKET_PATH {
+        return Err(Errno::NAMETOOLONG.into());
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if abstract_ns {
+        return Ok(SocketAddrUnix::new_abstract_name(name)?);
+    }
+    let _ = abstract_ns;
+    // The kernel reads a path up to its first NUL; so does this address.
+    let path = name.split(|&b| b == 0).next().unwrap_or_default();
+    Ok(SocketAddrUnix::new(OsStr::from_bytes(path))?)
+}
+
+/// Binds `fd` to the path (or abstract name) `name` and listens with `backlog`.
+pub(super) fn bind_listen(
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+    abstract_ns: bool,
+    backlog: i32,
+) -> io::Result<()> {
+    rustix::net::bind(fd, &address(name, abstract_ns)?)?;
+    rustix::net::listen(fd, backlog)?;
+    Ok(())
+}
+
+/// Connects to `path` (or the abstract `name`). With a timeout, a full backlog is retried
+/// until the deadline; without one, connect blocks while the backlog is full.
+pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Duration>) -> io::Result<Stream> {
+    let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
+    if abstract_ns && !cfg!(any(target_os = "linux", target_os = "android")) {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    let addr = address(path.as_os_str().as_bytes(), abstract_ns)?;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let fd = new_socket(deadline.is_some())?;
+    let mut backoff = Duration::from_micros(500);
+    loop {
+        let e = match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        match (e, deadline) {
+            (Errno::INTR, _) => continue,
+            (Errno::AGAIN, Some(d)) => {
+                // Linux: the backlog is full and nothing happened; try again shortly.
+                let now = Instant::now();
+                if now >= d {
+                    return Err(Errno::TIMEDOUT.into());
+                }
+                std::thread::sleep(backoff.min(d - now));
+                backoff = (backoff * 2).min(Duration::from_millis(20));
+            }
+            (Errno::INPROGRESS, Some(d)) => {
+                // BSD: the connection completes in the background.
+                let ms = d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+                if poll(&mut [PollFd::new(&fd, PollFlags::OUT)], ms)? == 0 {
+                    return Err(Errno::TIMEDOUT.into());
+                }
+                let stream = UnixStream::from(fd);
+                if let Some(e) = stream.take_error()? {
+                    return Err(e);
+                }
+                return finish_connect(stream, true);
+            }
+            _ => return Err(e.into()),
+        }
+    }
+    finish_connect(UnixStream::from(fd), deadline.is_some())
+}
+
+fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Stream> {
+    if was_nonblocking {
+        stream.set_nonblocking(false)?;
+    }
+    Ok(Stream::from(uds::Stream::from(stream)))
+}
+
+/// The peer's pid where interprocess gives none: `LOCAL_PEERPID` on macOS, through libc
+/// (rustix has no `LOCAL_PEERPID`).
+pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        use std::os::fd::AsRawFd;
+        let mut pid: libc::pid_t = 0;
+        let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+        // SAFETY: the socket's descriptor is open while `socket` is borrowed; `pid` and
+        // `len` are live, writable locals and `len` holds `pid`'s size, so the kernel
+        // writes no more than a `pid_t`.
+        let r = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_LOCAL,
+                libc::LOCAL_PEERPID,
+                (&mut pid as *mut libc::pid_t).cast(),
+                &mut len,
+            )
+        };
+        (r == 0 && pid > 0).then_some(pid as u32)
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        let _ = socket;
+        None
+    }
+}
+
+/// Takes a complete line (without its newline) that is already waiting on `socket`, if
+/// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
+pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let (peeked, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
+    let end = buf[..peeked].iter().position(|&b| b == b'\n')?;
+    // The bytes are there: this read takes exactly the line and its newline at once.
+    let (got, _) = rustix::net::recv(socket, &mut buf[..end + 1], RecvFlags::DONTWAIT).ok()?;
+    if got != end + 1 {
+        return None;
+    }
+    buf.truncate(end);
+    Some(buf)
+}
+
+/// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each wait is a
+/// `poll(2)` for the time left and each write takes only what fits at once
+/// (`MSG_DONTWAIT`), so a peer that drains slowly cannot stretch the deadline (a blocking
+/// `send` restarts `SO_SNDTIMEO` for each chunk it waits for).
+pub(crate) fn write_all_until(
+    socket: &crate::LocalSocket,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let fd = socket.as_fd();
+    while !buf.is_empty() {
+        if deadline.saturating_duration_since(Instant::now()).is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::OUT)], ms_until(deadline)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = SendFlags::DONTWAIT;
+        match rustix::net::send(fd, buf, flags) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::WOULDBLOCK | Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
