@@ -130,7 +130,7 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
 }
 
 /// What binding adds to the socket's directory: the private directory `/.XXXXXX` and the
-/// socket `/s` in it (see `sys::unix::private_dir`). That path must fit `sun_path` too.
+/// socket `/s` in it (see `sys::unix::listener`). That path must fit `sun_path` too.
 #[cfg(unix)]
 const BIND_EXTRA: usize = "/.XXXXXX/s".len();
 
