@@ -1,6 +1,6 @@
-//! Who is who on Windows: the token's user and primary group, the security descriptor a
-//! pipe is created with (Qt's, from [`SocketOptions`]), and reading a pipe's back (its owner,
-//! its group, its DACL), which the peer checks use.
+//! Security descriptors on Windows: the one a pipe is created with (Qt's, from
+//! [`SocketOptions`]), the System scope's pipe and directory, and reading an object's back
+//! (its owner, group, DACL and integrity label), which the peer and directory checks use.
 //!
 //! Qt's `QLocalServerPrivate::addListener` (qtbase `src/network/socket/qlocalserver_win.cpp`,
 //! the same in Qt 5.15 and Qt 6) builds, when any access bit is set, an absolute security
@@ -10,9 +10,8 @@
 //! builds the same, with one difference in how, not in what: see there.
 
 use std::io;
-use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, BorrowedHandle};
 use std::ptr;
-use std::sync::OnceLock;
 
 use interprocess::os::windows::security_descriptor::{
     AsSecurityDescriptorExt, BorrowedSecurityDescriptor, SecurityDescriptor,
@@ -22,15 +21,11 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    AclSizeInformation, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation, IsValidSid,
-    TokenIntegrityLevel, TokenPrimaryGroup, TokenUser, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION,
+    AclSizeInformation, GetAce, GetAclInformation, ACCESS_ALLOWED_ACE, ACL, ACL_SIZE_INFORMATION,
     DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-    PSID, TOKEN_IMPERSONATE, TOKEN_INFORMATION_CLASS, TOKEN_PRIMARY_GROUP, TOKEN_QUERY, TOKEN_USER,
+    PSID,
 };
 use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
-use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetCurrentThread, OpenProcessToken, OpenThreadToken, SetThreadToken,
-};
 
 use crate::{Sid, SocketOptions};
 
@@ -38,193 +33,9 @@ use crate::{Sid, SocketOptions};
 #[cfg(test)]
 pub(crate) const FILE_ALL_ACCESS: u32 = windows_sys::Win32::Storage::FileSystem::FILE_ALL_ACCESS;
 
-fn last_error() -> io::Error {
-    io::Error::last_os_error()
-}
-
-/// Copies the SID at `psid`.
-///
-/// # Safety
-/// `psid` is null or points to memory that holds a SID, valid for the call.
-unsafe fn sid_at(psid: PSID) -> io::Result<Sid> {
-    // SAFETY: IsValidSid reads a SID's header only after checking the pointer is non-null
-    // (the caller promises a SID or null); GetLengthSid reads the header of a valid SID.
-    let len = unsafe {
-        if psid.is_null() || IsValidSid(psid) == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a valid SID"));
-        }
-        GetLengthSid(psid) as usize
-    };
-    // SAFETY: a valid SID is `GetLengthSid` bytes long.
-    let bytes = unsafe { std::slice::from_raw_parts(psid.cast::<u8>(), len) };
-    Sid::from_bytes(bytes).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "SID too long"))
-}
-
-/// The user (`TokenUser`) or primary group (`TokenPrimaryGroup`) of a token.
-fn token_sid(token: BorrowedHandle<'_>, class: TOKEN_INFORMATION_CLASS) -> io::Result<Sid> {
-    let h = token.as_raw_handle() as HANDLE;
-    let mut len = 0u32;
-    // SAFETY: a size query: no buffer, the needed length is written to `len`.
-    unsafe { GetTokenInformation(h, class, ptr::null_mut(), 0, &mut len) };
-    if len == 0 {
-        return Err(last_error());
-    }
-    // u64 units: TOKEN_USER and TOKEN_PRIMARY_GROUP start with a pointer.
-    let mut buf = vec![0u64; (len as usize).div_ceil(8)];
-    // SAFETY: `buf` is writable for `len` bytes and aligned for the structure.
-    if unsafe { GetTokenInformation(h, class, buf.as_mut_ptr().cast(), len, &mut len) } == 0 {
-        return Err(last_error());
-    }
-    // SAFETY: on success the buffer holds the structure `class` names, whose SID pointer
-    // points into the same buffer, alive for the read.
-    unsafe {
-        // TOKEN_MANDATORY_LABEL is laid out as TOKEN_USER: one SID_AND_ATTRIBUTES.
-        let psid = if class == TokenUser || class == TokenIntegrityLevel {
-            (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid
-        } else {
-            (*buf.as_ptr().cast::<TOKEN_PRIMARY_GROUP>()).PrimaryGroup
-        };
-        sid_at(psid)
-    }
-}
-
-fn process_token() -> io::Result<OwnedHandle> {
-    let mut h: HANDLE = ptr::null_mut();
-    // SAFETY: the current-process pseudo handle needs no closing; `h` receives a new handle.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut h) } == 0 {
-        return Err(last_error());
-    }
-    // SAFETY: a token handle just opened, owned by nobody else.
-    Ok(unsafe { OwnedHandle::from_raw_handle(h as _) })
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Tests: the user this thread's checks take this process for (an injected SID, to test
-    /// the decisions against "another user" where Wine has only one).
-    pub(crate) static PRETEND_USER: std::cell::Cell<Option<Sid>> = const { std::cell::Cell::new(None) };
-}
-
-/// The user this process runs as (its primary token's `TokenUser`), read once.
-pub(crate) fn current_user() -> io::Result<Sid> {
-    #[cfg(test)]
-    if let Some(sid) = PRETEND_USER.with(|p| p.get()) {
-        return Ok(sid);
-    }
-    process_user()
-}
-
-/// The user of this process's primary token, read once (never the injected test SID).
-fn process_user() -> io::Result<Sid> {
-    static USER: OnceLock<Sid> = OnceLock::new();
-    if let Some(sid) = USER.get() {
-        return Ok(*sid);
-    }
-    let sid = token_sid(process_token()?.as_handle_borrowed(), TokenUser)?;
-    Ok(*USER.get_or_init(|| sid))
-}
-
-/// Medium, the integrity level of a normal user's processes and of any object that has no
-/// label.
-const MEDIUM_INTEGRITY: u32 =
-    windows_sys::Win32::System::SystemServices::SECURITY_MANDATORY_MEDIUM_RID as u32;
-
-/// The integrity level (the RID of its `S-1-16-…` label) of this process.
-pub(crate) fn own_integrity() -> io::Result<u32> {
-    let label = token_sid(process_token()?.as_handle_borrowed(), TokenIntegrityLevel)?;
-    label_rid(&label).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an integrity label"))
-}
-
-/// The RID of a mandatory label SID (`S-1-16-RID`).
-fn label_rid(sid: &Sid) -> Option<u32> {
-    let b = sid.as_bytes();
-    (b.len() == 12 && b[1] == 1 && b[2..8] == [0, 0, 0, 0, 0, 16])
-        .then(|| u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
-}
-
-/// The integrity level of the object behind `handle` (a pipe): its mandatory label, or
-/// Medium where it has none (as Windows treats such objects).
-pub(crate) fn object_integrity(handle: BorrowedHandle<'_>) -> io::Result<u32> {
-    use windows_sys::Win32::Security::LABEL_SECURITY_INFORMATION;
-    use windows_sys::Win32::System::SystemServices::SYSTEM_MANDATORY_LABEL_ACE_TYPE;
-    let mut sacl: *mut ACL = ptr::null_mut();
-    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: valid out pointers; `sacl` points into `sd`, freed below.
-    let err = unsafe {
-        GetSecurityInfo(
-            handle.as_raw_handle() as HANDLE,
-            SE_KERNEL_OBJECT,
-            LABEL_SECURITY_INFORMATION,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut sacl,
-            &mut sd,
-        )
-    };
-    if err != 0 {
-        return Err(io::Error::from_raw_os_error(err as i32));
-    }
-    let _free = FreeOnDrop(sd);
-    let mut level = MEDIUM_INTEGRITY;
-    if sacl.is_null() {
-        return Ok(level);
-    }
-    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
-    // SAFETY: `sacl` is a valid ACL inside `sd`; `info` is the structure the class names.
-    if unsafe {
-        GetAclInformation(
-            sacl,
-            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
-            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
-            AclSizeInformation,
-        )
-    } == 0
-    {
-        return Err(last_error());
-    }
-    for i in 0..info.AceCount {
-        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
-        // SAFETY: `i` is below the entry count; `ace` receives a pointer into the ACL.
-        if unsafe { GetAce(sacl, i, &mut ace) } == 0 {
-            return Err(last_error());
-        }
-        // SAFETY: every entry starts with an ACE_HEADER; a mandatory label entry has the
-        // layout of ACCESS_ALLOWED_ACE (header, mask, SID at SidStart).
-        unsafe {
-            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
-            if u32::from((*a).Header.AceType) == SYSTEM_MANDATORY_LABEL_ACE_TYPE {
-                if let Some(rid) = label_rid(&sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?) {
-                    level = rid;
-                }
-            }
-        }
-    }
-    Ok(level)
-}
-
-/// Whether a pipe at integrity level `pipe` may be this process's primary: not below this
-/// process's own level, capped at Medium (a non-elevated launch may reach its user's
-/// elevated primary; an elevated launch its user's normal one). A pipe made by a sandboxed
-/// (low integrity) process of the same user is refused: it must not receive launches.
-pub(crate) fn integrity_is_enough(pipe: u32, own: u32) -> bool {
-    pipe >= own.min(MEDIUM_INTEGRITY)
-}
-
-/// The primary group of this process's token (the group Qt's GROUP_ACCESS grants).
-pub(crate) fn current_primary_group() -> io::Result<Sid> {
-    token_sid(process_token()?.as_handle_borrowed(), TokenPrimaryGroup)
-}
-
-trait AsBorrowed {
-    fn as_handle_borrowed(&self) -> BorrowedHandle<'_>;
-}
-
-impl AsBorrowed for OwnedHandle {
-    fn as_handle_borrowed(&self) -> BorrowedHandle<'_> {
-        std::os::windows::io::AsHandle::as_handle(self)
-    }
-}
+use super::token::{
+    current_primary_group, current_user, label_rid, last_error, process_user, sid_at, MEDIUM_INTEGRITY,
+};
 
 /// The security descriptor Qt gives a pipe for `options`, or `None` with no access bit
 /// (Windows' default descriptor then, as Qt leaves it).
@@ -461,63 +272,65 @@ pub(crate) fn pipe_security(handle: BorrowedHandle<'_>) -> io::Result<PipeSecuri
     Ok(PipeSecurity { owner, group, dacl: Some(allowed), other_entries: other })
 }
 
-/// The user at the client end of a pipe, as the primary sees it: the identity the client
-/// connected with (`ImpersonateNamedPipeClient`, then the thread token's user, then back to
-/// self). A client that connected anonymously has none: `None`.
-///
-/// Not the client's pid (`GetNamedPipeClientProcessId`) and that process's token: a client
-/// can set the pid the pipe reports for it, so it proves nothing.
-pub(crate) fn client_user(
-    pipe: &interprocess::os::windows::named_pipe::DuplexPipeStream<
-        interprocess::os::windows::named_pipe::pipe_mode::Bytes,
-    >,
-) -> Option<Sid> {
-    // The calling thread may be impersonating someone already (a service serving a client):
-    // RevertToSelf would end that, so keep its token and put it back after.
-    let saved = thread_token(TOKEN_IMPERSONATE);
-    let sid = match pipe.impersonate_client() {
-        Ok(guard) => {
-            let sid = impersonated_user();
-            drop(guard); // RevertToSelf
-            sid
-        }
-        Err(_) => None,
+/// The integrity level of the object behind `handle` (a pipe): its mandatory label, or
+/// Medium where it has none (as Windows treats such objects).
+pub(crate) fn object_integrity(handle: BorrowedHandle<'_>) -> io::Result<u32> {
+    use windows_sys::Win32::Security::LABEL_SECURITY_INFORMATION;
+    use windows_sys::Win32::System::SystemServices::SYSTEM_MANDATORY_LABEL_ACE_TYPE;
+    let mut sacl: *mut ACL = ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: valid out pointers; `sacl` points into `sd`, freed below.
+    let err = unsafe {
+        GetSecurityInfo(
+            handle.as_raw_handle() as HANDLE,
+            SE_KERNEL_OBJECT,
+            LABEL_SECURITY_INFORMATION,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut sacl,
+            &mut sd,
+        )
     };
-    if let Some(token) = saved {
-        // SAFETY: a null thread means the current one; `token` is an impersonation token
-        // opened with TOKEN_IMPERSONATE, open for the call.
-        unsafe { SetThreadToken(ptr::null(), token.as_raw_handle() as HANDLE) };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err as i32));
     }
-    sid
-}
-
-/// The current thread's impersonation token, if it has one, opened for `access` (as self).
-fn thread_token(access: u32) -> Option<OwnedHandle> {
-    let mut t: HANDLE = ptr::null_mut();
-    // SAFETY: the current-thread pseudo handle; `t` receives a new handle, or the call fails
-    // (ERROR_NO_TOKEN when the thread impersonates nobody).
-    if unsafe { OpenThreadToken(GetCurrentThread(), access, 1, &mut t) } == 0 {
-        return None;
+    let _free = FreeOnDrop(sd);
+    let mut level = MEDIUM_INTEGRITY;
+    if sacl.is_null() {
+        return Ok(level);
     }
-    // SAFETY: a token handle just opened, owned by nobody else.
-    Some(unsafe { OwnedHandle::from_raw_handle(t as _) })
-}
-
-/// The user of the token the current thread impersonates with.
-///
-/// First through `GetCurrentThreadEffectiveToken()` (the pseudo handle -6, Windows 8 and
-/// later), which opens nothing and so passes no access check: a non-elevated primary may not
-/// open an elevated launch's token (its default DACL grants only Administrators and SYSTEM),
-/// yet the launch is the same user. Then, where the pseudo handle is not understood, by
-/// opening the thread token as self.
-fn impersonated_user() -> Option<Sid> {
-    // SAFETY: pseudo handles are never closed and stay valid; -6 is
-    // GetCurrentThreadEffectiveToken() (winbase.h), a query-only handle.
-    let effective = unsafe { BorrowedHandle::borrow_raw(-6isize as std::os::windows::io::RawHandle) };
-    if let Ok(sid) = token_sid(effective, TokenUser) {
-        return Some(sid);
+    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
+    // SAFETY: `sacl` is a valid ACL inside `sd`; `info` is the structure the class names.
+    if unsafe {
+        GetAclInformation(
+            sacl,
+            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        )
+    } == 0
+    {
+        return Err(last_error());
     }
-    token_sid(thread_token(TOKEN_QUERY)?.as_handle_borrowed(), TokenUser).ok()
+    for i in 0..info.AceCount {
+        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
+        // SAFETY: `i` is below the entry count; `ace` receives a pointer into the ACL.
+        if unsafe { GetAce(sacl, i, &mut ace) } == 0 {
+            return Err(last_error());
+        }
+        // SAFETY: every entry starts with an ACE_HEADER; a mandatory label entry has the
+        // layout of ACCESS_ALLOWED_ACE (header, mask, SID at SidStart).
+        unsafe {
+            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
+            if u32::from((*a).Header.AceType) == SYSTEM_MANDATORY_LABEL_ACE_TYPE {
+                if let Some(rid) = label_rid(&sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?) {
+                    level = rid;
+                }
+            }
+        }
+    }
+    Ok(level)
 }
 
 #[cfg(test)]
@@ -622,29 +435,5 @@ mod tests {
         let b = unsafe { BorrowedSecurityDescriptor::from_ptr(ours.as_sd()) };
         // SAFETY: as above.
         assert_eq!(unsafe { sid_at(b.owner().unwrap().0.cast_mut()) }.unwrap(), user);
-    }
-
-    /// The primary's view of a client: the user it connected as, which is this process's.
-    #[test]
-    fn client_user_is_the_connecting_user() {
-        let path = name("client-user");
-        let listener = Listener::bind(&path, SocketOptions::USER_ACCESS, 0).unwrap();
-        let _client = connect(&path, SocketOptions::empty(), Some(Duration::from_secs(5))).unwrap();
-        listener.wait(Some(Duration::from_secs(5))).unwrap();
-        let server = listener.try_accept().unwrap().expect("accepted");
-        let p = pipe(&server);
-        assert_eq!(client_user(p), Some(current_user().unwrap()));
-
-        // A thread that impersonates already still does afterwards (client_user puts its
-        // token back after RevertToSelf).
-        // SAFETY: plain call; the thread impersonates itself until RevertToSelf below.
-        assert_ne!(unsafe { windows_sys::Win32::Security::ImpersonateSelf(2) }, 0); // SecurityImpersonation
-        assert!(thread_token(TOKEN_QUERY).is_some());
-        assert_eq!(client_user(p), Some(current_user().unwrap()));
-        let kept = thread_token(TOKEN_QUERY).is_some();
-        // SAFETY: plain call, ends the impersonation.
-        unsafe { windows_sys::Win32::Security::RevertToSelf() };
-        assert!(kept, "client_user ended the caller's own impersonation");
-        assert!(thread_token(TOKEN_QUERY).is_none());
     }
 }
