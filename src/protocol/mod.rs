@@ -1,0 +1,207 @@
+//! The wire protocol between a launch and the primary: one request line and one reply line
+//! of JSON per connection, each with a version, documented so that a program in another
+//! language (a Qt app, a Python script) can speak it. Strings that are not valid Unicode travel losslessly as
+//! `{"base64":"..."}` (Unix bytes, standard base64 with padding: 4 bytes per 3) or
+//! `{"wide":[...]}` (Windows UTF-16 units); `{"bytes":[...]}` (an array of byte values)
+//! is still decoded.
+
+mod message;
+mod os_str;
+mod reply;
+
+use serde_json::{Map, Value};
+
+pub use message::Message;
+pub(crate) use message::{decode_head, parse_data, Head};
+pub use os_str::{decode_os, encode_os};
+pub use reply::Reply;
+
+/// A line that does not follow the protocol: malformed JSON, an unknown version, a field
+/// of the wrong type. Its text says which, and never repeats more than a few dozen
+/// characters of what was received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError(Box<str>);
+
+impl ProtocolError {
+    /// What is wrong, for a log or an error reply.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ProtocolError {
+    fn from(s: String) -> Self {
+        ProtocolError(s.into())
+    }
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// The default limit on one message, in bytes (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// Environment variables always forwarded: they let the primary raise its window.
+pub const ACTIVATION_VARS: [&str; 2] = ["XDG_ACTIVATION_TOKEN", "DESKTOP_STARTUP_ID"];
+
+pub(crate) fn version(o: &Map<String, Value>) -> Result<(), String> {
+    match o.get("v") {
+        Some(v) if v.as_u64() == Some(PROTOCOL_VERSION) => Ok(()),
+        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})")),
+        None => Err("missing protocol version \"v\"".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::ffi::OsString;
+
+    use serde_json::json;
+
+    use super::os_str::{base64_decode, base64_encode};
+    use super::*;
+
+    #[test]
+    fn request_round_trips() {
+        let mut env = BTreeMap::new();
+        env.insert("XDG_ACTIVATION_TOKEN".to_owned(), OsString::from("tok"));
+        let m = Message {
+            argv: vec!["prog".into(), "a b".into(), "ü\n\"".into()],
+            cwd: Some("/home/x".into()),
+            env,
+            pid: Some(42),
+            data: json!({"k": [1, 2]}),
+        };
+        assert_eq!(Message::decode(m.encode().as_bytes()).unwrap(), m);
+        assert!(!m.encode().contains('\n'));
+    }
+
+    #[test]
+    fn nesting_limit_is_serde_jsons() {
+        for n in 120..135 {
+            let line = format!("{{\"v\":1,\"argv\":[],\"data\":{}{}}}", "[".repeat(n), "]".repeat(n));
+            let by_value = serde_json::from_str::<Value>(&line).is_ok();
+            assert_eq!(Message::decode(line.as_bytes()).is_ok(), by_value, "{n}");
+        }
+        let quoted = format!("{{\"v\":1,\"argv\":[\"{}\\\"\"]}}", "[".repeat(300));
+        assert!(Message::decode(quoted.as_bytes()).is_ok(), "brackets in a string are text");
+    }
+
+    #[test]
+    fn data_floats_round_trip_exactly() {
+        // Without serde_json's float_roundtrip this one changed its last digit (fuzz/).
+        let line = br#"{"v":1,"argv":[],"data":[-92246744073709551616,0.1,5e-324]}"#;
+        let m = Message::decode(line).unwrap();
+        assert_eq!(Message::decode(m.encode().as_bytes()).unwrap(), m);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_is_lossless() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = OsString::from_vec(vec![b'a', 0xFF, 0xFE, b'/', 0]);
+        let v = encode_os(&raw);
+        assert_eq!(v, json!({"base64": "Yf/+LwA="}));
+        assert_eq!(decode_os(&v).unwrap(), raw);
+        // The older array form still decodes.
+        assert_eq!(decode_os(&json!({"bytes": [97, 255, 254, 47, 0]})).unwrap(), raw);
+    }
+
+    #[test]
+    fn base64_is_exact_and_strict() {
+        for n in 0..64 {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 200) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&bytes)).as_deref(), Some(&bytes[..]), "{n}");
+        }
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        for bad in ["Zm8", "Zm9=", "Z===", "Zm8=Zm8=", "Zm-_", "Zm8 ", "===="] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    /// Issue 11, item 6: non-UTF-8 strings take at most 4 bytes per 3 on the wire, so
+    /// 360 KB of Latin-1 file names fit a 1 MiB request with room to spare.
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_strings_are_dense_on_the_wire() {
+        use std::os::unix::ffi::OsStringExt;
+        let names: Vec<OsString> =
+            (0..360).map(|i| OsString::from_vec(vec![0xE9u8.wrapping_add(i as u8 & 1); 1000])).collect();
+        let m = Message { argv: names, cwd: None, env: BTreeMap::new(), pid: None, data: Value::Null };
+        let line = m.encode();
+        assert!(line.len() < 360_000 * 4 / 3 + 360 * 20, "{} bytes", line.len());
+        assert_eq!(Message::decode(line.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn bad_requests_are_clear_errors() {
+        for (line, want) in [
+            (&b"{"[..], "malformed JSON"),
+            (b"[1]", "must be a JSON object"),
+            (b"{\"argv\":[]}", "missing protocol version"),
+            (b"{\"v\":2,\"argv\":[]}", "unsupported protocol version 2"),
+            (b"{\"v\":1}", "missing \"argv\""),
+            (b"{\"v\":1,\"argv\":[1]}", "argv[0]"),
+            (b"{\"v\":1,\"argv\":[{\"bytes\":[256]}]}", "0-255"),
+            (b"{\"v\":1,\"argv\":[],\"pid\":-1}", "pid"),
+        ] {
+            let e = Message::decode(line).unwrap_err();
+            assert!(e.message().contains(want), "{e} does not say {want}");
+        }
+    }
+
+    #[test]
+    fn error_replies_stay_small_whatever_the_client_sent() {
+        let long = "x".repeat(99_999);
+        for line in [
+            format!("{{\"v\":\"{long}\",\"argv\":[]}}"),
+            format!("{{\"v\":1,\"argv\":[],\"env\":{{\"{long}\":1}}}}"),
+            format!("{{\"v\":1,\"argv\":[],\"pid\":\"{long}\"}}"),
+            format!("{{\"v\":1,\"argv\":[{{\"base64\":\"{long}\"}}]}}"),
+        ] {
+            let e = Message::decode(line.as_bytes()).unwrap_err();
+            let e = e.message();
+            assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..200]);
+        }
+    }
+
+    #[test]
+    fn exit_codes_outside_a_byte_are_failures() {
+        use std::process::ExitCode;
+        assert_eq!(Reply::exit(3).process_exit_code(), ExitCode::from(3));
+        assert_eq!(Reply::ok().process_exit_code(), ExitCode::from(0));
+        assert_eq!(Reply::exit(-1).process_exit_code(), ExitCode::from(1));
+        assert_eq!(Reply::exit(256).process_exit_code(), ExitCode::from(1));
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for r in [
+            Reply::ok(),
+            Reply::exit(3).with_stdout("v1.0\n").with_data(json!(1)),
+            Reply::error("no"),
+            Reply::retry("closing"),
+        ] {
+            assert_eq!(Reply::decode(r.encode().as_bytes()).unwrap(), r);
+        }
+        // What `encode` leaves out for a kind of reply, `decode` ignores (found by fuzz/).
+        let r = Reply::decode(br#"{"v":1,"ok":true,"retry":true,"error":"e"}"#).unwrap();
+        assert_eq!((r.ok, r.retry, r.error.as_deref()), (true, false, None));
+        let r = Reply::decode(br#"{"v":1,"ok":false,"stdout":"x","data":[1],"retry":true}"#).unwrap();
+        assert_eq!(r, Reply::retry(""));
+        assert_eq!(
+            Reply::ok().encode(),
+            r#"{"data":null,"exit_code":0,"ok":true,"stderr":"","stdout":"","v":1}"#
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! [`Reply`]: the primary's answer to a launch.
+
+use serde_json::{json, Map, Value};
+
+use super::{version, ProtocolError, PROTOCOL_VERSION};
+
+/// The primary's answer to a launch: success or an error, an exit code, and text for the
+/// launch to print on its own stdout and stderr.
+///
+/// ```
+/// use solo_instance::Reply;
+/// let r = Reply::exit(2).with_stderr("no such file\n");
+/// assert!(r.is_ok()); // answered; the exit code says how it went
+/// assert_eq!((r.exit_code(), r.stderr()), (2, "no such file\n"));
+/// let refused = Reply::error("busy");
+/// assert!(!refused.is_ok());
+/// assert_eq!(refused.error_message(), Some("busy"));
+/// // In the launch: print what the primary said and exit with its code.
+/// # #[allow(dead_code)]
+/// # fn launch(reply: Reply) -> std::process::ExitCode {
+/// reply.print_output();
+/// reply.process_exit_code()
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub(crate) ok: bool,
+    pub(crate) exit_code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) data: Value,
+    pub(crate) error: Option<String>,
+    /// Set when the primary is going away: the launch should start over.
+    pub(crate) retry: bool,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply::ok()
+    }
+}
+
+impl Reply {
+    /// Success, exit code 0.
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            data: Value::Null,
+            error: None,
+            retry: false,
+        }
+    }
+
+    /// Success with the given exit code for the launch.
+    pub fn exit(code: i32) -> Reply {
+        Reply { exit_code: code, ..Reply::ok() }
+    }
+
+    /// A refusal: the launch reports `message` and exits with code 1.
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply { ok: false, exit_code: 1, error: Some(message.into()), ..Reply::ok() }
+    }
+
+    pub(crate) fn retry(message: &str) -> Reply {
+        Reply { retry: true, ..Reply::error(message) }
+    }
+
+    /// Text for the launch to print on its stdout (like a `--version` answer).
+    #[must_use]
+    pub fn with_stdout(mut self, text: impl Into<String>) -> Reply {
+        self.stdout = text.into();
+        self
+    }
+
+    /// Text for the launch to print on its stderr.
+    #[must_use]
+    pub fn with_stderr(mut self, text: impl Into<String>) -> Reply {
+        self.stderr = text.into();
+        self
+    }
+
+    /// Custom JSON data for the launch.
+    #[must_use]
+    pub fn with_data(mut self, data: Value) -> Reply {
+        self.data = data;
+        self
+    }
+
+    /// Whether the primary accepted the launch.
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The exit code the primary chose for the launch.
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// Text for the launch's stdout.
+    pub fn stdout(&self) -> &str {
+        &self.stdout
+    }
+
+    /// Text for the launch's stderr.
+    pub fn stderr(&self) -> &str {
+        &self.stderr
+    }
+
+    /// The primary's custom data.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The exit status for the launch: the primary's exit code, or 1 for one outside
+    /// 0-255 (a negative code is a failure, never success).
+    pub fn process_exit_code(&self) -> std::process::ExitCode {
+        std::process::ExitCode::from(u8::try_from(self.exit_code).unwrap_or(1))
+    }
+
+    /// Prints the primary's `stdout` and `stderr` texts on this process's own streams,
+    /// as a launch does before it exits with [`process_exit_code`](Self::process_exit_code).
+    pub fn print_output(&self) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.stdout.as_bytes()).and_then(|()| out.flush());
+        let _ = std::io::stderr().lock().write_all(self.stderr.as_bytes());
+    }
+
+    /// The primary's error message, for a refusal.
+    pub fn error_message(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The reply line, without its newline.
+    pub fn encode(&self) -> String {
+        let mut o = Map::new();
+        o.insert("v".into(), json!(PROTOCOL_VERSION));
+        o.insert("ok".into(), json!(self.ok));
+        o.insert("exit_code".into(), json!(self.exit_code));
+        if self.ok {
+            o.insert("stdout".into(), json!(self.stdout));
+            o.insert("stderr".into(), json!(self.stderr));
+            o.insert("data".into(), self.data.clone());
+        } else {
+            o.insert("error".into(), json!(self.error.as_deref().unwrap_or("")));
+            if self.retry {
+                o.insert("retry".into(), json!(true));
+            }
+        }
+        Value::Object(o).to_string()
+    }
+
+    /// Decodes a reply line (without its newline).
+    ///
+    /// ```
+    /// use solo_instance::Reply;
+    /// let line = Reply::exit(3).with_stdout("done\n").encode();
+    /// let reply = Reply::decode(line.as_bytes()).unwrap();
+    /// assert_eq!((reply.exit_code(), reply.stdout()), (3, "done\n"));
+    /// assert!(Reply::decode(b"{\"v\":99,\"ok\":true}").is_err());
+    /// ```
+    pub fn decode(line: &[u8]) -> Result<Reply, ProtocolError> {
+        Self::decode_text(line).map_err(ProtocolError::from)
+    }
+
+    fn decode_text(line: &[u8]) -> Result<Reply, String> {
+        let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        let Value::Object(o) = value else { return Err("a reply must be a JSON object".into()) };
+        version(&o)?;
+        let ok = o.get("ok").and_then(Value::as_bool).ok_or("missing \"ok\"")?;
+        let text = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let exit_code = match o.get("exit_code") {
+            None => i32::from(!ok),
+            Some(c) => {
+                c.as_i64().and_then(|c| i32::try_from(c).ok()).ok_or("\"exit_code\" must be an i32")?
+            }
+        };
+        // Keep only what `encode` sends for this kind of reply, so a decoded reply
+        // re-encodes to itself: output and data only with `"ok":true`, `retry` only with
+        // `"ok":false` (an ok reply saying retry is an ok reply, not "start over").
+        let output = |k: &str| if ok { text(k) } else { String::new() };
+        Ok(Reply {
+            ok,
+            exit_code,
+            stdout: output("stdout"),
+            stderr: output("stderr"),
+            data: if ok { o.get("data").cloned().unwrap_or(Value::Null) } else { Value::Null },
+            error: (!ok).then(|| text("error")),
+            retry: !ok && o.get("retry").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
