@@ -12,9 +12,11 @@ mod socket;
 mod sys;
 
 pub use error::{Error, LocalSocketError, SocketError};
+#[cfg(feature = "dbus")]
+pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use instance::{
-    decode_os, encode_os, CallbackPrimary, Message, Primary, Reply, Request, Scope, SingleInstance, Start,
-    Status, Stopper, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, PROTOCOL_VERSION,
+    decode_os, encode_os, CallbackPrimary, Message, Origin, Primary, Reply, Request, Scope, SingleInstance,
+    Start, Status, Stopper, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, PROTOCOL_VERSION,
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;

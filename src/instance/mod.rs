@@ -3,6 +3,7 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod dbus;
 mod location;
 mod lock;
 mod protocol;
@@ -28,6 +29,10 @@ use serde_json::Value;
 use location::Location;
 pub use location::Scope;
 use lock::LockFile;
+// D-Bus (issue 15): `Origin` always; the rest with the `dbus` feature.
+pub use dbus::Origin;
+#[cfg(feature = "dbus")]
+pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use protocol::{
     decode_os, encode_os, Message, Reply, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
 };
@@ -62,6 +67,8 @@ pub struct SingleInstance {
     argv: Option<Vec<OsString>>,
     env: Vec<String>,
     data: Value,
+    #[cfg(feature = "dbus")]
+    dbus_bus: dbus::DbusBus,
 }
 
 /// What [`SingleInstance::start`] found.
@@ -103,6 +110,8 @@ impl SingleInstance {
             argv: None,
             env: Vec::new(),
             data: Value::Null,
+            #[cfg(feature = "dbus")]
+            dbus_bus: dbus::DbusBus::default(),
         })
     }
 
@@ -538,11 +547,19 @@ pub struct Request {
     peer: Option<PeerCredentials>,
     socket: Option<LocalSocket>,
     closing: Arc<AtomicBool>,
+    /// How it came (issue 15): a launch, or a D-Bus call.
+    origin: dbus::Origin,
+    /// A D-Bus call's reply goes here (`socket` is `None` then).
+    answer: Option<dbus::Answer>,
 }
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request").field("argv", &self.head.argv).field("peer", &self.peer).finish()
+        f.debug_struct("Request")
+            .field("argv", &self.head.argv)
+            .field("peer", &self.peer)
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -646,6 +663,10 @@ impl Request {
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
     /// also waits, up to 2 s, until the launch has read the reply (see `sys::flush`).
     pub fn reply(mut self, reply: Reply) -> io::Result<()> {
+        if let Some(answer) = self.answer.take() {
+            answer.send(Ok(reply));
+            return Ok(());
+        }
         let socket = self.socket.take().expect("a request is answered once");
         send_reply(&socket, &reply)
     }
@@ -654,6 +675,14 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         self.held.fetch_sub(self.weight, Ordering::SeqCst);
+        if let Some(answer) = self.answer.take() {
+            let why = if self.closing.load(Ordering::SeqCst) {
+                "the primary instance is shutting down"
+            } else {
+                "the primary instance dropped the request without answering"
+            };
+            answer.send(Err(why.into()));
+        }
         if let Some(socket) = self.socket.take() {
             let reply = if self.closing.load(Ordering::SeqCst) {
                 Reply::retry("the primary instance is shutting down")
@@ -749,6 +778,9 @@ pub struct Primary {
     ctx: Arc<Context>,
     socket: PathBuf,
     app_id: String,
+    /// The D-Bus name and object (issue 15), released before the lock.
+    #[cfg(feature = "dbus")]
+    dbus: dbus::Dbus,
 }
 
 impl fmt::Debug for Primary {
@@ -857,7 +889,19 @@ impl Primary {
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
         serve::Mux::start(&ctx);
-        Ok(Primary { server, lock, rx, ctx, socket: loc.socket, app_id: config.app_id.clone() })
+        // D-Bus last: only a primary that serves its socket owns the name.
+        #[cfg(feature = "dbus")]
+        let dbus = dbus::Dbus::start(config, &ctx);
+        Ok(Primary {
+            server,
+            lock,
+            rx,
+            ctx,
+            socket: loc.socket,
+            app_id: config.app_id.clone(),
+            #[cfg(feature = "dbus")]
+            dbus,
+        })
     }
 
     /// The socket path (a pipe name on Windows) launches connect to.
@@ -979,6 +1023,9 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
+        // The D-Bus name goes with the lock, before it: a successor can take both.
+        #[cfg(feature = "dbus")]
+        self.dbus.stop();
         drop(self.lock.take());
     }
 }
@@ -1155,6 +1202,8 @@ impl Context {
             peer,
             socket: Some(socket),
             closing: Arc::clone(&self.closing),
+            origin: dbus::Origin::Launch,
+            answer: None,
         };
         if self.closing.load(Ordering::SeqCst) {
             return; // dropped: tells the launch to start over
