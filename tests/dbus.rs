@@ -9,6 +9,7 @@
 //! | each call is a `Request`: origin, URIs, token, action and parameter | `gapplication_launch_and_action_reach_the_primary_as_requests` |
 //! | the method returns when the app replies, fails when it drops the request | `the_call_returns_with_the_reply_and_fails_when_the_request_is_dropped` |
 //! | DBusActivatable: the bus starts the example, which is primary and gets the call | `bus_activation_starts_the_example_as_primary_with_the_call` |
+//! | a reply given just before the primary exits still reaches the caller | `a_reply_given_just_before_the_primary_exits_reaches_the_caller` |
 //! | one primary: a second launch forwards, the name stays with the lock holder | `a_second_process_does_not_become_a_second_primary` |
 //! | the name goes with the lock; a squatter is reported; release frees the name | `the_name_is_owned_only_by_a_lock_holder_and_released_with_it` |
 //! | no bus: the socket still works, and the status says why | `without_a_bus_the_socket_still_works` |
@@ -455,6 +456,26 @@ fn bus_activation_starts_the_example_as_primary_with_the_call() {
     assert!(status.success() && out == ["()"], "{status:?} {out:?}; service file:\n{service}");
     // `--count 1`: it exits after the call, name and lock released.
     assert!(lines.recv_timeout(LINE_TIMEOUT).is_err(), "the activated example printed more");
+}
+
+/// A primary that replies and exits at once (`solo run --count 1`, as an app quitting on
+/// an action) still gets its reply onto the bus: its connection closes only after the
+/// replies are written (a graceful shutdown). Ten rounds. A plain close lost a reply in
+/// about 1 of 45 runs of the activation test, and in none of 50 rounds here: this test
+/// catches a primary that exits before replying, the race only by luck.
+#[test]
+fn a_reply_given_just_before_the_primary_exits_reaches_the_caller() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("quit");
+    let app = App::new("quit");
+    for round in 0..10 {
+        let solo = app.solo_primary(&bus.address, &["--count", "1"]);
+        let (ok, out) = bus.app_call(&app.id, "ActivateAction", &["quit", "[]", "{}"]);
+        assert!(ok && out == ["()"], "round {round}: {out:?}");
+        assert_eq!(solo.line(), r#"DBUS ActivateAction {"action":"quit","parameter":[],"platform_data":{}}"#);
+        let (status, _) = solo.finish();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
 }
 
 /// One primary: while `solo run` is the primary and owns the name, a second `solo run`

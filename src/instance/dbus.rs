@@ -302,9 +302,6 @@ pub(crate) struct Dbus {
     status: DbusStatus,
     #[cfg(target_os = "linux")]
     conn: Option<zbus::blocking::Connection>,
-    /// Calls not yet answered on the bus (Linux).
-    #[cfg(target_os = "linux")]
-    inflight: Arc<linux::InFlight>,
 }
 
 #[cfg(all(feature = "dbus", not(target_os = "linux")))]
@@ -326,9 +323,9 @@ mod linux {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Condvar, Mutex};
+    use std::sync::{Arc, Mutex};
     use std::task::{Context as TaskContext, Poll};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use serde_json::{Map, Value};
     use zbus::fdo;
@@ -342,8 +339,7 @@ mod linux {
         /// call the bus queued while it started us finds the object). Never fails: what
         /// went wrong is the status.
         pub(crate) fn start(config: &SingleInstance, ctx: &Arc<Context>) -> Dbus {
-            let inflight = Arc::new(InFlight::default());
-            let off = |status| Dbus { status, conn: None, inflight: Arc::clone(&inflight) };
+            let off = |status| Dbus { status, conn: None };
             let builder = match &config.dbus_bus {
                 DbusBus::Off => return off(DbusStatus::Off),
                 _ if config.scope == Scope::System => return off(DbusStatus::Off),
@@ -355,7 +351,7 @@ mod linux {
                 return off(DbusStatus::InvalidName(why));
             }
             let path = dbus_object_path(&name);
-            let app = Application { ctx: Arc::clone(ctx), inflight: Arc::clone(&inflight) };
+            let app = Application { ctx: Arc::clone(ctx) };
             let conn = match builder
                 .and_then(|b| b.method_timeout(config.timeout).serve_at(path.as_str(), app))
                 .and_then(|b| b.build())
@@ -366,7 +362,7 @@ mod linux {
             let flags = zbus::fdo::RequestNameFlags::DoNotQueue.into();
             match conn.request_name_with_flags(name.as_str(), flags) {
                 Ok(fdo::RequestNameReply::PrimaryOwner | fdo::RequestNameReply::AlreadyOwner) => {
-                    Dbus { status: DbusStatus::Active { name, path }, conn: Some(conn), inflight }
+                    Dbus { status: DbusStatus::Active { name, path }, conn: Some(conn) }
                 }
                 // zbus reports `Exists` (DoNotQueue, owned) as an error; `InQueue` cannot be.
                 Ok(_) | Err(zbus::Error::NameTaken) => {
@@ -384,16 +380,26 @@ mod linux {
             }
         }
 
-        /// Gives the name back and closes the connection (before the lock is freed), once
-        /// the answers of the calls still open are on the bus (for at most 2 s: a request
-        /// the app still holds elsewhere does not stall the drop for longer).
+        /// Gives the name back (before the lock is freed), then closes the connection
+        /// once the replies of the calls still open are written: zbus' task for each call
+        /// holds the connection until its reply is sent, and a graceful shutdown waits
+        /// for them (a plain close could beat a reply the app just gave, found by
+        /// `bus_activation_starts_the_example_as_primary_with_the_call`). At most 2 s:
+        /// a request the app still holds elsewhere does not stall the drop; its
+        /// connection closes when it is answered.
         pub(crate) fn stop(&mut self) {
-            if let Some(conn) = self.conn.take() {
-                self.inflight.wait_idle(Instant::now() + Duration::from_secs(2));
-                if let DbusStatus::Active { name, .. } = &self.status {
-                    let _ = conn.release_name(name.as_str());
-                }
-                let _ = conn.close();
+            let Some(conn) = self.conn.take() else { return };
+            if let DbusStatus::Active { name, .. } = &self.status {
+                let _ = conn.release_name(name.as_str());
+            }
+            let (done, closed) = std::sync::mpsc::channel();
+            let closing =
+                std::thread::Builder::new().name("solo-instance D-Bus close".into()).spawn(move || {
+                    conn.graceful_shutdown();
+                    let _ = done.send(());
+                });
+            if closing.is_ok() {
+                let _ = closed.recv_timeout(Duration::from_secs(2));
             }
         }
     }
@@ -401,78 +407,11 @@ mod linux {
     /// `org.freedesktop.Application`, answered by handing each call to the app's queue.
     struct Application {
         ctx: Arc<Context>,
-        inflight: Arc<InFlight>,
-    }
-
-    /// How many calls are open: from their arrival until zbus has written their reply
-    /// (their [`Sent`] guard is dropped then), so that closing waits for the replies.
-    #[derive(Default)]
-    pub(crate) struct InFlight {
-        open: Mutex<usize>,
-        idle: Condvar,
-    }
-
-    impl InFlight {
-        fn begin(self: &Arc<Self>) -> Sent {
-            *self.open.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            Sent(Arc::clone(self))
-        }
-
-        fn wait_idle(&self, deadline: Instant) {
-            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            while *open > 0 {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return;
-                }
-                open = self.idle.wait_timeout(open, left).unwrap_or_else(|p| p.into_inner()).0;
-            }
-        }
-    }
-
-    /// A method's return value (D-Bus `()`), dropped by zbus once it has sent the reply.
-    struct Sent(Arc<InFlight>);
-
-    impl Drop for Sent {
-        fn drop(&mut self) {
-            let mut open = self.0.open.lock().unwrap_or_else(|p| p.into_inner());
-            *open -= 1;
-            if *open == 0 {
-                self.0.idle.notify_all();
-            }
-        }
-    }
-
-    impl zbus::export::serde::Serialize for Sent {
-        fn serialize<S: zbus::export::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            ().serialize(s)
-        }
-    }
-
-    impl zbus::zvariant::Type for Sent {
-        const SIGNATURE: &'static zbus::zvariant::Signature = <() as zbus::zvariant::Type>::SIGNATURE;
-    }
-
-    /// A method's error, with its [`Sent`] guard (dropped once the error reply is sent).
-    struct Failure(fdo::Error, #[allow(dead_code)] Sent);
-
-    impl zbus::DBusError for Failure {
-        fn create_reply(&self, call: &zbus::message::Header<'_>) -> zbus::Result<zbus::Message> {
-            self.0.create_reply(call)
-        }
-
-        fn name(&self) -> zbus::names::ErrorName<'_> {
-            self.0.name()
-        }
-
-        fn description(&self) -> Option<&str> {
-            self.0.description()
-        }
     }
 
     #[zbus::interface(name = "org.freedesktop.Application")]
     impl Application {
-        async fn activate(&self, platform_data: HashMap<String, OwnedValue>) -> Result<Sent, Failure> {
+        async fn activate(&self, platform_data: HashMap<String, OwnedValue>) -> fdo::Result<()> {
             let origin = Origin::Activate { platform_data: to_map(&platform_data) };
             self.call(origin).await
         }
@@ -481,7 +420,7 @@ mod linux {
             &self,
             uris: Vec<String>,
             platform_data: HashMap<String, OwnedValue>,
-        ) -> Result<Sent, Failure> {
+        ) -> fdo::Result<()> {
             let origin = Origin::Open { uris, platform_data: to_map(&platform_data) };
             self.call(origin).await
         }
@@ -491,7 +430,7 @@ mod linux {
             action_name: String,
             parameter: Vec<OwnedValue>,
             platform_data: HashMap<String, OwnedValue>,
-        ) -> Result<Sent, Failure> {
+        ) -> fdo::Result<()> {
             let origin = Origin::ActivateAction {
                 action: action_name,
                 parameter: parameter.iter().map(|v| to_json(v)).collect(),
@@ -503,15 +442,7 @@ mod linux {
 
     impl Application {
         /// Queues the call as a request and waits for the app's answer.
-        async fn call(&self, origin: Origin) -> Result<Sent, Failure> {
-            let sent = self.inflight.begin();
-            match self.handle(origin).await {
-                Ok(()) => Ok(sent),
-                Err(e) => Err(Failure(e, sent)),
-            }
-        }
-
-        async fn handle(&self, origin: Origin) -> fdo::Result<()> {
+        async fn call(&self, origin: Origin) -> fdo::Result<()> {
             let ctx = &self.ctx;
             if ctx.closing.load(Ordering::SeqCst) {
                 return Err(fdo::Error::Failed("the primary instance is shutting down".into()));
