@@ -245,24 +245,29 @@ mod public {
     /// Feature `dbus`.
     ///
     /// # Errors
-    /// [`Error::InvalidAppId`] when `app_id` is not a bus name, or `exec` is empty or not
-    /// UTF-8 (a service file is text).
+    /// [`Error::InvalidAppId`] when `app_id` is not a bus name; [`Error::Io`]
+    /// (`InvalidInput`) when `exec` is empty or not UTF-8 (a service file is text).
     pub fn dbus_service_file<S: AsRef<std::ffi::OsStr>>(app_id: &str, exec: &[S]) -> Result<String> {
         check_bus_name(app_id).map_err(|why| Error::InvalidAppId(why.into()))?;
         if exec.is_empty() {
-            return Err(Error::InvalidAppId("the service file needs a program to run".into()));
+            return Err(invalid("the service file needs a program to run".into()));
         }
         let mut line = Vec::new();
         for arg in exec {
             let arg = arg.as_ref();
             let Some(arg) = arg.to_str() else {
-                return Err(Error::InvalidAppId(
-                    format!("{} is not UTF-8: a service file is text", Path::new(arg).display()).into(),
-                ));
+                return Err(invalid(format!(
+                    "{} is not UTF-8: a service file is text",
+                    Path::new(arg).display()
+                )));
             };
             line.push(shell_quote(arg));
         }
         Ok(format!("[D-BUS Service]\nName={app_id}\nExec={}\n", line.join(" ")))
+    }
+
+    fn invalid(why: String) -> Error {
+        Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
     }
 
     fn shell_quote(arg: &str) -> String {
