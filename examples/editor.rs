@@ -11,12 +11,17 @@
 //! Quit with `--quit` from another terminal, or Ctrl-C in the editor's. Its lock and socket
 //! live in `$XDG_RUNTIME_DIR` (else `$TMPDIR/solo-instance-<uid>`; on Windows
 //! `%LOCALAPPDATA%\solo-instance` and a named pipe), as `org.solo-instance.Editor.*`.
+//!
+//! Built with `--features dbus` (Linux), the editor also answers
+//! `org.freedesktop.Application` as `org.solo-instance.Editor`: the desktop's file manager,
+//! `gapplication launch org.solo-instance.Editor c.txt` or a DBusActivatable desktop entry
+//! open files in it, and `gapplication action org.solo-instance.Editor quit` ends it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use solo_instance::{Reply, SingleInstance, Start};
+use solo_instance::{Origin, Reply, SingleInstance, Start};
 
 const USAGE: &str = "\
 usage: editor [FILE...]     open FILEs in the running editor, or start it with them
@@ -50,6 +55,35 @@ fn main() -> ExitCode {
                 open_file(&mut open, &here, &arg);
             }
             for request in primary.requests() {
+                // A D-Bus call (feature `dbus`): files as URIs, or an action.
+                match request.origin() {
+                    Origin::Launch => {}
+                    Origin::ActivateAction { action, .. } if action == "quit" => {
+                        println!("editor: quit (over D-Bus)");
+                        let _ = request.reply(Reply::ok());
+                        break;
+                    }
+                    origin => {
+                        if let Some(token) = request.activation_token() {
+                            println!(
+                                "editor: raising the window (activation token {})",
+                                token.to_string_lossy()
+                            );
+                        }
+                        if let Origin::Open { uris, .. } = origin {
+                            for uri in uris {
+                                match file_uri_path(uri) {
+                                    Some(path) => {
+                                        open_file(&mut open, Path::new("/"), &path.into_os_string());
+                                    }
+                                    None => println!("editor: cannot open {uri}: not a local file"),
+                                }
+                            }
+                        }
+                        let _ = request.reply(Reply::ok());
+                        continue;
+                    }
+                }
                 let cwd = request.cwd().map(Path::to_path_buf).unwrap_or_default();
                 if request.args().iter().any(|a| a == "--quit") {
                     let _ = request.reply(Reply::ok().with_stdout("editor: the editor is closing\n"));
@@ -96,4 +130,28 @@ fn open_file(open: &mut Vec<PathBuf>, cwd: &Path, arg: &OsString) -> PathBuf {
     println!("editor: opened {} ({what})", path.display());
     open.push(path);
     PathBuf::from(arg)
+}
+
+/// The path of a `file://` URI (`file:///tmp/a%20b.txt` → `/tmp/a b.txt`), percent-decoded.
+fn file_uri_path(uri: &str) -> Option<PathBuf> {
+    let rest = uri.strip_prefix("file://")?;
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(rest.len());
+    let mut it = rest.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    #[cfg(unix)]
+    let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes));
+    #[cfg(not(unix))]
+    let path = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+    Some(path)
 }

@@ -6,6 +6,10 @@
 //!     received, replying ok; exit 0 after N requests, or on SIGINT/SIGTERM, with socket
 //!     and lock cleaned up. Otherwise forward ARGS, print "FORWARDED <reply json>" and exit
 //!     with the reply's exit code.
+//!     Built with the `dbus` feature, the primary also answers org.freedesktop.Application
+//!     on the session bus (the name APP_ID) and prints one line per call, once handled:
+//!     "DBUS <Method> <json>" (`Origin::to_json`), then answers it; stderr says
+//!     "solo: dbus: <status>".
 //! solo send APP_ID [--timeout SECS] [--] [ARGS...]
 //!     forward only; with no primary running, say so and exit 3.
 //! solo status APP_ID
@@ -143,12 +147,17 @@ fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
 }
 
 fn serve(primary: Primary, count: Option<u64>) -> ExitCode {
+    #[cfg(feature = "dbus")]
+    eprintln!("solo: dbus: {}", primary.dbus_status());
     say(&format!("PRIMARY {}", primary.socket_path().display()));
     if count == Some(0) {
         return ExitCode::SUCCESS;
     }
     for (served, request) in (1..).zip(primary.requests()) {
-        say(request.raw_json());
+        match request.origin().dbus_method() {
+            Some(method) => say(&format!("DBUS {method} {}", request.raw_json())),
+            None => say(request.raw_json()),
+        }
         if let Err(e) = request.reply(Reply::ok()) {
             eprintln!("solo: could not answer a launch: {e}");
         }

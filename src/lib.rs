@@ -135,8 +135,11 @@ mod socket;
 mod sys;
 
 pub use error::{Error, LocalSocketError, PathError, SocketError};
+#[cfg(feature = "dbus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
+pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use instance::{
-    CallbackPrimary, Primary, Request, Scope, SingleInstance, Start, Status, Stopper, DEFAULT_TIMEOUT,
+    CallbackPrimary, Origin, Primary, Request, Scope, SingleInstance, Start, Status, Stopper, DEFAULT_TIMEOUT,
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;

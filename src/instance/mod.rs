@@ -3,6 +3,7 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod dbus;
 mod launch;
 mod location;
 mod lock;
@@ -29,6 +30,10 @@ use launch::{connect_options, is_dead};
 use location::Location;
 pub use location::Scope;
 use lock::LockFile;
+// D-Bus: `Origin` always; the rest with the `dbus` feature.
+pub use dbus::Origin;
+#[cfg(feature = "dbus")]
+pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use primary::{CallbackPrimary, Primary, Stopper};
 pub use request::Request;
 
@@ -93,6 +98,8 @@ pub struct SingleInstance {
     argv: Option<Vec<OsString>>,
     env: Vec<String>,
     data: Value,
+    #[cfg(feature = "dbus")]
+    dbus_bus: dbus::DbusBus,
 }
 
 /// What [`SingleInstance::start`] found.
@@ -135,6 +142,8 @@ impl SingleInstance {
             argv: None,
             env: Vec::new(),
             data: Value::Null,
+            #[cfg(feature = "dbus")]
+            dbus_bus: dbus::DbusBus::default(),
         })
     }
 

@@ -85,6 +85,9 @@ pub struct Primary {
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
     pub(super) app_id: String,
+    /// The D-Bus name and object, released before the lock.
+    #[cfg(feature = "dbus")]
+    pub(super) dbus: super::dbus::Dbus,
 }
 
 impl fmt::Debug for Primary {
@@ -193,7 +196,19 @@ impl Primary {
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
         serve::Mux::start(&ctx);
-        Ok(Primary { server, lock, rx, ctx, socket: loc.socket, app_id: config.app_id.clone() })
+        // D-Bus last: only a primary that serves its socket owns the name.
+        #[cfg(feature = "dbus")]
+        let dbus = super::dbus::Dbus::start(config, &ctx);
+        Ok(Primary {
+            server,
+            lock,
+            rx,
+            ctx,
+            socket: loc.socket,
+            app_id: config.app_id.clone(),
+            #[cfg(feature = "dbus")]
+            dbus,
+        })
     }
 
     /// The socket path (a pipe name on Windows) launches connect to.
@@ -315,6 +330,9 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
+        // The D-Bus name goes with the lock, before it: a successor can take both.
+        #[cfg(feature = "dbus")]
+        self.dbus.stop();
         drop(self.lock.take());
     }
 }
@@ -393,6 +411,8 @@ impl Context {
             peer,
             socket: Some(socket),
             closing: Arc::clone(&self.closing),
+            origin: super::dbus::Origin::Launch,
+            answer: None,
         };
         if self.closing.load(Ordering::SeqCst) {
             return; // dropped: tells the launch to start over

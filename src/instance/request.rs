@@ -35,11 +35,19 @@ pub struct Request {
     pub(super) peer: Option<PeerCredentials>,
     pub(super) socket: Option<LocalSocket>,
     pub(super) closing: Arc<AtomicBool>,
+    /// How it came: a launch, or a D-Bus call.
+    pub(super) origin: super::dbus::Origin,
+    /// A D-Bus call's reply goes here (`socket` is `None` then).
+    pub(super) answer: Option<super::dbus::Answer>,
 }
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request").field("argv", &self.head.argv).field("peer", &self.peer).finish()
+        f.debug_struct("Request")
+            .field("argv", &self.head.argv)
+            .field("peer", &self.peer)
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -164,6 +172,10 @@ impl Request {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reply(mut self, reply: Reply) -> io::Result<()> {
+        if let Some(answer) = self.answer.take() {
+            answer.send(Ok(reply));
+            return Ok(());
+        }
         let socket = self.socket.take().expect("a request is answered once");
         send_reply(&socket, &reply)
     }
@@ -172,6 +184,14 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         self.held.fetch_sub(self.weight, Ordering::SeqCst);
+        if let Some(answer) = self.answer.take() {
+            let why = if self.closing.load(Ordering::SeqCst) {
+                "the primary instance is shutting down"
+            } else {
+                "the primary instance dropped the request without answering"
+            };
+            answer.send(Err(why.into()));
+        }
         if let Some(socket) = self.socket.take() {
             let reply = if self.closing.load(Ordering::SeqCst) {
                 Reply::retry("the primary instance is shutting down")

@@ -156,6 +156,10 @@ fn build_example(name: &str) -> PathBuf {
         .arg("--manifest-path")
         .arg(&manifest)
         .stderr(Stdio::inherit());
+    // The examples speak D-Bus when the tests were built with it (tests/dbus.rs).
+    if cfg!(feature = "dbus") {
+        cmd.args(["--features", "dbus"]);
+    }
     // Build with the profile the tests were built with, into the same target directory.
     let profile = profile_dir();
     match profile.file_name().and_then(|p| p.to_str()) {
