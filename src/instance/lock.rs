@@ -75,7 +75,7 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
-        if cfg!(target_os = "linux") && meta.uid() == crate::sys::euid() && meta.mode() & 0o1000 == 0 {
+        if cfg!(target_os = "linux") && meta.mode() & 0o1000 == 0 && meta.uid() == crate::sys::euid() {
             let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
         }
     }
