@@ -62,6 +62,10 @@ pub(super) struct Mux {
 struct Lines {
     queue: VecDeque<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
     shutdown: bool,
+    /// The decoder thread runs: it starts with the first line the reader queues, so a
+    /// primary whose launches all arrive whole (the accept thread delivers those) never
+    /// starts it.
+    decoder: bool,
 }
 
 #[derive(Default)]
@@ -165,29 +169,48 @@ impl Mux {
 }
 
 fn spawn(ctx: &Arc<Context>) {
+    let worker = Arc::clone(ctx);
+    let spawned = std::thread::Builder::new().name("solo-instance reader".into()).spawn(move || run(&worker));
+    if spawned.is_err() {
+        // No thread: drop what waits (each launch sees a close and starts over) and
+        // try again with the next connection.
+        let mut inbox = ctx.mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.new.clear();
+        inbox.running = false;
+    }
+}
+
+/// Queues a complete line for the decoder thread, starting it on first use.
+fn queue_line(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
     let mux = &ctx.mux;
-    {
-        let worker = Arc::clone(ctx);
-        let decoder = Arc::clone(ctx);
-        let spawned = std::thread::Builder::new()
-            .name("solo-instance reader".into())
-            .spawn(move || run(&worker))
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("solo-instance decoder".into())
-                    // serde_json recurses up to 128 levels on nested input: a debug build
-                    // needs about 224 KiB for that (ASan 256 KiB), and 128 KiB let one
-                    // request abort the primary (found by fuzz/). Untouched stack pages
-                    // cost no memory.
-                    .stack_size(512 * 1024)
-                    .spawn(move || decode_loop(&decoder))
-            });
-        if spawned.is_err() {
-            // No thread: drop what waits (each launch sees a close and starts over) and
-            // try again with the next connection.
-            let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
-            inbox.new.clear();
-            inbox.running = false;
+    let n = line.len();
+    mux.decoding.fetch_add(n, Ordering::SeqCst);
+    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+    lines.queue.push_back((socket, peer, line));
+    let start = !lines.decoder;
+    lines.decoder = true;
+    drop(lines);
+    if !start {
+        mux.lines_ready.notify_one();
+        return;
+    }
+    let decoder = Arc::clone(ctx);
+    let spawned = std::thread::Builder::new()
+        .name("solo-instance decoder".into())
+        // serde_json recurses up to 128 levels on nested input: a debug build needs about
+        // 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the primary
+        // (found by fuzz/). Untouched stack pages cost no memory.
+        .stack_size(512 * 1024)
+        .spawn(move || decode_loop(&decoder));
+    if spawned.is_err() {
+        // No thread: tell what waits to retry, and try again with the next line.
+        let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.decoder = false;
+        let waiting: Vec<_> = lines.queue.drain(..).collect();
+        drop(lines);
+        for (socket, _, line) in waiting {
+            mux.decoding.fetch_sub(line.len(), Ordering::SeqCst);
+            let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
         }
     }
 }
@@ -396,13 +419,7 @@ fn run(ctx: &Arc<Context>) {
         }
         for (c, outcome) in done.into_iter().rev() {
             match outcome {
-                Outcome::Line(line) => {
-                    mux.decoding.fetch_add(line.len(), Ordering::SeqCst);
-                    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
-                    lines.queue.push_back((c.socket, c.peer, line));
-                    drop(lines);
-                    mux.lines_ready.notify_one();
-                }
+                Outcome::Line(line) => queue_line(ctx, c.socket, c.peer, line),
                 Outcome::TooLarge => {
                     let _ = send_reply(
                         &c.socket,
