@@ -4,11 +4,19 @@
 #   - `echo rtt` / `echo stream` against the Rust `echo bench-server` and Qt's bench-server,
 #     with the Rust client and with Qt's client, interleaved, best round of each;
 #   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply);
+#   - `solo run APP --count 0` (a first launch: lock, bind, one line, exit) against
+#     `first_launch_floor` (flock PATH.lock, bind a std UnixListener at PATH, one line,
+#     unlink, exit);
+#   - storms of 8/32/128/512 launches at once of one app (`solo run APP --count N-1`: one
+#     becomes the primary and serves the others) against as many `launch_floor` clients
+#     at once of a running primary;
 #   - context switches of an idle LocalServer and an idle primary over a few seconds.
 # Usage: benches/compare.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-7}
+# Process-level timings run on one CPU, so that the two sides share the same one.
+pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
 if ! command -v hyperfine >/dev/null || ! pkg-config --exists Qt5Network 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine qtbase5-dev g++ pkg-config >/dev/null
 fi
@@ -66,7 +74,7 @@ mkdir -m 700 "$XDG_RUNTIME_DIR"
 start primary "$bin/solo" run bench.Compare
 sock=$(awk '{print $2}' "$work/primary.out")
 printf '\nsecondary launch: `solo send` against the floor program (hyperfine)\n'
-hyperfine -N --warmup 20 --runs 300 --export-json "$work/launch.json" \
+"${pin[@]}" hyperfine -N --warmup 20 --runs 300 --export-json "$work/launch.json" \
   "$bin/solo send bench.Compare x" "$bin/launch_floor $sock" > "$work/hyperfine.txt"
 python3 - "$work/launch.json" <<'PY'
 import json, sys
@@ -74,6 +82,31 @@ r = json.load(open(sys.argv[1]))["results"]
 solo, floor = (x["median"] * 1e3 for x in r)
 print(f"{'solo send':<14} {solo:10.3f} ms (median)\n{'launch_floor':<14} {floor:10.3f} ms (median)\nratio {solo / floor:.2f}")
 PY
+
+printf '\nfirst launch: `solo run APP --count 0` against the floor program (hyperfine)\n'
+"${pin[@]}" hyperfine -N --warmup 20 --runs 300 --export-json "$work/first.json" \
+  "$bin/solo run bench.First --count 0" "$bin/first_launch_floor $work/first.sock" > "$work/hyperfine.txt"
+python3 - "$work/first.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+solo, floor = (x["median"] * 1e3 for x in r)
+print(f"{'solo run':<18} {solo:10.3f} ms (median)\n{'first_launch_floor':<18} {floor:10.3f} ms (median)\nratio {solo / floor:.2f}")
+PY
+
+printf '\nstorms: N launches at once (bash loop, hyperfine subtracts the shell), median wall time\n'
+printf '%-6s %14s %14s %8s\n' N "solo run (ms)" "floor (ms)" ratio
+for n in 8 32 128 512; do
+  runs=$(( n >= 128 ? 10 : 30 ))
+  "${pin[@]}" hyperfine -S bash --warmup 2 --runs "$runs" --export-json "$work/storm$n.json" \
+    "for i in \$(seq $n); do $bin/solo run bench.Storm$n --count $((n - 1)) >/dev/null & done; wait" \
+    "for i in \$(seq $n); do $bin/launch_floor $sock & done; wait" > "$work/hyperfine.txt"
+  python3 - "$work/storm$n.json" "$n" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+solo, floor = (x["median"] * 1e3 for x in r)
+print(f"{sys.argv[2]:<6} {solo:14.2f} {floor:14.2f} {solo / floor:8.2f}")
+PY
+done
 
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 start idle_server "$bin/echo" server "$work/idle.sock" 1
