@@ -358,12 +358,18 @@ impl Context {
         // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
         // here: it goes to a reader, which refuses it.
         let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
+        // Unix: one recv; what it took of an incomplete line goes on to the reader.
+        #[cfg(unix)]
+        match crate::sys::recv_ready(&socket, fast_max) {
+            crate::sys::Arrived::Line(line) => ctx.deliver(socket, peer, line),
+            crate::sys::Arrived::Part(part) => serve::Mux::add(ctx, socket, peer, part),
+            crate::sys::Arrived::Gone => {}
+        }
+        #[cfg(not(unix))]
         if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
             ctx.deliver(socket, peer, line);
             return;
         }
-        #[cfg(unix)]
-        serve::Mux::add(ctx, socket, peer);
         #[cfg(not(unix))]
         Context::pool_add(ctx, socket, peer);
     }

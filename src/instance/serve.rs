@@ -78,7 +78,8 @@ struct Lines {
 
 #[derive(Default)]
 struct Inbox {
-    new: Vec<(LocalSocket, Option<PeerCredentials>)>,
+    /// New connections, with what the accept thread read of their request already.
+    new: Vec<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
     running: bool,
     shutdown: bool,
 }
@@ -137,13 +138,13 @@ impl Mux {
 
     /// Hands a connection to the reader thread, starting it on first use. Never blocks
     /// for long: the accept thread goes straight back to accepting.
-    pub(super) fn add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>) {
+    pub(super) fn add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>, part: Vec<u8>) {
         let mux = &ctx.mux;
         let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
         if inbox.shutdown {
             return;
         }
-        inbox.new.push((socket, peer));
+        inbox.new.push((socket, peer, part));
         let start = !inbox.running;
         inbox.running = true;
         drop(inbox);
@@ -331,8 +332,9 @@ fn run(ctx: &Arc<Context>) {
                 return;
             }
             let deadline = Instant::now() + ctx.timeout;
-            for (socket, peer) in inbox.new.drain(..) {
-                conns.push_back(Conn { socket, peer, buf: Vec::new(), deadline });
+            for (socket, peer, buf) in inbox.new.drain(..) {
+                buffered += buf.len();
+                conns.push_back(Conn { socket, peer, buf, deadline });
             }
         }
         // Too many held: shed the oldest silent ones (else the oldest), telling them to retry.

@@ -193,19 +193,38 @@ pub(crate) fn recv_until(
     }
 }
 
-/// Takes a complete line (without its newline) that is already waiting on `socket`, if
-/// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
-pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
+/// What one non-blocking read of a fresh connection found (see [`recv_ready`]).
+pub(crate) enum Arrived {
+    /// A complete line, without its newline (bytes after it are left unread).
+    Line(Vec<u8>),
+    /// The start of a line (empty when nothing has arrived yet): the caller keeps it.
+    Part(Vec<u8>),
+    /// The peer closed, or the socket failed.
+    Gone,
+}
+
+/// Reads what has arrived on `socket`, at most `max` bytes, in one `recv` (no peek
+/// first): a launch writes its request right after connecting, so it is usually whole.
+pub(crate) fn recv_ready(socket: &crate::LocalSocket, max: usize) -> Arrived {
     let mut buf = vec![0u8; max];
-    let (peeked, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
-    let end = buf[..peeked].iter().position(|&b| b == b'\n')?;
-    // The bytes are there: this read takes exactly the line and its newline at once.
-    let (got, _) = rustix::net::recv(socket, &mut buf[..end + 1], RecvFlags::DONTWAIT).ok()?;
-    if got != end + 1 {
-        return None;
+    loop {
+        return match rustix::net::recv(socket, &mut buf[..], RecvFlags::DONTWAIT) {
+            Ok((0, _)) => Arrived::Gone,
+            Ok((n, _)) => match buf[..n].iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    buf.truncate(end);
+                    Arrived::Line(buf)
+                }
+                None => {
+                    buf.truncate(n);
+                    Arrived::Part(buf)
+                }
+            },
+            Err(Errno::WOULDBLOCK) => Arrived::Part(Vec::new()),
+            Err(Errno::INTR) => continue,
+            Err(_) => Arrived::Gone,
+        };
     }
-    buf.truncate(end);
-    Some(buf)
 }
 
 /// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each write takes only
