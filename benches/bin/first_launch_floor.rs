@@ -3,7 +3,8 @@
 //! `UnixListener` at `PATH`, prints one line, removes the socket and exits.
 //! `benches/compare.sh` times `solo run APP --count 0` against it.
 //!
-//! `first_launch_floor SOCKET_PATH`
+//! `first_launch_floor SOCKET_PATH [idle]`: with `idle`, it stays in `accept` after the
+//! line instead (what an idle bare std listener costs, for the README's "Resource use").
 
 #[cfg(not(unix))]
 fn main() {}
@@ -24,6 +25,9 @@ fn main() {
     rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
     let listener = UnixListener::bind(&path).expect("bind");
     println!("PRIMARY {path}");
+    if std::env::args().nth(2).as_deref() == Some("idle") {
+        let _ = listener.accept();
+    }
     drop(listener);
     std::fs::remove_file(&path).expect("unlink");
 }

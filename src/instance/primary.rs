@@ -38,6 +38,10 @@ pub(super) struct Context {
     pub(super) timeout: Duration,
     pub(super) limit: usize,
     pub(super) check_uid: bool,
+    /// Unix: the user the primary serves, read once when it starts (the socket file is
+    /// that user's, mode 0600: no other could connect through it anyway).
+    #[cfg(unix)]
+    pub(super) euid: u32,
     /// Tests: the user the primary takes itself for (an injected SID, where Wine has one
     /// user), so that its own launches count as another user's.
     #[cfg(all(test, windows))]
@@ -176,6 +180,8 @@ impl Primary {
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
+            #[cfg(unix)]
+            euid: crate::sys::euid(),
             #[cfg(all(test, windows))]
             pretend_user: Mutex::new(None),
             #[cfg(not(unix))]
@@ -343,7 +349,7 @@ impl Context {
     pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
         let peer = socket.peer_credentials().ok();
         #[cfg(unix)]
-        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(crate::sys::euid()) {
+        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(ctx.euid) {
             // A stranger: dropped before a byte is read.
             return;
         }
