@@ -1,5 +1,6 @@
-//! The listening socket: binding with a chosen backlog (in a private directory when the
-//! file gets a mode, moved into place without replacing anything), adopting a listening
+//! The listening socket: binding with a chosen backlog (when the file gets a mode: on
+//! Linux at its path with the mode set on the socket first, elsewhere in a private
+//! directory and moved into place without replacing anything), adopting a listening
 //! socket, waiting with a wake-up, and accepting.
 
 use std::ffi::OsStr;
