@@ -4,11 +4,19 @@
 #   - `echo rtt` / `echo stream` against the Rust `echo bench-server` and Qt's bench-server,
 #     with the Rust client and with Qt's client, interleaved, best round of each;
 #   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply);
+#   - `solo run APP --count 0` (a first launch: lock, bind, one line, exit) against
+#     `first_launch_floor` (flock PATH.lock, bind a std UnixListener at PATH, one line,
+#     unlink, exit);
+#   - storms of 8/32/128/512 launches at once of one app (`solo run APP --count N-1`: one
+#     becomes the primary and serves the others) against as many `launch_floor` clients
+#     at once of a running primary;
 #   - context switches of an idle LocalServer and an idle primary over a few seconds.
 # Usage: benches/compare.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-7}
+# Process-level timings run on one CPU, so that the two sides share the same one.
+pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
 if ! command -v hyperfine >/dev/null || ! pkg-config --exists Qt5Network 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine qtbase5-dev g++ pkg-config >/dev/null
 fi
@@ -65,15 +73,36 @@ export XDG_RUNTIME_DIR=$work/run
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 start primary "$bin/solo" run bench.Compare
 sock=$(awk '{print $2}' "$work/primary.out")
-printf '\nsecondary launch: `solo send` against the floor program (hyperfine)\n'
-hyperfine -N --warmup 20 --runs 300 --export-json "$work/launch.json" \
-  "$bin/solo send bench.Compare x" "$bin/launch_floor $sock" > "$work/hyperfine.txt"
-python3 - "$work/launch.json" <<'PY'
+# side_by_side TITLE N_RUNS CMD_A CMD_B [hyperfine options]: ROUNDS interleaved rounds of
+# hyperfine (A, then B, N_RUNS runs each), each round's median ratio A/B, and the median
+# of the rounds' ratios (the machine's load changes between rounds; a round compares
+# like with like).
+side_by_side() {
+  local title=$1 runs=$2 a=$3 b=$4; shift 4
+  printf '\n%s (hyperfine, %s rounds of %s runs, median per round)\n' "$title" "$rounds" "$runs"
+  for r in $(seq "$rounds"); do
+    "${pin[@]}" hyperfine "$@" --warmup 3 --runs "$runs" --export-json "$work/side.json" "$a" "$b" > /dev/null 2>&1
+    python3 - "$work/side.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-solo, floor = (x["median"] * 1e3 for x in r)
-print(f"{'solo send':<14} {solo:10.3f} ms (median)\n{'launch_floor':<14} {floor:10.3f} ms (median)\nratio {solo / floor:.2f}")
+a, b = (x["median"] * 1e3 for x in json.load(open(sys.argv[1]))["results"])
+print(f"{a:9.3f} ms {b:9.3f} ms  ratio {a / b:.3f}")
 PY
+  done | tee "$work/side.txt"
+  awk '{print $NF}' "$work/side.txt" | sort -g | awk '{r[NR] = $1} END {printf "median ratio %.3f (rounds from %.3f to %.3f)\n", r[int((NR + 1) / 2)], r[1], r[NR]}'
+}
+
+side_by_side "secondary launch: \`solo send\` / launch_floor" 60 \
+  "$bin/solo send bench.Compare x" "$bin/launch_floor $sock" -N
+side_by_side "first launch: \`solo run APP --count 0\` / first_launch_floor" 60 \
+  "$bin/solo run bench.First --count 0" "$bin/first_launch_floor $work/first.sock" -N
+for n in 8 32 128 512; do
+  # One becomes the primary and serves the other N-1; the floor: N launch_floor clients
+  # of the running primary. Shell loops (hyperfine subtracts the shell's start).
+  side_by_side "storm of $n launches at once: \`solo run APP --count $((n - 1))\` x $n / launch_floor x $n" \
+    $(( n >= 128 ? 5 : 15 )) \
+    "for i in \$(seq $n); do $bin/solo run bench.Storm$n --count $((n - 1)) >/dev/null & done; wait" \
+    "for i in \$(seq $n); do $bin/launch_floor $sock & done; wait" -S bash
+done
 
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 start idle_server "$bin/echo" server "$work/idle.sock" 1
@@ -83,3 +112,12 @@ a1=$(switches "$idle_pid"); b1=$(switches "$primary_pid"); sleep 5
 a2=$(switches "$idle_pid"); b2=$(switches "$primary_pid")
 printf '\nidle for 5 s: context switches of all threads\n'
 printf '%-30s %d\n' "LocalServer (echo server)" $((a2 - a1)) "primary (solo run)" $((b2 - b1))
+
+# What an idle primary costs against a bare std listener (first_launch_floor, left in accept).
+start idle_primary "$bin/solo" run bench.Idle
+start idle_floor "$bin/first_launch_floor" "$work/idle-floor.sock" idle
+sleep 1 # past the removal watch's delay
+status() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
+printf '\nidle, 1 s after the start: threads, RSS (KiB)\n'
+printf '%-34s %3s threads %6s KiB\n' "primary (solo run; 1 thread is solo's signal thread)" "$(status "${pids[-2]}" Threads)" "$(status "${pids[-2]}" VmRSS)" \
+  "bare std listener (first_launch_floor)" "$(status "${pids[-1]}" Threads)" "$(status "${pids[-1]}" VmRSS)"

@@ -38,6 +38,15 @@ impl SingleInstance {
                     Err(e) => return Err(e),
                 }
             }
+            // A launch usually finds a primary: ask it first, and look at the lock only
+            // when nothing answers (becoming the primary still takes the lock). A request
+            // too large to send checks the lock first, to refuse it without a round trip.
+            let forwarded_first = !loc.abstract_ns && too_large.is_none();
+            if forwarded_first {
+                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline)? {
+                    return Ok(Start::Forwarded(reply));
+                }
+            }
             let free = if loc.abstract_ns {
                 None
             } else {
@@ -59,7 +68,13 @@ impl SingleInstance {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
                 return Err(e);
             }
-            match self.forward(&loc, line.as_bytes(), deadline) {
+            let forwarded = if forwarded_first {
+                // Asked already this turn; the primary is coming up or going away.
+                Ok(None)
+            } else {
+                self.forward(&loc, line.as_bytes(), deadline)
+            };
+            match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
                 // No lock to tell: nothing answering the name means no primary.
                 Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
@@ -185,6 +200,13 @@ pub(super) fn far_deadline(timeout: Duration) -> Instant {
 /// connect that times out (a frozen primary, a full backlog) or fails otherwise leaves the
 /// socket live, so that it is never removed under a primary that still runs.
 pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
+    // No file, nothing to connect to: one stat instead of a socket, a connect and a close.
+    #[cfg(unix)]
+    if !loc.abstract_ns
+        && matches!(std::fs::symlink_metadata(&loc.socket), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    {
+        return false;
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let options =
         connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
@@ -202,6 +224,9 @@ pub(super) fn is_dead(e: &Error) -> bool {
 /// How to connect to the location's socket.
 pub(super) fn connect_options(loc: &Location) -> ConnectOptions {
     let options = ConnectOptions::new();
+    // The launch waits with poll(2) (`transport::read_line`, `sys::write_all_until`).
+    #[cfg(unix)]
+    let options = options.keep_nonblocking();
     if loc.abstract_ns {
         options.socket_options(SocketOptions::ABSTRACT_NAMESPACE)
     } else {

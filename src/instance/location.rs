@@ -284,11 +284,18 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let system = scope == Scope::System;
     let mode = if system { 0o1777 } else { 0o700 };
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(Error::Io(crate::PathError::wrap("cannot create", dir, e))),
+    // Usually there already: one lstat, and mkdir only when it is missing.
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) => return Err(Error::Io(crate::PathError::wrap("cannot create", dir, e))),
+            }
+            std::fs::symlink_metadata(dir)
+        }
+        r => r,
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::Io(crate::PathError::wrap("", dir, e)))?;
+    .map_err(|e| Error::Io(crate::PathError::wrap("", dir, e)))?;
     if !meta.is_dir() {
         return Err(Error::Insecure(format!("{} is not a directory", dir.display()).into()));
     }

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-#[cfg(not(windows))]
+#[cfg(not(any(unix, windows)))]
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,9 @@ pub(crate) struct LockFile {
     /// Windows: this holder wrote `<app>.pid`, and removes it when it lets the lock go.
     #[cfg_attr(not(windows), allow(dead_code))]
     wrote_pid: bool,
+    /// The file is this user's (Unix), so the pid may be written into it.
+    #[cfg_attr(windows, allow(dead_code))]
+    own: bool,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -28,7 +31,8 @@ pub(crate) struct LockFile {
 const NO_BLOCK_NO_FOLLOW: i32 =
     rustix::fs::OFlags::NOFOLLOW.union(rustix::fs::OFlags::NONBLOCK).bits() as i32;
 
-fn open(path: &Path, shared: bool) -> io::Result<File> {
+/// Opens the lock file; also whether it is this user's (Unix; always on Windows).
+fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -74,10 +78,12 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
         if !meta.is_file() || meta.nlink() != 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
+        let own = meta.uid() == crate::sys::euid();
         // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
-        if cfg!(target_os = "linux") && meta.uid() == crate::sys::euid() && meta.mode() & 0o1000 == 0 {
+        if cfg!(target_os = "linux") && own && meta.mode() & 0o1000 == 0 {
             let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
         }
+        Ok((file, own))
     }
     #[cfg(windows)]
     {
@@ -85,8 +91,8 @@ fn open(path: &Path, shared: bool) -> io::Result<File> {
         if !meta.is_file() || meta.file_type().is_symlink() || crate::sys::link_count(&file)? != 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
+        Ok((file, true))
     }
-    Ok(file)
 }
 
 /// Windows: whether the directory of `path` is this user's or the administrators'.
@@ -99,11 +105,15 @@ fn dir_is_trusted(path: &Path) -> bool {
 impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it.
     pub(crate) fn try_lock(path: &Path, shared_dir: bool) -> io::Result<Option<LockFile>> {
-        let file = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
+        let (file, own) = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
         match fs4::FileExt::try_lock(&file) {
-            Ok(()) => {
-                Ok(Some(LockFile { file, path: path.to_path_buf(), shared: shared_dir, wrote_pid: false }))
-            }
+            Ok(()) => Ok(Some(LockFile {
+                file,
+                path: path.to_path_buf(),
+                shared: shared_dir,
+                wrote_pid: false,
+                own,
+            })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
         }
@@ -126,14 +136,21 @@ impl LockFile {
 
     #[cfg(not(windows))]
     fn write_pid_into_lock_file(&mut self) {
-        // Only into our own file (a shared scope's lock may be another user's).
+        // Only into our own file (a shared scope's lock may be another user's): `open`
+        // checked the owner already.
+        if !self.own {
+            return;
+        }
+        // One write at the start and a truncation to its length (no rewind, no second
+        // metadata read).
         #[cfg(unix)]
         {
-            use std::os::unix::fs::MetadataExt;
-            if self.file.metadata().map(|m| m.uid()).ok() != Some(crate::sys::euid()) {
-                return;
-            }
+            use std::os::unix::fs::FileExt;
+            let pid = std::process::id().to_string();
+            let _ =
+                self.file.write_all_at(pid.as_bytes(), 0).and_then(|()| self.file.set_len(pid.len() as u64));
         }
+        #[cfg(not(unix))]
         let _ = self.file.set_len(0).and_then(|()| {
             self.file.rewind()?;
             write!(self.file, "{}", std::process::id())?;

@@ -38,6 +38,10 @@ pub(super) struct Context {
     pub(super) timeout: Duration,
     pub(super) limit: usize,
     pub(super) check_uid: bool,
+    /// Unix: the user the primary serves, read once when it starts (the socket file is
+    /// that user's, mode 0600: no other could connect through it anyway).
+    #[cfg(unix)]
+    pub(super) euid: u32,
     /// Tests: the user the primary takes itself for (an injected SID, where Wine has one
     /// user), so that its own launches count as another user's.
     #[cfg(all(test, windows))]
@@ -176,6 +180,8 @@ impl Primary {
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
+            #[cfg(unix)]
+            euid: crate::sys::euid(),
             #[cfg(all(test, windows))]
             pretend_user: Mutex::new(None),
             #[cfg(not(unix))]
@@ -343,7 +349,7 @@ impl Context {
     pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
         let peer = socket.peer_credentials().ok();
         #[cfg(unix)]
-        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(crate::sys::euid()) {
+        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(ctx.euid) {
             // A stranger: dropped before a byte is read.
             return;
         }
@@ -358,12 +364,18 @@ impl Context {
         // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
         // here: it goes to a reader, which refuses it.
         let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
+        // Unix: one recv; what it took of an incomplete line goes on to the reader.
+        #[cfg(unix)]
+        match crate::sys::recv_ready(&socket, fast_max) {
+            crate::sys::Arrived::Line(line) => ctx.deliver(socket, peer, line),
+            crate::sys::Arrived::Part(part) => serve::Mux::add(ctx, socket, peer, part),
+            crate::sys::Arrived::Gone => {}
+        }
+        #[cfg(not(unix))]
         if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
             ctx.deliver(socket, peer, line);
             return;
         }
-        #[cfg(unix)]
-        serve::Mux::add(ctx, socket, peer);
         #[cfg(not(unix))]
         Context::pool_add(ctx, socket, peer);
     }

@@ -11,6 +11,10 @@
 //! On Linux the same thread watches the socket's directory (inotify): when the socket
 //! file is removed under the running primary (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`),
 //! it binds a new one at the same path at once, so launches keep reaching the primary.
+//! The watch is set [`WATCH_DELAY`] after the start (the socket is checked then too):
+//! closing an inotify descriptor that has a watch waits for an RCU grace period, 1.5 to
+//! 14 ms on a busy machine, and a process pays it at exit; a primary that lives less than
+//! that delay (`solo run APP --count 0`, an app that forwards and quits) never pays it.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -35,6 +39,10 @@ pub(super) const MAX_HELD: usize = 512;
 /// message limit, shedding the oldest others).
 pub(super) const READ_BUDGET: usize = 8 << 20;
 
+/// How long after the start the removal watch is set (see the module docs): one wake-up,
+/// then none while idle.
+const WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Bytes read from one connection per turn: the rest waits for the next turn, so every
 /// connection is read in turn.
 const CHUNK: usize = 64 << 10;
@@ -46,8 +54,8 @@ pub(super) struct Mux {
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     options: SocketOptions,
-    /// An inotify watch on the socket's directory (Linux).
-    notify: Option<OwnedFd>,
+    /// Whether to watch the socket's directory (Linux, a socket file).
+    watch: bool,
     /// The socket bound again after its file was removed, if it was.
     replacement: Mutex<Option<LocalServer>>,
     /// Complete request lines for the decoder thread, so that decoding a large request
@@ -62,11 +70,16 @@ pub(super) struct Mux {
 struct Lines {
     queue: VecDeque<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
     shutdown: bool,
+    /// The decoder thread runs: it starts with the first line the reader queues, so a
+    /// primary whose launches all arrive whole (the accept thread delivers those) never
+    /// starts it.
+    decoder: bool,
 }
 
 #[derive(Default)]
 struct Inbox {
-    new: Vec<(LocalSocket, Option<PeerCredentials>)>,
+    /// New connections, with what the accept thread read of their request already.
+    new: Vec<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
     running: bool,
     shutdown: bool,
 }
@@ -95,11 +108,9 @@ impl Mux {
             socket: socket.to_path_buf(),
             options,
             // An abstract name has no file to lose.
-            notify: if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
-                None
-            } else {
-                watch_removal(socket)
-            },
+            watch: cfg!(any(target_os = "linux", target_os = "android"))
+                && !options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+                && socket.parent().is_some_and(|d| !d.as_os_str().is_empty()),
             replacement: Mutex::new(None),
             lines: Mutex::new(Lines::default()),
             lines_ready: Condvar::new(),
@@ -107,10 +118,11 @@ impl Mux {
         })
     }
 
-    /// Starts the reader thread now when it has a directory to watch (it sleeps in
-    /// poll(2) until something happens); otherwise it starts with the first connection.
+    /// Starts the reader thread now when it has a directory to watch (it sets the watch
+    /// [`WATCH_DELAY`] later, then sleeps in poll(2) until something happens); otherwise
+    /// it starts with the first connection.
     pub(super) fn start(ctx: &Arc<Context>) {
-        if ctx.mux.notify.is_some() {
+        if ctx.mux.watch {
             let mut inbox = ctx.mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
             if !inbox.running {
                 inbox.running = true;
@@ -126,13 +138,13 @@ impl Mux {
 
     /// Hands a connection to the reader thread, starting it on first use. Never blocks
     /// for long: the accept thread goes straight back to accepting.
-    pub(super) fn add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>) {
+    pub(super) fn add(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>, part: Vec<u8>) {
         let mux = &ctx.mux;
         let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
         if inbox.shutdown {
             return;
         }
-        inbox.new.push((socket, peer));
+        inbox.new.push((socket, peer, part));
         let start = !inbox.running;
         inbox.running = true;
         drop(inbox);
@@ -165,29 +177,48 @@ impl Mux {
 }
 
 fn spawn(ctx: &Arc<Context>) {
+    let worker = Arc::clone(ctx);
+    let spawned = std::thread::Builder::new().name("solo-instance reader".into()).spawn(move || run(&worker));
+    if spawned.is_err() {
+        // No thread: drop what waits (each launch sees a close and starts over) and
+        // try again with the next connection.
+        let mut inbox = ctx.mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.new.clear();
+        inbox.running = false;
+    }
+}
+
+/// Queues a complete line for the decoder thread, starting it on first use.
+fn queue_line(ctx: &Arc<Context>, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
     let mux = &ctx.mux;
-    {
-        let worker = Arc::clone(ctx);
-        let decoder = Arc::clone(ctx);
-        let spawned = std::thread::Builder::new()
-            .name("solo-instance reader".into())
-            .spawn(move || run(&worker))
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("solo-instance decoder".into())
-                    // serde_json recurses up to 128 levels on nested input: a debug build
-                    // needs about 224 KiB for that (ASan 256 KiB), and 128 KiB let one
-                    // request abort the primary (found by fuzz/). Untouched stack pages
-                    // cost no memory.
-                    .stack_size(512 * 1024)
-                    .spawn(move || decode_loop(&decoder))
-            });
-        if spawned.is_err() {
-            // No thread: drop what waits (each launch sees a close and starts over) and
-            // try again with the next connection.
-            let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
-            inbox.new.clear();
-            inbox.running = false;
+    let n = line.len();
+    mux.decoding.fetch_add(n, Ordering::SeqCst);
+    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+    lines.queue.push_back((socket, peer, line));
+    let start = !lines.decoder;
+    lines.decoder = true;
+    drop(lines);
+    if !start {
+        mux.lines_ready.notify_one();
+        return;
+    }
+    let decoder = Arc::clone(ctx);
+    let spawned = std::thread::Builder::new()
+        .name("solo-instance decoder".into())
+        // serde_json recurses up to 128 levels on nested input: a debug build needs about
+        // 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the primary
+        // (found by fuzz/). Untouched stack pages cost no memory.
+        .stack_size(512 * 1024)
+        .spawn(move || decode_loop(&decoder));
+    if spawned.is_err() {
+        // No thread: tell what waits to retry, and try again with the next line.
+        let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.decoder = false;
+        let waiting: Vec<_> = lines.queue.drain(..).collect();
+        drop(lines);
+        for (socket, _, line) in waiting {
+            mux.decoding.fetch_sub(line.len(), Ordering::SeqCst);
+            let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
         }
     }
 }
@@ -291,6 +322,9 @@ fn run(ctx: &Arc<Context>) {
     // What poll(2) reported for each descriptor of the last turn.
     let mut revents: Vec<PollFlags> = Vec::new();
     let budget = READ_BUDGET.max(limit);
+    // The removal watch, set once `watch_at` has passed.
+    let mut notify: Option<OwnedFd> = None;
+    let mut watch_at = mux.watch.then(|| Instant::now() + WATCH_DELAY);
     loop {
         {
             let mut inbox = mux.inbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -298,8 +332,9 @@ fn run(ctx: &Arc<Context>) {
                 return;
             }
             let deadline = Instant::now() + ctx.timeout;
-            for (socket, peer) in inbox.new.drain(..) {
-                conns.push_back(Conn { socket, peer, buf: Vec::new(), deadline });
+            for (socket, peer, buf) in inbox.new.drain(..) {
+                buffered += buf.len();
+                conns.push_back(Conn { socket, peer, buf, deadline });
             }
         }
         // Too many held: shed the oldest silent ones (else the oldest), telling them to retry.
@@ -314,7 +349,7 @@ fn run(ctx: &Arc<Context>) {
             // The wake-up pipe, the removal watch (if any), then each connection.
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
             fds.push(PollFd::new(&mux.wake_rx, PollFlags::IN));
-            if let Some(notify) = &mux.notify {
+            if let Some(notify) = &notify {
                 fds.push(PollFd::new(notify, PollFlags::IN));
             }
             // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
@@ -322,7 +357,7 @@ fn run(ctx: &Arc<Context>) {
             let events = if full { PollFlags::empty() } else { PollFlags::IN };
             fds.extend(conns.iter().map(|c| PollFd::new(&c.socket, events)));
             // Until the nearest deadline (never woken before it), or for ever.
-            let timeout = conns.iter().map(|c| c.deadline).min().map(|d| {
+            let timeout = conns.iter().map(|c| c.deadline).chain(watch_at).min().map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
                 Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
             });
@@ -344,13 +379,21 @@ fn run(ctx: &Arc<Context>) {
             revents.clear();
             revents.extend(fds.iter().map(PollFd::revents));
         }
-        let first_conn = 1 + usize::from(mux.notify.is_some());
+        let first_conn = 1 + usize::from(notify.is_some());
         if !revents[0].is_empty() {
             let mut buf = [0u8; 64];
             while matches!(rustix::io::read(&mux.wake_rx, &mut buf), Ok(n) if n > 0) {}
         }
+        if watch_at.is_some_and(|at| Instant::now() >= at) {
+            watch_at = None;
+            notify = watch_removal(&mux.socket);
+            // Removed before the watch was set: bound again now.
+            if std::fs::symlink_metadata(&mux.socket).is_err() && !ctx.closing.load(Ordering::SeqCst) {
+                bind_again(ctx);
+            }
+        }
         if first_conn == 2 && !revents[1].is_empty() {
-            if let Some(fd) = &mux.notify {
+            if let Some(fd) = &notify {
                 if socket_removed(fd, &mux.socket)
                     && std::fs::symlink_metadata(&mux.socket).is_err()
                     && !ctx.closing.load(Ordering::SeqCst)
@@ -396,13 +439,7 @@ fn run(ctx: &Arc<Context>) {
         }
         for (c, outcome) in done.into_iter().rev() {
             match outcome {
-                Outcome::Line(line) => {
-                    mux.decoding.fetch_add(line.len(), Ordering::SeqCst);
-                    let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());
-                    lines.queue.push_back((c.socket, c.peer, line));
-                    drop(lines);
-                    mux.lines_ready.notify_one();
-                }
+                Outcome::Line(line) => queue_line(ctx, c.socket, c.peer, line),
                 Outcome::TooLarge => {
                     let _ = send_reply(
                         &c.socket,

@@ -1,7 +1,9 @@
 //! Line I/O on a connection, bounded in time and size: what the launch and the primary
 //! both read and write.
 
-use std::io::{self, Read, Write};
+#[cfg(not(unix))]
+use std::io::Read;
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use super::Reply;
@@ -41,8 +43,12 @@ pub(super) fn read_line(
         if left.is_zero() {
             return Err(ReadError::TimedOut);
         }
-        set_timeout(socket, true, left).map_err(ReadError::Io)?;
-        let n = match (&*socket).read(&mut buf) {
+        // Unix: a poll(2) for the time left, then a non-blocking read (no SO_RCVTIMEO).
+        #[cfg(unix)]
+        let read = crate::sys::recv_until(socket, &mut buf, deadline);
+        #[cfg(not(unix))]
+        let read = set_timeout(socket, true, left).and_then(|()| (&*socket).read(&mut buf));
+        let n = match read {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -68,6 +74,16 @@ pub(super) fn read_line(
 pub(super) fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
     let mut line = reply.encode().into_bytes();
     line.push(b'\n');
+    // Unix: a reply usually fits the socket's buffer at once: sent without waiting, and
+    // the 2 s write timeout set only for what did not fit.
+    #[cfg(unix)]
+    let line = {
+        let sent = crate::sys::send_now(socket, &line)?;
+        if sent == line.len() {
+            return Ok(());
+        }
+        line[sent..].to_vec()
+    };
     set_timeout(socket, false, Duration::from_secs(2))?;
     #[cfg(windows)]
     let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), Instant::now() + Duration::from_secs(2));

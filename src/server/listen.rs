@@ -56,7 +56,8 @@ impl LocalServer {
         }
         let full = name::full_name(name, self.options);
         let len = full.as_os_str().len();
-        // With access options the socket is first bound as `<dir>/.XXXXXX/s`: 9 bytes more
+        // With access options the socket is first bound as `<dir>/.XXXXXX/s` (outside Linux,
+        // and on Linux when fchmod fails; the rule is the same everywhere): 9 bytes more
         // than `<dir>/`, so short names need room for that too.
         let file_name_len = full.file_name().map_or(0, |f| f.len());
         let private_len = len - file_name_len + PRIVATE_DIR_NAME_LEN;

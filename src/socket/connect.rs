@@ -45,6 +45,10 @@ use crate::{name, sys, Error, LocalSocketError, Result, SocketOptions};
 pub struct ConnectOptions {
     timeout: Option<Duration>,
     options: SocketOptions,
+    /// The crate's own launches: a socket connected with a timeout stays non-blocking
+    /// (they wait with `poll(2)`), which saves the `FIONBIO` after connecting.
+    #[cfg(unix)]
+    nonblocking: bool,
 }
 
 impl ConnectOptions {
@@ -73,6 +77,13 @@ impl ConnectOptions {
         self
     }
 
+    /// Leaves the socket non-blocking when connected with a timeout (crate-internal).
+    #[cfg(unix)]
+    pub(crate) fn keep_nonblocking(mut self) -> Self {
+        self.nonblocking = true;
+        self
+    }
+
     /// Connects to the server `name`, resolved as Qt resolves it (see
     /// [`LocalServer::listen`](crate::LocalServer::listen)).
     ///
@@ -88,7 +99,15 @@ impl ConnectOptions {
             return Err(client_error(LocalSocketError::ServerNotFound, FUNCTION, None));
         }
         let full = name::full_name(name, self.options);
-        match sys::connect(&full, self.options, self.timeout) {
+        #[cfg(unix)]
+        let connected = if self.nonblocking {
+            sys::connect_nonblocking(&full, self.options, self.timeout)
+        } else {
+            sys::connect(&full, self.options, self.timeout)
+        };
+        #[cfg(not(unix))]
+        let connected = sys::connect(&full, self.options, self.timeout);
+        match connected {
             Ok(stream) => {
                 let mut socket = LocalSocket::from_stream(stream);
                 socket.set_names(name.to_owned(), full);

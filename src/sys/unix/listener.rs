@@ -1,5 +1,6 @@
-//! The listening socket: binding with a chosen backlog (in a private directory when the
-//! file gets a mode, moved into place without replacing anything), adopting a listening
+//! The listening socket: binding with a chosen backlog (when the file gets a mode: on
+//! Linux at its path with the mode set on the socket first, elsewhere in a private
+//! directory and moved into place without replacing anything), adopting a listening
 //! socket, waiting with a wake-up, and accepting.
 
 use std::ffi::OsStr;
@@ -83,11 +84,41 @@ fn private_dir(target: &Path) -> io::Result<PathBuf> {
     Err(Errno::EXIST.into())
 }
 
+/// Linux: binds `fd`, whose mode was set with `fchmod` already, at `path` itself, and
+/// listens. The kernel creates the file with the socket's mode less the umask, so it is
+/// never more open than `mode`, not even for an instant, and bind(2) never replaces a
+/// file (`EADDRINUSE`). Bits the umask took are given back with a chmod (Qt's modes are
+/// not masked). Saves the private directory's mkdir, rename, unlink and rmdir.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_with_mode(fd: BorrowedFd<'_>, path: &Path, mode: u32, backlog: i32) -> io::Result<FileId> {
+    let bytes = path.as_os_str().as_bytes();
+    bind_listen(fd, bytes, false, backlog).inspect_err(|e| {
+        // bind created the file but listen failed: remove it (it is ours).
+        if !is(e, Errno::ADDRINUSE) && !is(e, Errno::NAMETOOLONG) {
+            let _ = unlink_if(path, None);
+        }
+    })?;
+    // In a directory only this user (or, sticky, only the owner) may change, the file is
+    // still the one bind made; anything else is left alone.
+    let meta = std::fs::symlink_metadata(path)?;
+    if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+        return Err(io::Error::other("the socket file was replaced"));
+    }
+    let id = (meta.dev(), meta.ino());
+    if meta.mode() & 0o7777 != mode {
+        rustix::fs::chmod(path, Mode::from_raw_mode(mode as RawMode)).inspect_err(|_| {
+            let _ = unlink_if(path, Some(id));
+        })?;
+    }
+    Ok(id)
+}
+
 impl Listener {
     /// Binds and listens on `path` (or the abstract `name`), giving the socket file
     /// `options`' mode atomically. Errors keep their OS code for the caller to classify.
     pub(crate) fn bind(path: &Path, options: SocketOptions, backlog: i32) -> io::Result<Self> {
-        let fd = new_socket(false)?;
+        // Close-on-exec and non-blocking from the start: no fcntl afterwards.
+        let fd = new_socket(true)?;
         let bytes = path.as_os_str().as_bytes();
         let file = if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             if !cfg!(any(target_os = "linux", target_os = "android")) {
@@ -100,6 +131,11 @@ impl Listener {
             // never replaces what is at the target.
             if bytes.len() > crate::name::MAX_SOCKET_PATH {
                 return Err(Errno::NAMETOOLONG.into());
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode as RawMode)).is_ok() {
+                let id = bind_with_mode(fd.as_fd(), path, mode, backlog)?;
+                return Self::with_fd(fd, Some((path.to_path_buf(), id)), true);
             }
             let dir = private_dir(path)?;
             let tmp = dir.join("s");
@@ -128,7 +164,7 @@ impl Listener {
             })?;
             Some((path.to_path_buf(), file_id(path)?))
         };
-        Self::with_fd(fd, file)
+        Self::with_fd(fd, file, true)
     }
 
     /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
@@ -175,11 +211,14 @@ impl Listener {
             }
         };
         let name = name.map(|n| PathBuf::from(OsStr::from_bytes(&n)));
-        Ok((Self::with_fd(fd, None)?, name, is_abstract))
+        Ok((Self::with_fd(fd, None, false)?, name, is_abstract))
     }
 
-    fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>) -> io::Result<Self> {
-        set_cloexec_nonblocking(fd.as_fd(), true)?;
+    /// `flags_set`: `fd` is close-on-exec and non-blocking already (made by `new_socket`).
+    fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>, flags_set: bool) -> io::Result<Self> {
+        if !flags_set {
+            set_cloexec_nonblocking(fd.as_fd(), true)?;
+        }
         let waker = Waker::new()?;
         let listener = IpListener::from(uds::Listener::from(fd));
         Ok(Listener { listener, waker, file })

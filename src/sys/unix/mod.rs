@@ -31,7 +31,9 @@ mod socket;
 
 pub(crate) use listener::Listener;
 pub(crate) use poll::pipe;
-pub(crate) use socket::{connect, peer_pid, take_ready_line, write_all_until};
+pub(crate) use socket::{
+    connect, connect_nonblocking, peer_pid, recv_ready, recv_until, send_now, write_all_until, Arrived,
+};
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {

@@ -69,6 +69,25 @@ pub(super) fn bind_listen(
 /// Connects to `path` (or the abstract `name`). With a timeout, a full backlog is retried
 /// until the deadline; without one, connect blocks while the backlog is full.
 pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Duration>) -> io::Result<Stream> {
+    connect_with(path, options, timeout, false)
+}
+
+/// [`connect`], leaving a socket connected with a timeout non-blocking (for the crate's
+/// own callers, which wait with `poll(2)`): no `FIONBIO` after the connect.
+pub(crate) fn connect_nonblocking(
+    path: &Path,
+    options: SocketOptions,
+    timeout: Option<Duration>,
+) -> io::Result<Stream> {
+    connect_with(path, options, timeout, true)
+}
+
+fn connect_with(
+    path: &Path,
+    options: SocketOptions,
+    timeout: Option<Duration>,
+    keep_nonblocking: bool,
+) -> io::Result<Stream> {
     let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
     if abstract_ns && !cfg!(any(target_os = "linux", target_os = "android")) {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
@@ -103,12 +122,12 @@ pub(crate) fn connect(path: &Path, options: SocketOptions, timeout: Option<Durat
                 if let Some(e) = stream.take_error()? {
                     return Err(e);
                 }
-                return finish_connect(stream, true);
+                return finish_connect(stream, !keep_nonblocking);
             }
             _ => return Err(e.into()),
         }
     }
-    finish_connect(UnixStream::from(fd), deadline.is_some())
+    finish_connect(UnixStream::from(fd), deadline.is_some() && !keep_nonblocking)
 }
 
 fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Stream> {
@@ -147,50 +166,122 @@ pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
     }
 }
 
-/// Takes a complete line (without its newline) that is already waiting on `socket`, if
-/// there is one within `max` bytes; otherwise consumes nothing and returns `None`.
-pub(crate) fn take_ready_line(socket: &crate::LocalSocket, max: usize) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; max];
-    let (peeked, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
-    let end = buf[..peeked].iter().position(|&b| b == b'\n')?;
-    // The bytes are there: this read takes exactly the line and its newline at once.
-    let (got, _) = rustix::net::recv(socket, &mut buf[..end + 1], RecvFlags::DONTWAIT).ok()?;
-    if got != end + 1 {
-        return None;
+/// Reads what is there before `deadline` (blocking or not, the socket is waited for with
+/// `poll(2)`, so no `SO_RCVTIMEO` is set): `Ok(0)` at end of stream, `TimedOut` when the
+/// deadline passed first.
+pub(crate) fn recv_until(
+    socket: &crate::LocalSocket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<usize> {
+    let fd = socket.as_fd();
+    loop {
+        if deadline.saturating_duration_since(Instant::now()).is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::IN)], ms_until(deadline)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(n),
+            Err(Errno::WOULDBLOCK | Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    buf.truncate(end);
-    Some(buf)
 }
 
-/// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each wait is a
-/// `poll(2)` for the time left and each write takes only what fits at once
-/// (`MSG_DONTWAIT`), so a peer that drains slowly cannot stretch the deadline (a blocking
-/// `send` restarts `SO_SNDTIMEO` for each chunk it waits for).
+/// What one non-blocking read of a fresh connection found (see [`recv_ready`]).
+pub(crate) enum Arrived {
+    /// A complete line, without its newline (bytes after it are left unread).
+    Line(Vec<u8>),
+    /// The start of a line (empty when nothing has arrived yet): the caller keeps it.
+    Part(Vec<u8>),
+    /// The peer closed, or the socket failed.
+    Gone,
+}
+
+/// Reads what has arrived on `socket`, at most `max` bytes, in one `recv` (no peek
+/// first): a launch writes its request right after connecting, so it is usually whole.
+pub(crate) fn recv_ready(socket: &crate::LocalSocket, max: usize) -> Arrived {
+    let mut buf = vec![0u8; max];
+    loop {
+        return match rustix::net::recv(socket, &mut buf[..], RecvFlags::DONTWAIT) {
+            Ok((0, _)) => Arrived::Gone,
+            Ok((n, _)) => match buf[..n].iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    buf.truncate(end);
+                    Arrived::Line(buf)
+                }
+                None => {
+                    buf.truncate(n);
+                    Arrived::Part(buf)
+                }
+            },
+            Err(Errno::WOULDBLOCK) => Arrived::Part(Vec::new()),
+            Err(Errno::INTR) => continue,
+            Err(_) => Arrived::Gone,
+        };
+    }
+}
+
+/// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each write takes only
+/// what fits at once (`MSG_DONTWAIT`) and each wait, only when nothing fits, is a
+/// `poll(2)` for the time left, so a peer that drains slowly cannot stretch the deadline (a
+/// blocking `send` restarts `SO_SNDTIMEO` for each chunk it waits for).
 pub(crate) fn write_all_until(
     socket: &crate::LocalSocket,
     mut buf: &[u8],
     deadline: Instant,
 ) -> io::Result<()> {
     let fd = socket.as_fd();
+    // The first send goes without a poll: a fresh connection has room for a request.
+    let mut wait = false;
     while !buf.is_empty() {
         if deadline.saturating_duration_since(Instant::now()).is_zero() {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
-        match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::OUT)], ms_until(deadline)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        if wait {
+            match poll(&mut [PollFd::from_borrowed_fd(fd, PollFlags::OUT)], ms_until(deadline)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let flags = SendFlags::DONTWAIT;
-        match rustix::net::send(fd, buf, flags) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::WOULDBLOCK | Errno::INTR) => continue,
+        match rustix::net::send(fd, buf, send_flags()) {
+            Ok(n) => {
+                buf = &buf[n..];
+                wait = false;
+            }
+            Err(Errno::WOULDBLOCK) => wait = true,
+            Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+/// `MSG_DONTWAIT`, and on Linux `MSG_NOSIGNAL` (a closed peer gives `EPIPE`, never a
+/// signal, even in a program that does not ignore `SIGPIPE`).
+fn send_flags() -> SendFlags {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return SendFlags::DONTWAIT;
+}
+
+/// Sends `buf` without waiting if it fits at once (a reply usually does): `Ok(n)` with
+/// the bytes taken, which may be fewer than `buf`'s; `Ok(0)` when nothing fits.
+pub(crate) fn send_now(socket: &crate::LocalSocket, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(socket.as_fd(), buf, send_flags()) {
+            Ok(n) => return Ok(n),
+            Err(Errno::WOULDBLOCK) => return Ok(0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

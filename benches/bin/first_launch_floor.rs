@@ -1,0 +1,33 @@
+//! The floor for a first launch: a minimal program that does what becoming the primary
+//! needs, without the library: takes an exclusive `flock` on `PATH.lock`, binds a
+//! `UnixListener` at `PATH`, prints one line, removes the socket and exits.
+//! `benches/compare.sh` times `solo run APP --count 0` against it.
+//!
+//! `first_launch_floor SOCKET_PATH [idle]`: with `idle`, it stays in `accept` after the
+//! line instead (what an idle bare std listener costs, for the README's "Resource use").
+
+#[cfg(not(unix))]
+fn main() {}
+
+#[cfg(unix)]
+fn main() {
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixListener;
+
+    let path = std::env::args().nth(1).expect("usage: first_launch_floor SOCKET_PATH");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(format!("{path}.lock"))
+        .expect("lock file");
+    rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    println!("PRIMARY {path}");
+    if std::env::args().nth(2).as_deref() == Some("idle") {
+        let _ = listener.accept();
+    }
+    drop(listener);
+    std::fs::remove_file(&path).expect("unlink");
+}
