@@ -1,0 +1,170 @@
+//! How a request came ([`Origin`]), and with the `dbus` feature the primary's second
+//! channel: `org.freedesktop.Application` on the session bus (Linux), each call a
+//! [`Request`] in the same queue as the socket's launches.
+//!
+//! Everything D-Bus lives here, so that `mod.rs` only gains: `Request::{origin, answer}`,
+//! `Primary::dbus`, `SingleInstance::dbus_bus`, and the calls that fill and drop them.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+use super::{Reply, Request};
+
+/// How a [`Request`] reached the primary: [`Request::origin`].
+///
+/// A launch over the socket carries argv, cwd and environment; the other kinds are calls
+/// to `org.freedesktop.Application` on the session bus (feature `dbus`, Linux), whose
+/// requests have an empty [`argv`](Request::argv), no [`cwd`](Request::cwd), and the
+/// call's data here. Their `platform_data` (the `a{sv}` the caller passed) is JSON:
+/// strings as strings, numbers, booleans, arrays, dictionaries as objects (keys as text),
+/// structures as arrays, a variant as its value, anything else `null`. Its
+/// `activation-token` (Wayland) and `desktop-startup-id` (X11) are what
+/// [`Request::activation_token`] returns.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// A launch over the socket (or the wire protocol): see [`Request::argv`].
+    Launch,
+    /// `Activate(a{sv} platform_data)`: bring the app forward.
+    Activate {
+        /// The caller's platform data.
+        platform_data: Map<String, Value>,
+    },
+    /// `Open(as uris, a{sv} platform_data)`: open these URIs (`file:///...` for files).
+    Open {
+        /// The URIs, as the caller sent them.
+        uris: Vec<String>,
+        /// The caller's platform data.
+        platform_data: Map<String, Value>,
+    },
+    /// `ActivateAction(s action_name, av parameter, a{sv} platform_data)`: run an action
+    /// of the desktop file's `Actions=` (a quick list entry, say).
+    ActivateAction {
+        /// The action's name.
+        action: String,
+        /// Its parameter: empty, or one value.
+        parameter: Vec<Value>,
+        /// The caller's platform data.
+        platform_data: Map<String, Value>,
+    },
+}
+
+impl Origin {
+    /// The D-Bus method (`"Activate"`, `"Open"`, `"ActivateAction"`); `None` for a launch.
+    pub fn dbus_method(&self) -> Option<&'static str> {
+        match self {
+            Origin::Launch => None,
+            Origin::Activate { .. } => Some("Activate"),
+            Origin::Open { .. } => Some("Open"),
+            Origin::ActivateAction { .. } => Some("ActivateAction"),
+        }
+    }
+
+    /// The D-Bus call's platform data; `None` for a launch.
+    pub fn platform_data(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Origin::Launch => None,
+            Origin::Activate { platform_data }
+            | Origin::Open { platform_data, .. }
+            | Origin::ActivateAction { platform_data, .. } => Some(platform_data),
+        }
+    }
+
+    /// The call as one compact JSON object, keys in the method's argument order:
+    /// `{"platform_data":{...}}`, `{"uris":[...],"platform_data":{...}}`,
+    /// `{"action":"...","parameter":[...],"platform_data":{...}}`. What
+    /// [`Request::raw_json`] gives for a D-Bus request.
+    pub fn to_json(&self) -> String {
+        // `Value`'s `Display` is compact JSON; the object is written by hand for the order.
+        let pd = |m: &Map<String, Value>| Value::Object(m.clone()).to_string();
+        match self {
+            Origin::Launch => "null".to_owned(),
+            Origin::Activate { platform_data } => format!("{{\"platform_data\":{}}}", pd(platform_data)),
+            Origin::Open { uris, platform_data } => {
+                format!("{{\"uris\":{},\"platform_data\":{}}}", Value::from(uris.clone()), pd(platform_data))
+            }
+            Origin::ActivateAction { action, parameter, platform_data } => format!(
+                "{{\"action\":{},\"parameter\":{},\"platform_data\":{}}}",
+                Value::from(action.as_str()),
+                Value::Array(parameter.clone()),
+                pd(platform_data)
+            ),
+        }
+    }
+}
+
+impl Request {
+    /// How this request came: a launch over the socket, or (feature `dbus`) a D-Bus call.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// Where a D-Bus request's reply goes: the method call waiting for it. Sent once, by
+/// [`Request::reply`] or by the request's drop (an error then).
+#[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
+pub(crate) struct Answer(Arc<Mutex<Slot>>);
+
+#[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
+#[derive(Default)]
+struct Slot {
+    value: Option<Result<Reply, String>>,
+    waker: Option<std::task::Waker>,
+    sent: bool,
+}
+
+impl Answer {
+    /// Hands the outcome to the waiting method call.
+    pub(crate) fn send(self, outcome: Result<Reply, String>) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.value = Some(outcome);
+        slot.sent = true;
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !slot.sent {
+            slot.sent = true;
+            slot.value = Some(Err("the primary instance dropped the request without answering".into()));
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+#[cfg(feature = "dbus")]
+pub use public::*;
+
+#[cfg(feature = "dbus")]
+mod public;
+
+/// The primary's D-Bus side: its connection (which owns the name) and status.
+#[cfg(feature = "dbus")]
+pub(crate) struct Dbus {
+    status: DbusStatus,
+    #[cfg(target_os = "linux")]
+    conn: Option<zbus::blocking::Connection>,
+}
+
+#[cfg(all(feature = "dbus", not(target_os = "linux")))]
+impl Dbus {
+    pub(crate) fn start(config: &super::SingleInstance, _ctx: &Arc<super::primary::Context>) -> Dbus {
+        let status = match config.dbus_bus {
+            DbusBus::Off => DbusStatus::Off,
+            _ => DbusStatus::Unsupported,
+        };
+        Dbus { status }
+    }
+
+    pub(crate) fn stop(&mut self) {}
+}
+
+#[cfg(all(feature = "dbus", target_os = "linux"))]
+mod linux;
