@@ -288,42 +288,14 @@ fn unlink_if(path: &Path, id: Option<FileId>) -> io::Result<()> {
 }
 
 /// Whether the socket `fd` is listening (`SO_ACCEPTCONN`).
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "visionos"
-)))]
+#[cfg(not(target_vendor = "apple"))]
 fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(rustix::net::sockopt::socket_acceptconn(fd)?)
 }
 
 /// Whether the socket `fd` is listening (`SO_ACCEPTCONN`), through libc: rustix leaves
 /// this option out on Apple platforms.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "visionos"
-))]
+#[cfg(target_vendor = "apple")]
 fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut v: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is open for the call; `v` and `len` are live, writable locals and `len`
-    // holds `v`'s size, so the kernel writes no more than an int.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(v != 0)
+    Ok(super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0)
 }

@@ -52,6 +52,24 @@ pub(super) fn set_cloexec_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> 
 
 /// Removes the socket file of `path`, whether or not a server is listening on it
 /// (`QLocalServer::removeServer`). A missing file is not an error.
+/// `getsockopt` of an `int`-sized option through libc, for the options rustix leaves out
+/// on Apple platforms (`SO_ACCEPTCONN`, `LOCAL_PEERPID`).
+#[cfg(target_vendor = "apple")]
+fn getsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `v` and `len` are live, writable locals and `len`
+    // holds `v`'s size, so the kernel writes no more than an int.
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), level, option, (&mut v as *mut libc::c_int).cast(), &mut len)
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
 pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

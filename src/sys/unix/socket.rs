@@ -142,22 +142,8 @@ fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Strea
 pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
     #[cfg(any(target_os = "macos", target_os = "ios"))]
     {
-        use std::os::fd::AsRawFd;
-        let mut pid: libc::pid_t = 0;
-        let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
-        // SAFETY: the socket's descriptor is open while `socket` is borrowed; `pid` and
-        // `len` are live, writable locals and `len` holds `pid`'s size, so the kernel
-        // writes no more than a `pid_t`.
-        let r = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_LOCAL,
-                libc::LOCAL_PEERPID,
-                (&mut pid as *mut libc::pid_t).cast(),
-                &mut len,
-            )
-        };
-        (r == 0 && pid > 0).then_some(pid as u32)
+        let pid = super::getsockopt_int(socket.as_fd(), libc::SOL_LOCAL, libc::LOCAL_PEERPID).ok()?;
+        (pid > 0).then_some(pid as u32)
     }
     #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     {
