@@ -176,6 +176,47 @@ pub(crate) fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
     owned
 }
 
+/// The entries of type `kind` in `acl`, as (mask, SID), and how many entries of other types
+/// it holds. `kind` is one whose entries are laid out as `ACCESS_ALLOWED_ACE` (header,
+/// mask, SID at `SidStart`): access-allowed and mandatory-label entries are.
+///
+/// # Safety
+/// `acl` is a valid ACL, alive for the call.
+unsafe fn entries_of(acl: *const ACL, kind: u32) -> io::Result<(Vec<(u32, Sid)>, usize)> {
+    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
+    // SAFETY: `acl` is valid (the caller's promise); `info` is the structure the class names.
+    if unsafe {
+        GetAclInformation(
+            acl,
+            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    let (mut found, mut other) = (Vec::new(), 0);
+    for i in 0..info.AceCount {
+        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
+        // SAFETY: `i` is below the ACL's entry count; `ace` receives a pointer into the ACL.
+        if unsafe { GetAce(acl, i, &mut ace) } == 0 {
+            return Err(last_error());
+        }
+        // SAFETY: every entry starts with an ACE_HEADER; an entry of type `kind` has the
+        // layout of ACCESS_ALLOWED_ACE, its SID at `SidStart`, within the entry.
+        unsafe {
+            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
+            if u32::from((*a).Header.AceType) != kind {
+                other += 1;
+                continue;
+            }
+            found.push(((*a).Mask, sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?));
+        }
+    }
+    Ok((found, other))
+}
+
 /// Frees a block that a Win32 call allocated with LocalAlloc, once, on drop.
 struct FreeOnDrop(PSECURITY_DESCRIPTOR);
 
@@ -237,38 +278,9 @@ pub(crate) fn pipe_security(handle: BorrowedHandle<'_>) -> io::Result<PipeSecuri
     if dacl.is_null() {
         return Ok(PipeSecurity { owner, group, dacl: None, other_entries: 0 });
     }
-    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
-    // SAFETY: `dacl` is a valid ACL inside `sd`; `info` is the structure the class names.
-    if unsafe {
-        GetAclInformation(
-            dacl,
-            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
-            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
-            AclSizeInformation,
-        )
-    } == 0
-    {
-        return Err(last_error());
-    }
-    let (mut allowed, mut other) = (Vec::new(), 0);
-    for i in 0..info.AceCount {
-        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
-        // SAFETY: `i` is below the ACL's entry count; `ace` receives a pointer into the ACL.
-        if unsafe { GetAce(dacl, i, &mut ace) } == 0 {
-            return Err(last_error());
-        }
-        // SAFETY: every entry starts with an ACE_HEADER; an access-allowed entry is an
-        // ACCESS_ALLOWED_ACE whose SID starts at `SidStart`, within the entry.
-        unsafe {
-            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
-            if u32::from((*a).Header.AceType) != ACCESS_ALLOWED_ACE_TYPE {
-                other += 1;
-                continue;
-            }
-            let sid = sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?;
-            allowed.push(Allowed { sid, mask: (*a).Mask });
-        }
-    }
+    // SAFETY: `dacl` is a valid ACL inside `sd`, alive until `_free` drops.
+    let (entries, other) = unsafe { entries_of(dacl, ACCESS_ALLOWED_ACE_TYPE) }?;
+    let allowed = entries.into_iter().map(|(mask, sid)| Allowed { sid, mask }).collect();
     Ok(PipeSecurity { owner, group, dacl: Some(allowed), other_entries: other })
 }
 
@@ -300,34 +312,11 @@ pub(crate) fn object_integrity(handle: BorrowedHandle<'_>) -> io::Result<u32> {
     if sacl.is_null() {
         return Ok(level);
     }
-    let mut info = ACL_SIZE_INFORMATION { AceCount: 0, AclBytesInUse: 0, AclBytesFree: 0 };
-    // SAFETY: `sacl` is a valid ACL inside `sd`; `info` is the structure the class names.
-    if unsafe {
-        GetAclInformation(
-            sacl,
-            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
-            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
-            AclSizeInformation,
-        )
-    } == 0
-    {
-        return Err(last_error());
-    }
-    for i in 0..info.AceCount {
-        let mut ace: *mut core::ffi::c_void = ptr::null_mut();
-        // SAFETY: `i` is below the entry count; `ace` receives a pointer into the ACL.
-        if unsafe { GetAce(sacl, i, &mut ace) } == 0 {
-            return Err(last_error());
-        }
-        // SAFETY: every entry starts with an ACE_HEADER; a mandatory label entry has the
-        // layout of ACCESS_ALLOWED_ACE (header, mask, SID at SidStart).
-        unsafe {
-            let a = ace.cast::<ACCESS_ALLOWED_ACE>();
-            if u32::from((*a).Header.AceType) == SYSTEM_MANDATORY_LABEL_ACE_TYPE {
-                if let Some(rid) = label_rid(&sid_at(ptr::addr_of_mut!((*a).SidStart).cast())?) {
-                    level = rid;
-                }
-            }
+    // SAFETY: `sacl` is a valid ACL inside `sd`, alive until `_free` drops.
+    let (labels, _) = unsafe { entries_of(sacl, SYSTEM_MANDATORY_LABEL_ACE_TYPE) }?;
+    for (_, sid) in labels {
+        if let Some(rid) = label_rid(&sid) {
+            level = rid;
         }
     }
     Ok(level)
