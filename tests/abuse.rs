@@ -20,11 +20,10 @@
 
 mod util;
 
-use std::ffi::OsStr;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -32,101 +31,14 @@ use solo_instance::{
     ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance,
     SocketOptions, Start,
 };
+use util::solo::{hold_lock, is_root, json_line, output, read_reply, set_mode, signal, text, Fixture};
 use util::{example, file_id, Proc, TempDir, Watchdog};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
-}
-
-fn json_line(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
-}
 
 /// A fresh 0700 directory.
 fn private_dir(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    set_mode(dir.path(), 0o700);
     dir
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
-}
-
-/// Reads one reply line: `Ok(None)` when the peer closed without one.
-fn read_reply(conn: &LocalSocket, timeout: Duration) -> io::Result<Option<String>> {
-    conn.set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    match BufReader::new(conn).read_line(&mut line) {
-        Ok(0) => Ok(None),
-        Ok(_) => Ok(Some(line.trim_end().to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// A private runtime directory (0700, as `XDG_RUNTIME_DIR` is) and an app id.
-struct Fixture {
-    dir: TempDir,
-    app: String,
-}
-
-impl Fixture {
-    fn new(tag: &str) -> Fixture {
-        let dir = TempDir::new(tag);
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        Fixture { dir, app: format!("org.abuse.{tag}") }
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.sock", self.app))
-    }
-
-    fn sock_name(&self) -> String {
-        self.sock().to_str().unwrap().to_owned()
-    }
-
-    fn lock(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.lock", self.app))
-    }
-
-    fn cmd<I, S>(&self, sub: &str, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let mut cmd = Command::new(example("solo"));
-        cmd.arg(sub)
-            .arg(&self.app)
-            .args(args)
-            .env("XDG_RUNTIME_DIR", self.dir.path())
-            .env_remove("XDG_ACTIVATION_TOKEN")
-            .env_remove("DESKTOP_STARTUP_ID")
-            .env_remove("FLATPAK_ID")
-            .current_dir("/");
-        cmd
-    }
-
-    fn primary(&self, args: &[&str]) -> Proc {
-        let p = Proc::spawn(&mut self.cmd("run", args));
-        assert_eq!(p.line(), format!("PRIMARY {}", self.sock().display()), "stderr: {}", p.stderr());
-        p
-    }
-
-    /// `solo send APP -- TAG` is served, and the primary's next line is its request.
-    fn send_ok(&self, primary: &Proc, tag: &str) {
-        let out = output(&mut self.cmd("send", ["--", tag]));
-        let stdout = text(&out.stdout);
-        assert!(out.status.success(), "send {tag}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
-        assert!(stdout.starts_with("FORWARDED "), "{stdout:?}");
-        let request = json_line(&primary.line());
-        assert_eq!(request["argv"][1], tag, "{request}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,7 +52,7 @@ impl Fixture {
 #[test]
 fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    let f = Fixture::new("frozen");
+    let f = Fixture::in_namespace("org.abuse", "frozen");
     let p = f.primary(&[]);
     let id = file_id(f.sock());
     signal(p.id(), libc::SIGSTOP);
@@ -221,21 +133,6 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
 // 9. A launch ends within its timeout
 // ---------------------------------------------------------------------------------------
 
-/// Takes the exclusive lock a primary would hold (fs4 on the lock file, as the crate does).
-fn hold_lock(path: &Path) -> std::fs::File {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    fs4::FileExt::try_lock(&file).unwrap_or_else(|e| panic!("lock {}: {e:?}", path.display()));
-    file
-}
-
 /// Item 9: a primary that drains a 900 KB request 4 KiB at a time (as one busy with a
 /// flood does) cannot stretch the launch's 1 s timeout: the launch fails with NoReply
 /// within the timeout plus 100 ms.
@@ -294,10 +191,6 @@ fn abuse_slowly_drained_launch_ends_within_its_timeout() {
 // ---------------------------------------------------------------------------------------
 // 5. Nothing another user plants blocks a launch
 // ---------------------------------------------------------------------------------------
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn skip_unless_root(why: &str) -> bool {
     if is_root() {
@@ -400,7 +293,7 @@ fn abuse_oversized_first_launch_becomes_primary() {
 fn abuse_non_utf8_launch_of_360_kb_is_served() {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let _w = Watchdog::new(Duration::from_secs(60));
-    let f = Fixture::new("latin6");
+    let f = Fixture::in_namespace("org.abuse", "latin6");
     let names: Vec<std::ffi::OsString> =
         (0..3u8).map(|i| std::ffi::OsString::from_vec(vec![0xE0 + i; 120_000])).collect();
     let mut first = f.cmd("run", ["--count", "1", "--"]);
@@ -426,7 +319,7 @@ fn abuse_non_utf8_launch_of_360_kb_is_served() {
 fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
     use std::os::unix::process::ExitStatusExt;
     let _w = Watchdog::new(Duration::from_secs(60));
-    let f = Fixture::new("ctrlc10");
+    let f = Fixture::in_namespace("org.abuse", "ctrlc10");
     let _lock = hold_lock(&f.lock());
     let mut server = LocalServer::new();
     server.set_socket_options(SocketOptions::USER_ACCESS);
@@ -550,7 +443,7 @@ fn abuse_primary_memory_is_bounded_under_nested_array_floods() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(240));
-    let f = Fixture::new("mem1");
+    let f = Fixture::in_namespace("org.abuse", "mem1");
     let p = f.primary(&[]);
     let name = f.sock_name();
     let (ok, busy) = nested_flood(&|| LocalSocket::connect(&name).unwrap());
@@ -608,7 +501,7 @@ fn hold_hostile(
 #[test]
 fn abuse_256_held_connections_do_not_starve_launches() {
     let _w = Watchdog::new(Duration::from_secs(120));
-    let f = Fixture::new("starve3");
+    let f = Fixture::in_namespace("org.abuse", "starve3");
     let p = f.primary(&[]);
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let (stop, stop_rx) = std::sync::mpsc::channel();
@@ -699,7 +592,7 @@ fn abuse_removed_socket_is_bound_again() {
         return;
     }
     let _w = Watchdog::new(Duration::from_secs(60));
-    let f = Fixture::new("cleaned7");
+    let f = Fixture::in_namespace("org.abuse", "cleaned7");
     let p = f.primary(&[]);
     let before = file_id(f.sock());
     std::fs::remove_file(f.sock()).unwrap();
@@ -880,7 +773,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
 #[test]
 fn abuse_abandoned_launches_are_dropped_or_reported() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    let f = Fixture::new("gaveup11");
+    let f = Fixture::in_namespace("org.abuse", "gaveup11");
     let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
     let send = |tag: &str, timeout: &str| {
         f.cmd("send", ["--timeout", timeout, "--", tag]).stdin(Stdio::null()).output().unwrap()

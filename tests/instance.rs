@@ -27,13 +27,11 @@
 mod util;
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -42,6 +40,10 @@ use serde_json::{json, Value};
 use solo_instance::{
     protocol::decode_os, ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Reply,
     SingleInstance, SocketOptions, Start,
+};
+use util::solo::{
+    forwarded, hold_lock, is_root, json_line, lock_is_free, output, read_reply, set_mode, signal, text,
+    Fixture,
 };
 use util::{example, file_id, Proc, TempDir, Watchdog};
 
@@ -52,15 +54,6 @@ const NOBODY: u32 = 65534;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn skip_unless_root() -> bool {
     if is_root() {
         return false;
@@ -70,146 +63,6 @@ fn skip_unless_root() -> bool {
         thread::current().name().unwrap_or("test")
     );
     true
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `cmd` to completion, stdout and stderr captured. The test's Watchdog covers a hang.
-fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
-}
-
-/// Parses a JSON line the primary printed (or a reply), with the line in the panic.
-fn json_line(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
-}
-
-/// The `FORWARDED <reply json>` line of a launch, decoded; panics on anything else.
-fn forwarded(stdout: &str) -> Value {
-    let line = stdout.lines().next().unwrap_or_default();
-    let reply = line.strip_prefix("FORWARDED ").unwrap_or_else(|| panic!("not forwarded: {stdout:?}"));
-    json_line(reply)
-}
-
-/// Takes the exclusive lock a primary would hold, as the crate does (fs4 on the lock file).
-fn hold_lock(path: &Path) -> File {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    if let Err(e) = fs4::FileExt::try_lock(&file) {
-        panic!("lock {}: {e:?}", path.display());
-    }
-    file
-}
-
-/// Whether the lock at `path` is free right now (taken and let go at once).
-fn lock_is_free(path: &Path) -> bool {
-    let file = File::options().read(true).write(true).open(path).unwrap();
-    fs4::FileExt::try_lock(&file).is_ok()
-}
-
-/// Reads one reply line from a raw connection: `Ok(None)` when the primary closed it
-/// (EOF or reset) without a line.
-fn read_reply(conn: &LocalSocket, timeout: Duration) -> io::Result<Option<String>> {
-    conn.set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    match BufReader::new(conn).read_line(&mut line) {
-        Ok(0) => Ok(None),
-        Ok(_) => Ok(Some(line.trim_end().to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// A private runtime directory (0700, as `XDG_RUNTIME_DIR` is) and an app id.
-struct Fixture {
-    dir: TempDir,
-    app: String,
-}
-
-impl Fixture {
-    fn new(tag: &str) -> Fixture {
-        let dir = TempDir::new(tag);
-        set_mode(dir.path(), 0o700);
-        Fixture { dir, app: format!("org.test.{tag}") }
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.sock", self.app))
-    }
-
-    fn sock_name(&self) -> String {
-        self.sock().to_str().unwrap().to_owned()
-    }
-
-    fn lock(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.lock", self.app))
-    }
-
-    /// `solo SUB APP ARGS...` with this fixture's runtime dir, and no activation variables
-    /// inherited from whoever runs the tests.
-    fn cmd<I, S>(&self, sub: &str, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        self.cmd_with(&example("solo"), sub, args)
-    }
-
-    fn cmd_with<I, S>(&self, solo: &Path, sub: &str, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let mut cmd = Command::new(solo);
-        cmd.arg(sub)
-            .arg(&self.app)
-            .args(args)
-            .env("XDG_RUNTIME_DIR", self.dir.path())
-            .env_remove("XDG_ACTIVATION_TOKEN")
-            .env_remove("DESKTOP_STARTUP_ID")
-            .env_remove("FLATPAK_ID")
-            .current_dir("/");
-        cmd
-    }
-
-    /// `solo run APP ARGS...`, which must become the primary.
-    fn primary(&self, args: &[&str]) -> Proc {
-        let p = Proc::spawn(&mut self.cmd("run", args));
-        assert_eq!(p.line(), format!("PRIMARY {}", self.sock().display()), "stderr: {}", p.stderr());
-        p
-    }
-
-    /// `solo send APP -- TAG` must be served: exit 0, `FORWARDED` ok, and the primary's next
-    /// printed line is this launch's request. Returns that request.
-    fn send_ok(&self, primary: &Proc, tag: &str) -> Value {
-        let out = output(&mut self.cmd("send", ["--", tag]));
-        let stdout = text(&out.stdout);
-        assert!(out.status.success(), "send {tag}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
-        let reply = forwarded(&stdout);
-        assert_eq!(reply["ok"], true, "{reply}");
-        assert_eq!(reply["exit_code"], 0, "{reply}");
-        let request = json_line(&primary.line());
-        assert_eq!(request["argv"][1], tag, "the primary's next line is not {tag}'s request: {request}");
-        request
-    }
-
-    fn lock_pid(&self) -> u32 {
-        let s = std::fs::read_to_string(self.lock()).unwrap();
-        s.trim().parse().unwrap_or_else(|_| panic!("lock file holds {s:?}"))
-    }
 }
 
 /// Copies example `name` into a fresh 0755 directory with mode 0755, so a child running

@@ -5,6 +5,8 @@
 //! Each test file includes this with `mod util;` and uses part of it.
 #![allow(dead_code)]
 
+pub mod solo;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
