@@ -448,13 +448,16 @@ impl Context {
             }
             Err(_) => return,
         }
+        self.announce();
+    }
+
+    /// Tells the app that a request is ready: wakes `recv_async` and calls the waker.
+    pub(super) fn announce(&self) {
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();
-        {
-            let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(w) = waker {
-                w();
-            }
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(w) = waker {
+            w();
         }
     }
 }

@@ -168,12 +168,7 @@ impl Application {
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
         }
-        #[cfg(feature = "tokio")]
-        ctx.notify.notify_waiters();
-        let waker = ctx.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(w) = waker {
-            w();
-        }
+        ctx.announce();
         match (Wait(slot)).await {
             Ok(reply) if reply.is_ok() => Ok(()),
             Ok(reply) => {
