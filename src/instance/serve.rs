@@ -89,6 +89,10 @@ struct Conn {
     peer: Option<PeerCredentials>,
     buf: Vec<u8>,
     deadline: Instant,
+    /// The primary stopped reading (over its byte budget) while this connection waited: a
+    /// deadline that passes then is the primary's lateness, answered with "busy" (retry),
+    /// not the client's.
+    held_off: bool,
 }
 
 enum Outcome {
@@ -334,7 +338,7 @@ fn run(ctx: &Arc<Context>) {
             let deadline = Instant::now() + ctx.timeout;
             for (socket, peer, buf) in inbox.new.drain(..) {
                 buffered += buf.len();
-                conns.push_back(Conn { socket, peer, buf, deadline });
+                conns.push_back(Conn { socket, peer, buf, deadline, held_off: false });
             }
         }
         // Too many held: shed the oldest silent ones (else the oldest), telling them to retry.
@@ -411,6 +415,7 @@ fn run(ctx: &Arc<Context>) {
             // and wakes this thread; partial requests are shed below).
             let full = buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
             let ready = revents[i + first_conn];
+            c.held_off |= full;
             let outcome = if !ready.is_empty() && !full {
                 read_some(c, &mut chunk, limit, &mut buffered)
             } else if ready.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
@@ -446,6 +451,7 @@ fn run(ctx: &Arc<Context>) {
                         &Reply::error(format!("message too large (limit {limit} bytes)")),
                     );
                 }
+                Outcome::Pending if c.held_off => busy(c),
                 Outcome::Pending => {
                     let msg = format!("no request within {:.1}s", ctx.timeout.as_secs_f64());
                     let _ = send_reply(&c.socket, &Reply::error(msg));
