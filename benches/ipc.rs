@@ -1,7 +1,8 @@
 //! Side-by-side timings in one run: LocalServer/LocalSocket against `std::os::unix::net`,
 //! and a SingleInstance handoff against the same bytes over std sockets.
 //!
-//! `cargo bench --bench ipc` (add `-- --quick` for a short run). Rounds alternate between
+//! `cargo bench --bench ipc` (add `-- --quick` for a short run, and `rtt`, `stream` or
+//! `handoff` to run only those). Rounds alternate between
 //! the contenders and each reports its best round: interference on a shared machine only
 //! ever adds time, so the best round is the closest to the true cost.
 
@@ -41,9 +42,18 @@ mod unix {
         let dir = std::env::temp_dir().join(format!("solo-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         println!("solo-instance side-by-side benchmarks ({} rounds, best round each)", cfg.rounds);
-        rtt(&cfg, &dir);
-        stream(&cfg, &dir);
-        handoff(&cfg, &dir);
+        // Named benchmarks only, when any are named (`-- handoff`).
+        let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+        let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+        if wanted("rtt") {
+            rtt(&cfg, &dir);
+        }
+        if wanted("stream") {
+            stream(&cfg, &dir);
+        }
+        if wanted("handoff") {
+            handoff(&cfg, &dir);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
