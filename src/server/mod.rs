@@ -145,6 +145,12 @@ impl LocalServer {
         *lock(&self.shared.error) = None;
     }
 
+    /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn sys_listener(&self) -> Option<&Arc<sys::Listener>> {
+        self.listener.as_ref()
+    }
+
     /// Whether the server is listening.
     pub fn is_listening(&self) -> bool {
         self.listener.is_some()
