@@ -965,6 +965,99 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     assert!(primary.recv_timeout(Duration::from_secs(1)).is_none());
 }
 
+/// Without a waker, the app's own thread serves: `try_recv` alone (a GUI that polls each
+/// frame) accepts and reads a launch, and a `Stopper` wakes a `requests()` that waits in
+/// the primary's loop (poll(2) on the socket) on another thread. The System scope's
+/// abstract socket has no removal watch, so no timer wakes that poll(2) either.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn lib_try_recv_alone_serves_and_stop_wakes_a_serving_recv() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let id = format!("org.test.SelfServed{}", std::process::id());
+    let app = move |args: &[&str]| {
+        SingleInstance::new(&id)
+            .unwrap()
+            .scope(solo_instance::Scope::System)
+            .timeout(Duration::from_secs(20))
+            .argv(std::iter::once("prog").chain(args.iter().copied()))
+    };
+    let primary = primary_of(app(&[]).start());
+    let launching = app(&["polled"]);
+    let l = thread::spawn(move || launching.start());
+    let request = loop {
+        // Polling, as a frame loop does; the watchdog ends a test that never gets it.
+        if let Some(r) = primary.try_recv() {
+            break r;
+        }
+        thread::yield_now();
+    };
+    assert_eq!(request.args(), [OsString::from("polled")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(reply_of(l.join().unwrap()).is_ok());
+
+    let stopper = primary.stopper();
+    let (tx, done) = mpsc::channel();
+    let (served_tx, served) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let serving = thread::spawn(move || {
+        // "/proc/thread-self" links to "PID/task/TID".
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        tid_tx.send(me.file_name().unwrap().to_string_lossy().into_owned()).unwrap();
+        let mut n = 0;
+        for request in primary.requests() {
+            request.reply(Reply::ok()).unwrap();
+            n += 1;
+            served_tx.send(()).unwrap();
+        }
+        tx.send(n).unwrap();
+    });
+    let launching = app(&["served"]);
+    let l = thread::spawn(move || launching.start());
+    served.recv_timeout(Duration::from_secs(20)).expect("requests() did not serve the launch");
+    assert!(reply_of(l.join().unwrap()).is_ok());
+    // Stop only once the serving thread sleeps in poll(2) again (the kernel says where it
+    // sleeps), so that the stop has to wake it.
+    let tid = tid_rx.recv().unwrap();
+    let wchan = format!("/proc/self/task/{tid}/wchan");
+    while !std::fs::read_to_string(&wchan).unwrap_or_default().contains("poll") {
+        thread::yield_now();
+    }
+    stopper.stop();
+    assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("stop did not wake requests()"), 1);
+    serving.join().unwrap();
+}
+
+/// The names of the threads of process `pid` that are the crate's ("solo-instance ...").
+fn crate_threads(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .filter(|n| n.starts_with("solo-instance"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Issue 14: no thread is started before it is needed. `solo run` serves with
+/// `requests()`, so its own thread accepts, checks and reads each launch: before and after
+/// launches, none of its threads is the crate's.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn primary_serving_with_requests_starts_no_thread() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let fx = Fixture::new("no-threads");
+    let primary = fx.primary(&[]);
+    assert_eq!(crate_threads(primary.id()), Vec::<String>::new(), "threads after the start");
+    fx.send_ok(&primary, "first");
+    fx.send_ok(&primary, "second");
+    assert_eq!(crate_threads(primary.id()), Vec::<String>::new(), "threads after two launches");
+}
+
 /// `on_request`: each request goes to the callback on the primary's own thread; dropping
 /// the handle releases the primary, so the next launch becomes primary.
 #[test]

@@ -57,6 +57,9 @@ impl Primary {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv_async(&mut self) -> Option<Request> {
+        // The task sleeps in the runtime, not in the primary's loop: a thread serves the
+        // socket (Unix; Windows always has one).
+        super::primary::Context::start_driver(&self.ctx);
         loop {
             // Listen before looking, so a request queued in between is not missed.
             let mut notified = pin!(self.ctx.notify.notified());

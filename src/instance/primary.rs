@@ -20,11 +20,21 @@ use super::transport::send_reply;
 use super::{
     protocol, Reply, Request, Scope, SingleInstance, HELD_BUDGET, MAX_READERS, MAX_REQUEST_DEADLINE,
 };
-use crate::{LocalServer, LocalSocket, PeerCredentials, PendingConnections, Result, SocketOptions};
+use crate::{LocalServer, LocalSocket, PeerCredentials, Result, SocketOptions};
 
 pub(super) enum Event {
     Request(Box<Request>),
     Stop,
+}
+
+/// What a receive call found in the queue.
+enum Taken {
+    Request(Box<Request>),
+    /// An abandoned request, dropped: look again.
+    Again,
+    /// Stopped, or the queue is gone.
+    End,
+    Empty,
 }
 
 /// The largest request the acceptor reads itself when it is all there on arrival.
@@ -133,6 +143,8 @@ impl Stopper {
         self.0.stopped.store(true, Ordering::SeqCst);
         // A full queue needs no wake-up: the receiver is busy and sees the flag next.
         let _ = self.0.tx.try_send(Event::Stop);
+        // A thread waiting in the primary's loop (`recv` on Unix) returns.
+        self.0.wake_loop();
         #[cfg(feature = "tokio")]
         self.0.notify.notify_waiters();
     }
@@ -194,14 +206,19 @@ impl Primary {
             notify: tokio::sync::Notify::new(),
             tx,
         });
-        let hook_ctx = Arc::clone(&ctx);
-        server.set_incoming_connection_hook(move |socket, _: &PendingConnections| {
-            Context::incoming(&hook_ctx, socket);
-        });
-        server.on_new_connection(|_| {});
+        // Windows: an accept thread hands each connection to this hook. Unix: the primary's
+        // loop (`serve`) accepts on the listening socket itself, from the first time it runs.
+        #[cfg(not(unix))]
+        {
+            let hook_ctx = Arc::clone(&ctx);
+            server.set_incoming_connection_hook(move |socket, _: &crate::PendingConnections| {
+                Context::incoming(&hook_ctx, socket);
+            });
+            server.on_new_connection(|_| {});
+        }
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
-        serve::Mux::start(&ctx);
+        ctx.mux.attach(server.sys_listener().cloned());
         // D-Bus last: only a primary that serves its socket owns the name.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
@@ -239,48 +256,87 @@ impl Primary {
 
     /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
     ///
+    /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
+    /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
+    /// loop would: no thread of the crate's runs.
+    ///
     /// Requests whose launch gave up while they waited (it timed out, or was killed) are
     /// dropped here, unseen; see [`Request::is_abandoned`].
     pub fn recv(&self) -> Option<Request> {
-        loop {
-            if self.ctx.stopped.load(Ordering::SeqCst) {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(Event::Request(r)) if r.is_abandoned() => continue,
-                Ok(Event::Request(r)) => return Some(*r),
-                Ok(Event::Stop) | Err(_) => return None,
-            }
-        }
+        self.recv_until(None)
     }
 
     /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
     /// [`recv`](Self::recv)).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
-        let deadline = far_deadline(timeout);
+        self.recv_until(Some(far_deadline(timeout)))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
         loop {
             if self.ctx.stopped.load(Ordering::SeqCst) {
                 return None;
             }
-            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Event::Request(r)) if r.is_abandoned() => continue,
-                Ok(Event::Request(r)) => return Some(*r),
-                Ok(Event::Stop) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    return None
-                }
+            match self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)) {
+                Taken::Request(r) => return Some(*r),
+                Taken::Again => continue,
+                Taken::End => return None,
+                Taken::Empty => {}
             }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            // Serve on this thread until something happens; where a thread serves, wait
+            // for what it queues.
+            if Context::drive(&self.ctx, deadline) {
+                continue;
+            }
+            let event = match deadline {
+                None => self.rx.recv().map_err(|_| true),
+                Some(d) => self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .map_err(|e| e == RecvTimeoutError::Disconnected),
+            };
+            match self.take(event) {
+                Taken::Request(r) => return Some(*r),
+                Taken::Again | Taken::Empty => continue,
+                Taken::End => return None,
+            }
+        }
+    }
+
+    /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
+    fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
+        match event {
+            Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
+            Ok(Event::Request(r)) => Taken::Request(r),
+            Ok(Event::Stop) | Err(true) => Taken::End,
+            Err(false) => Taken::Empty,
         }
     }
 
     /// The next request if one is waiting; never blocks. For GUI loops that poll on
     /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
-    /// dropped, as by [`recv`](Self::recv).
+    /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
+    /// what is ready on the socket (one turn that does not wait).
     pub fn try_recv(&self) -> Option<Request> {
+        let mut served = false;
         loop {
-            match self.rx.try_recv() {
-                Ok(Event::Request(r)) if r.is_abandoned() => continue,
-                Ok(Event::Request(r)) => return Some(*r),
-                Ok(Event::Stop) | Err(TryRecvError::Empty | TryRecvError::Disconnected) => return None,
+            match self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)) {
+                Taken::Request(r) => return Some(*r),
+                Taken::Again => continue,
+                Taken::End => return None,
+                Taken::Empty if served => return None,
+                Taken::Empty => {}
+            }
+            served = true;
+            if self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                // The waker's thread failed to start: try again.
+                Context::start_driver(&self.ctx);
+            }
+            if !Context::drive(&self.ctx, Some(Instant::now())) {
+                return None;
             }
         }
     }
@@ -293,6 +349,8 @@ impl Primary {
     /// thread dropping the `Primary` holds, since dropping waits for the accept thread.
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
+        // The app sleeps in its own event loop from now on: a thread serves the socket.
+        Context::start_driver(&self.ctx);
     }
 
     /// Delivers each request to `callback` on a thread of its own, which owns the
@@ -344,18 +402,13 @@ impl Drop for Primary {
 }
 
 impl Context {
-    /// The `incomingConnection` hook: check the peer, then queue the socket for a reader
-    /// thread, starting one if none is idle.
+    /// Windows: the `incomingConnection` hook: check the peer, then deliver a request that
+    /// is there whole already, or hand the socket to a reader thread.
+    #[cfg(not(unix))]
     pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
         let peer = socket.peer_credentials().ok();
-        #[cfg(unix)]
-        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(ctx.euid) {
-            // A stranger: dropped before a byte is read.
-            return;
-        }
-        // Windows: the client's user SID, as it connected (see `PeerCredentials::sid`); one
-        // that cannot be read counts as a stranger's.
-        #[cfg(windows)]
+        // The client's user SID, as it connected (see `PeerCredentials::sid`); one that
+        // cannot be read counts as a stranger's.
         if ctx.check_uid && !matches!((peer.and_then(|p| p.sid), ctx.user()), (Some(c), Ok(me)) if c == me) {
             return;
         }
@@ -364,19 +417,10 @@ impl Context {
         // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
         // here: it goes to a reader, which refuses it.
         let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
-        // Unix: one recv; what it took of an incomplete line goes on to the reader.
-        #[cfg(unix)]
-        match crate::sys::recv_ready(&socket, fast_max) {
-            crate::sys::Arrived::Line(line) => ctx.deliver(socket, peer, line),
-            crate::sys::Arrived::Part(part) => serve::Mux::add(ctx, socket, peer, part),
-            crate::sys::Arrived::Gone => {}
-        }
-        #[cfg(not(unix))]
         if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
             ctx.deliver(socket, peer, line);
             return;
         }
-        #[cfg(not(unix))]
         Context::pool_add(ctx, socket, peer);
     }
 
@@ -393,6 +437,23 @@ impl Context {
     #[cfg(unix)]
     pub(super) fn shutdown(&self) {
         self.mux.shutdown();
+    }
+
+    /// Windows: the accept thread serves the pipe; the app's calls only wait for it.
+    #[cfg(not(unix))]
+    pub(super) fn drive(self: &Arc<Self>, _until: Option<Instant>) -> bool {
+        false
+    }
+
+    /// Windows: the accept thread runs from the start.
+    #[cfg(not(unix))]
+    pub(super) fn start_driver(self: &Arc<Self>) {}
+
+    /// Makes a thread that waits in the primary's loop return, to look at the queue (a
+    /// request queued by another thread, such as D-Bus's) or at the stop flag.
+    pub(super) fn wake_loop(&self) {
+        #[cfg(unix)]
+        self.mux.wake();
     }
 
     /// Decodes a request line and hands the request to the app (or answers the error).

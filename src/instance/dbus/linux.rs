@@ -169,6 +169,8 @@ impl Application {
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
         }
         ctx.announce();
+        // An app waiting in its own `recv` serves the socket on its thread: wake it.
+        ctx.wake_loop();
         match (Wait(slot)).await {
             Ok(reply) if reply.is_ok() => Ok(()),
             Ok(reply) => {

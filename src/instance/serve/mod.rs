@@ -1,0 +1,213 @@
+//! The primary's loop on Unix: one poll(2) over the listening socket, every connection
+//! whose request has not arrived whole, the removal watch and a wake-up pipe; with a
+//! deadline per connection and one byte budget.
+//!
+//! No thread runs it until one is needed. The app's own thread runs it while it waits in
+//! [`Primary::recv`](super::Primary::recv) (and for one non-blocking turn in
+//! `try_recv`), as Qt's event loop serves a `QLocalServer`: a launch is accepted, read and
+//! answered by the thread that handles it, with no hop between threads. A thread of its
+//! own (the driver) runs it from the first [`set_waker`](super::Primary::set_waker) or
+//! `recv_async` on, since then the app sleeps elsewhere. Until the loop first runs,
+//! launches wait in the listening socket's backlog (a full backlog makes them retry until
+//! their timeout), as they wait for any app that has not reached its event loop yet.
+//!
+//! The loop never waits for a client: past [`MAX_HELD`] connections the oldest silent one
+//! is shed, and past [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is
+//! told to retry. Windows keeps an accept thread and a reader thread per connection
+//! (`Pool`): named pipes have no poll(2).
+
+mod decode;
+mod turn;
+mod watch;
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rustix::event::PollFlags;
+
+use super::primary::Context;
+use crate::{LocalServer, LocalSocket, PeerCredentials, SocketOptions};
+
+/// Most connections held unread at once; the oldest silent one is shed for a new one.
+/// (Below the usual soft limit of 1024 open files, leaving the app its share.)
+pub(super) const MAX_HELD: usize = 512;
+
+/// Most bytes of partial requests held at once (one request may always grow to the
+/// message limit, shedding the oldest others).
+pub(super) const READ_BUDGET: usize = 8 << 20;
+
+pub(super) struct Mux {
+    /// The loop's state, locked by the thread that runs a turn.
+    state: Mutex<State>,
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
+    /// The socket to keep in place, and how to bind it again.
+    socket: PathBuf,
+    options: SocketOptions,
+    /// Set once the primary is dropped: no turn runs after it.
+    shut: AtomicBool,
+    /// A driver thread runs the loop: the app's calls only take from the queue.
+    driven: AtomicBool,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    /// Complete request lines for the decoder thread (see `decode`).
+    lines: Mutex<decode::Lines>,
+    lines_ready: Condvar,
+    /// Bytes in `lines` and in the line being decoded: part of the read budget.
+    decoding: AtomicUsize,
+}
+
+pub(super) struct State {
+    /// The listening socket (taken at shutdown: its descriptor must close before the lock
+    /// is freed, as an abstract name lives as long as it).
+    listener: Option<Arc<crate::sys::Listener>>,
+    /// The socket bound again after its file was removed, if it was.
+    replacement: Option<LocalServer>,
+    /// Oldest first.
+    conns: VecDeque<Conn>,
+    /// Bytes of partial requests in `conns`.
+    buffered: usize,
+    chunk: Vec<u8>,
+    /// What poll(2) reported for each descriptor of the last turn.
+    revents: Vec<PollFlags>,
+    /// The removal watch, set once `watch_at` has passed (Linux, a socket file).
+    notify: Option<OwnedFd>,
+    watch_at: Option<Instant>,
+}
+
+struct Conn {
+    socket: LocalSocket,
+    peer: Option<PeerCredentials>,
+    buf: Vec<u8>,
+    deadline: Instant,
+    /// The primary stopped reading (over its byte budget) while this connection waited: a
+    /// deadline that passes then is the primary's lateness, answered with "busy" (retry),
+    /// not the client's.
+    held_off: bool,
+}
+
+impl Mux {
+    pub(super) fn new(socket: &Path, options: SocketOptions) -> std::io::Result<Mux> {
+        let (wake_rx, wake_tx) = crate::sys::pipe()?;
+        // An abstract name has no file to lose.
+        let watch = cfg!(any(target_os = "linux", target_os = "android"))
+            && !options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+            && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
+        Ok(Mux {
+            state: Mutex::new(State {
+                listener: None,
+                replacement: None,
+                conns: VecDeque::new(),
+                buffered: 0,
+                chunk: Vec::new(),
+                revents: Vec::new(),
+                notify: None,
+                watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
+            }),
+            wake_rx,
+            wake_tx,
+            socket: socket.to_path_buf(),
+            options,
+            shut: AtomicBool::new(false),
+            driven: AtomicBool::new(false),
+            driver: Mutex::new(None),
+            lines: Mutex::new(decode::Lines::default()),
+            lines_ready: Condvar::new(),
+            decoding: AtomicUsize::new(0),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the loop the socket it accepts on, once it listens.
+    pub(super) fn attach(&self, listener: Option<Arc<crate::sys::Listener>>) {
+        self.state().listener = listener;
+    }
+
+    /// Makes a turn in progress return (a stop, a request queued by another thread, bytes
+    /// of budget freed). Never blocks: the pipe is non-blocking, and a full pipe has a
+    /// wake-up pending already.
+    pub(super) fn wake(&self) {
+        let _ = rustix::io::write(&self.wake_tx, &[1u8]);
+    }
+
+    /// Whether a driver thread runs the loop.
+    pub(super) fn is_driven(&self) -> bool {
+        self.driven.load(Ordering::SeqCst)
+    }
+
+    /// Stops the loop for good: the driver thread is joined, and the listening sockets,
+    /// the connections held and the watch are closed, before the caller frees the lock.
+    pub(super) fn shutdown(&self) {
+        self.shut.store(true, Ordering::SeqCst);
+        self.wake();
+        let driver = self.driver.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = driver {
+            // Dropped from the driver itself (a waker that owned the primary): that thread
+            // ends after this turn.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.shutdown = true;
+        lines.queue.clear();
+        drop(lines);
+        self.lines_ready.notify_all();
+        let mut st = self.state();
+        st.listener = None;
+        st.replacement = None;
+        st.conns.clear();
+        st.notify = None;
+    }
+}
+
+impl Context {
+    /// Runs one turn of the loop on this thread, waiting at most until `until` (`None`:
+    /// until something happens). Returns `false`, doing nothing, when a driver thread
+    /// runs the loop.
+    pub(super) fn drive(self: &Arc<Self>, until: Option<Instant>) -> bool {
+        if self.mux.is_driven() {
+            return false;
+        }
+        let mut st = self.mux.state();
+        if !self.mux.shut.load(Ordering::SeqCst) {
+            turn::turn(self, &mut st, until);
+        }
+        true
+    }
+
+    /// Starts the driver thread, if none runs: from now on it runs the loop. On failure
+    /// (no thread could be started) the app's calls go on running it, and the next call
+    /// tries again.
+    pub(super) fn start_driver(self: &Arc<Self>) {
+        let mux = &self.mux;
+        let mut slot = mux.driver.lock().unwrap_or_else(|p| p.into_inner());
+        if mux.is_driven() || mux.shut.load(Ordering::SeqCst) {
+            return;
+        }
+        // Weak: a driver must not keep the primary's state alive (the primary's drop
+        // joins it).
+        let weak = Arc::downgrade(self);
+        mux.driven.store(true, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new().name("solo-instance serve".into()).spawn(move || {
+            while let Some(ctx) = weak.upgrade() {
+                if ctx.mux.shut.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut st = ctx.mux.state();
+                turn::turn(&ctx, &mut st, None);
+            }
+        });
+        match spawned {
+            Ok(t) => *slot = Some(t),
+            Err(_) => mux.driven.store(false, Ordering::SeqCst),
+        }
+    }
+}
