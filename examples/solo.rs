@@ -20,10 +20,9 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use solo_instance::{Error, Primary, Reply, SingleInstance, Start, Stopper};
+use solo_instance::{Error, Primary, Reply, SingleInstance, Start};
 
 struct Opts {
     count: Option<u64>,
@@ -122,26 +121,11 @@ fn forwarded(reply: &Reply) -> ExitCode {
 }
 
 fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
-    // SIGINT and SIGTERM are taken by a thread of ours (sigwait), so the primary shuts down
-    // cleanly. They are blocked before any thread starts, as every thread inherits the mask,
-    // and that thread runs from now on: until this process is the primary (while a launch
-    // waits for a hung primary, say) a signal ends it at once, as it would any program.
-    let signals = signals::block();
-    let primary_stopper: Arc<Mutex<Option<Stopper>>> = Arc::default();
-    let slot = Arc::clone(&primary_stopper);
-    signals::on_signal(signals, move |sig| match &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some(stopper) => stopper.stop(),
-        None => signals::die(sig),
-    });
+    // Until this process is the primary (while a launch waits for a hung primary, say), a
+    // signal ends it at once, as it would any program.
     match instance.start() {
-        Ok(Start::Primary(primary)) => {
-            *primary_stopper.lock().unwrap_or_else(|p| p.into_inner()) = Some(primary.stopper());
-            serve(primary, count)
-        }
-        Ok(Start::Forwarded(reply)) => {
-            signals::unblock(&signals);
-            forwarded(&reply)
-        }
+        Ok(Start::Primary(primary)) => serve(primary, count),
+        Ok(Start::Forwarded(reply)) => forwarded(&reply),
         Err(e) => fail(&e),
     }
 }
@@ -149,6 +133,15 @@ fn run(instance: SingleInstance, count: Option<u64>) -> ExitCode {
 fn serve(primary: Primary, count: Option<u64>) -> ExitCode {
     #[cfg(feature = "dbus")]
     eprintln!("solo: dbus: {}", primary.dbus_status());
+    // A primary that serves takes SIGINT and SIGTERM on a thread of ours (sigwait) and shuts
+    // down cleanly. They are blocked in this thread first, so every thread started from
+    // now on inherits the mask (the crate's own threads block them anyway). One that serves
+    // nothing (`--count 0`) needs no such thread.
+    if count != Some(0) {
+        let stopper = primary.stopper();
+        let signals = signals::block();
+        signals::on_signal(signals, move |_| stopper.stop());
+    }
     say(&format!("PRIMARY {}", primary.socket_path().display()));
     if count == Some(0) {
         return ExitCode::SUCCESS;
@@ -185,12 +178,6 @@ mod signals {
         }
     }
 
-    pub fn unblock(set: &Set) {
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut());
-        }
-    }
-
     /// Runs `action` with each signal of `set`, on a thread of its own.
     pub fn on_signal(set: Set, action: impl Fn(i32) + Send + 'static) {
         std::thread::spawn(move || loop {
@@ -199,19 +186,6 @@ mod signals {
                 action(sig);
             }
         });
-    }
-
-    /// Ends the process by `sig`, as if it had not been blocked (the shell sees the signal).
-    pub fn die(sig: i32) {
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            let mut one: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut one);
-            libc::sigaddset(&mut one, sig);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
-            libc::raise(sig);
-        }
-        std::process::exit(128 + sig);
     }
 }
 
@@ -223,9 +197,5 @@ mod signals {
     pub fn block() -> Set {
         Set
     }
-    pub fn unblock(_: &Set) {}
     pub fn on_signal(_: Set, _action: impl Fn(i32) + Send + 'static) {}
-    pub fn die(sig: i32) {
-        std::process::exit(128 + sig);
-    }
 }

@@ -1027,7 +1027,49 @@ fn lib_try_recv_alone_serves_and_stop_wakes_a_serving_recv() {
     serving.join().unwrap();
 }
 
+/// The crate's threads block the app's signals, so a process-directed SIGINT or SIGTERM
+/// reaches the app's own handling thread (or its signalfd) and never one of ours: the
+/// driver thread a waker starts blocks both, though this thread blocks neither.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn crate_threads_block_the_apps_signals() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-quiet-threads");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    primary.set_waker(|| {});
+    let blocked = |status: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
+        u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+    };
+    let int_term = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+    let mine = blocked(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).unwrap();
+    assert_eq!(mine & int_term, 0, "the test thread blocks SIGINT or SIGTERM itself");
+    // A new thread names itself once it runs: look until the serve thread shows (the
+    // watchdog ends a test where it never does).
+    loop {
+        let mut serve_threads = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !name.starts_with("solo-instance") {
+                continue;
+            }
+            serve_threads += usize::from(name.trim() == "solo-instance s");
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            // A thread that ended meanwhile has no status left.
+            if let Some(mask) = blocked(&status) {
+                assert_eq!(mask & int_term, int_term, "{} takes SIGINT or SIGTERM", name.trim());
+            }
+        }
+        if serve_threads > 0 {
+            break;
+        }
+        thread::yield_now();
+    }
+    drop(primary);
+}
+
 /// The names of the threads of process `pid` that are the crate's ("solo-instance ...").
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn crate_threads(pid: u32) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|tasks| {

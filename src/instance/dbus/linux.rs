@@ -36,10 +36,13 @@ impl Dbus {
         }
         let path = dbus_object_path(&name);
         let app = Application { ctx: Arc::clone(ctx) };
-        let conn = match builder
-            .and_then(|b| b.method_timeout(config.timeout).serve_at(path.as_str(), app))
-            .and_then(|b| b.build())
-        {
+        // zbus starts its executor thread here: with the app's signals blocked, as the
+        // crate's own threads.
+        let conn = match crate::sys::with_signals_blocked(|| {
+            builder
+                .and_then(|b| b.method_timeout(config.timeout).serve_at(path.as_str(), app))
+                .and_then(|b| b.build())
+        }) {
             Ok(c) => c,
             Err(e) => return off(DbusStatus::NoBus(e.to_string())),
         };
@@ -77,9 +80,12 @@ impl Dbus {
             let _ = conn.release_name(name.as_str());
         }
         let (done, closed) = std::sync::mpsc::channel();
-        let closing = std::thread::Builder::new().name("solo-instance D-Bus close".into()).spawn(move || {
-            conn.graceful_shutdown();
-            let _ = done.send(());
+        let thread = std::thread::Builder::new().name("solo-instance D-Bus close".into());
+        let closing = crate::sys::with_signals_blocked(|| {
+            thread.spawn(move || {
+                conn.graceful_shutdown();
+                let _ = done.send(());
+            })
         });
         if closing.is_ok() {
             let _ = closed.recv_timeout(Duration::from_secs(2));

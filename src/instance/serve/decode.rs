@@ -45,13 +45,13 @@ pub(super) fn queue_line(
         return;
     }
     let decoder = Arc::clone(ctx);
-    let spawned = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("solo-instance decoder".into())
         // serde_json recurses up to 128 levels on nested input: a debug build needs about
         // 224 KiB for that (ASan 256 KiB), and 128 KiB let one request abort the primary
         // (found by fuzz/). Untouched stack pages cost no memory.
-        .stack_size(512 * 1024)
-        .spawn(move || decode_loop(&decoder));
+        .stack_size(512 * 1024);
+    let spawned = crate::sys::with_signals_blocked(|| thread.spawn(move || decode_loop(&decoder)));
     if spawned.is_err() {
         // No thread: tell what waits to retry, and try again with the next line.
         let mut lines = mux.lines.lock().unwrap_or_else(|p| p.into_inner());

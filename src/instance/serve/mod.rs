@@ -196,14 +196,17 @@ impl Context {
         // joins it).
         let weak = Arc::downgrade(self);
         mux.driven.store(true, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new().name("solo-instance serve".into()).spawn(move || {
-            while let Some(ctx) = weak.upgrade() {
-                if ctx.mux.shut.load(Ordering::SeqCst) {
-                    return;
+        let thread = std::thread::Builder::new().name("solo-instance serve".into());
+        let spawned = crate::sys::with_signals_blocked(|| {
+            thread.spawn(move || {
+                while let Some(ctx) = weak.upgrade() {
+                    if ctx.mux.shut.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let mut st = ctx.mux.state();
+                    turn::turn(&ctx, &mut st, None);
                 }
-                let mut st = ctx.mux.state();
-                turn::turn(&ctx, &mut st, None);
-            }
+            })
         });
         match spawned {
             Ok(t) => *slot = Some(t),

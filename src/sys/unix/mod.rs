@@ -4,6 +4,7 @@
 //! - [`listener`]: binding (in a private directory, moved into place without replacing
 //!   anything), adopting a listening socket, waiting and accepting;
 //! - [`poll`]: `poll(2)` and the wake-up pipe;
+//! - [`signals`]: threads started with the app's signals blocked;
 //! - [`socket`]: socket creation and addresses, connecting, and the connected socket's
 //!   extras (peer pid, a ready line, a write with a deadline).
 //!
@@ -27,10 +28,12 @@ use crate::LocalSocketError;
 
 mod listener;
 mod poll;
+mod signals;
 mod socket;
 
 pub(crate) use listener::Listener;
 pub(crate) use poll::pipe;
+pub(crate) use signals::with_signals_blocked;
 pub(crate) use socket::{
     connect, connect_nonblocking, peer_pid, recv_ready, recv_until, send_now, write_all_until, Arrived,
 };
