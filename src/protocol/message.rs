@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::os_str::{decode_os_raw, encode_os};
+use super::os_str::decode_os_raw;
 use super::{ProtocolError, PROTOCOL_VERSION};
 
 /// What a launch sends to the primary, decoded.
@@ -56,16 +56,40 @@ impl Message {
 impl Message {
     /// The request line, without its newline.
     pub fn encode(&self) -> String {
-        let env: Map<String, Value> = self.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
-        let msg = json!({
-            "v": PROTOCOL_VERSION,
-            "argv": self.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
-            "cwd": self.cwd.as_deref().map_or(Value::Null, encode_os),
-            "env": env,
-            "pid": self.pid,
-            "data": self.data,
-        });
-        msg.to_string()
+        // Written straight out, keys in the order a `serde_json::Value` object sorts them
+        // (the same bytes as before), without building a tree of values first.
+        let mut out = super::JsonOut::with_capacity(128);
+        out.raw("{\"argv\":[");
+        for (i, a) in self.argv.iter().enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.os(a);
+        }
+        out.raw("],\"cwd\":");
+        match &self.cwd {
+            Some(cwd) => out.os(cwd),
+            None => out.raw("null"),
+        }
+        out.raw(",\"data\":");
+        out.value(&self.data);
+        out.raw(",\"env\":{");
+        // A BTreeMap: sorted, as a JSON object of serde_json's is.
+        for (i, (k, v)) in self.env.iter().enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.str(k);
+            out.raw(":");
+            out.os(v);
+        }
+        out.raw("},\"pid\":");
+        match self.pid {
+            Some(pid) => out.raw(&pid.to_string()),
+            None => out.raw("null"),
+        }
+        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.finish()
     }
 
     /// Decodes a request line (without its newline). Unknown fields are ignored, so a

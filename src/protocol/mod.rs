@@ -70,6 +70,70 @@ mod tests {
     use super::os_str::{base64_decode, base64_encode};
     use super::*;
 
+    /// The encoders write the very bytes a `serde_json::Value` tree of the same fields
+    /// writes (sorted keys, compact): what scripts and older peers have always seen.
+    #[test]
+    fn encoders_write_what_a_value_tree_writes() {
+        use serde_json::{Map, Value};
+        let tree_of_message = |m: &Message| {
+            let env: Map<String, Value> = m.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
+            json!({
+                "v": PROTOCOL_VERSION,
+                "argv": m.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
+                "cwd": m.cwd.as_deref().map_or(Value::Null, encode_os),
+                "env": env,
+                "pid": m.pid,
+                "data": m.data,
+            })
+            .to_string()
+        };
+        let mut full = Message::new(["prog", "a \"quoted\"\n\u{1}", "ü€"]);
+        full.cwd = Some("/tmp/ü".into());
+        full.pid = Some(4242);
+        full.env = BTreeMap::from([
+            ("XDG_ACTIVATION_TOKEN".to_owned(), OsString::from("tok")),
+            ("A".to_owned(), OsString::from("")),
+        ]);
+        full.data = json!({"z": [1, 2.5, null, {"k": "v"}], "a": true});
+        let mut messages = vec![Message::new(Vec::<OsString>::new()), full];
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let mut odd = Message::new([OsString::from_vec(b"x\xff".to_vec())]);
+            odd.cwd = Some(OsString::from_vec(b"/\xfe".to_vec()));
+            odd.env.insert("DESKTOP_STARTUP_ID".into(), OsString::from_vec(vec![0xc3]));
+            messages.push(odd);
+        }
+        for m in &messages {
+            assert_eq!(m.encode(), tree_of_message(m));
+        }
+        let tree_of_reply = |r: &Reply| {
+            let mut o = Map::new();
+            o.insert("v".into(), json!(PROTOCOL_VERSION));
+            o.insert("ok".into(), json!(r.ok));
+            o.insert("exit_code".into(), json!(r.exit_code));
+            if r.ok {
+                o.insert("stdout".into(), json!(r.stdout));
+                o.insert("stderr".into(), json!(r.stderr));
+                o.insert("data".into(), r.data.clone());
+            } else {
+                o.insert("error".into(), json!(r.error.as_deref().unwrap_or("")));
+                if r.retry {
+                    o.insert("retry".into(), json!(true));
+                }
+            }
+            Value::Object(o).to_string()
+        };
+        for r in [
+            Reply::ok(),
+            Reply::exit(-3).with_stdout("out \"x\"\n").with_stderr("é\t").with_data(json!([{"b": 1}, "s"])),
+            Reply::error("bad \"thing\""),
+            Reply::retry("busy"),
+        ] {
+            assert_eq!(r.encode(), tree_of_reply(&r));
+        }
+    }
+
     #[test]
     fn request_round_trips() {
         let mut env = BTreeMap::new();
@@ -203,5 +267,43 @@ mod tests {
             Reply::ok().encode(),
             r#"{"data":null,"exit_code":0,"ok":true,"stderr":"","stdout":"","v":1}"#
         );
+    }
+}
+
+/// A JSON text written piece by piece (the encoders of [`Message`] and [`Reply`]).
+pub(crate) struct JsonOut(Vec<u8>);
+
+impl JsonOut {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        JsonOut(Vec::with_capacity(n))
+    }
+
+    /// JSON text as it is.
+    pub(crate) fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// A string, quoted and escaped as serde_json escapes it.
+    pub(crate) fn str(&mut self, s: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, s);
+    }
+
+    /// A value, as `Value::to_string` writes it (compact).
+    pub(crate) fn value(&mut self, v: &serde_json::Value) {
+        let _ = serde_json::to_writer(&mut self.0, v);
+    }
+
+    /// An OS string as [`encode_os`] encodes it.
+    pub(crate) fn os(&mut self, s: &std::ffi::OsStr) {
+        match s.to_str() {
+            Some(t) => self.str(t),
+            None => self.value(&encode_os(s)),
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        // Only UTF-8 was written: `raw` takes `&str`, and serde_json writes UTF-8.
+        String::from_utf8(self.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }

@@ -1,6 +1,6 @@
 //! [`Reply`]: the primary's answer to a launch.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{version, ProtocolError, PROTOCOL_VERSION};
 
@@ -136,21 +136,26 @@ impl Reply {
 
     /// The reply line, without its newline.
     pub fn encode(&self) -> String {
-        let mut o = Map::new();
-        o.insert("v".into(), json!(PROTOCOL_VERSION));
-        o.insert("ok".into(), json!(self.ok));
-        o.insert("exit_code".into(), json!(self.exit_code));
+        // Written straight out, keys in the order a `serde_json::Value` object sorts them
+        // (the same bytes as before), without building a tree of values first.
+        let mut out = super::JsonOut::with_capacity(96);
         if self.ok {
-            o.insert("stdout".into(), json!(self.stdout));
-            o.insert("stderr".into(), json!(self.stderr));
-            o.insert("data".into(), self.data.clone());
+            out.raw("{\"data\":");
+            out.value(&self.data);
+            out.raw(&format!(",\"exit_code\":{},\"ok\":true,\"stderr\":", self.exit_code));
+            out.str(&self.stderr);
+            out.raw(",\"stdout\":");
+            out.str(&self.stdout);
         } else {
-            o.insert("error".into(), json!(self.error.as_deref().unwrap_or("")));
+            out.raw("{\"error\":");
+            out.str(self.error.as_deref().unwrap_or(""));
+            out.raw(&format!(",\"exit_code\":{},\"ok\":false", self.exit_code));
             if self.retry {
-                o.insert("retry".into(), json!(true));
+                out.raw(",\"retry\":true");
             }
         }
-        Value::Object(o).to_string()
+        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.finish()
     }
 
     /// Decodes a reply line (without its newline).
