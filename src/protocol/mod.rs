@@ -60,6 +60,44 @@ pub(crate) fn version(o: &Map<String, Value>) -> Result<(), String> {
     }
 }
 
+/// A JSON text written piece by piece (the encoders of [`Message`] and [`Reply`]).
+pub(crate) struct JsonOut(Vec<u8>);
+
+impl JsonOut {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        JsonOut(Vec::with_capacity(n))
+    }
+
+    /// JSON text as it is.
+    pub(crate) fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// A string, quoted and escaped as serde_json escapes it.
+    pub(crate) fn str(&mut self, s: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, s);
+    }
+
+    /// A value, as `Value::to_string` writes it (compact).
+    pub(crate) fn value(&mut self, v: &serde_json::Value) {
+        let _ = serde_json::to_writer(&mut self.0, v);
+    }
+
+    /// An OS string as [`encode_os`] encodes it.
+    pub(crate) fn os(&mut self, s: &std::ffi::OsStr) {
+        match s.to_str() {
+            Some(t) => self.str(t),
+            None => self.value(&encode_os(s)),
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        // Only UTF-8 was written: `raw` takes `&str`, and serde_json writes UTF-8.
+        String::from_utf8(self.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -95,6 +133,7 @@ mod tests {
             ("A".to_owned(), OsString::from("")),
         ]);
         full.data = json!({"z": [1, 2.5, null, {"k": "v"}], "a": true});
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut messages = vec![Message::new(Vec::<OsString>::new()), full];
         #[cfg(unix)]
         {
@@ -267,43 +306,5 @@ mod tests {
             Reply::ok().encode(),
             r#"{"data":null,"exit_code":0,"ok":true,"stderr":"","stdout":"","v":1}"#
         );
-    }
-}
-
-/// A JSON text written piece by piece (the encoders of [`Message`] and [`Reply`]).
-pub(crate) struct JsonOut(Vec<u8>);
-
-impl JsonOut {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        JsonOut(Vec::with_capacity(n))
-    }
-
-    /// JSON text as it is.
-    pub(crate) fn raw(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
-    }
-
-    /// A string, quoted and escaped as serde_json escapes it.
-    pub(crate) fn str(&mut self, s: &str) {
-        // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.0, s);
-    }
-
-    /// A value, as `Value::to_string` writes it (compact).
-    pub(crate) fn value(&mut self, v: &serde_json::Value) {
-        let _ = serde_json::to_writer(&mut self.0, v);
-    }
-
-    /// An OS string as [`encode_os`] encodes it.
-    pub(crate) fn os(&mut self, s: &std::ffi::OsStr) {
-        match s.to_str() {
-            Some(t) => self.str(t),
-            None => self.value(&encode_os(s)),
-        }
-    }
-
-    pub(crate) fn finish(self) -> String {
-        // Only UTF-8 was written: `raw` takes `&str`, and serde_json writes UTF-8.
-        String::from_utf8(self.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
