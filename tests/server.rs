@@ -877,6 +877,60 @@ fn pending_connections_handle_from_another_thread() {
     assert!(!server.has_pending_connections());
 }
 
+/// This thread's id, for [`wait_until_asleep`] (Linux; `None` elsewhere).
+fn thread_id() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(link.file_name()?.to_str()?.to_owned())
+}
+
+/// Linux: returns once thread `tid` sleeps in the kernel (`S` in its stat), so that what
+/// the test does next must wake it rather than find it not yet waiting. It polls the
+/// thread's state, no timed sleep; the watchdog catches a thread that never sleeps.
+fn wait_until_asleep(tid: Option<String>) {
+    let Some(tid) = tid else { return };
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        // `pid (comm) S ...`: the state follows the last parenthesis.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]);
+        if state == Some(b'S') {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn accept_in_another_thread_takes_a_socket_pushed_meanwhile() {
+    let _w = Watchdog::new(WATCHDOG);
+    let dir = TempDir::new("pushwake");
+    let path = dir.join("sock");
+    let server = listening(&path);
+    // The socket to push: one a second server accepted.
+    let other_path = dir.join("other");
+    let other = listening(&other_path);
+    let _client = client_sending(&other_path, b'p');
+    let to_push = other.accept().unwrap();
+    let server = &server;
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        let acceptor = s.spawn(move || {
+            tx.send(thread_id()).unwrap();
+            // Sleeps (in accept4 on Linux, else in poll): nobody connects to `path`.
+            first_byte(&mut server.accept().unwrap())
+        });
+        wait_until_asleep(rx.recv().unwrap());
+        // A handle made after the accept began, from another thread: its push must wake it.
+        server.pending_connections().push(to_push);
+        assert_eq!(acceptor.join().unwrap(), b'p');
+    });
+    assert!(!server.has_pending_connections());
+    // The server still accepts clients after such a wake-up (on Linux the kick that woke
+    // the accept was its own connection: it is never handed out).
+    let _c = client_sending(&path, b'n');
+    assert_eq!(first_byte(&mut server.accept().unwrap()), b'n');
+    assert!(server.try_accept().unwrap().is_none());
+}
+
 // ---- sockets -----------------------------------------------------------------------------
 
 #[test]

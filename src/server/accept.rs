@@ -185,7 +185,51 @@ impl LocalServer {
             if let Some(s) = self.next_pending_connection() {
                 return Ok(s);
             }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            match self.accept_blocking()? {
+                Blocked::Accepted(s) => return Ok(s),
+                Blocked::Again => continue,
+                Blocked::Cannot => {}
+            }
             self.wait(None, 1)?;
+        }
+    }
+
+    /// Linux: [`accept`](Self::accept) as std's, sleeping in `accept4` itself (one system
+    /// call, not `poll` and then `accept4`), when nothing else needs a say in accepting:
+    /// the queue is empty and may hold sockets, no acceptor thread (callback) and no hook
+    /// runs, and the listening socket is still blocking (nothing made it non-blocking:
+    /// `try_accept`, `wait_for_new_connection`, the async accepts, an adopted socket).
+    /// A push onto the queue from another thread kicks it awake
+    /// ([`sys::Listener::wake_blocked`](crate::sys::Listener::wake_blocked)), as it
+    /// wakes a `poll`; counted in `blocked` under the queue's lock, so no push is missed.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn accept_blocking(&self) -> Result<Blocked> {
+        let Some(listener) = &self.listener else { return Ok(Blocked::Cannot) };
+        let q = lock(&self.shared.queue);
+        if !q.sockets.is_empty() {
+            return Ok(Blocked::Again);
+        }
+        if q.closed
+            || q.max == 0
+            || q.acceptor.is_some()
+            || self.shared.hook.read().unwrap_or_else(|p| p.into_inner()).is_some()
+        {
+            return Ok(Blocked::Cannot);
+        }
+        let Some(blocking) = listener.blocking() else { return Ok(Blocked::Cannot) };
+        let names = q.accepted_names.clone();
+        drop(q);
+        match blocking.accept() {
+            Ok(Some(stream)) => {
+                let mut socket = LocalSocket::from_stream(stream);
+                if let Some((name, full)) = names {
+                    socket.set_names(name, full);
+                }
+                Ok(Blocked::Accepted(socket))
+            }
+            Ok(None) => Ok(Blocked::Again),
+            Err(e) => Err(self.fail_io("QLocalServer::waitForNewConnection", e)),
         }
     }
 
@@ -272,6 +316,16 @@ impl LocalServer {
             }
         }
     }
+}
+
+/// What [`LocalServer::accept_blocking`] did.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+enum Blocked {
+    Accepted(LocalSocket),
+    /// Woken without a client (a push, a kick): look at the queue again.
+    Again,
+    /// Not now: accept the other way.
+    Cannot,
 }
 
 /// The iterator [`LocalServer::incoming`] returns.

@@ -133,6 +133,10 @@ impl LocalServer {
         }
         self.shared.cond.notify_all();
         listener.wake();
+        // A blocking accept4 on this socket (`&self` calls cannot run while `close` has
+        // `&mut self`, but a clone of the listener in another thread can).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        listener.shut_blocked();
         if let Some(t) = self.acceptor.take() {
             // Closed from the callback itself: that thread ends when the callback returns.
             if t.thread().id() != std::thread::current().id() {
@@ -146,7 +150,10 @@ impl LocalServer {
     }
 
     /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
-    #[cfg_attr(not(unix), allow(dead_code))]
+    /// On Linux a clone may block in `accept4` ([`sys::Listener::blocking`]); `close`
+    /// wakes it.
+    // Unused outside tests until `SingleInstance`'s loop takes it.
+    #[allow(dead_code)]
     pub(crate) fn sys_listener(&self) -> Option<&Arc<sys::Listener>> {
         self.listener.as_ref()
     }
@@ -246,5 +253,50 @@ impl LocalServer {
 impl Drop for LocalServer {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use super::LocalServer;
+
+    /// Returns once thread `tid` sleeps in the kernel (`S` in its stat): polled, no timed
+    /// sleep; the caller's own timeout catches a thread that never sleeps.
+    fn wait_until_asleep(tid: &str) {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            if stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]) == Some(b'S') {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// `close` wakes a blocking accept4 of another thread on the same listening socket.
+    /// `LocalServer::accept` itself cannot run while `close` has `&mut self`; a shared
+    /// listener (`sys_listener`) can.
+    #[test]
+    fn close_wakes_a_blocking_accept_of_another_thread() {
+        let name = format!("solo-close-wakes-{}", std::process::id());
+        let mut server = LocalServer::new();
+        server.listen(&name).unwrap();
+        let listener = Arc::clone(server.sys_listener().unwrap());
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let accepting = std::thread::spawn(move || {
+            let link = std::fs::read_link("/proc/thread-self").unwrap();
+            tid_tx.send(link.file_name().unwrap().to_str().unwrap().to_owned()).unwrap();
+            let blocking = listener.blocking().expect("a socket bound here blocks");
+            // Woken without a client: `Ok(None)`.
+            done_tx.send(blocking.accept().map(|s| s.is_none()).ok()).unwrap();
+        });
+        wait_until_asleep(&tid_rx.recv().unwrap());
+        server.close();
+        let woke = done_rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(woke, Ok(Some(true)), "the blocking accept did not return after close");
+        accepting.join().unwrap();
     }
 }

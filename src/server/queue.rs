@@ -127,8 +127,16 @@ impl Shared {
         q.generation += 1;
         let acceptor_elsewhere = q.acceptor.is_some_and(|id| id != std::thread::current().id());
         let wake = (acceptor_elsewhere || q.pollers > 0).then(|| q.listener.clone()).flatten();
+        // A thread in a blocking accept4 (`LocalServer::accept` on Linux) registered
+        // under this lock: it must see the socket, as a poller does.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let kick = q.listener.as_ref().filter(|l| l.blocked() > 0).cloned();
         let waiters = q.waiters > 0;
         drop(q);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(listener) = kick {
+            listener.wake_blocked();
+        }
         if waiters {
             self.cond.notify_all();
         }

@@ -10,15 +10,21 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::sync::Mutex;
 use std::time::Duration;
 
-use interprocess::local_socket::traits::{Listener as _, Stream as _};
+use interprocess::local_socket::traits::Stream as _;
 use interprocess::local_socket::{Listener as IpListener, Stream};
 use interprocess::os::unix::uds_local_socket as uds;
 use rustix::fs::{Mode, RawMode};
 use rustix::io::Errno;
 use rustix::net::SocketType;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use rustix::net::{SocketAddrAny, SocketAddrUnix, SocketFlags};
 
 use super::poll::Waker;
 use super::socket::{bind_listen, new_socket};
@@ -29,13 +35,37 @@ use crate::SocketOptions;
 /// Device and inode of a socket file: what `close` checks before it unlinks.
 type FileId = (u64, u64);
 
-/// A listening socket, non-blocking, with its wake-up pipe.
+/// A listening socket with its wake-up pipe. Non-blocking, except on Linux and Android
+/// for a socket this crate bound: that one stays blocking, so that a plain `accept` can
+/// sleep in `accept4` itself (std's one system call, not `poll` and then `accept4`),
+/// until its first non-blocking use ([`try_accept`](Self::try_accept)) makes it
+/// non-blocking for good.
 #[derive(Debug)]
 pub(crate) struct Listener {
     listener: IpListener,
     waker: Waker,
     /// The file this listener bound, if it bound one (not for adopted or abstract sockets).
     file: Option<(PathBuf, FileId)>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    blocking: Blocking,
+}
+
+/// Linux: the state of a listener's blocking accepts ([`Listener::blocking`]).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[derive(Debug)]
+struct Blocking {
+    /// The socket is non-blocking (for good): no accept blocks in `accept4` any more.
+    nonblocking: AtomicBool,
+    /// Threads in a blocking `accept4`.
+    blocked: AtomicUsize,
+    /// Where a kick connects (the socket's own address); `None`: a blocking accept could
+    /// not be kicked, so none is made (adopted sockets).
+    addr: Option<SocketAddrUnix>,
+    /// The client addresses of kicks not accepted yet: those connections are dropped, not
+    /// handed out.
+    kicks: Mutex<Vec<SocketAddrAny>>,
+    /// `kicks` is not empty: accepts compare the peer's address only then.
+    kicked: AtomicBool,
 }
 
 fn file_id(path: &Path) -> io::Result<FileId> {
@@ -117,15 +147,15 @@ impl Listener {
     /// Binds and listens on `path` (or the abstract `name`), giving the socket file
     /// `options`' mode atomically. Errors keep their OS code for the caller to classify.
     pub(crate) fn bind(path: &Path, options: SocketOptions, backlog: i32) -> io::Result<Self> {
-        // Close-on-exec and non-blocking from the start: no fcntl afterwards.
-        let fd = new_socket(true)?;
+        // Close-on-exec from the start, and non-blocking but on Linux (see `Listener`).
+        let fd = new_socket(!BLOCKS)?;
         let bytes = path.as_os_str().as_bytes();
         let file = if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             if !cfg!(any(target_os = "linux", target_os = "android")) {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             }
             bind_listen(fd.as_fd(), bytes, true, backlog)?;
-            None
+            return Self::with_fd(fd, None, kick_address(bytes, true), BLOCKS);
         } else if let Some(mode) = options.file_mode() {
             // Qt's order: bind in a private directory, chmod, move into place. Here the move
             // never replaces what is at the target.
@@ -135,7 +165,7 @@ impl Listener {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             if rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode as RawMode)).is_ok() {
                 let id = bind_with_mode(fd.as_fd(), path, mode, backlog)?;
-                return Self::with_fd(fd, Some((path.to_path_buf(), id)), true);
+                return Self::with_fd(fd, Some((path.to_path_buf(), id)), kick_address(bytes, false), BLOCKS);
             }
             let dir = private_dir(path)?;
             let tmp = dir.join("s");
@@ -164,7 +194,7 @@ impl Listener {
             })?;
             Some((path.to_path_buf(), file_id(path)?))
         };
-        Self::with_fd(fd, file, true)
+        Self::with_fd(fd, file, kick_address(bytes, false), BLOCKS)
     }
 
     /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
@@ -173,6 +203,7 @@ impl Listener {
     /// address kept (trailing NULs too: they are part of it), with `Some(true)`. An
     /// unnamed socket gives no name, and `None` (its options are left alone).
     pub(crate) fn adopt(fd: OwnedFd) -> io::Result<(Self, Option<PathBuf>, Option<bool>)> {
+        // Non-blocking: shared with whoever passed it, it never blocks in `accept4` here.
         // Only a listening stream socket can accept: refuse anything else now, not by
         // waiting for ever later.
         if rustix::net::sockopt::socket_type(&fd)? != SocketType::STREAM || !accepts_connections(fd.as_fd())?
@@ -211,17 +242,41 @@ impl Listener {
             }
         };
         let name = name.map(|n| PathBuf::from(OsStr::from_bytes(&n)));
-        Ok((Self::with_fd(fd, None, false)?, name, is_abstract))
+        set_cloexec_nonblocking(fd.as_fd(), true)?;
+        Ok((Self::with_fd(fd, None, None, false)?, name, is_abstract))
     }
 
-    /// `flags_set`: `fd` is close-on-exec and non-blocking already (made by `new_socket`).
-    fn with_fd(fd: OwnedFd, file: Option<(PathBuf, FileId)>, flags_set: bool) -> io::Result<Self> {
-        if !flags_set {
+    /// `fd` is close-on-exec, and blocking if `blocking` (then only on Linux, made by
+    /// `bind`). `kick` is the address it listens on, for
+    /// [`wake_blocked`](Self::wake_blocked)'s kicks; a blocking `fd` without one (an
+    /// address too long to connect to) is made non-blocking here.
+    fn with_fd(
+        fd: OwnedFd,
+        file: Option<(PathBuf, FileId)>,
+        kick: Option<Kick>,
+        blocking: bool,
+    ) -> io::Result<Self> {
+        let blocking = blocking && kick.is_some();
+        if BLOCKS && !blocking {
             set_cloexec_nonblocking(fd.as_fd(), true)?;
         }
         let waker = Waker::new()?;
         let listener = IpListener::from(uds::Listener::from(fd));
-        Ok(Listener { listener, waker, file })
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (kick, blocking);
+        Ok(Listener {
+            listener,
+            waker,
+            file,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            blocking: Blocking {
+                nonblocking: AtomicBool::new(!blocking),
+                blocked: AtomicUsize::new(0),
+                addr: kick,
+                kicks: Mutex::new(Vec::new()),
+                kicked: AtomicBool::new(false),
+            },
+        })
     }
 
     /// Waits until a connection can be accepted, [`wake`](Self::wake) is called, or the
@@ -243,29 +298,141 @@ impl Listener {
         self.waker.wake();
     }
 
-    /// Accepts one connection if one is waiting; `Ok(None)` if none is.
+    /// Accepts one connection if one is waiting; `Ok(None)` if none is. Makes the
+    /// socket non-blocking for good first, if it was not.
     pub(crate) fn try_accept(&self) -> io::Result<Option<Stream>> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        self.make_nonblocking()?;
         loop {
-            match self.listener.accept() {
-                Ok(stream) => {
+            match self.accept_one() {
+                Ok(Some(stream)) => {
                     // BSD and macOS hand out accepted sockets with the listener's O_NONBLOCK.
                     if !cfg!(any(target_os = "linux", target_os = "android")) {
                         stream.set_nonblocking(false)?;
                     }
                     return Ok(Some(stream));
                 }
+                // A kick: not a client.
+                Ok(None) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 // A client gave up before we took it: nothing to hand out, look again.
-                Err(e)
-                    if matches!(
-                        Errno::from_io_error(&e),
-                        Some(Errno::CONNABORTED | Errno::INTR | Errno::PROTO)
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if gave_up(&e) => continue,
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// One `accept`: `Ok(None)` for a kick (Linux), which is dropped.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn accept_one(&self) -> io::Result<Option<Stream>> {
+        interprocess::local_socket::traits::Listener::accept(&self.listener).map(Some)
+    }
+
+    /// One `accept4`: `Ok(None)` for a kick, which is dropped. The peer's address comes
+    /// with the call (std's `accept` asks for it too), and is compared only while a kick
+    /// is on its way.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn accept_one(&self) -> io::Result<Option<Stream>> {
+        let (fd, peer) = rustix::net::acceptfrom_with(self.fd(), SocketFlags::CLOEXEC)?;
+        let b = &self.blocking;
+        if b.kicked.load(Ordering::Acquire) {
+            if let Some(peer) = peer {
+                let mut kicks = b.kicks.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(i) = kicks.iter().position(|k| *k == peer) {
+                    kicks.swap_remove(i);
+                    b.kicked.store(!kicks.is_empty(), Ordering::Release);
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(Stream::from(uds::Stream::from(fd))))
+    }
+
+    /// Linux: makes the socket non-blocking for good (a no-op once it is). A thread in a
+    /// blocking `accept4` already stays there until a client or a kick comes.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn make_nonblocking(&self) -> io::Result<()> {
+        if !self.blocking.nonblocking.load(Ordering::Acquire) {
+            set_cloexec_nonblocking(self.fd(), true)?;
+            self.blocking.nonblocking.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Linux: a blocking accept, if the socket is still blocking: counted in
+    /// [`blocked`](Self::blocked) until the returned guard is dropped. Register it where
+    /// a waker would look ([`wake_blocked`](Self::wake_blocked)) before accepting.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn blocking(&self) -> Option<BlockingAccept<'_>> {
+        if self.blocking.nonblocking.load(Ordering::Acquire) {
+            return None;
+        }
+        self.blocking.blocked.fetch_add(1, Ordering::SeqCst);
+        Some(BlockingAccept(self))
+    }
+
+    /// Linux: how many threads are in (or about to enter) a blocking `accept4`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn blocked(&self) -> usize {
+        self.blocking.blocked.load(Ordering::SeqCst)
+    }
+
+    /// Linux: makes every blocking accept under way return (`Ok(None)`), by a kick: a
+    /// connection from this process, from an address of its own that the accept
+    /// recognises and drops. For a push onto the queue that a thread in `accept4` must
+    /// see. Does nothing if no accept blocks. A kick left in the backlog (its accept took
+    /// a client instead) is dropped by a later accept.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn wake_blocked(&self) {
+        let blocked = self.blocked();
+        if blocked == 0 {
+            return;
+        }
+        let Some(addr) = &self.blocking.addr else { return };
+        // The path is no longer ours (removed, or another server's): nobody connects to
+        // this socket any more, and a kick would reach someone else.
+        if let Some((path, id)) = &self.file {
+            if file_id(path).ok() != Some(*id) {
+                return;
+            }
+        }
+        for _ in 0..blocked {
+            let _ = self.kick(addr);
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn kick(&self, addr: &SocketAddrUnix) -> io::Result<()> {
+        let fd = new_socket(true)?;
+        // Autobind: the kernel gives the socket a unique abstract address.
+        rustix::net::bind(&fd, &SocketAddrUnix::new_unnamed())?;
+        let me = rustix::net::getsockname(&fd)?;
+        let b = &self.blocking;
+        {
+            let mut kicks = b.kicks.lock().unwrap_or_else(|p| p.into_inner());
+            kicks.push(me.clone());
+            b.kicked.store(true, Ordering::Release);
+        }
+        if let Err(e) = rustix::net::connect(&fd, addr) {
+            // Not queued (a full backlog wakes the accept anyway): forget it.
+            let mut kicks = b.kicks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = kicks.iter().position(|k| *k == me) {
+                kicks.swap_remove(i);
+            }
+            b.kicked.store(!kicks.is_empty(), Ordering::Release);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Linux: makes every blocking accept return for good (`close`): `shutdown(SHUT_RD)`
+    /// on the listening socket, which Linux answers in `accept4` with `EINVAL`. Only when
+    /// one blocks: only then is the socket one this process bound and owns (an adopted
+    /// socket, which others may share, never blocks).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn shut_blocked(&self) {
+        if self.blocked() > 0 {
+            let _ = rustix::net::shutdown(self.fd(), rustix::net::Shutdown::Read);
         }
     }
 
@@ -275,6 +442,68 @@ impl Listener {
             let _ = unlink_if(path, Some(*id));
         }
     }
+}
+
+/// A blocking accept under way, counted in [`Listener::blocked`] while it lives.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[derive(Debug)]
+pub(crate) struct BlockingAccept<'a>(&'a Listener);
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl BlockingAccept<'_> {
+    /// Sleeps in `accept4` until a client comes (`Ok(Some)`), or returns `Ok(None)` to be
+    /// looked at again: a kick ([`Listener::wake_blocked`]), the socket made non-blocking
+    /// meanwhile, or shut down by [`Listener::shut_blocked`] (`EINVAL`).
+    pub(crate) fn accept(self) -> io::Result<Option<Stream>> {
+        loop {
+            return match self.0.accept_one() {
+                Ok(s) => Ok(s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || is(&e, Errno::INVAL) => Ok(None),
+                Err(e) if gave_up(&e) => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Drop for BlockingAccept<'_> {
+    fn drop(&mut self) {
+        self.0.blocking.blocked.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether an `accept` failed only because the client gave up before it was taken.
+fn gave_up(e: &io::Error) -> bool {
+    matches!(Errno::from_io_error(e), Some(Errno::CONNABORTED | Errno::INTR | Errno::PROTO))
+}
+
+/// What a kick connects to: the socket's own address, a path made absolute (the working
+/// directory may change meanwhile). `None` when there is none to connect to.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type Kick = SocketAddrUnix;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+type Kick = ();
+
+/// Whether `bind` makes the socket blocking (see [`Listener`]).
+const BLOCKS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn kick_address(name: &[u8], abstract_ns: bool) -> Option<Kick> {
+    if abstract_ns {
+        return SocketAddrUnix::new_abstract_name(name).ok();
+    }
+    let path = Path::new(OsStr::from_bytes(name));
+    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    if path.as_os_str().len() > crate::name::MAX_SOCKET_PATH {
+        return None;
+    }
+    SocketAddrUnix::new(path.as_os_str()).ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn kick_address(_name: &[u8], _abstract_ns: bool) -> Option<Kick> {
+    None
 }
 
 /// Unlinks `path` if it is the file `id` names (any file, with `None`).
@@ -298,4 +527,43 @@ fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
 #[cfg(target_vendor = "apple")]
 fn accepts_connections(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0)
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::Listener;
+    use crate::SocketOptions;
+
+    /// A kick is dropped by whichever accept meets it, blocking or not, in either order
+    /// with a client: it is never handed out as one.
+    #[test]
+    fn a_kick_is_never_handed_out() {
+        let dir = std::env::temp_dir().join(format!("solo-kick-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let listener = Listener::bind(&path, SocketOptions::empty(), 5).unwrap();
+        // A client, then a kick: the blocking accept takes the client.
+        let blocking = listener.blocking().expect("a socket bound here blocks");
+        let _client = UnixStream::connect(&path).unwrap();
+        listener.wake_blocked();
+        assert!(blocking.accept().unwrap().is_some());
+        // The kick left in the backlog: the next blocking accept meets it, drops it, and
+        // returns no client.
+        let blocking = listener.blocking().expect("still blocking");
+        assert!(blocking.accept().unwrap().is_none());
+        // A kick, then a client: a non-blocking accept drops the kick and takes the client.
+        let blocking = listener.blocking().expect("still blocking");
+        listener.wake_blocked();
+        assert_eq!(listener.blocked(), 1);
+        drop(blocking);
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(listener.try_accept().unwrap().is_some());
+        assert!(listener.try_accept().unwrap().is_none(), "a kick was handed out");
+        // Non-blocking for good now: no blocking accept any more.
+        assert!(listener.blocking().is_none());
+        listener.remove_own_file();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
