@@ -152,8 +152,7 @@ impl LocalServer {
     /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
     /// On Linux a clone may block in `accept4` ([`sys::Listener::blocking`]); `close`
     /// wakes it.
-    // Unused outside tests until `SingleInstance`'s loop takes it.
-    #[allow(dead_code)]
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn sys_listener(&self) -> Option<&Arc<sys::Listener>> {
         self.listener.as_ref()
     }

@@ -151,7 +151,7 @@ fn accept(ctx: &Arc<Context>, st: &mut State, listener: &crate::sys::Listener) {
             continue;
         }
         // Unix: one recv; what it took of an incomplete line is held for the rest.
-        match crate::sys::recv_ready(&socket, fast_max) {
+        match crate::sys::recv_ready(&socket, &mut st.chunk[..fast_max]) {
             crate::sys::Arrived::Line(line) => {
                 ctx.deliver(socket, peer, line);
                 // A request for the app: it gets it now, and the next turn accepts the

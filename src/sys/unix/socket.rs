@@ -181,7 +181,8 @@ pub(crate) fn recv_until(
 
 /// What one non-blocking read of a fresh connection found (see [`recv_ready`]).
 pub(crate) enum Arrived {
-    /// A complete line, without its newline (bytes after it are left unread).
+    /// A complete line, without its newline (what followed it in the same read is dropped:
+    /// a launch sends one line).
     Line(Vec<u8>),
     /// The start of a line (empty when nothing has arrived yet): the caller keeps it.
     Part(Vec<u8>),
@@ -189,22 +190,16 @@ pub(crate) enum Arrived {
     Gone,
 }
 
-/// Reads what has arrived on `socket`, at most `max` bytes, in one `recv` (no peek
-/// first): a launch writes its request right after connecting, so it is usually whole.
-pub(crate) fn recv_ready(socket: &crate::LocalSocket, max: usize) -> Arrived {
-    let mut buf = vec![0u8; max];
+/// Reads what has arrived on `socket`, at most `buf.len()` bytes, in one `recv` (no peek
+/// first) into the caller's scratch buffer, and copies out only what arrived: a launch
+/// writes its request right after connecting, so it is usually whole.
+pub(crate) fn recv_ready(socket: &crate::LocalSocket, buf: &mut [u8]) -> Arrived {
     loop {
-        return match rustix::net::recv(socket, &mut buf[..], RecvFlags::DONTWAIT) {
+        return match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
             Ok((0, _)) => Arrived::Gone,
             Ok((n, _)) => match buf[..n].iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    buf.truncate(end);
-                    Arrived::Line(buf)
-                }
-                None => {
-                    buf.truncate(n);
-                    Arrived::Part(buf)
-                }
+                Some(end) => Arrived::Line(buf[..end].to_vec()),
+                None => Arrived::Part(buf[..n].to_vec()),
             },
             Err(Errno::WOULDBLOCK) => Arrived::Part(Vec::new()),
             Err(Errno::INTR) => continue,
