@@ -18,7 +18,7 @@ impl Primary {
     /// It takes `&mut self` so that a task can own the primary and serve it
     /// (`tokio::spawn` needs a `Send` future, and the primary's receiving end is not
     /// `Sync`). It needs no runtime feature of its own (it waits on a
-    /// [`Notify`](tokio::sync::Notify) that the reader threads and
+    /// [`Notify`](tokio::sync::Notify) that the serve thread (started by the first call) and
     /// [`Stopper::stop`](crate::Stopper::stop) notify), and it coexists with
     /// [`set_waker`](Self::set_waker). Cancel safe: a request is taken only when it is
     /// returned.

@@ -37,7 +37,8 @@ enum Taken {
     Empty,
 }
 
-/// The largest request the acceptor reads itself when it is all there on arrival.
+/// The largest request taken at once from a fresh connection, when it is all there on
+/// arrival (larger ones are read and decoded as held connections).
 pub(super) const FAST_PATH_BYTES: usize = 16 * 1024;
 
 pub(super) type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -72,6 +73,14 @@ pub(super) struct Context {
 /// The running primary instance. It serves launches until dropped or
 /// [released](Self::release); then its socket is removed and its lock freed, in that
 /// order.
+///
+/// On Unix it serves its socket from the app's own thread while that thread waits in
+/// [`recv`](Self::recv) or [`requests`](Self::requests) ([`try_recv`](Self::try_recv):
+/// one turn that does not wait), or from one thread of its own once a
+/// [waker](Self::set_waker) is set or `recv_async` is called. Until then launches wait in
+/// the socket's backlog (one that finds it full retries until its timeout), as they wait
+/// for any app that has not reached its event loop yet: call one of these as soon as the
+/// app can take requests. Windows serves from an accept thread from the start.
 ///
 /// ```
 /// use solo_instance::{Reply, SingleInstance, Start};
@@ -346,7 +355,8 @@ impl Primary {
     /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
     ///
     /// The waker must not block: in particular it must not wait for a lock that the
-    /// thread dropping the `Primary` holds, since dropping waits for the accept thread.
+    /// thread dropping the `Primary` holds, since dropping waits for the thread that calls it
+    /// (on Unix the serve thread that `set_waker` starts; on Windows the accept thread).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on: a thread serves the socket.
