@@ -119,5 +119,5 @@ start idle_floor "$bin/first_launch_floor" "$work/idle-floor.sock" idle
 sleep 1 # past the removal watch's delay
 status() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
 printf '\nidle, 1 s after the start: threads, RSS (KiB)\n'
-printf '%-34s %3s threads %6s KiB\n' "primary (solo run; 1 thread is solo's signal thread)" "$(status "${pids[-2]}" Threads)" "$(status "${pids[-2]}" VmRSS)" \
+printf '%-34s %3s threads %6s KiB\n' "primary (solo run: main and solo's signal thread)" "$(status "${pids[-2]}" Threads)" "$(status "${pids[-2]}" VmRSS)" \
   "bare std listener (first_launch_floor)" "$(status "${pids[-1]}" Threads)" "$(status "${pids[-1]}" VmRSS)"
