@@ -1397,3 +1397,63 @@ fn lib_unlimited_message_size_serves_a_request_in_pieces() {
     let reply = json_line(&client.join().unwrap().expect("no reply"));
     assert_eq!(reply["ok"], true);
 }
+
+/// The System scope's abstract name is the lock: it must be free once the primary is
+/// dropped, whatever outlives it (a `Stopper`, the driver thread a waker started, held
+/// connections), and a waker that drops the primary frees it too. Checked by the next
+/// start becoming the primary at once.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn dropping_a_system_primary_frees_its_name_whatever_outlives_it() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let id = format!("org.test.SystemFree{}", std::process::id());
+    let app = move |args: &[&str]| {
+        SingleInstance::new(&id)
+            .unwrap()
+            .scope(solo_instance::Scope::System)
+            .timeout(Duration::from_secs(20))
+            .argv(std::iter::once("prog").chain(args.iter().copied()))
+    };
+    // Driven by a waker's thread, with a silent connection held and a Stopper kept.
+    let primary = primary_of(app(&[]).start());
+    let stopper = primary.stopper();
+    let (tx, woken) = mpsc::channel();
+    primary.set_waker(move || {
+        let _ = tx.send(());
+    });
+    let name = primary.socket_path().to_str().unwrap().to_owned();
+    let silent =
+        ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE).connect(&name).unwrap();
+    let l = thread::spawn({
+        let b = app(&["one"]);
+        move || b.start()
+    });
+    woken.recv_timeout(Duration::from_secs(20)).expect("no request");
+    primary.try_recv().unwrap().reply(Reply::ok()).unwrap();
+    assert!(reply_of(l.join().unwrap()).is_ok());
+    drop(primary);
+    let second = primary_of(app(&[]).start());
+    drop((stopper, silent));
+
+    // Released by its own waker, on the driver thread.
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let in_waker = Arc::clone(&slot);
+    let (tx, released) = mpsc::channel();
+    second.set_waker(move || {
+        let mut held = in_waker.lock().unwrap();
+        if let Some(p) = held.as_ref() {
+            while let Some(r) = p.try_recv() {
+                r.reply(Reply::ok()).unwrap();
+            }
+            let p = held.take();
+            drop(held);
+            drop(p);
+            let _ = tx.send(());
+        }
+    });
+    *slot.lock().unwrap() = Some(second);
+    assert!(reply_of(app(&["quit"]).start()).is_ok());
+    released.recv_timeout(Duration::from_secs(20)).expect("the waker did not release the primary");
+    drop(primary_of(app(&[]).start()));
+}
