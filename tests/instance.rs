@@ -10,7 +10,7 @@
 //! | 1 one primary | `storm_elects_one_primary_and_answers_every_launch` |
 //! | 2 no lost launch | `storm_...`, `primary_dying_between_accept_and_reply_makes_the_launch_retry`, `lib_release_hands_*` |
 //! | 3 crash recovery | `kill_9_then_the_next_launch_is_primary_at_once`, `a_live_primarys_socket_is_never_removed` |
-//! | 4 private | `another_user_cannot_reach_a_private_primary` (location layer), `stranger_is_dropped_by_the_primarys_peer_uid_check` (primary's uid check), `launch_refuses_a_primary_served_by_another_user` (launch's uid check), `lib_insecure_directories_are_refused` |
+//! | 4 private | `another_user_cannot_reach_a_private_primary` (location layer), `stranger_is_dropped_by_the_primarys_peer_uid_check` (primary's uid check), `launch_refuses_a_primary_served_by_another_user` (launch's uid check), `lib_insecure_directories_are_refused`, `launch_writes_nothing_through_an_unsafe_directory` |
 //! | 5 bad input | `hostile_*` |
 //! | 6 lossless | `non_utf8_argv_and_cwd_round_trip_byte_for_byte`, `non_utf8_runtime_dir_still_elects_and_forwards` |
 //! | 7 activation | `activation_token_and_startup_id_are_forwarded` |
@@ -1279,4 +1279,181 @@ fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious data");
     assert!(!f.sock().exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// Review of the primary's loop on the app's thread (issue 14) and the unchecked forward
+// ---------------------------------------------------------------------------------------
+
+/// A waker may own the primary and release it (a GUI's "quit" handled in the callback):
+/// the waker runs on the serving thread, inside a turn of the loop, and dropping the
+/// primary there must not wait for that turn (the loop's state is locked by it). Hung
+/// before the waker was called outside the turn.
+#[test]
+fn lib_a_waker_may_release_the_primary_on_the_serving_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-waker-releases");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, released) = mpsc::channel();
+    let in_waker = Arc::clone(&slot);
+    primary.set_waker(move || {
+        let mut held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        let mut quit = false;
+        while let Some(request) = p.try_recv() {
+            quit |= request.args() == [OsString::from("quit")];
+            request.reply(Reply::exit(7)).unwrap();
+        }
+        if quit {
+            let p = held.take();
+            drop(held);
+            drop(p);
+            let _ = tx.send(thread::current().name().map(str::to_owned));
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let reply = reply_of(launch(dir.path(), &["quit"]).join().unwrap());
+    assert_eq!(reply.exit_code(), 7);
+    let on =
+        released.recv_timeout(Duration::from_secs(20)).expect("releasing the primary from its waker hung");
+    assert_eq!(on.as_deref(), Some("solo-instance serve"), "the waker ran elsewhere");
+    assert!(!dir.path().join("org.test.Lib.sock").exists(), "the released primary left its socket");
+    // The lock is free: the next launch is the primary.
+    drop(primary_of(builder(dir.path(), &[]).start()));
+}
+
+/// Guarantee 4 before the directory check: a launch whose directory is unsafe (writable by
+/// others) is refused, and writes nothing to what that directory's socket name leads to:
+/// here a symlink planted by whoever can write there, to another service of this very
+/// user (the peer check passes: same uid; as root, any root daemon's socket would do). The
+/// first forward went out through the unchecked directory before the fix.
+#[test]
+fn launch_writes_nothing_through_an_unsafe_directory() {
+    use std::os::unix::net::UnixListener;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("unsafe-forward");
+    let other = private_dir("unsafe-forward-target");
+    // Another service of this user's, which records the first line of each connection.
+    let service_path = other.path().join("service.sock");
+    let service = UnixListener::bind(&service_path).unwrap();
+    let (tx, lines) = mpsc::channel();
+    let recorder = thread::spawn(move || {
+        for conn in service.incoming() {
+            let mut line = String::new();
+            let _ = BufReader::new(conn.unwrap()).read_line(&mut line);
+            let end = line.starts_with("END");
+            tx.send(line).unwrap();
+            if end {
+                return;
+            }
+        }
+    });
+    std::os::unix::fs::symlink(&service_path, dir.path().join("org.test.Lib.sock")).unwrap();
+    set_mode(dir.path(), 0o777);
+    match builder(dir.path(), &["secret-arg"]).timeout(Duration::from_secs(5)).send() {
+        Err(e @ Error::Insecure(_)) => assert!(e.to_string().contains("writable by others"), "{e}"),
+        other => panic!("expected Insecure: {other:?}"),
+    }
+    // The backlog is in order: a launch that connected is accepted before this marker.
+    let mut marker = std::os::unix::net::UnixStream::connect(&service_path).unwrap();
+    marker.write_all(b"END\n").unwrap();
+    let first = lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(first.starts_with("END"), "the launch wrote to a socket through an unsafe directory: {first:?}");
+    recorder.join().unwrap();
+    set_mode(dir.path(), 0o700);
+}
+
+/// `max_message_size(usize::MAX)` (no limit): a request that arrives in pieces is read and
+/// served (the read's room, `limit + 1`, overflowed and panicked the serving thread: the
+/// app's own, in `recv`).
+#[test]
+fn lib_unlimited_message_size_serves_a_request_in_pieces() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-unlimited");
+    let primary = primary_of(builder(dir.path(), &[]).max_message_size(usize::MAX).start());
+    let sock = primary.socket_path().to_str().unwrap().to_owned();
+    let (piece_tx, first_piece) = mpsc::channel();
+    let (rest_tx, send_rest) = mpsc::channel::<()>();
+    let client = thread::spawn(move || {
+        let mut conn = ConnectOptions::new().connect(&sock).unwrap();
+        let line = br#"{"v":1,"argv":["prog","pieces"]}"#;
+        conn.write_all(&line[..5]).unwrap();
+        piece_tx.send(()).unwrap();
+        send_rest.recv().unwrap();
+        conn.write_all(&line[5..]).unwrap();
+        conn.write_all(b"\n").unwrap();
+        read_reply(&conn, Duration::from_secs(20)).unwrap()
+    });
+    // The first piece alone: one turn accepts the connection and holds what it read; the
+    // next reads the rest.
+    first_piece.recv().unwrap();
+    assert!(primary.try_recv().is_none());
+    rest_tx.send(()).unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("pieces")]);
+    request.reply(Reply::ok()).unwrap();
+    let reply = json_line(&client.join().unwrap().expect("no reply"));
+    assert_eq!(reply["ok"], true);
+}
+
+/// The System scope's abstract name is the lock: it must be free once the primary is
+/// dropped, whatever outlives it (a `Stopper`, the driver thread a waker started, held
+/// connections), and a waker that drops the primary frees it too. Checked by the next
+/// start becoming the primary at once.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn dropping_a_system_primary_frees_its_name_whatever_outlives_it() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let id = format!("org.test.SystemFree{}", std::process::id());
+    let app = move |args: &[&str]| {
+        SingleInstance::new(&id)
+            .unwrap()
+            .scope(solo_instance::Scope::System)
+            .timeout(Duration::from_secs(20))
+            .argv(std::iter::once("prog").chain(args.iter().copied()))
+    };
+    // Driven by a waker's thread, with a silent connection held and a Stopper kept.
+    let primary = primary_of(app(&[]).start());
+    let stopper = primary.stopper();
+    let (tx, woken) = mpsc::channel();
+    primary.set_waker(move || {
+        let _ = tx.send(());
+    });
+    let name = primary.socket_path().to_str().unwrap().to_owned();
+    let silent =
+        ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE).connect(&name).unwrap();
+    let l = thread::spawn({
+        let b = app(&["one"]);
+        move || b.start()
+    });
+    woken.recv_timeout(Duration::from_secs(20)).expect("no request");
+    primary.try_recv().unwrap().reply(Reply::ok()).unwrap();
+    assert!(reply_of(l.join().unwrap()).is_ok());
+    drop(primary);
+    let second = primary_of(app(&[]).start());
+    drop((stopper, silent));
+
+    // Released by its own waker, on the driver thread.
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let in_waker = Arc::clone(&slot);
+    let (tx, released) = mpsc::channel();
+    second.set_waker(move || {
+        let mut held = in_waker.lock().unwrap();
+        if let Some(p) = held.as_ref() {
+            while let Some(r) = p.try_recv() {
+                r.reply(Reply::ok()).unwrap();
+            }
+            let p = held.take();
+            drop(held);
+            drop(p);
+            let _ = tx.send(());
+        }
+    });
+    *slot.lock().unwrap() = Some(second);
+    assert!(reply_of(app(&["quit"]).start()).is_ok());
+    released.recv_timeout(Duration::from_secs(20)).expect("the waker did not release the primary");
+    drop(primary_of(app(&[]).start()));
 }

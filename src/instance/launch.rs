@@ -18,19 +18,12 @@ impl SingleInstance {
     pub(super) fn run(self, may_become_primary: bool) -> Result<Start> {
         // The timeout counts from here: everything below, connects included, fits in it.
         let deadline = far_deadline(self.timeout);
-        // Unix, this user's scopes: the first attempt to forward goes before the directory
-        // is checked (or created). A launch usually finds a primary, and whatever the
-        // directory, the peer check before a byte is written proves that the socket is
-        // served by this user. Anything else (the lock, becoming the primary) waits for
-        // the checked location.
-        #[cfg(unix)]
-        let (mut loc, mut checked) = if self.scope == Scope::System {
-            (self.location()?, true)
-        } else {
-            (super::location::resolve_unchecked(&self.app_id, self.scope, self.dir.as_deref())?, false)
-        };
-        #[cfg(not(unix))]
-        let (mut loc, mut checked) = (self.location()?, true);
+        // The directory is checked before anything is connected to: the peer check proves
+        // only that a socket is served by this user, not that it is this app's primary. A
+        // name in a directory others can write to may be a symlink or hard link to any
+        // other service of this user's (any root daemon's, for root), which would be sent
+        // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
+        let loc = self.location()?;
         let line = self.message().encode();
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
         let too_large = (line.len() > self.max_message_size).then(|| {
@@ -55,21 +48,9 @@ impl SingleInstance {
             // too large to send checks the lock first, to refuse it without a round trip.
             let forwarded_first = !loc.abstract_ns && too_large.is_none();
             if forwarded_first {
-                match self.forward(&loc, line.as_bytes(), deadline) {
-                    Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
-                    Ok(None) => {}
-                    // Through an unchecked directory, the directory's own check speaks first
-                    // ("refusing an unsafe location" says more than a socket access error).
-                    Err(e) if !checked => {
-                        self.location()?;
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
+                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline)? {
+                    return Ok(Start::Forwarded(reply));
                 }
-            }
-            if !checked {
-                loc = self.location()?;
-                checked = true;
             }
             let free = if loc.abstract_ns {
                 None

@@ -102,17 +102,6 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    resolve_with(app_id, scope, dir, true)
-}
-
-/// [`resolve`] without checking or creating any directory: the same names, for a launch's
-/// first attempt to forward (see `launch`), where the peer check stands in for it.
-#[cfg(unix)]
-pub(crate) fn resolve_unchecked(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    resolve_with(app_id, scope, dir, false)
-}
-
-fn resolve_with(app_id: &str, scope: Scope, dir: Option<&Path>, check: bool) -> Result<Location, Error> {
     // The system scope on Linux has no files at all: a shared directory is one that some
     // user owns (and may clean) or where one user's stale socket cannot be removed by the
     // next. An abstract socket is shared by every user and vanishes with its process.
@@ -126,17 +115,15 @@ fn resolve_with(app_id: &str, scope: Scope, dir: Option<&Path>, check: bool) -> 
     }
     let base = match dir {
         Some(d) => {
-            if check {
-                ensure_dir(d, scope)?;
-            }
+            ensure_dir(d, scope)?;
             d.to_path_buf()
         }
-        None => default_dir(scope, check)?,
+        None => default_dir(scope)?,
     };
     let stem = format!("{app_id}{}", scope_suffix(scope));
     let lock = base.join(format!("{stem}.lock"));
     #[cfg(unix)]
-    let socket = unix_socket_name(&base, &stem, scope, check)?;
+    let socket = unix_socket_name(&base, &stem, scope)?;
     #[cfg(windows)]
     let socket = socket_name(&base, &stem, scope)?;
     Ok(Location { socket, lock, abstract_ns: false })
@@ -162,7 +149,7 @@ fn fits(path: &Path) -> bool {
 /// `Session`: never a name another user could take first) holds `<hash of dir and
 /// stem>.sock`; when not even that fits, a clear error.
 #[cfg(unix)]
-fn unix_socket_name(base: &Path, stem: &str, scope: Scope, check: bool) -> Result<PathBuf, Error> {
+fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
     let short = socket_name(base, stem, scope);
     if fits(&short) {
         return Ok(short);
@@ -181,9 +168,7 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope, check: bool) -> Resul
             ),
         )));
     }
-    if check {
-        ensure_dir(&fallback, scope)?;
-    }
+    ensure_dir(&fallback, scope)?;
     Ok(path)
 }
 
@@ -243,15 +228,13 @@ fn pipe_name(user: &str, base: &str, stem: &str) -> PathBuf {
     PathBuf::from(format!(r"\\.\pipe\solo-instance.{user}.{}", short_hash(&format!("{base}|{user}|{stem}"))))
 }
 
-fn default_dir(scope: Scope, check: bool) -> Result<PathBuf, Error> {
+fn default_dir(scope: Scope) -> Result<PathBuf, Error> {
     let dir = match scope {
         // A fixed path: $TMPDIR is per user on macOS (and with pam_tmpdir).
         Scope::System => system_base().join("solo-instance-system"),
         Scope::User | Scope::Session => user_dir()?,
     };
-    if check {
-        ensure_dir(&dir, scope)?;
-    }
+    ensure_dir(&dir, scope)?;
     Ok(dir)
 }
 
@@ -414,10 +397,10 @@ mod tests {
     fn long_names_are_shortened() {
         let base = Path::new("/tmp");
         let long = "x".repeat(150);
-        let p = unix_socket_name(base, &long, Scope::User, true).unwrap();
+        let p = unix_socket_name(base, &long, Scope::User).unwrap();
         assert!(p.as_os_str().len() <= crate::MAX_SOCKET_PATH);
-        assert_eq!(p, unix_socket_name(base, &long, Scope::User, true).unwrap());
-        assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User, true).unwrap());
+        assert_eq!(p, unix_socket_name(base, &long, Scope::User).unwrap());
+        assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
     }
 
     /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
@@ -428,7 +411,7 @@ mod tests {
     fn every_chosen_socket_path_can_be_bound() {
         for len in 60..140 {
             let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
-            let p = unix_socket_name(&base, "org.example.App", Scope::User, true).unwrap();
+            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
             assert!(fits(&p), "{len}: {}", p.display());
             let dir = p.parent().unwrap();
             assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
@@ -439,17 +422,15 @@ mod tests {
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
         use std::os::unix::ffi::OsStrExt;
-        let a =
-            unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User, true)
-                .unwrap();
-        let b =
-            unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User, true)
-                .unwrap();
+        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
+            .unwrap();
+        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
+            .unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.
         assert_eq!(
-            unix_socket_name(Path::new("/run/x"), "app", Scope::User, true).unwrap(),
+            unix_socket_name(Path::new("/run/x"), "app", Scope::User).unwrap(),
             Path::new("/run/x/app.sock")
         );
         assert_eq!(short_hash_bytes(b"a"), short_hash("a"));

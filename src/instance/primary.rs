@@ -355,8 +355,9 @@ impl Primary {
     /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
     ///
     /// The waker must not block: in particular it must not wait for a lock that the
-    /// thread dropping the `Primary` holds, since dropping waits for the thread that calls it
-    /// (on Unix the serve thread that `set_waker` starts; on Windows the accept thread).
+    /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
+    /// the waker (on Unix the serve thread that `set_waker` starts; on Windows the accept
+    /// thread). The waker itself may drop the primary (one it owns, say behind a mutex).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on: a thread serves the socket.
@@ -526,6 +527,16 @@ impl Context {
     pub(super) fn announce(&self) {
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();
+        // Unix: the driver thread calls the waker after its turn (see `serve`).
+        #[cfg(unix)]
+        if self.mux.defer_announce() {
+            return;
+        }
+        self.call_waker();
+    }
+
+    /// Calls the waker, if one is set.
+    pub(super) fn call_waker(&self) {
         let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(w) = waker {
             w();

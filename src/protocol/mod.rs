@@ -173,6 +173,133 @@ mod tests {
         }
     }
 
+    /// The same on random input, 3000 messages and replies: strings of every escape class
+    /// (controls, quotes, backslashes, U+2028, non-BMP), non-UTF-8 OS strings (Unix),
+    /// integers at the extremes, floats of random bits, nested data.
+    #[test]
+    fn encoders_write_what_a_value_tree_writes_on_random_input() {
+        use serde_json::{Map, Number, Value};
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                // xorshift64*
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+            fn string(&mut self) -> String {
+                const ODD: [char; 12] = [
+                    '"',
+                    '\\',
+                    '/',
+                    '\u{7f}',
+                    '\u{2028}',
+                    '\u{2029}',
+                    '\u{fffd}',
+                    '\u{feff}',
+                    'é',
+                    '€',
+                    '\u{1f600}',
+                    '\u{10ffff}',
+                ];
+                let len = self.below(12);
+                (0..len)
+                    .map(|_| match self.below(4) {
+                        0 => char::from_u32(self.below(0x20) as u32).unwrap(),
+                        1 => ODD[self.below(ODD.len() as u64) as usize],
+                        2 => char::from_u32(self.below(0x11_0000) as u32).unwrap_or('x'),
+                        _ => char::from(b'a' + self.below(26) as u8),
+                    })
+                    .collect()
+            }
+            fn os(&mut self) -> OsString {
+                #[cfg(unix)]
+                if self.below(3) == 0 {
+                    use std::os::unix::ffi::OsStringExt;
+                    let len = self.below(10);
+                    return OsString::from_vec((0..len).map(|_| self.next() as u8).collect());
+                }
+                OsString::from(self.string())
+            }
+            fn value(&mut self, depth: u32) -> Value {
+                match self.below(if depth == 0 { 6 } else { 8 }) {
+                    0 => Value::Null,
+                    1 => Value::Bool(self.below(2) == 0),
+                    2 => match self.below(4) {
+                        0 => json!(i64::MIN),
+                        1 => json!(u64::MAX),
+                        2 => json!(self.next() as i64),
+                        _ => json!(self.next()),
+                    },
+                    3 => Number::from_f64(f64::from_bits(self.next())).map_or(Value::Null, Value::Number),
+                    4 => json!(self.below(1000) as f64 / 8.0 - 60.0),
+                    5 => Value::String(self.string()),
+                    6 => Value::Array((0..self.below(4)).map(|_| self.value(depth - 1)).collect()),
+                    _ => {
+                        let o: Map<String, Value> =
+                            (0..self.below(4)).map(|_| (self.string(), self.value(depth - 1))).collect();
+                        Value::Object(o)
+                    }
+                }
+            }
+        }
+        let tree_of_message = |m: &Message| {
+            let env: Map<String, Value> = m.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
+            json!({
+                "v": PROTOCOL_VERSION,
+                "argv": m.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
+                "cwd": m.cwd.as_deref().map_or(Value::Null, encode_os),
+                "env": env,
+                "pid": m.pid,
+                "data": m.data,
+            })
+            .to_string()
+        };
+        let tree_of_reply = |r: &Reply| {
+            let mut o = Map::new();
+            o.insert("v".into(), json!(PROTOCOL_VERSION));
+            o.insert("ok".into(), json!(r.ok));
+            o.insert("exit_code".into(), json!(r.exit_code));
+            if r.ok {
+                o.insert("stdout".into(), json!(r.stdout));
+                o.insert("stderr".into(), json!(r.stderr));
+                o.insert("data".into(), r.data.clone());
+            } else {
+                o.insert("error".into(), json!(r.error.as_deref().unwrap_or("")));
+                if r.retry {
+                    o.insert("retry".into(), json!(true));
+                }
+            }
+            Value::Object(o).to_string()
+        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let mut m = Message::new((0..rng.below(5)).map(|_| rng.os()).collect::<Vec<_>>());
+            m.cwd = (rng.below(2) == 0).then(|| rng.os());
+            m.env = (0..rng.below(4)).map(|_| (rng.string(), rng.os())).collect();
+            m.pid = (rng.below(2) == 0).then(|| rng.next() as u32);
+            m.data = rng.value(3);
+            let line = m.encode();
+            assert_eq!(line, tree_of_message(&m));
+            // And it decodes to what was encoded.
+            assert_eq!(Message::decode(line.as_bytes()).unwrap(), m, "{line}");
+            let r = Reply {
+                ok: rng.below(2) == 0,
+                exit_code: rng.next() as i32,
+                stdout: rng.string(),
+                stderr: rng.string(),
+                data: rng.value(3),
+                error: (rng.below(2) == 0).then(|| rng.string()),
+                retry: rng.below(2) == 0,
+            };
+            assert_eq!(r.encode(), tree_of_reply(&r));
+        }
+    }
+
     #[test]
     fn request_round_trips() {
         let mut env = BTreeMap::new();

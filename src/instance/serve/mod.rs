@@ -24,8 +24,8 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Instant;
 
 use rustix::event::PollFlags;
@@ -54,6 +54,11 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The driver thread, once it runs: requests it delivers are announced to the waker
+    /// after its turn, not inside it (see [`Context::announce`]).
+    driver_id: OnceLock<ThreadId>,
+    /// Waker calls owed for requests the driver delivered in its current turn.
+    unannounced: AtomicUsize,
     /// Complete request lines for the decoder thread (see `decode`).
     lines: Mutex<decode::Lines>,
     lines_ready: Condvar,
@@ -77,6 +82,8 @@ pub(super) struct State {
     /// The removal watch, set once `watch_at` has passed (Linux, a socket file).
     notify: Option<OwnedFd>,
     watch_at: Option<Instant>,
+    /// Accepting pauses until then: accept(2) failed for want of resources.
+    accept_after: Option<Instant>,
 }
 
 struct Conn {
@@ -107,6 +114,7 @@ impl Mux {
                 revents: Vec::new(),
                 notify: None,
                 watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
+                accept_after: None,
             }),
             wake_rx,
             wake_tx,
@@ -115,6 +123,8 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
+            driver_id: OnceLock::new(),
+            unannounced: AtomicUsize::new(0),
             lines: Mutex::new(decode::Lines::default()),
             lines_ready: Condvar::new(),
             decoding: AtomicUsize::new(0),
@@ -140,6 +150,16 @@ impl Mux {
     /// Whether a driver thread runs the loop.
     pub(super) fn is_driven(&self) -> bool {
         self.driven.load(Ordering::SeqCst)
+    }
+
+    /// Whether this is the driver thread: then a turn is under way, with the loop's state
+    /// locked, and a waker call waits until it ends. Counts the call owed.
+    pub(super) fn defer_announce(&self) -> bool {
+        let on_driver = self.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
+        if on_driver {
+            self.unannounced.fetch_add(1, Ordering::SeqCst);
+        }
+        on_driver
     }
 
     /// Stops the loop for good: the driver thread is joined, and the listening sockets,
@@ -200,11 +220,21 @@ impl Context {
         let spawned = crate::sys::with_signals_blocked(|| {
             thread.spawn(move || {
                 while let Some(ctx) = weak.upgrade() {
+                    let _ = ctx.mux.driver_id.set(std::thread::current().id());
                     if ctx.mux.shut.load(Ordering::SeqCst) {
                         return;
                     }
                     let mut st = ctx.mux.state();
                     turn::turn(&ctx, &mut st, None);
+                    drop(st);
+                    // The waker runs outside the turn: it may take the requests, or drop
+                    // the primary (whose shutdown locks the loop's state).
+                    for _ in 0..ctx.mux.unannounced.swap(0, Ordering::SeqCst) {
+                        if ctx.mux.shut.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        ctx.call_waker();
+                    }
                 }
             })
         });

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::RecvFlags;
@@ -21,6 +21,11 @@ const CHUNK: usize = 64 << 10;
 /// Most connections accepted per turn: then the held ones are read, and the next turn
 /// accepts more.
 const ACCEPT_BATCH: usize = 64;
+
+/// How long accepting pauses after accept(2) failed for want of resources (out of
+/// descriptors, memory): the listening socket stays readable meanwhile, so polling it
+/// would spin. A held connection let go ends the pause early.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 enum Outcome {
     Pending,
@@ -45,12 +50,18 @@ pub(super) fn turn(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     let listener = st.listener.clone();
     let replacement = st.replacement.as_ref().and_then(|s| s.sys_listener()).cloned();
     let listeners: Vec<_> = listener.iter().chain(replacement.iter()).collect();
+    if st.accept_after.is_some_and(|t| Instant::now() >= t) {
+        st.accept_after = None;
+    }
+    // Accepting paused (see `ACCEPT_BACKOFF`): the listening sockets are not waited for.
+    let accepting = st.accept_after.is_none();
     {
         // The wake-up pipe, the listening sockets, the removal watch (if any), then each
         // connection.
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(st.conns.len() + 4);
         fds.push(PollFd::new(&mux.wake_rx, PollFlags::IN));
-        fds.extend(listeners.iter().map(|l| PollFd::from_borrowed_fd(l.fd(), PollFlags::IN)));
+        let listen_for = if accepting { PollFlags::IN } else { PollFlags::empty() };
+        fds.extend(listeners.iter().map(|l| PollFd::from_borrowed_fd(l.fd(), listen_for)));
         if let Some(notify) = &st.notify {
             fds.push(PollFd::new(notify, PollFlags::IN));
         }
@@ -59,10 +70,18 @@ pub(super) fn turn(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         let events = if full { PollFlags::empty() } else { PollFlags::IN };
         fds.extend(st.conns.iter().map(|c| PollFd::new(&c.socket, events)));
         // Until the nearest deadline (never woken before it), or for ever.
-        let timeout = st.conns.iter().map(|c| c.deadline).chain(st.watch_at).chain(until).min().map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
-        });
+        let timeout = st
+            .conns
+            .iter()
+            .map(|c| c.deadline)
+            .chain(st.watch_at)
+            .chain(st.accept_after)
+            .chain(until)
+            .min()
+            .map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
+            });
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return,
@@ -104,9 +123,14 @@ pub(super) fn turn(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
             watch::bind_again(mux, st);
         }
     }
+    let held = st.conns.len();
     read_conns(ctx, st, &revents[first_conn..], budget);
+    if st.conns.len() < held {
+        // Descriptors were freed: accept again at once.
+        st.accept_after = None;
+    }
     for (i, l) in listeners.iter().enumerate() {
-        if !revents[1 + i].is_empty() {
+        if st.accept_after.is_none() && !revents[1 + i].is_empty() {
             accept(ctx, st, l);
         }
     }
@@ -141,8 +165,14 @@ fn accept(ctx: &Arc<Context>, st: &mut State, listener: &crate::sys::Listener) {
     for _ in 0..ACCEPT_BATCH {
         let stream = match listener.try_accept() {
             Ok(Some(stream)) => stream,
-            // Nothing more, or out of descriptors and the like: the next turn tries again.
-            Ok(None) | Err(_) => return,
+            // Nothing more: the next turn accepts what comes.
+            Ok(None) => return,
+            // Out of descriptors and the like (what waits stays in the backlog): the
+            // listening socket is still readable, so pause rather than spin.
+            Err(_) => {
+                st.accept_after = Some(Instant::now() + ACCEPT_BACKOFF);
+                return;
+            }
         };
         let socket = LocalSocket::from_stream(stream);
         let peer = socket.peer_credentials().ok();
@@ -233,7 +263,8 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, revents: &[PollFlags], budget:
 
 /// One non-blocking read of what fits within the limit.
 fn read_some(c: &mut Conn, chunk: &mut [u8], limit: usize, buffered: &mut usize) -> Outcome {
-    let room = (limit + 1).saturating_sub(c.buf.len()).clamp(1, chunk.len());
+    // `limit` may be `usize::MAX` (no limit).
+    let room = limit.saturating_add(1).saturating_sub(c.buf.len()).clamp(1, chunk.len());
     let n = match rustix::net::recv(&c.socket, &mut chunk[..room], RecvFlags::DONTWAIT) {
         Ok((0, _)) => return Outcome::Closed,
         Ok((n, _)) => n,

@@ -22,12 +22,58 @@ pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr()) == 0
     };
-    let result = f();
-    if blocked {
-        // SAFETY: `old` was initialised by the successful `pthread_sigmask` above.
+    // Restored however `f` ends, a panic included (a thread left with the app's signals
+    // blocked would never take them again).
+    let _restore = blocked.then_some(Restore(old));
+    f()
+}
+
+/// Sets the thread's signal mask back to the one it holds when dropped.
+struct Restore(MaybeUninit<libc::sigset_t>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        // SAFETY: `Restore` is made only from a mask that a successful `pthread_sigmask`
+        // wrote (initialised), and reads it only.
         unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
+            libc::pthread_sigmask(libc::SIG_SETMASK, self.0.as_ptr(), std::ptr::null_mut());
         }
     }
-    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_signals_blocked;
+
+    fn mask() -> libc::sigset_t {
+        let mut now = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: a null `set` only reads the mask into `now`, a live local.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), now.as_mut_ptr());
+            now.assume_init()
+        }
+    }
+
+    fn blocks(set: &libc::sigset_t, sig: libc::c_int) -> bool {
+        // SAFETY: `set` is an initialised set.
+        unsafe { libc::sigismember(set, sig) == 1 }
+    }
+
+    /// The mask is back as it was after `f`, also when `f` panics; inside, SIGINT and
+    /// SIGTERM are blocked and the faults are not.
+    #[test]
+    fn the_mask_is_restored_even_when_f_panics() {
+        std::thread::spawn(|| {
+            assert!(!blocks(&mask(), libc::SIGINT));
+            let inside = with_signals_blocked(mask);
+            assert!(blocks(&inside, libc::SIGINT) && blocks(&inside, libc::SIGTERM));
+            assert!(!blocks(&inside, libc::SIGSEGV) && !blocks(&inside, libc::SIGBUS));
+            assert!(!blocks(&mask(), libc::SIGINT), "not restored");
+            let panicked = std::panic::catch_unwind(|| with_signals_blocked(|| panic!("in f")));
+            assert!(panicked.is_err());
+            assert!(!blocks(&mask(), libc::SIGINT), "not restored after a panic");
+        })
+        .join()
+        .unwrap();
+    }
 }
