@@ -1037,6 +1037,9 @@ fn crate_threads_block_the_apps_signals() {
     let dir = private_dir("lib-quiet-threads");
     let primary = primary_of(builder(dir.path(), &[]).start());
     primary.set_waker(|| {});
+    // And the thread `on_request` starts, which serves the socket of its primary.
+    let dir2 = private_dir("lib-quiet-threads-callback");
+    let callback = primary_of(builder(dir2.path(), &[]).start()).on_request(|_| {});
     let blocked = |status: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
         u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
@@ -1044,27 +1047,30 @@ fn crate_threads_block_the_apps_signals() {
     let int_term = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
     let mine = blocked(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).unwrap();
     assert_eq!(mine & int_term, 0, "the test thread blocks SIGINT or SIGTERM itself");
-    // A new thread names itself once it runs: look until the serve thread shows (the
-    // watchdog ends a test where it never does).
+    // A new thread names itself once it runs: look until the serve and callback threads
+    // show (the watchdog ends a test where they never do).
     loop {
         let mut serve_threads = 0;
+        let mut callback_threads = 0;
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             if !name.starts_with("solo-instance") {
                 continue;
             }
             serve_threads += usize::from(name.trim() == "solo-instance s");
+            callback_threads += usize::from(name.trim() == "solo-instance c");
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             // A thread that ended meanwhile has no status left.
             if let Some(mask) = blocked(&status) {
                 assert_eq!(mask & int_term, int_term, "{} takes SIGINT or SIGTERM", name.trim());
             }
         }
-        if serve_threads > 0 {
+        if serve_threads > 0 && callback_threads > 0 {
             break;
         }
         thread::yield_now();
     }
+    drop(callback);
     drop(primary);
 }
 

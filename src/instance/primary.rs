@@ -369,11 +369,17 @@ impl Primary {
     /// the primary.
     pub fn on_request(self, mut callback: impl FnMut(Request) + Send + 'static) -> CallbackPrimary {
         let stopper = self.stopper();
-        let thread = std::thread::spawn(move || {
-            for request in self.requests() {
-                callback(request);
-            }
-        });
+        // It serves the socket (Unix): started with the app's signals blocked, as the
+        // crate's other threads.
+        let thread = std::thread::Builder::new().name("solo-instance callback".into());
+        let thread = crate::sys::with_signals_blocked(|| {
+            thread.spawn(move || {
+                for request in self.requests() {
+                    callback(request);
+                }
+            })
+        })
+        .expect("failed to spawn the primary's callback thread");
         CallbackPrimary { stopper, thread: Some(thread) }
     }
 
@@ -467,14 +473,15 @@ impl Context {
         self.mux.wake();
     }
 
-    /// Decodes a request line and hands the request to the app (or answers the error).
-    pub(super) fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) {
+    /// Decodes a request line and hands the request to the app (or answers the error):
+    /// whether it is queued for the app.
+    pub(super) fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
         let head = match protocol::decode_head(&line) {
             Ok(h) => h,
             Err(e) => {
                 let _ = send_reply(&socket, &Reply::error(e));
-                return;
+                return false;
             }
         };
         // The line's text and its decoded fields, at most about as much again.
@@ -499,7 +506,7 @@ impl Context {
             answer: None,
         };
         if self.closing.load(Ordering::SeqCst) {
-            return; // dropped: tells the launch to start over
+            return false; // dropped: tells the launch to start over
         }
         if before > 0 && before + weight > HELD_BUDGET {
             // Too many bytes wait already: this launch tries again until its timeout.
@@ -507,7 +514,7 @@ impl Context {
             if let Some(socket) = r.socket.take() {
                 let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
             }
-            return;
+            return false;
         }
         match self.tx.try_send(Event::Request(Box::new(request))) {
             Ok(()) => {}
@@ -516,11 +523,12 @@ impl Context {
                 if let Some(socket) = r.socket.take() {
                     let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
                 }
-                return;
+                return false;
             }
-            Err(_) => return,
+            Err(_) => return false,
         }
         self.announce();
+        true
     }
 
     /// Tells the app that a request is ready: wakes `recv_async` and calls the waker.

@@ -183,11 +183,12 @@ fn accept(ctx: &Arc<Context>, st: &mut State, listener: &crate::sys::Listener) {
         // Unix: one recv; what it took of an incomplete line is held for the rest.
         match crate::sys::recv_ready(&socket, &mut st.chunk[..fast_max]) {
             crate::sys::Arrived::Line(line) => {
-                ctx.deliver(socket, peer, line);
                 // A request for the app: it gets it now, and the next turn accepts the
                 // rest (poll(2) reports them at once) instead of an accept(2) that finds
-                // nothing.
-                return;
+                // nothing. A line refused (malformed, the app busy) does not end the batch.
+                if ctx.deliver(socket, peer, line) {
+                    return;
+                }
             }
             crate::sys::Arrived::Part(buf) => {
                 st.buffered += buf.len();
@@ -245,7 +246,9 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, revents: &[PollFlags], budget:
         match outcome {
             // A small line is decoded here; a large one on the decoder thread, so that it
             // does not hold up the others.
-            Outcome::Line(line) if line.len() <= FAST_PATH_BYTES => ctx.deliver(c.socket, c.peer, line),
+            Outcome::Line(line) if line.len() <= FAST_PATH_BYTES => {
+                ctx.deliver(c.socket, c.peer, line);
+            }
             Outcome::Line(line) => decode::queue_line(ctx, c.socket, c.peer, line),
             Outcome::TooLarge => {
                 let _ =

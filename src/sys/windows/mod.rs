@@ -87,3 +87,8 @@ pub(crate) fn allow_foreground(pid: u32) -> bool {
 pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
     None
 }
+
+/// Windows has no signals to block: runs `f` (see the Unix `with_signals_blocked`).
+pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
