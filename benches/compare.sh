@@ -3,7 +3,8 @@
 # installs them on Debian):
 #   - `echo rtt` / `echo stream` against the Rust `echo bench-server` and Qt's bench-server,
 #     with the Rust client and with Qt's client, interleaved, best round of each;
-#   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply);
+#   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply),
+#     run by run in turn (benches/interleave.py);
 #   - `solo run APP --count 0` (a first launch: lock, bind, one line, exit) against
 #     `first_launch_floor` (flock PATH.lock, bind a std UnixListener at PATH, one line,
 #     unlink, exit);
@@ -91,10 +92,18 @@ PY
   awk '{print $NF}' "$work/side.txt" | sort -g | awk '{r[NR] = $1} END {printf "median ratio %.3f (rounds from %.3f to %.3f)\n", r[int((NR + 1) / 2)], r[1], r[NR]}'
 }
 
-side_by_side "secondary launch: \`solo send\` / launch_floor" 60 \
-  "$bin/solo send bench.Compare x" "$bin/launch_floor $sock" -N
-side_by_side "first launch: \`solo run APP --count 0\` / first_launch_floor" 60 \
-  "$bin/solo run bench.First --count 0" "$bin/first_launch_floor $work/first.sock" -N
+# interleaved ROUNDS x 200 runs: A and B alternate run by run (benches/interleave.py);
+# each round prints both medians, the ratio of the medians and the median paired ratio.
+interleaved() {
+  local title=$1 a=$2 b=$3
+  printf '\n%s (interleaved run by run, %s rounds of 200 runs each)\n' "$title" "$rounds"
+  for r in $(seq "$rounds"); do "${pin[@]}" python3 benches/interleave.py 200 "$a" "$b"; done | tee "$work/side.txt"
+  awk '{print $(NF-2)}' "$work/side.txt" | sort -g | awk '{r[NR] = $1} END {printf "median ratio %.3f (rounds from %.3f to %.3f)\n", r[int((NR + 1) / 2)], r[1], r[NR]}'
+}
+interleaved "secondary launch: \`solo send\` / launch_floor" \
+  "$bin/solo send bench.Compare x" "$bin/launch_floor $sock"
+interleaved "first launch: \`solo run APP --count 0\` / first_launch_floor" \
+  "$bin/solo run bench.First --count 0" "$bin/first_launch_floor $work/first.sock"
 for n in 8 32 128 512; do
   # One becomes the primary and serves the other N-1; the floor: N launch_floor clients
   # of the running primary. Shell loops (hyperfine subtracts the shell's start).
