@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TryRecvError;
 
-use super::primary::Event;
+use super::context::Event;
 use super::{Primary, Reply, Request};
 
 impl Primary {
@@ -59,7 +59,7 @@ impl Primary {
     pub async fn recv_async(&mut self) -> Option<Request> {
         // The task sleeps in the runtime, not in the primary's loop: a thread serves the
         // socket (Unix; Windows always has one).
-        super::primary::Context::start_driver(&self.ctx);
+        super::context::Context::start_driver(&self.ctx);
         loop {
             // Listen before looking, so a request queued in between is not missed.
             let mut notified = pin!(self.ctx.notify.notified());

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod context;
 mod dbus;
 mod launch;
 mod location;

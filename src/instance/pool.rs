@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::primary::Context;
+use super::context::Context;
 use super::transport::{read_line, send_reply, ReadError};
 use super::{Reply, MAX_READERS};
 use crate::{LocalSocket, PeerCredentials};

@@ -14,7 +14,7 @@ use zbus::fdo;
 use zbus::zvariant::{OwnedValue, Value as Variant};
 
 use super::{check_bus_name, dbus_object_path, Answer, Dbus, DbusBus, DbusStatus, Origin, Slot};
-use crate::instance::primary::{Context, Event};
+use crate::instance::context::{Context, Event};
 use crate::instance::{Request, Scope, SingleInstance, HELD_BUDGET};
 use crate::protocol;
 

@@ -155,7 +155,7 @@ pub(crate) struct Dbus {
 
 #[cfg(all(feature = "dbus", not(target_os = "linux")))]
 impl Dbus {
-    pub(crate) fn start(config: &super::SingleInstance, _ctx: &Arc<super::primary::Context>) -> Dbus {
+    pub(crate) fn start(config: &super::SingleInstance, _ctx: &Arc<super::context::Context>) -> Dbus {
         let status = match config.dbus_bus {
             DbusBus::Off => DbusStatus::Off,
             _ => DbusStatus::Unsupported,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::super::primary::Context;
+use super::super::context::Context;
 use super::super::transport::send_reply;
 use super::super::Reply;
 use crate::{LocalSocket, PeerCredentials};

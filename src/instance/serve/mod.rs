@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use rustix::event::PollFlags;
 
-use super::primary::Context;
+use super::context::Context;
 use crate::{LocalServer, LocalSocket, PeerCredentials, SocketOptions};
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::RecvFlags;
 
-use super::super::primary::{Context, FAST_PATH_BYTES};
+use super::super::context::{Context, FAST_PATH_BYTES};
 use super::super::transport::send_reply;
 use super::super::Reply;
 use super::{decode, watch, Conn, State, MAX_HELD, READ_BUDGET};
