@@ -60,6 +60,7 @@ impl Primary {
         // The task sleeps in the runtime, not in the primary's loop: a thread serves the
         // socket (Unix; Windows always has one).
         super::context::Context::start_driver(&self.ctx);
+        self.serving();
         loop {
             // Listen before looking, so a request queued in between is not missed.
             let mut notified = pin!(self.ctx.notify.notified());

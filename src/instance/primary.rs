@@ -63,7 +63,12 @@ enum Taken {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Primary {
-    pub(super) server: LocalServer,
+    /// Locked only to start Windows' accept thread (see [`serving`](Self::serving)) and to
+    /// close.
+    pub(super) server: Mutex<LocalServer>,
+    /// Windows: the accept thread was started.
+    #[cfg(windows)]
+    pub(super) accepting: AtomicBool,
     pub(super) lock: Option<LockFile>,
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
@@ -176,15 +181,15 @@ impl Primary {
             notify: tokio::sync::Notify::new(),
             tx,
         });
-        // Windows: an accept thread hands each connection to this hook. Unix: the primary's
-        // loop (`serve`) accepts on the listening socket itself, from the first time it runs.
+        // Windows: an accept thread hands each connection to this hook, from the first call
+        // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
+        // listening socket itself, from the first time it runs.
         #[cfg(not(unix))]
         {
             let hook_ctx = Arc::clone(&ctx);
             server.set_incoming_connection_hook(move |socket, _: &crate::PendingConnections| {
                 Context::incoming(&hook_ctx, socket);
             });
-            server.on_new_connection(|_| {});
         }
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
@@ -193,7 +198,9 @@ impl Primary {
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
         Ok(Primary {
-            server,
+            server: Mutex::new(server),
+            #[cfg(windows)]
+            accepting: AtomicBool::new(false),
             lock,
             rx,
             ctx,
@@ -243,6 +250,7 @@ impl Primary {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
+        self.serving();
         loop {
             if self.ctx.stopped.load(Ordering::SeqCst) {
                 return None;
@@ -276,6 +284,15 @@ impl Primary {
         }
     }
 
+    /// The app takes requests from now on. Windows: the accept thread starts (once); Unix
+    /// needs nothing, as the receive calls run the loop themselves.
+    pub(super) fn serving(&self) {
+        #[cfg(windows)]
+        if !self.accepting.swap(true, Ordering::SeqCst) {
+            self.server.lock().unwrap_or_else(|p| p.into_inner()).on_new_connection(|_| {});
+        }
+    }
+
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
         match event {
@@ -291,6 +308,7 @@ impl Primary {
     /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
     /// what is ready on the socket (one turn that does not wait).
     pub fn try_recv(&self) -> Option<Request> {
+        self.serving();
         let mut served = false;
         loop {
             match self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)) {
@@ -323,6 +341,7 @@ impl Primary {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on: a thread serves the socket.
         Context::start_driver(&self.ctx);
+        self.serving();
     }
 
     /// Delivers each request to `callback` on a thread of its own, which owns the
@@ -368,7 +387,7 @@ impl Drop for Primary {
         self.ctx.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
-        self.server.close();
+        self.server.get_mut().unwrap_or_else(|p| p.into_inner()).close();
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }

@@ -371,3 +371,24 @@ fn launch_refuses_a_low_integrity_pipe_of_its_own_user() {
     }
     assert_eq!(got.recv_timeout(Duration::from_millis(500)), Err(mpsc::RecvTimeoutError::Timeout));
 }
+
+/// No thread before it is needed: the accept thread starts with the first call that
+/// takes requests, and a launch made before it waits for a pipe instance and is served
+/// then.
+#[test]
+fn accept_thread_starts_with_the_first_receive() {
+    let _w = watchdog(60);
+    let dir = Dir::new("lazy");
+    let app = "test.wt.lazy";
+    let primary = match builder(&dir.0, app).start() {
+        Ok(Start::Primary(p)) => p,
+        other => panic!("not primary: {other:?}"),
+    };
+    assert!(!primary.server.lock().unwrap().has_acceptor(), "an accept thread before any receive");
+    let b = builder(&dir.0, app);
+    let launch = std::thread::spawn(move || b.send());
+    let r = primary.recv_timeout(Duration::from_secs(10)).expect("the launch was not delivered");
+    assert!(primary.server.lock().unwrap().has_acceptor());
+    r.reply(Reply::exit(5)).unwrap();
+    assert_eq!(launch.join().unwrap().unwrap().exit_code(), 5);
+}
