@@ -1074,6 +1074,27 @@ fn crate_threads_block_the_apps_signals() {
     drop(primary);
 }
 
+/// `recv_timeout(Duration::ZERO)`, polled (as a frame loop may poll instead of
+/// `try_recv`), serves what is ready: the primary's loop runs once even when the
+/// deadline has passed already.
+#[test]
+fn lib_recv_timeout_zero_serves_what_is_ready() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-recv-zero");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let l = launch(dir.path(), &["zero"]);
+    let request = loop {
+        // The watchdog ends a test that never gets it.
+        if let Some(r) = primary.recv_timeout(Duration::ZERO) {
+            break r;
+        }
+        thread::yield_now();
+    };
+    assert_eq!(request.args(), [OsString::from("zero")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(reply_of(l.join().unwrap()).is_ok());
+}
+
 /// The names of the threads of process `pid` that are the crate's ("solo-instance ...").
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn crate_threads(pid: u32) -> Vec<String> {

@@ -251,6 +251,9 @@ impl Primary {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
         self.serving();
+        // One turn of the loop at least, even with a deadline passed already: a
+        // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
+        let mut turned = false;
         loop {
             if self.ctx.stopped.load(Ordering::SeqCst) {
                 return None;
@@ -261,9 +264,10 @@ impl Primary {
                 Taken::End => return None,
                 Taken::Empty => {}
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if turned && deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
             }
+            turned = true;
             // Serve on this thread until something happens; where a thread serves, wait
             // for what it queues.
             if Context::drive(&self.ctx, deadline) {
