@@ -1095,6 +1095,47 @@ fn lib_recv_timeout_zero_serves_what_is_ready() {
     assert!(reply_of(l.join().unwrap()).is_ok());
 }
 
+/// A request deadline runs only while the primary's loop serves: the time the app spends
+/// away from it (handling another request between two receive calls, so no turn runs)
+/// is not counted against a launch that sent its whole request at once. It is served,
+/// not told it sent no request in time (which failed the launch).
+#[test]
+fn lib_a_deadline_passed_while_the_app_was_away_is_not_the_launchs() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-away");
+    // The primary gives a connected client 300 ms for its request line.
+    let primary = primary_of(builder(dir.path(), &[]).timeout(Duration::from_millis(300)).start());
+    let client = std::os::unix::net::UnixStream::connect(primary.socket_path()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A line larger than the first read and one more read of the loop (16 + 64 KiB), sent
+    // whole at once: what the socket's buffer does not hold waits for the primary.
+    let mut line = br#"{"v":1,"argv":["prog","away"],"data":""#.to_vec();
+    line.resize(150 * 1024, b'a');
+    line.extend_from_slice(b"\"}\n");
+    let mut writer = client.try_clone().unwrap();
+    let written = thread::spawn(move || {
+        let _ = writer.write_all(&line);
+    });
+    // One turn: the connection (in the backlog since `connect`) is accepted and held, its
+    // request not whole yet.
+    assert!(primary.recv_timeout(Duration::ZERO).is_none());
+    // The app is away (handling another request, say) past that deadline.
+    thread::sleep(Duration::from_millis(600));
+    // Back in its loop, it reads the rest and serves the launch.
+    let got = primary.recv_timeout(Duration::from_secs(20));
+    let served = got.is_some();
+    if let Some(request) = got {
+        assert_eq!(request.args(), [OsString::from("away")]);
+        request.reply(Reply::exit(7)).unwrap();
+    }
+    let mut reply = String::new();
+    BufReader::new(&client).read_line(&mut reply).unwrap();
+    assert!(served, "the app's absence failed the launch: {reply}");
+    assert_eq!(json_line(&reply)["exit_code"], 7, "{reply}");
+    drop(client);
+    written.join().unwrap();
+}
+
 /// The names of the threads of process `pid` that are the crate's ("solo-instance ...").
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn crate_threads(pid: u32) -> Vec<String> {

@@ -1098,3 +1098,32 @@ fn abstract_namespace() {
     second.listen(&name).unwrap();
     assert_serves_with(&second, &name, abs);
 }
+
+/// The acceptor thread, on which the `newConnection` callback runs, starts with the app's
+/// asynchronous signals blocked, as every thread of the crate's: a process-directed
+/// SIGINT or SIGTERM reaches the app's own handling thread (its `sigwait` thread, its
+/// `signalfd`), never this one, even when the app blocks them only after `listen`.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn the_acceptor_thread_blocks_the_apps_signals() {
+    let _w = Watchdog::new(WATCHDOG);
+    let blocked = |status: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
+        u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+    };
+    let int_term = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+    let mine = blocked(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).unwrap();
+    assert_eq!(mine & int_term, 0, "the test thread blocks SIGINT or SIGTERM itself");
+    let name = unique_name("acceptor-signals");
+    let (tx, rx) = mpsc::channel();
+    let mut server = LocalServer::new();
+    server.on_new_connection(move |pending| {
+        while pending.next_pending_connection().is_some() {}
+        let _ = tx.send(std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default());
+    });
+    server.listen(&name).unwrap();
+    let _client = LocalSocket::connect(&name).unwrap();
+    let status = rx.recv_timeout(SOON).expect("the callback did not run");
+    let mask = blocked(&status).expect("no SigBlk line");
+    assert_eq!(mask & int_term, int_term, "the acceptor thread takes SIGINT or SIGTERM");
+}

@@ -58,7 +58,7 @@ impl Primary {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv_async(&mut self) -> Option<Request> {
         // The task sleeps in the runtime, not in the primary's loop: a thread serves the
-        // socket (Unix; Windows always has one).
+        // socket (Unix; on Windows the accept thread, which `serving` starts).
         super::context::Context::start_driver(&self.ctx);
         self.serving();
         loop {

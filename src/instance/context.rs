@@ -101,7 +101,7 @@ impl Context {
         false
     }
 
-    /// Windows: the accept thread runs from the start.
+    /// Windows: the accept thread serves (started by `Primary::serving`), not a driver.
     #[cfg(not(unix))]
     pub(super) fn start_driver(self: &Arc<Self>) {}
 

@@ -41,7 +41,9 @@ enum Taken {
 /// [waker](Self::set_waker) is set or `recv_async` is called. Until then launches wait in
 /// the socket's backlog (one that finds it full retries until its timeout), as they wait
 /// for any app that has not reached its event loop yet: call one of these as soon as the
-/// app can take requests. Windows serves from an accept thread from the start.
+/// app can take requests. Windows serves from an accept thread that the first of these
+/// calls (or [`on_request`](Self::on_request)) starts; until then launches wait for a free
+/// pipe instance.
 ///
 /// ```
 /// use solo_instance::{Reply, SingleInstance, Start};

@@ -250,8 +250,9 @@ impl LocalServer {
     }
 
     /// Registers Qt's `newConnection` signal as a callback and starts the acceptor
-    /// thread (now, or at the next `listen`). It runs on that thread after sockets were
-    /// queued, and usually drains the queue through the handle it gets:
+    /// thread (now, or at the next `listen`; on Unix it starts with the app's asynchronous
+    /// signals blocked, as every thread of the crate's). It runs on that thread after
+    /// sockets were queued, and usually drains the queue through the handle it gets:
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -302,9 +303,12 @@ impl LocalServer {
         let shared = Arc::clone(&self.shared);
         let mut q = lock(&self.shared.queue);
         let start_generation = q.generation;
-        let spawned = std::thread::Builder::new()
-            .name("solo-instance accept".into())
-            .spawn(move || shared.acceptor_loop(&listener, start_generation));
+        // It runs the app's callback, but takes none of the app's signals (Unix): like
+        // the crate's other threads it starts with them blocked.
+        let thread = std::thread::Builder::new().name("solo-instance accept".into());
+        let spawned = crate::sys::with_signals_blocked(|| {
+            thread.spawn(move || shared.acceptor_loop(&listener, start_generation))
+        });
         match spawned {
             Ok(handle) => {
                 q.acceptor = Some(handle.thread().id());

@@ -149,15 +149,15 @@ impl LocalServer {
         *lock(&self.shared.error) = None;
     }
 
-    /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
-    /// On Linux a clone may block in `accept4` ([`sys::Listener::blocking`]); `close`
-    /// wakes it.
     /// Tests: whether the acceptor thread runs.
     #[cfg(all(test, windows))]
     pub(crate) fn has_acceptor(&self) -> bool {
         self.acceptor.is_some()
     }
 
+    /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
+    /// On Linux a clone may block in `accept4` ([`sys::Listener::blocking`]); `close`
+    /// wakes it.
     #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn sys_listener(&self) -> Option<&Arc<sys::Listener>> {
         self.listener.as_ref()

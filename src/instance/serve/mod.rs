@@ -84,6 +84,9 @@ pub(super) struct State {
     watch_at: Option<Instant>,
     /// Accepting pauses until then: accept(2) failed for want of resources.
     accept_after: Option<Instant>,
+    /// When the last turn ended: until the next starts nobody reads (the app is away from
+    /// its loop), and the connections' deadlines move on by that time.
+    turn_end: Option<Instant>,
 }
 
 struct Conn {
@@ -115,6 +118,7 @@ impl Mux {
                 notify: None,
                 watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
                 accept_after: None,
+                turn_end: None,
             }),
             wake_rx,
             wake_tx,

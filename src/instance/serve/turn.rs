@@ -41,6 +41,22 @@ fn busy(conn: Conn) {
 /// Runs one turn: waits (at most until `until`, the nearest connection deadline and the
 /// watch's time) for something to happen, then handles it.
 pub(super) fn turn(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
+    // A connection's deadline bounds the client, so it runs only while the loop serves:
+    // the time since the last turn (the app away from its loop, handling a request between
+    // two receive calls) is added to it. What the client sent meanwhile waited unread;
+    // "no request within" for it would fail a launch that was on time.
+    let start = Instant::now();
+    if let Some(end) = st.turn_end.take() {
+        let away = start.saturating_duration_since(end);
+        for c in &mut st.conns {
+            c.deadline += away;
+        }
+    }
+    serve_once(ctx, st, until);
+    st.turn_end = Some(Instant::now());
+}
+
+fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     let mux = &ctx.mux;
     let limit = ctx.limit;
     if st.chunk.is_empty() {
