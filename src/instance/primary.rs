@@ -66,8 +66,9 @@ enum Taken {
 /// ```
 pub struct Primary {
     /// Locked only to start Windows' accept thread (see [`serving`](Self::serving)) and to
-    /// close.
-    pub(super) server: Mutex<LocalServer>,
+    /// close. Boxed: a `Primary` is a variant of [`Start`](super::Start), whose other
+    /// variant is small.
+    pub(super) server: Box<Mutex<LocalServer>>,
     /// Windows: the accept thread was started.
     #[cfg(windows)]
     pub(super) accepting: AtomicBool,
@@ -200,7 +201,7 @@ impl Primary {
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
         Ok(Primary {
-            server: Mutex::new(server),
+            server: Box::new(Mutex::new(server)),
             #[cfg(windows)]
             accepting: AtomicBool::new(false),
             lock,
