@@ -96,8 +96,9 @@
 //! [`Primary::set_waker`] or `recv_async` on; a large request is decoded on one more.
 //! Windows: an accept thread, from the first call that takes requests, and a bounded pool
 //! of reader threads. The crate's threads block the app's asynchronous signals. Dropping
-//! a server or a primary joins its threads, closes its socket, and removes the socket
-//! file only if it is still its own.
+//! a server or a primary joins its threads (a primary's decoder thread is told to end,
+//! and does once its current request is decoded), closes its socket, and removes the
+//! socket file only if it is still its own.
 //! A process killed with `SIGKILL` leaves its socket file (not its lock) behind; the next
 //! primary removes it, after the lock proved it stale. Lock files stay, by design:
 //! removing one would race with a launch taking it.

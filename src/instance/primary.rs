@@ -296,7 +296,12 @@ impl Primary {
     pub(super) fn serving(&self) {
         #[cfg(windows)]
         if !self.accepting.swap(true, Ordering::SeqCst) {
-            self.server.lock().unwrap_or_else(|p| p.into_inner()).on_new_connection(|_| {});
+            let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+            server.on_new_connection(|_| {});
+            // No thread could be started: the next call tries again.
+            if !server.has_acceptor() {
+                self.accepting.store(false, Ordering::SeqCst);
+            }
         }
     }
 

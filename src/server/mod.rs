@@ -149,8 +149,8 @@ impl LocalServer {
         *lock(&self.shared.error) = None;
     }
 
-    /// Tests: whether the acceptor thread runs.
-    #[cfg(all(test, windows))]
+    /// Whether the acceptor thread runs (Windows' primary starts it on demand).
+    #[cfg(windows)]
     pub(crate) fn has_acceptor(&self) -> bool {
         self.acceptor.is_some()
     }
