@@ -223,11 +223,6 @@ impl Context {
         let thread = std::thread::Builder::new().name("solo-instance serve".into());
         let spawned = crate::sys::with_signals_blocked(|| {
             thread.spawn(move || {
-                // Requests queued before the waker was set (D-Bus calls since the start):
-                // one call, so the app looks.
-                if let Some(ctx) = weak.upgrade() {
-                    ctx.call_waker();
-                }
                 while let Some(ctx) = weak.upgrade() {
                     let _ = ctx.mux.driver_id.set(std::thread::current().id());
                     if ctx.mux.shut.load(Ordering::SeqCst) {
