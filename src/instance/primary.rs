@@ -344,6 +344,8 @@ impl Primary {
     /// Calls `waker` (from one of the primary's threads) each time a request is ready to
     /// be received: hand it a GUI event loop's wake-up (such as winit's
     /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
+    /// Drain with `try_recv` once after setting it, too: a request queued before (a D-Bus
+    /// activation that started the app, with the `dbus` feature) is not announced again.
     ///
     /// The waker must not block: in particular it must not wait for a lock that the
     /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
