@@ -108,23 +108,46 @@ mod tests {
     use super::os_str::{base64_decode, base64_encode};
     use super::*;
 
+    /// What the encoders replaced: a `serde_json::Value` tree of the message's fields,
+    /// written compact (sorted keys). The encoders must write the same bytes.
+    fn value_tree_of_message(m: &Message) -> String {
+        use serde_json::{Map, Value};
+        let env: Map<String, Value> = m.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
+        json!({
+            "v": PROTOCOL_VERSION,
+            "argv": m.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
+            "cwd": m.cwd.as_deref().map_or(Value::Null, encode_os),
+            "env": env,
+            "pid": m.pid,
+            "data": m.data,
+        })
+        .to_string()
+    }
+
+    /// The same for a reply.
+    fn value_tree_of_reply(r: &Reply) -> String {
+        use serde_json::{Map, Value};
+        let mut o = Map::new();
+        o.insert("v".into(), json!(PROTOCOL_VERSION));
+        o.insert("ok".into(), json!(r.ok));
+        o.insert("exit_code".into(), json!(r.exit_code));
+        if r.ok {
+            o.insert("stdout".into(), json!(r.stdout));
+            o.insert("stderr".into(), json!(r.stderr));
+            o.insert("data".into(), r.data.clone());
+        } else {
+            o.insert("error".into(), json!(r.error.as_deref().unwrap_or("")));
+            if r.retry {
+                o.insert("retry".into(), json!(true));
+            }
+        }
+        Value::Object(o).to_string()
+    }
+
     /// The encoders write the very bytes a `serde_json::Value` tree of the same fields
     /// writes (sorted keys, compact): what scripts and older peers have always seen.
     #[test]
     fn encoders_write_what_a_value_tree_writes() {
-        use serde_json::{Map, Value};
-        let tree_of_message = |m: &Message| {
-            let env: Map<String, Value> = m.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
-            json!({
-                "v": PROTOCOL_VERSION,
-                "argv": m.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
-                "cwd": m.cwd.as_deref().map_or(Value::Null, encode_os),
-                "env": env,
-                "pid": m.pid,
-                "data": m.data,
-            })
-            .to_string()
-        };
         let mut full = Message::new(["prog", "a \"quoted\"\n\u{1}", "ü€"]);
         full.cwd = Some("/tmp/ü".into());
         full.pid = Some(4242);
@@ -144,32 +167,15 @@ mod tests {
             messages.push(odd);
         }
         for m in &messages {
-            assert_eq!(m.encode(), tree_of_message(m));
+            assert_eq!(m.encode(), value_tree_of_message(m));
         }
-        let tree_of_reply = |r: &Reply| {
-            let mut o = Map::new();
-            o.insert("v".into(), json!(PROTOCOL_VERSION));
-            o.insert("ok".into(), json!(r.ok));
-            o.insert("exit_code".into(), json!(r.exit_code));
-            if r.ok {
-                o.insert("stdout".into(), json!(r.stdout));
-                o.insert("stderr".into(), json!(r.stderr));
-                o.insert("data".into(), r.data.clone());
-            } else {
-                o.insert("error".into(), json!(r.error.as_deref().unwrap_or("")));
-                if r.retry {
-                    o.insert("retry".into(), json!(true));
-                }
-            }
-            Value::Object(o).to_string()
-        };
         for r in [
             Reply::ok(),
             Reply::exit(-3).with_stdout("out \"x\"\n").with_stderr("é\t").with_data(json!([{"b": 1}, "s"])),
             Reply::error("bad \"thing\""),
             Reply::retry("busy"),
         ] {
-            assert_eq!(r.encode(), tree_of_reply(&r));
+            assert_eq!(r.encode(), value_tree_of_reply(&r));
         }
     }
 
@@ -247,35 +253,6 @@ mod tests {
                 }
             }
         }
-        let tree_of_message = |m: &Message| {
-            let env: Map<String, Value> = m.env.iter().map(|(k, v)| (k.clone(), encode_os(v))).collect();
-            json!({
-                "v": PROTOCOL_VERSION,
-                "argv": m.argv.iter().map(|a| encode_os(a)).collect::<Vec<_>>(),
-                "cwd": m.cwd.as_deref().map_or(Value::Null, encode_os),
-                "env": env,
-                "pid": m.pid,
-                "data": m.data,
-            })
-            .to_string()
-        };
-        let tree_of_reply = |r: &Reply| {
-            let mut o = Map::new();
-            o.insert("v".into(), json!(PROTOCOL_VERSION));
-            o.insert("ok".into(), json!(r.ok));
-            o.insert("exit_code".into(), json!(r.exit_code));
-            if r.ok {
-                o.insert("stdout".into(), json!(r.stdout));
-                o.insert("stderr".into(), json!(r.stderr));
-                o.insert("data".into(), r.data.clone());
-            } else {
-                o.insert("error".into(), json!(r.error.as_deref().unwrap_or("")));
-                if r.retry {
-                    o.insert("retry".into(), json!(true));
-                }
-            }
-            Value::Object(o).to_string()
-        };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let mut m = Message::new((0..rng.below(5)).map(|_| rng.os()).collect::<Vec<_>>());
@@ -284,7 +261,7 @@ mod tests {
             m.pid = (rng.below(2) == 0).then(|| rng.next() as u32);
             m.data = rng.value(3);
             let line = m.encode();
-            assert_eq!(line, tree_of_message(&m));
+            assert_eq!(line, value_tree_of_message(&m));
             // And it decodes to what was encoded.
             assert_eq!(Message::decode(line.as_bytes()).unwrap(), m, "{line}");
             let r = Reply {
@@ -296,7 +273,7 @@ mod tests {
                 error: (rng.below(2) == 0).then(|| rng.string()),
                 retry: rng.below(2) == 0,
             };
-            assert_eq!(r.encode(), tree_of_reply(&r));
+            assert_eq!(r.encode(), value_tree_of_reply(&r));
         }
     }
 
