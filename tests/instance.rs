@@ -841,6 +841,17 @@ fn builder(dir: &Path, args: &[&str]) -> SingleInstance {
         .argv(std::iter::once("prog").chain(args.iter().copied()))
 }
 
+/// `builder` for the System scope (on Linux an abstract socket: no directory, and no
+/// removal watch), app id `id`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn system_builder(id: &str, args: &[&str]) -> SingleInstance {
+    SingleInstance::new(id)
+        .unwrap()
+        .scope(solo_instance::Scope::System)
+        .timeout(Duration::from_secs(20))
+        .argv(std::iter::once("prog").chain(args.iter().copied()))
+}
+
 fn primary_of(start: solo_instance::Result<Start>) -> solo_instance::Primary {
     match start {
         Ok(Start::Primary(p)) => p,
@@ -974,13 +985,7 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
 fn lib_try_recv_alone_serves_and_stop_wakes_a_serving_recv() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let id = format!("org.test.SelfServed{}", std::process::id());
-    let app = move |args: &[&str]| {
-        SingleInstance::new(&id)
-            .unwrap()
-            .scope(solo_instance::Scope::System)
-            .timeout(Duration::from_secs(20))
-            .argv(std::iter::once("prog").chain(args.iter().copied()))
-    };
+    let app = |args: &[&str]| system_builder(&id, args);
     let primary = primary_of(app(&[]).start());
     let launching = app(&["polled"]);
     let l = thread::spawn(move || launching.start());
@@ -1476,13 +1481,7 @@ fn dropping_a_system_primary_frees_its_name_whatever_outlives_it() {
     use std::sync::{Arc, Mutex};
     let _w = Watchdog::new(Duration::from_secs(60));
     let id = format!("org.test.SystemFree{}", std::process::id());
-    let app = move |args: &[&str]| {
-        SingleInstance::new(&id)
-            .unwrap()
-            .scope(solo_instance::Scope::System)
-            .timeout(Duration::from_secs(20))
-            .argv(std::iter::once("prog").chain(args.iter().copied()))
-    };
+    let app = |args: &[&str]| system_builder(&id, args);
     // Driven by a waker's thread, with a silent connection held and a Stopper kept.
     let primary = primary_of(app(&[]).start());
     let stopper = primary.stopper();
