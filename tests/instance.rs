@@ -1045,11 +1045,7 @@ fn crate_threads_block_the_apps_signals() {
     // And the thread `on_request` starts, which serves the socket of its primary.
     let dir2 = private_dir("lib-quiet-threads-callback");
     let callback = primary_of(builder(dir2.path(), &[]).start()).on_request(|_| {});
-    let blocked = |status: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
-        u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
-    };
-    let int_term = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+    let (blocked, int_term) = (util::blocked_signals, util::INT_TERM);
     let mine = blocked(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).unwrap();
     assert_eq!(mine & int_term, 0, "the test thread blocks SIGINT or SIGTERM itself");
     // A new thread names itself once it runs: look until the serve and callback threads

@@ -1107,11 +1107,7 @@ fn abstract_namespace() {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn the_acceptor_thread_blocks_the_apps_signals() {
     let _w = Watchdog::new(WATCHDOG);
-    let blocked = |status: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
-        u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
-    };
-    let int_term = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+    let (blocked, int_term) = (util::blocked_signals, util::INT_TERM);
     let mine = blocked(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).unwrap();
     assert_eq!(mine & int_term, 0, "the test thread blocks SIGINT or SIGTERM itself");
     let name = unique_name("acceptor-signals");

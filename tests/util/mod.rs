@@ -387,3 +387,13 @@ impl Drop for Proc {
 pub fn run(cmd: &mut Command) -> (ExitStatus, Vec<String>) {
     Proc::spawn(cmd).finish()
 }
+
+/// SIGINT and SIGTERM, as bits of a signal mask in `/proc/<pid>/task/<tid>/status`.
+#[cfg(unix)]
+pub const INT_TERM: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGTERM - 1));
+
+/// The blocked-signal mask (`SigBlk:`) of a `/proc/.../status` text.
+pub fn blocked_signals(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
+    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+}
