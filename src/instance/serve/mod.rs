@@ -212,6 +212,11 @@ impl Context {
     /// tries again.
     pub(super) fn start_driver(self: &Arc<Self>) {
         let mux = &self.mux;
+        // Called by every `recv_async` and by `try_recv` with a waker set: no lock once a
+        // driver runs.
+        if mux.is_driven() {
+            return;
+        }
         let mut slot = mux.driver.lock().unwrap_or_else(|p| p.into_inner());
         if mux.is_driven() || mux.shut.load(Ordering::SeqCst) {
             return;
