@@ -261,7 +261,7 @@ impl Primary {
             if self.ctx.stopped.load(Ordering::SeqCst) {
                 return None;
             }
-            match self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)) {
+            match self.try_take() {
                 Taken::Request(r) => return Some(*r),
                 Taken::Again => continue,
                 Taken::End => return None,
@@ -305,6 +305,11 @@ impl Primary {
         }
     }
 
+    /// What the queue holds now, without waiting.
+    fn try_take(&self) -> Taken {
+        self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected))
+    }
+
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
         match event {
@@ -323,7 +328,7 @@ impl Primary {
         self.serving();
         let mut served = false;
         loop {
-            match self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)) {
+            match self.try_take() {
                 Taken::Request(r) => return Some(*r),
                 Taken::Again => continue,
                 Taken::End => return None,
