@@ -4,9 +4,8 @@
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::TryRecvError;
 
-use super::context::Event;
+use super::primary::Taken;
 use super::{Primary, Reply, Request};
 
 impl Primary {
@@ -68,12 +67,12 @@ impl Primary {
             if self.ctx.stopped.load(Ordering::SeqCst) {
                 return None;
             }
-            match self.rx.try_recv() {
-                // The launch gave up: drop it unseen, as `recv` does.
-                Ok(Event::Request(request)) if request.is_abandoned() => continue,
-                Ok(Event::Request(request)) => return Some(*request),
-                Ok(Event::Stop) | Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => notified.await,
+            // A request whose launch gave up is dropped unseen, as by `recv`.
+            match self.try_take() {
+                Taken::Request(request) => return Some(*request),
+                Taken::Again => continue,
+                Taken::End => return None,
+                Taken::Empty => notified.await,
             }
         }
     }

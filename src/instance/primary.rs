@@ -22,7 +22,7 @@ use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
 use crate::{LocalServer, Result, SocketOptions};
 
 /// What a receive call found in the queue.
-enum Taken {
+pub(super) enum Taken {
     Request(Box<Request>),
     /// An abandoned request, dropped: look again.
     Again,
@@ -306,7 +306,7 @@ impl Primary {
     }
 
     /// What the queue holds now, without waiting.
-    fn try_take(&self) -> Taken {
+    pub(super) fn try_take(&self) -> Taken {
         self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected))
     }
 
