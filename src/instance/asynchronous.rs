@@ -56,10 +56,8 @@ impl Primary {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv_async(&mut self) -> Option<Request> {
-        // The task sleeps in the runtime, not in the primary's loop: a thread serves the
-        // socket (Unix; on Windows the accept thread, which `serving` starts).
-        super::context::Context::start_driver(&self.ctx);
-        self.serving();
+        // The task sleeps in the runtime, not in the primary's loop.
+        self.serving_from_a_thread();
         loop {
             // Listen before looking, so a request queued in between is not missed.
             let mut notified = pin!(self.ctx.notify.notified());

@@ -291,6 +291,13 @@ impl Primary {
         }
     }
 
+    /// The app sleeps elsewhere from now on (its event loop, an async runtime): a thread
+    /// serves the socket (Unix: the serve thread; Windows: the accept thread).
+    pub(super) fn serving_from_a_thread(&self) {
+        Context::start_driver(&self.ctx);
+        self.serving();
+    }
+
     /// The app takes requests from now on. Windows: the accept thread starts (once); Unix
     /// needs nothing, as the receive calls run the loop themselves.
     pub(super) fn serving(&self) {
@@ -358,9 +365,8 @@ impl Primary {
     /// thread). The waker itself may drop the primary (one it owns, say behind a mutex).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
-        // The app sleeps in its own event loop from now on: a thread serves the socket.
-        Context::start_driver(&self.ctx);
-        self.serving();
+        // The app sleeps in its own event loop from now on.
+        self.serving_from_a_thread();
     }
 
     /// Delivers each request to `callback` on a thread of its own, which owns the
