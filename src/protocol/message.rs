@@ -142,6 +142,8 @@ pub(super) const F64_OVERFLOW_TEXT: &str = match std::str::from_utf8(F64_OVERFLO
     Err(_) => panic!(),
 };
 
+const RECURSION: &str = "recursion limit exceeded";
+
 /// What a `serde_json::Value` parse of valid JSON text would refuse, which the raw values
 /// that hold `data` (and unknown fields) let through: a `Value` could not hold it, so the
 /// app would get `null` instead. Returns the 0-based offset and what it is. One linear
@@ -154,8 +156,6 @@ pub(super) const F64_OVERFLOW_TEXT: &str = match std::str::from_utf8(F64_OVERFLO
 ///   in a string or an object key: not a Unicode scalar value.
 ///
 /// Raw control characters and invalid UTF-8 are refused by the raw parse already.
-const RECURSION: &str = "recursion limit exceeded";
-
 pub(crate) fn unrepresentable(json: &[u8]) -> Option<(usize, &'static str)> {
     let (mut i, mut depth) = (0usize, 0usize);
     while i < json.len() {

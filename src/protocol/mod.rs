@@ -338,6 +338,10 @@ mod tests {
         // f64's limit: 2^1024 - 2^970 rounds up to infinity; anything below, to f64::MAX.
         let at_threshold = format!("{}.0e0", message::F64_OVERFLOW_TEXT);
         let below_threshold = format!("0.{}e309", &message::F64_OVERFLOW_TEXT[..308]);
+        // 300,000 zeros after the point, and an exponent that brings the digit back: 1e308
+        // fits, 2e308 does not.
+        let e308 = format!("0.{}1e300309", "0".repeat(300_000));
+        let two_e308 = format!("0.{}2e300309", "0".repeat(300_000));
         let refused = [
             ("1e400", "number out of range"),
             ("-1e400", "number out of range"),
@@ -346,6 +350,7 @@ mod tests {
             ("1e2147483648", "number out of range"),
             (message::F64_OVERFLOW_TEXT, "number out of range"),
             (&at_threshold, "number out of range"),
+            (&two_e308, "number out of range"),
             ("1.7976931348623159e308", "number out of range"),
             ("\"\\udfff\"", "lone surrogate"),
             ("\"\\ud800\"", "lone surrogate"),
@@ -375,6 +380,7 @@ mod tests {
             "123456789012345678901234567890e-400",
             &tiny,
             &below_threshold,
+            &e308,
             "\"\\ud83d\\ude00 \\u00e9\\ufffd\"",
             "{\"\\ud83d\\ude00\":[\"\\\\ud800\"]}",
         ];
