@@ -76,6 +76,15 @@
 //!   same user) created first under the app's name.
 //! - [`Scope::System`] is shared with every local user by design: any of them may be its
 //!   primary and read the launches' arguments. Use it only for data all users may see.
+//! - Trust between users, in the System scope: a primary of another user reads all a
+//!   launch sends, sets its exit code and whether it fails, and decides when to answer
+//!   within the launch's timeout; it chooses the text the launch prints but not what the
+//!   terminal does with it. The launch knows from the OS who serves it
+//!   ([`Reply::is_from_another_user`]), and defuses such a primary's texts on receipt:
+//!   control characters but newline and tab, and bidirectional overrides, show as
+//!   `\u{1b}` and the like (see [`Reply`]). A launch of another user is untrusted input
+//!   held to the primary's limits (guarantee 5). The README's "Security" has the whole
+//!   model: what each side can and cannot do to the other, foreground and timing included.
 //!
 //! # Platform notes
 //!

@@ -126,7 +126,10 @@ impl SingleInstance {
                 };
             }
         };
-        if self.scope != Scope::System && !same_user(&socket) {
+        // Who serves this launch, as the OS says. Outside the System scope only this user;
+        // in it any user, whose texts are defused before anything here prints them.
+        let from_another_user = !same_user(&socket);
+        if self.scope != Scope::System && from_another_user {
             #[cfg(windows)]
             let whose = match crate::sys::peer_sid(socket.as_stream()) {
                 Some(owner) if crate::sys::current_user().ok() == Some(owner) => {
@@ -145,6 +148,12 @@ impl SingleInstance {
         if let Some(pid) = crate::sys::server_pid(socket.as_stream()) {
             crate::sys::allow_foreground(pid);
         }
+        let decode = |line: &[u8]| match Reply::decode(line) {
+            Ok(r) if from_another_user => Ok(r.from_another_user()),
+            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned()),
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.message().to_owned()),
+        };
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
@@ -166,7 +175,7 @@ impl SingleInstance {
                 // The primary may have refused the request (too large) and closed: its
                 // reply is still there to read. Otherwise it went away: start over.
                 _ if is_disconnect(&e) => {
-                    match read_line(&socket, deadline, self.max_message_size).map(|l| Reply::decode(&l)) {
+                    match read_line(&socket, deadline, self.max_message_size).map(|l| decode(&l)) {
                         Ok(Ok(r)) if !r.ok && !r.retry => {
                             Err(Error::Rejected(r.error.unwrap_or_default().into()))
                         }
@@ -177,11 +186,11 @@ impl SingleInstance {
             };
         }
         match read_line(&socket, deadline, self.max_message_size) {
-            Ok(reply) => match Reply::decode(&reply) {
+            Ok(reply) => match decode(&reply) {
                 Ok(r) if r.retry => Ok(None),
                 Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
                 Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.message().into())),
+                Err(e) => Err(Error::Protocol(e.into())),
             },
             Err(ReadError::Closed) => Ok(None),
             Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 pub use message::Message;
 pub(crate) use message::{decode_head, parse_data, Head};
 pub use os_str::{decode_os, encode_os};
+pub(crate) use reply::defuse;
 pub use reply::Reply;
 
 /// A line that does not follow the protocol: malformed JSON, an unknown version, a field
@@ -273,6 +274,7 @@ mod tests {
                 data: rng.value(3),
                 error: (rng.below(2) == 0).then(|| rng.string()),
                 retry: rng.below(2) == 0,
+                from_another_user: false,
             };
             assert_eq!(r.encode(), value_tree_of_reply(&r));
         }
@@ -560,6 +562,35 @@ mod tests {
             let e = e.message();
             assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..200]);
         }
+    }
+
+    /// What a primary of another user sends for a terminal: escape sequences (clear,
+    /// title, colour), a bare carriage return and a backspace (overwriting), a C1 CSI,
+    /// a right-to-left override; each shows as `\u{..}`. Newline, tab, a CRLF line end,
+    /// right-to-left marks and other text stay as they are.
+    pub(crate) const HOSTILE_OUTPUT: &str =
+        "\x1b[2J\x1b]0;pwned\x07red:\x1b[31mX\x1b[0m\rOVER\x08\u{9b}31m\u{202e}txt.exe\u{2066}\x7f\0\n\tok é\u{200f}😀\r\n";
+    pub(crate) const HOSTILE_OUTPUT_DEFUSED: &str = "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}red:\\u{1b}[31mX\\u{1b}[0m\\u{d}OVER\\u{8}\\u{9b}31m\\u{202e}txt.exe\\u{2066}\\u{7f}\\u{0}\n\tok é\u{200f}😀\r\n";
+
+    #[test]
+    fn replies_from_another_user_are_defused_for_the_terminal() {
+        assert_eq!(defuse(HOSTILE_OUTPUT), HOSTILE_OUTPUT_DEFUSED);
+        for plain in ["", "v1.0\n", "a\tb\r\nc", "ü€😀\u{200e}"] {
+            assert!(matches!(defuse(plain), std::borrow::Cow::Borrowed(_)), "{plain:?}");
+        }
+        let sent = Reply::exit(3)
+            .with_stdout(HOSTILE_OUTPUT)
+            .with_stderr("\x1b[31merr\x1b[0m\n")
+            .with_data(json!({"k": "\x1b"}));
+        let got = Reply::decode(sent.encode().as_bytes()).unwrap();
+        assert!(!got.is_from_another_user());
+        assert_eq!(got, sent, "the app's own decoding keeps the texts");
+        let got = got.from_another_user();
+        assert!(got.is_from_another_user());
+        assert_eq!((got.stdout(), got.stderr()), (HOSTILE_OUTPUT_DEFUSED, "\\u{1b}[31merr\\u{1b}[0m\n"));
+        assert_eq!((got.exit_code(), got.data()), (3, &json!({"k": "\x1b"})), "kept as sent");
+        let refused = Reply::error("no\x1b]52;c;cGF5bG9hZA==\x07").from_another_user();
+        assert_eq!(refused.error_message(), Some("no\\u{1b}]52;c;cGF5bG9hZA==\\u{7}"));
     }
 
     #[test]
