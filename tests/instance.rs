@@ -474,7 +474,7 @@ fn lib_request_data_is_exactly_what_decode_accepted() {
     let name = primary.socket_path().to_string_lossy().into_owned();
     let tiny = format!("0.{}1", "0".repeat(300_000));
     let good = format!("[1.7976931348623157e308,1e-400,\"\\ud83d\\ude00\",{{\"\\u00e9\":{tiny}}}]");
-    let lines = vec![
+    let lines = [
         "{\"v\":1,\"argv\":[\"bad\"],\"data\":[1,-1e400]}".to_owned(),
         "{\"v\":1,\"argv\":[\"bad\"],\"data\":{\"k\":\"\\udc00\"}}".to_owned(),
         format!("{{\"v\":1,\"argv\":[\"good\"],\"data\":{good}}}"),

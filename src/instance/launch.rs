@@ -149,7 +149,7 @@ impl SingleInstance {
             crate::sys::allow_foreground(pid);
         }
         let decode = |line: &[u8]| match Reply::decode(line) {
-            Ok(r) if from_another_user => Ok(r.from_another_user()),
+            Ok(r) if from_another_user => Ok(r.received_from_another_user()),
             Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned()),
             Ok(r) => Ok(r),
             Err(e) => Err(e.message().to_owned()),

@@ -585,11 +585,11 @@ mod tests {
         let got = Reply::decode(sent.encode().as_bytes()).unwrap();
         assert!(!got.is_from_another_user());
         assert_eq!(got, sent, "the app's own decoding keeps the texts");
-        let got = got.from_another_user();
+        let got = got.received_from_another_user();
         assert!(got.is_from_another_user());
         assert_eq!((got.stdout(), got.stderr()), (HOSTILE_OUTPUT_DEFUSED, "\\u{1b}[31merr\\u{1b}[0m\n"));
         assert_eq!((got.exit_code(), got.data()), (3, &json!({"k": "\x1b"})), "kept as sent");
-        let refused = Reply::error("no\x1b]52;c;cGF5bG9hZA==\x07").from_another_user();
+        let refused = Reply::error("no\x1b]52;c;cGF5bG9hZA==\x07").received_from_another_user();
         assert_eq!(refused.error_message(), Some("no\\u{1b}]52;c;cGF5bG9hZA==\\u{7}"));
     }
 

@@ -140,7 +140,8 @@ impl Reply {
 
     /// Whether the primary that sent this reply runs as another user than this launch, as
     /// the OS reports it: possible only in [`Scope::System`](crate::Scope::System), where
-    /// any local user may be the primary. Its texts were defused on receipt (see
+    /// any local user may be the primary (on Windows, also a process of this user below
+    /// the launch's integrity level: a sandbox). Its texts were defused on receipt (see
     /// ["A reply from another user"](Self#a-reply-from-another-user)); its exit code is
     /// that user's word. Always `false` for a reply made or decoded by the app itself.
     pub fn is_from_another_user(&self) -> bool {
@@ -149,7 +150,7 @@ impl Reply {
 
     /// This reply as received from a primary of another user: its texts defused, and
     /// marked so.
-    pub(crate) fn from_another_user(self) -> Reply {
+    pub(crate) fn received_from_another_user(self) -> Reply {
         Reply {
             stdout: defuse(&self.stdout).into_owned(),
             stderr: defuse(&self.stderr).into_owned(),
