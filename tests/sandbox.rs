@@ -1,0 +1,206 @@
+//! SingleInstance where desktop apps run: Flatpak's layout under real bubblewrap (separate
+//! pid namespaces, with and without a network namespace), the System scope across network
+//! namespaces, names that no two app ids or scopes share, and the runtime-dir-less
+//! fallback that another user cannot take first.
+//!
+//! The sandboxes are real: `bwrap` (bubblewrap, which Flatpak runs) and `unshare`. A test
+//! that cannot create them prints why and returns, except as root (CI), where it fails.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use util::solo::{forwarded, is_root, json_line, output, set_mode, text};
+use util::{example, Proc, TempDir, Watchdog};
+
+/// Whether `bwrap` can make a pid namespace here. As root (CI installs bubblewrap) it must;
+/// otherwise a test that needs it prints why and is skipped.
+fn bwrap_works() -> bool {
+    let out = Command::new("bwrap").args(["--dev-bind", "/", "/", "--unshare-pid", "true"]).output();
+    let why = match out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => format!("bwrap --unshare-pid fails: {}", text(&o.stderr).trim()),
+        Err(e) => format!("no bwrap: {e}"),
+    };
+    assert!(!is_root(), "as root bubblewrap must work (.ci/run installs it): {why}");
+    eprintln!("skipping {}: {why}", std::thread::current().name().unwrap_or("test"));
+    false
+}
+
+/// Flatpak's runtime-dir layout for one app: a private `XDG_RUNTIME_DIR` and the
+/// `/.flatpak-info` a sandbox has.
+struct Flatpak {
+    runtime: TempDir,
+    info: TempDir,
+    app: String,
+}
+
+impl Flatpak {
+    fn new(tag: &str) -> Flatpak {
+        let runtime = TempDir::new(tag);
+        set_mode(runtime.path(), 0o700);
+        let info = TempDir::new("info");
+        let app = format!("org.sandbox.{tag}{}", std::process::id());
+        std::fs::write(info.path().join("flatpak-info"), format!("[Application]\nname={app}\n")).unwrap();
+        Flatpak { runtime, info, app }
+    }
+
+    /// Where the app's instances meet: `$XDG_RUNTIME_DIR/app/$FLATPAK_ID/<app>.sock`.
+    fn sock(&self) -> PathBuf {
+        self.runtime.path().join("app").join(&self.app).join(format!("{}.sock", self.app))
+    }
+
+    /// `solo SUB APP ARGS...` inside a sandbox of its own (`bwrap --unshare-pid`, plus
+    /// `extra`), with Flatpak's environment and `/.flatpak-info`.
+    fn sandboxed(&self, extra: &[&str], sub: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("bwrap");
+        cmd.args(["--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent"])
+            .args(extra)
+            .arg("--ro-bind")
+            .arg(self.info.path().join("flatpak-info"))
+            .arg("/.flatpak-info")
+            .arg(example("solo"));
+        self.finish(cmd, sub, args, true)
+    }
+
+    /// The same on the host, with `FLATPAK_ID` set or not.
+    fn host(&self, flatpak_id: bool, sub: &str, args: &[&str]) -> Command {
+        self.finish(Command::new(example("solo")), sub, args, flatpak_id)
+    }
+
+    fn finish(&self, mut cmd: Command, sub: &str, args: &[&str], flatpak_id: bool) -> Command {
+        cmd.arg(sub)
+            .arg(&self.app)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .current_dir("/");
+        if flatpak_id {
+            cmd.env("FLATPAK_ID", &self.app);
+        } else {
+            cmd.env_remove("FLATPAK_ID");
+        }
+        cmd
+    }
+}
+
+/// `cmd` (a `solo send -- TAG`) is served, and `primary`'s next line is its request.
+fn sent<S: AsRef<OsStr>>(what: S, cmd: &mut Command, primary: &Proc, tag: &str) {
+    let out = output(cmd);
+    let stdout = text(&out.stdout);
+    let what = what.as_ref().to_string_lossy();
+    assert!(out.status.success(), "{what}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
+    assert_eq!(forwarded(&stdout)["ok"], true, "{what}: {stdout}");
+    let request = json_line(&primary.line());
+    assert_eq!(request["argv"][1], tag, "{what}: the primary's next line is {request}");
+}
+
+/// Flatpak: a primary in its own pid namespace (as `flatpak run` makes one) serves
+/// launches from other sandboxes of the app (each in its own pid namespace, one without
+/// network too) and from the host with `FLATPAK_ID` set. Each side sees the other's pid
+/// as 0; the uid is what is checked. A host launch without `FLATPAK_ID` has its own
+/// primary, in `$XDG_RUNTIME_DIR` itself.
+#[test]
+fn sandbox_flatpak_launches_in_separate_pid_namespaces_share_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let fp = Flatpak::new("fp");
+    let p = Proc::spawn(&mut fp.sandboxed(&[], "run", &["--count", "3"]));
+    assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+    sent("a second sandbox", &mut fp.sandboxed(&[], "send", &["--", "sandboxed"]), &p, "sandboxed");
+    sent(
+        "a sandbox without network",
+        &mut fp.sandboxed(&["--unshare-net"], "send", &["--", "no-network"]),
+        &p,
+        "no-network",
+    );
+    sent("the host, with FLATPAK_ID", &mut fp.host(true, "send", &["--", "host"]), &p, "host");
+    let (status, rest) = p.finish();
+    assert!(status.success() && rest.is_empty(), "{status:?} {rest:?}");
+
+    // Without FLATPAK_ID, the host's launch is the primary of $XDG_RUNTIME_DIR itself.
+    let own = fp.runtime.path().join(format!("{}.sock", fp.app));
+    let (status, lines) = util::run(&mut fp.host(false, "run", &["--count", "0"]));
+    assert!(status.success(), "{status:?} {lines:?}");
+    assert_eq!(lines, [format!("PRIMARY {}", own.display())]);
+}
+
+/// The other direction: a host primary (with `FLATPAK_ID`) serves sandboxed launches, in a
+/// pid namespace each, with and without network: the launch's check of the primary's uid
+/// holds though the primary's pid reads 0 from inside.
+#[test]
+fn sandbox_a_host_primary_serves_launches_from_pid_namespaces() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let fp = Flatpak::new("host");
+    let p = Proc::spawn(&mut fp.host(true, "run", &["--count", "2"]));
+    assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+    sent("a sandbox", &mut fp.sandboxed(&[], "send", &["--", "one"]), &p, "one");
+    sent(
+        "a sandbox without network",
+        &mut fp.sandboxed(&["--unshare-net"], "run", &["--", "two"]),
+        &p,
+        "two",
+    );
+    let (status, rest) = p.finish();
+    assert!(status.success() && rest.is_empty(), "{status:?} {rest:?}");
+}
+
+const CREDS_HELPER_VAR: &str = "SOLO_SANDBOX_CREDS_OF";
+
+/// Not a test of its own (it returns at once): the child of
+/// `sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid`, run inside a
+/// pid namespace with `SOLO_SANDBOX_CREDS_OF=<socket>`. It connects there and prints
+/// `CREDS <uid> <gid> <pid>` of the server, as it sees them.
+#[test]
+fn sandbox_helper_peer_credentials() {
+    let Ok(name) = std::env::var(CREDS_HELPER_VAR) else { return };
+    let line = match solo_instance::LocalSocket::connect(&name).and_then(|s| Ok(s.peer_credentials()?)) {
+        Ok(c) => format!("CREDS {:?} {:?} {:?}", c.uid, c.gid, c.pid),
+        Err(e) => format!("ERROR {e}"),
+    };
+    println!("{line}");
+}
+
+/// The peer's credentials seen from inside a pid namespace, of a server outside it: the
+/// uid and gid, and no pid (the kernel gives 0), rather than an error.
+#[test]
+fn sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !bwrap_works() {
+        return;
+    }
+    let dir = TempDir::new("creds");
+    let name = dir.join("s");
+    let mut server = solo_instance::LocalServer::new();
+    server.listen(&name).unwrap();
+    let p = Proc::spawn(
+        Command::new("bwrap")
+            .args(["--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "sandbox_helper_peer_credentials", "--nocapture", "--test-threads", "1"])
+            .env(CREDS_HELPER_VAR, &name),
+    );
+    let accepted = server.accept().unwrap();
+    // From the host, the sandboxed client's pid is visible.
+    let mine = accepted.peer_credentials().unwrap();
+    assert!(mine.pid.is_some(), "{mine:?}");
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if line.contains("CREDS") || line.contains("ERROR") {
+            break line;
+        }
+    };
+    let (uid, gid) = util::my_uid_gid();
+    assert!(line.contains(&format!("CREDS Some({uid}) Some({gid}) None")), "{line} {}", p.stderr());
+}
