@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use solo_instance::{Primary, Reply, Scope, SingleInstance, Start};
 use util::solo::{forwarded, is_root, json_line, output, set_mode, text};
 use util::{example, Proc, TempDir, Watchdog};
 
@@ -203,4 +204,165 @@ fn sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid() {
     };
     let (uid, gid) = util::my_uid_gid();
     assert!(line.contains(&format!("CREDS Some({uid}) Some({gid}) None")), "{line} {}", p.stderr());
+}
+
+// ---------------------------------------------------------------------------------------
+// A launch in a process of its own (another namespace, another environment)
+// ---------------------------------------------------------------------------------------
+
+const START_HELPER_VAR: &str = "SOLO_SANDBOX_START";
+
+/// Not a test of its own (it returns at once): a launch run by [`launch_in`], with
+/// `SOLO_SANDBOX_START="<scope> <app id> <arg> [<directory>]"`. It prints `PRIMARY <socket>`
+/// and then `REQUEST <arg>` for each request it serves (replying "served by <its arg>"),
+/// or `FORWARDED <reply's stdout>`, or `ERROR <error>`.
+#[test]
+fn sandbox_helper_start() {
+    let Ok(spec) = std::env::var(START_HELPER_VAR) else { return };
+    let words: Vec<&str> = spec.split(' ').collect();
+    let scope = match words[0] {
+        "user" => Scope::User,
+        "session" => Scope::Session,
+        "system" => Scope::System,
+        other => panic!("scope {other}"),
+    };
+    let mut instance = SingleInstance::new(words[1])
+        .unwrap()
+        .scope(scope)
+        .timeout(Duration::from_secs(5))
+        .argv(["helper", words[2]]);
+    if let Some(dir) = words.get(3) {
+        instance = instance.directory(dir);
+    }
+    match instance.start() {
+        Ok(Start::Primary(p)) => {
+            println!("PRIMARY {}", p.socket_path().display());
+            for r in p.requests() {
+                println!(
+                    "REQUEST {}",
+                    r.args().first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
+                );
+                let _ = r.reply(Reply::ok().with_stdout(format!("served by {}", words[2])));
+            }
+        }
+        Ok(Start::Forwarded(r)) => println!("FORWARDED {}", r.stdout()),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+/// Runs [`sandbox_helper_start`] as `wrap... <this test binary>` (`wrap` may be empty),
+/// with `env` set: the process, and its first line of its own.
+fn launch_in(wrap: &[&str], env: &[(&str, &str)], spec: &str) -> (Proc, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args(["--exact", "sandbox_helper_start", "--nocapture", "--test-threads", "1"])
+        .env(START_HELPER_VAR, spec)
+        .env_remove("FLATPAK_ID")
+        .current_dir("/");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let p = Proc::spawn(&mut cmd);
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if let Some(i) = ["PRIMARY", "FORWARDED", "ERROR"].iter().filter_map(|w| line.find(w)).min() {
+            break line[i..].to_owned();
+        }
+    };
+    (p, line)
+}
+
+/// A launch of `app` in this process: whether it became the primary (kept, serving from a
+/// thread of its own) or what it got instead.
+fn start_here(app: &str, scope: Scope, dir: Option<&std::path::Path>, tag: &str) -> Result<Primary, String> {
+    let mut i =
+        SingleInstance::new(app).unwrap().scope(scope).timeout(Duration::from_secs(3)).argv(["x", tag]);
+    if let Some(dir) = dir {
+        i = i.directory(dir);
+    }
+    match i.start() {
+        Ok(Start::Primary(p)) => Ok(p),
+        Ok(Start::Forwarded(r)) => Err(format!("forwarded to another primary: {}", r.stdout())),
+        Err(e) => Err(format!("error: {e}")),
+    }
+}
+
+/// FNV-1a of `s`, as 16 hex digits: what a too-long name was shortened to.
+fn fnv64(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s.as_bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Names: no two app ids or scopes share a primary
+// ---------------------------------------------------------------------------------------
+
+/// A long app id `L` (its socket name shortened by a hash) and the app whose id is that
+/// hash, `fnv64(L)`, each get a primary of their own, whichever starts first.
+#[test]
+fn sandbox_names_a_long_id_and_the_id_of_its_hash_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("hash");
+    set_mode(dir.path(), 0o700);
+    let long = format!("org.names.{}{}", "l".repeat(150), std::process::id());
+    let short = fnv64(&long);
+    for (first, second) in [(&long, &short), (&short, &long)] {
+        let a = start_here(first, Scope::User, Some(dir.path()), "first")
+            .unwrap_or_else(|e| panic!("{first}: {e}"));
+        let b = start_here(second, Scope::User, Some(dir.path()), "second")
+            .unwrap_or_else(|e| panic!("{second}, after {first}: {e}"));
+        assert_ne!(a.socket_path(), b.socket_path());
+    }
+}
+
+/// The same in the System scope (Linux: abstract names), as any user would meet it.
+#[test]
+fn sandbox_names_system_scope_long_id_and_its_hash_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let long = format!("org.names.sys{}{}", "l".repeat(150), std::process::id());
+    let short = fnv64(&long);
+    for (first, second) in [(&long, &short), (&short, &long)] {
+        let a = start_here(first, Scope::System, None, "first").unwrap_or_else(|e| panic!("{first}: {e}"));
+        let b = start_here(second, Scope::System, None, "second")
+            .unwrap_or_else(|e| panic!("{second}, after {first}: {e}"));
+        assert_ne!(a.socket_path(), b.socket_path());
+    }
+}
+
+/// Session-scope `org.x` in login session 7 and User-scope `org.x.session-7` each get a
+/// primary of their own, whichever starts first.
+#[test]
+fn sandbox_names_session_scope_and_a_user_scope_id_with_its_suffix_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("sess");
+    set_mode(dir.path(), 0o700);
+    let app = format!("org.names.s{}", std::process::id());
+    let user_app = format!("{app}.session-7");
+    let session = |tag: &str| {
+        launch_in(&[], &[("XDG_SESSION_ID", "7")], &format!("session {app} {tag} {}", dir.path().display()))
+    };
+    // The Session scope first.
+    let (p, line) = session("s1");
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let u = start_here(&user_app, Scope::User, Some(dir.path()), "u1")
+        .unwrap_or_else(|e| panic!("{user_app}: {e}"));
+    drop((p, u));
+    // The User scope first.
+    let u = start_here(&user_app, Scope::User, Some(dir.path()), "u2")
+        .unwrap_or_else(|e| panic!("{user_app}: {e}"));
+    let (p, line) = session("s2");
+    assert!(line.starts_with("PRIMARY "), "Session scope after User {user_app}: {line} {}", p.stderr());
+    drop((p, u));
 }

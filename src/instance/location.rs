@@ -49,6 +49,13 @@ pub(crate) struct Location {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SYSTEM_ABSTRACT_PREFIX: &str = "solo-instance-system/";
 
+/// What starts or separates every name the crate makes up (a shortened name, a scope's
+/// suffix): a character no app id has (see [`validate_app_id`]), so that no app id, in
+/// any scope, names another's socket or lock. Without it, app `L` shortened to
+/// `<fnv64(L)>.sock` would be the app whose id is `fnv64(L)`, and Session-scope `org.x`
+/// in session 7 the User-scope app `org.x.session-7`.
+const MADE_UP: char = '@';
+
 /// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
 pub(crate) fn validate_app_id(id: &str) -> Result<(), Error> {
@@ -87,14 +94,16 @@ fn scope_suffix(scope: Scope) -> String {
         // Windows: the Terminal Services session this process runs in (one per login, fast
         // user switching and remote desktop included).
         #[cfg(windows)]
-        Scope::Session => crate::sys::session_id().map(|id| format!(".session-{id}")).unwrap_or_default(),
+        Scope::Session => {
+            crate::sys::session_id().map(|id| format!("{MADE_UP}session-{id}")).unwrap_or_default()
+        }
         #[cfg(not(windows))]
         Scope::Session => std::env::var("XDG_SESSION_ID")
             .ok()
             .filter(|s| {
                 !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
-            .map(|s| format!(".session-{s}"))
+            .map(|s| format!("{MADE_UP}session-{s}"))
             .unwrap_or_default(),
         _ => String::new(),
     }
@@ -109,7 +118,7 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     if scope == Scope::System && dir.is_none() {
         let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
         if name.len() > crate::MAX_SOCKET_PATH {
-            name = format!("{SYSTEM_ABSTRACT_PREFIX}{}", short_hash(app_id));
+            name = format!("{SYSTEM_ABSTRACT_PREFIX}{MADE_UP}{}", short_hash(app_id));
         }
         return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
     }
@@ -144,10 +153,10 @@ fn fits(path: &Path) -> bool {
         && path.to_str().is_some()
 }
 
-/// The socket beside the lock: `<stem>.sock`, else `<hash of stem>.sock`. When neither
+/// The socket beside the lock: `<stem>.sock`, else `@<hash of stem>.sock`. When neither
 /// fits, the scope's own directory under the temp dir (per user and private for `User` and
 /// `Session`: never a name another user could take first) holds `<hash of dir and
-/// stem>.sock`; when not even that fits, a clear error.
+/// stem>.sock` (`@dir-<hash>.sock`); when not even that fits, a clear error.
 #[cfg(unix)]
 fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
     let short = socket_name(base, stem, scope);
@@ -186,17 +195,17 @@ fn fallback_dir(scope: Scope) -> PathBuf {
 #[cfg(unix)]
 fn fallback_stem(base: &Path, stem: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
-    format!("solo-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
+    format!("{MADE_UP}dir-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
 }
 
-/// `<stem>.sock` in `base`, or `<hash>.sock` when that is too long (the caller checks it).
+/// `<stem>.sock` in `base`, or `@<hash>.sock` when that is too long (the caller checks it).
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
     let path = base.join(format!("{stem}.sock"));
     if fits(&path) {
         return path;
     }
-    base.join(format!("{}.sock", short_hash(stem)))
+    base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
 }
 
 #[cfg(windows)]
@@ -415,6 +424,31 @@ mod tests {
             assert!(fits(&p), "{len}: {}", p.display());
             let dir = p.parent().unwrap();
             assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+        }
+    }
+
+    /// Every name the crate makes up is one no app id can be: a shortened socket name, the
+    /// fallback directory's, a scope's suffix (as `scope_suffix` makes it), a shortened
+    /// System-scope name.
+    #[cfg(unix)]
+    #[test]
+    fn made_up_names_are_no_app_id() {
+        let long = "x".repeat(150);
+        let stem_of =
+            |p: PathBuf| p.file_name().unwrap().to_str().unwrap().trim_end_matches(".sock").to_owned();
+        let short = stem_of(unix_socket_name(Path::new("/tmp"), &long, Scope::User).unwrap());
+        let deep = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
+        let fallback = stem_of(unix_socket_name(&deep, "org.example.App", Scope::User).unwrap());
+        for name in [short, fallback] {
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
+        }
+        let session = format!("org.x{MADE_UP}session-7");
+        assert!(validate_app_id(&session).is_err(), "{session} is a valid app id");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let loc = resolve(&"y".repeat(150), Scope::System, None).unwrap();
+            let name = loc.socket.to_str().unwrap().strip_prefix(SYSTEM_ABSTRACT_PREFIX).unwrap().to_owned();
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
         }
     }
 
