@@ -253,14 +253,25 @@ fn sandbox_helper_start() {
 /// Runs [`sandbox_helper_start`] as `wrap... <this test binary>` (`wrap` may be empty),
 /// with `env` set: the process, and its first line of its own.
 fn launch_in(wrap: &[&str], env: &[(&str, &str)], spec: &str) -> (Proc, String) {
-    let exe = std::env::current_exe().unwrap();
+    launch_as(&std::env::current_exe().unwrap(), None, wrap, env, spec)
+}
+
+/// [`launch_in`] of `exe` (a copy of this test binary), as `uid` if given.
+fn launch_as(
+    exe: &std::path::Path,
+    uid: Option<u32>,
+    wrap: &[&str],
+    env: &[(&str, &str)],
+    spec: &str,
+) -> (Proc, String) {
+    use std::os::unix::process::CommandExt;
     let mut cmd = match wrap.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
-            c.args(rest).arg(&exe);
+            c.args(rest).arg(exe);
             c
         }
-        None => Command::new(&exe),
+        None => Command::new(exe),
     };
     cmd.args(["--exact", "sandbox_helper_start", "--nocapture", "--test-threads", "1"])
         .env(START_HELPER_VAR, spec)
@@ -268,6 +279,9 @@ fn launch_in(wrap: &[&str], env: &[(&str, &str)], spec: &str) -> (Proc, String) 
         .current_dir("/");
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
     }
     let p = Proc::spawn(&mut cmd);
     // libtest prints "test NAME ... " before the helper's own line, on the same line.
@@ -338,7 +352,23 @@ fn sandbox_names_system_scope_long_id_and_its_hash_never_share_a_primary() {
         let b = start_here(second, Scope::System, None, "second")
             .unwrap_or_else(|e| panic!("{second}, after {first}: {e}"));
         assert_ne!(a.socket_path(), b.socket_path());
+        assert_ne!(a.lock_path(), b.lock_path());
+        drop((a, b));
     }
+    for app in [&long, &short] {
+        remove_system_lock(app);
+    }
+}
+
+/// Removes the System scope's lock file of `app` (lock files stay after their primary, by
+/// design), at the end of a test.
+fn remove_system_lock(app: &str) {
+    let name = if "solo-instance-system/".len() + app.len() > 107 {
+        format!("@{}", fnv64(app))
+    } else {
+        app.to_owned()
+    };
+    let _ = std::fs::remove_file(format!("/tmp/solo-instance-system@{name}.lock"));
 }
 
 /// Session-scope `org.x` in login session 7 and User-scope `org.x.session-7` each get a
@@ -365,4 +395,108 @@ fn sandbox_names_session_scope_and_a_user_scope_id_with_its_suffix_never_share_a
     let (p, line) = session("s2");
     assert!(line.starts_with("PRIMARY "), "Session scope after User {user_app}: {line} {}", p.stderr());
     drop((p, u));
+}
+
+// ---------------------------------------------------------------------------------------
+// The System scope across network namespaces
+// ---------------------------------------------------------------------------------------
+
+/// Whether `unshare -n` works (root). As root it must; otherwise the test is skipped.
+fn netns_works() -> bool {
+    if !is_root() {
+        eprintln!(
+            "skipping {}: needs root (unshare -n, other users)",
+            std::thread::current().name().unwrap_or("test")
+        );
+        return false;
+    }
+    let out = output(Command::new("unshare").args(["-n", "true"]));
+    assert!(out.status.success(), "unshare -n as root: {}", text(&out.stderr));
+    true
+}
+
+/// This test binary, copied where other users may run it.
+fn exe_for_others() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = TempDir::new("bin");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.path().join("sandbox");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A process forked by another test while the copy was open for writing holds that
+    // descriptor until it execs: until then, running the copy fails with ETXTBSY.
+    for _ in 0..500 {
+        match Command::new(&exe).arg("--list").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{}: {e}", exe.display()),
+            Ok(_) => return bin,
+        }
+    }
+    panic!("{} stays busy", exe.display());
+}
+
+/// The System scope gives one primary per machine across network namespaces (where the
+/// abstract socket does not reach): uid 4245's primary on the host; root's launch in a
+/// network namespace of its own fails with an error naming the limit instead of becoming
+/// a second primary, while a launch on the host (uid 4246) is served. Then the other way
+/// round: uid 4246's primary in a namespace, root's launch on the host fails; and once
+/// that primary is killed, the host launch is the primary at once.
+#[test]
+fn sandbox_system_scope_never_gives_a_second_primary_in_another_network_namespace() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.netns{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host-4245"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a launch in another network namespace: {line}"
+    );
+    let (_r, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host-4246"));
+    assert_eq!(line, "FORWARDED served by host-4245");
+    drop(p);
+
+    let netns_4246 = ["unshare", "-n", "setpriv", "--reuid=4246", "--regid=4246", "--clear-groups"];
+    let (p, line) = launch_as(&exe, None, &netns_4246, &[], &spec("netns-4246"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &[], &[], &spec("host-root"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a host launch while the primary runs in a network namespace: {line}"
+    );
+    util::solo::signal(p.id(), libc::SIGKILL);
+    drop(p);
+    let (p, line) = launch_as(&exe, None, &[], &[], &spec("after-kill"));
+    assert!(line.starts_with("PRIMARY "), "after kill -9 of the namespaced primary: {line} {}", p.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
+/// A System-scope lock file that another user made unreadable (mode 0600) is refused with
+/// an error naming it: never skipped, which would let two primaries run across network
+/// namespaces.
+#[test]
+fn sandbox_system_scope_refuses_a_lock_file_it_cannot_open() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.squat{}", std::process::id());
+    let lock = format!("/tmp/solo-instance-system@{app}.lock");
+    std::fs::write(&lock, b"").unwrap();
+    set_mode(std::path::Path::new(&lock), 0o600);
+    let (p, line) = launch_as(&exe, Some(4247), &[], &[], &format!("system {app} squatted"));
+    assert!(line.starts_with("ERROR ") && line.contains(&lock), "{line} {}", p.stderr());
+    remove_system_lock(&app);
 }

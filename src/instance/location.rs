@@ -24,9 +24,12 @@ pub enum Scope {
     /// Services session; on systems without one, the same as [`User`](Self::User)).
     Session,
     /// One primary for the whole machine, shared by all users, and anyone may connect. On
-    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, with no lock file:
-    /// whoever binds the name is the primary, and the name vanishes with its process, so
-    /// any user can take over after another user's primary died. Elsewhere the files live
+    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, and a lock file
+    /// any user may lock, `/tmp/solo-instance-system@<app_id>.lock`: the primary holds
+    /// both, and both go with its process, so any user can take over after another user's
+    /// primary died. A launch in another network namespace (a container, `unshare -n`)
+    /// that shares `/tmp` cannot reach the primary's name: it fails with an error saying
+    /// so, and never becomes a second primary. Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
     /// it only when that is what you mean.
@@ -40,8 +43,9 @@ pub(crate) struct Location {
     /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
     /// socket name on Linux for the system scope.
     pub(crate) socket: PathBuf,
-    /// The socket is in Linux's abstract namespace, and there is no lock file: binding the
-    /// name is what makes a primary (see [`Scope::System`]).
+    /// The socket is in Linux's abstract namespace (see [`Scope::System`]): the primary
+    /// binds the name and holds `lock`, a file in `/tmp` that any user may lock, which
+    /// decides across network namespaces.
     pub(crate) abstract_ns: bool,
 }
 
@@ -111,16 +115,27 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    // The system scope on Linux has no files at all: a shared directory is one that some
+    // The system scope on Linux has no directory and no socket file: a shared directory is one that some
     // user owns (and may clean) or where one user's stale socket cannot be removed by the
     // next. An abstract socket is shared by every user and vanishes with its process.
+    //
+    // An abstract name is per network namespace, though: a container, `unshare -n` or
+    // systemd's `PrivateNetwork=` would each get a primary of their own. So a lock file
+    // decides across them, where they share `/tmp`: `/tmp/solo-instance-system@<name>.lock`,
+    // right in `/tmp` (root's, sticky), so that only its creator may remove it, and every
+    // user can open it (0644, read-only for the others) and `flock` it. The lock frees
+    // with its process as the name does: a dead primary blocks nobody.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if scope == Scope::System && dir.is_none() {
-        let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
-        if name.len() > crate::MAX_SOCKET_PATH {
-            name = format!("{SYSTEM_ABSTRACT_PREFIX}{MADE_UP}{}", short_hash(app_id));
+        let mut name = app_id.to_owned();
+        if SYSTEM_ABSTRACT_PREFIX.len() + name.len() > crate::MAX_SOCKET_PATH {
+            name = format!("{MADE_UP}{}", short_hash(app_id));
         }
-        return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
+        return Ok(Location {
+            lock: system_base().join(format!("solo-instance-system{MADE_UP}{name}.lock")),
+            socket: PathBuf::from(format!("{SYSTEM_ABSTRACT_PREFIX}{name}")),
+            abstract_ns: true,
+        });
     }
     let base = match dir {
         Some(d) => {
