@@ -251,7 +251,8 @@ fn sandbox_helper_start() {
 }
 
 /// Runs [`sandbox_helper_start`] as `wrap... <this test binary>` (`wrap` may be empty),
-/// with `env` set: the process, and its first line of its own.
+/// with `env` set (and no `XDG_RUNTIME_DIR`, `XDG_CACHE_HOME` or `HOME` unless there):
+/// the process, and its first line of its own.
 fn launch_in(wrap: &[&str], env: &[(&str, &str)], spec: &str) -> (Proc, String) {
     launch_as(&std::env::current_exe().unwrap(), None, wrap, env, spec)
 }
@@ -276,6 +277,9 @@ fn launch_as(
     cmd.args(["--exact", "sandbox_helper_start", "--nocapture", "--test-threads", "1"])
         .env(START_HELPER_VAR, spec)
         .env_remove("FLATPAK_ID")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("HOME")
         .current_dir("/");
     for (k, v) in env {
         cmd.env(k, v);
@@ -499,4 +503,74 @@ fn sandbox_system_scope_refuses_a_lock_file_it_cannot_open() {
     let (p, line) = launch_as(&exe, Some(4247), &[], &[], &format!("system {app} squatted"));
     assert!(line.starts_with("ERROR ") && line.contains(&lock), "{line} {}", p.stderr());
     remove_system_lock(&app);
+}
+
+// ---------------------------------------------------------------------------------------
+// Without XDG_RUNTIME_DIR: a fallback another user cannot take first
+// ---------------------------------------------------------------------------------------
+
+/// A directory owned by `uid`, with `mode`.
+fn owned_dir(path: &std::path::Path, uid: u32, mode: u32) {
+    std::fs::create_dir_all(path).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, uid) }, 0, "chown {}", path.display());
+    set_mode(path, mode);
+}
+
+/// Two launches of uid 4248, as `launch_as` runs them with `env`: the first is the
+/// primary, the second is forwarded to it.
+fn two_launches_meet(exe: &std::path::Path, app: &str, env: &[(&str, &str)]) {
+    let (p, line) = launch_as(exe, Some(4248), &[], env, &format!("user {app} first"));
+    assert!(line.starts_with("PRIMARY "), "the first launch: {line} {}", p.stderr());
+    let (q, line) = launch_as(exe, Some(4248), &[], env, &format!("user {app} second"));
+    assert_eq!(line, "FORWARDED served by first", "the second launch: {}", q.stderr());
+}
+
+/// With `XDG_RUNTIME_DIR` unset, uid 4249 creates the old fallback, `$TMPDIR/solo-instance-4248`,
+/// before uid 4248 launches: uid 4248's launches still meet, in a place of its own (its
+/// cache directory), and nothing of theirs is in the squatter's directory.
+#[test]
+fn sandbox_without_a_runtime_dir_another_user_cannot_take_the_fallback_first() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15");
+    set_mode(tmp.path(), 0o1777);
+    let squat = tmp.path().join("solo-instance-4248");
+    owned_dir(&squat, 4249, 0o700);
+    let home = TempDir::new("home15");
+    owned_dir(home.path(), 4248, 0o700);
+    let app = format!("org.sandbox.tmp{}", std::process::id());
+    let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home.path().to_str().unwrap())];
+    two_launches_meet(&exe, &app, &env);
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
+}
+
+/// The long-path fallback: uid 4248's runtime directory is too long for any socket path in
+/// it, so the socket goes under `$TMPDIR`; uid 4249 created `$TMPDIR/solo-instance-4248`
+/// (the old name) first. The launches of uid 4248 still meet there, in a directory whose
+/// name another user cannot know.
+#[test]
+fn sandbox_long_path_fallback_cannot_be_taken_first_by_another_user() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15l");
+    set_mode(tmp.path(), 0o1777);
+    let squat = tmp.path().join("solo-instance-4248");
+    owned_dir(&squat, 4249, 0o700);
+    let top = TempDir::new("run15l");
+    set_mode(top.path(), 0o755);
+    let runtime = top.path().join("r".repeat(100));
+    owned_dir(&runtime, 4248, 0o700);
+    let app = format!("org.sandbox.long{}", std::process::id());
+    let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    two_launches_meet(&exe, &app, &env);
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
 }

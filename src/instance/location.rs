@@ -1,5 +1,5 @@
 //! Where the lock file and the socket live: per user by default (the runtime directory,
-//! else a private directory under the temp dir), with the Flatpak and Snap rules; the
+//! else a private directory in the cache directory), with the Flatpak and Snap rules; the
 //! README's "Where the files live" has the table.
 
 use std::io;
@@ -13,7 +13,9 @@ use crate::Error;
 pub enum Scope {
     /// One primary per user (the default). The files live in `$XDG_RUNTIME_DIR` (inside
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
-    /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
+    /// `solo-instance-<uid>` in the user's cache directory (`$XDG_CACHE_HOME`, else
+    /// `~/.cache`; on macOS under the user's own `$TMPDIR`), else under the temp dir; the
+    /// socket is user-only and clients of
     /// another uid are dropped before a byte is read. On Windows the lock lives in
     /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
     /// allows that user only, a launch refuses a pipe another user owns, and the primary
@@ -178,7 +180,7 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
     if fits(&short) {
         return Ok(short);
     }
-    let fallback = fallback_dir(scope);
+    let fallback = fallback_dir(scope, base)?;
     let path = fallback.join(format!("{}.sock", fallback_stem(base, stem)));
     if !fits(&path) {
         return Err(Error::Io(io::Error::new(
@@ -196,14 +198,88 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
     Ok(path)
 }
 
-/// The directory for sockets whose own directory is too long: private to the user, or
-/// the shared system one.
+/// The directory for sockets whose own directory is too long: the shared system one, or
+/// one private to the user, `$TMPDIR/solo-instance-<uid>@<secret>`. The secret (random,
+/// kept in `base`, which is private) is what stops another user from creating that
+/// directory first: a name anyone can work out (`solo-instance-<uid>`) can be taken by
+/// anyone, and its owner refused, locking the user out. Launches that share `base` share
+/// the secret, so they meet.
 #[cfg(unix)]
-fn fallback_dir(scope: Scope) -> PathBuf {
-    match scope {
+fn fallback_dir(scope: Scope, base: &Path) -> Result<PathBuf, Error> {
+    Ok(match scope {
         Scope::System => system_base().join("solo-instance-system"),
-        _ => crate::temp_dir().join(format!("solo-instance-{}", crate::sys::euid())),
+        _ => crate::temp_dir().join(format!(
+            "solo-instance-{}{MADE_UP}{}",
+            crate::sys::euid(),
+            fallback_secret(base)?
+        )),
+    })
+}
+
+/// The secret of [`fallback_dir`]: 16 hex digits in `base/@fallback`, made by the first
+/// launch that needs them. Written to a file of its own first and linked into place, so a
+/// launch never reads half of one, and two launches that race agree on the first.
+#[cfg(unix)]
+fn fallback_secret(base: &Path) -> Result<String, Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = base.join(format!("{MADE_UP}fallback"));
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let wrap = |what: &'static str, p: &Path, e: io::Error| Error::Io(crate::PathError::wrap(what, p, e));
+    loop {
+        match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+            Ok(file) => {
+                let mut text = String::new();
+                if !file.metadata().map_err(|e| wrap("", &path, e))?.is_file() {
+                    return Err(Error::Insecure(format!("{} is not a plain file", path.display()).into()));
+                }
+                file.take(64).read_to_string(&mut text).map_err(|e| wrap("cannot read", &path, e))?;
+                let text = text.trim();
+                if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::Io(crate::PathError::wrap(
+                        "",
+                        &path,
+                        io::Error::new(io::ErrorKind::InvalidData, "not 16 hex digits; remove it"),
+                    )));
+                }
+                return Ok(text.to_owned());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(wrap("", &path, e)),
+        }
+        let secret = random_hex();
+        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(&tmp)
+            .map_err(|e| wrap("cannot create", &tmp, e))?;
+        let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
+        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(wrap("cannot create", &path, e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if linked? {
+            return Ok(secret);
+        }
+        // Another launch linked its own first: read that one.
     }
+}
+
+/// 16 hex digits no other user can guess: std's hasher keys come from the OS's random
+/// source.
+#[cfg(unix)]
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// A name per directory and app id, hashed byte for byte so no two directories share one.
@@ -291,6 +367,20 @@ fn user_dir() -> Result<PathBuf, Error> {
         return Ok(runtime);
     }
     let uid = crate::sys::euid();
+    // No runtime directory (su, cron, ssh without a systemd session, a container): as
+    // GLib, the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`), where no other
+    // user can create the name first, as one could under the shared temp dir. The uid in
+    // the name: a root that kept the user's HOME (sudo) does not take the user's name.
+    // macOS keeps its `$TMPDIR`, which is the user's own there.
+    if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
+        if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
+            if cache.is_absolute() {
+                return Ok(cache.join(format!("solo-instance-{uid}")));
+            }
+        }
+    }
+    // No home either: the temp dir, whose name another user could create first (then
+    // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
 
@@ -427,6 +517,35 @@ mod tests {
         assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
     }
 
+    /// A fresh private directory `/tmp/solo-location-<pid>-<n>/<name>`, removed on drop
+    /// together with the fallback directory its secret names (if one was made).
+    #[cfg(unix)]
+    struct Scratch(PathBuf, PathBuf);
+
+    #[cfg(unix)]
+    impl Scratch {
+        fn new(name: &[u8]) -> Scratch {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::fs::DirBuilderExt;
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let top = PathBuf::from(format!("/tmp/solo-location-{}-{n}", std::process::id()));
+            let base = top.join(std::ffi::OsStr::from_bytes(name));
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&base).unwrap();
+            Scratch(top, base)
+        }
+    }
+
+    #[cfg(unix)]
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if self.1.join(format!("{MADE_UP}fallback")).exists() {
+                let _ = std::fs::remove_dir_all(fallback_dir(Scope::User, &self.1).unwrap());
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
     /// a directory too long for either moves the socket to a private directory, never to
     /// a shared name.
@@ -434,12 +553,36 @@ mod tests {
     #[test]
     fn every_chosen_socket_path_can_be_bound() {
         for len in 60..140 {
-            let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
-            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
+            let base = Scratch::new("d".repeat(len - 30).as_bytes());
+            let p = unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap();
             assert!(fits(&p), "{len}: {}", p.display());
             let dir = p.parent().unwrap();
-            assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+            assert!(
+                dir == base.1 || dir == fallback_dir(Scope::User, &base.1).unwrap(),
+                "{len}: {}",
+                p.display()
+            );
         }
+    }
+
+    /// The long-path fallback is per user and secret: named after a random secret kept in
+    /// the (private) base directory, the same for every launch that shares it, another for
+    /// another base.
+    #[cfg(unix)]
+    #[test]
+    fn the_long_path_fallback_has_a_secret_name() {
+        let a = Scratch::new("d".repeat(100).as_bytes());
+        let b = Scratch::new("d".repeat(100).as_bytes());
+        let pa = unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap();
+        assert_eq!(pa, unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap());
+        let pb = unix_socket_name(&b.1, "org.example.App", Scope::User).unwrap();
+        assert_ne!(pa.parent(), pb.parent());
+        let dir = pa.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        let secret = std::fs::read_to_string(a.1.join(format!("{MADE_UP}fallback"))).unwrap();
+        assert_eq!(dir, format!("solo-instance-{}{MADE_UP}{secret}", crate::sys::euid()));
+        // Nothing left behind but the secret.
+        let names: Vec<_> = std::fs::read_dir(&a.1).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(format!("{MADE_UP}fallback"))]);
     }
 
     /// Every name the crate makes up is one no app id can be: a shortened socket name, the
@@ -452,8 +595,8 @@ mod tests {
         let stem_of =
             |p: PathBuf| p.file_name().unwrap().to_str().unwrap().trim_end_matches(".sock").to_owned();
         let short = stem_of(unix_socket_name(Path::new("/tmp"), &long, Scope::User).unwrap());
-        let deep = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
-        let fallback = stem_of(unix_socket_name(&deep, "org.example.App", Scope::User).unwrap());
+        let deep = Scratch::new("d".repeat(100).as_bytes());
+        let fallback = stem_of(unix_socket_name(&deep.1, "org.example.App", Scope::User).unwrap());
         for name in [short, fallback] {
             assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
         }
@@ -470,11 +613,9 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
-        use std::os::unix::ffi::OsStrExt;
-        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
-            .unwrap();
-        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
-            .unwrap();
+        let (da, db) = (Scratch::new(b"x\xff"), Scratch::new(b"x\xfe"));
+        let a = unix_socket_name(&da.1, "app", Scope::User).unwrap();
+        let b = unix_socket_name(&db.1, "app", Scope::User).unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.
