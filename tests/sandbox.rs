@@ -574,3 +574,40 @@ fn sandbox_long_path_fallback_cannot_be_taken_first_by_another_user() {
     two_launches_meet(&exe, &app, &env);
     assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
 }
+
+/// As an unprivileged user's `flatpak run` does it: bubblewrap with a user namespace (uid
+/// 4250 mapped to itself) and a pid namespace. A sandboxed primary serves a second sandbox
+/// (one without network) and the host (with `FLATPAK_ID`), all as uid 4250.
+#[test]
+fn sandbox_flatpak_with_user_namespaces_as_an_ordinary_user_shares_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !netns_works() || !bwrap_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let top = TempDir::new("fpuser");
+    set_mode(top.path(), 0o755);
+    let runtime = top.path().join("run");
+    owned_dir(&runtime, 4250, 0o700);
+    let app = format!("org.sandbox.fpuser{}", std::process::id());
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap()), ("FLATPAK_ID", app.as_str())];
+    let sandbox = ["bwrap", "--unshare-user", "--unshare-pid", "--dev-bind", "/", "/", "--die-with-parent"];
+    let no_net = [
+        "bwrap",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--dev-bind",
+        "/",
+        "/",
+        "--die-with-parent",
+    ];
+    let (p, line) = launch_as(&exe, Some(4250), &sandbox, &env, &format!("user {app} first"));
+    let sock = runtime.join("app").join(&app).join(format!("{app}.sock"));
+    assert_eq!(line, format!("PRIMARY {}", sock.display()), "{}", p.stderr());
+    for (wrap, tag) in [(&sandbox[..], "sandboxed"), (&no_net[..], "no-network"), (&[][..], "host")] {
+        let (q, line) = launch_as(&exe, Some(4250), wrap, &env, &format!("user {app} {tag}"));
+        assert_eq!(line, "FORWARDED served by first", "{tag}: {}", q.stderr());
+    }
+}
