@@ -15,11 +15,10 @@ pub enum Scope {
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
     /// `solo-instance-<uid>` in the user's cache directory (`$XDG_CACHE_HOME`, else
     /// `~/.cache`; on macOS under the user's own `$TMPDIR`), else under the temp dir; the
-    /// socket is user-only and clients of
-    /// another uid are dropped before a byte is read. On Windows the lock lives in
-    /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
-    /// allows that user only, a launch refuses a pipe another user owns, and the primary
-    /// drops clients of another SID before reading.
+    /// socket is user-only and clients of another uid are dropped before a byte is read.
+    /// On Windows the lock lives in `%LOCALAPPDATA%\solo-instance`, the pipe's name carries
+    /// the user's SID, its DACL allows that user only, a launch refuses a pipe another user
+    /// owns, and the primary drops clients of another SID before reading.
     #[default]
     User,
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
@@ -117,9 +116,10 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    // The system scope on Linux has no directory and no socket file: a shared directory is one that some
-    // user owns (and may clean) or where one user's stale socket cannot be removed by the
-    // next. An abstract socket is shared by every user and vanishes with its process.
+    // The system scope on Linux has no directory and no socket file: a shared directory is
+    // one that some user owns (and may clean) or where one user's stale socket cannot be
+    // removed by the next. An abstract socket is shared by every user and vanishes with its
+    // process.
     //
     // An abstract name is per network namespace, though: a container, `unshare -n` or
     // systemd's `PrivateNetwork=` would each get a primary of their own. So a lock file
@@ -226,7 +226,9 @@ fn fallback_secret(base: &Path) -> Result<String, Error> {
     let path = base.join(format!("{MADE_UP}fallback"));
     let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
     let wrap = |what: &'static str, p: &Path, e: io::Error| Error::Io(crate::PathError::wrap(what, p, e));
-    loop {
+    // A second round only follows another launch's link, which stays (the directory is
+    // this user's): a few rounds are plenty.
+    for _ in 0..4 {
         match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&path) {
             Ok(file) => {
                 let mut text = String::new();
@@ -268,6 +270,7 @@ fn fallback_secret(base: &Path) -> Result<String, Error> {
         }
         // Another launch linked its own first: read that one.
     }
+    Err(wrap("cannot create", &path, io::Error::other("it keeps vanishing")))
 }
 
 /// 16 hex digits no other user can guess: std's hasher keys come from the OS's random
