@@ -216,8 +216,8 @@ fn fallback_dir(scope: Scope, base: &Path) -> Result<PathBuf, Error> {
     })
 }
 
-/// The secret of [`fallback_dir`]: 16 hex digits in `base/@fallback`, made by the first
-/// launch that needs them. Written to a file of its own first and linked into place, so a
+/// The secret of [`fallback_dir`]: 16 hex digits in `base/@fallback` (beside the lock
+/// files, sticky as they are), made by the first launch that needs them. Written to a file of its own first and linked into place, so a
 /// launch never reads half of one, and two launches that race agree on the first.
 #[cfg(unix)]
 fn fallback_secret(base: &Path) -> Result<String, Error> {
@@ -258,6 +258,13 @@ fn fallback_secret(base: &Path) -> Result<String, Error> {
             .custom_flags(flags)
             .open(&tmp)
             .map_err(|e| wrap("cannot create", &tmp, e))?;
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up (a new
+        // secret would lose the way to a running primary's socket), as for the lock files.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o1600));
+        }
         let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
         let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
             Ok(()) => Ok(true),
@@ -582,6 +589,13 @@ mod tests {
         assert_ne!(pa.parent(), pb.parent());
         let dir = pa.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
         let secret = std::fs::read_to_string(a.1.join(format!("{MADE_UP}fallback"))).unwrap();
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(a.1.join(format!("{MADE_UP}fallback"))).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o1600, "XDG's clean-up must leave the secret alone");
+        }
         assert_eq!(dir, format!("solo-instance-{}{MADE_UP}{secret}", crate::sys::euid()));
         // Nothing left behind but the secret.
         let names: Vec<_> = std::fs::read_dir(&a.1).unwrap().map(|e| e.unwrap().file_name()).collect();
