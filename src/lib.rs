@@ -89,7 +89,8 @@
 //! # Platform notes
 //!
 //! - **Linux**: Unix domain sockets, with [`SocketOptions::ABSTRACT_NAMESPACE`]; the
-//!   System scope is an abstract socket, with no files.
+//!   System scope is an abstract socket, and a lock file in `/tmp` that decides across
+//!   network namespaces.
 //! - **macOS** and the BSDs: Unix domain sockets; no abstract namespace.
 //! - **Windows**: named pipes (through `interprocess`), with Qt's security descriptors
 //!   for [`SocketOptions`], SID-derived names and SID peer checks. Pipes have no I/O

@@ -34,13 +34,25 @@ impl SingleInstance {
         });
         let mut backoff = Duration::from_micros(200);
         let mut too_large = too_large;
+        // System scope on Linux: the last look found the lock held, and the name not
+        // answering (see below).
+        let mut held_elsewhere = false;
         loop {
-            if loc.abstract_ns && may_become_primary {
-                // Binding the name is taking the lock.
-                match Primary::serve(&self, loc.clone(), None) {
-                    Ok(primary) => return Ok(Start::Primary(primary)),
-                    Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
-                    Err(e) => return Err(e),
+            if loc.abstract_ns {
+                // The System scope on Linux: the lock file decides across network namespaces,
+                // and binding the name within this one.
+                held_elsewhere = false;
+                match LockFile::try_lock(&loc.lock, true)? {
+                    Some(lock) if may_become_primary => {
+                        match Primary::serve(&self, loc.clone(), Some(lock)) {
+                            Ok(primary) => return Ok(Start::Primary(primary)),
+                            // Taken by a primary that holds no lock (an older version): ask it.
+                            Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Some(_) => {}
+                    None => held_elsewhere = true,
                 }
             }
             // A launch usually finds a primary: ask it first, and look at the lock only
@@ -81,14 +93,28 @@ impl SingleInstance {
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
-                // No lock to tell: nothing answering the name means no primary.
-                Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
+                // The lock was free: nothing answering the name means no primary.
+                Ok(None) if loc.abstract_ns && !held_elsewhere && !may_become_primary => {
+                    return Err(Error::NoPrimary)
+                }
                 // The primary is coming up or going away: look again.
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
             if now >= deadline {
+                if held_elsewhere {
+                    // Held all along by a primary whose name this launch cannot reach.
+                    return Err(Error::Io(io::Error::other(format!(
+                        "the System scope's primary of {} holds {} but does not answer in this \
+                         network namespace: it runs in another one (a container, `unshare -n`, \
+                         systemd's PrivateNetwork=), where the abstract socket {} is not shared; \
+                         launch from that namespace, or share the host's network",
+                        self.app_id,
+                        loc.lock.display(),
+                        loc.socket.display()
+                    ))));
+                }
                 return Err(Error::NoReply(self.timeout));
             }
             std::thread::sleep(backoff.min(deadline - now));

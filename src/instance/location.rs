@@ -1,5 +1,5 @@
 //! Where the lock file and the socket live: per user by default (the runtime directory,
-//! else a private directory under the temp dir), with the Flatpak and Snap rules; the
+//! else a private directory in the cache directory), with the Flatpak and Snap rules; the
 //! README's "Where the files live" has the table.
 
 use std::io;
@@ -13,20 +13,24 @@ use crate::Error;
 pub enum Scope {
     /// One primary per user (the default). The files live in `$XDG_RUNTIME_DIR` (inside
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
-    /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
-    /// another uid are dropped before a byte is read. On Windows the lock lives in
-    /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
-    /// allows that user only, a launch refuses a pipe another user owns, and the primary
-    /// drops clients of another SID before reading.
+    /// `solo-instance-<uid>` in the user's cache directory (`$XDG_CACHE_HOME`, else
+    /// `~/.cache`; on macOS under the user's own `$TMPDIR`), else under the temp dir; the
+    /// socket is user-only and clients of another uid are dropped before a byte is read.
+    /// On Windows the lock lives in `%LOCALAPPDATA%\solo-instance`, the pipe's name carries
+    /// the user's SID, its DACL allows that user only, a launch refuses a pipe another user
+    /// owns, and the primary drops clients of another SID before reading.
     #[default]
     User,
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
     /// Services session; on systems without one, the same as [`User`](Self::User)).
     Session,
     /// One primary for the whole machine, shared by all users, and anyone may connect. On
-    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, with no lock file:
-    /// whoever binds the name is the primary, and the name vanishes with its process, so
-    /// any user can take over after another user's primary died. Elsewhere the files live
+    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, and a lock file
+    /// any user may lock, `/tmp/solo-instance-system@<app_id>.lock`: the primary holds
+    /// both, and both go with its process, so any user can take over after another user's
+    /// primary died. A launch in another network namespace (a container, `unshare -n`)
+    /// that shares `/tmp` cannot reach the primary's name: it fails with an error saying
+    /// so, and never becomes a second primary. Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
     /// it only when that is what you mean.
@@ -40,14 +44,22 @@ pub(crate) struct Location {
     /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
     /// socket name on Linux for the system scope.
     pub(crate) socket: PathBuf,
-    /// The socket is in Linux's abstract namespace, and there is no lock file: binding the
-    /// name is what makes a primary (see [`Scope::System`]).
+    /// The socket is in Linux's abstract namespace (see [`Scope::System`]): the primary
+    /// binds the name and holds `lock`, a file in `/tmp` that any user may lock, which
+    /// decides across network namespaces.
     pub(crate) abstract_ns: bool,
 }
 
 /// The abstract socket names of the system scope (Linux): `solo-instance-system/<app_id>`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SYSTEM_ABSTRACT_PREFIX: &str = "solo-instance-system/";
+
+/// What starts or separates every name the crate makes up (a shortened name, a scope's
+/// suffix): a character no app id has (see [`validate_app_id`]), so that no app id, in
+/// any scope, names another's socket or lock. Without it, app `L` shortened to
+/// `<fnv64(L)>.sock` would be the app whose id is `fnv64(L)`, and Session-scope `org.x`
+/// in session 7 the User-scope app `org.x.session-7`.
+const MADE_UP: char = '@';
 
 /// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
@@ -87,14 +99,16 @@ fn scope_suffix(scope: Scope) -> String {
         // Windows: the Terminal Services session this process runs in (one per login, fast
         // user switching and remote desktop included).
         #[cfg(windows)]
-        Scope::Session => crate::sys::session_id().map(|id| format!(".session-{id}")).unwrap_or_default(),
+        Scope::Session => {
+            crate::sys::session_id().map(|id| format!("{MADE_UP}session-{id}")).unwrap_or_default()
+        }
         #[cfg(not(windows))]
         Scope::Session => std::env::var("XDG_SESSION_ID")
             .ok()
             .filter(|s| {
                 !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
-            .map(|s| format!(".session-{s}"))
+            .map(|s| format!("{MADE_UP}session-{s}"))
             .unwrap_or_default(),
         _ => String::new(),
     }
@@ -102,16 +116,28 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    // The system scope on Linux has no files at all: a shared directory is one that some
-    // user owns (and may clean) or where one user's stale socket cannot be removed by the
-    // next. An abstract socket is shared by every user and vanishes with its process.
+    // The system scope on Linux has no directory and no socket file: a shared directory is
+    // one that some user owns (and may clean) or where one user's stale socket cannot be
+    // removed by the next. An abstract socket is shared by every user and vanishes with its
+    // process.
+    //
+    // An abstract name is per network namespace, though: a container, `unshare -n` or
+    // systemd's `PrivateNetwork=` would each get a primary of their own. So a lock file
+    // decides across them, where they share `/tmp`: `/tmp/solo-instance-system@<name>.lock`,
+    // right in `/tmp` (root's, sticky), so that only its creator may remove it, and every
+    // user can open it (0644, read-only for the others) and `flock` it. The lock frees
+    // with its process as the name does: a dead primary blocks nobody.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if scope == Scope::System && dir.is_none() {
-        let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
-        if name.len() > crate::MAX_SOCKET_PATH {
-            name = format!("{SYSTEM_ABSTRACT_PREFIX}{}", short_hash(app_id));
+        let mut name = app_id.to_owned();
+        if SYSTEM_ABSTRACT_PREFIX.len() + name.len() > crate::MAX_SOCKET_PATH {
+            name = format!("{MADE_UP}{}", short_hash(app_id));
         }
-        return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
+        return Ok(Location {
+            lock: system_base().join(format!("solo-instance-system{MADE_UP}{name}.lock")),
+            socket: PathBuf::from(format!("{SYSTEM_ABSTRACT_PREFIX}{name}")),
+            abstract_ns: true,
+        });
     }
     let base = match dir {
         Some(d) => {
@@ -144,17 +170,17 @@ fn fits(path: &Path) -> bool {
         && path.to_str().is_some()
 }
 
-/// The socket beside the lock: `<stem>.sock`, else `<hash of stem>.sock`. When neither
+/// The socket beside the lock: `<stem>.sock`, else `@<hash of stem>.sock`. When neither
 /// fits, the scope's own directory under the temp dir (per user and private for `User` and
 /// `Session`: never a name another user could take first) holds `<hash of dir and
-/// stem>.sock`; when not even that fits, a clear error.
+/// stem>.sock` (`@dir-<hash>.sock`); when not even that fits, a clear error.
 #[cfg(unix)]
 fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
     let short = socket_name(base, stem, scope);
     if fits(&short) {
         return Ok(short);
     }
-    let fallback = fallback_dir(scope);
+    let fallback = fallback_dir(scope, base)?;
     let path = fallback.join(format!("{}.sock", fallback_stem(base, stem)));
     if !fits(&path) {
         return Err(Error::Io(io::Error::new(
@@ -172,31 +198,115 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
     Ok(path)
 }
 
-/// The directory for sockets whose own directory is too long: private to the user, or
-/// the shared system one.
+/// The directory for sockets whose own directory is too long: the shared system one, or
+/// one private to the user, `$TMPDIR/solo-instance-<uid>@<secret>`. The secret (random,
+/// kept in `base`, which is private) is what stops another user from creating that
+/// directory first: a name anyone can work out (`solo-instance-<uid>`) can be taken by
+/// anyone, and its owner refused, locking the user out. Launches that share `base` share
+/// the secret, so they meet.
 #[cfg(unix)]
-fn fallback_dir(scope: Scope) -> PathBuf {
-    match scope {
+fn fallback_dir(scope: Scope, base: &Path) -> Result<PathBuf, Error> {
+    Ok(match scope {
         Scope::System => system_base().join("solo-instance-system"),
-        _ => crate::temp_dir().join(format!("solo-instance-{}", crate::sys::euid())),
+        _ => crate::temp_dir().join(format!(
+            "solo-instance-{}{MADE_UP}{}",
+            crate::sys::euid(),
+            fallback_secret(base)?
+        )),
+    })
+}
+
+/// The secret of [`fallback_dir`]: 16 hex digits in `base/@fallback` (beside the lock
+/// files, sticky as they are), made by the first launch that needs them. Written to a file of its own first and linked into place, so a
+/// launch never reads half of one, and two launches that race agree on the first.
+#[cfg(unix)]
+fn fallback_secret(base: &Path) -> Result<String, Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = base.join(format!("{MADE_UP}fallback"));
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let wrap = |what: &'static str, p: &Path, e: io::Error| Error::Io(crate::PathError::wrap(what, p, e));
+    // A second round only follows another launch's link, which stays (the directory is
+    // this user's): a few rounds are plenty.
+    for _ in 0..4 {
+        match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+            Ok(file) => {
+                let mut text = String::new();
+                if !file.metadata().map_err(|e| wrap("", &path, e))?.is_file() {
+                    return Err(Error::Insecure(format!("{} is not a plain file", path.display()).into()));
+                }
+                file.take(64).read_to_string(&mut text).map_err(|e| wrap("cannot read", &path, e))?;
+                let text = text.trim();
+                if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::Io(crate::PathError::wrap(
+                        "",
+                        &path,
+                        io::Error::new(io::ErrorKind::InvalidData, "not 16 hex digits; remove it"),
+                    )));
+                }
+                return Ok(text.to_owned());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(wrap("", &path, e)),
+        }
+        let secret = random_hex();
+        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(&tmp)
+            .map_err(|e| wrap("cannot create", &tmp, e))?;
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up (a new
+        // secret would lose the way to a running primary's socket), as for the lock files.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o1600));
+        }
+        let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
+        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(wrap("cannot create", &path, e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if linked? {
+            return Ok(secret);
+        }
+        // Another launch linked its own first: read that one.
     }
+    Err(wrap("cannot create", &path, io::Error::other("it keeps vanishing")))
+}
+
+/// 16 hex digits no other user can guess: std's hasher keys come from the OS's random
+/// source.
+#[cfg(unix)]
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// A name per directory and app id, hashed byte for byte so no two directories share one.
 #[cfg(unix)]
 fn fallback_stem(base: &Path, stem: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
-    format!("solo-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
+    format!("{MADE_UP}dir-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
 }
 
-/// `<stem>.sock` in `base`, or `<hash>.sock` when that is too long (the caller checks it).
+/// `<stem>.sock` in `base`, or `@<hash>.sock` when that is too long (the caller checks it).
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
     let path = base.join(format!("{stem}.sock"));
     if fits(&path) {
         return path;
     }
-    base.join(format!("{}.sock", short_hash(stem)))
+    base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
 }
 
 #[cfg(windows)]
@@ -267,6 +377,20 @@ fn user_dir() -> Result<PathBuf, Error> {
         return Ok(runtime);
     }
     let uid = crate::sys::euid();
+    // No runtime directory (su, cron, ssh without a systemd session, a container): as
+    // GLib, the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`), where no other
+    // user can create the name first, as one could under the shared temp dir. The uid in
+    // the name: a root that kept the user's HOME (sudo) does not take the user's name.
+    // macOS keeps its `$TMPDIR`, which is the user's own there.
+    if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
+        if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
+            if cache.is_absolute() {
+                return Ok(cache.join(format!("solo-instance-{uid}")));
+            }
+        }
+    }
+    // No home either: the temp dir, whose name another user could create first (then
+    // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
 
@@ -403,6 +527,35 @@ mod tests {
         assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
     }
 
+    /// A fresh private directory `/tmp/solo-location-<pid>-<n>/<name>`, removed on drop
+    /// together with the fallback directory its secret names (if one was made).
+    #[cfg(unix)]
+    struct Scratch(PathBuf, PathBuf);
+
+    #[cfg(unix)]
+    impl Scratch {
+        fn new(name: &[u8]) -> Scratch {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::fs::DirBuilderExt;
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let top = PathBuf::from(format!("/tmp/solo-location-{}-{n}", std::process::id()));
+            let base = top.join(std::ffi::OsStr::from_bytes(name));
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&base).unwrap();
+            Scratch(top, base)
+        }
+    }
+
+    #[cfg(unix)]
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if self.1.join(format!("{MADE_UP}fallback")).exists() {
+                let _ = std::fs::remove_dir_all(fallback_dir(Scope::User, &self.1).unwrap());
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
     /// a directory too long for either moves the socket to a private directory, never to
     /// a shared name.
@@ -410,22 +563,76 @@ mod tests {
     #[test]
     fn every_chosen_socket_path_can_be_bound() {
         for len in 60..140 {
-            let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
-            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
+            let base = Scratch::new("d".repeat(len - 30).as_bytes());
+            let p = unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap();
             assert!(fits(&p), "{len}: {}", p.display());
             let dir = p.parent().unwrap();
-            assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+            assert!(
+                dir == base.1 || dir == fallback_dir(Scope::User, &base.1).unwrap(),
+                "{len}: {}",
+                p.display()
+            );
+        }
+    }
+
+    /// The long-path fallback is per user and secret: named after a random secret kept in
+    /// the (private) base directory, the same for every launch that shares it, another for
+    /// another base.
+    #[cfg(unix)]
+    #[test]
+    fn the_long_path_fallback_has_a_secret_name() {
+        let a = Scratch::new("d".repeat(100).as_bytes());
+        let b = Scratch::new("d".repeat(100).as_bytes());
+        let pa = unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap();
+        assert_eq!(pa, unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap());
+        let pb = unix_socket_name(&b.1, "org.example.App", Scope::User).unwrap();
+        assert_ne!(pa.parent(), pb.parent());
+        let dir = pa.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        let secret = std::fs::read_to_string(a.1.join(format!("{MADE_UP}fallback"))).unwrap();
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(a.1.join(format!("{MADE_UP}fallback"))).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o1600, "XDG's clean-up must leave the secret alone");
+        }
+        assert_eq!(dir, format!("solo-instance-{}{MADE_UP}{secret}", crate::sys::euid()));
+        // Nothing left behind but the secret.
+        let names: Vec<_> = std::fs::read_dir(&a.1).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(format!("{MADE_UP}fallback"))]);
+    }
+
+    /// Every name the crate makes up is one no app id can be: a shortened socket name, the
+    /// fallback directory's, a scope's suffix (as `scope_suffix` makes it), a shortened
+    /// System-scope name.
+    #[cfg(unix)]
+    #[test]
+    fn made_up_names_are_no_app_id() {
+        let long = "x".repeat(150);
+        let stem_of =
+            |p: PathBuf| p.file_name().unwrap().to_str().unwrap().trim_end_matches(".sock").to_owned();
+        let short = stem_of(unix_socket_name(Path::new("/tmp"), &long, Scope::User).unwrap());
+        let deep = Scratch::new("d".repeat(100).as_bytes());
+        let fallback = stem_of(unix_socket_name(&deep.1, "org.example.App", Scope::User).unwrap());
+        for name in [short, fallback] {
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
+        }
+        let session = format!("org.x{MADE_UP}session-7");
+        assert!(validate_app_id(&session).is_err(), "{session} is a valid app id");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let loc = resolve(&"y".repeat(150), Scope::System, None).unwrap();
+            let name = loc.socket.to_str().unwrap().strip_prefix(SYSTEM_ABSTRACT_PREFIX).unwrap().to_owned();
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
         }
     }
 
     #[cfg(unix)]
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
-        use std::os::unix::ffi::OsStrExt;
-        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
-            .unwrap();
-        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
-            .unwrap();
+        let (da, db) = (Scratch::new(b"x\xff"), Scratch::new(b"x\xfe"));
+        let a = unix_socket_name(&da.1, "app", Scope::User).unwrap();
+        let b = unix_socket_name(&db.1, "app", Scope::User).unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.

@@ -79,9 +79,12 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         let own = meta.uid() == crate::sys::euid();
-        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
-        if cfg!(target_os = "linux") && own && meta.mode() & 0o1000 == 0 {
-            let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up. A
+        // shared lock is readable by all (whatever the umask), so that every user can lock it.
+        let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
+        let want = if cfg!(target_os = "linux") { perm | 0o1000 } else { perm };
+        if own && meta.mode() & 0o7777 != want {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
         }
         Ok((file, own))
     }

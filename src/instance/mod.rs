@@ -297,13 +297,15 @@ impl SingleInstance {
     pub fn status(&self) -> Result<Status> {
         let loc = self.location()?;
         if loc.abstract_ns {
-            // No lock: a primary runs when its name answers (or cannot be told dead).
+            // A primary runs when its name answers (or cannot be told dead), or when the lock
+            // is held (by a primary in another network namespace, whose pid is not known).
             let (running, pid) = match connect_options(&loc)
                 .timeout(Some(self.timeout.min(Duration::from_millis(200))))
                 .connect(&loc.socket.to_string_lossy())
             {
                 Ok(s) => (true, s.peer_credentials().ok().and_then(|c| c.pid)),
-                Err(e) => (!is_dead(&e), None),
+                Err(e) if !is_dead(&e) => (true, None),
+                Err(_) => (LockFile::try_lock(&loc.lock, true)?.is_none(), None),
             };
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }

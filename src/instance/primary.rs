@@ -129,14 +129,17 @@ impl Stopper {
 }
 
 impl Primary {
-    /// Becomes the primary: with the lock held (`lock`), or by binding an abstract name
-    /// (`None`: then `AddressInUse` means another primary runs).
+    /// Becomes the primary, with the lock held (`lock`). An abstract name (the System scope
+    /// on Linux) may be taken still, by a primary that holds no lock (an older version):
+    /// then `AddressInUse` means that one runs.
     pub(super) fn serve(
         config: &SingleInstance,
         loc: Location,
         mut lock: Option<LockFile>,
     ) -> Result<Primary> {
-        if let Some(lock) = &mut lock {
+        // An abstract name (the System scope on Linux) has no file to remove, and its lock
+        // file, in `/tmp`, gets no pid.
+        if let Some(lock) = lock.as_mut().filter(|_| !loc.abstract_ns) {
             lock.write_pid();
             // We hold the lock and nothing answers there: any socket file is a dead primary's.
             LocalServer::remove_server(&loc.socket.to_string_lossy())

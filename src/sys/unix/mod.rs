@@ -9,6 +9,8 @@
 //!   extras (peer pid, a ready line, a write with a deadline).
 //!
 //! The system calls go through rustix. libc remains only where rustix has nothing:
+//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux ([`peer_ucred`]): rustix's `UCred`
+//!   cannot hold the pid 0 the kernel reports for a peer in another pid namespace;
 //! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
 //!   `LOCAL_PEERPID`;
 //! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
@@ -34,8 +36,12 @@ mod socket;
 pub(crate) use listener::Listener;
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) use socket::peer_pid;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{
-    connect, connect_nonblocking, peer_pid, recv_ready, recv_until, send_now, write_all_until, Arrived,
+    connect, connect_nonblocking, recv_ready, recv_until, send_now, write_all_until, Arrived,
 };
 
 /// Whether `e` is the OS error `errno`.
