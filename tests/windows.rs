@@ -422,9 +422,13 @@ fn instance_primary_and_forwarding_thread() {
     assert!(!builder(dir.path(), &app, &[]).status().unwrap().running);
 
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    // A fresh random name, published beside the lock (`<app>.pipe`).
     let pipe = primary.socket_path().to_string_lossy().into_owned();
-    assert!(pipe.starts_with(r"\\.\pipe\solo-instance."), "{pipe}");
-    assert!(pipe.ends_with(&format!(".{app}")), "{pipe}");
+    assert!(
+        pipe.starts_with(r"\\.\pipe\solo-instance-") && pipe.len() == r"\\.\pipe\solo-instance-".len() + 32,
+        "{pipe}"
+    );
+    assert!(std::fs::read_to_string(dir.path().join(format!("{app}.pipe"))).unwrap().contains(&pipe));
     assert_eq!(primary.lock_path(), dir.path().join(format!("{app}.lock")));
     let status = builder(dir.path(), &app, &[]).status().unwrap();
     assert!(status.running);
@@ -439,9 +443,8 @@ fn instance_primary_and_forwarding_thread() {
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
     assert_eq!(request.args(), [OsString::from("open"), OsString::from("ü.txt")]);
     assert_eq!(request.pid(), Some(std::process::id()));
-    // The primary saw who connected: this user, whose SID names the pipe.
+    // The primary saw who connected: this user.
     let sid = request.peer_credentials().and_then(|c| c.sid).expect("the client's SID");
-    assert!(pipe.starts_with(&format!(r"\\.\pipe\solo-instance.{sid}.")), "{pipe}");
     assert!(sid.to_string().starts_with("S-1-5-"), "{sid}");
     assert_eq!(request.cwd(), Some(std::env::current_dir().unwrap().as_path()));
     assert_eq!(request.data(), &serde_json::json!({"k": 1}));

@@ -11,6 +11,8 @@ mod lock;
 #[cfg(not(unix))]
 mod pool;
 mod primary;
+#[cfg(windows)]
+mod published;
 mod request;
 #[cfg(unix)]
 mod serve;
@@ -308,10 +310,19 @@ impl SingleInstance {
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
+        // Windows, outside the System scope: the pipe the primary published, else the
+        // file that would publish it.
+        #[cfg(windows)]
+        let socket = launch::published_file(&loc)
+            .filter(|_| running)
+            .and_then(published::read)
+            .map_or(loc.socket.clone(), |p| p.pipe);
+        #[cfg(not(windows))]
+        let socket = loc.socket;
         Ok(Status {
             running,
             pid: if running { lock::read_pid(&loc.lock) } else { None },
-            socket: loc.socket,
+            socket,
             lock: loc.lock,
         })
     }
