@@ -134,7 +134,14 @@ impl SingleInstance {
                     // our primary, so the lock decides.
                     #[cfg(windows)]
                     Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
-                        refused(format!("the pipe {name} refuses this user: another user created it"));
+                        refused(if crate::sys::in_app_container() {
+                            format!(
+                                "the pipe {name} refuses this launch: it runs inside an AppContainer, \
+                                 which a primary's pipe (this user's only) does not admit"
+                            )
+                        } else {
+                            format!("the pipe {name} refuses this user: another user created it")
+                        });
                         Ok(None)
                     }
                     _ => Err(e),

@@ -384,6 +384,14 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     }
     let extra: &[crate::Sid] = if scope == Scope::System { std::slice::from_ref(&owner) } else { &[] };
     crate::sys::check_directory(dir, Some(extra)).map_err(insecure)?;
+    // Nor may anyone else rename or delete the directory itself through its parent (and
+    // put a junction in its place): no delete-child right on the parent for others.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::sys::check_parent_directory(parent).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => Error::Insecure(format!("{}: {e}", parent.display()).into()),
+            _ => Error::Io(crate::PathError::wrap("", parent, e)),
+        })?;
+    }
     Ok(())
 }
 

@@ -521,13 +521,16 @@ fn program_data_comes_from_the_known_folder() {
     let _w = watchdog(30);
     let known = crate::sys::program_data().unwrap();
     let decoy = std::env::temp_dir().join(format!("solo-wt-{}-decoy", std::process::id()));
+    let _ = std::fs::remove_dir_all(&decoy);
     std::env::set_var("ProgramData", &decoy);
     let lock =
         SingleInstance::new("test.wt.progdata").unwrap().scope(super::Scope::System).status().map(|s| s.lock);
     std::env::remove_var("ProgramData");
     let lock = lock.unwrap();
     assert!(lock.starts_with(&known), "{} not under {}", lock.display(), known.display());
-    assert!(!decoy.exists());
+    let used = decoy.exists();
+    let _ = std::fs::remove_dir_all(&decoy);
+    assert!(!used, "the environment's ProgramData was used");
 }
 
 /// Creates `dir` with the security descriptor `sddl`.

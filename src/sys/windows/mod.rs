@@ -15,7 +15,7 @@ mod pipe;
 mod security;
 mod token;
 
-pub(crate) use token::{current_user, own_integrity, ClientIdentity};
+pub(crate) use token::{current_user, in_app_container, own_integrity, ClientIdentity};
 
 pub(crate) use deadline::{flush, pipe, IoDeadline};
 pub(crate) use listener::Listener;
@@ -29,8 +29,8 @@ use interprocess::local_socket::Stream;
 use windows_sys::Win32::Foundation::HANDLE;
 
 pub(crate) use security::{
-    check_directory, create_private_dir, create_shared_dir, directory_owner, is_trusted_owner,
-    private_pipe_sddl, shared_pipe_sddl,
+    check_directory, check_parent_directory, create_private_dir, create_shared_dir, directory_owner,
+    is_trusted_owner, private_pipe_sddl, shared_pipe_sddl,
 };
 #[cfg(test)]
 pub(crate) use security::{from_sddl, object_integrity, pipe_security};

@@ -210,6 +210,38 @@ pub(crate) fn check_directory(dir: &std::path::Path, writers: Option<&[Sid]>) ->
     Ok(DirectoryFacts { owner, identity })
 }
 
+/// Rights on a parent directory that let a SID remove or rename a directory in it (and so
+/// put a junction in its place), or give itself that right: delete child, write the DACL,
+/// take ownership, generic all.
+pub(crate) const PARENT_WRITE_RIGHTS: u32 = 0x0040 | 0x0004_0000 | 0x0008_0000 | 0x1000_0000;
+
+/// Refuses (`PermissionDenied`) a parent directory whose DACL lets anyone but this user
+/// and [`TRUSTED_WRITERS`] remove or rename what it holds ([`PARENT_WRITE_RIGHTS`]). The
+/// parent is opened following reparse points: it is where the directory is, however
+/// reached.
+pub(crate) fn check_parent_directory(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_BACKUP_SEMANTICS, READ_CONTROL};
+    let handle = std::fs::OpenOptions::new()
+        .access_mode(READ_CONTROL)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(dir)?;
+    let mut sec = pipe_security(std::os::windows::io::AsHandle::as_handle(&handle))?;
+    let me = process_user()?;
+    if let Some(entries) = &mut sec.dacl {
+        entries.retain(|a| a.mask & PARENT_WRITE_RIGHTS != 0);
+    }
+    let trusted =
+        |sid: &Sid| *sid == me || TRUSTED_WRITERS.iter().any(|t| t.parse().ok().as_ref() == Some(sid));
+    match stranger_may_write(&sec, trusted) {
+        Some(who) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("its DACL lets {who} delete or rename what it holds (a junction could take its place)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Who, other than the `trusted`, a directory's DACL grants a write-type right
 /// ([`DIRECTORY_WRITE_RIGHTS`]), inherit-only entries included; `None`: nobody.
 pub(crate) fn stranger_may_write(sec: &PipeSecurity, trusted: impl Fn(&Sid) -> bool) -> Option<String> {

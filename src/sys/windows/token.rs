@@ -125,6 +125,13 @@ pub(crate) fn own_integrity() -> io::Result<u32> {
     label_rid(&label).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an integrity label"))
 }
 
+/// Whether this process runs inside an AppContainer (a packaged or sandboxed app): its
+/// token is then refused by pipes whose DACL grants only users, as the crate's do.
+pub(crate) fn in_app_container() -> bool {
+    use windows_sys::Win32::Security::TokenIsAppContainer;
+    process_token().and_then(|t| token_u32(t.as_handle_borrowed(), TokenIsAppContainer)).is_ok_and(|v| v != 0)
+}
+
 /// The RID of a mandatory label SID (`S-1-16-RID`).
 pub(super) fn label_rid(sid: &Sid) -> Option<u32> {
     let b = sid.as_bytes();
