@@ -15,9 +15,13 @@ pub enum Scope {
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
     /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
     /// another uid are dropped before a byte is read. On Windows the lock lives in
-    /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
-    /// allows that user only, a launch refuses a pipe another user owns, and the primary
-    /// drops clients of another SID before reading.
+    /// `%LOCALAPPDATA%\solo-instance`; the primary's pipe has a fresh random name, which it
+    /// publishes in `<app_id>.pipe` beside the lock; its DACL allows that user only and it
+    /// is labelled at the primary's integrity level; a launch ignores a pipe another user
+    /// owns or one below its own integrity level, and refuses a primary in another Terminal
+    /// Services session; the primary drops clients of another SID, or below its integrity
+    /// level, before reading. An app inside an AppContainer cannot be a primary others
+    /// reach, nor reach one.
     #[default]
     User,
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
@@ -29,7 +33,9 @@ pub enum Scope {
     /// any user can take over after another user's primary died. Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
-    /// it only when that is what you mean.
+    /// it only when that is what you mean. On Windows the pipe's name is hashed from the
+    /// directory's identity (volume and file id), and `%ProgramData%` is where Windows
+    /// keeps it (`SHGetKnownFolderPath`), whatever the environment says.
     System,
 }
 

@@ -122,7 +122,8 @@ pub struct Status {
     pub running: bool,
     /// The primary's pid, as it recorded it.
     pub pid: Option<u32>,
-    /// The socket path (a pipe name on Windows).
+    /// The socket path (a pipe name on Windows: outside the System scope the one the
+    /// running primary published, else the file `<app_id>.pipe` that publishes it).
     pub socket: PathBuf,
     /// The lock file.
     pub lock: PathBuf,
