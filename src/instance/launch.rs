@@ -111,7 +111,7 @@ impl SingleInstance {
         // Windows, outside the System scope: the pipe the primary published; none yet
         // means no primary right now.
         #[cfg(windows)]
-        let target = match pipe_target(loc)? {
+        let (target, published_level) = match pipe_target(loc) {
             Some(t) => t,
             None => return Ok(None),
         };
@@ -128,12 +128,19 @@ impl SingleInstance {
                 return match e.socket_error() {
                     Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
                     Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
-                    // Windows: our own primary's pipe always lets us in (one that runs
-                    // elevated while we do not was refused above, from what it published);
-                    // one that does not is another user's, at an old or guessed name: not
-                    // our primary, so the lock decides.
+                    // Windows: our own primary's pipe lets us in, unless it runs elevated
+                    // and we do not (it published its level): then Windows' integrity
+                    // rule keeps us out, and that is said at once. Any other refusal is
+                    // another user's pipe at an old or guessed name (or this launch is in
+                    // an AppContainer): not our primary, so the lock decides.
                     #[cfg(windows)]
                     Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
+                        if let (Some(level), Ok(own)) = (published_level, crate::sys::own_integrity()) {
+                            if level > own {
+                                let why = crate::sys::elevated_message(level, own);
+                                return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
+                            }
+                        }
                         refused(if crate::sys::in_app_container() {
                             format!(
                                 "the pipe {name} refuses this launch: it runs inside an AppContainer, \
@@ -294,20 +301,11 @@ pub(super) fn published_file(loc: &Location) -> Option<&std::path::Path> {
 }
 
 /// Windows: the pipe to connect to: the System scope's fixed name, else the one the
-/// primary published (`None`: nothing published). A primary that published a level above
-/// this launch's (it runs elevated, the launch does not) cannot be reached from here, by
-/// Windows' rule: that is said at once, not after the timeout.
+/// primary published, with the integrity level it published (`None`: nothing published).
 #[cfg(windows)]
-fn pipe_target(loc: &Location) -> Result<Option<std::path::PathBuf>> {
-    let Some(file) = published_file(loc) else { return Ok(Some(loc.socket.clone())) };
-    let Some(p) = super::published::read(file) else { return Ok(None) };
-    if let Ok(own) = crate::sys::own_integrity() {
-        if p.integrity > own {
-            let why = crate::sys::elevated_message(p.integrity, own);
-            return Err(Error::Insecure(format!("the pipe {} is {why}", p.pipe.display()).into()));
-        }
-    }
-    Ok(Some(p.pipe))
+fn pipe_target(loc: &Location) -> Option<(std::path::PathBuf, Option<u32>)> {
+    let Some(file) = published_file(loc) else { return Some((loc.socket.clone(), None)) };
+    super::published::read(file).map(|p| (p.pipe, Some(p.integrity)))
 }
 
 /// Whether a failed connect proves nobody serves the name: refused, or nothing there.

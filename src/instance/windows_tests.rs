@@ -459,6 +459,26 @@ fn non_elevated_launch_is_told_the_primary_is_elevated() {
     assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
 }
 
+/// What a primary that died left published (its pipe is gone) stops nobody, not even a
+/// launch below the level it published (an elevated primary that crashed, a normal launch
+/// after it): the launch becomes the primary and publishes its own pipe.
+#[test]
+fn a_dead_primarys_published_name_stops_nobody() {
+    let _w = watchdog(30);
+    let dir = Dir::new("stale");
+    let app = "test.wt.stale";
+    let gone = crate::sys::random_pipe_name().unwrap();
+    super::published::publish(&published_file(&dir.0, app), &gone, 0x3000).unwrap();
+    let b = builder(&dir.0, app);
+    let started = std::thread::spawn(move || {
+        crate::sys::PRETEND_INTEGRITY.with(|i| i.set(Some(0x2000)));
+        b.start().map(|s| matches!(s, Start::Primary(_)))
+    })
+    .join()
+    .unwrap();
+    assert!(matches!(started, Ok(true)), "{started:?}");
+}
+
 /// The User scope spans Terminal Services sessions: a launch in another session than its
 /// primary's (an RDP login next to the console) is refused with a message that says so,
 /// rather than forwarded to a window it cannot see. Wine has one session: the launch
