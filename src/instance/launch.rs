@@ -119,6 +119,11 @@ impl SingleInstance {
         let name = target.to_string_lossy();
         #[cfg(not(windows))]
         let name = loc.socket.to_string_lossy();
+        // Windows: a published pipe whose every instance is taken may be a squatter's at an
+        // old name that never frees one: wait for an instance a moment only, and let the
+        // lock decide in between (our own busy primary is simply asked again).
+        #[cfg(windows)]
+        let left = if published_level.is_some() { left.min(BUSY_WAIT) } else { left };
         let socket = match connect_options(loc)
             .timeout(Some(left.max(Duration::from_millis(1))))
             .connect(&name)
@@ -127,6 +132,8 @@ impl SingleInstance {
             Err(e) => {
                 return match e.socket_error() {
                     Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
+                    #[cfg(windows)]
+                    Some(LocalSocketError::SocketTimeout) if published_level.is_some() => Ok(None),
                     Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
                     // Windows: our own primary's pipe lets us in, unless it runs elevated
                     // and we do not (it published its level): then Windows' integrity
@@ -259,8 +266,10 @@ pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
     let options =
         connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
     // Windows, outside the System scope: the published pipe, and only if it is this
-    // user's primary: another user's pipe at an old name is no reason not to become the
-    // primary.
+    // user's primary: another user's pipe at an old name, or one that never frees an
+    // instance, is no reason not to become the primary. Taking over cannot hurt a live
+    // pipe here: the new primary creates a new name, and with the lock free (it cannot be
+    // deleted while held) no primary of ours runs.
     #[cfg(windows)]
     if let Some(file) = published_file(loc) {
         let Some(p) = super::published::read(file) else { return false };
@@ -272,7 +281,7 @@ pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
             Err(e) if e.socket_error() == Some(LocalSocketError::SocketAccess) => {
                 crate::sys::own_integrity().is_ok_and(|own| p.integrity > own)
             }
-            Err(e) => !is_dead(&e),
+            Err(_) => false,
         };
     }
     match options.connect(&loc.socket.to_string_lossy()) {
@@ -280,6 +289,11 @@ pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
         Err(e) => !is_dead(&e),
     }
 }
+
+/// Windows: how long a launch waits for a free instance of a published pipe before it
+/// looks at the lock again.
+#[cfg(windows)]
+const BUSY_WAIT: Duration = Duration::from_millis(250);
 
 #[cfg(windows)]
 thread_local! {

@@ -459,6 +459,29 @@ fn non_elevated_launch_is_told_the_primary_is_elevated() {
     assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
 }
 
+/// A squatter at a published name that never frees an instance of its pipe (every
+/// instance taken) cannot hold a launch for its whole timeout: the launch waits a moment
+/// for an instance, then the lock decides, and it becomes the primary.
+#[test]
+fn a_busy_squatter_cannot_stop_the_app() {
+    let _w = watchdog(30);
+    let dir = Dir::new("busy");
+    let app = "test.wt.busy";
+    let busy = crate::sys::random_pipe_name().unwrap();
+    let name = busy.as_os_str().to_fs_name::<GenericFilePath>().unwrap();
+    // One instance, never accepted from: taken by the first client, below.
+    let _listener = ListenerOptions::new().name(name).create_sync().unwrap();
+    let _taken =
+        crate::sys::connect(&busy, crate::SocketOptions::empty(), Some(Duration::from_secs(1))).unwrap();
+    publish(&dir.0, app, &busy);
+    let t = std::time::Instant::now();
+    match builder(&dir.0, app).timeout(Duration::from_secs(5)).start() {
+        Ok(Start::Primary(p)) => assert_ne!(p.socket_path(), busy),
+        other => panic!("a busy squatter kept the app from starting: {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+}
+
 /// What a primary that died left published (its pipe is gone) stops nobody, not even a
 /// launch below the level it published (an elevated primary that crashed, a normal launch
 /// after it): the launch becomes the primary and publishes its own pipe.
