@@ -226,20 +226,27 @@ pub(crate) fn check_parent_directory(dir: &std::path::Path) -> io::Result<()> {
         .access_mode(READ_CONTROL)
         .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
         .open(dir)?;
-    let mut sec = pipe_security(std::os::windows::io::AsHandle::as_handle(&handle))?;
+    let sec = pipe_security(std::os::windows::io::AsHandle::as_handle(&handle))?;
     let me = process_user()?;
-    if let Some(entries) = &mut sec.dacl {
-        entries.retain(|a| a.mask & PARENT_WRITE_RIGHTS != 0);
-    }
     let trusted =
         |sid: &Sid| *sid == me || TRUSTED_WRITERS.iter().any(|t| t.parse().ok().as_ref() == Some(sid));
-    match stranger_may_write(&sec, trusted) {
+    match stranger_may_remove(&sec, trusted) {
         Some(who) => Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!("its DACL lets {who} delete or rename what it holds (a junction could take its place)"),
         )),
         None => Ok(()),
     }
+}
+
+/// Who, other than the `trusted`, a parent directory's DACL lets remove or rename what it
+/// holds ([`PARENT_WRITE_RIGHTS`]); `None`: nobody.
+pub(crate) fn stranger_may_remove(sec: &PipeSecurity, trusted: impl Fn(&Sid) -> bool) -> Option<String> {
+    let mut sec = sec.clone();
+    if let Some(entries) = &mut sec.dacl {
+        entries.retain(|a| a.mask & PARENT_WRITE_RIGHTS != 0);
+    }
+    stranger_may_write(&sec, trusted)
 }
 
 /// Who, other than the `trusted`, a directory's DACL grants a write-type right
@@ -595,7 +602,7 @@ mod tests {
         }
     }
 
-    /// The directory DACL decision: a write-type right (add file, add subdirectory, delete
+    /// The directory DACL decisions (the parent's too): a write-type right (add file, add subdirectory, delete
     /// child, delete, write DAC, write owner, generic write, generic all) for anyone but
     /// the trusted SIDs is refused, inherit-only entries included (they are in the DACL as
     /// read); read rights are not; no DACL is. (Wine shows a directory's DACL as its Unix
@@ -634,6 +641,19 @@ mod tests {
         let (entries, _, other_grants) = unsafe { entries_of(dacl.cast(), ACCESS_ALLOWED_ACE_TYPE) }.unwrap();
         let dacl = entries.into_iter().map(|(mask, sid)| Allowed { sid, mask }).collect();
         assert_eq!(stranger_may_write(&sec(Some(dacl), other_grants), trusted), Some("S-1-1-0".into()));
+
+        // A parent: adding files or subdirectories is harmless there (as in %ProgramData%),
+        // removing or renaming children is not, nor taking the right to.
+        let add = vec![mine, Allowed { sid: stranger, mask: 0x1200a9 | 0x2 | 0x4 }];
+        assert_eq!(stranger_may_remove(&sec(Some(add), 0), trusted), None);
+        for right in [0x40, 0x4_0000, 0x8_0000, 0x1000_0000] {
+            let dacl = vec![mine, Allowed { sid: stranger, mask: right | 0x1200a9 }];
+            assert_eq!(
+                stranger_may_remove(&sec(Some(dacl), 0), trusted),
+                Some(stranger.to_string()),
+                "{right:#x}"
+            );
+        }
     }
 
     /// Why `pipe_security_descriptor` sets no group: interprocess 2.4.7's copy of a
