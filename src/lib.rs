@@ -72,8 +72,9 @@
 //! - Launches are untrusted input to the primary. A request's [`pid`](Request::pid) is
 //!   what the launch claims; [`Request::peer_credentials`] is what the OS says.
 //! - Per-user scopes refuse a directory another user owns or may write to
-//!   ([`Error::Insecure`]), and on Windows a pipe another user (or a sandboxed process of the
-//!   same user) created first under the app's name.
+//!   ([`Error::Insecure`]). On Windows the primary's pipe has a random name, published in
+//!   the user's directory, so no one can take the name first; a pipe of another user, or
+//!   of a less trusted process of the same user, is never sent a byte.
 //! - [`Scope::System`] is shared with every local user by design: any of them may be its
 //!   primary and read the launches' arguments. Use it only for data all users may see.
 //! - Trust between users, in the System scope: a primary of another user reads all a
@@ -93,7 +94,8 @@
 //!   network namespaces.
 //! - **macOS** and the BSDs: Unix domain sockets; no abstract namespace.
 //! - **Windows**: named pipes (through `interprocess`), with Qt's security descriptors
-//!   for [`SocketOptions`], SID-derived names and SID peer checks. Pipes have no I/O
+//!   for [`SocketOptions`] (narrowed by default, exact on request), SID and integrity-level
+//!   peer checks. Pipes have no I/O
 //!   timeouts: `SingleInstance` bounds each read and write by cancelling it.
 //!
 //! # Resource use and leaks

@@ -16,9 +16,13 @@ pub enum Scope {
     /// `solo-instance-<uid>` in the user's cache directory (`$XDG_CACHE_HOME`, else
     /// `~/.cache`; on macOS under the user's own `$TMPDIR`), else under the temp dir; the
     /// socket is user-only and clients of another uid are dropped before a byte is read.
-    /// On Windows the lock lives in `%LOCALAPPDATA%\solo-instance`, the pipe's name carries
-    /// the user's SID, its DACL allows that user only, a launch refuses a pipe another user
-    /// owns, and the primary drops clients of another SID before reading.
+    /// On Windows the lock lives in `%LOCALAPPDATA%\solo-instance`; the primary's pipe has a
+    /// fresh random name, which it publishes in `<app_id>.pipe` beside the lock; its DACL
+    /// allows that user only and it is labelled at the primary's integrity level; a launch
+    /// ignores a pipe another user owns or one below its own integrity level, and refuses a
+    /// primary in another Terminal Services session; the primary drops clients of another
+    /// SID, or below its integrity level, before reading. An app inside an AppContainer
+    /// cannot be a primary others reach, nor reach one.
     #[default]
     User,
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
@@ -33,7 +37,9 @@ pub enum Scope {
     /// so, and never becomes a second primary. Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
-    /// it only when that is what you mean.
+    /// it only when that is what you mean. On Windows the pipe's name is hashed from the
+    /// directory's identity (volume and file id), and `%ProgramData%` is where Windows
+    /// keeps it (`SHGetKnownFolderPath`), whatever the environment says.
     System,
 }
 
@@ -309,21 +315,23 @@ fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
     base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
 }
 
+/// Windows. User and Session scopes: the file in which the primary publishes its pipe's
+/// name, `<stem>.pipe` beside the lock (the primary creates its pipe under a fresh random
+/// name, which no one can squat first; see `published.rs`). System scope, where any user
+/// may be the primary and the directory may not be writable by this one: a fixed pipe
+/// name, `\\.\pipe\solo-instance.system.<hash>.<stem>`, the hash taken of the directory's
+/// identity (volume serial number and file id), not of how its path is spelled, so that
+/// every spelling of one directory (case, slashes, `\\?\`, a trailing separator) finds
+/// the same pipe.
 #[cfg(windows)]
 fn socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
-    // Pipes are machine-wide: the name carries the user's SID (from the process token, not
-    // from an environment variable another program could set) and a hash of the directory.
-    // That alone does not stop another user from creating this name first: the launch
-    // checks the pipe's owner before it writes a byte, and refuses another user's.
-    let user = match scope {
-        Scope::System => String::from("system"),
-        _ => crate::sys::current_user()
-            .map_err(|e| {
-                Error::Io(io::Error::new(e.kind(), format!("cannot read this process's user SID: {e}")))
-            })?
-            .to_string(),
-    };
-    Ok(pipe_name(&user, &base.to_string_lossy(), stem))
+    if scope != Scope::System {
+        return Ok(base.join(format!("{stem}.pipe")));
+    }
+    let facts = crate::sys::check_directory(base, None)
+        .map_err(|e| Error::Io(crate::PathError::wrap("", base, e)))?;
+    let (volume, file) = facts.identity;
+    Ok(pipe_name("system", &format!("{volume:08x}:{file:016x}"), stem))
 }
 
 /// `\\.\pipe\solo-instance.<user>.<hash of dir>.<stem>`, or with the stem hashed in too
@@ -353,9 +361,12 @@ fn system_base() -> PathBuf {
     PathBuf::from("/tmp")
 }
 
+/// `%ProgramData%` as Windows knows it (`SHGetKnownFolderPath`), not as the environment
+/// says: another program (or the user's own environment) could point the variable at a
+/// directory of its choosing.
 #[cfg(windows)]
 fn system_base() -> PathBuf {
-    std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    crate::sys::program_data().unwrap_or_else(|_| PathBuf::from(r"C:\ProgramData"))
 }
 
 #[cfg(unix)]
@@ -462,12 +473,14 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(io_err)?;
         }
-        // The System scope's directory is shared: created so that other users can read (and
-        // lock) what is in it but not add, replace or remove anything.
+        // Created with an explicit, protected DACL, never what the parent would pass on.
+        // The System scope's directory is shared: others may read (and lock) what is in it
+        // but not add, replace or remove anything. The user's own: this user, SYSTEM and
+        // Administrators only.
         let made = if scope == Scope::System {
             crate::sys::create_shared_dir(dir)
         } else {
-            std::fs::create_dir(dir)
+            crate::sys::create_private_dir(dir)
         };
         match made {
             Ok(()) => {}
@@ -477,11 +490,17 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     }
     // Not a junction or a symbolic link (which could lead this process's writes and removals
     // anywhere), and owned by this user or by the machine's administrators: a directory
-    // another user owns is theirs to rearrange under us.
-    let owner = crate::sys::directory_owner(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => Error::Insecure(format!("{}: {e}", dir.display()).into()),
+    // another user owns is theirs to rearrange under us. Its DACL must not let anyone else
+    // add, delete or rename what is in it (a held lock deleted, the directory swapped for a
+    // junction, a hard link planted as the pid file): in the System scope its owner, who
+    // may be another user, is the exception.
+    let insecure = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::PermissionDenied => {
+            Error::Insecure(format!("{}: {e}", dir.display()).into())
+        }
         _ => io_err(e),
-    })?;
+    };
+    let owner = crate::sys::directory_owner(dir).map_err(insecure)?;
     // The System scope's directory may be another user's (the first to launch made it):
     // then the lock file there is only opened, never created or written (see `lock.rs`).
     if scope != Scope::System && !crate::sys::is_trusted_owner(&owner) {
@@ -492,6 +511,16 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
             )
             .into(),
         ));
+    }
+    let extra: &[crate::Sid] = if scope == Scope::System { std::slice::from_ref(&owner) } else { &[] };
+    crate::sys::check_directory(dir, Some(extra)).map_err(insecure)?;
+    // Nor may anyone else rename or delete the directory itself through its parent (and
+    // put a junction in its place): no delete-child right on the parent for others.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::sys::check_parent_directory(parent).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => Error::Insecure(format!("{}: {e}", parent.display()).into()),
+            _ => Error::Io(crate::PathError::wrap("", parent, e)),
+        })?;
     }
     Ok(())
 }

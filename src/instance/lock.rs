@@ -47,8 +47,12 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     #[cfg(windows)]
     {
         use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
         // Never through a symbolic link or junction at the last step (it is refused below).
         opts.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT);
+        // No delete sharing: while this handle is open (the primary's whole life), nobody
+        // can delete or rename the lock file from under it.
+        opts.share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE);
         // A shared directory that another user owns is theirs to rearrange: there the lock
         // file is only opened, read-only (LockFileEx works on that), never created.
         if shared && !dir_is_trusted(path) {
@@ -63,10 +67,14 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, NO_BLOCK_NO_FOLLOW);
             #[cfg(windows)]
-            std::os::windows::fs::OpenOptionsExt::custom_flags(
-                &mut ro,
-                windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT,
-            );
+            {
+                use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+                std::os::windows::fs::OpenOptionsExt::custom_flags(
+                    &mut ro,
+                    windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT,
+                );
+                std::os::windows::fs::OpenOptionsExt::share_mode(&mut ro, FILE_SHARE_READ | FILE_SHARE_WRITE);
+            }
             ro.open(path)?
         }
         r => r?,
@@ -175,23 +183,41 @@ fn pid_path(lock: &Path) -> PathBuf {
 }
 
 /// Writes this process's pid into `path`, opened without following a reparse point and
-/// only if it is a plain file (or new).
+/// only if it is a plain file with one name (or new): never through a hard link planted
+/// under that name, which would truncate the file it names.
 #[cfg(windows)]
 fn write_pid_file(path: &Path) -> io::Result<()> {
     use std::io::Write;
-    use std::os::windows::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.file_type().is_symlink() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain file"));
-    }
+    let mut file = open_plain(path, true)?;
     file.set_len(0)?;
     write!(file, "{}", std::process::id())
+}
+
+/// Opens `path` (for writing, created if missing, with `write`; else for reading) without
+/// following a reparse point, and only if it is a plain file with
+/// one name (a hard link planted under the name is refused: `InvalidData`).
+#[cfg(windows)]
+pub(super) fn open_plain(path: &Path, write: bool) -> io::Result<File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_SHARE_DELETE;
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    };
+    let mut opts = OpenOptions::new();
+    opts.read(!write).write(write).create(write).truncate(false);
+    // A reader lets the file be replaced or removed under it (a primary publishing or
+    // withdrawing); a writer does not.
+    let share = if write {
+        FILE_SHARE_READ | FILE_SHARE_WRITE
+    } else {
+        FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+    };
+    let file = opts.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT).share_mode(share).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.file_type().is_symlink() || crate::sys::link_count(&file)? != 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain file"));
+    }
+    Ok(file)
 }
 
 #[cfg(windows)]
@@ -213,11 +239,16 @@ pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
     let path = pid_path(lock);
     #[cfg(not(windows))]
     let path = lock;
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
-    let file = opts.open(path).ok()?;
+    #[cfg(windows)]
+    let file = open_plain(&path, false).ok()?;
+    #[cfg(not(windows))]
+    let file = {
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
+        opts.open(path).ok()?
+    };
     if !file.metadata().ok()?.is_file() {
         return None;
     }

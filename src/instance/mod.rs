@@ -11,6 +11,8 @@ mod lock;
 #[cfg(not(unix))]
 mod pool;
 mod primary;
+#[cfg(windows)]
+mod published;
 mod request;
 #[cfg(unix)]
 mod serve;
@@ -120,7 +122,8 @@ pub struct Status {
     pub running: bool,
     /// The primary's pid, as it recorded it.
     pub pid: Option<u32>,
-    /// The socket path (a pipe name on Windows).
+    /// The socket path (a pipe name on Windows: outside the System scope the one the
+    /// running primary published, else the file `<app_id>.pipe` that publishes it).
     pub socket: PathBuf,
     /// The lock file.
     pub lock: PathBuf,
@@ -310,10 +313,19 @@ impl SingleInstance {
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
+        // Windows, outside the System scope: the pipe the primary published, else the
+        // file that would publish it.
+        #[cfg(windows)]
+        let socket = launch::published_file(&loc)
+            .filter(|_| running)
+            .and_then(published::read)
+            .map_or(loc.socket.clone(), |p| p.pipe);
+        #[cfg(not(windows))]
+        let socket = loc.socket;
         Ok(Status {
             running,
             pid: if running { lock::read_pid(&loc.lock) } else { None },
-            socket: loc.socket,
+            socket,
             lock: loc.lock,
         })
     }

@@ -76,6 +76,10 @@ pub struct Primary {
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
+    /// Windows, outside the System scope: the file that publishes the pipe's name, withdrawn
+    /// before the lock is let go.
+    #[cfg(windows)]
+    pub(super) published: Option<PathBuf>,
     pub(super) app_id: String,
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
@@ -157,10 +161,19 @@ impl Primary {
         server.set_socket_options(options);
         // Windows: others may connect to the System scope's pipe, but not add instances of
         // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
+        // Otherwise the pipe is this user's only, labelled at this process's integrity level
+        // (no write up: a less trusted process cannot write to an elevated primary), under
+        // a fresh random name that is published only once the pipe exists (`published.rs`).
         #[cfg(windows)]
-        if system {
+        let (pipe_name, published) = if system {
             server.set_pipe_sddl(Some(crate::sys::shared_pipe_sddl()?));
-        }
+            (loc.socket.clone(), None)
+        } else {
+            server.set_pipe_sddl(Some(crate::sys::private_pipe_sddl()?));
+            (crate::sys::random_pipe_name()?, Some(loc.socket.clone()))
+        };
+        #[cfg(not(windows))]
+        let pipe_name = loc.socket.clone();
         server.set_max_pending_connections(MAX_READERS);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
@@ -177,6 +190,8 @@ impl Primary {
             euid: crate::sys::euid(),
             #[cfg(all(test, windows))]
             pretend_user: Mutex::new(None),
+            #[cfg(all(test, windows))]
+            pretend_integrity: Mutex::new(None),
             #[cfg(not(unix))]
             pool: Pool::default(),
             #[cfg(unix)]
@@ -197,9 +212,15 @@ impl Primary {
                 Context::incoming(&hook_ctx, socket);
             });
         }
-        server.listen(&loc.socket.to_string_lossy())?;
+        server.listen(&pipe_name.to_string_lossy())?;
         #[cfg(unix)]
         ctx.mux.attach(server.sys_listener().cloned());
+        #[cfg(windows)]
+        if let Some(file) = &published {
+            let level = crate::sys::own_integrity()?;
+            super::published::publish(file, &pipe_name, level)
+                .map_err(|e| crate::PathError::wrap("cannot publish the pipe's name in", file, e))?;
+        }
         // D-Bus last: only a primary that serves its socket owns the name.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
@@ -210,7 +231,9 @@ impl Primary {
             lock,
             rx,
             ctx,
-            socket: loc.socket,
+            socket: pipe_name,
+            #[cfg(windows)]
+            published,
             app_id: config.app_id.clone(),
             #[cfg(feature = "dbus")]
             dbus,
@@ -397,6 +420,12 @@ impl Primary {
         *self.ctx.pretend_user.lock().unwrap() = sid;
     }
 
+    /// Tests: makes this primary take its integrity level for `level`.
+    #[cfg(all(test, windows))]
+    pub(crate) fn pretend_integrity(&self, level: Option<u32>) {
+        *self.ctx.pretend_integrity.lock().unwrap() = level;
+    }
+
     /// A handle that makes the blocking receive calls return.
     pub fn stopper(&self) -> Stopper {
         Stopper(Arc::clone(&self.ctx))
@@ -422,6 +451,10 @@ impl Drop for Primary {
         // The D-Bus name goes with the lock, before it: a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
+        #[cfg(windows)]
+        if let Some(file) = &self.published {
+            super::published::withdraw(file, &self.socket);
+        }
         drop(self.lock.take());
     }
 }

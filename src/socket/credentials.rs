@@ -24,10 +24,13 @@ pub struct PeerCredentials {
     pub uid: Option<u32>,
     /// The peer's effective group id (Unix).
     pub gid: Option<u32>,
-    /// Windows: the user at the other end. On a server's end, the client's user: the
-    /// identity it connected with (`ImpersonateNamedPipeClient`, identification level),
-    /// else its process's user. On a client's end, the pipe's owner, which only the user
-    /// who created the pipe (or a privileged process) can set. `None` on Unix, and where
+    /// Windows: a user SID. On a server's end, the client's user: the identity it
+    /// connected with, read through `ImpersonateNamedPipeClient`, and only from an
+    /// impersonation token at the identification level or above (`None` otherwise, say for
+    /// an anonymous client). On a client's end, the pipe's owner, which only the user who
+    /// created the pipe (or a privileged process) can set: it names who created the pipe,
+    /// not who serves the instance this client reached (anyone the pipe's DACL grants
+    /// `FILE_CREATE_PIPE_INSTANCE` may serve instances of it). `None` on Unix, and where
     /// Windows would not say.
     pub sid: Option<Sid>,
 }
