@@ -191,14 +191,19 @@ fn write_pid_file(path: &Path) -> io::Result<()> {
     write!(file, "{}", std::process::id())
 }
 
-#[cfg(windows)]
 impl Drop for LockFile {
     fn drop(&mut self) {
         // The recorded pid goes with the primacy (the lock is still held here, so no
         // successor has written its own yet). Only the holder that wrote it removes it.
+        #[cfg(windows)]
         if self.wrote_pid {
             let _ = std::fs::remove_file(pid_path(&self.path));
         }
+        // A flock belongs to the open file description, which a child forked without exec
+        // shares (close-on-exec acts only at exec): closing our descriptor would leave the
+        // lock held for as long as the child lives. Unlocking frees it for every holder.
+        #[cfg(unix)]
+        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
     }
 }
 

@@ -80,6 +80,10 @@ pub struct Primary {
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
+    /// Linux, an abstract name (the System scope): children forked without exec do not
+    /// keep it bound (see `sys::ForkGuard`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
 
 impl fmt::Debug for Primary {
@@ -197,6 +201,12 @@ impl Primary {
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
         ctx.mux.attach(server.sys_listener().cloned());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let fork_guard = if loc.abstract_ns {
+            server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
+        } else {
+            None
+        };
         // D-Bus last: only a primary that serves its socket owns the name.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
@@ -211,6 +221,8 @@ impl Primary {
             app_id: config.app_id.clone(),
             #[cfg(feature = "dbus")]
             dbus,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            fork_guard,
         })
     }
 
@@ -412,7 +424,16 @@ impl Drop for Primary {
         self.ctx.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
-        self.server.get_mut().unwrap_or_else(|p| p.into_inner()).close();
+        let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
+        // A child forked without exec shares the listening socket: shut down, it refuses
+        // connections there too, and what waited in its backlog starts over.
+        #[cfg(unix)]
+        if let Some(listener) = server.sys_listener() {
+            listener.shut_down();
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        drop(self.fork_guard.take());
+        server.close();
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }

@@ -179,15 +179,24 @@ impl Mux {
                 let _ = t.join();
             }
         }
+        // Each connection is hung up, not only closed: a child forked without exec holds
+        // copies, and the launch must see the end now to start over.
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines.shutdown = true;
-        lines.queue.clear();
+        for (socket, _, _) in lines.queue.drain(..) {
+            crate::sys::hang_up(&socket);
+        }
         drop(lines);
         self.lines_ready.notify_all();
         let mut st = self.state();
         st.listener = None;
+        if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
+            l.shut_down();
+        }
         st.replacement = None;
-        st.conns.clear();
+        for c in st.conns.drain(..) {
+            crate::sys::hang_up(&c.socket);
+        }
         st.notify = None;
     }
 }

@@ -315,6 +315,30 @@ impl Listener {
         interprocess::local_socket::traits::Listener::accept(&self.listener).map(Some)
     }
 
+    /// Makes the socket refuse connections from now on, in every process that holds it (a
+    /// child forked without exec shares it, and closing our descriptor would leave it
+    /// listening there), and hangs up on those waiting in its backlog, so that their
+    /// clients start over. For sockets the crate bound itself (the primary's): an adopted
+    /// one's other holders (a service manager) would still use it.
+    pub(crate) fn shut_down(&self) {
+        // connect(2) to a listening Unix socket shut down for reading fails (ECONNREFUSED on
+        // Linux); what is queued already can still be accepted.
+        let _ = rustix::net::shutdown(self.fd(), rustix::net::Shutdown::Both);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.make_nonblocking().is_err() {
+            return;
+        }
+        loop {
+            match self.accept_one() {
+                // Accepted just now, so ours alone: closing it hangs up.
+                Ok(Some(stream)) => drop(stream),
+                Ok(None) => {}
+                Err(e) if gave_up(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Removes the socket file this listener bound, if it is still that file.
     pub(crate) fn remove_own_file(&self) {
         if let Some((path, id)) = &self.file {
