@@ -5,6 +5,7 @@
 //! | what | tests |
 //! |---|---|
 //! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`) |
+//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
 // Linux: fork(2) with a parent-death signal, abstract names, inotify.
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
@@ -14,8 +15,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use solo_instance::{Scope, SingleInstance, Start};
-use util::solo::{set_mode, signal};
+use solo_instance::{Health, Primary, Reply, Scope, SingleInstance, Start};
+use util::solo::{hold_lock, json_line, output, set_mode, signal, text, Fixture};
 use util::{Proc, TempDir, Watchdog};
 
 /// What follows `prefix` on the next line of `p` that has it (the test harness of a
@@ -125,4 +126,199 @@ fn lifecycle_release_gives_up_primacy_that_a_forked_child_shares() {
     release_beats_a_forked_child(&format!("user {} org.life.fork{pid}", dir.path().display()));
     release_beats_a_forked_child(&format!("system org.life.forksys{pid}"));
     assert!(Path::new(dir.path()).exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// The runtime directory removed and made again
+// ---------------------------------------------------------------------------------------
+
+/// How each round ended, for the failure messages.
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// The launch reached the running primary.
+    forwarded: usize,
+    /// The launch locked the fresh lock file first and was the primary for a moment; the
+    /// old primary then took the lock after it, and serves on.
+    old_took_over: usize,
+    /// The launch locked the fresh lock file first, and the old primary stepped down (and
+    /// exited).
+    old_stepped_down: usize,
+}
+
+/// How the launch after a cleaner comes.
+#[derive(Clone, Copy, Debug)]
+enum Launch {
+    /// At once, and quits at once if it is the primary (`solo run --count 0`).
+    Brief,
+    /// Once the old primary has put its lock file and socket back: it must be forwarded.
+    AfterRepair,
+    /// At once, and stays if it is the primary (the user started the app again).
+    Staying,
+}
+
+/// A cleaner has just struck under the primary `p`: one launch must find exactly one
+/// primary. Either it is forwarded to `p`, which prints its request; or it becomes the
+/// primary (it locked the fresh lock file first), and `p` never lives on unreachable
+/// beside it: `p` steps down and exits (status 1), or, when the launch quit at once, `p`
+/// may take the lock after it and serve on. Returns the primary for the next round.
+fn one_primary_after_cleaning(f: &Fixture, p: Proc, round: &str, how: Launch, seen: &mut Outcomes) -> Proc {
+    if let Launch::AfterRepair = how {
+        let mut tries = 0;
+        while !(f.sock().exists() && f.lock().exists()) {
+            tries += 1;
+            assert!(tries < 5000, "{round}: the primary never put its socket and lock file back");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    if let Launch::Staying = how {
+        let launch = Proc::spawn(&mut f.cmd("run", ["--timeout", "5", "--", round]));
+        let first = launch.line();
+        if first.starts_with("FORWARDED") {
+            assert_eq!(json_line(&p.line())["argv"][1], round, "after {seen:?}");
+            seen.forwarded += 1;
+            return p;
+        }
+        assert!(first.starts_with("PRIMARY"), "{round}: {first:?}");
+        let (status, _) = p.finish();
+        assert_eq!(status.code(), Some(1), "a primary that steps down says so");
+        seen.old_stepped_down += 1;
+        return launch;
+    }
+    let out = output(&mut f.cmd("run", ["--count", "0", "--timeout", "5", "--", round]));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{round}: {stdout:?} {:?} after {seen:?}", text(&out.stderr));
+    if stdout.starts_with("FORWARDED") {
+        assert_eq!(json_line(&p.line())["argv"][1], round, "after {seen:?}");
+        seen.forwarded += 1;
+        return p;
+    }
+    assert!(stdout.starts_with("PRIMARY"), "{round}: {stdout:?}");
+    assert!(!matches!(how, Launch::AfterRepair), "{round}: a second primary after {seen:?}");
+    // The old primary settles within a few tries: it serves the next launch, or it has
+    // exited (its stdout ends) and nothing answers.
+    let check = format!("{round}-check");
+    for _ in 0..200 {
+        let sent = output(&mut f.cmd("send", ["--timeout", "5", "--", &check]));
+        match sent.status.code() {
+            Some(0) => {
+                assert_eq!(json_line(&p.line())["argv"][1], check.as_str(), "after {seen:?}");
+                seen.old_took_over += 1;
+                return p;
+            }
+            Some(3) => {}
+            _ => panic!("{check}: {:?} {:?}", text(&sent.stdout), text(&sent.stderr)),
+        }
+        if let Err(why) = p.try_line(Duration::from_millis(20)) {
+            if why == "stdout ended" {
+                let (status, _) = p.finish();
+                assert_eq!(status.code(), Some(1), "a primary that steps down says so");
+                seen.old_stepped_down += 1;
+                return f.primary(&[]);
+            }
+        }
+    }
+    panic!("{round}: the old primary lives on, unreachable, after {seen:?}");
+}
+
+/// Each launch in turn.
+const LAUNCHES: [Launch; 3] = [Launch::Brief, Launch::AfterRepair, Launch::Staying];
+
+/// Issue 20, item 12: `rm -rf $XDG_RUNTIME_DIR; mkdir -m 0700 $XDG_RUNTIME_DIR` under a
+/// running primary, 30 times: each time the next launch finds exactly one primary (the
+/// old one, which put its directory, lock and socket back, or the launch itself, after
+/// which the old one stepped down or took over again), never a second one beside an
+/// unreachable old one. Launches come at once or after the repair, and brief or staying
+/// (see [`Launch`]).
+#[test]
+fn lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let f = Fixture::in_namespace("org.life", "rmrf");
+    let mut p = f.primary(&[]);
+    let mut seen = Outcomes::default();
+    for round in 0..30 {
+        std::fs::remove_dir_all(f.dir.path())
+            .or_else(|e| {
+                // The primary made the directory again (with its new lock) in between: a
+                // cleaner's `rm -rf` fails so, and runs again.
+                std::fs::remove_dir_all(f.dir.path()).map_err(|_| e)
+            })
+            .unwrap_or_else(|e| panic!("rm -rf: {e}"));
+        match std::fs::create_dir(f.dir.path()) {
+            Ok(()) => set_mode(f.dir.path(), 0o700),
+            // The primary made it first (`mkdir -p` would not mind either).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("mkdir: {e}"),
+        }
+        p = one_primary_after_cleaning(&f, p, &format!("round{round}"), LAUNCHES[round % 3], &mut seen);
+    }
+    eprintln!("{seen:?}");
+}
+
+/// Issue 20, item 12: the socket and the lock file removed together (a tmp cleaner), 60
+/// times: the next launch finds exactly one primary each time.
+#[test]
+fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let f = Fixture::in_namespace("org.life", "rmboth");
+    let mut p = f.primary(&[]);
+    let mut seen = Outcomes::default();
+    for round in 0..60 {
+        let _ = std::fs::remove_file(f.sock());
+        let _ = std::fs::remove_file(f.lock());
+        p = one_primary_after_cleaning(&f, p, &format!("round{round}"), LAUNCHES[round % 3], &mut seen);
+    }
+    eprintln!("{seen:?}");
+}
+
+/// A primary in this process, in `dir`.
+fn lib_primary(dir: &Path, app: &str) -> Primary {
+    match SingleInstance::new(app).unwrap().directory(dir).argv(["p"]).start().unwrap() {
+        Start::Primary(p) => p,
+        Start::Forwarded(r) => panic!("forwarded: {r:?}"),
+    }
+}
+
+/// Issue 20, item 12, through the API: the primary is `Watched` once its watch is set.
+/// Its socket and lock file removed, it puts them back (a fresh lock file, locked; a new
+/// socket) and a launch reaches it. Removed again, with another process (here: this test,
+/// through a file of its own) locking a fresh lock file first, it steps down: `recv`
+/// returns `None`, `health()` says why, and it binds no socket.
+#[test]
+fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("stepdown");
+    set_mode(dir.path(), 0o700);
+    let app = "org.life.stepdown";
+    let (sock, lock) = (dir.path().join(format!("{app}.sock")), dir.path().join(format!("{app}.lock")));
+    let primary = lib_primary(dir.path(), app);
+    // The watch is set 100 ms after the start, while the loop runs.
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(primary.health(), Health::Watched);
+
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    // The loop sees the removal and puts both back.
+    assert!(primary.recv_timeout(Duration::from_millis(100)).is_none());
+    assert!(sock.exists() && lock.exists(), "socket and lock file not put back");
+    let launch = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || SingleInstance::new(app).unwrap().directory(&dir).argv(["x", "back"]).send()
+    });
+    let request = primary.recv_timeout(Duration::from_secs(10)).expect("the launch reached the primary");
+    assert_eq!(request.args(), ["back"]);
+    request.reply(Reply::ok()).unwrap();
+    launch.join().unwrap().unwrap();
+    assert_eq!(primary.health(), Health::Watched);
+
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let _other = hold_lock(&lock);
+    let r = primary.recv_timeout(Duration::from_secs(10));
+    assert!(r.is_none(), "a request after stepping down: {:?}", r.map(|r| r.args().to_vec()));
+    match primary.health() {
+        Health::SteppedDown(why) => assert!(why.contains("another process"), "{why}"),
+        other => panic!("health {other:?}"),
+    }
+    assert!(!sock.exists(), "a primary that stepped down bound its socket again");
+    assert!(primary.try_recv().is_none());
 }

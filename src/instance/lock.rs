@@ -13,6 +13,8 @@ pub(crate) struct LockFile {
     /// Holds the lock while open (on Windows it is never read or written again).
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
+    /// Windows: where `<app>.pid` goes, beside it.
+    #[cfg_attr(not(windows), allow(dead_code))]
     path: PathBuf,
     /// In a directory shared with other users (the System scope).
     #[cfg_attr(not(windows), allow(dead_code))]
@@ -158,8 +160,13 @@ impl LockFile {
         });
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Device and inode of the locked file, to tell whether the file at the path is still
+    /// it (a cleaner may have removed it, and a launch locked a new one).
+    #[cfg(unix)]
+    pub(crate) fn file_id(&self) -> io::Result<crate::sys::FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata()?;
+        Ok((meta.dev(), meta.ino()))
     }
 }
 

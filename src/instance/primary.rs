@@ -72,7 +72,10 @@ pub struct Primary {
     /// Windows: the accept thread was started.
     #[cfg(windows)]
     pub(super) accepting: AtomicBool,
+    /// The lock (Windows; on Unix the loop holds it, to take a fresh one should a
+    /// cleaner remove its file).
     pub(super) lock: Option<LockFile>,
+    pub(super) lock_path: PathBuf,
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
@@ -90,6 +93,34 @@ impl fmt::Debug for Primary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
     }
+}
+
+/// Whether a [`Primary`] is still the primary, and how it stays reachable when a cleaner
+/// removes its files: see [`Primary::health`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Its directory is watched (inotify, Linux): a socket file, lock file or directory
+    /// removed under the running primary is put back at once (the directory 0700, a fresh
+    /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
+    /// the start.
+    Watched,
+    /// No watch could be set (the text says why: most often the user's inotify instances
+    /// are used up, `/proc/sys/fs/inotify/max_user_instances`): the files are looked at
+    /// every second while the primary serves instead (a removed socket is bound again
+    /// within a second, and launches wait for it within their timeout), and the watch is
+    /// tried again each time. The primary then wakes once a second while idle.
+    Checked(String),
+    /// Nothing is watched: an abstract socket (the System scope on Linux) has no file to
+    /// lose, and other platforms have no watch (a removed socket leaves launches failing
+    /// with `NoReply` until the primary exits).
+    Unwatched,
+    /// Not the primary any more (the text says why): its files were removed and another
+    /// process locked a fresh lock file first, or they could not be put back. It serves
+    /// nothing more: the receive calls return `None`, and the launches it held (queued
+    /// for the app too) were told to start over, so they reach the new primary. A request
+    /// the app holds may still be answered. Drop it; nothing else of it is of use.
+    SteppedDown(String),
 }
 
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
@@ -181,7 +212,7 @@ impl Primary {
             #[cfg(not(unix))]
             pool: Pool::default(),
             #[cfg(unix)]
-            mux: serve::Mux::new(&loc.socket, options)?,
+            mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
             held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -200,7 +231,7 @@ impl Primary {
         }
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
-        ctx.mux.attach(server.sys_listener().cloned());
+        ctx.mux.attach(server.sys_listener().cloned(), lock.take());
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let fork_guard = if loc.abstract_ns {
             server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
@@ -215,6 +246,7 @@ impl Primary {
             #[cfg(windows)]
             accepting: AtomicBool::new(false),
             lock,
+            lock_path: loc.lock,
             rx,
             ctx,
             socket: loc.socket,
@@ -231,9 +263,19 @@ impl Primary {
         &self.socket
     }
 
-    /// The lock file this primary holds.
+    /// The lock file this primary holds (empty for an abstract name, which has none).
     pub fn lock_path(&self) -> &Path {
-        self.lock.as_ref().map(LockFile::path).unwrap_or(Path::new(""))
+        &self.lock_path
+    }
+
+    /// Whether this is still the primary, and how it keeps its files in place; see
+    /// [`Health`]. A primary whose receive calls return `None` without a
+    /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
+    pub fn health(&self) -> Health {
+        #[cfg(unix)]
+        return self.ctx.mux.health();
+        #[cfg(not(unix))]
+        Health::Unwatched
     }
 
     /// The app id.
@@ -331,6 +373,16 @@ impl Primary {
 
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
+        #[cfg(unix)]
+        if self.ctx.mux.stepped_down() {
+            // Not the primary any more: what waits is handed over (each request dropped
+            // tells its launch to start over, and it reaches the new primary).
+            drop(event);
+            while let Ok(event) = self.rx.try_recv() {
+                drop(event);
+            }
+            return Taken::End;
+        }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => Taken::Request(r),
@@ -440,6 +492,8 @@ impl Drop for Primary {
         // The D-Bus name goes with the lock, before it: a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
+        #[cfg(unix)]
+        drop(self.ctx.mux.take_lock());
         drop(self.lock.take());
     }
 }

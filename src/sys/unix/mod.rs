@@ -35,7 +35,7 @@ mod socket;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use fork::ForkGuard;
-pub(crate) use listener::Listener;
+pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
 pub(crate) use socket::{

@@ -38,7 +38,7 @@ use crate::sys::Ready;
 use crate::SocketOptions;
 
 /// Device and inode of a socket file: what `close` checks before it unlinks.
-type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// A listening socket with its wake-up pipe. Non-blocking, except on Linux and Android
 /// for a socket this crate bound: that one stays blocking, so that a plain `accept` can
@@ -337,6 +337,11 @@ impl Listener {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Device and inode of the socket file this listener bound, if it bound one.
+    pub(crate) fn file_id(&self) -> Option<FileId> {
+        self.file.as_ref().map(|(_, id)| *id)
     }
 
     /// Removes the socket file this listener bound, if it is still that file.
