@@ -5,6 +5,7 @@
 //! | what | tests |
 //! |---|---|
 //! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`) |
+//! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
 //! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
 // Linux: fork(2) with a parent-death signal, abstract names, inotify.
 #![cfg(any(target_os = "linux", target_os = "android"))]
@@ -321,4 +322,74 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     }
     assert!(!sock.exists(), "a primary that stepped down bound its socket again");
     assert!(primary.try_recv().is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// No inotify instance left
+// ---------------------------------------------------------------------------------------
+
+const NO_INOTIFY_VAR: &str = "SOLO_LIFECYCLE_NO_INOTIFY";
+
+/// Not a test of its own (it returns at once): the helper process of
+/// `lifecycle_without_inotify_a_removed_socket_is_bound_again`, run as a throwaway user
+/// with `SOLO_LIFECYCLE_NO_INOTIFY=<dir> <app>`. It uses up its user's inotify instances
+/// (`EXHAUSTED <n>`), becomes the primary in `dir`, prints `HEALTH <health>` once the
+/// watch would have been set, then `REQUEST <arg>` for each launch, answering it.
+#[test]
+fn lifecycle_helper_primary_without_inotify() {
+    let Ok(spec) = std::env::var(NO_INOTIFY_VAR) else { return };
+    let (dir, app) = spec.split_once(' ').unwrap();
+    let mut held = Vec::new();
+    loop {
+        // SAFETY: no pointer; the descriptor returned is ours, closed at exit.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        if fd < 0 {
+            println!("EXHAUSTED {} {}", held.len(), std::io::Error::last_os_error());
+            break;
+        }
+        held.push(fd);
+        assert!(held.len() < 100_000, "inotify instances without end");
+    }
+    let primary = lib_primary(Path::new(dir), app);
+    println!("PRIMARY");
+    // The watch is tried 100 ms after the start, while the loop runs.
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    println!("HEALTH {:?}", primary.health());
+    for request in primary.requests() {
+        println!("REQUEST {}", request.args()[0].to_string_lossy());
+        request.reply(Reply::ok()).unwrap();
+    }
+}
+
+/// Issue 20, item 13: a user whose inotify instances are all taken (uid 4271, by a
+/// helper that takes them) runs a primary: its `health()` says it has no watch and why,
+/// and when a cleaner removes its socket, the periodic check binds it again, so a launch
+/// (which waits for it within its 5 s timeout) reaches it.
+#[test]
+fn lifecycle_without_inotify_a_removed_socket_is_bound_again() {
+    use std::os::unix::process::CommandExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !util::solo::is_root() {
+        eprintln!("skipped: needs root, to use up another user's inotify instances");
+        return;
+    }
+    const UID: u32 = 4271;
+    let f = Fixture::in_namespace("org.life", "noinotify");
+    std::os::unix::fs::chown(f.dir.path(), Some(UID), Some(UID)).unwrap();
+    let spec = format!("{} {}", f.dir.path().display(), f.app);
+    let mut cmd = helper("lifecycle_helper_primary_without_inotify", NO_INOTIFY_VAR, &spec);
+    cmd.uid(UID).gid(UID);
+    let p = Proc::spawn(&mut cmd);
+    let exhausted = line_starting(&p, "EXHAUSTED");
+    line_starting(&p, "PRIMARY");
+    let health = line_starting(&p, "HEALTH");
+    assert!(
+        health.starts_with("Checked(") && health.contains("max_user_instances"),
+        "{health} ({exhausted})"
+    );
+    std::fs::remove_file(f.sock()).unwrap();
+    let out = output(f.cmd("send", ["--timeout", "5", "--", "after-removal"]).uid(UID).gid(UID));
+    assert!(out.status.success(), "{:?} {:?}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(line_starting(&p, "REQUEST"), "after-removal");
+    assert!(f.sock().exists());
 }
