@@ -466,6 +466,10 @@ impl Primary {
     /// Gives up being the primary now: the socket is closed and removed, then the lock
     /// is freed, so a new launch (such as this app restarting itself) becomes the
     /// primary. Requests not yet answered tell their launches to start over.
+    ///
+    /// A child forked without exec (which shares every descriptor) does not keep the
+    /// primacy: the socket is shut down and the lock unlocked, for every process that
+    /// holds them; on Linux such a child never holds an abstract name (see the README).
     pub fn release(self) {
         drop(self)
     }

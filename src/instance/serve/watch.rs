@@ -48,7 +48,8 @@ pub(super) const CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// moment (it checks that this primary's socket answers, then lets the lock go).
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// The inotify watch on the socket's directory.
+/// The inotify watch on the socket's directory (never made outside Linux).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(super) struct Watch {
     pub(super) fd: OwnedFd,
     wd: Option<i32>,
@@ -171,6 +172,14 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
         Ok(id) => id,
         Err(why) => return step_down(ctx, st, why),
     };
+    // The lock file's, if the socket had to go elsewhere (a path too long for
+    // `sun_path`): not watched, but made again too before a fresh lock is taken there.
+    let lock_dir = dir_of(&lock_path);
+    if lock_dir != dir {
+        if let Err(why) = ensure_dir(lock_dir, mux.shared) {
+            return step_down(ctx, st, why);
+        }
+    }
     // The watch, on the directory the name now gives; without one, the next look is a
     // period away (and the watch is tried again then).
     let watched = match st.watch.take().map_or_else(new_watch, Ok) {
