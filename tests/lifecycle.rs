@@ -16,8 +16,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use solo_instance::{Health, Primary, Reply, Scope, SingleInstance, Start};
-use util::solo::{hold_lock, json_line, output, set_mode, signal, text, Fixture};
+use std::io::Write;
+
+use solo_instance::{ConnectOptions, Health, Primary, Reply, Scope, SingleInstance, SocketOptions, Start};
+use util::solo::{hold_lock, json_line, output, read_reply, set_mode, signal, text, Fixture};
 use util::{Proc, TempDir, Watchdog};
 
 /// What follows `prefix` on the next line of `p` that has it (the test harness of a
@@ -58,7 +60,9 @@ fn instance_of(spec: &str) -> SingleInstance {
 /// `lifecycle_release_gives_up_primacy_that_a_forked_child_shares`, with
 /// `SOLO_LIFECYCLE_FORK=<spec>` (see [`instance_of`]). It becomes the primary, forks a
 /// child that sleeps holding every descriptor (a prefork worker, a crash reporter) and
-/// dies with it, prints `CHILD <pid>`, releases the primary, prints `RELEASED`, and sleeps.
+/// dies with it, prints `CHILD <pid>`, connects a launch that waits in the listening
+/// socket's backlog, releases the primary, prints `RELEASED`, then `BACKLOG ended` once
+/// that launch's connection ends (`BACKLOG waits` if it has not within 5 s), and sleeps.
 #[test]
 fn lifecycle_helper_forking_primary() {
     let Ok(spec) = std::env::var(FORK_VAR) else { return };
@@ -83,8 +87,20 @@ fn lifecycle_helper_forking_primary() {
     }
     assert!(pid > 0, "fork failed");
     println!("CHILD {pid}");
+    // Never accepted: the primary's loop does not run here.
+    let options = if spec.starts_with("system") {
+        ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE)
+    } else {
+        ConnectOptions::new()
+    };
+    let waiting = options.connect(&primary.socket_path().to_string_lossy()).unwrap();
+    (&waiting).write_all(b"{\"v\":1,\"argv\":[\"waiting\"]}\n").unwrap();
     primary.release();
     println!("RELEASED");
+    match read_reply(&waiting, Duration::from_secs(5)) {
+        Ok(_) => println!("BACKLOG ended"),
+        Err(e) => println!("BACKLOG waits {e}"),
+    }
     loop {
         std::thread::park();
     }
@@ -98,6 +114,7 @@ fn release_beats_a_forked_child(spec: &str) {
     let p = Proc::spawn(&mut helper("lifecycle_helper_forking_primary", FORK_VAR, spec));
     let child: u32 = line_starting(&p, "CHILD").parse().unwrap();
     line_starting(&p, "RELEASED");
+    assert_eq!(line_starting(&p, "BACKLOG"), "ended", "{spec}: a launch in the backlog was left waiting");
     let started = instance_of(spec).timeout(Duration::from_secs(3)).argv(["next"]).start();
     let primary = match started {
         Ok(Start::Primary(primary)) => primary,
@@ -117,7 +134,8 @@ fn release_beats_a_forked_child(spec: &str) {
 /// Issue 20, item 10: a primary forks a child that sleeps holding the lock file's open
 /// file description and the listening socket, then calls `release()`: the next launch is
 /// the primary at once, in the User scope (a lock file and a socket file) and in the
-/// System scope (an abstract name), and a launch after it reaches it.
+/// System scope (an abstract name), and a launch after it reaches it. A launch that waited
+/// in the backlog of the released socket is hung up on (it starts over), not left waiting.
 #[test]
 fn lifecycle_release_gives_up_primacy_that_a_forked_child_shares() {
     let _w = Watchdog::new(Duration::from_secs(60));
