@@ -62,7 +62,8 @@ fn instance_of(spec: &str) -> SingleInstance {
 /// child that sleeps holding every descriptor (a prefork worker, a crash reporter) and
 /// dies with it, prints `CHILD <pid>`, connects a launch that waits in the listening
 /// socket's backlog, releases the primary, prints `RELEASED`, then `BACKLOG ended` once
-/// that launch's connection ends (`BACKLOG waits` if it has not within 5 s), and sleeps.
+/// that launch's connection ends (`BACKLOG waits` if it has not within 5 s), the same
+/// (`HELD`) for a launch whose partial request the primary held, and sleeps.
 #[test]
 fn lifecycle_helper_forking_primary() {
     let Ok(spec) = std::env::var(FORK_VAR) else { return };
@@ -70,6 +71,17 @@ fn lifecycle_helper_forking_primary() {
         println!("ERROR not the primary");
         return;
     };
+    let options = if spec.starts_with("system") {
+        ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE)
+    } else {
+        ConnectOptions::new()
+    };
+    let name = primary.socket_path().to_string_lossy().into_owned();
+    // A launch whose request has not arrived whole, held by the primary's loop (so the
+    // child gets a copy of that connection too).
+    let held = options.clone().connect(&name).unwrap();
+    (&held).write_all(b"{\"v\":1,").unwrap();
+    assert!(primary.recv_timeout(Duration::from_millis(50)).is_none());
     // SAFETY: the child makes only async-signal-safe calls (prctl, getppid, pause, _exit)
     // before it ends; it never returns into the test harness.
     let pid = unsafe { libc::fork() };
@@ -88,18 +100,17 @@ fn lifecycle_helper_forking_primary() {
     assert!(pid > 0, "fork failed");
     println!("CHILD {pid}");
     // Never accepted: the primary's loop does not run here.
-    let options = if spec.starts_with("system") {
-        ConnectOptions::new().socket_options(SocketOptions::ABSTRACT_NAMESPACE)
-    } else {
-        ConnectOptions::new()
-    };
-    let waiting = options.connect(&primary.socket_path().to_string_lossy()).unwrap();
+    let waiting = options.connect(&name).unwrap();
     (&waiting).write_all(b"{\"v\":1,\"argv\":[\"waiting\"]}\n").unwrap();
     primary.release();
     println!("RELEASED");
     match read_reply(&waiting, Duration::from_secs(5)) {
         Ok(_) => println!("BACKLOG ended"),
         Err(e) => println!("BACKLOG waits {e}"),
+    }
+    match read_reply(&held, Duration::from_secs(5)) {
+        Ok(_) => println!("HELD ended"),
+        Err(e) => println!("HELD waits {e}"),
     }
     loop {
         std::thread::park();
@@ -115,6 +126,7 @@ fn release_beats_a_forked_child(spec: &str) {
     let child: u32 = line_starting(&p, "CHILD").parse().unwrap();
     line_starting(&p, "RELEASED");
     assert_eq!(line_starting(&p, "BACKLOG"), "ended", "{spec}: a launch in the backlog was left waiting");
+    assert_eq!(line_starting(&p, "HELD"), "ended", "{spec}: a launch the primary held was left waiting");
     let started = instance_of(spec).timeout(Duration::from_secs(3)).argv(["next"]).start();
     let primary = match started {
         Ok(Start::Primary(primary)) => primary,
@@ -134,8 +146,9 @@ fn release_beats_a_forked_child(spec: &str) {
 /// Issue 20, item 10: a primary forks a child that sleeps holding the lock file's open
 /// file description and the listening socket, then calls `release()`: the next launch is
 /// the primary at once, in the User scope (a lock file and a socket file) and in the
-/// System scope (an abstract name), and a launch after it reaches it. A launch that waited
-/// in the backlog of the released socket is hung up on (it starts over), not left waiting.
+/// System scope (an abstract name), and a launch after it reaches it. Launches that waited
+/// in the backlog of the released socket, or whose partial request the primary held, are
+/// hung up on (they start over), not left waiting.
 #[test]
 fn lifecycle_release_gives_up_primacy_that_a_forked_child_shares() {
     let _w = Watchdog::new(Duration::from_secs(60));
