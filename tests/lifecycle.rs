@@ -79,7 +79,7 @@ fn lifecycle_helper_forking_primary() {
     let name = primary.socket_path().to_string_lossy().into_owned();
     // A launch whose request has not arrived whole, held by the primary's loop (so the
     // child gets a copy of that connection too).
-    let held = options.clone().connect(&name).unwrap();
+    let held = options.connect(&name).unwrap();
     (&held).write_all(b"{\"v\":1,").unwrap();
     assert!(primary.recv_timeout(Duration::from_millis(50)).is_none());
     // SAFETY: the child makes only async-signal-safe calls (prctl, getppid, pause, _exit)
