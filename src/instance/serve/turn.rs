@@ -137,6 +137,11 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     } else if st.check_at.is_some_and(|at| now >= at) {
         watch::upkeep(ctx, st);
     }
+    if mux.stepped_down() {
+        // Nothing left to serve: the connections were hung up, the listeners shut down.
+        st.revents = revents;
+        return;
+    }
     let held = st.conns.len();
     read_conns(ctx, st, &revents[first_conn..], budget);
     if st.conns.len() < held {
