@@ -4,7 +4,7 @@
 //!
 //! | what | tests |
 //! |---|---|
-//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`) |
+//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
 //! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
 // Linux: fork(2) with a parent-death signal, abstract names, inotify.
@@ -158,6 +158,63 @@ fn lifecycle_release_gives_up_primacy_that_a_forked_child_shares() {
     release_beats_a_forked_child(&format!("user {} org.life.fork{pid}", dir.path().display()));
     release_beats_a_forked_child(&format!("system org.life.forksys{pid}"));
     assert!(Path::new(dir.path()).exists());
+}
+
+const CHILD_DROPS_VAR: &str = "SOLO_LIFECYCLE_CHILD_DROPS";
+
+/// Not a test of its own (it returns at once): the helper process of
+/// `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone`, with
+/// `SOLO_LIFECYCLE_CHILD_DROPS=<spec>`. It becomes the primary, lets its watch be set,
+/// forks a child that drops its copy of the `Primary` (as a child that returns from
+/// `main` does) and exits, prints `DROPPED <wait status>`, then serves, printing
+/// `REQUEST <arg>` for each launch.
+#[test]
+fn lifecycle_helper_child_drops_its_copy() {
+    let Ok(spec) = std::env::var(CHILD_DROPS_VAR) else { return };
+    let Ok(Start::Primary(primary)) = instance_of(&spec).argv(["helper"]).start() else {
+        println!("ERROR not the primary");
+        return;
+    };
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    // SAFETY: the child drops the primary (no other thread of this process holds a lock of
+    // it, and malloc is fork-safe) and leaves with _exit, never into the test harness.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(primary);
+        // SAFETY: ends the child at once, running no exit handler of the parent's.
+        unsafe { libc::_exit(0) };
+    }
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: `status` is a live local the kernel writes the child's status into.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    println!("DROPPED {status}");
+    for request in primary.requests() {
+        println!("REQUEST {}", request.args()[0].to_string_lossy());
+        request.reply(Reply::ok()).unwrap();
+    }
+}
+
+/// Issue 20, item 10, the other way round: a child forked by the primary drops its copy
+/// of the `Primary` and exits. The parent is still the primary: its socket file, socket
+/// and lock are its own to let go, so a launch after that reaches it (User and System
+/// scope).
+#[test]
+fn lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("childdrop");
+    set_mode(dir.path(), 0o700);
+    let pid = std::process::id();
+    for spec in [
+        format!("user {} org.life.childdrop{pid}", dir.path().display()),
+        format!("system org.life.childdropsys{pid}"),
+    ] {
+        let p = Proc::spawn(&mut helper("lifecycle_helper_child_drops_its_copy", CHILD_DROPS_VAR, &spec));
+        assert_eq!(line_starting(&p, "DROPPED"), "0");
+        let reply = instance_of(&spec).timeout(Duration::from_secs(3)).argv(["x", "after-the-child"]).send();
+        assert!(reply.is_ok(), "{spec}: {reply:?}");
+        assert_eq!(line_starting(&p, "REQUEST"), "after-the-child");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

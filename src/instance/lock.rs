@@ -25,6 +25,10 @@ pub(crate) struct LockFile {
     /// The file is this user's (Unix), so the pid may be written into it.
     #[cfg_attr(windows, allow(dead_code))]
     own: bool,
+    /// The process that took the lock: only it lets the lock go (a child forked without
+    /// exec shares it, and its copy's drop must leave the parent's lock alone).
+    #[cfg_attr(windows, allow(dead_code))]
+    pid: u32,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -115,6 +119,7 @@ impl LockFile {
                 shared: shared_dir,
                 wrote_pid: false,
                 own,
+                pid: std::process::id(),
             })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
@@ -210,7 +215,9 @@ impl Drop for LockFile {
         // shares (close-on-exec acts only at exec): closing our descriptor would leave the
         // lock held for as long as the child lives. Unlocking frees it for every holder.
         #[cfg(unix)]
-        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
+        if self.pid == std::process::id() {
+            let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
+        }
     }
 }
 

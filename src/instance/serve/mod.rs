@@ -59,6 +59,8 @@ pub(super) struct Mux {
     health: Mutex<Health>,
     /// The primary stepped down (`Health::SteppedDown`): read without the lock.
     stepped_down: AtomicBool,
+    /// The primary's process (see `close_all`).
+    pid: u32,
     /// Set once the primary is dropped: no turn runs after it.
     shut: AtomicBool,
     /// A driver thread runs the loop: the app's calls only take from the queue.
@@ -157,6 +159,7 @@ impl Mux {
             shared,
             health: Mutex::new(if watch { Health::Watched } else { Health::Unwatched }),
             stepped_down: AtomicBool::new(false),
+            pid: std::process::id(),
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
@@ -250,10 +253,16 @@ impl Mux {
     /// child forked without exec holds copies, and the launch must see the end now to
     /// start over. The decoder thread stops.
     fn close_all(&self, st: &mut State) {
+        // In a child forked without exec, the connections are the parent's to end.
+        let hang_up = |socket: &LocalSocket| {
+            if self.pid == std::process::id() {
+                crate::sys::hang_up(socket);
+            }
+        };
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines.shutdown = true;
         for (socket, _, _) in lines.queue.drain(..) {
-            crate::sys::hang_up(&socket);
+            hang_up(&socket);
         }
         drop(lines);
         self.lines_ready.notify_all();
@@ -263,7 +272,7 @@ impl Mux {
         }
         st.replacement = None;
         for c in st.conns.drain(..) {
-            crate::sys::hang_up(&c.socket);
+            hang_up(&c.socket);
         }
         st.buffered = 0;
     }

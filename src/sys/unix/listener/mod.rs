@@ -51,6 +51,9 @@ pub(crate) struct Listener {
     waker: Waker,
     /// The file this listener bound, if it bound one (not for adopted or abstract sockets).
     file: Option<(PathBuf, FileId)>,
+    /// The process that made it: a child forked without exec has a copy of it, whose
+    /// close must leave the socket file and the socket itself to the parent.
+    pid: u32,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     blocking: Blocking,
 }
@@ -255,6 +258,7 @@ impl Listener {
             listener,
             waker,
             file,
+            pid: std::process::id(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             blocking: Blocking {
                 nonblocking: AtomicBool::new(!blocking),
@@ -321,6 +325,9 @@ impl Listener {
     /// clients start over. For sockets the crate bound itself (the primary's): an adopted
     /// one's other holders (a service manager) would still use it.
     pub(crate) fn shut_down(&self) {
+        if self.pid != std::process::id() {
+            return;
+        }
         // connect(2) to a listening Unix socket shut down for reading fails (ECONNREFUSED on
         // Linux); what is queued already can still be accepted.
         let _ = rustix::net::shutdown(self.fd(), rustix::net::Shutdown::Both);
@@ -344,8 +351,13 @@ impl Listener {
         self.file.as_ref().map(|(_, id)| *id)
     }
 
-    /// Removes the socket file this listener bound, if it is still that file.
+    /// Removes the socket file this listener bound, if it is still that file, and only in
+    /// the process that bound it (not in a child forked without exec, where the parent
+    /// still serves it).
     pub(crate) fn remove_own_file(&self) {
+        if self.pid != std::process::id() {
+            return;
+        }
         if let Some((path, id)) = &self.file {
             let _ = unlink_if(path, Some(*id));
         }
