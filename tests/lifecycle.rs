@@ -5,6 +5,7 @@
 //! | what | tests |
 //! |---|---|
 //! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
+//! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
 //! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
 // Linux: fork(2) with a parent-death signal, abstract names, inotify.
@@ -410,6 +411,54 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     }
     assert!(!sock.exists(), "a primary that stepped down bound its socket again");
     assert!(primary.try_recv().is_none());
+}
+
+const EMFILE_VAR: &str = "SOLO_LIFECYCLE_EMFILE";
+
+/// Not a test of its own (it returns at once): the helper process of
+/// `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down`, with
+/// `SOLO_LIFECYCLE_EMFILE=<dir> <app>`. A primary whose watch is set removes its own socket
+/// and lock file (as a cleaner would), then uses up its descriptors, runs its loop
+/// (`HEALTH <health>`), frees them, runs its loop again (`HEALTH <health>`), and says
+/// whether both files are back (`BACK <bool>`).
+#[test]
+fn lifecycle_helper_primary_out_of_descriptors() {
+    let Ok(spec) = std::env::var(EMFILE_VAR) else { return };
+    let (dir, app) = spec.split_once(' ').unwrap();
+    let dir = Path::new(dir);
+    let primary = lib_primary(dir, app);
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(primary.health(), Health::Watched);
+    let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+    // SAFETY: `limit` is a live, initialized rlimit the call only reads.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    std::fs::remove_file(primary.socket_path()).unwrap();
+    std::fs::remove_file(primary.lock_path()).unwrap();
+    let mut fill = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fill.push(f);
+    }
+    assert!(primary.recv_timeout(Duration::from_millis(100)).is_none());
+    println!("HEALTH {:?}", primary.health());
+    drop(fill);
+    assert!(primary.recv_timeout(Duration::from_millis(500)).is_none());
+    println!("HEALTH {:?}", primary.health());
+    println!("BACK {}", primary.socket_path().exists() && primary.lock_path().exists());
+}
+
+/// Issue 20, item 12: a primary that cannot put its files back for want of descriptors
+/// (the app's own load) does not step down: it tries again, and once descriptors are
+/// free its lock file and socket are back.
+#[test]
+fn lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("emfile");
+    set_mode(dir.path(), 0o700);
+    let spec = format!("{} org.life.emfile", dir.path().display());
+    let p = Proc::spawn(&mut helper("lifecycle_helper_primary_out_of_descriptors", EMFILE_VAR, &spec));
+    assert_eq!(line_starting(&p, "HEALTH"), "Watched", "out of descriptors");
+    assert_eq!(line_starting(&p, "HEALTH"), "Watched", "descriptors free again");
+    assert_eq!(line_starting(&p, "BACK"), "true");
 }
 
 // ---------------------------------------------------------------------------------------

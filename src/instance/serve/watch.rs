@@ -212,12 +212,7 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
             // Another process holds the fresh lock file. A launch does so for a moment,
             // while it checks that this primary's socket answers: while the socket is
             // ours, look again soon. Otherwise that process is the primary now.
-            Ok(None) if socket_is_ours(st, &mux.socket) => {
-                st.retry = (st.retry * 2).clamp(SETTLE, MAX_RETRY);
-                let at = Instant::now() + st.retry;
-                st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
-                return;
-            }
+            Ok(None) if socket_is_ours(st, &mux.socket) => return retry_soon(st),
             Ok(None) => {
                 let why = format!(
                     "the lock file {} was removed, and another process locked a new one first: it is the \
@@ -226,6 +221,8 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
                 );
                 return step_down(ctx, st, why);
             }
+            // Out of descriptors or memory for a moment (the app's own load): try again.
+            Err(e) if transient(&e) => return retry_soon(st),
             Err(e) => {
                 return step_down(
                     ctx,
@@ -248,9 +245,48 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
         }
         let _ = crate::sys::remove_server(&mux.socket);
     }
-    if let Err(e) = bind_again(mux, st) {
-        step_down(ctx, st, format!("the socket {} could not be bound again: {e}", mux.socket.display()));
+    match bind_again(mux, st) {
+        Ok(()) => st.retry = Duration::ZERO,
+        Err(e) if transient(&e) => retry_soon(st),
+        Err(e) => {
+            step_down(ctx, st, format!("the socket {} could not be bound again: {e}", mux.socket.display()))
+        }
     }
+}
+
+/// Looks at the files again after a wait that doubles each time, from [`SETTLE`] up to
+/// [`MAX_RETRY`].
+fn retry_soon(st: &mut State) {
+    st.retry = (st.retry * 2).clamp(SETTLE, MAX_RETRY);
+    let at = Instant::now() + st.retry;
+    st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
+}
+
+/// Whether `e` (or an error it wraps) is the system's lack of descriptors or memory,
+/// which passes: not a reason to step down.
+fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustix::io::Errno;
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::OutOfMemory
+                || matches!(
+                    Errno::from_io_error(io),
+                    Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+                )
+            {
+                return true;
+            }
+            // An io::Error's source skips its own payload: look into that too.
+            if let Some(inner) = io.get_ref() {
+                if transient(inner) {
+                    return true;
+                }
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Whether the file at `socket` is the one this primary listens on.
