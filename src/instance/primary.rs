@@ -283,12 +283,14 @@ impl Primary {
         &self.app_id
     }
 
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it.
+    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
+    /// the primary [steps down](Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
         std::iter::from_fn(move || self.recv())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
+    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
     ///
     /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
     /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
