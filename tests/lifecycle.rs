@@ -326,13 +326,13 @@ fn lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary() {
     let mut p = f.primary(&[]);
     let mut seen = Outcomes::default();
     for round in 0..30 {
-        std::fs::remove_dir_all(f.dir.path())
-            .or_else(|e| {
-                // The primary made the directory again (with its new lock) in between: a
-                // cleaner's `rm -rf` fails so, and runs again.
-                std::fs::remove_dir_all(f.dir.path()).map_err(|_| e)
-            })
-            .unwrap_or_else(|e| panic!("rm -rf: {e}"));
+        // The primary may put a new lock file in between (a slow `rm -rf` then fails with
+        // "Directory not empty"): the cleaner runs again.
+        let mut tries = 0;
+        while let Err(e) = std::fs::remove_dir_all(f.dir.path()) {
+            tries += 1;
+            assert!(tries < 100, "rm -rf: {e}");
+        }
         match std::fs::create_dir(f.dir.path()) {
             Ok(()) => set_mode(f.dir.path(), 0o700),
             // The primary made it first (`mkdir -p` would not mind either).

@@ -36,10 +36,13 @@ use crate::LocalServer;
 /// then none while idle.
 pub(super) const WATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// How long after a removal the files are looked at: a cleaner's `rm -rf dir` has
-/// usually finished by then, so the primary does not make the directory non-empty under
-/// it, and its `mkdir` finds the name free.
-const SETTLE: Duration = Duration::from_millis(10);
+/// How long after a removal the files are looked at: a cleaner's `rm -rf dir` of a few
+/// dozen entries has finished by then, so the primary does not make the directory
+/// non-empty under it, and its `mkdir` finds the name free; and a launch that comes
+/// meanwhile, finding no socket, becomes the primary (and this one steps down) only in
+/// that short time. (A slower `rm -rf` fails with "Directory not empty": the primary's
+/// new lock file and socket stay, in the directory that stays.)
+const SETTLE: Duration = Duration::from_millis(2);
 
 /// Without a watch: how often the files are looked at while the loop runs.
 pub(super) const CHECK_PERIOD: Duration = Duration::from_secs(1);
