@@ -8,19 +8,25 @@
 //! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
 //! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
-// Linux: fork(2) with a parent-death signal, abstract names, inotify.
-#![cfg(any(target_os = "linux", target_os = "android"))]
+// Unix. Linux only: the fork tests (fork(2) with a parent-death signal, abstract names)
+// and the inotify one. The cleaner tests build for macOS too (a kqueue watch there):
+// unproven, never run.
+#![cfg(unix)]
 
 mod util;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use std::io::Write;
-
-use solo_instance::{ConnectOptions, Health, Primary, Reply, Scope, SingleInstance, SocketOptions, Start};
-use util::solo::{hold_lock, json_line, output, read_reply, set_mode, signal, text, Fixture};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use solo_instance::{ConnectOptions, Scope, SocketOptions};
+use solo_instance::{Health, Primary, Reply, SingleInstance, Start};
+use util::solo::{hold_lock, json_line, output, set_mode, text, Fixture};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use util::solo::{read_reply, signal};
 use util::{Proc, TempDir, Watchdog};
 
 /// What follows `prefix` on the next line of `p` that has it (the test harness of a
@@ -45,8 +51,10 @@ fn helper(name: &str, var: &str, value: &str) -> Command {
 // fork() without exec
 // ---------------------------------------------------------------------------------------
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const FORK_VAR: &str = "SOLO_LIFECYCLE_FORK";
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// `user <dir> <app>` or `system <app>`.
 fn instance_of(spec: &str) -> SingleInstance {
     let parts: Vec<&str> = spec.split(' ').collect();
@@ -57,6 +65,7 @@ fn instance_of(spec: &str) -> SingleInstance {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Not a test of its own (it returns at once): the helper process of
 /// `lifecycle_release_gives_up_primacy_that_a_forked_child_shares`, with
 /// `SOLO_LIFECYCLE_FORK=<spec>` (see [`instance_of`]). It becomes the primary, forks a
@@ -118,6 +127,7 @@ fn lifecycle_helper_forking_primary() {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Runs the forking helper for `spec` and checks that, once it released, a new launch is
 /// the primary (the child, which still holds every descriptor the primary had, must hold
 /// neither the lock nor the socket nor the abstract name); then that launches reach the
@@ -144,6 +154,7 @@ fn release_beats_a_forked_child(spec: &str) {
     signal(child, libc::SIGKILL);
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Issue 20, item 10: a primary forks a child that sleeps holding the lock file's open
 /// file description and the listening socket, then calls `release()`: the next launch is
 /// the primary at once, in the User scope (a lock file and a socket file) and in the
@@ -161,8 +172,10 @@ fn lifecycle_release_gives_up_primacy_that_a_forked_child_shares() {
     assert!(Path::new(dir.path()).exists());
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const CHILD_DROPS_VAR: &str = "SOLO_LIFECYCLE_CHILD_DROPS";
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Not a test of its own (it returns at once): the helper process of
 /// `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone`, with
 /// `SOLO_LIFECYCLE_CHILD_DROPS=<spec>`. It becomes the primary, lets its watch be set,
@@ -196,6 +209,7 @@ fn lifecycle_helper_child_drops_its_copy() {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Issue 20, item 10, the other way round: a child forked by the primary drops its copy
 /// of the `Primary` and exits. The parent is still the primary: its socket file, socket
 /// and lock are its own to let go, so a launch after that reaches it (User and System
@@ -465,8 +479,10 @@ fn lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down() {
 // No inotify instance left
 // ---------------------------------------------------------------------------------------
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const NO_INOTIFY_VAR: &str = "SOLO_LIFECYCLE_NO_INOTIFY";
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Not a test of its own (it returns at once): the helper process of
 /// `lifecycle_without_inotify_a_removed_socket_is_bound_again`, run as a throwaway user
 /// with `SOLO_LIFECYCLE_NO_INOTIFY=<dir> <app>`. It uses up its user's inotify instances
@@ -498,6 +514,7 @@ fn lifecycle_helper_primary_without_inotify() {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 /// Issue 20, item 13: a user whose inotify instances are all taken (uid 4271, by a
 /// helper that takes them) runs a primary: its `health()` says it has no watch and why,
 /// and when a cleaner removes its socket, the periodic check binds it again, so a launch

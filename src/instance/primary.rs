@@ -100,7 +100,9 @@ impl fmt::Debug for Primary {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
-    /// Its directory is watched (inotify, Linux): a socket file, lock file or directory
+    /// Its directory is watched (inotify on Linux; a kqueue on macOS, where this is
+    /// unproven: written and built, never run by the crate's tests): a socket file, lock
+    /// file or directory
     /// removed under the running primary is put back at once (the directory 0700, a fresh
     /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
     /// the start.
@@ -112,8 +114,8 @@ pub enum Health {
     /// tried again each time. The primary then wakes once a second while idle.
     Checked(String),
     /// Nothing is watched: an abstract socket (the System scope on Linux) has no file to
-    /// lose, and other platforms have no watch (a removed socket leaves launches failing
-    /// with `NoReply` until the primary exits).
+    /// lose, Windows' pipes cannot be removed, and the BSDs have no watch (a removed socket
+    /// leaves launches failing with `NoReply` until the primary exits).
     Unwatched,
     /// Not the primary any more (the text says why): its files were removed and another
     /// process locked a fresh lock file first, or they could not be put back. It serves

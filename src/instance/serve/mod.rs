@@ -131,7 +131,7 @@ impl Mux {
     ) -> std::io::Result<Mux> {
         let (wake_rx, wake_tx) = crate::sys::pipe()?;
         // An abstract name has no file to lose.
-        let watch = cfg!(any(target_os = "linux", target_os = "android"))
+        let watch = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
             && !options.contains(SocketOptions::ABSTRACT_NAMESPACE)
             && lock.is_some()
             && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());

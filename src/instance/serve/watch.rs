@@ -1,7 +1,7 @@
-//! Keeping the primary reachable (Linux): its socket file, its lock file and their
+//! Keeping the primary reachable (Linux; macOS unproven): its socket file, its lock file and their
 //! directory may be removed under it (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`, a logout
 //! script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). An inotify watch on
-//! the directory reports it; the primary then puts back what is missing: the directory
+//! the directory reports it (a kqueue on macOS: written, never run here); the primary then puts back what is missing: the directory
 //! (0700, this user's), a lock on a fresh lock file, then its socket, in that order (the
 //! lock decides, as at the start). If another process took the fresh lock first and is
 //! the primary now, this one steps down: it stops serving, its launches start over (and
@@ -51,11 +51,20 @@ pub(super) const CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// moment (it checks that this primary's socket answers, then lets the lock go).
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// The inotify watch on the socket's directory (never made outside Linux).
-#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+/// The watch on the socket's directory: inotify on Linux, a kqueue on macOS (never made
+/// elsewhere).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")), allow(dead_code))]
 pub(super) struct Watch {
+    /// What poll(2) waits on: the inotify instance, or the kqueue.
     pub(super) fd: OwnedFd,
+    /// Linux: the watch descriptor on the directory.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     wd: Option<i32>,
+    /// macOS: the directory, open for its events (declared after `fd`, so the kqueue is
+    /// closed before the descriptor it watches).
+    #[cfg(target_vendor = "apple")]
+    #[allow(dead_code)] // held open, never read
+    dir_fd: Option<OwnedFd>,
     /// The directory watched (a directory made again under the same name is another).
     dir: Option<FileId>,
 }
@@ -80,7 +89,16 @@ fn new_watch() -> Result<Watch, String> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// A kqueue (no directory in it yet: see [`rewatch`]), or why there is none.
+#[cfg(target_vendor = "apple")]
+fn new_watch() -> Result<Watch, String> {
+    match rustix::event::kqueue::kqueue() {
+        Ok(fd) => Ok(Watch { fd, dir_fd: None, dir: None }),
+        Err(e) => Err(format!("no kqueue ({e})")),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
 fn new_watch() -> Result<Watch, String> {
     Err("no file watch on this platform".into())
 }
@@ -114,7 +132,38 @@ fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// Points the watch at the directory `dir` now names (`id`), if it is not on it already:
+/// a fresh kqueue with the directory open in it (`EVFILT_VNODE`: an entry added or
+/// removed, the directory removed or renamed). Unproven: written for macOS, never run.
+#[cfg(target_vendor = "apple")]
+fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
+    use rustix::event::kqueue::{kevent, kqueue, Event, EventFilter, EventFlags, VnodeEvents};
+    use rustix::fs::{open, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    if w.dir == Some(id) {
+        return Ok(());
+    }
+    let fail =
+        |what: &str, e: rustix::io::Errno| format!("no kqueue watch on {} ({what}: {e})", dir.display());
+    let kq = kqueue().map_err(|e| fail("kqueue", e))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir_fd = open(dir, flags, Mode::empty()).map_err(|e| fail("open", e))?;
+    let vnode = VnodeEvents::WRITE | VnodeEvents::DELETE | VnodeEvents::RENAME | VnodeEvents::REVOKE;
+    let change = Event::new(
+        EventFilter::Vnode { vnode: dir_fd.as_raw_fd(), flags: vnode },
+        EventFlags::ADD | EventFlags::CLEAR,
+        std::ptr::null_mut(),
+    );
+    let mut none: [Event; 0] = [];
+    // SAFETY: `dir_fd` goes into the same `Watch` as `kq` and is dropped after it (field
+    // order), so it stays valid for the kqueue's lifetime, as kevent requires.
+    unsafe { kevent(&kq, &[change], &mut none, Some(Duration::ZERO)) }.map_err(|e| fail("kevent", e))?;
+    // The old kqueue goes before its directory (field order).
+    *w = Watch { fd: kq, dir_fd: Some(dir_fd), dir: Some(id) };
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
 fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), String> {
     Err("no file watch on this platform".into())
 }
@@ -141,7 +190,24 @@ pub(super) fn concerns_us(w: &Watch, socket: &Path, lock: &Path) -> bool {
     ours
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// Reads the pending kqueue events: whether there was any (a kqueue names no entry, so
+/// any change in the directory counts; the files are then looked at, a few stats).
+#[cfg(target_vendor = "apple")]
+pub(super) fn concerns_us(w: &Watch, _socket: &Path, _lock: &Path) -> bool {
+    use rustix::event::kqueue::kevent;
+    let mut ours = false;
+    loop {
+        let mut events = Vec::with_capacity(8);
+        // SAFETY: no change is registered by this call.
+        match unsafe { kevent(&w.fd, &[], rustix::buffer::spare_capacity(&mut events), Some(Duration::ZERO)) }
+        {
+            Ok(n) if n > 0 => ours = true,
+            _ => return ours,
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
 pub(super) fn concerns_us(_w: &Watch, _socket: &Path, _lock: &Path) -> bool {
     false
 }
