@@ -102,6 +102,8 @@ pub(super) struct State {
     check_at: Option<Instant>,
     /// How long the last wait for a busy fresh lock file was.
     retry: Duration,
+    /// poll(2) reported the watch unusable: it is not tried again.
+    watch_failed: bool,
     /// Accepting pauses until then: accept(2) failed for want of resources.
     accept_after: Option<Instant>,
     /// When the last turn ended: until the next starts nobody reads (the app is away from
@@ -148,6 +150,7 @@ impl Mux {
                 watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
                 check_at: None,
                 retry: Duration::ZERO,
+                watch_failed: false,
                 accept_after: None,
                 turn_end: None,
             }),

@@ -127,7 +127,11 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     // The watch, before new connections join the list (the indices of `revents` are
     // those of this turn's descriptors).
     if let Some(w) = st.watch.as_ref().filter(|_| !revents[first_watch].is_empty()) {
-        if watch::concerns_us(w, &mux.socket, mux.lock_path.as_deref().unwrap_or(&mux.socket)) {
+        if revents[first_watch].intersects(PollFlags::ERR | PollFlags::NVAL) {
+            // A watch poll(2) cannot wait on would wake every turn: looked at periodically
+            // instead.
+            watch::unusable(ctx, st);
+        } else if watch::concerns_us(w, &mux.socket, mux.lock_path.as_deref().unwrap_or(&mux.socket)) {
             watch::check_soon(st);
         }
     }

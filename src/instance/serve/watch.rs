@@ -212,6 +212,16 @@ pub(super) fn concerns_us(_w: &Watch, _socket: &Path, _lock: &Path) -> bool {
     false
 }
 
+/// Drops a watch that poll(2) reports as unusable (`POLLERR`, `POLLNVAL`): the files are
+/// looked at every [`CHECK_PERIOD`] instead, as without a watch, and without trying one
+/// again (it would fail the same way).
+pub(super) fn unusable(ctx: &Arc<Context>, st: &mut State) {
+    st.watch = None;
+    st.watch_failed = true;
+    ctx.mux.set_health(Health::Checked("poll(2) cannot wait on the directory's watch".into()));
+    st.check_at = Some(Instant::now() + CHECK_PERIOD);
+}
+
 /// Looks at the files soon (after [`SETTLE`]): an event concerned them.
 pub(super) fn check_soon(st: &mut State) {
     let at = Instant::now() + SETTLE;
@@ -251,7 +261,16 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     }
     // The watch, on the directory the name now gives; without one, the next look is a
     // period away (and the watch is tried again then).
-    let watched = match st.watch.take().map_or_else(new_watch, Ok) {
+    let watched = match st.watch.take().map_or_else(
+        || {
+            if st.watch_failed {
+                Err("poll(2) cannot wait on the directory's watch".into())
+            } else {
+                new_watch()
+            }
+        },
+        Ok,
+    ) {
         Ok(mut w) => match rewatch(&mut w, dir, dir_id) {
             Ok(()) => {
                 st.watch = Some(w);
