@@ -1,11 +1,12 @@
-//! Keeping the primary reachable (Linux; macOS unproven): its socket file, its lock file and their
-//! directory may be removed under it (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`, a logout
-//! script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). An inotify watch on
-//! the directory reports it (a kqueue on macOS: written, never run here); the primary then puts back what is missing: the directory
-//! (0700, this user's), a lock on a fresh lock file, then its socket, in that order (the
-//! lock decides, as at the start). If another process took the fresh lock first and is
-//! the primary now, this one steps down: it stops serving, its launches start over (and
-//! reach the new primary), its request stream ends and [`Health::SteppedDown`] says why.
+//! Keeping the primary reachable (Linux; macOS unproven): its socket file, its lock file
+//! and their directory may be removed under it (a cleaner of `$XDG_RUNTIME_DIR` or
+//! `/tmp`, a logout script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). An
+//! inotify watch on the directory reports it (a kqueue on macOS: written, never run
+//! here); the primary then puts back what is missing: the directory (0700, this user's),
+//! a lock on a fresh lock file, then its socket, in that order (the lock decides, as at
+//! the start). If another process took the fresh lock first and is the primary now, this
+//! one steps down: it stops serving, its launches start over (and reach the new
+//! primary), its request stream ends and [`Health::SteppedDown`] says why.
 //!
 //! Without a watch (the user's inotify instances or watches used up), the files are
 //! looked at every [`CHECK_PERIOD`] while the loop runs instead, and
@@ -45,7 +46,7 @@ pub(super) const WATCH_DELAY: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_millis(2);
 
 /// Without a watch: how often the files are looked at while the loop runs.
-pub(super) const CHECK_PERIOD: Duration = Duration::from_secs(1);
+const CHECK_PERIOD: Duration = Duration::from_secs(1);
 
 /// The longest wait before looking again while a launch holds a fresh lock file for a
 /// moment (it checks that this primary's socket answers, then lets the lock go).
