@@ -13,6 +13,8 @@ pub(crate) struct LockFile {
     /// Holds the lock while open (on Windows it is never read or written again).
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
+    /// Windows: where `<app>.pid` goes, beside it.
+    #[cfg_attr(not(windows), allow(dead_code))]
     path: PathBuf,
     /// In a directory shared with other users (the System scope).
     #[cfg_attr(not(windows), allow(dead_code))]
@@ -23,6 +25,10 @@ pub(crate) struct LockFile {
     /// The file is this user's (Unix), so the pid may be written into it.
     #[cfg_attr(windows, allow(dead_code))]
     own: bool,
+    /// The process that took the lock: only it lets the lock go (a child forked without
+    /// exec shares it, and its copy's drop must leave the parent's lock alone).
+    #[cfg_attr(windows, allow(dead_code))]
+    pid: u32,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -124,6 +130,7 @@ impl LockFile {
                 shared: shared_dir,
                 wrote_pid: false,
                 own,
+                pid: std::process::id(),
             })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
@@ -169,8 +176,13 @@ impl LockFile {
         });
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Device and inode of the locked file, to tell whether the file at the path is still
+    /// it (a cleaner may have removed it, and a launch locked a new one).
+    #[cfg(unix)]
+    pub(crate) fn file_id(&self) -> io::Result<crate::sys::FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata()?;
+        Ok((meta.dev(), meta.ino()))
     }
 }
 
@@ -220,13 +232,20 @@ pub(super) fn open_plain(path: &Path, write: bool) -> io::Result<File> {
     Ok(file)
 }
 
-#[cfg(windows)]
 impl Drop for LockFile {
     fn drop(&mut self) {
         // The recorded pid goes with the primacy (the lock is still held here, so no
         // successor has written its own yet). Only the holder that wrote it removes it.
+        #[cfg(windows)]
         if self.wrote_pid {
             let _ = std::fs::remove_file(pid_path(&self.path));
+        }
+        // A flock belongs to the open file description, which a child forked without exec
+        // shares (close-on-exec acts only at exec): closing our descriptor would leave the
+        // lock held for as long as the child lives. Unlocking frees it for every holder.
+        #[cfg(unix)]
+        if self.pid == std::process::id() {
+            let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
         }
     }
 }

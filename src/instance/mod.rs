@@ -37,7 +37,7 @@ use lock::LockFile;
 pub use dbus::Origin;
 #[cfg(feature = "dbus")]
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
-pub use primary::{CallbackPrimary, Primary, Stopper};
+pub use primary::{CallbackPrimary, Health, Primary, Stopper};
 pub use request::Request;
 
 use crate::Result;

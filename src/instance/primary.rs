@@ -72,7 +72,10 @@ pub struct Primary {
     /// Windows: the accept thread was started.
     #[cfg(windows)]
     pub(super) accepting: AtomicBool,
+    /// The lock (Windows; on Unix the loop holds it, to take a fresh one should a
+    /// cleaner remove its file).
     pub(super) lock: Option<LockFile>,
+    pub(super) lock_path: PathBuf,
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
@@ -84,12 +87,46 @@ pub struct Primary {
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
+    /// Linux, an abstract name (the System scope): children forked without exec do not
+    /// keep it bound (see `sys::ForkGuard`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
 
 impl fmt::Debug for Primary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
     }
+}
+
+/// Whether a [`Primary`] is still the primary, and how it stays reachable when a cleaner
+/// removes its files: see [`Primary::health`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Its directory is watched (inotify on Linux; a kqueue on macOS, where this is
+    /// unproven: written and built, never run by the crate's tests): a socket file, lock
+    /// file or directory
+    /// removed under the running primary is put back at once (the directory 0700, a fresh
+    /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
+    /// the start.
+    Watched,
+    /// No watch could be set (the text says why: most often the user's inotify instances
+    /// are used up, `/proc/sys/fs/inotify/max_user_instances`): the files are looked at
+    /// every second while the primary serves instead (a removed socket is bound again
+    /// within a second, and launches wait for it within their timeout), and the watch is
+    /// tried again each time. The primary then wakes once a second while idle.
+    Checked(String),
+    /// Nothing is watched: an abstract socket (the System scope on Linux) has no file to
+    /// lose, Windows' pipes cannot be removed, and the BSDs have no watch (a removed socket
+    /// leaves launches failing with `NoReply` until the primary exits).
+    Unwatched,
+    /// Not the primary any more (the text says why): its files were removed and another
+    /// process locked a fresh lock file first, or they could not be put back. It serves
+    /// nothing more: the receive calls return `None`, and the launches it held (queued
+    /// for the app too) were told to start over, so they reach the new primary. A request
+    /// the app holds may still be answered. Drop it; nothing else of it is of use.
+    SteppedDown(String),
 }
 
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
@@ -195,7 +232,7 @@ impl Primary {
             #[cfg(not(unix))]
             pool: Pool::default(),
             #[cfg(unix)]
-            mux: serve::Mux::new(&loc.socket, options)?,
+            mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
             held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -214,7 +251,13 @@ impl Primary {
         }
         server.listen(&pipe_name.to_string_lossy())?;
         #[cfg(unix)]
-        ctx.mux.attach(server.sys_listener().cloned());
+        ctx.mux.attach(server.sys_listener().cloned(), lock.take());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let fork_guard = if loc.abstract_ns {
+            server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
+        } else {
+            None
+        };
         #[cfg(windows)]
         if let Some(file) = &published {
             let level = crate::sys::own_integrity()?;
@@ -229,6 +272,7 @@ impl Primary {
             #[cfg(windows)]
             accepting: AtomicBool::new(false),
             lock,
+            lock_path: loc.lock,
             rx,
             ctx,
             socket: pipe_name,
@@ -237,6 +281,8 @@ impl Primary {
             app_id: config.app_id.clone(),
             #[cfg(feature = "dbus")]
             dbus,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            fork_guard,
         })
     }
 
@@ -245,9 +291,19 @@ impl Primary {
         &self.socket
     }
 
-    /// The lock file this primary holds.
+    /// The lock file this primary holds (empty for an abstract name, which has none).
     pub fn lock_path(&self) -> &Path {
-        self.lock.as_ref().map(LockFile::path).unwrap_or(Path::new(""))
+        &self.lock_path
+    }
+
+    /// Whether this is still the primary, and how it keeps its files in place; see
+    /// [`Health`]. A primary whose receive calls return `None` without a
+    /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
+    pub fn health(&self) -> Health {
+        #[cfg(unix)]
+        return self.ctx.mux.health();
+        #[cfg(not(unix))]
+        Health::Unwatched
     }
 
     /// The app id.
@@ -255,12 +311,14 @@ impl Primary {
         &self.app_id
     }
 
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it.
+    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
+    /// the primary [steps down](Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
         std::iter::from_fn(move || self.recv())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
+    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
     ///
     /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
     /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
@@ -345,6 +403,16 @@ impl Primary {
 
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
+        #[cfg(unix)]
+        if self.ctx.mux.stepped_down() {
+            // Not the primary any more: what waits is handed over (each request dropped
+            // tells its launch to start over, and it reaches the new primary).
+            drop(event);
+            while let Ok(event) = self.rx.try_recv() {
+                drop(event);
+            }
+            return Taken::End;
+        }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => Taken::Request(r),
@@ -434,6 +502,10 @@ impl Primary {
     /// Gives up being the primary now: the socket is closed and removed, then the lock
     /// is freed, so a new launch (such as this app restarting itself) becomes the
     /// primary. Requests not yet answered tell their launches to start over.
+    ///
+    /// A child forked without exec (which shares every descriptor) does not keep the
+    /// primacy: the socket is shut down and the lock unlocked, for every process that
+    /// holds them; on Linux such a child never holds an abstract name (see the README).
     pub fn release(self) {
         drop(self)
     }
@@ -444,7 +516,16 @@ impl Drop for Primary {
         self.ctx.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
-        self.server.get_mut().unwrap_or_else(|p| p.into_inner()).close();
+        let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
+        // A child forked without exec shares the listening socket: shut down, it refuses
+        // connections there too, and what waited in its backlog starts over.
+        #[cfg(unix)]
+        if let Some(listener) = server.sys_listener() {
+            listener.shut_down();
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        drop(self.fork_guard.take());
+        server.close();
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
@@ -455,6 +536,8 @@ impl Drop for Primary {
         if let Some(file) = &self.published {
             super::published::withdraw(file, &self.socket);
         }
+        #[cfg(unix)]
+        drop(self.ctx.mux.take_lock());
         drop(self.lock.take());
     }
 }

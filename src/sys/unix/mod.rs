@@ -28,12 +28,16 @@ use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod fork;
 mod listener;
 mod poll;
 mod signals;
 mod socket;
 
-pub(crate) use listener::Listener;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use fork::ForkGuard;
+pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -57,6 +61,13 @@ pub(super) fn set_cloexec_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> 
         if nonblocking { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
     rustix::fs::fcntl_setfl(fd, flags)?;
     Ok(())
+}
+
+/// Ends a connected socket for its peer (both directions), however many processes hold
+/// it: a child forked without exec keeps a copy that closing ours would not end, and the
+/// launch on the other end would wait for its timeout instead of starting over.
+pub(crate) fn hang_up(socket: &crate::LocalSocket) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
 /// Removes the socket file of `path`, whether or not a server is listening on it
