@@ -154,7 +154,9 @@ impl SingleInstance {
         };
         // Who serves this launch, as the OS says. Outside the System scope only this user;
         // in it any user, whose texts are defused before anything here prints them.
-        let from_another_user = !same_user(&socket);
+        // In the System scope, a uid that proves nothing (see `uid_is_overflow`) counts as
+        // another user's: defusing the texts of this user's own primary costs only colours.
+        let from_another_user = !same_user(&socket) || (self.scope == Scope::System && uid_is_overflow());
         if self.scope != Scope::System && from_another_user {
             #[cfg(windows)]
             let whose = match crate::sys::peer_sid(socket.as_stream()) {
@@ -282,6 +284,24 @@ pub(super) fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::UnexpectedEof
     )
+}
+
+/// Linux: whether this process's uid reads as the kernel's overflow uid (65534 unless
+/// changed): it runs in a user namespace that does not map it (`unshare -U`), or it is a
+/// `nobody`. Then a peer in a user namespace of its own, or whose uid this namespace does
+/// not map (any other user's, from a container's), reads as that same uid, whoever it is.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn uid_is_overflow() -> bool {
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    crate::sys::euid() == overflow
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn uid_is_overflow() -> bool {
+    false
 }
 
 #[cfg(unix)]

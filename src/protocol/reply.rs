@@ -141,7 +141,9 @@ impl Reply {
     /// Whether the primary that sent this reply runs as another user than this launch, as
     /// the OS reports it: possible only in [`Scope::System`](crate::Scope::System), where
     /// any local user may be the primary (on Windows, also a process of this user below
-    /// the launch's integrity level: a sandbox). Its texts were defused on receipt (see
+    /// the launch's integrity level: a sandbox; on Linux, also whenever this launch's own
+    /// uid reads as the overflow uid, 65534, as in a user namespace that does not map it,
+    /// where every unmapped user reads the same). Its texts were defused on receipt (see
     /// ["A reply from another user"](Self#a-reply-from-another-user)); its exit code is
     /// that user's word. Always `false` for a reply made or decoded by the app itself.
     pub fn is_from_another_user(&self) -> bool {
