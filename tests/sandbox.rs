@@ -549,6 +549,29 @@ fn sandbox_without_a_runtime_dir_another_user_cannot_take_the_fallback_first() {
     assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
 }
 
+/// A service account without a runtime directory whose home it cannot write (`nobody`'s
+/// `/nonexistent`, a `www-data` home owned by root, a read-only home): there is no cache
+/// directory to make, and the launches must still meet, in the temp dir as before the cache
+/// directory was preferred, instead of every launch failing "cannot create".
+#[test]
+fn sandbox_without_a_runtime_dir_or_a_writable_home_launches_still_meet() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15h");
+    set_mode(tmp.path(), 0o1777);
+    let home = TempDir::new("home15h");
+    set_mode(home.path(), 0o755);
+    let app = format!("org.sandbox.nohome{}", std::process::id());
+    for home in [home.path().to_str().unwrap(), "/nonexistent/solo-instance-test"] {
+        let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home)];
+        two_launches_meet(&exe, &app, &env);
+    }
+}
+
 /// The long-path fallback: uid 4248's runtime directory is too long for any socket path in
 /// it, so the socket goes under `$TMPDIR`; uid 4249 created `$TMPDIR/solo-instance-4248`
 /// (the old name) first. The launches of uid 4248 still meet there, in a directory whose

@@ -405,11 +405,19 @@ fn user_dir() -> Result<PathBuf, Error> {
     if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
         if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
             if cache.is_absolute() {
-                return Ok(cache.join(format!("solo-instance-{uid}")));
+                let dir = cache.join(format!("solo-instance-{uid}"));
+                // A home this user cannot write (a service account's `/nonexistent`, one
+                // owned by root, a read-only one) has no room for it: the temp dir then, as
+                // for no home. Every launch of the user finds the same. A directory that is
+                // there but unsafe is refused instead (`default_dir`), never worked around.
+                match ensure_dir(&dir, Scope::User) {
+                    Err(Error::Io(_)) => {}
+                    _ => return Ok(dir),
+                }
             }
         }
     }
-    // No home either: the temp dir, whose name another user could create first (then
+    // No home either, or none to write: the temp dir, whose name another user could create first (then
     // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
