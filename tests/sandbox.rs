@@ -505,6 +505,29 @@ fn sandbox_system_scope_refuses_a_lock_file_it_cannot_open() {
     remove_system_lock(&app);
 }
 
+/// A launch that sees `/tmp` read-only (systemd's `ProtectSystem=strict` without
+/// `PrivateTmp=`, a sandbox that binds `/` read-only) cannot open the System scope's lock
+/// file for writing, but may still lock it read-only, as other users do: it is forwarded
+/// to the host's primary instead of failing "Read-only file system".
+#[test]
+fn sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rotmp{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (q, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert_eq!(line, "FORWARDED served by host", "{}", q.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
 // ---------------------------------------------------------------------------------------
 // Without XDG_RUNTIME_DIR: a fallback another user cannot take first
 // ---------------------------------------------------------------------------------------
