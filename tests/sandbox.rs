@@ -528,6 +528,30 @@ fn sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary() {
     remove_system_lock(&app);
 }
 
+/// The first launch on the machine runs where `/tmp` is read-only (a `ProtectSystem=strict`
+/// service) and no lock file exists, nor can one be made there: the abstract name alone
+/// decides, as before there were lock files, instead of the launch failing. A host launch
+/// then takes the (fresh) lock file, finds the name taken and is forwarded: one primary.
+#[test]
+fn sandbox_system_scope_first_launch_on_a_read_only_tmp_is_the_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rofirst{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    remove_system_lock(&app);
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (p, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (q, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host"));
+    assert_eq!(line, "FORWARDED served by read-only-tmp", "{}", q.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
 // ---------------------------------------------------------------------------------------
 // Without XDG_RUNTIME_DIR: a fallback another user cannot take first
 // ---------------------------------------------------------------------------------------

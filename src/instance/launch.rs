@@ -42,9 +42,18 @@ impl SingleInstance {
                 // The System scope on Linux: the lock file decides across network namespaces,
                 // and binding the name within this one.
                 held_elsewhere = false;
-                match LockFile::try_lock(&loc.lock, true)? {
+                let taken = match LockFile::try_lock(&loc.lock, true) {
+                    Ok(lock) => lock.map(Some),
+                    // No lock file, and none can be made: this launch sees `/tmp` read-only
+                    // (`ProtectSystem=strict`). Nobody sharing this view can make one either,
+                    // so the name alone decides here, as before there were lock files; a
+                    // launch that can make the file finds the name taken and asks it.
+                    Err(_) if lock_cannot_exist(&loc.lock) => Some(None),
+                    Err(e) => return Err(e.into()),
+                };
+                match taken {
                     Some(lock) if may_become_primary => {
-                        match Primary::serve(&self, loc.clone(), Some(lock)) {
+                        match Primary::serve(&self, loc.clone(), lock) {
                             Ok(primary) => return Ok(Start::Primary(primary)),
                             // Taken by a primary that holds no lock (an older version): ask it.
                             Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
@@ -229,6 +238,20 @@ impl SingleInstance {
             Err(ReadError::Io(e)) => Err(e.into()),
         }
     }
+}
+
+/// The System scope on Linux: whether `lock` is missing and its directory read-only for
+/// this process (EROFS), so that no lock file can exist there.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn lock_cannot_exist(lock: &std::path::Path) -> bool {
+    let missing = matches!(std::fs::symlink_metadata(lock), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let dir = lock.parent().unwrap_or(std::path::Path::new("/"));
+    missing && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn lock_cannot_exist(_: &std::path::Path) -> bool {
+    false
 }
 
 /// `now + timeout`, or a deadline too far away to matter when that overflows.
