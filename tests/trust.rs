@@ -266,4 +266,5 @@ fn a_launch_that_reads_as_the_overflow_uid_still_defuses_a_strangers_reply() {
     assert_eq!(String::from_utf8_lossy(&stdout), DEFUSED);
     assert!(!stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&stderr));
     drop(p);
+    let _ = std::fs::remove_file(format!("/tmp/solo-instance-system@{app}.lock"));
 }
