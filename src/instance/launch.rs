@@ -43,17 +43,29 @@ impl SingleInstance {
                 // and binding the name within this one.
                 held_elsewhere = false;
                 let taken = match LockFile::try_lock(&loc.lock, true) {
-                    Ok(lock) => lock.map(Some),
+                    Ok(lock) => lock,
                     // No lock file, and none can be made: this launch sees `/tmp` read-only
-                    // (`ProtectSystem=strict`). Nobody sharing this view can make one either,
-                    // so the name alone decides here, as before there were lock files; a
-                    // launch that can make the file finds the name taken and asks it.
-                    Err(_) if lock_cannot_exist(&loc.lock) => Some(None),
+                    // (`ProtectSystem=strict`). The name alone would decide only within this
+                    // network namespace, which may be a private one: say so instead.
+                    Err(e) if lock_cannot_exist(&loc.lock) => {
+                        return Err(Error::Io(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "the System scope's lock file {} does not exist and cannot be made: \
+                                 this process sees {} read-only (systemd's ProtectSystem=strict?); \
+                                 launch once where it is writable, or give this one a writable \
+                                 {} (ReadWritePaths=)",
+                                loc.lock.display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                            ),
+                        )))
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 match taken {
                     Some(lock) if may_become_primary => {
-                        match Primary::serve(&self, loc.clone(), lock) {
+                        match Primary::serve(&self, loc.clone(), Some(lock)) {
                             Ok(primary) => return Ok(Start::Primary(primary)),
                             // Taken by a primary that holds no lock (an older version): ask it.
                             Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
