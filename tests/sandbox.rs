@@ -505,6 +505,60 @@ fn sandbox_system_scope_refuses_a_lock_file_it_cannot_open() {
     remove_system_lock(&app);
 }
 
+/// A launch that sees `/tmp` read-only (systemd's `ProtectSystem=strict` without
+/// `PrivateTmp=`, a sandbox that binds `/` read-only) cannot open the System scope's lock
+/// file for writing, but may still lock it read-only, as other users do: it is forwarded
+/// to the host's primary instead of failing "Read-only file system".
+#[test]
+fn sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rotmp{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (q, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert_eq!(line, "FORWARDED served by host", "{}", q.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
+/// The first launch on the machine runs where `/tmp` is read-only (a `ProtectSystem=strict`
+/// service) and no lock file exists, nor can one be made there. The name alone would decide
+/// only within its network namespace (perhaps a private one: two primaries), so it fails
+/// with an error that names the limit and the way out, not a bare "No such file". Once a
+/// launch with a writable `/tmp` made the file, such a launch is forwarded as any other
+/// (`sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary`).
+#[test]
+fn sandbox_system_scope_first_launch_on_a_read_only_tmp_says_why_it_cannot_start() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rofirst{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    remove_system_lock(&app);
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (_p, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("read-only") && line.contains("ReadWritePaths"),
+        "{line}"
+    );
+    let (p, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp-again"));
+    assert_eq!(line, "FORWARDED served by host");
+    drop(p);
+    remove_system_lock(&app);
+}
+
 // ---------------------------------------------------------------------------------------
 // Without XDG_RUNTIME_DIR: a fallback another user cannot take first
 // ---------------------------------------------------------------------------------------
@@ -547,6 +601,29 @@ fn sandbox_without_a_runtime_dir_another_user_cannot_take_the_fallback_first() {
     let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home.path().to_str().unwrap())];
     two_launches_meet(&exe, &app, &env);
     assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
+}
+
+/// A service account without a runtime directory whose home it cannot write (`nobody`'s
+/// `/nonexistent`, a `www-data` home owned by root, a read-only home): there is no cache
+/// directory to make, and the launches must still meet, in the temp dir as before the cache
+/// directory was preferred, instead of every launch failing "cannot create".
+#[test]
+fn sandbox_without_a_runtime_dir_or_a_writable_home_launches_still_meet() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15h");
+    set_mode(tmp.path(), 0o1777);
+    let home = TempDir::new("home15h");
+    set_mode(home.path(), 0o755);
+    let app = format!("org.sandbox.nohome{}", std::process::id());
+    for home in [home.path().to_str().unwrap(), "/nonexistent/solo-instance-test"] {
+        let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home)];
+        two_launches_meet(&exe, &app, &env);
+    }
 }
 
 /// The long-path fallback: uid 4248's runtime directory is too long for any socket path in

@@ -116,7 +116,20 @@ fn exe_for_anyone() -> (TempDir, PathBuf) {
 /// Runs `trust_helper_launch` as root against `app`'s primary: its exit code, and the
 /// bytes `print_output` wrote on stdout (between BEGIN and END) and on stderr.
 fn launch_prints(exe: &PathBuf, app: &str) -> (Option<i32>, Vec<u8>, Vec<u8>) {
-    let out = Command::new(exe)
+    launch_prints_under(&[], exe, app)
+}
+
+/// The same, with the launch run under `wrapper` (`unshare -U`, say).
+fn launch_prints_under(wrapper: &[&str], exe: &PathBuf, app: &str) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let out = cmd
         .args(["--exact", "trust_helper_launch", "--nocapture", "--test-threads", "1"])
         .env(LAUNCH_VAR, app)
         .stdin(Stdio::null())
@@ -215,4 +228,43 @@ fn a_primary_of_the_same_user_keeps_its_escape_sequences() {
     assert_eq!(stdout, HOSTILE.as_bytes());
     assert!(stderr.windows(HOSTILE.len()).any(|w| w == HOSTILE.as_bytes()));
     serving.join().unwrap();
+}
+
+/// A launch whose own uid reads as the overflow uid (65534: it runs in a user namespace
+/// that maps no uid of its own, as `unshare -U` leaves it, or as a container's `nobody`)
+/// sees the uid of every user its namespace does not map as 65534 too, a stranger's
+/// System-scope primary included. "The same uid" proves nothing then: the stranger's
+/// escape sequences must still be defused.
+#[test]
+fn a_launch_that_reads_as_the_overflow_uid_still_defuses_a_strangers_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if skip_unless_root() {
+        return;
+    }
+    if !Command::new("unshare").args(["-U", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipping: unshare -U does not work here");
+        return;
+    }
+    let app = format!("org.trust.overflow{}", std::process::id());
+    let (_bin, exe) = exe_for_anyone();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", "trust_helper_system_primary", "--nocapture", "--test-threads", "1"])
+        .env(PRIMARY_VAR, &app)
+        .current_dir("/")
+        .uid(STRANGER)
+        .gid(STRANGER);
+    let p = Proc::spawn(&mut cmd);
+    let line = loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            break line;
+        }
+    };
+    assert!(line.contains("PRIMARY "), "uid {STRANGER} did not become the primary: {line} {}", p.stderr());
+    let (code, stdout, stderr) = launch_prints_under(&["unshare", "-U"], &exe, &app);
+    assert_eq!(code, Some(3), "{}", String::from_utf8_lossy(&stderr));
+    assert_eq!(String::from_utf8_lossy(&stdout), DEFUSED);
+    assert!(!stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&stderr));
+    drop(p);
+    let _ = std::fs::remove_file(format!("/tmp/solo-instance-system@{app}.lock"));
 }

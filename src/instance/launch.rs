@@ -44,7 +44,28 @@ impl SingleInstance {
                 // The System scope on Linux: the lock file decides across network namespaces,
                 // and binding the name within this one.
                 held_elsewhere = false;
-                match LockFile::try_lock(&loc.lock, true)? {
+                let taken = match LockFile::try_lock(&loc.lock, true) {
+                    Ok(lock) => lock,
+                    // No lock file, and none can be made: this launch sees `/tmp` read-only
+                    // (`ProtectSystem=strict`). The name alone would decide only within this
+                    // network namespace, which may be a private one: say so instead.
+                    Err(e) if lock_cannot_exist(&loc.lock) => {
+                        return Err(Error::Io(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "the System scope's lock file {} does not exist and cannot be made: \
+                                 this process sees {} read-only (systemd's ProtectSystem=strict?); \
+                                 launch once where it is writable, or give this one a writable \
+                                 {} (ReadWritePaths=)",
+                                loc.lock.display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                            ),
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match taken {
                     Some(lock) if may_become_primary => {
                         match Primary::serve(&self, loc.clone(), Some(lock)) {
                             Ok(primary) => return Ok(Start::Primary(primary)),
@@ -190,8 +211,10 @@ impl SingleInstance {
         };
         // Who serves this launch, as the OS says. Outside the System scope only this user;
         // in it any user, whose texts are defused before anything here prints them.
+        // In the System scope, a uid that proves nothing (see `uid_is_overflow`) counts as
+        // another user's: defusing the texts of this user's own primary costs only colours.
         #[cfg(not(windows))]
-        let from_another_user = !same_user(&socket);
+        let from_another_user = !same_user(&socket) || (self.scope == Scope::System && uid_is_overflow());
         #[cfg(not(windows))]
         if self.scope != Scope::System && from_another_user {
             let whose = "served by another user";
@@ -280,6 +303,20 @@ impl SingleInstance {
             Err(ReadError::Io(e)) => Err(e.into()),
         }
     }
+}
+
+/// The System scope on Linux: whether `lock` is missing and its directory read-only for
+/// this process (EROFS), so that no lock file can exist there.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn lock_cannot_exist(lock: &std::path::Path) -> bool {
+    let missing = matches!(std::fs::symlink_metadata(lock), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let dir = lock.parent().unwrap_or(std::path::Path::new("/"));
+    missing && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn lock_cannot_exist(_: &std::path::Path) -> bool {
+    false
 }
 
 /// `now + timeout`, or a deadline too far away to matter when that overflows.
@@ -386,6 +423,24 @@ pub(super) fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::UnexpectedEof
     )
+}
+
+/// Linux: whether this process's uid reads as the kernel's overflow uid (65534 unless
+/// changed): it runs in a user namespace that does not map it (`unshare -U`), or it is a
+/// `nobody`. Then a peer in a user namespace of its own, or whose uid this namespace does
+/// not map (any other user's, from a container's), reads as that same uid, whoever it is.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn uid_is_overflow() -> bool {
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    crate::sys::euid() == overflow
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
+fn uid_is_overflow() -> bool {
+    false
 }
 
 #[cfg(unix)]

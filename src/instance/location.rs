@@ -210,26 +210,46 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
 /// directory first: a name anyone can work out (`solo-instance-<uid>`) can be taken by
 /// anyone, and its owner refused, locking the user out. Launches that share `base` share
 /// the secret, so they meet.
+///
+/// The name is secret only until first used, though: the temp dir's listing shows it, and
+/// `/proc/net/unix` too while a socket is bound there. Once the directory is gone (a temp
+/// cleaner; a reboot, where `base` is a persistent cache directory), another user who saw
+/// the name may create it first. Such a secret is burnt: the next one is kept in
+/// `base/@fallback-<burnt secret>`, made by the first launch that finds the name taken,
+/// so that every launch sharing `base` walks the same chain to the same directory.
 #[cfg(unix)]
 fn fallback_dir(scope: Scope, base: &Path) -> Result<PathBuf, Error> {
-    Ok(match scope {
-        Scope::System => system_base().join("solo-instance-system"),
-        _ => crate::temp_dir().join(format!(
-            "solo-instance-{}{MADE_UP}{}",
-            crate::sys::euid(),
-            fallback_secret(base)?
-        )),
-    })
+    use std::os::unix::fs::MetadataExt;
+    if scope == Scope::System {
+        return Ok(system_base().join("solo-instance-system"));
+    }
+    let uid = crate::sys::euid();
+    let mut file = format!("{MADE_UP}fallback");
+    // Each burnt secret took another user a removal of this user's directory to learn.
+    for _ in 0..16 {
+        let secret = fallback_secret(&base.join(&file))?;
+        let dir = crate::temp_dir().join(format!("solo-instance-{uid}{MADE_UP}{secret}"));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if !m.is_dir() || m.uid() != uid => file = format!("{MADE_UP}fallback-{secret}"),
+            _ => return Ok(dir),
+        }
+    }
+    Err(Error::Insecure(
+        format!("the fallback directories named in {} keep being taken by other users", base.display())
+            .into(),
+    ))
 }
 
-/// The secret of [`fallback_dir`]: 16 hex digits in `base/@fallback` (beside the lock
-/// files, sticky as they are), made by the first launch that needs them. Written to a file of its own first and linked into place, so a
-/// launch never reads half of one, and two launches that race agree on the first.
+/// A secret of [`fallback_dir`]: 16 hex digits in `path` (`base/@fallback`, beside the
+/// lock files, sticky as they are), made by the first launch that needs them. Written to a
+/// file of its own first and linked into place, so a launch never reads half of one, and
+/// two launches that race agree on the first.
 #[cfg(unix)]
-fn fallback_secret(base: &Path) -> Result<String, Error> {
+fn fallback_secret(path: &Path) -> Result<String, Error> {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let path = base.join(format!("{MADE_UP}fallback"));
+    let base = path.parent().unwrap_or(Path::new("."));
+    let path = path.to_path_buf();
     let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
     let wrap = |what: &'static str, p: &Path, e: io::Error| Error::Io(crate::PathError::wrap(what, p, e));
     // A second round only follows another launch's link, which stays (the directory is
@@ -396,11 +416,19 @@ fn user_dir() -> Result<PathBuf, Error> {
     if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
         if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
             if cache.is_absolute() {
-                return Ok(cache.join(format!("solo-instance-{uid}")));
+                let dir = cache.join(format!("solo-instance-{uid}"));
+                // A home this user cannot write (a service account's `/nonexistent`, one
+                // owned by root, a read-only one) has no room for it: the temp dir then, as
+                // for no home. Every launch of the user finds the same. A directory that is
+                // there but unsafe is refused instead (`default_dir`), never worked around.
+                match ensure_dir(&dir, Scope::User) {
+                    Err(Error::Io(_)) => {}
+                    _ => return Ok(dir),
+                }
             }
         }
     }
-    // No home either: the temp dir, whose name another user could create first (then
+    // No home either, or none to write: the temp dir, whose name another user could create first (then
     // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
@@ -629,6 +657,46 @@ mod tests {
         // Nothing left behind but the secret.
         let names: Vec<_> = std::fs::read_dir(&a.1).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [std::ffi::OsString::from(format!("{MADE_UP}fallback"))]);
+    }
+
+    /// The fallback directory's name is secret only until it is first used: `ls /tmp`
+    /// shows it, and so does `/proc/net/unix` while a socket is bound there. Once a temp
+    /// cleaner (or a reboot, with the secret kept in a persistent cache directory) removes
+    /// the directory, another user who saw the name can create it first. That must not
+    /// lock the user out for good, as issue 20 item 15 forbade: a squatted name burns the
+    /// secret, and the launches that share the base all move on to the same next one.
+    #[cfg(unix)]
+    #[test]
+    fn a_squatted_fallback_name_is_left_for_a_new_secret() {
+        use std::os::unix::fs::MetadataExt;
+        if crate::sys::euid() != 0 {
+            eprintln!("skipping: needs root (to give the squatted directory another owner)");
+            return;
+        }
+        let base = Scratch::new("q".repeat(100).as_bytes());
+        let first = unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap();
+        let seen = first.parent().unwrap().to_path_buf();
+        // The directory goes (a temp cleaner), and a stranger who read its name makes it.
+        std::fs::remove_dir_all(&seen).unwrap();
+        std::fs::create_dir(&seen).unwrap();
+        std::os::unix::fs::chown(&seen, Some(4299), Some(4299)).unwrap();
+        let squatted = Squat(seen.clone());
+        let again = unix_socket_name(&base.1, "org.example.App", Scope::User);
+        let again = again.unwrap_or_else(|e| panic!("locked out by a stranger's {}: {e}", seen.display()));
+        assert_ne!(again.parent().unwrap(), seen, "still the stranger's directory");
+        assert_eq!(std::fs::metadata(again.parent().unwrap()).unwrap().uid(), crate::sys::euid());
+        // Every launch that shares the base meets there.
+        assert_eq!(again, unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap());
+        let _ = std::fs::remove_dir_all(again.parent().unwrap());
+        drop(squatted);
+
+        /// Removes the stranger's directory, whatever the test did.
+        struct Squat(PathBuf);
+        impl Drop for Squat {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
     }
 
     /// Every name the crate makes up is one no app id can be: a shortened socket name, the

@@ -66,8 +66,10 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
         }
     }
     let file = match opts.open(path) {
-        // A system-scope lock created by another user: flock works on a read-only handle.
-        Err(e) if shared && e.kind() == io::ErrorKind::PermissionDenied => {
+        // A system-scope lock created by another user, or on a file system this process
+        // sees read-only (`ProtectSystem=strict`, a sandbox binding `/` read-only): flock
+        // works on a read-only handle.
+        Err(e) if shared && (e.kind() == io::ErrorKind::PermissionDenied || is_read_only_fs(&e)) => {
             let mut ro = OpenOptions::new();
             ro.read(true);
             #[cfg(unix)]
@@ -109,6 +111,19 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         Ok((file, true))
+    }
+}
+
+/// Whether `e` is EROFS: the file system is mounted read-only (for this process).
+fn is_read_only_fs(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
     }
 }
 

@@ -107,6 +107,7 @@ mod tests {
     use serde_json::{json, Map, Number};
 
     use super::os_str::{base64_decode, base64_encode};
+    use super::reply::acts_on_a_terminal;
     use super::*;
 
     /// What the encoders replaced: a `serde_json::Value` tree of the message's fields,
@@ -591,6 +592,27 @@ mod tests {
         assert_eq!((got.exit_code(), got.data()), (3, &json!({"k": "\x1b"})), "kept as sent");
         let refused = Reply::error("no\x1b]52;c;cGF5bG9hZA==\x07").received_from_another_user();
         assert_eq!(refused.error_message(), Some("no\\u{1b}]52;c;cGF5bG9hZA==\\u{7}"));
+    }
+
+    /// `encode` of a reply from another user is a line an app may print (the `solo`
+    /// example prints it as is). JSON escapes C0 controls but writes DEL, C1 controls (CSI
+    /// U+009B) and bidi overrides raw: in `data`, which is kept as sent, they would reach
+    /// the terminal. They are written as JSON `\u` escapes instead: the same value, once
+    /// decoded, and nothing for a terminal to act on.
+    #[test]
+    fn a_foreign_replys_encoding_escapes_what_json_leaves_raw() {
+        let data = json!({"k\u{9b}": ["\u{9b}31m\u{202e}txt.exe\u{2066}\x7f\u{85}", "é\u{200f}😀"]});
+        let got = Reply::decode(Reply::exit(3).with_data(data.clone()).encode().as_bytes())
+            .unwrap()
+            .received_from_another_user();
+        let line = got.encode();
+        for c in line.chars() {
+            assert!(!acts_on_a_terminal(c), "{c:?} raw in {line}");
+        }
+        assert!(line.contains("é\u{200f}😀"), "other text stays: {line}");
+        assert_eq!(Reply::decode(line.as_bytes()).unwrap().data(), &data, "the same value");
+        // The app's own replies are written as ever.
+        assert!(Reply::exit(3).with_data(data).encode().contains('\u{9b}'));
     }
 
     #[test]

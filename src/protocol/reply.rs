@@ -35,7 +35,9 @@ use super::{version, ProtocolError, PROTOCOL_VERSION};
 /// cursor, recolour or retitle the terminal, rewrite what was printed, or reorder text.
 /// [`stdout`](Self::stdout), [`stderr`](Self::stderr), [`print_output`](Self::print_output),
 /// [`encode`](Self::encode) and an [`Error::Rejected`](crate::Error::Rejected) message all
-/// carry the defused text. The exit code and [`data`](Self::data) are kept as sent: see
+/// carry the defused text (and `encode` writes the DEL, C1 and bidi characters that JSON
+/// leaves raw, in `data` too, as `\u` escapes: the same JSON). The exit code and
+/// [`data`](Self::data) are kept as sent: see
 /// the README's "Security" for what such a primary can and cannot do to a launch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
@@ -141,7 +143,9 @@ impl Reply {
     /// Whether the primary that sent this reply runs as another user than this launch, as
     /// the OS reports it: possible only in [`Scope::System`](crate::Scope::System), where
     /// any local user may be the primary (on Windows, also a process of this user below
-    /// the launch's integrity level: a sandbox). Its texts were defused on receipt (see
+    /// the launch's integrity level: a sandbox; on Linux, also whenever this launch's own
+    /// uid reads as the overflow uid, 65534, as in a user namespace that does not map it,
+    /// where every unmapped user reads the same). Its texts were defused on receipt (see
     /// ["A reply from another user"](Self#a-reply-from-another-user)); its exit code is
     /// that user's word. Always `false` for a reply made or decoded by the app itself.
     pub fn is_from_another_user(&self) -> bool {
@@ -201,7 +205,25 @@ impl Reply {
             }
         }
         out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
-        out.finish()
+        let line = out.finish();
+        if !self.from_another_user {
+            return line;
+        }
+        // Another user's: JSON leaves DEL, C1 controls and bidi overrides raw, in `data`
+        // too. As `\u` escapes they are the same JSON, and nothing a terminal acts on.
+        if !line.chars().any(acts_on_a_terminal) {
+            return line;
+        }
+        let mut safe = String::with_capacity(line.len() + 16);
+        for c in line.chars() {
+            if acts_on_a_terminal(c) {
+                use std::fmt::Write;
+                let _ = write!(safe, "\\u{:04x}", c as u32);
+            } else {
+                safe.push(c);
+            }
+        }
+        safe
     }
 
     /// Decodes a reply line (without its newline).
@@ -252,7 +274,7 @@ impl Reply {
 /// U+2066-U+2069: text shown in another order than it is, "Trojan Source"). The marks
 /// U+200E, U+200F and U+061C stay: right-to-left text needs them, and they reorder
 /// nothing beyond themselves.
-fn acts_on_a_terminal(c: char) -> bool {
+pub(crate) fn acts_on_a_terminal(c: char) -> bool {
     matches!(c, '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
