@@ -15,6 +15,7 @@
 //! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 //! | out of descriptors | `abuse_out_of_descriptors_does_not_spin_the_primary` |
+//! | a reply to a launch that went away | `abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe` |
 // Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
 // abstract namespace and inotify.
 #![cfg(any(target_os = "linux", target_os = "android"))]
@@ -29,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use solo_instance::{
-    ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply, SingleInstance,
-    SocketOptions, Start,
+    ConnectOptions, Delivery, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply,
+    SingleInstance, SocketOptions, Start,
 };
 use util::solo::{hold_lock, is_root, json_line, output, read_reply, set_mode, signal, text, Fixture};
 use util::{example, file_id, Proc, TempDir, Watchdog};
@@ -805,6 +806,54 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     let r = primary.recv_timeout(Duration::from_secs(20)).expect("the late launch");
     assert!(!late.join().unwrap().status.success());
     assert!(r.is_abandoned(), "the launch exited but its request is not abandoned");
+}
+
+/// Issue 26 item 1: a reply to a launch that went away (killed with SIGKILL while the app
+/// worked, or timed out with NoReply) is `Ok(Delivery::Abandoned)`, so the quick start's
+/// `request.reply(Reply::ok())?` does not end the primary: the same loop, `?` on every
+/// reply, goes on to serve a live launch, which gets `Delivered`.
+#[test]
+fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::in_namespace("org.abuse", "gone26");
+    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    // The app's loop as the README writes it: `?` on each reply.
+    fn serve(primary: &Primary, before_reply: &mut dyn FnMut(&str)) -> io::Result<Vec<Delivery>> {
+        let mut deliveries = Vec::new();
+        for _ in 0..3 {
+            let request =
+                primary.recv_timeout(Duration::from_secs(20)).ok_or_else(|| io::Error::other("no launch"))?;
+            before_reply(&request.args()[0].to_string_lossy());
+            deliveries.push(request.reply(Reply::ok())?);
+        }
+        Ok(deliveries)
+    }
+    let quiet = |tag: &str, timeout: &str| {
+        let mut cmd = f.cmd("send", ["--timeout", timeout, "--", tag]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    };
+    let mut killed = quiet("killed", "20").spawn().unwrap();
+    let mut timed_out = None;
+    let mut live = None;
+    let deliveries = serve(&primary, &mut |tag| match tag {
+        "killed" => {
+            killed.kill().unwrap();
+            killed.wait().unwrap();
+            timed_out = Some(quiet("timed-out", "1").spawn().unwrap());
+        }
+        "timed-out" => {
+            let status = timed_out.take().unwrap().wait().unwrap();
+            assert_eq!(status.code(), Some(1), "the launch did not time out");
+            let mut cmd = f.cmd("send", ["--timeout", "20", "--", "live"]);
+            live = Some(std::thread::spawn(move || output(&mut cmd)));
+        }
+        _ => {}
+    })
+    .expect("a launch that went away ended the app's loop");
+    assert_eq!(deliveries, [Delivery::Abandoned, Delivery::Abandoned, Delivery::Delivered]);
+    let live = live.unwrap().join().unwrap();
+    assert!(live.status.success(), "{}", text(&live.stderr));
 }
 
 /// Item 1 in the System scope, with a busy app: a System-scope primary (a child process,

@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 
 use super::primary::Taken;
-use super::{Primary, Reply, Request};
+use super::{Delivery, Primary, Reply, Request};
 
 impl Primary {
     /// Waits for the next request without blocking the thread; `None` once a
@@ -81,12 +81,13 @@ impl Request {
     /// whose `stdout` or `stderr` text is too long for the socket's buffer: then the
     /// write waits (up to 2 s) for the launch to read. With the `tokio` feature.
     ///
-    /// Dropping the future does not cancel the reply.
+    /// Dropping the future does not cancel the reply. As with `reply`, a launch that went
+    /// away is `Ok(`[`Delivery::Abandoned`]`)`.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub async fn reply_async(self, reply: Reply) -> io::Result<()> {
+    pub async fn reply_async(self, reply: Reply) -> io::Result<Delivery> {
         tokio::task::spawn_blocking(move || self.reply(reply)).await.map_err(io::Error::other)?
     }
 }

@@ -38,7 +38,7 @@ pub use dbus::Origin;
 #[cfg(feature = "dbus")]
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use primary::{CallbackPrimary, Health, Primary, Stopper};
-pub use request::Request;
+pub use request::{Delivery, Request};
 
 use crate::Result;
 

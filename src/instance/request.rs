@@ -157,6 +157,12 @@ impl Request {
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
     /// also waits, up to 2 s, until the launch has read the reply.
     ///
+    /// A launch that went away before its reply (Ctrl-C'd, killed, timed out with
+    /// [`Error::NoReply`](crate::Error::NoReply), or not reading its reply for 2 s) is not
+    /// the app's error: the reply is then `Ok(`[`Delivery::Abandoned`]`)`, so `?` on it is
+    /// safe and never ends the primary. `Err` is left for an OS error that says nothing
+    /// about the launch (none is known to happen); a D-Bus request's reply never fails.
+    ///
     /// ```
     /// use solo_instance::{Reply, SingleInstance, Start};
     /// # let dir = std::env::temp_dir().join(format!("doc-reply-{}", std::process::id()));
@@ -176,14 +182,56 @@ impl Request {
     /// # drop(primary); let _ = std::fs::remove_dir_all(&dir);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn reply(mut self, reply: Reply) -> io::Result<()> {
+    pub fn reply(mut self, reply: Reply) -> io::Result<Delivery> {
         if let Some(answer) = self.answer.take() {
-            answer.send(Ok(reply));
-            return Ok(());
+            return Ok(answer.send(Ok(reply)));
         }
         let socket = self.socket.take().expect("a request is answered once");
-        send_reply(&socket, &reply)
+        match send_reply(&socket, &reply) {
+            Ok(()) => Ok(Delivery::Delivered),
+            Err(e) if launch_is_gone(&e) => Ok(Delivery::Abandoned),
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// What became of a [`Request::reply`]: whether the launch was still there to take it.
+///
+/// Most apps ignore it (`request.reply(Reply::ok())?;`): a launch that went away is the
+/// user's choice, not the app's error. Check it to log, or to undo work nobody waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// The reply was handed to the launch (to the D-Bus caller's method call): written
+    /// whole to its connection, which the launch still held open.
+    Delivered,
+    /// The launch had gone (its connection was closed or reset, or it did not read its
+    /// reply within 2 s), so nobody got the reply. The same launches
+    /// [`Request::is_abandoned`] reports, and also one that left while the reply was
+    /// being written.
+    Abandoned,
+}
+
+impl Delivery {
+    /// Whether the launch got the reply.
+    pub fn is_delivered(self) -> bool {
+        self == Delivery::Delivered
+    }
+}
+
+/// Whether a failed write of a reply means only that the launch is no longer there to read
+/// it: closed (EPIPE, ECONNRESET, a Windows pipe with no reader), or not reading it in
+/// time (the 2 s write deadline: a timeout on Unix, the cancelled write on Windows).
+fn launch_is_gone(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    // Windows: ERROR_PIPE_NOT_CONNECTED (233) and ERROR_OPERATION_ABORTED (995, the write
+    // the deadline cancelled) have no ErrorKind of their own.
+    if cfg!(windows) && matches!(e.raw_os_error(), Some(233 | 995)) {
+        return true;
+    }
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | WouldBlock | TimedOut
+    )
 }
 
 impl Drop for Request {

@@ -115,14 +115,22 @@ struct Slot {
 }
 
 impl Answer {
-    /// Hands the outcome to the waiting method call.
-    pub(crate) fn send(self, outcome: Result<Reply, String>) {
+    /// Hands the outcome to the waiting method call: [`Delivery::Abandoned`] if nothing
+    /// waits for it any more (the call's future was dropped: its connection ended, or the
+    /// primary is shutting down).
+    pub(crate) fn send(self, outcome: Result<Reply, String>) -> super::Delivery {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let delivery = if Arc::strong_count(&self.0) > 1 {
+            super::Delivery::Delivered
+        } else {
+            super::Delivery::Abandoned
+        };
         slot.value = Some(outcome);
         slot.sent = true;
         if let Some(w) = slot.waker.take() {
             w.wake();
         }
+        delivery
     }
 }
 
