@@ -109,10 +109,7 @@ fn main() -> ExitCode {
             println!("editor: closed {} file(s)", open.len());
             ExitCode::SUCCESS
         }
-        Ok(Start::Forwarded(reply)) => {
-            reply.print_output();
-            reply.process_exit_code()
-        }
+        Ok(Start::Forwarded(reply)) => reply.finish(),
         Err(e) => {
             eprintln!("editor: {e}");
             ExitCode::from(1)

@@ -890,6 +890,47 @@ fn editor_demo_hands_files_over() {
     assert_eq!(rest, ["editor: closed 2 file(s)"]);
 }
 
+/// The README's quick start is `examples/quickstart.rs` (the test checks the text), and
+/// as a forwarded launch it prints what the primary answered, on stdout and stderr, and
+/// exits with its code; a refusal (`Reply::error`) prints the primary's message and exits 1.
+#[test]
+fn quick_start_forwarded_launch_prints_the_answer_and_exits_with_its_code() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let program = include_str!("../examples/quickstart.rs");
+    let code = &program[program.find("use std::process").unwrap()..];
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```rust,no_run\n{code}```")),
+        "the README's quick start is not examples/quickstart.rs"
+    );
+    let f = Fixture::in_namespace("org.example", "Editor");
+    let primary =
+        primary_of(SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).argv(["p"]).start());
+    let launch = |arg: &str| {
+        let mut cmd = Command::new(example("quickstart"));
+        cmd.arg(arg).env("XDG_RUNTIME_DIR", f.dir.path());
+        thread::spawn(move || output(&mut cmd))
+    };
+
+    let answered = launch("b.txt");
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the quick start's launch");
+    assert_eq!(request.args(), ["b.txt"]);
+    request.reply(Reply::exit(3).with_stdout("opened b.txt\n").with_stderr("b.txt is read-only\n")).unwrap();
+    let out = answered.join().unwrap();
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("opened b.txt\n".into(), "b.txt is read-only\n".into())
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    let refused = launch("c.txt");
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the quick start's launch");
+    request.reply(Reply::error("c.txt: no such file")).unwrap();
+    let out = refused.join().unwrap();
+    assert!(text(&out.stderr).contains("c.txt: no such file"), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1));
+}
+
 // ---------------------------------------------------------------------------------------
 // The library API, in process
 // ---------------------------------------------------------------------------------------

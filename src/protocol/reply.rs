@@ -179,6 +179,36 @@ impl Reply {
         let _ = std::io::stderr().lock().write_all(self.stderr.as_bytes());
     }
 
+    /// What a forwarded launch does last: prints the primary's answer and gives the exit
+    /// code to return from `main`. The `stdout` and `stderr` texts go to this process's own
+    /// streams ([`print_output`](Self::print_output)), a refusal's
+    /// [message](Self::error_message) to stderr on a line of its own, and the result is
+    /// [`process_exit_code`](Self::process_exit_code).
+    ///
+    /// ```no_run
+    /// use std::process::ExitCode;
+    /// use solo_instance::{SingleInstance, Start};
+    ///
+    /// fn main() -> Result<ExitCode, solo_instance::Error> {
+    ///     match SingleInstance::new("org.example.Editor")?.start()? {
+    ///         Start::Primary(primary) => { /* serve primary.requests() */ Ok(ExitCode::SUCCESS) }
+    ///         Start::Forwarded(reply) => Ok(reply.finish()),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// A refusal ([`Reply::error`]) reaches [`start`](crate::SingleInstance::start) as
+    /// [`Error::Rejected`](crate::Error::Rejected), not as a reply: `start()?` in a `main`
+    /// that returns `Result` prints it and exits 1, a refusal's exit code.
+    pub fn finish(&self) -> std::process::ExitCode {
+        self.print_output();
+        if let Some(message) = self.error_message() {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "{message}");
+        }
+        self.process_exit_code()
+    }
+
     /// The primary's error message, for a refusal.
     pub fn error_message(&self) -> Option<&str> {
         self.error.as_deref()
