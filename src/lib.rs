@@ -131,9 +131,40 @@
 //! - Errors: [`Error`], with Qt's codes in [`LocalSocketError`] and [`SocketError`], and
 //!   [`PathError`] for the file or directory an I/O error concerns.
 //!
+//! # Qt to Rust
+//!
+//! | Qt `QLocalServer` | [`LocalServer`] |
+//! |---|---|
+//! | `listen(name)` | [`listen(name)`](LocalServer::listen) |
+//! | `listen(qintptr)` | `listen_fd(OwnedFd)` (Unix) |
+//! | `close()`, `isListening()` | [`close()`](LocalServer::close), [`is_listening()`](LocalServer::is_listening) |
+//! | `serverName()`, `fullServerName()` | [`server_name()`](LocalServer::server_name), [`full_server_name()`](LocalServer::full_server_name) |
+//! | `serverError()`, `errorString()` | [`server_error()`](LocalServer::server_error) ([`LocalSocketError`]), [`error_string()`](LocalServer::error_string) |
+//! | `hasPendingConnections()`, `nextPendingConnection()` | [`has_pending_connections()`](LocalServer::has_pending_connections), [`next_pending_connection()`](LocalServer::next_pending_connection) |
+//! | `maxPendingConnections()`, `setMaxPendingConnections(n)` | same names; default [30](DEFAULT_MAX_PENDING_CONNECTIONS) |
+//! | `socketOptions()`, `setSocketOptions()` | [`SocketOptions`]: `USER_ACCESS`, `GROUP_ACCESS`, `OTHER_ACCESS`, `WORLD_ACCESS`, `ABSTRACT_NAMESPACE` |
+//! | `waitForNewConnection(msec, *timedOut)` | [`wait_for_new_connection(Option<Duration>)`](LocalServer::wait_for_new_connection) (`Ok(false)`: timed out) |
+//! | signal `newConnection()` | [`on_new_connection(callback)`](LocalServer::on_new_connection); [`incoming()`](LocalServer::incoming), [`accept()`](LocalServer::accept), [`try_accept()`](LocalServer::try_accept) |
+//! | virtual `incomingConnection(fd)` | [`set_incoming_connection_hook(hook)`](LocalServer::set_incoming_connection_hook); the default queues and announces |
+//! | `addPendingConnection(socket)` | [`PendingConnections::push`] |
+//! | static `removeServer(name)` | [`LocalServer::remove_server`] |
+//! | Qt 6 `listenBacklogSize()`, `setListenBacklogSize(n)` | [`listen_backlog_size()`](LocalServer::listen_backlog_size), [`set_listen_backlog_size(n)`](LocalServer::set_listen_backlog_size); default [50](DEFAULT_LISTEN_BACKLOG_SIZE) |
+//! | `socketDescriptor()` | `socket_descriptor()` (Unix) |
+//! | `QLocalSocket::connectToServer` + `waitForConnected` | [`LocalSocket::connect(name)`](LocalSocket::connect), [`ConnectOptions`] |
+//! | `QLocalSocket::LocalSocketError` | [`LocalSocketError`], with Qt's numbers and texts |
+//! | `QLocalSocket::setSocketDescriptor` | none: a [`LocalSocket`] comes from a connect or an accept; its `socketDescriptor()` is `AsFd`/`AsRawFd` (Unix), `AsHandle` (Windows) |
+//!
+//! The repository's README has the rest: where Qt's behaviour is deliberately not
+//! followed, and the Qt members left out.
+//!
 //! # Features
 //!
-//! - `tokio`: `LocalServer::accept_async` / `incoming_async` and `Primary::recv_async`.
+//! - `tokio`: `LocalServer::accept_async` / `incoming_async`, `Primary::recv_async` and
+//!   `Request::reply_async`.
+//! - `dbus` (Linux; elsewhere it compiles and reports `DbusStatus::Unsupported`): the
+//!   primary also answers `org.freedesktop.Application` on the session bus (the desktop's
+//!   "Open With", `gapplication`), as requests whose [`Request::origin`] says so;
+//!   `SingleInstance::dbus_bus`, `dbus_service_file`, `dbus_object_path`.
 //! - `gui-example`, `egui-example`: dev-only, for the windowed examples; not part of the
 //!   library.
 //!

@@ -49,6 +49,7 @@ impl Drop for Accepting<'_> {
 
 const FUNCTION: &str = "QLocalServer::waitForNewConnection";
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl LocalServer {
     /// Waits for a connection without blocking the thread, and takes it: the async
     /// [`accept`](Self::accept) (Qt's `newConnection` for an async program). Available

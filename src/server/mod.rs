@@ -25,8 +25,8 @@ pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 30;
 /// Qt's default for [`LocalServer::listen_backlog_size`].
 pub const DEFAULT_LISTEN_BACKLOG_SIZE: i32 = 50;
 
-/// A local server: Qt's `QLocalServer` with Rust names. See the [crate docs](crate) for
-/// the Qt-to-Rust table.
+/// A local server: Qt's `QLocalServer` with Rust names. See the crate docs'
+/// [Qt-to-Rust table](crate#qt-to-rust).
 ///
 /// Connections are accepted into a queue of at most
 /// [`max_pending_connections`](Self::max_pending_connections) sockets, in three styles:

@@ -64,6 +64,7 @@ impl fmt::Display for DbusStatus {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 impl SingleInstance {
     /// The bus a primary answers `org.freedesktop.Application` on (feature `dbus`,
     /// Linux). Default: [`DbusBus::Session`].
@@ -73,6 +74,7 @@ impl SingleInstance {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 impl Primary {
     /// Whether this primary answers on D-Bus, and if not, why. Feature `dbus`.
     pub fn dbus_status(&self) -> &DbusStatus {
