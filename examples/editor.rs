@@ -70,14 +70,16 @@ fn main() -> ExitCode {
                                 token.to_string_lossy()
                             );
                         }
-                        if let Origin::Open { uris, .. } = origin {
-                            for uri in uris {
-                                match file_uri_path(uri) {
-                                    Some(path) => {
-                                        open_file(&mut open, Path::new("/"), &path.into_os_string());
-                                    }
-                                    None => println!("editor: cannot open {uri}: not a local file"),
+                        // Files arrive as `file://` URIs (an `Open` call; with `dbus` only).
+                        #[cfg(not(feature = "dbus"))]
+                        let _ = origin;
+                        #[cfg(feature = "dbus")]
+                        for path in origin.file_paths() {
+                            match path {
+                                Ok(path) => {
+                                    open_file(&mut open, Path::new("/"), &path.into_os_string());
                                 }
+                                Err(uri) => println!("editor: cannot open {uri}: not a local file"),
                             }
                         }
                         let _ = request.reply(Reply::ok());
@@ -127,28 +129,4 @@ fn open_file(open: &mut Vec<PathBuf>, cwd: &Path, arg: &OsString) -> PathBuf {
     println!("editor: opened {} ({what})", path.display());
     open.push(path);
     PathBuf::from(arg)
-}
-
-/// The path of a `file://` URI (`file:///tmp/a%20b.txt` → `/tmp/a b.txt`), percent-decoded.
-fn file_uri_path(uri: &str) -> Option<PathBuf> {
-    let rest = uri.strip_prefix("file://")?;
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    if !rest.starts_with('/') {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(rest.len());
-    let mut it = rest.bytes();
-    while let Some(b) = it.next() {
-        if b == b'%' {
-            let hex = [it.next()?, it.next()?];
-            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            bytes.push(b);
-        }
-    }
-    #[cfg(unix)]
-    let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes));
-    #[cfg(not(unix))]
-    let path = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
-    Some(path)
 }

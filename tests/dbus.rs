@@ -13,7 +13,7 @@
 //! | one primary: a second launch forwards, the name stays with the lock holder | `a_second_process_does_not_become_a_second_primary` |
 //! | the name goes with the lock; a squatter is reported; release frees the name | `the_name_is_owned_only_by_a_lock_holder_and_released_with_it` |
 //! | no bus: the socket still works, and the status says why | `without_a_bus_the_socket_still_works` |
-//! | the editor demo opens files sent over D-Bus | `editor_opens_files_sent_over_dbus` |
+//! | the editor demo opens files sent over D-Bus (and refuses a foreign host, an escaped slash) | `editor_opens_files_sent_over_dbus` |
 //! | object path and service file | `object_path_and_service_file_follow_the_specs` |
 //!
 //! Needs `dbus-daemon` and `gdbus`/`gapplication` (Debian: `dbus-daemon libglib2.0-bin`,
@@ -594,6 +594,15 @@ fn editor_opens_files_sent_over_dbus() {
     let launch = bus.gapplication(&["launch", "org.solo-instance.Editor", file.to_str().unwrap()], &[]);
     assert_eq!(editor.line(), format!("editor: opened {} (2 lines)", file.display()));
     assert!(launch.finish().0.success());
+    // Another machine's file, and an escaped slash: refused by `Origin::file_paths`.
+    let (ok, out) = bus.app_call(
+        "org.solo-instance.Editor",
+        "Open",
+        &["['file://otherhost/etc/passwd', 'file:///tmp/a%2F..%2Fb']", "{}"],
+    );
+    assert!(ok, "{out:?}");
+    assert_eq!(editor.line(), "editor: cannot open file://otherhost/etc/passwd: not a local file");
+    assert_eq!(editor.line(), "editor: cannot open file:///tmp/a%2F..%2Fb: not a local file");
     let quit = bus.gapplication(&["action", "org.solo-instance.Editor", "quit"], &[]);
     assert_eq!(editor.line(), "editor: quit (over D-Bus)");
     assert!(quit.finish().0.success());

@@ -153,6 +153,9 @@ pub use public::*;
 #[cfg(feature = "dbus")]
 mod public;
 
+#[cfg(feature = "dbus")]
+mod uri;
+
 /// The primary's D-Bus side: its connection (which owns the name) and status.
 #[cfg(feature = "dbus")]
 pub(crate) struct Dbus {
