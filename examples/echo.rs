@@ -8,7 +8,9 @@
 //! echo rtt NAME N                                 N x (connect, 1 byte each way, close)
 //! echo stream NAME MIB                            send MIB MiB in 64 KiB writes
 //! ```
-//! Failures print `ERROR <Qt error code> <Qt error text>` and exit 1.
+//! Failures print `ERROR <Qt error code> <Qt error text>` and exit 1; so does a NAME or
+//! MESSAGE that is not UTF-8 (`ERROR 2 ...: Name error` / `Invalid name` for a name, as an
+//! unusable name is; `ERROR -1 ...` for a message).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
@@ -18,8 +20,14 @@ use std::time::Instant;
 use solo_instance::{Error, LocalServer, LocalSocket, SocketOptions};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `args_os`: a name or message that is not UTF-8 is an error line, not a panic.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let args = match args.iter().map(|a| a.to_str().ok_or(a)).collect::<Result<Vec<&str>, _>>() {
+        Ok(args) => args,
+        Err(bad) => {
+            return not_utf8(args.first().and_then(|c| c.to_str()), args.iter().position(|a| a == bad))
+        }
+    };
     let result = match args.as_slice() {
         ["server", name, rest @ ..] if rest.len() <= 2 => {
             let n = rest.first().map_or(Some(1), |n| n.parse().ok());
@@ -52,10 +60,29 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.socket_error().map_or(-1, |k| k.code());
-            say(&format!("ERROR {code} {e}"));
+            // Qt's errorString (the crate's `Display` adds the path tried).
+            match &e {
+                Error::Socket(socket) => say(&format!("ERROR {code} {}", socket.message())),
+                e => say(&format!("ERROR {code} {e}")),
+            }
             ExitCode::from(1)
         }
     }
+}
+
+/// An argument that is not UTF-8 (`index` 1 is NAME): the name error Qt's code and text
+/// give a name nothing can listen on or connect to, or for another argument an error line.
+fn not_utf8(command: Option<&str>, index: Option<usize>) -> ExitCode {
+    let line = match (command, index) {
+        (Some("server" | "bench-server"), Some(1)) => "ERROR 2 QLocalServer::listen: Name error".to_owned(),
+        (Some("client" | "rtt" | "stream"), Some(1)) => {
+            "ERROR 2 QLocalSocket::connectToServer: Invalid name".to_owned()
+        }
+        (Some(_), Some(i)) => format!("ERROR -1 echo: argument {i} is not UTF-8"),
+        _ => "ERROR -1 echo: the command is not UTF-8".to_owned(),
+    };
+    say(&line);
+    ExitCode::from(1)
 }
 
 fn usage() -> ExitCode {

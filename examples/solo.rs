@@ -14,7 +14,8 @@
 //! solo send APP_ID [--timeout SECS] [--] [ARGS...]
 //!     forward only; with no primary running, say so and exit 3.
 //! solo status APP_ID
-//!     "RUNNING <pid> <socket path>" (exit 0) or "STOPPED <socket path>" (exit 1).
+//!     "RUNNING <pid> <socket path>" (exit 0) or "STOPPED <socket path>" (exit 1); and on
+//!     stderr "solo: lock file <path>".
 //! ```
 //! Errors go to stderr as "solo: <message>" with exit code 1 (2 for usage).
 
@@ -60,14 +61,20 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         "status" if opts.count.is_none() => match instance.status() {
-            Ok(s) if s.running => {
-                let pid = s.pid.map_or("?".to_owned(), |p| p.to_string());
-                say(&format!("RUNNING {pid} {}", s.socket.display()));
-                ExitCode::SUCCESS
-            }
             Ok(s) => {
-                say(&format!("STOPPED {}", s.socket.display()));
-                ExitCode::from(1)
+                // The lock file, for a person: on stderr, so the line scripts read stays.
+                eprintln!("solo: lock file {}", s.lock.display());
+                match (s.running, s.pid) {
+                    (true, pid) => {
+                        let pid = pid.map_or("?".to_owned(), |p| p.to_string());
+                        say(&format!("RUNNING {pid} {}", s.socket.display()));
+                        ExitCode::SUCCESS
+                    }
+                    (false, _) => {
+                        say(&format!("STOPPED {}", s.socket.display()));
+                        ExitCode::from(1)
+                    }
+                }
             }
             Err(e) => fail(&e),
         },

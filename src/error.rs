@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What went wrong with a local socket, with Qt's numeric codes
@@ -106,17 +107,29 @@ const ALL: [LocalSocketError; 12] = {
 };
 
 /// A failed socket operation: Qt's error code, Qt's error text (`"QLocalServer::listen:
-/// Address in use"`) and the OS error behind it, if any.
+/// Address in use"`), the OS error behind it, if any, and the socket path (or pipe name)
+/// tried, if there was one.
+///
+/// It displays as Qt's text followed by the path: `QLocalServer::listen: Address in use
+/// (/run/user/1000/app.sock)`; [`message`](Self::message) is Qt's text alone.
 #[derive(Debug)]
 pub struct SocketError {
     kind: LocalSocketError,
     message: String,
     source: Option<io::Error>,
+    path: Option<PathBuf>,
 }
 
 impl SocketError {
     pub(crate) fn new(kind: LocalSocketError, message: String, source: Option<io::Error>) -> Self {
-        SocketError { kind, message, source }
+        SocketError { kind, message, source, path: None }
+    }
+
+    /// The full server name the operation tried: the socket's path, a pipe name
+    /// (`\\.\pipe\...`) on Windows, the name of an abstract socket on Linux. `None`
+    /// when the call had no name to try (an empty name, a server that is not listening).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Qt's classification of the error.
@@ -137,7 +150,11 @@ impl SocketError {
 
 impl fmt::Display for SocketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        match &self.path {
+            Some(path) => write!(f, " ({})", path.display()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -179,6 +196,14 @@ pub enum Error {
 impl Error {
     pub(crate) fn socket(kind: LocalSocketError, message: String, source: Option<io::Error>) -> Self {
         Error::Socket(Box::new(SocketError::new(kind, message, source)))
+    }
+
+    /// A socket error that names the path (or pipe name) it tried; other errors as they are.
+    pub(crate) fn at(mut self, path: &Path) -> Self {
+        if let Error::Socket(e) = &mut self {
+            e.path = Some(path.to_owned());
+        }
+        self
     }
 
     /// Qt's error code, for errors that come from a socket operation.

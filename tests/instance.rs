@@ -813,8 +813,8 @@ fn lock_held_by_a_server_that_never_replies_fails_clearly() {
 // status, signals, the editor demo
 // ---------------------------------------------------------------------------------------
 
-/// `solo status` before, during and after a primary; SIGTERM (and SIGINT) end the primary
-/// cleanly: exit 0, socket file removed, lock free, status STOPPED; `send` then says no
+/// `solo status` before, during and after a primary (the lock file's path on stderr);
+/// SIGTERM (and SIGINT) end the primary cleanly: exit 0, socket file removed, lock free, status STOPPED; `send` then says no
 /// primary runs (exit 3).
 #[test]
 fn status_and_sigterm_cleanup() {
@@ -824,6 +824,8 @@ fn status_and_sigterm_cleanup() {
     let out = output(&mut f.cmd("status", None::<&str>));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout).trim_end(), stopped);
+    // The lock file's path, for a person, on stderr: stdout's line stays as scripts read it.
+    assert_eq!(text(&out.stderr), format!("solo: lock file {}\n", f.lock().display()));
 
     for sig in [libc::SIGTERM, libc::SIGINT] {
         let p = f.primary(&[]);

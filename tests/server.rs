@@ -17,7 +17,10 @@ use solo_instance::{
     ConnectOptions, Error, LocalServer, LocalSocket, LocalSocketError, SocketOptions,
     DEFAULT_LISTEN_BACKLOG_SIZE, DEFAULT_MAX_PENDING_CONNECTIONS, MAX_SOCKET_PATH,
 };
-use util::{file_id, mode_of, unique_name, TempDir, Watchdog};
+use std::ffi::OsStr;
+use std::process::Command;
+
+use util::{example, file_id, mode_of, run, unique_name, TempDir, Watchdog};
 
 const WATCHDOG: Duration = Duration::from_secs(30);
 /// Long enough for anything that should happen at once on a loaded machine.
@@ -1122,4 +1125,50 @@ fn the_acceptor_thread_blocks_the_apps_signals() {
     let status = rx.recv_timeout(SOON).expect("the callback did not run");
     let mask = blocked(&status).expect("no SigBlk line");
     assert_eq!(mask & int_term, int_term, "the acceptor thread takes SIGINT or SIGTERM");
+}
+
+/// Socket errors name the path they tried (`SocketError::path`, and after Qt's text in
+/// `Display`), while `message()` stays Qt's `errorString`: a listen in a missing
+/// directory, a connect to nothing, a connect to a file nobody listens on.
+#[test]
+fn socket_errors_name_the_path_they_tried() {
+    let _w = Watchdog::new(WATCHDOG);
+    let dir = TempDir::new("errpath");
+    let missing = dir.join("no/such/dir/sock");
+    let e = LocalServer::new().listen(&missing).unwrap_err();
+    let Error::Socket(socket) = &e else { panic!("{e:?}") };
+    assert_eq!(socket.message(), "QLocalServer::listen: Name error");
+    assert_eq!(socket.path(), Some(Path::new(&missing)));
+    assert_eq!(e.to_string(), format!("QLocalServer::listen: Name error ({missing})"));
+
+    let nobody = dir.join("nobody");
+    let e = LocalSocket::connect(&nobody).unwrap_err();
+    assert_eq!(e.to_string(), format!("QLocalSocket::connectToServer: Invalid name ({nobody})"));
+
+    let plain = dir.join("plain-file");
+    std::fs::write(&plain, "").unwrap();
+    let e = LocalSocket::connect(&plain).unwrap_err();
+    let Error::Socket(socket) = &e else { panic!("{e:?}") };
+    assert_eq!(socket.path(), Some(Path::new(&plain)), "{e}");
+    assert!(e.to_string().ends_with(&format!(" ({plain})")), "{e}");
+}
+
+/// `echo` reads its arguments with `args_os`: a NAME or MESSAGE that is not UTF-8 is an
+/// `ERROR <code> <text>` line and exit 1 (DESIGN.md), not a panic (exit 101).
+#[test]
+fn echo_non_utf8_arguments_are_error_lines_not_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let _w = Watchdog::new(WATCHDOG);
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/\xff-not-utf8");
+    for (args, line) in [
+        (
+            vec![OsStr::new("client"), bad, OsStr::new("hi")],
+            "ERROR 2 QLocalSocket::connectToServer: Invalid name",
+        ),
+        (vec![OsStr::new("client"), OsStr::new("/tmp/x"), bad], "ERROR -1 echo: argument 2 is not UTF-8"),
+        (vec![OsStr::new("server"), bad], "ERROR 2 QLocalServer::listen: Name error"),
+    ] {
+        let (status, lines) = run(Command::new(example("echo")).args(&args));
+        assert_eq!((status.code(), lines), (Some(1), vec![line.to_owned()]), "{args:?}");
+    }
 }

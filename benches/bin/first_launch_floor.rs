@@ -14,18 +14,23 @@ fn main() {
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixListener;
 
-    let path = std::env::args().nth(1).expect("usage: first_launch_floor SOCKET_PATH");
+    let path =
+        std::path::PathBuf::from(std::env::args_os().nth(1).expect("usage: first_launch_floor SOCKET_PATH"));
     let lock = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(format!("{path}.lock"))
+        .open({
+            let mut lock = path.clone().into_os_string();
+            lock.push(".lock");
+            lock
+        })
         .expect("lock file");
     rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
     let listener = UnixListener::bind(&path).expect("bind");
-    println!("PRIMARY {path}");
-    if std::env::args().nth(2).as_deref() == Some("idle") {
+    println!("PRIMARY {}", path.display());
+    if std::env::args_os().nth(2).is_some_and(|a| a == "idle") {
         let _ = listener.accept();
     }
     drop(listener);

@@ -12,7 +12,7 @@ fn main() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
 
-    let path = std::env::args().nth(1).expect("usage: launch_floor SOCKET_PATH");
+    let path = std::env::args_os().nth(1).expect("usage: launch_floor SOCKET_PATH");
     let mut s = UnixStream::connect(path).expect("connect");
     s.write_all(b"{\"v\":1,\"argv\":[\"floor\",\"x\"],\"cwd\":\"/\",\"env\":{},\"pid\":1,\"data\":null}\n")
         .expect("write");

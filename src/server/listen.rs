@@ -78,7 +78,7 @@ impl LocalServer {
                     name::MAX_SOCKET_PATH
                 )
             };
-            return Err(self.fail(LocalSocketError::ServerNotFound, msg, None));
+            return Err(self.fail(LocalSocketError::ServerNotFound, msg, None).at(&full));
         }
         #[cfg(windows)]
         let bound = sys::Listener::bind_with_sddl(
@@ -94,7 +94,7 @@ impl LocalServer {
                 self.start(listener, Some(name.to_owned()), Some(full));
                 Ok(())
             }
-            Err(e) => Err(self.fail_io(FUNCTION, e)),
+            Err(e) => Err(self.fail_io(FUNCTION, e).at(&full)),
         }
     }
 
@@ -184,9 +184,15 @@ impl LocalServer {
         Error::socket(kind, message, source)
     }
 
+    /// An OS error of the server's socket, with Qt's code and text, naming the path it
+    /// listens on (a failed `listen` names the path it tried instead).
     pub(super) fn fail_io(&self, function: &str, e: io::Error) -> Error {
         let (kind, message) = qt_server_error(function, &e);
-        self.fail(kind, message, Some(e))
+        let error = self.fail(kind, message, Some(e));
+        match self.full_server_name() {
+            Some(path) => error.at(path),
+            None => error,
+        }
     }
 
     /// Removes the socket file of server `name` (Qt's static `removeServer`), whether or

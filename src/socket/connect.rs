@@ -113,7 +113,7 @@ impl ConnectOptions {
                 socket.set_names(name.to_owned(), full);
                 Ok(socket)
             }
-            Err(e) => Err(client_error(sys::connect_error(&e), FUNCTION, Some(e))),
+            Err(e) => Err(client_error(sys::connect_error(&e), FUNCTION, Some(e)).at(&full)),
         }
     }
 }
