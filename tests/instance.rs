@@ -45,7 +45,7 @@ use util::solo::{
     forwarded, hold_lock, is_root, json_line, lock_is_free, output, read_reply, set_mode, signal, text,
     Fixture,
 };
-use util::{example, file_id, Proc, TempDir, Watchdog};
+use util::{example, file_id, my_uid_gid, Proc, TempDir, Watchdog};
 
 /// The uid and gid a stranger runs as in the root-only tests.
 const NOBODY: u32 = 65534;
@@ -890,6 +890,44 @@ fn editor_demo_hands_files_over() {
     let (status, rest) = primary.finish();
     assert!(status.success());
     assert_eq!(rest, ["editor: closed 2 file(s)"]);
+}
+
+/// Without `XDG_RUNTIME_DIR`, the user scope lives in the cache directory, found as the
+/// XDG spec says (the crate reads it itself on Unix, without `directories`): an absolute
+/// `$XDG_CACHE_HOME`; a relative one is ignored for `$HOME/.cache`; an empty `$HOME` is
+/// ignored for the passwd entry's home.
+#[test]
+fn cache_dir_is_xdg_cache_home_then_home_then_the_passwd_entry() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("cachedir");
+    let uid = my_uid_gid().0;
+    let status = |env: &[(&str, &OsStr)]| {
+        let mut cmd = f.cmd("status", None::<&str>);
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("HOME")
+            .envs(env.iter().copied());
+        let out = output(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        text(&out.stdout).trim_end().strip_prefix("STOPPED ").expect("a STOPPED line").to_owned()
+    };
+    let sock = |dir: &Path| format!("{}/solo-instance-{uid}/{}.sock", dir.display(), f.app);
+    let cache = f.dir.path().join("xdg-cache");
+    assert_eq!(status(&[("XDG_CACHE_HOME", cache.as_os_str())]), sock(&cache));
+    let home = f.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let relative = OsStr::new("relative/cache");
+    assert_eq!(
+        status(&[("XDG_CACHE_HOME", relative), ("HOME", home.as_os_str())]),
+        sock(&home.join(".cache"))
+    );
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|e| e.get(2) == Some(&&*uid.to_string()));
+    let passwd_home = Path::new(entry.expect("a passwd entry")[5]);
+    assert_eq!(status(&[("HOME", OsStr::new(""))]), sock(&passwd_home.join(".cache")));
 }
 
 /// The README's quick start is `examples/quickstart.rs` (the test checks the text), and

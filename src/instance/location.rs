@@ -414,7 +414,7 @@ fn user_dir() -> Result<PathBuf, Error> {
     // the name: a root that kept the user's HOME (sudo) does not take the user's name.
     // macOS keeps its `$TMPDIR`, which is the user's own there.
     if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
-        if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
+        if let Some(cache) = cache_dir() {
             if cache.is_absolute() {
                 let dir = cache.join(format!("solo-instance-{uid}"));
                 // A home this user cannot write (a service account's `/nonexistent`, one
@@ -431,6 +431,22 @@ fn user_dir() -> Result<PathBuf, Error> {
     // No home either, or none to write: the temp dir, whose name another user could create first (then
     // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
+}
+
+/// The user's cache directory, as the XDG Base Directory spec and GLib find it:
+/// `$XDG_CACHE_HOME` when absolute, else `<home>/.cache`, where home is `$HOME` when set
+/// and not empty, else the passwd entry's (getpwuid_r). What `directories` gave, without
+/// the crate on Unix.
+#[cfg(unix)]
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return Some(xdg);
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(crate::sys::passwd_home)?;
+    Some(home.join(".cache"))
 }
 
 #[cfg(windows)]

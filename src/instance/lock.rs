@@ -138,15 +138,25 @@ impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it.
     pub(crate) fn try_lock(path: &Path, shared_dir: bool) -> io::Result<Option<LockFile>> {
         let (file, own) = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
-        match fs4::FileExt::try_lock(&file) {
-            Ok(()) => Ok(Some(LockFile {
-                file,
-                path: path.to_path_buf(),
-                shared: shared_dir,
-                wrote_pid: false,
-                own,
-                pid: std::process::id(),
-            })),
+        let lock = LockFile {
+            file,
+            path: path.to_path_buf(),
+            shared: shared_dir,
+            wrote_pid: false,
+            own,
+            pid: std::process::id(),
+        };
+        // Unix: flock(2), through rustix (which fs4 would call the same way).
+        #[cfg(unix)]
+        return match rustix::fs::flock(&lock.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(lock)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        // Windows: LockFileEx.
+        #[cfg(not(unix))]
+        match fs4::FileExt::try_lock(&lock.file) {
+            Ok(()) => Ok(Some(lock)),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
         }

@@ -50,7 +50,7 @@ pub fn forwarded(stdout: &str) -> Value {
     json_line(reply)
 }
 
-/// Takes the exclusive lock a primary would hold, as the crate does (fs4 on the lock file).
+/// Takes the exclusive lock a primary would hold, as the crate does (flock on the lock file).
 pub fn hold_lock(path: &Path) -> File {
     let file = OpenOptions::new()
         .read(true)
@@ -60,7 +60,7 @@ pub fn hold_lock(path: &Path) -> File {
         .mode(0o600)
         .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    if let Err(e) = fs4::FileExt::try_lock(&file) {
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         panic!("lock {}: {e:?}", path.display());
     }
     file
@@ -69,7 +69,7 @@ pub fn hold_lock(path: &Path) -> File {
 /// Whether the lock at `path` is free right now (taken and let go at once).
 pub fn lock_is_free(path: &Path) -> bool {
     let file = File::options().read(true).write(true).open(path).unwrap();
-    fs4::FileExt::try_lock(&file).is_ok()
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
 /// Reads one reply line from a raw connection: `Ok(None)` when the primary closed it

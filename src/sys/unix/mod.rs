@@ -19,6 +19,8 @@
 //!   length the kernel reports and refuses one with NULs inside it, such as the trailing
 //!   NULs of a socket bound with `sizeof(sockaddr_un)` (as Qt 5 binds) on macOS; Qt 6 reads
 //!   the name up to its first NUL, and so does [`Listener::adopt`].
+//! - `getpwuid_r` (`sys::passwd_home`, the home directory when `$HOME` is unset): rustix
+//!   has no passwd lookup.
 
 use std::io;
 use std::os::fd::BorrowedFd;
