@@ -191,7 +191,7 @@ impl Reply {
     ///
     /// fn main() -> Result<ExitCode, solo_instance::Error> {
     ///     match SingleInstance::new("org.example.Editor")?.start()? {
-    ///         Start::Primary(primary) => { /* serve primary.requests() */ Ok(ExitCode::SUCCESS) }
+    ///         Start::Primary(_primary) => { /* serve _primary.requests() */ Ok(ExitCode::SUCCESS) }
     ///         Start::Forwarded(reply) => Ok(reply.finish()),
     ///     }
     /// }
