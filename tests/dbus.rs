@@ -303,7 +303,7 @@ fn gapplication_launch_and_action_reach_the_primary_as_requests() {
     let bus = Bus::start("gapp");
     let app = App::new("gapp");
     let primary = app.primary(DbusBus::Address(bus.address.clone()));
-    assert_eq!(primary.dbus_status(), &active(&app));
+    assert_eq!(primary.dbus_status(), active(&app));
     let file = app.dir.path().join("a b.txt");
     std::fs::write(&file, "hello\n").unwrap();
 
@@ -519,7 +519,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
         .unwrap();
     let primary = app.primary(on_bus());
     let squatter_name = squatter.unique_name().unwrap().to_string();
-    assert_eq!(primary.dbus_status(), &DbusStatus::NameTaken(squatter_name), "{}", primary.dbus_status());
+    assert_eq!(primary.dbus_status(), DbusStatus::NameTaken(squatter_name), "{}", primary.dbus_status());
     launch_is_served(&app, &primary, "socket");
     drop(primary);
     drop(squatter);
@@ -527,7 +527,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
     // Now the primary of this lock owns it; a primary of another lock (another runtime
     // dir: a second lock holder) does not.
     let primary = app.primary(on_bus());
-    assert_eq!(primary.dbus_status(), &active(&app));
+    assert_eq!(primary.dbus_status(), active(&app));
     let other = TempDir::new("other");
     std::fs::set_permissions(other.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let second = app.primary_in(other.path(), on_bus());
@@ -538,7 +538,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
     drop(primary);
     assert_eq!(bus.owner_pid(&app.id), None, "the name outlived its primary");
     let successor = app.primary(on_bus());
-    assert_eq!(successor.dbus_status(), &active(&app));
+    assert_eq!(successor.dbus_status(), active(&app));
     assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
 }
 
@@ -560,7 +560,7 @@ fn without_a_bus_the_socket_still_works() {
     drop(primary);
 
     let primary = app.primary(DbusBus::Off);
-    assert_eq!(primary.dbus_status(), &DbusStatus::Off);
+    assert_eq!(primary.dbus_status(), DbusStatus::Off);
     drop(primary);
 
     let dir = TempDir::new("noname");

@@ -183,6 +183,8 @@ impl Primary {
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
             tx,
+            #[cfg(all(feature = "dbus", target_os = "linux"))]
+            dbus_waiting: Mutex::new(Default::default()),
         });
         // Windows: an accept thread hands each connection to this hook, from the first call
         // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
@@ -197,7 +199,8 @@ impl Primary {
         server.listen(&loc.socket.to_string_lossy())?;
         #[cfg(unix)]
         ctx.mux.attach(server.sys_listener().cloned());
-        // D-Bus last: only a primary that serves its socket owns the name.
+        // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
+        // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
         Ok(Primary {
@@ -319,6 +322,11 @@ impl Primary {
 
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
+        // A slot is free: D-Bus calls waiting for one move in.
+        #[cfg(all(feature = "dbus", target_os = "linux"))]
+        if let Ok(Event::Request(_)) = &event {
+            self.ctx.dbus_refill();
+        }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => Taken::Request(r),
@@ -413,12 +421,20 @@ impl Drop for Primary {
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
         self.server.get_mut().unwrap_or_else(|p| p.into_inner()).close();
+        // Unanswered requests: launches are told to start over, D-Bus calls are handed to
+        // the successor (once the name is released).
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
-        // The D-Bus name goes with the lock, before it: a successor can take both.
+        #[cfg(all(feature = "dbus", target_os = "linux"))]
+        self.ctx.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
+        // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
         drop(self.lock.take());
+        // Then the replies still open are written, and handed-off calls forwarded.
+        #[cfg(feature = "dbus")]
+        self.dbus.finish();
     }
 }

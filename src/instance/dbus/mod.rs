@@ -102,14 +102,27 @@ impl Request {
 }
 
 /// Where a D-Bus request's reply goes: the method call waiting for it. Sent once, by
-/// [`Request::reply`] or by the request's drop (an error then).
+/// [`Request::reply`] or by the request's drop (an error then, or while the primary shuts
+/// down, a hand-off to its successor).
 #[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
 pub(crate) struct Answer(Arc<Mutex<Slot>>);
+
+/// What a waiting method call is told.
+#[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
+pub(crate) enum Outcome {
+    /// The app's reply.
+    Reply(Reply),
+    /// The call fails with this text.
+    Error(String),
+    /// The primary shuts down with the call unanswered: the call goes to whoever owns the
+    /// name next (a successor, or one the bus starts).
+    HandOff,
+}
 
 #[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
 #[derive(Default)]
 struct Slot {
-    value: Option<Result<Reply, String>>,
+    value: Option<Outcome>,
     waker: Option<std::task::Waker>,
     sent: bool,
 }
@@ -117,7 +130,28 @@ struct Slot {
 impl Answer {
     /// Hands the outcome to the waiting method call.
     pub(crate) fn send(self, outcome: Result<Reply, String>) {
+        self.put(match outcome {
+            Ok(reply) => Outcome::Reply(reply),
+            Err(why) => Outcome::Error(why),
+        });
+    }
+
+    /// The request was dropped unanswered: while the primary shuts down (`closing`) its
+    /// call is handed to the successor, as a launch is told to start over; otherwise it
+    /// fails.
+    pub(crate) fn unanswered(self, closing: bool) {
+        self.put(if closing {
+            Outcome::HandOff
+        } else {
+            Outcome::Error("the primary instance dropped the request without answering".into())
+        });
+    }
+
+    fn put(&self, outcome: Outcome) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.sent {
+            return;
+        }
         slot.value = Some(outcome);
         slot.sent = true;
         if let Some(w) = slot.waker.take() {
@@ -128,14 +162,7 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !slot.sent {
-            slot.sent = true;
-            slot.value = Some(Err("the primary instance dropped the request without answering".into()));
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
-        }
+        self.put(Outcome::Error("the primary instance dropped the request without answering".into()));
     }
 }
 
@@ -145,12 +172,10 @@ pub use public::*;
 #[cfg(feature = "dbus")]
 mod public;
 
-/// The primary's D-Bus side: its connection (which owns the name) and status.
-#[cfg(feature = "dbus")]
+/// Elsewhere than Linux: the status only.
+#[cfg(all(feature = "dbus", not(target_os = "linux")))]
 pub(crate) struct Dbus {
     status: DbusStatus,
-    #[cfg(target_os = "linux")]
-    conn: Option<zbus::blocking::Connection>,
 }
 
 #[cfg(all(feature = "dbus", not(target_os = "linux")))]
@@ -163,8 +188,16 @@ impl Dbus {
         Dbus { status }
     }
 
+    pub(crate) fn status(&self) -> DbusStatus {
+        self.status.clone()
+    }
+
     pub(crate) fn stop(&mut self) {}
+
+    pub(crate) fn finish(&mut self) {}
 }
 
 #[cfg(all(feature = "dbus", target_os = "linux"))]
 mod linux;
+#[cfg(all(feature = "dbus", target_os = "linux"))]
+pub(crate) use linux::Dbus;
