@@ -366,8 +366,8 @@ fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Context>) -> Option<DbusS
 }
 
 /// No flag, in the set type zbus takes (enumflags2's `BitFlags`, no dependency of ours).
-fn no_flags<T: std::ops::BitXor<Output = T> + Copy>(flags: T) -> T {
-    flags ^ flags
+fn no_flags<T: std::ops::BitAnd<Output = T> + std::ops::Not<Output = T> + Copy>(flags: T) -> T {
+    flags & !flags
 }
 
 /// The socket address of a `unix:path=` or `unix:abstract=` address.
@@ -407,7 +407,9 @@ impl Flag {
             if f.0 {
                 Poll::Ready(())
             } else {
-                f.1.push(cx.waker().clone());
+                if !f.1.iter().any(|w| w.will_wake(cx.waker())) {
+                    f.1.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
