@@ -963,14 +963,18 @@ fn under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly() {
 }
 
 /// An idle primary built with `dbus` makes no context switch, on a bus (owning its name)
-/// or without one (zbus's `blocking` thread, started to connect, woke twice a second).
+/// or without one: zbus's `blocking` thread, started to connect, woke twice a second, and
+/// the timers of the calls made while starting (zbus' method timeout) woke it once, a
+/// timeout later.
 #[test]
 fn an_idle_dbus_primary_never_wakes() {
     let _w = Watchdog::new(LIMIT);
     let bus = Bus::start("idle");
     for (tag, address) in [("idlebus", bus.address.as_str()), ("idlenobus", "unix:path=/nonexistent/bus")] {
         let app = App::new(tag);
-        let solo = app.solo_primary(address, &[]);
+        // A 1 s timeout: a timer zbus set for a call while starting (its method timeout)
+        // would fire within the window.
+        let solo = app.solo_primary(address, &["--timeout", "1"]);
         let switches = || {
             let mut total = 0;
             for task in std::fs::read_dir(format!("/proc/{}/task", solo.id())).unwrap() {

@@ -305,7 +305,10 @@ fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Context>) -> Option<DbusS
     };
     let conn = builder
         .and_then(|b| {
-            b.method_timeout(shared.timeout).max_queued(MAX_QUEUED).serve_at(shared.path.as_str(), app)
+            // No method timeout: each call's timer would wake the idle primary once, a
+            // timeout after the start. A frozen bus is cut off at the stop instead, and
+            // hand-offs have their own deadline.
+            b.max_queued(MAX_QUEUED).serve_at(shared.path.as_str(), app)
         })
         .and_then(|b| b.build());
     let conn = match conn {
@@ -562,12 +565,21 @@ impl Application {
         let deadline = Instant::now() + shared.timeout;
         loop {
             let (name, path) = (Some(shared.name.as_str()), shared.path.as_str());
-            let r = match &call {
-                Call::Activate(b) => conn.call_method(name, path, Some(IFACE), "Activate", b).await,
-                Call::Open(b) => conn.call_method(name, path, Some(IFACE), "Open", b).await,
-                Call::ActivateAction(b) => {
-                    conn.call_method(name, path, Some(IFACE), "ActivateAction", b).await
+            let forward = async {
+                match &call {
+                    Call::Activate(b) => conn.call_method(name, path, Some(IFACE), "Activate", b).await,
+                    Call::Open(b) => conn.call_method(name, path, Some(IFACE), "Open", b).await,
+                    Call::ActivateAction(b) => {
+                        conn.call_method(name, path, Some(IFACE), "ActivateAction", b).await
+                    }
                 }
+            };
+            // The successor gets the timeout to answer, once it has the name.
+            let Some(r) = within(deadline + shared.timeout, forward).await else {
+                return Err(fdo::Error::NoReply(format!(
+                    "the primary instance shut down, and its successor did not answer within {} ms",
+                    shared.timeout.as_millis()
+                )));
             };
             match r {
                 Ok(_) => return Ok(()),
@@ -594,6 +606,22 @@ impl Application {
             }
         }
     }
+}
+
+/// `f`'s output, unless `deadline` comes first.
+async fn within<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut timer = async_io::Timer::at(deadline);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = f.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        match Pin::new(&mut timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 impl Context {
