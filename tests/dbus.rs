@@ -993,3 +993,43 @@ fn an_idle_dbus_primary_never_wakes() {
         assert_eq!(switches() - before, 0, "{tag}: an idle primary woke up; {}", solo.stderr());
     }
 }
+
+/// The name was another connection's when the primary started: the primary waits in the
+/// queue and gets it as that owner leaves, so a call to the name reaches it. The bus
+/// does not start the app's `DBusActivatable` service for the call (a second process,
+/// which would find the lock held, forward an empty launch and exit, the call lost).
+#[test]
+fn a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process() {
+    let _w = Watchdog::new(LIMIT);
+    let app = App::new("freed");
+    let services = TempDir::new("fservices");
+    let started = services.path().join("started");
+    let wrapper = services.path().join("start.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexec '{}' run '{}' --count 1\n",
+            started.display(),
+            example("solo").display(),
+            app.id
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = dbus_service_file(&app.id, &[&wrapper]).unwrap();
+    std::fs::write(services.path().join(format!("{}.service", app.id)), &service).unwrap();
+    let bus = Bus::with("freed", Some(services.path()), &[("XDG_RUNTIME_DIR", app.dir.path().as_os_str())]);
+
+    let squatter = client(&bus);
+    squatter.request_name(app.id.as_str()).unwrap();
+    let solo = app.solo_primary(&bus.address, &[]);
+    let squatter_pid = bus.owner_pid(&app.id);
+    assert_eq!(squatter_pid, Some(std::process::id()), "the squatter lost the name");
+    drop(squatter);
+    wait_for("the name, once the squatter left", LINE_TIMEOUT, || bus.owner_pid(&app.id) == Some(solo.id()));
+
+    let (ok, out) = bus.app_call(&app.id, "Open", &["['file:///freed']", "{}"]);
+    assert!(ok && out == ["()"], "{out:?}");
+    assert_eq!(solo.line(), r#"DBUS Open {"uris":["file:///freed"],"platform_data":{}}"#);
+    assert!(!started.exists(), "the bus started a second process for the call");
+}
