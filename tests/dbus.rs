@@ -15,6 +15,14 @@
 //! | no bus: the socket still works, and the status says why | `without_a_bus_the_socket_still_works` |
 //! | the editor demo opens files sent over D-Bus | `editor_opens_files_sent_over_dbus` |
 //! | object path and service file | `object_path_and_service_file_follow_the_specs` |
+//! | a frozen or silent bus: `start()` within 2 s, `Pending`; the drop frees the lock | `a_frozen_or_silent_bus_holds_up_neither_the_start_nor_the_lock` |
+//! | the message limit: a 2 MiB `Open` refused, a 38 MiB one not held in memory | `a_call_over_the_message_limit_is_refused_and_not_held_in_memory` |
+//! | queued for the name, taken when the owner leaves | `a_primary_queued_for_its_name_takes_it_when_the_owner_leaves` |
+//! | ... and no second process started by the bus for the call | `a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process` |
+//! | 120 calls at once to a busy app: all wait their turn, none fails "busy" | `a_hundred_and_twenty_calls_at_once_all_reach_a_busy_app` |
+//! | calls not taken at shutdown go to the successor | `calls_waiting_at_shutdown_are_handed_to_the_successor` |
+//! | `ulimit -n` 9 to 11: no panic, D-Bus off, a clean exit | `under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly` |
+//! | idle, on a bus or without: no context switch | `an_idle_dbus_primary_never_wakes` |
 //!
 //! Needs `dbus-daemon` and `gdbus`/`gapplication` (Debian: `dbus-daemon libglib2.0-bin`,
 //! which `.ci/run` installs): without them the tests fail, saying so.

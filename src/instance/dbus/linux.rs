@@ -228,14 +228,15 @@ impl Dbus {
         self.closed = Some(closed);
     }
 
-    /// Waits for the close thread: up to 2 s for the replies still open, up to the
-    /// timeout more while calls are handed to a successor. A request the app still holds
+    /// Waits for the close thread: up to 2 s for the replies still open, up to twice the
+    /// timeout more while calls are handed to a successor (one for it to take the name,
+    /// one for its answer). A request the app still holds
     /// elsewhere does not stall the drop; its connection closes when it is answered.
     pub(crate) fn finish(&mut self) {
         let Some(closed) = self.closed.take() else { return };
         let mut bound = Duration::from_secs(2);
         if self.shared.handoffs.load(Ordering::SeqCst) > 0 {
-            bound += self.shared.timeout;
+            bound += 2 * self.shared.timeout;
         }
         let _ = closed.recv_timeout(bound);
     }
