@@ -75,8 +75,9 @@ struct Shared {
     conn: Mutex<Option<zbus::blocking::Connection>>,
     /// The name is released (or was never owned): handed-off calls go to the bus.
     released: Flag,
-    /// Calls being handed to a successor.
-    handoffs: AtomicUsize,
+    /// Calls being handed to a successor: counted as the request is dropped (`Slot`), so
+    /// that `finish` knows before their tasks run.
+    handoffs: Arc<AtomicUsize>,
     name: String,
     path: String,
     /// The largest call body taken, in bytes (`max_message_size`).
@@ -111,7 +112,7 @@ impl Dbus {
             socket: Mutex::new(None),
             conn: Mutex::new(None),
             released: Flag::default(),
-            handoffs: AtomicUsize::new(0),
+            handoffs: Arc::new(AtomicUsize::new(0)),
             path: dbus_object_path(&name),
             name,
             limit: config.max_message_size,
@@ -492,6 +493,7 @@ impl Application {
     async fn queue(&self, origin: Origin) -> fdo::Result<bool> {
         let ctx = &self.ctx;
         if ctx.closing.load(Ordering::SeqCst) {
+            self.shared.handoffs.fetch_add(1, Ordering::SeqCst);
             return Ok(true);
         }
         let mut env = BTreeMap::new();
@@ -508,7 +510,10 @@ impl Application {
         // The JSON, the call's arguments and zbus' message, each about as large.
         let weight = 3 * raw.len() + 256;
         let before = ctx.held.fetch_add(weight, Ordering::SeqCst);
-        let slot = Arc::new(Mutex::new(Slot::default()));
+        let slot = Arc::new(Mutex::new(Slot {
+            handoffs: Some(Arc::clone(&self.shared.handoffs)),
+            ..Slot::default()
+        }));
         let request = Request {
             head: protocol::Head { argv: Vec::new(), cwd: None, env, pid: None, data: None },
             data: std::sync::OnceLock::new(),
@@ -551,10 +556,10 @@ impl Application {
 
     /// The primary shut down with this call unanswered: once its name is released, the
     /// call goes to the name's next owner (a successor, or a process the bus starts for
-    /// a `DBusActivatable` app), which may take up to the timeout to appear.
+    /// a `DBusActivatable` app), which may take up to the timeout to appear. Gives back
+    /// the call's count in `handoffs`, taken when it was handed off.
     async fn hand_off(&self, conn: &zbus::Connection, call: Call) -> fdo::Result<()> {
         let shared = &self.shared;
-        shared.handoffs.fetch_add(1, Ordering::SeqCst);
         struct Done<'a>(&'a AtomicUsize);
         impl Drop for Done<'_> {
             fn drop(&mut self) {

@@ -125,6 +125,8 @@ struct Slot {
     value: Option<Outcome>,
     waker: Option<std::task::Waker>,
     sent: bool,
+    /// Counts the calls handed off (the primary's shutdown waits for them).
+    handoffs: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Answer {
@@ -151,6 +153,9 @@ impl Answer {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.sent {
             return;
+        }
+        if let (Outcome::HandOff, Some(n)) = (&outcome, &slot.handoffs) {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         slot.value = Some(outcome);
         slot.sent = true;
