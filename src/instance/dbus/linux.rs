@@ -537,7 +537,14 @@ impl Application {
         }
         if let Err((mut request, why)) = ctx.queue_dbus(request) {
             request.answer.take();
-            return Err(fdo::Error::LimitsExceeded(why.into()));
+            return match why {
+                Some(why) => Err(fdo::Error::LimitsExceeded(why.into())),
+                // The primary began to shut down meanwhile.
+                None => {
+                    self.shared.handoffs.fetch_add(1, Ordering::SeqCst);
+                    Ok(true)
+                }
+            };
         }
         ctx.announce();
         // An app waiting in its own `recv` serves the socket on its thread: wake it.
@@ -630,23 +637,38 @@ async fn within<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
     .await
 }
 
+/// The event a send did not deliver.
+fn unsent(e: TrySendError<Event>) -> Event {
+    match e {
+        TrySendError::Full(event) | TrySendError::Disconnected(event) => event,
+    }
+}
+
+/// A call's request that was not queued, and why (`None`: the primary shuts down).
+type Refused = (Box<Request>, Option<&'static str>);
+
 impl Context {
     /// Queues a D-Bus call's request; while the queue is full it waits in line (calls
-    /// cannot retry as launches do), up to [`MAX_WAITING`] calls.
-    fn queue_dbus(&self, request: Box<Request>) -> std::result::Result<(), (Box<Request>, &'static str)> {
+    /// cannot retry as launches do), up to [`MAX_WAITING`] calls. Refused with why, or
+    /// `None` once the primary shuts down (its drop sets `closing`, then empties the
+    /// line under this lock: a request let in here is never left behind).
+    fn queue_dbus(&self, request: Box<Request>) -> std::result::Result<(), Refused> {
         let mut waiting = self.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closing.load(Ordering::SeqCst) {
+            return Err((request, None));
+        }
         let mut request = request;
         if waiting.is_empty() {
             match self.tx.try_send(Event::Request(request)) {
                 Ok(()) => return Ok(()),
-                Err(
-                    TrySendError::Full(Event::Request(r)) | TrySendError::Disconnected(Event::Request(r)),
-                ) => request = r,
-                Err(_) => unreachable!("a request was sent"),
+                Err(e) => match unsent(e) {
+                    Event::Request(r) => request = r,
+                    Event::Stop => return Ok(()),
+                },
             }
         }
         if waiting.len() >= MAX_WAITING {
-            return Err((request, "the primary instance is busy: 1024 D-Bus calls wait"));
+            return Err((request, Some("the primary instance is busy: 1024 D-Bus calls wait")));
         }
         waiting.push_back(request);
         Ok(())
@@ -658,13 +680,12 @@ impl Context {
         while let Some(request) = waiting.pop_front() {
             match self.tx.try_send(Event::Request(request)) {
                 Ok(()) => {}
-                Err(
-                    TrySendError::Full(Event::Request(r)) | TrySendError::Disconnected(Event::Request(r)),
-                ) => {
-                    waiting.push_front(r);
+                Err(e) => {
+                    if let Event::Request(r) = unsent(e) {
+                        waiting.push_front(r);
+                    }
                     break;
                 }
-                Err(_) => unreachable!("a request was sent"),
             }
         }
     }
@@ -792,7 +813,9 @@ impl zbus::connection::socket::Socket for BusSocket {
 
     fn split(self) -> Split<BusRead, BusWrite> {
         Split::new(
-            BusRead { io: Arc::clone(&self.io), filter: Filter::new(self.limit) },
+            // Never below 64 KiB, for the bus' own messages (a call's exact limit is
+            // `Limited`'s).
+            BusRead { io: Arc::clone(&self.io), filter: Filter::new(self.limit.max(64 << 10)) },
             BusWrite { io: self.io },
         )
     }
