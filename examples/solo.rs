@@ -4,8 +4,9 @@
 //! solo run APP_ID [--count N] [--timeout SECS] [--] [ARGS...]
 //!     primary: print "PRIMARY <socket path>", then each forwarded request's JSON line as
 //!     received, replying ok; exit 0 after N requests, or on SIGINT/SIGTERM, with socket
-//!     and lock cleaned up. Otherwise forward ARGS, print "FORWARDED <reply json>" and exit
-//!     with the reply's exit code.
+//!     and lock cleaned up; exit 1, saying why on stderr, if it stopped being the primary
+//!     (its files removed, and another process became the primary). Otherwise forward
+//!     ARGS, print "FORWARDED <reply json>" and exit with the reply's exit code.
 //!     Built with the `dbus` feature, the primary also answers org.freedesktop.Application
 //!     on the session bus (the name APP_ID) and prints one line per call, once handled:
 //!     "DBUS <Method> <json>" (`Origin::to_json`), then answers it; stderr says
@@ -22,7 +23,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use solo_instance::{Error, Primary, Reply, SingleInstance, Start};
+use solo_instance::{Error, Health, Primary, Reply, SingleInstance, Start};
 
 struct Opts {
     count: Option<u64>,
@@ -157,6 +158,12 @@ fn serve(primary: Primary, count: Option<u64>) -> ExitCode {
         if count.is_some_and(|n| served >= n) {
             break;
         }
+    }
+    // Its files were removed under it and another process is the primary now: the
+    // requests ended without a stop.
+    if let Health::SteppedDown(why) = primary.health() {
+        eprintln!("solo: {why}");
+        return ExitCode::from(1);
     }
     // Dropping the primary removes the socket, then frees the lock.
     drop(primary);

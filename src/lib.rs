@@ -72,18 +72,30 @@
 //! - Launches are untrusted input to the primary. A request's [`pid`](Request::pid) is
 //!   what the launch claims; [`Request::peer_credentials`] is what the OS says.
 //! - Per-user scopes refuse a directory another user owns or may write to
-//!   ([`Error::Insecure`]), and on Windows a pipe another user (or a sandboxed process of the
-//!   same user) created first under the app's name.
+//!   ([`Error::Insecure`]). On Windows the primary's pipe has a random name, published in
+//!   the user's directory, so no one can take the name first; a pipe of another user, or
+//!   of a less trusted process of the same user, is never sent a byte.
 //! - [`Scope::System`] is shared with every local user by design: any of them may be its
 //!   primary and read the launches' arguments. Use it only for data all users may see.
+//! - Trust between users, in the System scope: a primary of another user reads all a
+//!   launch sends, sets its exit code and whether it fails, and decides when to answer
+//!   within the launch's timeout; it chooses the text the launch prints but not what the
+//!   terminal does with it. The launch knows from the OS who serves it
+//!   ([`Reply::is_from_another_user`]), and defuses such a primary's texts on receipt:
+//!   control characters but newline and tab, and bidirectional overrides, show as
+//!   `\u{1b}` and the like (see [`Reply`]). A launch of another user is untrusted input
+//!   held to the primary's limits (guarantee 5). The README's "Security" has the whole
+//!   model: what each side can and cannot do to the other, foreground and timing included.
 //!
 //! # Platform notes
 //!
 //! - **Linux**: Unix domain sockets, with [`SocketOptions::ABSTRACT_NAMESPACE`]; the
-//!   System scope is an abstract socket, with no files.
+//!   System scope is an abstract socket, and a lock file in `/tmp` that decides across
+//!   network namespaces.
 //! - **macOS** and the BSDs: Unix domain sockets; no abstract namespace.
 //! - **Windows**: named pipes (through `interprocess`), with Qt's security descriptors
-//!   for [`SocketOptions`], SID-derived names and SID peer checks. Pipes have no I/O
+//!   for [`SocketOptions`] (narrowed by default, exact on request), SID and integrity-level
+//!   peer checks. Pipes have no I/O
 //!   timeouts: `SingleInstance` bounds each read and write by cancelling it.
 //!
 //! # Resource use and leaks
@@ -145,7 +157,8 @@ pub use error::{Error, LocalSocketError, PathError, SocketError};
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use instance::{
-    CallbackPrimary, Origin, Primary, Request, Scope, SingleInstance, Start, Status, Stopper, DEFAULT_TIMEOUT,
+    CallbackPrimary, Health, Origin, Primary, Request, Scope, SingleInstance, Start, Status, Stopper,
+    DEFAULT_TIMEOUT,
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;

@@ -22,15 +22,19 @@ bitflags! {
     ///   namespace (no file; the access bits then have no effect, as in Qt 6). On other
     ///   platforms listening with it fails with
     ///   [`UnsupportedSocketOperation`](crate::LocalSocketError::UnsupportedSocketOperation).
-    /// - **Windows**: with any access bit set, the pipe gets the security descriptor Qt's
-    ///   `QLocalServer` gives it: the owner is the token's user, and the DACL allows
-    ///   `FILE_ALL_ACCESS` to the user ([`USER_ACCESS`](Self::USER_ACCESS)), the token's
-    ///   primary group ([`GROUP_ACCESS`](Self::GROUP_ACCESS)) and Everyone
-    ///   ([`OTHER_ACCESS`](Self::OTHER_ACCESS)), in that order, and to nobody else. As Qt's
-    ///   docs note, USER_ACCESS lets a non-elevated process of the same user reach an
-    ///   elevated server. With no access bit, Windows' default descriptor applies (full
-    ///   control for the creator, SYSTEM and administrators, read access for everyone), as
-    ///   in Qt. Pipes refuse remote clients (`PIPE_REJECT_REMOTE_CLIENTS`) either way.
+    /// - **Windows**: the pipe's owner is the token's user, and its DACL allows
+    ///   `FILE_ALL_ACCESS` to the user ([`USER_ACCESS`](Self::USER_ACCESS)), and only the
+    ///   rights a client needs (read, write data, attributes; not
+    ///   `FILE_CREATE_PIPE_INSTANCE`, `WRITE_DAC` or `WRITE_OWNER`) to the token's primary
+    ///   group ([`GROUP_ACCESS`](Self::GROUP_ACCESS)) and Everyone
+    ///   ([`OTHER_ACCESS`](Self::OTHER_ACCESS)), in that order, and to nobody else. With no
+    ///   access bit it allows the user, SYSTEM and Administrators only. Qt grants the group
+    ///   and Everyone `FILE_ALL_ACCESS`, and with no access bit leaves Windows' default
+    ///   descriptor, which lets Everyone and Anonymous read;
+    ///   [`LocalServer::set_qt_windows_security`](crate::LocalServer::set_qt_windows_security)
+    ///   gives Qt's descriptors exactly. As Qt's docs note, USER_ACCESS lets a non-elevated
+    ///   process of the same user reach an elevated server. Pipes refuse remote clients
+    ///   (`PIPE_REJECT_REMOTE_CLIENTS`) either way.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct SocketOptions: u32 {
         /// Only the user who runs the server may connect (mode 0700). Qt's `UserAccessOption`.

@@ -439,6 +439,68 @@ fn hostile_unknown_version_gets_an_error_reply() {
     f.send_ok(&p, "after-version");
 }
 
+/// Guarantee 5: `data` that a `serde_json::Value` cannot hold (a number beyond f64, a
+/// 300,000-digit integer, lone surrogates in a string or a key) gets an `ok:false` reply
+/// naming `data`, instead of an `ok:true` and a `null` for the app; the primary prints
+/// nothing for them (its next line is the next good launch's). The large one goes through
+/// the decoder thread, the others through the fast path.
+#[test]
+fn hostile_data_a_value_cannot_hold_gets_an_error_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let (f, p) = hostile_primary("unholdable", "2");
+    let huge = format!("1{}", "0".repeat(300_000));
+    for (data, needle) in [
+        ("1e400", "number out of range"),
+        (&huge[..], "number out of range"),
+        ("\"\\udfff\"", "lone surrogate"),
+        ("{\"\\ud800\":1}", "lone surrogate"),
+    ] {
+        let line = format!("{{\"v\":1,\"argv\":[\"x\"],\"data\":{data}}}\n");
+        let reply = raw_exchange(&f, line.as_bytes());
+        assert_error_reply(&reply, needle);
+        assert_error_reply(&reply, "\"data\"");
+    }
+    f.send_ok(&p, "after-unholdable");
+}
+
+/// What the primary accepts, `Request::data` gives exactly: a number just below f64's
+/// limit, one that underflows to 0, a surrogate pair, a 300,000-digit fraction; and what
+/// it refuses reaches the app not at all (the raw client gets `ok:false`).
+#[test]
+fn lib_request_data_is_exactly_what_decode_accepted() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("data-exact");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let name = primary.socket_path().to_string_lossy().into_owned();
+    let tiny = format!("0.{}1", "0".repeat(300_000));
+    let good = format!("[1.7976931348623157e308,1e-400,\"\\ud83d\\ude00\",{{\"\\u00e9\":{tiny}}}]");
+    let lines = [
+        "{\"v\":1,\"argv\":[\"bad\"],\"data\":[1,-1e400]}".to_owned(),
+        "{\"v\":1,\"argv\":[\"bad\"],\"data\":{\"k\":\"\\udc00\"}}".to_owned(),
+        format!("{{\"v\":1,\"argv\":[\"good\"],\"data\":{good}}}"),
+    ];
+    let client = thread::spawn(move || {
+        lines
+            .iter()
+            .map(|line| {
+                let conn = LocalSocket::connect(&name).unwrap();
+                (&conn).write_all(format!("{line}\n").as_bytes()).unwrap();
+                json_line(&read_reply(&conn, Duration::from_secs(20)).unwrap().expect("a reply"))
+            })
+            .collect::<Vec<_>>()
+    });
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the good request");
+    assert_eq!(request.argv()[0], "good", "a refused request reached the app");
+    let want: Value = serde_json::from_str(&good).unwrap();
+    assert_eq!(request.data(), &want);
+    assert_eq!(request.data()[3]["é"].as_f64(), Some(0.0));
+    request.reply(Reply::ok()).unwrap();
+    let replies = client.join().unwrap();
+    assert_error_reply(&replies[0], "number out of range");
+    assert_error_reply(&replies[1], "lone surrogate");
+    assert_eq!(replies[2]["ok"], true, "{}", replies[2]);
+}
+
 /// Guarantee 5: a 100 MiB line is cut off at the limit: "too large" reply or a closed
 /// connection, within seconds, and the primary goes on serving.
 #[test]
@@ -661,6 +723,11 @@ fn non_utf8_runtime_dir_still_elects_and_forwards() {
     for p in [pa, pb] {
         signal(p.id(), libc::SIGTERM);
         assert!(p.finish().0.success());
+    }
+    // The sockets were in fallback directories made for these runtime directories (named
+    // after a secret kept in each): not to be left behind by a test.
+    for l in [&line, &line_b] {
+        let _ = std::fs::remove_dir(Path::new(l.trim_start_matches("PRIMARY ")).parent().unwrap());
     }
 }
 

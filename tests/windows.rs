@@ -7,8 +7,10 @@
 //! The Windows security promises are tested in the crate, under Wine too:
 //! `src/sys/windows/security.rs` (each access option's security descriptor read back with
 //! `GetSecurityInfo`, on the first and a later pipe instance; interprocess's owner bug) and
-//! `src/instance/windows_tests.rs` (the SID-derived name, the squatting check, the
-//! primary's peer check). What Wine cannot prove, and so is unproven here:
+//! `src/instance/windows_tests.rs` (the random published pipe name and its label, squatters
+//! at a published name, the primary's peer and integrity checks, the elevated and session
+//! refusals, one primary per directory however spelled, `%ProgramData%`, the lock's and pid
+//! file's opens). What Wine cannot prove, and so is unproven here:
 //! - ACL enforcement across users: Wine runs everything as one user, and does not refuse
 //!   a client that the DACL leaves out. Real Windows does (the descriptor is read back and
 //!   is Qt's, entry for entry).
@@ -22,7 +24,20 @@
 //!   (`directories_that_are_links_or_anothers_are_refused` notes it and tests the owner
 //!   decision alone).
 //! - An elevated launch served by a non-elevated primary (the client's user is read
-//!   through `GetCurrentThreadEffectiveToken`, which needs no access to its token).
+//!   through `GetCurrentThreadEffectiveToken`, which needs no access to its token); the
+//!   refusal of a lower pipe by an elevated launch is tested with a Medium-labelled pipe.
+//! - Integrity levels: Wine runs everything at High, enforces no mandatory label, and shows
+//!   a pipe server the client's process token, not its thread's. The label on the
+//!   primary's pipe is read back; the decisions run on injected levels; that Windows keeps a
+//!   Low client out is `windows_a_less_trusted_client_cannot_write_to_the_primary`.
+//! - Directory DACLs: Wine shows a directory's DACL as its Unix mode, so the refusal of a
+//!   directory (or parent) others may write to is `windows_directories_others_may_write_to_are_refused`,
+//!   and the decision alone runs under Wine (`directory_dacl_decision`); so is the crate's
+//!   own directory's protected DACL.
+//! - Terminal Services sessions: Wine has one; the refusal runs on an injected session.
+//! - A client token that is not an impersonation token after `ImpersonateNamedPipeClient`
+//!   (the decision is `only_an_impersonation_token_identifies_a_client`), and AppContainers.
+//! - `LocalServer`'s default descriptor keeping other users out: read back, not enforced.
 #![cfg(windows)]
 
 use std::ffi::OsString;
@@ -422,9 +437,13 @@ fn instance_primary_and_forwarding_thread() {
     assert!(!builder(dir.path(), &app, &[]).status().unwrap().running);
 
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    // A fresh random name, published beside the lock (`<app>.pipe`).
     let pipe = primary.socket_path().to_string_lossy().into_owned();
-    assert!(pipe.starts_with(r"\\.\pipe\solo-instance."), "{pipe}");
-    assert!(pipe.ends_with(&format!(".{app}")), "{pipe}");
+    assert!(
+        pipe.starts_with(r"\\.\pipe\solo-instance-") && pipe.len() == r"\\.\pipe\solo-instance-".len() + 32,
+        "{pipe}"
+    );
+    assert!(std::fs::read_to_string(dir.path().join(format!("{app}.pipe"))).unwrap().contains(&pipe));
     assert_eq!(primary.lock_path(), dir.path().join(format!("{app}.lock")));
     let status = builder(dir.path(), &app, &[]).status().unwrap();
     assert!(status.running);
@@ -439,9 +458,8 @@ fn instance_primary_and_forwarding_thread() {
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
     assert_eq!(request.args(), [OsString::from("open"), OsString::from("ü.txt")]);
     assert_eq!(request.pid(), Some(std::process::id()));
-    // The primary saw who connected: this user, whose SID names the pipe.
+    // The primary saw who connected: this user.
     let sid = request.peer_credentials().and_then(|c| c.sid).expect("the client's SID");
-    assert!(pipe.starts_with(&format!(r"\\.\pipe\solo-instance.{sid}.")), "{pipe}");
     assert!(sid.to_string().starts_with("S-1-5-"), "{sid}");
     assert_eq!(request.cwd(), Some(std::env::current_dir().unwrap().as_path()));
     assert_eq!(request.data(), &serde_json::json!({"k": 1}));
@@ -618,4 +636,161 @@ fn instance_deaf_client_leaves_other_pipes_closing() {
     accepted.read_to_end(&mut rest).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "end seen after {:?}", t.elapsed());
     drop(deaf);
+}
+
+// ---------------------------------------------------------------------------------------
+// What Wine cannot show (written for real Windows; under Wine each notes what it saw)
+// ---------------------------------------------------------------------------------------
+
+/// Creates directory `dir` with the security descriptor `sddl`.
+fn dir_with_sddl(dir: &Path, sddl: &str) {
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+    let wide: Vec<u16> = sddl.encode_utf16().chain([0]).collect();
+    let mut sd = std::ptr::null_mut();
+    // SAFETY: `wide` is NUL-terminated; `sd` receives a LocalAlloc'd descriptor, freed below.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            wide.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_ne!(ok, 0, "{sddl}: {}", std::io::Error::last_os_error());
+    let attrs = SECURITY_ATTRIBUTES {
+        nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd,
+        bInheritHandle: 0,
+    };
+    let path: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
+    // SAFETY: `path` is NUL-terminated; `attrs` points to `sd`, alive until the LocalFree.
+    let made = unsafe { windows_sys::Win32::Storage::FileSystem::CreateDirectoryW(path.as_ptr(), &attrs) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: allocated by the conversion above, not used after this.
+    unsafe { windows_sys::Win32::Foundation::LocalFree(sd) };
+    assert_ne!(made, 0, "{}: {err}", dir.display());
+}
+
+/// This process's user SID, in string form (from `whoami /user`'s source: the token).
+fn my_sid() -> String {
+    let name = unique("sid");
+    let mut server = LocalServer::new();
+    server.listen(&name).unwrap();
+    let client = LocalSocket::connect(&name).unwrap();
+    client.peer_credentials().unwrap().sid.expect("the pipe's owner").to_string()
+}
+
+/// A directory whose DACL lets other users add files (Authenticated Users), or delete what
+/// it holds (an inherit-only entry for Everyone), is refused; so is one whose parent lets
+/// Everyone delete or rename its children (a junction could take the directory's place).
+/// Wine shows a directory's DACL as its Unix mode, without these grants: there this notes
+/// what it saw (the decision is `directory_dacl_decision`, in the crate).
+#[test]
+fn windows_directories_others_may_write_to_are_refused() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let base = TempDir::new("dacl");
+    let me = my_sid();
+    let mine = format!("O:{me}D:P(A;OICI;FA;;;{me})(A;OICI;FA;;;SY)");
+    let app = unique("test.win.dacl");
+    for (tag, ace) in [("add-file", "(A;;0x2;;;AU)"), ("delete-child", "(A;OICIIO;0x40;;;WD)")] {
+        let d = base.path().join(tag);
+        dir_with_sddl(&d, &format!("{mine}{ace}"));
+        match builder(&d, &app, &["p"]).start() {
+            Err(Error::Insecure(m)) => assert!(m.contains("DACL"), "{tag}: {m}"),
+            other if on_wine() => println!("note: Wine kept no {tag} grant on the directory: {other:?}"),
+            other => panic!("{tag}: used: {other:?}"),
+        }
+    }
+    let parent = base.path().join("open-parent");
+    dir_with_sddl(&parent, &format!("{mine}(A;;0x40;;;WD)"));
+    match builder(&parent.join("app"), &app, &["p"]).start() {
+        Err(Error::Insecure(m)) => assert!(m.contains("rename"), "{m}"),
+        other if on_wine() => println!("note: Wine kept no delete-child grant on the parent: {other:?}"),
+        other => panic!("a directory others may rename was used: {other:?}"),
+    }
+}
+
+/// Windows' mandatory integrity control on the primary's pipe: a client at Low integrity
+/// (a sandbox of the same user; here this thread, impersonating a copy of its own token
+/// labelled Low) cannot open the primary's pipe, which is labelled at the primary's level
+/// with no-write-up; and the primary would drop it anyway. Wine enforces no labels, and
+/// shows the server the client's process token rather than its thread's: there this notes
+/// what it saw (the primary's check is `elevated_primary_drops_less_trusted_clients`, in
+/// the crate, with an injected level).
+#[test]
+fn windows_a_less_trusted_client_cannot_write_to_the_primary() {
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows_sys::Win32::Security::{
+        DuplicateTokenEx, ImpersonateLoggedOnUser, RevertToSelf, SecurityImpersonation, SetTokenInformation,
+        TokenImpersonation, TokenIntegrityLevel, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_DUPLICATE,
+        TOKEN_IMPERSONATE, TOKEN_MANDATORY_LABEL, TOKEN_QUERY,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("mic");
+    let app = unique("test.win.mic");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let r = thread::spawn(move || {
+        let mut process: HANDLE = std::ptr::null_mut();
+        let mut low: HANDLE = std::ptr::null_mut();
+        // Low integrity: S-1-16-4096.
+        let mut sid = [1u8, 1, 0, 0, 0, 0, 0, 16, 0, 0x10, 0, 0];
+        // SAFETY: valid out pointers; the handles are closed below; `sid` outlives the call.
+        unsafe {
+            assert_ne!(OpenProcessToken(GetCurrentProcess(), TOKEN_DUPLICATE | TOKEN_QUERY, &mut process), 0);
+            let access = TOKEN_IMPERSONATE | TOKEN_QUERY | TOKEN_ADJUST_DEFAULT;
+            let dup = DuplicateTokenEx(
+                process,
+                access,
+                std::ptr::null(),
+                SecurityImpersonation,
+                TokenImpersonation,
+                &mut low,
+            );
+            assert_ne!(dup, 0, "{}", std::io::Error::last_os_error());
+            let label = TOKEN_MANDATORY_LABEL {
+                Label: SID_AND_ATTRIBUTES { Sid: sid.as_mut_ptr().cast(), Attributes: 0x20 },
+            };
+            let size = (size_of::<TOKEN_MANDATORY_LABEL>() + sid.len()) as u32;
+            assert_ne!(
+                SetTokenInformation(
+                    low,
+                    TokenIntegrityLevel,
+                    (&label as *const TOKEN_MANDATORY_LABEL).cast(),
+                    size
+                ),
+                0
+            );
+            assert_ne!(ImpersonateLoggedOnUser(low), 0);
+        }
+        let r = LocalSocket::connect(&pipe).map(|s| {
+            let mut s = s;
+            let _ = s.write_all(b"{\"v\":1,\"argv\":[\"low\"]}\n");
+            s
+        });
+        // SAFETY: plain calls; the handles were opened above and are not used after this.
+        unsafe {
+            RevertToSelf();
+            CloseHandle(low);
+            CloseHandle(process);
+        }
+        r.map(drop).map_err(|e| e.socket_error())
+    })
+    .join()
+    .unwrap();
+    let delivered = primary.recv_timeout(Duration::from_secs(2));
+    if on_wine() {
+        // Wine also shows the server the client's process token, not its thread's.
+        println!(
+            "note: Wine enforces no integrity labels: a Low client's connect gave {r:?}, delivered: {}",
+            delivered.is_some()
+        );
+    } else {
+        assert_eq!(r, Err(Some(LocalSocketError::SocketAccess)), "a Low client opened the pipe");
+        assert!(delivered.is_none(), "a Low client's request reached the app");
+    }
 }

@@ -44,6 +44,9 @@ pub(super) struct Context {
     /// user), so that its own launches count as another user's.
     #[cfg(all(test, windows))]
     pub(super) pretend_user: Mutex<Option<crate::Sid>>,
+    /// Tests: the integrity level the primary takes itself for (Wine runs all at High).
+    #[cfg(all(test, windows))]
+    pub(super) pretend_integrity: Mutex<Option<u32>>,
     #[cfg(not(unix))]
     pub(super) pool: Pool,
     #[cfg(unix)]
@@ -66,12 +69,14 @@ impl Context {
     /// is there whole already, or hand the socket to a reader thread.
     #[cfg(not(unix))]
     pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
-        let peer = socket.peer_credentials().ok();
-        // The client's user SID, as it connected (see `PeerCredentials::sid`); one that
-        // cannot be read counts as a stranger's.
-        if ctx.check_uid && !matches!((peer.and_then(|p| p.sid), ctx.user()), (Some(c), Ok(me)) if c == me) {
+        // The client's user SID and integrity level, as it connected (impersonated at the
+        // identification level); one that cannot be read counts as a stranger's, and so does
+        // a client below the primary's own level (a non-elevated process driving an elevated
+        // primary: a silent elevation; or a sandboxed one).
+        if ctx.check_uid && !ctx.admits(&socket) {
             return;
         }
+        let peer = socket.peer_credentials().ok();
         // A launch writes its request right after connecting, so it is usually here
         // already: then it is delivered from this thread, without a reader's hop.
         // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
@@ -82,6 +87,27 @@ impl Context {
             return;
         }
         Context::pool_add(ctx, socket, peer);
+    }
+
+    /// Whether the client at `socket` is this primary's user, at its integrity level or
+    /// above.
+    #[cfg(windows)]
+    fn admits(&self, socket: &LocalSocket) -> bool {
+        let client = crate::sys::client_identity(socket.as_stream());
+        match (client, self.user(), self.integrity()) {
+            (Some(c), Ok(me), Ok(level)) => c.user == me && c.integrity >= level,
+            _ => false,
+        }
+    }
+
+    /// The integrity level of this primary's process (the level its pipe is labelled at).
+    #[cfg(windows)]
+    fn integrity(&self) -> std::io::Result<u32> {
+        #[cfg(test)]
+        if let Some(level) = *self.pretend_integrity.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(level);
+        }
+        crate::sys::own_integrity()
     }
 
     /// The user this primary serves: its process's.

@@ -34,13 +34,48 @@ impl SingleInstance {
         });
         let mut backoff = Duration::from_micros(200);
         let mut too_large = too_large;
+        // System scope on Linux: the last look found the lock held, and the name not
+        // answering (see below).
+        let mut held_elsewhere = false;
+        #[cfg(windows)]
+        REFUSED.with(|r| r.borrow_mut().take());
         loop {
-            if loc.abstract_ns && may_become_primary {
-                // Binding the name is taking the lock.
-                match Primary::serve(&self, loc.clone(), None) {
-                    Ok(primary) => return Ok(Start::Primary(primary)),
-                    Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
-                    Err(e) => return Err(e),
+            if loc.abstract_ns {
+                // The System scope on Linux: the lock file decides across network namespaces,
+                // and binding the name within this one.
+                held_elsewhere = false;
+                let taken = match LockFile::try_lock(&loc.lock, true) {
+                    Ok(lock) => lock,
+                    // No lock file, and none can be made: this launch sees `/tmp` read-only
+                    // (`ProtectSystem=strict`). The name alone would decide only within this
+                    // network namespace, which may be a private one: say so instead.
+                    Err(e) if lock_cannot_exist(&loc.lock) => {
+                        return Err(Error::Io(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "the System scope's lock file {} does not exist and cannot be made: \
+                                 this process sees {} read-only (systemd's ProtectSystem=strict?); \
+                                 launch once where it is writable, or give this one a writable \
+                                 {} (ReadWritePaths=)",
+                                loc.lock.display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                                loc.lock.parent().unwrap_or(std::path::Path::new("/")).display(),
+                            ),
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match taken {
+                    Some(lock) if may_become_primary => {
+                        match Primary::serve(&self, loc.clone(), Some(lock)) {
+                            Ok(primary) => return Ok(Start::Primary(primary)),
+                            // Taken by a primary that holds no lock (an older version): ask it.
+                            Err(e) if e.socket_error() == Some(LocalSocketError::AddressInUse) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Some(_) => {}
+                    None => held_elsewhere = true,
                 }
             }
             // A launch usually finds a primary: ask it first, and look at the lock only
@@ -81,14 +116,34 @@ impl SingleInstance {
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
-                // No lock to tell: nothing answering the name means no primary.
-                Ok(None) if loc.abstract_ns && !may_become_primary => return Err(Error::NoPrimary),
+                // The lock was free: nothing answering the name means no primary.
+                Ok(None) if loc.abstract_ns && !held_elsewhere && !may_become_primary => {
+                    return Err(Error::NoPrimary)
+                }
                 // The primary is coming up or going away: look again.
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
             if now >= deadline {
+                if held_elsewhere {
+                    // Held all along by a primary whose name this launch cannot reach.
+                    return Err(Error::Io(io::Error::other(format!(
+                        "the System scope's primary of {} holds {} but does not answer in this \
+                         network namespace: it runs in another one (a container, `unshare -n`, \
+                         systemd's PrivateNetwork=), where the abstract socket {} is not shared; \
+                         launch from that namespace, or share the host's network",
+                        self.app_id,
+                        loc.lock.display(),
+                        loc.socket.display()
+                    ))));
+                }
+                // Windows: only pipes that were not this launch's primary answered (another
+                // user's, a less trusted process's): say which, not just "no reply".
+                #[cfg(windows)]
+                if let Some(why) = REFUSED.with(|r| r.borrow_mut().take()) {
+                    return Err(Error::Insecure(why.into()));
+                }
                 return Err(Error::NoReply(self.timeout));
             }
             std::thread::sleep(backoff.min(deadline - now));
@@ -100,7 +155,22 @@ impl SingleInstance {
     /// (not listening yet, or it went away before answering), so start over.
     pub(super) fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
         let left = deadline.saturating_duration_since(Instant::now());
+        // Windows, outside the System scope: the pipe the primary published; none yet
+        // means no primary right now.
+        #[cfg(windows)]
+        let (target, published_level) = match pipe_target(loc) {
+            Some(t) => t,
+            None => return Ok(None),
+        };
+        #[cfg(windows)]
+        let name = target.to_string_lossy();
+        #[cfg(not(windows))]
         let name = loc.socket.to_string_lossy();
+        // Windows: a published pipe whose every instance is taken may be a squatter's at an
+        // old name that never frees one: wait for an instance a moment only, and let the
+        // lock decide in between (our own busy primary is simply asked again).
+        #[cfg(windows)]
+        let left = if published_level.is_some() { left.min(BUSY_WAIT) } else { left };
         let socket = match connect_options(loc)
             .timeout(Some(left.max(Duration::from_millis(1))))
             .connect(&name)
@@ -109,42 +179,83 @@ impl SingleInstance {
             Err(e) => {
                 return match e.socket_error() {
                     Some(LocalSocketError::ServerNotFound | LocalSocketError::ConnectionRefused) => Ok(None),
+                    #[cfg(windows)]
+                    Some(LocalSocketError::SocketTimeout) if published_level.is_some() => Ok(None),
                     Some(LocalSocketError::SocketTimeout) => Err(Error::NoReply(self.timeout)),
-                    // Windows: our own primary's pipe always lets us in; one that does not is
-                    // another user's.
+                    // Windows: our own primary's pipe lets us in, unless it runs elevated
+                    // and we do not (it published its level): then Windows' integrity
+                    // rule keeps us out, and that is said at once. Any other refusal is
+                    // another user's pipe at an old or guessed name (or this launch is in
+                    // an AppContainer): not our primary, so the lock decides.
                     #[cfg(windows)]
                     Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
-                        Err(Error::Insecure(
+                        if let (Some(level), Ok(own)) = (published_level, crate::sys::own_integrity()) {
+                            if level > own {
+                                let why = crate::sys::elevated_message(level, own);
+                                return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
+                            }
+                        }
+                        refused(if crate::sys::in_app_container() {
                             format!(
-                                "the pipe {} refuses this user: another user created it",
-                                loc.socket.display()
+                                "the pipe {name} refuses this launch: it runs inside an AppContainer, \
+                                 which a primary's pipe (this user's only) does not admit"
                             )
-                            .into(),
-                        ))
+                        } else {
+                            format!("the pipe {name} refuses this user: another user created it")
+                        });
+                        Ok(None)
                     }
                     _ => Err(e),
                 };
             }
         };
-        if self.scope != Scope::System && !same_user(&socket) {
-            #[cfg(windows)]
-            let whose = match crate::sys::peer_sid(socket.as_stream()) {
-                Some(owner) if crate::sys::current_user().ok() == Some(owner) => {
-                    String::from("made by a process of this user below its integrity level (a sandbox)")
-                }
-                Some(owner) => format!("owned by {owner}, another user"),
-                None => String::from("owned by an unknown user"),
-            };
-            #[cfg(not(windows))]
+        // Who serves this launch, as the OS says. Outside the System scope only this user;
+        // in it any user, whose texts are defused before anything here prints them.
+        // In the System scope, a uid that proves nothing (see `uid_is_overflow`) counts as
+        // another user's: defusing the texts of this user's own primary costs only colours.
+        #[cfg(not(windows))]
+        let from_another_user = !same_user(&socket) || (self.scope == Scope::System && uid_is_overflow());
+        #[cfg(not(windows))]
+        if self.scope != Scope::System && from_another_user {
             let whose = "served by another user";
             return Err(Error::Insecure(format!("the socket {} is {whose}", loc.socket.display()).into()));
         }
-        // Windows gives the right to take the foreground to the launch the user just started;
-        // hand it on, so that the primary can raise its window for this request.
+        // Windows: the pipe's owner, integrity label and session, before a byte is written.
+        // A pipe that is not this launch's primary (another user's or a less trusted
+        // process's, at a name the file published once) is no primary: the lock decides,
+        // and the reason is told if nothing better answers before the deadline.
         #[cfg(windows)]
-        if let Some(pid) = crate::sys::server_pid(socket.as_stream()) {
-            crate::sys::allow_foreground(pid);
+        let ours = if self.scope == Scope::System {
+            same_user(&socket)
+        } else {
+            match crate::sys::check_server(socket.as_stream(), true) {
+                crate::sys::ServerCheck::Ours => true,
+                crate::sys::ServerCheck::Stranger(why) => {
+                    refused(format!("the pipe {name} is {why}"));
+                    return Ok(None);
+                }
+                crate::sys::ServerCheck::Unusable(why) => {
+                    return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
+                }
+            }
+        };
+        // Windows gives the right to take the foreground to the launch the user just started;
+        // hand it on, so that the primary can raise its window for this request: only to a
+        // primary of this user (in the System scope any user may serve the pipe).
+        #[cfg(windows)]
+        if ours {
+            if let Some(pid) = crate::sys::server_pid(socket.as_stream()) {
+                crate::sys::allow_foreground(pid);
+            }
         }
+        #[cfg(windows)]
+        let from_another_user = !ours;
+        let decode = |line: &[u8]| match Reply::decode(line) {
+            Ok(r) if from_another_user => Ok(r.received_from_another_user()),
+            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned()),
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.message().to_owned()),
+        };
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
         out.push(b'\n');
@@ -166,7 +277,7 @@ impl SingleInstance {
                 // The primary may have refused the request (too large) and closed: its
                 // reply is still there to read. Otherwise it went away: start over.
                 _ if is_disconnect(&e) => {
-                    match read_line(&socket, deadline, self.max_message_size).map(|l| Reply::decode(&l)) {
+                    match read_line(&socket, deadline, self.max_message_size).map(|l| decode(&l)) {
                         Ok(Ok(r)) if !r.ok && !r.retry => {
                             Err(Error::Rejected(r.error.unwrap_or_default().into()))
                         }
@@ -177,11 +288,11 @@ impl SingleInstance {
             };
         }
         match read_line(&socket, deadline, self.max_message_size) {
-            Ok(reply) => match Reply::decode(&reply) {
+            Ok(reply) => match decode(&reply) {
                 Ok(r) if r.retry => Ok(None),
                 Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
                 Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.message().into())),
+                Err(e) => Err(Error::Protocol(e.into())),
             },
             Err(ReadError::Closed) => Ok(None),
             Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
@@ -192,6 +303,20 @@ impl SingleInstance {
             Err(ReadError::Io(e)) => Err(e.into()),
         }
     }
+}
+
+/// The System scope on Linux: whether `lock` is missing and its directory read-only for
+/// this process (EROFS), so that no lock file can exist there.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn lock_cannot_exist(lock: &std::path::Path) -> bool {
+    let missing = matches!(std::fs::symlink_metadata(lock), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let dir = lock.parent().unwrap_or(std::path::Path::new("/"));
+    missing && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn lock_cannot_exist(_: &std::path::Path) -> bool {
+    false
 }
 
 /// `now + timeout`, or a deadline too far away to matter when that overflows.
@@ -215,10 +340,61 @@ pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());
     let options =
         connect_options(loc).timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(200))));
+    // Windows, outside the System scope: the published pipe, and only if it is this
+    // user's primary: another user's pipe at an old name, or one that never frees an
+    // instance, is no reason not to become the primary. Taking over cannot hurt a live
+    // pipe here: the new primary creates a new name, and with the lock free (it cannot be
+    // deleted while held) no primary of ours runs.
+    #[cfg(windows)]
+    if let Some(file) = published_file(loc) {
+        let Some(p) = super::published::read(file) else { return false };
+        return match options.connect(&p.pipe.to_string_lossy()) {
+            Ok(s) => {
+                !matches!(crate::sys::check_server(s.as_stream(), true), crate::sys::ServerCheck::Stranger(_))
+            }
+            // Refused: another user's pipe, unless our primary runs elevated above us.
+            Err(e) if e.socket_error() == Some(LocalSocketError::SocketAccess) => {
+                crate::sys::own_integrity().is_ok_and(|own| p.integrity > own)
+            }
+            Err(_) => false,
+        };
+    }
     match options.connect(&loc.socket.to_string_lossy()) {
         Ok(_) => true,
         Err(e) => !is_dead(&e),
     }
+}
+
+/// Windows: how long a launch waits for a free instance of a published pipe before it
+/// looks at the lock again.
+#[cfg(windows)]
+const BUSY_WAIT: Duration = Duration::from_millis(250);
+
+#[cfg(windows)]
+thread_local! {
+    /// Why the last pipe this launch found was not its primary (see `run`'s deadline).
+    static REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Notes why a pipe was not this launch's primary.
+#[cfg(windows)]
+fn refused(why: String) {
+    REFUSED.with(|r| *r.borrow_mut() = Some(why));
+}
+
+/// Windows: the file that publishes the primary's pipe name, where there is one (outside
+/// the System scope `Location::socket` is that file, not a pipe).
+#[cfg(windows)]
+pub(super) fn published_file(loc: &Location) -> Option<&std::path::Path> {
+    (!loc.socket.to_string_lossy().starts_with(r"\\.\pipe\")).then_some(loc.socket.as_path())
+}
+
+/// Windows: the pipe to connect to: the System scope's fixed name, else the one the
+/// primary published, with the integrity level it published (`None`: nothing published).
+#[cfg(windows)]
+fn pipe_target(loc: &Location) -> Option<(std::path::PathBuf, Option<u32>)> {
+    let Some(file) = published_file(loc) else { return Some((loc.socket.clone(), None)) };
+    super::published::read(file).map(|p| (p.pipe, Some(p.integrity)))
 }
 
 /// Whether a failed connect proves nobody serves the name: refused, or nothing there.
@@ -249,6 +425,24 @@ pub(super) fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
+/// Linux: whether this process's uid reads as the kernel's overflow uid (65534 unless
+/// changed): it runs in a user namespace that does not map it (`unshare -U`), or it is a
+/// `nobody`. Then a peer in a user namespace of its own, or whose uid this namespace does
+/// not map (any other user's, from a container's), reads as that same uid, whoever it is.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn uid_is_overflow() -> bool {
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    crate::sys::euid() == overflow
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
+fn uid_is_overflow() -> bool {
+    false
+}
+
 #[cfg(unix)]
 pub(super) fn same_user(socket: &LocalSocket) -> bool {
     let me = crate::sys::euid();
@@ -256,12 +450,10 @@ pub(super) fn same_user(socket: &LocalSocket) -> bool {
 }
 
 /// Windows: whether the pipe's owner is this process's user. Only the user who created a
-/// pipe (or a privileged process) can make a SID its owner, so another user's pipe, created
-/// first under this name (a squatter), shows that user's SID. Unknown counts as another.
+/// pipe (or a privileged process) can make a SID its owner, so another user's pipe shows
+/// that user's SID. Unknown counts as another.
 #[cfg(windows)]
 pub(super) fn same_user(socket: &LocalSocket) -> bool {
     let owner = crate::sys::peer_sid(socket.as_stream());
     matches!((owner, crate::sys::current_user()), (Some(o), Ok(me)) if o == me)
-        // The same user's sandboxed (low integrity) process could have made it.
-        && crate::sys::server_integrity_ok(socket.as_stream())
 }

@@ -1,5 +1,5 @@
 //! Where the lock file and the socket live: per user by default (the runtime directory,
-//! else a private directory under the temp dir), with the Flatpak and Snap rules; the
+//! else a private directory in the cache directory), with the Flatpak and Snap rules; the
 //! README's "Where the files live" has the table.
 
 use std::io;
@@ -13,23 +13,33 @@ use crate::Error;
 pub enum Scope {
     /// One primary per user (the default). The files live in `$XDG_RUNTIME_DIR` (inside
     /// Flatpak, `$XDG_RUNTIME_DIR/app/$FLATPAK_ID`), else in a private 0700 directory
-    /// `solo-instance-<uid>` under the temp dir; the socket is user-only and clients of
-    /// another uid are dropped before a byte is read. On Windows the lock lives in
-    /// `%LOCALAPPDATA%\solo-instance`, the pipe's name carries the user's SID, its DACL
-    /// allows that user only, a launch refuses a pipe another user owns, and the primary
-    /// drops clients of another SID before reading.
+    /// `solo-instance-<uid>` in the user's cache directory (`$XDG_CACHE_HOME`, else
+    /// `~/.cache`; on macOS under the user's own `$TMPDIR`), else under the temp dir; the
+    /// socket is user-only and clients of another uid are dropped before a byte is read.
+    /// On Windows the lock lives in `%LOCALAPPDATA%\solo-instance`; the primary's pipe has a
+    /// fresh random name, which it publishes in `<app_id>.pipe` beside the lock; its DACL
+    /// allows that user only and it is labelled at the primary's integrity level; a launch
+    /// ignores a pipe another user owns or one below its own integrity level, and refuses a
+    /// primary in another Terminal Services session; the primary drops clients of another
+    /// SID, or below its integrity level, before reading. An app inside an AppContainer
+    /// cannot be a primary others reach, nor reach one.
     #[default]
     User,
     /// One primary per user and login session (`$XDG_SESSION_ID`; on Windows the Terminal
     /// Services session; on systems without one, the same as [`User`](Self::User)).
     Session,
     /// One primary for the whole machine, shared by all users, and anyone may connect. On
-    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, with no lock file:
-    /// whoever binds the name is the primary, and the name vanishes with its process, so
-    /// any user can take over after another user's primary died. Elsewhere the files live
+    /// Linux it is an abstract socket, `solo-instance-system/<app_id>`, and a lock file
+    /// any user may lock, `/tmp/solo-instance-system@<app_id>.lock`: the primary holds
+    /// both, and both go with its process, so any user can take over after another user's
+    /// primary died. A launch in another network namespace (a container, `unshare -n`)
+    /// that shares `/tmp` cannot reach the primary's name: it fails with an error saying
+    /// so, and never becomes a second primary. Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
-    /// it only when that is what you mean.
+    /// it only when that is what you mean. On Windows the pipe's name is hashed from the
+    /// directory's identity (volume and file id), and `%ProgramData%` is where Windows
+    /// keeps it (`SHGetKnownFolderPath`), whatever the environment says.
     System,
 }
 
@@ -40,14 +50,22 @@ pub(crate) struct Location {
     /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
     /// socket name on Linux for the system scope.
     pub(crate) socket: PathBuf,
-    /// The socket is in Linux's abstract namespace, and there is no lock file: binding the
-    /// name is what makes a primary (see [`Scope::System`]).
+    /// The socket is in Linux's abstract namespace (see [`Scope::System`]): the primary
+    /// binds the name and holds `lock`, a file in `/tmp` that any user may lock, which
+    /// decides across network namespaces.
     pub(crate) abstract_ns: bool,
 }
 
 /// The abstract socket names of the system scope (Linux): `solo-instance-system/<app_id>`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SYSTEM_ABSTRACT_PREFIX: &str = "solo-instance-system/";
+
+/// What starts or separates every name the crate makes up (a shortened name, a scope's
+/// suffix): a character no app id has (see [`validate_app_id`]), so that no app id, in
+/// any scope, names another's socket or lock. Without it, app `L` shortened to
+/// `<fnv64(L)>.sock` would be the app whose id is `fnv64(L)`, and Session-scope `org.x`
+/// in session 7 the User-scope app `org.x.session-7`.
+const MADE_UP: char = '@';
 
 /// Checks an app id: 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`. Reverse-DNS ids (`org.example.Editor`) fit.
@@ -87,14 +105,16 @@ fn scope_suffix(scope: Scope) -> String {
         // Windows: the Terminal Services session this process runs in (one per login, fast
         // user switching and remote desktop included).
         #[cfg(windows)]
-        Scope::Session => crate::sys::session_id().map(|id| format!(".session-{id}")).unwrap_or_default(),
+        Scope::Session => {
+            crate::sys::session_id().map(|id| format!("{MADE_UP}session-{id}")).unwrap_or_default()
+        }
         #[cfg(not(windows))]
         Scope::Session => std::env::var("XDG_SESSION_ID")
             .ok()
             .filter(|s| {
                 !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
-            .map(|s| format!(".session-{s}"))
+            .map(|s| format!("{MADE_UP}session-{s}"))
             .unwrap_or_default(),
         _ => String::new(),
     }
@@ -102,16 +122,28 @@ fn scope_suffix(scope: Scope) -> String {
 
 /// Resolves (and creates, privately) the directory and names for `app_id`.
 pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<Location, Error> {
-    // The system scope on Linux has no files at all: a shared directory is one that some
-    // user owns (and may clean) or where one user's stale socket cannot be removed by the
-    // next. An abstract socket is shared by every user and vanishes with its process.
+    // The system scope on Linux has no directory and no socket file: a shared directory is
+    // one that some user owns (and may clean) or where one user's stale socket cannot be
+    // removed by the next. An abstract socket is shared by every user and vanishes with its
+    // process.
+    //
+    // An abstract name is per network namespace, though: a container, `unshare -n` or
+    // systemd's `PrivateNetwork=` would each get a primary of their own. So a lock file
+    // decides across them, where they share `/tmp`: `/tmp/solo-instance-system@<name>.lock`,
+    // right in `/tmp` (root's, sticky), so that only its creator may remove it, and every
+    // user can open it (0644, read-only for the others) and `flock` it. The lock frees
+    // with its process as the name does: a dead primary blocks nobody.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if scope == Scope::System && dir.is_none() {
-        let mut name = format!("{SYSTEM_ABSTRACT_PREFIX}{app_id}");
-        if name.len() > crate::MAX_SOCKET_PATH {
-            name = format!("{SYSTEM_ABSTRACT_PREFIX}{}", short_hash(app_id));
+        let mut name = app_id.to_owned();
+        if SYSTEM_ABSTRACT_PREFIX.len() + name.len() > crate::MAX_SOCKET_PATH {
+            name = format!("{MADE_UP}{}", short_hash(app_id));
         }
-        return Ok(Location { lock: PathBuf::new(), socket: PathBuf::from(name), abstract_ns: true });
+        return Ok(Location {
+            lock: system_base().join(format!("solo-instance-system{MADE_UP}{name}.lock")),
+            socket: PathBuf::from(format!("{SYSTEM_ABSTRACT_PREFIX}{name}")),
+            abstract_ns: true,
+        });
     }
     let base = match dir {
         Some(d) => {
@@ -144,17 +176,17 @@ fn fits(path: &Path) -> bool {
         && path.to_str().is_some()
 }
 
-/// The socket beside the lock: `<stem>.sock`, else `<hash of stem>.sock`. When neither
+/// The socket beside the lock: `<stem>.sock`, else `@<hash of stem>.sock`. When neither
 /// fits, the scope's own directory under the temp dir (per user and private for `User` and
 /// `Session`: never a name another user could take first) holds `<hash of dir and
-/// stem>.sock`; when not even that fits, a clear error.
+/// stem>.sock` (`@dir-<hash>.sock`); when not even that fits, a clear error.
 #[cfg(unix)]
 fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
     let short = socket_name(base, stem, scope);
     if fits(&short) {
         return Ok(short);
     }
-    let fallback = fallback_dir(scope);
+    let fallback = fallback_dir(scope, base)?;
     let path = fallback.join(format!("{}.sock", fallback_stem(base, stem)));
     if !fits(&path) {
         return Err(Error::Io(io::Error::new(
@@ -172,48 +204,154 @@ fn unix_socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Er
     Ok(path)
 }
 
-/// The directory for sockets whose own directory is too long: private to the user, or
-/// the shared system one.
+/// The directory for sockets whose own directory is too long: the shared system one, or
+/// one private to the user, `$TMPDIR/solo-instance-<uid>@<secret>`. The secret (random,
+/// kept in `base`, which is private) is what stops another user from creating that
+/// directory first: a name anyone can work out (`solo-instance-<uid>`) can be taken by
+/// anyone, and its owner refused, locking the user out. Launches that share `base` share
+/// the secret, so they meet.
+///
+/// The name is secret only until first used, though: the temp dir's listing shows it, and
+/// `/proc/net/unix` too while a socket is bound there. Once the directory is gone (a temp
+/// cleaner; a reboot, where `base` is a persistent cache directory), another user who saw
+/// the name may create it first. Such a secret is burnt: the next one is kept in
+/// `base/@fallback-<burnt secret>`, made by the first launch that finds the name taken,
+/// so that every launch sharing `base` walks the same chain to the same directory.
 #[cfg(unix)]
-fn fallback_dir(scope: Scope) -> PathBuf {
-    match scope {
-        Scope::System => system_base().join("solo-instance-system"),
-        _ => crate::temp_dir().join(format!("solo-instance-{}", crate::sys::euid())),
+fn fallback_dir(scope: Scope, base: &Path) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::MetadataExt;
+    if scope == Scope::System {
+        return Ok(system_base().join("solo-instance-system"));
     }
+    let uid = crate::sys::euid();
+    let mut file = format!("{MADE_UP}fallback");
+    // Each burnt secret took another user a removal of this user's directory to learn.
+    for _ in 0..16 {
+        let secret = fallback_secret(&base.join(&file))?;
+        let dir = crate::temp_dir().join(format!("solo-instance-{uid}{MADE_UP}{secret}"));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if !m.is_dir() || m.uid() != uid => file = format!("{MADE_UP}fallback-{secret}"),
+            _ => return Ok(dir),
+        }
+    }
+    Err(Error::Insecure(
+        format!("the fallback directories named in {} keep being taken by other users", base.display())
+            .into(),
+    ))
+}
+
+/// A secret of [`fallback_dir`]: 16 hex digits in `path` (`base/@fallback`, beside the
+/// lock files, sticky as they are), made by the first launch that needs them. Written to a
+/// file of its own first and linked into place, so a launch never reads half of one, and
+/// two launches that race agree on the first.
+#[cfg(unix)]
+fn fallback_secret(path: &Path) -> Result<String, Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let path = path.to_path_buf();
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    let wrap = |what: &'static str, p: &Path, e: io::Error| Error::Io(crate::PathError::wrap(what, p, e));
+    // A second round only follows another launch's link, which stays (the directory is
+    // this user's): a few rounds are plenty.
+    for _ in 0..4 {
+        match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+            Ok(file) => {
+                let mut text = String::new();
+                if !file.metadata().map_err(|e| wrap("", &path, e))?.is_file() {
+                    return Err(Error::Insecure(format!("{} is not a plain file", path.display()).into()));
+                }
+                file.take(64).read_to_string(&mut text).map_err(|e| wrap("cannot read", &path, e))?;
+                let text = text.trim();
+                if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::Io(crate::PathError::wrap(
+                        "",
+                        &path,
+                        io::Error::new(io::ErrorKind::InvalidData, "not 16 hex digits; remove it"),
+                    )));
+                }
+                return Ok(text.to_owned());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(wrap("", &path, e)),
+        }
+        let secret = random_hex();
+        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(&tmp)
+            .map_err(|e| wrap("cannot create", &tmp, e))?;
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up (a new
+        // secret would lose the way to a running primary's socket), as for the lock files.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o1600));
+        }
+        let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
+        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(wrap("cannot create", &path, e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if linked? {
+            return Ok(secret);
+        }
+        // Another launch linked its own first: read that one.
+    }
+    Err(wrap("cannot create", &path, io::Error::other("it keeps vanishing")))
+}
+
+/// 16 hex digits no other user can guess: std's hasher keys come from the OS's random
+/// source.
+#[cfg(unix)]
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// A name per directory and app id, hashed byte for byte so no two directories share one.
 #[cfg(unix)]
 fn fallback_stem(base: &Path, stem: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
-    format!("solo-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
+    format!("{MADE_UP}dir-{}", short_hash_bytes(base.join(stem).as_os_str().as_bytes()))
 }
 
-/// `<stem>.sock` in `base`, or `<hash>.sock` when that is too long (the caller checks it).
+/// `<stem>.sock` in `base`, or `@<hash>.sock` when that is too long (the caller checks it).
 #[cfg(unix)]
 fn socket_name(base: &Path, stem: &str, _scope: Scope) -> PathBuf {
     let path = base.join(format!("{stem}.sock"));
     if fits(&path) {
         return path;
     }
-    base.join(format!("{}.sock", short_hash(stem)))
+    base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
 }
 
+/// Windows. User and Session scopes: the file in which the primary publishes its pipe's
+/// name, `<stem>.pipe` beside the lock (the primary creates its pipe under a fresh random
+/// name, which no one can squat first; see `published.rs`). System scope, where any user
+/// may be the primary and the directory may not be writable by this one: a fixed pipe
+/// name, `\\.\pipe\solo-instance.system.<hash>.<stem>`, the hash taken of the directory's
+/// identity (volume serial number and file id), not of how its path is spelled, so that
+/// every spelling of one directory (case, slashes, `\\?\`, a trailing separator) finds
+/// the same pipe.
 #[cfg(windows)]
 fn socket_name(base: &Path, stem: &str, scope: Scope) -> Result<PathBuf, Error> {
-    // Pipes are machine-wide: the name carries the user's SID (from the process token, not
-    // from an environment variable another program could set) and a hash of the directory.
-    // That alone does not stop another user from creating this name first: the launch
-    // checks the pipe's owner before it writes a byte, and refuses another user's.
-    let user = match scope {
-        Scope::System => String::from("system"),
-        _ => crate::sys::current_user()
-            .map_err(|e| {
-                Error::Io(io::Error::new(e.kind(), format!("cannot read this process's user SID: {e}")))
-            })?
-            .to_string(),
-    };
-    Ok(pipe_name(&user, &base.to_string_lossy(), stem))
+    if scope != Scope::System {
+        return Ok(base.join(format!("{stem}.pipe")));
+    }
+    let facts = crate::sys::check_directory(base, None)
+        .map_err(|e| Error::Io(crate::PathError::wrap("", base, e)))?;
+    let (volume, file) = facts.identity;
+    Ok(pipe_name("system", &format!("{volume:08x}:{file:016x}"), stem))
 }
 
 /// `\\.\pipe\solo-instance.<user>.<hash of dir>.<stem>`, or with the stem hashed in too
@@ -243,9 +381,12 @@ fn system_base() -> PathBuf {
     PathBuf::from("/tmp")
 }
 
+/// `%ProgramData%` as Windows knows it (`SHGetKnownFolderPath`), not as the environment
+/// says: another program (or the user's own environment) could point the variable at a
+/// directory of its choosing.
 #[cfg(windows)]
 fn system_base() -> PathBuf {
-    std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    crate::sys::program_data().unwrap_or_else(|_| PathBuf::from(r"C:\ProgramData"))
 }
 
 #[cfg(unix)]
@@ -267,6 +408,28 @@ fn user_dir() -> Result<PathBuf, Error> {
         return Ok(runtime);
     }
     let uid = crate::sys::euid();
+    // No runtime directory (su, cron, ssh without a systemd session, a container): as
+    // GLib, the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`), where no other
+    // user can create the name first, as one could under the shared temp dir. The uid in
+    // the name: a root that kept the user's HOME (sudo) does not take the user's name.
+    // macOS keeps its `$TMPDIR`, which is the user's own there.
+    if cfg!(not(any(target_os = "macos", target_os = "ios"))) {
+        if let Some(cache) = directories::BaseDirs::new().map(|b| b.cache_dir().to_path_buf()) {
+            if cache.is_absolute() {
+                let dir = cache.join(format!("solo-instance-{uid}"));
+                // A home this user cannot write (a service account's `/nonexistent`, one
+                // owned by root, a read-only one) has no room for it: the temp dir then, as
+                // for no home. Every launch of the user finds the same. A directory that is
+                // there but unsafe is refused instead (`default_dir`), never worked around.
+                match ensure_dir(&dir, Scope::User) {
+                    Err(Error::Io(_)) => {}
+                    _ => return Ok(dir),
+                }
+            }
+        }
+    }
+    // No home either, or none to write: the temp dir, whose name another user could create first (then
+    // `start` refuses it, `Error::Insecure`).
     Ok(crate::temp_dir().join(format!("solo-instance-{uid}")))
 }
 
@@ -338,12 +501,14 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(io_err)?;
         }
-        // The System scope's directory is shared: created so that other users can read (and
-        // lock) what is in it but not add, replace or remove anything.
+        // Created with an explicit, protected DACL, never what the parent would pass on.
+        // The System scope's directory is shared: others may read (and lock) what is in it
+        // but not add, replace or remove anything. The user's own: this user, SYSTEM and
+        // Administrators only.
         let made = if scope == Scope::System {
             crate::sys::create_shared_dir(dir)
         } else {
-            std::fs::create_dir(dir)
+            crate::sys::create_private_dir(dir)
         };
         match made {
             Ok(()) => {}
@@ -353,11 +518,17 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
     }
     // Not a junction or a symbolic link (which could lead this process's writes and removals
     // anywhere), and owned by this user or by the machine's administrators: a directory
-    // another user owns is theirs to rearrange under us.
-    let owner = crate::sys::directory_owner(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => Error::Insecure(format!("{}: {e}", dir.display()).into()),
+    // another user owns is theirs to rearrange under us. Its DACL must not let anyone else
+    // add, delete or rename what is in it (a held lock deleted, the directory swapped for a
+    // junction, a hard link planted as the pid file): in the System scope its owner, who
+    // may be another user, is the exception.
+    let insecure = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::PermissionDenied => {
+            Error::Insecure(format!("{}: {e}", dir.display()).into())
+        }
         _ => io_err(e),
-    })?;
+    };
+    let owner = crate::sys::directory_owner(dir).map_err(insecure)?;
     // The System scope's directory may be another user's (the first to launch made it):
     // then the lock file there is only opened, never created or written (see `lock.rs`).
     if scope != Scope::System && !crate::sys::is_trusted_owner(&owner) {
@@ -368,6 +539,16 @@ fn ensure_dir(dir: &Path, scope: Scope) -> Result<(), Error> {
             )
             .into(),
         ));
+    }
+    let extra: &[crate::Sid] = if scope == Scope::System { std::slice::from_ref(&owner) } else { &[] };
+    crate::sys::check_directory(dir, Some(extra)).map_err(insecure)?;
+    // Nor may anyone else rename or delete the directory itself through its parent (and
+    // put a junction in its place): no delete-child right on the parent for others.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::sys::check_parent_directory(parent).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => Error::Insecure(format!("{}: {e}", parent.display()).into()),
+            _ => Error::Io(crate::PathError::wrap("", parent, e)),
+        })?;
     }
     Ok(())
 }
@@ -403,6 +584,35 @@ mod tests {
         assert_ne!(p, unix_socket_name(base, &"y".repeat(150), Scope::User).unwrap());
     }
 
+    /// A fresh private directory `/tmp/solo-location-<pid>-<n>/<name>`, removed on drop
+    /// together with the fallback directory its secret names (if one was made).
+    #[cfg(unix)]
+    struct Scratch(PathBuf, PathBuf);
+
+    #[cfg(unix)]
+    impl Scratch {
+        fn new(name: &[u8]) -> Scratch {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::fs::DirBuilderExt;
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let top = PathBuf::from(format!("/tmp/solo-location-{}-{n}", std::process::id()));
+            let base = top.join(std::ffi::OsStr::from_bytes(name));
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&base).unwrap();
+            Scratch(top, base)
+        }
+    }
+
+    #[cfg(unix)]
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if self.1.join(format!("{MADE_UP}fallback")).exists() {
+                let _ = std::fs::remove_dir_all(fallback_dir(Scope::User, &self.1).unwrap());
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// Issue 11, item 7: the temporary bind path (`dir/.XXXXXX/s`) must fit as well, and
     /// a directory too long for either moves the socket to a private directory, never to
     /// a shared name.
@@ -410,22 +620,116 @@ mod tests {
     #[test]
     fn every_chosen_socket_path_can_be_bound() {
         for len in 60..140 {
-            let base = PathBuf::from(format!("/tmp/{}", "d".repeat(len - 5)));
-            let p = unix_socket_name(&base, "org.example.App", Scope::User).unwrap();
+            let base = Scratch::new("d".repeat(len - 30).as_bytes());
+            let p = unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap();
             assert!(fits(&p), "{len}: {}", p.display());
             let dir = p.parent().unwrap();
-            assert!(dir == base || dir == fallback_dir(Scope::User), "{len}: {}", p.display());
+            assert!(
+                dir == base.1 || dir == fallback_dir(Scope::User, &base.1).unwrap(),
+                "{len}: {}",
+                p.display()
+            );
+        }
+    }
+
+    /// The long-path fallback is per user and secret: named after a random secret kept in
+    /// the (private) base directory, the same for every launch that shares it, another for
+    /// another base.
+    #[cfg(unix)]
+    #[test]
+    fn the_long_path_fallback_has_a_secret_name() {
+        let a = Scratch::new("d".repeat(100).as_bytes());
+        let b = Scratch::new("d".repeat(100).as_bytes());
+        let pa = unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap();
+        assert_eq!(pa, unix_socket_name(&a.1, "org.example.App", Scope::User).unwrap());
+        let pb = unix_socket_name(&b.1, "org.example.App", Scope::User).unwrap();
+        assert_ne!(pa.parent(), pb.parent());
+        let dir = pa.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        let secret = std::fs::read_to_string(a.1.join(format!("{MADE_UP}fallback"))).unwrap();
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(a.1.join(format!("{MADE_UP}fallback"))).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o1600, "XDG's clean-up must leave the secret alone");
+        }
+        assert_eq!(dir, format!("solo-instance-{}{MADE_UP}{secret}", crate::sys::euid()));
+        // Nothing left behind but the secret.
+        let names: Vec<_> = std::fs::read_dir(&a.1).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(format!("{MADE_UP}fallback"))]);
+    }
+
+    /// The fallback directory's name is secret only until it is first used: `ls /tmp`
+    /// shows it, and so does `/proc/net/unix` while a socket is bound there. Once a temp
+    /// cleaner (or a reboot, with the secret kept in a persistent cache directory) removes
+    /// the directory, another user who saw the name can create it first. That must not
+    /// lock the user out for good, as issue 20 item 15 forbade: a squatted name burns the
+    /// secret, and the launches that share the base all move on to the same next one.
+    #[cfg(unix)]
+    #[test]
+    fn a_squatted_fallback_name_is_left_for_a_new_secret() {
+        use std::os::unix::fs::MetadataExt;
+        if crate::sys::euid() != 0 {
+            eprintln!("skipping: needs root (to give the squatted directory another owner)");
+            return;
+        }
+        let base = Scratch::new("q".repeat(100).as_bytes());
+        let first = unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap();
+        let seen = first.parent().unwrap().to_path_buf();
+        // The directory goes (a temp cleaner), and a stranger who read its name makes it.
+        std::fs::remove_dir_all(&seen).unwrap();
+        std::fs::create_dir(&seen).unwrap();
+        std::os::unix::fs::chown(&seen, Some(4299), Some(4299)).unwrap();
+        let squatted = Squat(seen.clone());
+        let again = unix_socket_name(&base.1, "org.example.App", Scope::User);
+        let again = again.unwrap_or_else(|e| panic!("locked out by a stranger's {}: {e}", seen.display()));
+        assert_ne!(again.parent().unwrap(), seen, "still the stranger's directory");
+        assert_eq!(std::fs::metadata(again.parent().unwrap()).unwrap().uid(), crate::sys::euid());
+        // Every launch that shares the base meets there.
+        assert_eq!(again, unix_socket_name(&base.1, "org.example.App", Scope::User).unwrap());
+        let _ = std::fs::remove_dir_all(again.parent().unwrap());
+        drop(squatted);
+
+        /// Removes the stranger's directory, whatever the test did.
+        struct Squat(PathBuf);
+        impl Drop for Squat {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    /// Every name the crate makes up is one no app id can be: a shortened socket name, the
+    /// fallback directory's, a scope's suffix (as `scope_suffix` makes it), a shortened
+    /// System-scope name.
+    #[cfg(unix)]
+    #[test]
+    fn made_up_names_are_no_app_id() {
+        let long = "x".repeat(150);
+        let stem_of =
+            |p: PathBuf| p.file_name().unwrap().to_str().unwrap().trim_end_matches(".sock").to_owned();
+        let short = stem_of(unix_socket_name(Path::new("/tmp"), &long, Scope::User).unwrap());
+        let deep = Scratch::new("d".repeat(100).as_bytes());
+        let fallback = stem_of(unix_socket_name(&deep.1, "org.example.App", Scope::User).unwrap());
+        for name in [short, fallback] {
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
+        }
+        let session = format!("org.x{MADE_UP}session-7");
+        assert!(validate_app_id(&session).is_err(), "{session} is a valid app id");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let loc = resolve(&"y".repeat(150), Scope::System, None).unwrap();
+            let name = loc.socket.to_str().unwrap().strip_prefix(SYSTEM_ABSTRACT_PREFIX).unwrap().to_owned();
+            assert!(validate_app_id(&name).is_err(), "{name} is a valid app id");
         }
     }
 
     #[cfg(unix)]
     #[test]
     fn non_utf8_directories_get_a_usable_name() {
-        use std::os::unix::ffi::OsStrExt;
-        let a = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xff")), "app", Scope::User)
-            .unwrap();
-        let b = unix_socket_name(Path::new(std::ffi::OsStr::from_bytes(b"/run/x\xfe")), "app", Scope::User)
-            .unwrap();
+        let (da, db) = (Scratch::new(b"x\xff"), Scratch::new(b"x\xfe"));
+        let a = unix_socket_name(&da.1, "app", Scope::User).unwrap();
+        let b = unix_socket_name(&db.1, "app", Scope::User).unwrap();
         assert!(a.to_str().is_some() && b.to_str().is_some(), "{a:?} {b:?}");
         assert_ne!(a, b);
         // UTF-8 names are unchanged, and so is the hash of a long one.

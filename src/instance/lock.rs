@@ -13,6 +13,8 @@ pub(crate) struct LockFile {
     /// Holds the lock while open (on Windows it is never read or written again).
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
+    /// Windows: where `<app>.pid` goes, beside it.
+    #[cfg_attr(not(windows), allow(dead_code))]
     path: PathBuf,
     /// In a directory shared with other users (the System scope).
     #[cfg_attr(not(windows), allow(dead_code))]
@@ -23,6 +25,10 @@ pub(crate) struct LockFile {
     /// The file is this user's (Unix), so the pid may be written into it.
     #[cfg_attr(windows, allow(dead_code))]
     own: bool,
+    /// The process that took the lock: only it lets the lock go (a child forked without
+    /// exec shares it, and its copy's drop must leave the parent's lock alone).
+    #[cfg_attr(windows, allow(dead_code))]
+    pid: u32,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -47,8 +53,12 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     #[cfg(windows)]
     {
         use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
         // Never through a symbolic link or junction at the last step (it is refused below).
         opts.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT);
+        // No delete sharing: while this handle is open (the primary's whole life), nobody
+        // can delete or rename the lock file from under it.
+        opts.share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE);
         // A shared directory that another user owns is theirs to rearrange: there the lock
         // file is only opened, read-only (LockFileEx works on that), never created.
         if shared && !dir_is_trusted(path) {
@@ -56,17 +66,23 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
         }
     }
     let file = match opts.open(path) {
-        // A system-scope lock created by another user: flock works on a read-only handle.
-        Err(e) if shared && e.kind() == io::ErrorKind::PermissionDenied => {
+        // A system-scope lock created by another user, or on a file system this process
+        // sees read-only (`ProtectSystem=strict`, a sandbox binding `/` read-only): flock
+        // works on a read-only handle.
+        Err(e) if shared && (e.kind() == io::ErrorKind::PermissionDenied || is_read_only_fs(&e)) => {
             let mut ro = OpenOptions::new();
             ro.read(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::custom_flags(&mut ro, NO_BLOCK_NO_FOLLOW);
             #[cfg(windows)]
-            std::os::windows::fs::OpenOptionsExt::custom_flags(
-                &mut ro,
-                windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT,
-            );
+            {
+                use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+                std::os::windows::fs::OpenOptionsExt::custom_flags(
+                    &mut ro,
+                    windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT,
+                );
+                std::os::windows::fs::OpenOptionsExt::share_mode(&mut ro, FILE_SHARE_READ | FILE_SHARE_WRITE);
+            }
             ro.open(path)?
         }
         r => r?,
@@ -79,9 +95,12 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         let own = meta.uid() == crate::sys::euid();
-        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up.
-        if cfg!(target_os = "linux") && own && meta.mode() & 0o1000 == 0 {
-            let _ = file.set_permissions(std::fs::Permissions::from_mode((meta.mode() & 0o777) | 0o1000));
+        // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up. A
+        // shared lock is readable by all (whatever the umask), so that every user can lock it.
+        let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
+        let want = if cfg!(target_os = "linux") { perm | 0o1000 } else { perm };
+        if own && meta.mode() & 0o7777 != want {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
         }
         Ok((file, own))
     }
@@ -92,6 +111,19 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
         Ok((file, true))
+    }
+}
+
+/// Whether `e` is EROFS: the file system is mounted read-only (for this process).
+fn is_read_only_fs(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
     }
 }
 
@@ -113,6 +145,7 @@ impl LockFile {
                 shared: shared_dir,
                 wrote_pid: false,
                 own,
+                pid: std::process::id(),
             })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(e),
@@ -158,8 +191,13 @@ impl LockFile {
         });
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Device and inode of the locked file, to tell whether the file at the path is still
+    /// it (a cleaner may have removed it, and a launch locked a new one).
+    #[cfg(unix)]
+    pub(crate) fn file_id(&self) -> io::Result<crate::sys::FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata()?;
+        Ok((meta.dev(), meta.ino()))
     }
 }
 
@@ -172,32 +210,57 @@ fn pid_path(lock: &Path) -> PathBuf {
 }
 
 /// Writes this process's pid into `path`, opened without following a reparse point and
-/// only if it is a plain file (or new).
+/// only if it is a plain file with one name (or new): never through a hard link planted
+/// under that name, which would truncate the file it names.
 #[cfg(windows)]
 fn write_pid_file(path: &Path) -> io::Result<()> {
     use std::io::Write;
-    use std::os::windows::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.file_type().is_symlink() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain file"));
-    }
+    let mut file = open_plain(path, true)?;
     file.set_len(0)?;
     write!(file, "{}", std::process::id())
 }
 
+/// Opens `path` (for writing, created if missing, with `write`; else for reading) without
+/// following a reparse point, and only if it is a plain file with
+/// one name (a hard link planted under the name is refused: `InvalidData`).
 #[cfg(windows)]
+pub(super) fn open_plain(path: &Path, write: bool) -> io::Result<File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_SHARE_DELETE;
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    };
+    let mut opts = OpenOptions::new();
+    opts.read(!write).write(write).create(write).truncate(false);
+    // A reader lets the file be replaced or removed under it (a primary publishing or
+    // withdrawing); a writer does not.
+    let share = if write {
+        FILE_SHARE_READ | FILE_SHARE_WRITE
+    } else {
+        FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+    };
+    let file = opts.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT).share_mode(share).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.file_type().is_symlink() || crate::sys::link_count(&file)? != 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain file"));
+    }
+    Ok(file)
+}
+
 impl Drop for LockFile {
     fn drop(&mut self) {
         // The recorded pid goes with the primacy (the lock is still held here, so no
         // successor has written its own yet). Only the holder that wrote it removes it.
+        #[cfg(windows)]
         if self.wrote_pid {
             let _ = std::fs::remove_file(pid_path(&self.path));
+        }
+        // A flock belongs to the open file description, which a child forked without exec
+        // shares (close-on-exec acts only at exec): closing our descriptor would leave the
+        // lock held for as long as the child lives. Unlocking frees it for every holder.
+        #[cfg(unix)]
+        if self.pid == std::process::id() {
+            let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
         }
     }
 }
@@ -210,11 +273,16 @@ pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
     let path = pid_path(lock);
     #[cfg(not(windows))]
     let path = lock;
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
-    let file = opts.open(path).ok()?;
+    #[cfg(windows)]
+    let file = open_plain(&path, false).ok()?;
+    #[cfg(not(windows))]
+    let file = {
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
+        opts.open(path).ok()?
+    };
     if !file.metadata().ok()?.is_file() {
         return None;
     }

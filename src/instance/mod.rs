@@ -11,6 +11,8 @@ mod lock;
 #[cfg(not(unix))]
 mod pool;
 mod primary;
+#[cfg(windows)]
+mod published;
 mod request;
 #[cfg(unix)]
 mod serve;
@@ -35,7 +37,7 @@ use lock::LockFile;
 pub use dbus::Origin;
 #[cfg(feature = "dbus")]
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
-pub use primary::{CallbackPrimary, Primary, Stopper};
+pub use primary::{CallbackPrimary, Health, Primary, Stopper};
 pub use request::Request;
 
 use crate::Result;
@@ -120,7 +122,8 @@ pub struct Status {
     pub running: bool,
     /// The primary's pid, as it recorded it.
     pub pid: Option<u32>,
-    /// The socket path (a pipe name on Windows).
+    /// The socket path (a pipe name on Windows: outside the System scope the one the
+    /// running primary published, else the file `<app_id>.pipe` that publishes it).
     pub socket: PathBuf,
     /// The lock file.
     pub lock: PathBuf,
@@ -297,21 +300,32 @@ impl SingleInstance {
     pub fn status(&self) -> Result<Status> {
         let loc = self.location()?;
         if loc.abstract_ns {
-            // No lock: a primary runs when its name answers (or cannot be told dead).
+            // A primary runs when its name answers (or cannot be told dead), or when the lock
+            // is held (by a primary in another network namespace, whose pid is not known).
             let (running, pid) = match connect_options(&loc)
                 .timeout(Some(self.timeout.min(Duration::from_millis(200))))
                 .connect(&loc.socket.to_string_lossy())
             {
                 Ok(s) => (true, s.peer_credentials().ok().and_then(|c| c.pid)),
-                Err(e) => (!is_dead(&e), None),
+                Err(e) if !is_dead(&e) => (true, None),
+                Err(_) => (LockFile::try_lock(&loc.lock, true)?.is_none(), None),
             };
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
+        // Windows, outside the System scope: the pipe the primary published, else the
+        // file that would publish it.
+        #[cfg(windows)]
+        let socket = launch::published_file(&loc)
+            .filter(|_| running)
+            .and_then(published::read)
+            .map_or(loc.socket.clone(), |p| p.pipe);
+        #[cfg(not(windows))]
+        let socket = loc.socket;
         Ok(Status {
             running,
             pid: if running { lock::read_pid(&loc.lock) } else { None },
-            socket: loc.socket,
+            socket,
             lock: loc.lock,
         })
     }

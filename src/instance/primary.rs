@@ -72,20 +72,61 @@ pub struct Primary {
     /// Windows: the accept thread was started.
     #[cfg(windows)]
     pub(super) accepting: AtomicBool,
+    /// The lock (Windows; on Unix the loop holds it, to take a fresh one should a
+    /// cleaner remove its file).
     pub(super) lock: Option<LockFile>,
+    pub(super) lock_path: PathBuf,
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
+    /// Windows, outside the System scope: the file that publishes the pipe's name, withdrawn
+    /// before the lock is let go.
+    #[cfg(windows)]
+    pub(super) published: Option<PathBuf>,
     pub(super) app_id: String,
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
+    /// Linux, an abstract name (the System scope): children forked without exec do not
+    /// keep it bound (see `sys::ForkGuard`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
 
 impl fmt::Debug for Primary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
     }
+}
+
+/// Whether a [`Primary`] is still the primary, and how it stays reachable when a cleaner
+/// removes its files: see [`Primary::health`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Its directory is watched (inotify on Linux; a kqueue on macOS, where this is
+    /// unproven: written and built, never run by the crate's tests): a socket file, lock
+    /// file or directory
+    /// removed under the running primary is put back at once (the directory 0700, a fresh
+    /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
+    /// the start.
+    Watched,
+    /// No watch could be set (the text says why: most often the user's inotify instances
+    /// are used up, `/proc/sys/fs/inotify/max_user_instances`): the files are looked at
+    /// every second while the primary serves instead (a removed socket is bound again
+    /// within a second, and launches wait for it within their timeout), and the watch is
+    /// tried again each time. The primary then wakes once a second while idle.
+    Checked(String),
+    /// Nothing is watched: an abstract socket (the System scope on Linux) has no file to
+    /// lose, Windows' pipes cannot be removed, and the BSDs have no watch (a removed socket
+    /// leaves launches failing with `NoReply` until the primary exits).
+    Unwatched,
+    /// Not the primary any more (the text says why): its files were removed and another
+    /// process locked a fresh lock file first, or they could not be put back. It serves
+    /// nothing more: the receive calls return `None`, and the launches it held (queued
+    /// for the app too) were told to start over, so they reach the new primary. A request
+    /// the app holds may still be answered. Drop it; nothing else of it is of use.
+    SteppedDown(String),
 }
 
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
@@ -129,14 +170,17 @@ impl Stopper {
 }
 
 impl Primary {
-    /// Becomes the primary: with the lock held (`lock`), or by binding an abstract name
-    /// (`None`: then `AddressInUse` means another primary runs).
+    /// Becomes the primary, with the lock held (`lock`). An abstract name (the System scope
+    /// on Linux) may be taken still, by a primary that holds no lock (an older version):
+    /// then `AddressInUse` means that one runs.
     pub(super) fn serve(
         config: &SingleInstance,
         loc: Location,
         mut lock: Option<LockFile>,
     ) -> Result<Primary> {
-        if let Some(lock) = &mut lock {
+        // An abstract name (the System scope on Linux) has no file to remove, and its lock
+        // file, in `/tmp`, gets no pid.
+        if let Some(lock) = lock.as_mut().filter(|_| !loc.abstract_ns) {
             lock.write_pid();
             // We hold the lock and nothing answers there: any socket file is a dead primary's.
             LocalServer::remove_server(&loc.socket.to_string_lossy())
@@ -154,10 +198,19 @@ impl Primary {
         server.set_socket_options(options);
         // Windows: others may connect to the System scope's pipe, but not add instances of
         // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
+        // Otherwise the pipe is this user's only, labelled at this process's integrity level
+        // (no write up: a less trusted process cannot write to an elevated primary), under
+        // a fresh random name that is published only once the pipe exists (`published.rs`).
         #[cfg(windows)]
-        if system {
+        let (pipe_name, published) = if system {
             server.set_pipe_sddl(Some(crate::sys::shared_pipe_sddl()?));
-        }
+            (loc.socket.clone(), None)
+        } else {
+            server.set_pipe_sddl(Some(crate::sys::private_pipe_sddl()?));
+            (crate::sys::random_pipe_name()?, Some(loc.socket.clone()))
+        };
+        #[cfg(not(windows))]
+        let pipe_name = loc.socket.clone();
         server.set_max_pending_connections(MAX_READERS);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
@@ -174,10 +227,12 @@ impl Primary {
             euid: crate::sys::euid(),
             #[cfg(all(test, windows))]
             pretend_user: Mutex::new(None),
+            #[cfg(all(test, windows))]
+            pretend_integrity: Mutex::new(None),
             #[cfg(not(unix))]
             pool: Pool::default(),
             #[cfg(unix)]
-            mux: serve::Mux::new(&loc.socket, options)?,
+            mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
             held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -196,9 +251,21 @@ impl Primary {
                 Context::incoming(&hook_ctx, socket);
             });
         }
-        server.listen(&loc.socket.to_string_lossy())?;
+        server.listen(&pipe_name.to_string_lossy())?;
         #[cfg(unix)]
-        ctx.mux.attach(server.sys_listener().cloned());
+        ctx.mux.attach(server.sys_listener().cloned(), lock.take());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let fork_guard = if loc.abstract_ns {
+            server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
+        } else {
+            None
+        };
+        #[cfg(windows)]
+        if let Some(file) = &published {
+            let level = crate::sys::own_integrity()?;
+            super::published::publish(file, &pipe_name, level)
+                .map_err(|e| crate::PathError::wrap("cannot publish the pipe's name in", file, e))?;
+        }
         // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
         // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
@@ -208,12 +275,17 @@ impl Primary {
             #[cfg(windows)]
             accepting: AtomicBool::new(false),
             lock,
+            lock_path: loc.lock,
             rx,
             ctx,
-            socket: loc.socket,
+            socket: pipe_name,
+            #[cfg(windows)]
+            published,
             app_id: config.app_id.clone(),
             #[cfg(feature = "dbus")]
             dbus,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            fork_guard,
         })
     }
 
@@ -222,9 +294,19 @@ impl Primary {
         &self.socket
     }
 
-    /// The lock file this primary holds.
+    /// The lock file this primary holds (empty for an abstract name, which has none).
     pub fn lock_path(&self) -> &Path {
-        self.lock.as_ref().map(LockFile::path).unwrap_or(Path::new(""))
+        &self.lock_path
+    }
+
+    /// Whether this is still the primary, and how it keeps its files in place; see
+    /// [`Health`]. A primary whose receive calls return `None` without a
+    /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
+    pub fn health(&self) -> Health {
+        #[cfg(unix)]
+        return self.ctx.mux.health();
+        #[cfg(not(unix))]
+        Health::Unwatched
     }
 
     /// The app id.
@@ -232,12 +314,14 @@ impl Primary {
         &self.app_id
     }
 
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it.
+    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
+    /// the primary [steps down](Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
         std::iter::from_fn(move || self.recv())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary.
+    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
+    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
     ///
     /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
     /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
@@ -322,6 +406,16 @@ impl Primary {
 
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
+        #[cfg(unix)]
+        if self.ctx.mux.stepped_down() {
+            // Not the primary any more: what waits is handed over (each request dropped
+            // tells its launch to start over, and it reaches the new primary).
+            drop(event);
+            while let Ok(event) = self.rx.try_recv() {
+                drop(event);
+            }
+            return Taken::End;
+        }
         // A slot is free: D-Bus calls waiting for one move in.
         #[cfg(all(feature = "dbus", target_os = "linux"))]
         if let Ok(Event::Request(_)) = &event {
@@ -402,6 +496,12 @@ impl Primary {
         *self.ctx.pretend_user.lock().unwrap() = sid;
     }
 
+    /// Tests: makes this primary take its integrity level for `level`.
+    #[cfg(all(test, windows))]
+    pub(crate) fn pretend_integrity(&self, level: Option<u32>) {
+        *self.ctx.pretend_integrity.lock().unwrap() = level;
+    }
+
     /// A handle that makes the blocking receive calls return.
     pub fn stopper(&self) -> Stopper {
         Stopper(Arc::clone(&self.ctx))
@@ -410,6 +510,10 @@ impl Primary {
     /// Gives up being the primary now: the socket is closed and removed, then the lock
     /// is freed, so a new launch (such as this app restarting itself) becomes the
     /// primary. Requests not yet answered tell their launches to start over.
+    ///
+    /// A child forked without exec (which shares every descriptor) does not keep the
+    /// primacy: the socket is shut down and the lock unlocked, for every process that
+    /// holds them; on Linux such a child never holds an abstract name (see the README).
     pub fn release(self) {
         drop(self)
     }
@@ -420,7 +524,16 @@ impl Drop for Primary {
         self.ctx.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
-        self.server.get_mut().unwrap_or_else(|p| p.into_inner()).close();
+        let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
+        // A child forked without exec shares the listening socket: shut down, it refuses
+        // connections there too, and what waited in its backlog starts over.
+        #[cfg(unix)]
+        if let Some(listener) = server.sys_listener() {
+            listener.shut_down();
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        drop(self.fork_guard.take());
+        server.close();
         // Unanswered requests: launches are told to start over, D-Bus calls are handed to
         // the successor (once the name is released).
         while let Ok(event) = self.rx.try_recv() {
@@ -432,6 +545,12 @@ impl Drop for Primary {
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
+        #[cfg(windows)]
+        if let Some(file) = &self.published {
+            super::published::withdraw(file, &self.socket);
+        }
+        #[cfg(unix)]
+        drop(self.ctx.mux.take_lock());
         drop(self.lock.take());
         // Then the replies still open are written, and handed-off calls forwarded.
         #[cfg(feature = "dbus")]

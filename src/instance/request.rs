@@ -85,7 +85,12 @@ impl Request {
         self.head.pid
     }
 
-    /// The custom data the launch sent, parsed on the first call.
+    /// The custom data the launch sent, parsed on the first call, exactly: a request whose
+    /// `data` a `serde_json::Value` cannot hold (a number beyond `f64`, a lone surrogate
+    /// escape, nesting past 126 levels: the request's own object is the 127th of the 127
+    /// the whole line may have) was refused when it arrived, so this is `null` only
+    /// when the launch sent `null` or nothing. Numbers are `f64` where they do not fit
+    /// an `i64` or `u64` (serde_json's reading of a JSON number).
     ///
     /// The primary keeps `data` as text until then: parsed, a JSON value can take tens of
     /// times its text's size (some 70 bytes per byte for `[[0],[0],...]`), which the

@@ -87,73 +87,98 @@ fn squat(path: &Path, sddl: Option<&str>, got: mpsc::Sender<usize>) -> std::io::
     Ok(())
 }
 
-/// The pipe name comes from the process token's user SID, not from %USERNAME%: the same
-/// directory and app id give another name for another SID, and changing USERNAME changes
-/// nothing.
-#[test]
-fn pipe_name_is_derived_from_the_user_sid() {
-    let _w = watchdog(30);
-    let dir = Dir::new("name");
-    let me = current_user().unwrap();
-    let name = |b: &SingleInstance| b.status().unwrap().socket.to_string_lossy().into_owned();
-    let mine = name(&builder(&dir.0, "test.wt.name"));
-    assert!(mine.starts_with(&format!(r"\\.\pipe\solo-instance.{me}.")), "{mine}");
-    assert!(mine.ends_with(".test.wt.name"), "{mine}");
-    PRETEND_USER.with(|p| p.set(Some(another_user())));
-    let theirs = name(&builder(&dir.0, "test.wt.name"));
-    PRETEND_USER.with(|p| p.set(None));
-    assert_ne!(mine, theirs);
-    assert!(theirs.contains(&another_user().to_string()), "{theirs}");
-    // A 200-byte app id still fits the 256 characters of a pipe name.
-    let long = "a".repeat(200);
-    let n = name(&builder(&dir.0, &long));
-    assert!(n.encode_utf16().count() <= 256 && n.contains(&me.to_string()), "{n}");
+fn primary(b: SingleInstance) -> super::Primary {
+    match b.start() {
+        Ok(Start::Primary(p)) => p,
+        other => panic!("not primary: {other:?}"),
+    }
 }
 
-/// A pipe squatted under the launch's name by another user is refused with
-/// `Error::Insecure`, naming the pipe, before a byte is written. Wine has one user, so the
-/// launch takes itself for another (an injected SID) and finds the pipe of its real user.
+/// The file in which the primary of `app` in `dir` publishes its pipe's name.
+fn published_file(dir: &Path, app: &str) -> PathBuf {
+    dir.join(format!("{app}.pipe"))
+}
+
+/// Publishes `pipe` in the file of `app` in `dir`, as a primary would.
+fn publish(dir: &Path, app: &str, pipe: &Path) {
+    super::published::publish(&published_file(dir, app), pipe, 0x2000).unwrap();
+}
+
+/// The primary's pipe has a fresh random name (nothing another user could compute and
+/// create first), published in the user's directory only once the pipe exists; a new
+/// primary gets a new name. The pipe is this user's only (a protected DACL) and labelled
+/// at the primary's integrity level, so Windows keeps less trusted processes from writing.
 #[test]
-fn launch_refuses_a_pipe_owned_by_another_user() {
+fn primary_pipe_name_is_random_published_and_labelled() {
     let _w = watchdog(30);
+    let dir = Dir::new("name");
+    let app = "test.wt.name";
+    let first = primary(builder(&dir.0, app));
+    let name = first.socket_path().to_path_buf();
+    assert!(crate::sys::is_random_pipe_name(&name.to_string_lossy()), "{}", name.display());
+    let published = super::published::read(&published_file(&dir.0, app)).expect("published");
+    assert_eq!(published.pipe, name);
+    assert_eq!(published.integrity, crate::sys::own_integrity().unwrap());
+    assert_eq!(builder(&dir.0, app).status().unwrap().socket, name);
+    let client = crate::sys::connect(&name, crate::SocketOptions::empty(), None).unwrap();
+    use std::os::windows::io::AsHandle;
+    let handle = crate::sys::pipe(&client).as_handle();
+    let me = current_user().unwrap();
+    let sec = crate::sys::pipe_security(handle).unwrap();
+    assert_eq!(sec.owner, Some(me));
+    let dacl: Vec<_> = sec.dacl.unwrap().iter().map(|a| a.sid).collect();
+    assert_eq!(dacl, [me]);
+    assert_eq!(crate::sys::object_integrity(handle).unwrap(), crate::sys::own_integrity().unwrap());
+    drop(client);
+    drop(first);
+    assert!(!published_file(&dir.0, app).exists(), "the name outlived its primary");
+    let second = primary(builder(&dir.0, app));
+    assert_ne!(second.socket_path(), name);
+}
+
+/// A squatter at a name the file publishes (an old primary's, or one guessed) that is not
+/// this user's primary receives no byte and cannot keep the app from starting: the launch
+/// finds the lock free and becomes the primary under a new name. Wine has one user, so the
+/// launch takes itself for another (an injected SID) and finds its real user's pipe; and
+/// where this process may make SYSTEM an owner (Wine), a SYSTEM-owned squatter too. With
+/// the lock held, a launch that finds only such a pipe says why when its time is up.
+#[test]
+fn squatters_at_a_published_name_cannot_stop_the_app() {
+    let _w = watchdog(60);
     let dir = Dir::new("squat");
     let app = "test.wt.squat";
-    PRETEND_USER.with(|p| p.set(Some(another_user())));
-    let loc = builder(&dir.0, app).location().unwrap();
+    let squatted = crate::sys::random_pipe_name().unwrap();
     let (got_tx, got) = mpsc::channel();
     // Created by the real user: owner the real user's SID.
-    std::thread::scope(|s| s.spawn(|| squat(&loc.socket, Some("D:(A;;FA;;;WD)"), got_tx)).join().unwrap())
-        .unwrap();
+    squat(&squatted, Some("D:(A;;FA;;;WD)"), got_tx.clone()).unwrap();
+    publish(&dir.0, app, &squatted);
+    PRETEND_USER.with(|p| p.set(Some(another_user())));
     let r = builder(&dir.0, app).start();
     PRETEND_USER.with(|p| p.set(None));
     match r {
+        Ok(Start::Primary(p)) => assert_ne!(p.socket_path(), squatted),
+        other => panic!("the squatter kept the app from starting: {other:?}"),
+    }
+    assert_eq!(got.recv_timeout(Duration::from_millis(300)), Err(mpsc::RecvTimeoutError::Timeout));
+
+    let system = crate::sys::random_pipe_name().unwrap();
+    if let Err(e) = squat(&system, Some("O:SYD:(A;;FA;;;WD)"), got_tx) {
+        println!("note: cannot create a pipe owned by SYSTEM here ({e}); covered by the injected SID");
+        return;
+    }
+    publish(&dir.0, app, &system);
+    let held = primary(builder(&dir.0, app));
+    assert_ne!(held.socket_path(), system);
+    // The primary runs, but the file names the squatter (a process of this user wrote it):
+    // the launch refuses it, and says so at its deadline.
+    publish(&dir.0, app, &system);
+    match builder(&dir.0, app).timeout(Duration::from_secs(1)).send() {
         Err(Error::Insecure(m)) => {
-            assert!(m.contains(&*loc.socket.to_string_lossy()), "{m}")
+            assert!(m.contains(&*system.to_string_lossy()) && m.contains("S-1-5-18"), "{m}")
         }
         other => panic!("not refused: {other:?}"),
     }
-    // The squatter read nothing: the launch did not write.
-    assert_eq!(got.recv_timeout(Duration::from_millis(500)), Err(mpsc::RecvTimeoutError::Timeout));
-}
-
-/// Where Windows lets this process make another SID the owner (SeRestorePrivilege, or Wine),
-/// a real foreign-owned pipe: refused without any injection.
-#[test]
-fn launch_refuses_a_pipe_whose_owner_is_system() {
-    let _w = watchdog(30);
-    let dir = Dir::new("squat-sy");
-    let app = "test.wt.squatsy";
-    let loc = builder(&dir.0, app).location().unwrap();
-    let (got_tx, got) = mpsc::channel();
-    if let Err(e) = squat(&loc.socket, Some("O:SYD:(A;;FA;;;WD)"), got_tx) {
-        println!("note: cannot create a pipe owned by SYSTEM here ({e}); covered by the injected-SID test");
-        return;
-    }
-    match builder(&dir.0, app).start() {
-        Err(Error::Insecure(m)) => assert!(m.contains(&*loc.socket.to_string_lossy()), "{m}"),
-        other => panic!("not refused: {other:?}"),
-    }
-    assert_eq!(got.recv_timeout(Duration::from_millis(500)), Err(mpsc::RecvTimeoutError::Timeout));
+    assert_eq!(got.recv_timeout(Duration::from_millis(300)), Err(mpsc::RecvTimeoutError::Timeout));
 }
 
 /// The primary's check: a client whose user is not the primary's is dropped before a byte
@@ -340,36 +365,272 @@ fn directories_that_are_links_or_anothers_are_refused() {
     }
 }
 
-/// A pipe of this very user but labelled low integrity (what a sandboxed process of the
-/// user, such as a browser's renderer, would create) is refused like another user's: it
-/// must not receive launches, nor the right to take the foreground.
+/// A pipe of this very user but labelled below the launch's integrity level (what a
+/// sandboxed process of the user would create, Low; or, for an elevated launch, a
+/// non-elevated one, Medium) is not the launch's primary: it receives no byte, and the
+/// launch becomes the primary; with the lock held, the launch names the level at its
+/// deadline. Wine runs at High, so a Medium pipe is below it.
 #[test]
-fn launch_refuses_a_low_integrity_pipe_of_its_own_user() {
-    let _w = watchdog(30);
+fn launch_ignores_a_lower_integrity_pipe_of_its_own_user() {
+    let _w = watchdog(60);
     assert!(crate::sys::integrity_is_enough(0x2000, 0x2000));
-    assert!(crate::sys::integrity_is_enough(0x3000, 0x2000)); // elevated primary, normal launch
-    assert!(crate::sys::integrity_is_enough(0x2000, 0x3000)); // normal primary, elevated launch
+    assert!(crate::sys::integrity_is_enough(0x3000, 0x2000)); // elevated pipe, normal launch
+    assert!(!crate::sys::integrity_is_enough(0x2000, 0x3000)); // normal pipe, elevated launch
     assert!(!crate::sys::integrity_is_enough(0x1000, 0x2000)); // sandboxed squatter
     let dir = Dir::new("low");
     let app = "test.wt.low";
-    let loc = builder(&dir.0, app).location().unwrap();
-    let (got_tx, got) = mpsc::channel();
-    // Owner this user, Everyone may use it, labelled Low.
-    let sddl = format!("O:{}D:(A;;FA;;;WD)S:(ML;;NW;;;LW)", current_user().unwrap());
-    squat(&loc.socket, Some(&sddl), got_tx).unwrap();
-    let probe = crate::sys::connect(&loc.socket, crate::SocketOptions::empty(), None).unwrap();
-    use std::os::windows::io::AsHandle;
-    let level = crate::sys::object_integrity(crate::sys::pipe(&probe).as_handle()).unwrap();
-    drop(probe);
-    if level != 0x1000 {
-        println!("note: this OS keeps no integrity label on pipes (read {level:#x}); refusal untested");
-        return;
+    for label in ["LW", "ME"] {
+        let pipe = crate::sys::random_pipe_name().unwrap();
+        let (got_tx, got) = mpsc::channel();
+        // Owner this user, Everyone may use it, labelled below this process.
+        let sddl = format!("O:{}D:(A;;FA;;;WD)S:(ML;;NW;;;{label})", current_user().unwrap());
+        squat(&pipe, Some(&sddl), got_tx).unwrap();
+        let probe = crate::sys::connect(&pipe, crate::SocketOptions::empty(), None).unwrap();
+        use std::os::windows::io::AsHandle;
+        let level = crate::sys::object_integrity(crate::sys::pipe(&probe).as_handle()).unwrap();
+        drop(probe);
+        if level >= crate::sys::own_integrity().unwrap() {
+            println!("note: the pipe reads {level:#x}, not below this process; {label} untested");
+            continue;
+        }
+        publish(&dir.0, app, &pipe);
+        let p = primary(builder(&dir.0, app));
+        publish(&dir.0, app, &pipe);
+        match builder(&dir.0, app).timeout(Duration::from_secs(1)).send() {
+            Err(Error::Insecure(m)) => assert!(m.contains("integrity"), "{m}"),
+            other => panic!("a {label} pipe was trusted: {other:?}"),
+        }
+        drop(p);
+        assert_eq!(got.recv_timeout(Duration::from_millis(300)), Err(mpsc::RecvTimeoutError::Timeout));
     }
-    match builder(&dir.0, app).start() {
-        Err(Error::Insecure(m)) => assert!(m.contains("integrity"), "{m}"),
-        other => panic!("a low-integrity pipe was trusted: {other:?}"),
+}
+
+/// An elevated primary takes no launch from a less trusted process of its user (that
+/// would be a silent elevation): the client's integrity level, read from its token, is
+/// below the primary's, so it is dropped before a byte is read. Wine runs everything at
+/// High, so the primary takes itself for System.
+#[test]
+fn elevated_primary_drops_less_trusted_clients() {
+    let _w = watchdog(60);
+    let dir = Dir::new("uac");
+    let app = "test.wt.uac";
+    let p = primary(builder(&dir.0, app));
+    p.pretend_integrity(Some(0x4000));
+    let b = builder(&dir.0, app).timeout(Duration::from_secs(2));
+    let launch = std::thread::spawn(move || b.send());
+    if let Some(r) = p.recv_timeout(Duration::from_secs(3)) {
+        panic!("a less trusted launch reached the app, peer {:?}", r.peer_credentials());
     }
-    assert_eq!(got.recv_timeout(Duration::from_millis(500)), Err(mpsc::RecvTimeoutError::Timeout));
+    assert!(matches!(launch.join().unwrap(), Err(Error::NoReply(_))));
+    p.pretend_integrity(None);
+    let b = builder(&dir.0, app);
+    let launch = std::thread::spawn(move || b.send());
+    p.recv_timeout(Duration::from_secs(10))
+        .expect("an equal launch not delivered")
+        .reply(Reply::exit(4))
+        .unwrap();
+    assert_eq!(launch.join().unwrap().unwrap().exit_code(), 4);
+}
+
+/// A launch that is not elevated and meets its user's elevated primary is told so at once
+/// (not "another user", not a timeout). Wine runs everything at High, so the launch takes
+/// itself for Medium.
+#[test]
+fn non_elevated_launch_is_told_the_primary_is_elevated() {
+    let _w = watchdog(60);
+    let dir = Dir::new("elev");
+    let app = "test.wt.elev";
+    let p = primary(builder(&dir.0, app));
+    let b = builder(&dir.0, app);
+    let r = std::thread::spawn(move || {
+        crate::sys::PRETEND_INTEGRITY.with(|i| i.set(Some(0x2000)));
+        let started = std::time::Instant::now();
+        (b.send(), started.elapsed())
+    })
+    .join()
+    .unwrap();
+    match r {
+        (Err(Error::Insecure(m)), t) => {
+            assert!(m.contains("administrator") && !m.contains("another user"), "{m}");
+            assert!(t < Duration::from_secs(2), "told only after {t:?}");
+        }
+        other => panic!("not told: {other:?}"),
+    }
+    assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
+}
+
+/// A squatter at a published name that never frees an instance of its pipe (every
+/// instance taken) cannot hold a launch for its whole timeout: the launch waits a moment
+/// for an instance, then the lock decides, and it becomes the primary.
+#[test]
+fn a_busy_squatter_cannot_stop_the_app() {
+    let _w = watchdog(30);
+    let dir = Dir::new("busy");
+    let app = "test.wt.busy";
+    let busy = crate::sys::random_pipe_name().unwrap();
+    let name = busy.as_os_str().to_fs_name::<GenericFilePath>().unwrap();
+    // One instance, never accepted from: taken by the first client, below.
+    let _listener = ListenerOptions::new().name(name).create_sync().unwrap();
+    let _taken =
+        crate::sys::connect(&busy, crate::SocketOptions::empty(), Some(Duration::from_secs(1))).unwrap();
+    publish(&dir.0, app, &busy);
+    let t = std::time::Instant::now();
+    match builder(&dir.0, app).timeout(Duration::from_secs(5)).start() {
+        Ok(Start::Primary(p)) => assert_ne!(p.socket_path(), busy),
+        other => panic!("a busy squatter kept the app from starting: {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+}
+
+/// What a primary that died left published (its pipe is gone) stops nobody, not even a
+/// launch below the level it published (an elevated primary that crashed, a normal launch
+/// after it): the launch becomes the primary and publishes its own pipe.
+#[test]
+fn a_dead_primarys_published_name_stops_nobody() {
+    let _w = watchdog(30);
+    let dir = Dir::new("stale");
+    let app = "test.wt.stale";
+    let gone = crate::sys::random_pipe_name().unwrap();
+    super::published::publish(&published_file(&dir.0, app), &gone, 0x3000).unwrap();
+    let b = builder(&dir.0, app);
+    let started = std::thread::spawn(move || {
+        crate::sys::PRETEND_INTEGRITY.with(|i| i.set(Some(0x2000)));
+        b.start().map(|s| matches!(s, Start::Primary(_)))
+    })
+    .join()
+    .unwrap();
+    assert!(matches!(started, Ok(true)), "{started:?}");
+}
+
+/// The User scope spans Terminal Services sessions: a launch in another session than its
+/// primary's (an RDP login next to the console) is refused with a message that says so,
+/// rather than forwarded to a window it cannot see. Wine has one session: the launch
+/// takes itself for another.
+#[test]
+fn launch_in_another_session_is_refused() {
+    let _w = watchdog(60);
+    let dir = Dir::new("sess");
+    let app = "test.wt.sess";
+    let p = primary(builder(&dir.0, app));
+    let b = builder(&dir.0, app);
+    let r = std::thread::spawn(move || {
+        let own = crate::sys::session_id().unwrap_or(0);
+        crate::sys::PRETEND_SESSION.with(|s| s.set(Some(own + 7)));
+        b.send()
+    })
+    .join()
+    .unwrap();
+    match r {
+        Err(Error::Insecure(m)) => assert!(m.contains("session"), "{m}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
+}
+
+/// One directory, one primary, however its path is spelled: the lock is the same file,
+/// and the launch finds the pipe through the published name (User scope) or a name hashed
+/// from the directory's identity (System scope), not from its spelling.
+#[test]
+fn every_spelling_of_a_directory_finds_one_primary() {
+    let _w = watchdog(90);
+    let dir = Dir::new("Spell");
+    let plain = dir.0.to_string_lossy().into_owned();
+    let spellings = [
+        plain.to_uppercase(),
+        plain.to_lowercase(),
+        plain.replace('\\', "/"),
+        format!("{plain}\\"),
+        format!(r"\\?\{plain}"),
+    ];
+    for scope in [super::Scope::User, super::Scope::System] {
+        let app = "test.wt.spell";
+        let p = primary(builder(&dir.0, app).scope(scope));
+        for s in &spellings {
+            let b = builder(Path::new(s), app).scope(scope).timeout(Duration::from_secs(2));
+            let launch = std::thread::spawn(move || b.send());
+            let r = p
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("{scope:?} {s}: not delivered"));
+            r.reply(Reply::exit(6)).unwrap();
+            assert_eq!(launch.join().unwrap().unwrap().exit_code(), 6, "{scope:?} {s}");
+        }
+    }
+}
+
+/// `%ProgramData%` (the System scope's base) is where Windows keeps it
+/// (`SHGetKnownFolderPath`), not what the environment variable says.
+#[test]
+fn program_data_comes_from_the_known_folder() {
+    let _w = watchdog(30);
+    let known = crate::sys::program_data().unwrap();
+    let decoy = std::env::temp_dir().join(format!("solo-wt-{}-decoy", std::process::id()));
+    let _ = std::fs::remove_dir_all(&decoy);
+    std::env::set_var("ProgramData", &decoy);
+    let lock =
+        SingleInstance::new("test.wt.progdata").unwrap().scope(super::Scope::System).status().map(|s| s.lock);
+    std::env::remove_var("ProgramData");
+    let lock = lock.unwrap();
+    assert!(lock.starts_with(&known), "{} not under {}", lock.display(), known.display());
+    let used = decoy.exists();
+    let _ = std::fs::remove_dir_all(&decoy);
+    assert!(!used, "the environment's ProgramData was used");
+}
+
+/// Creates `dir` with the security descriptor `sddl`.
+fn dir_with(dir: &Path, sddl: &str) {
+    use std::os::windows::ffi::OsStrExt;
+    let sd = crate::sys::from_sddl(sddl).unwrap();
+    let attrs =
+        windows_sys::Win32::Security::SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<windows_sys::Win32::Security::SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor:
+                interprocess::os::windows::security_descriptor::AsSecurityDescriptor::as_sd(&sd).cast_mut(),
+            bInheritHandle: 0,
+        };
+    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
+    // SAFETY: `wide` is NUL-terminated; `attrs` points to `sd`, alive for the call.
+    let ok = unsafe { windows_sys::Win32::Storage::FileSystem::CreateDirectoryW(wide.as_ptr(), &attrs) };
+    assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A directory whose DACL lets anyone but the user, SYSTEM, Administrators,
+/// TrustedInstaller, CREATOR OWNER or OWNER RIGHTS add, delete or rename what it holds, or
+/// change its permissions, is refused (the decision: `directory_dacl_decision`; Wine shows
+/// a directory's DACL as its Unix mode, without the grant, and then this notes it). The
+/// held lock cannot be deleted (no delete sharing), and a hard link planted as the pid
+/// file is not written through.
+#[test]
+fn directories_others_may_write_to_are_refused() {
+    let _w = watchdog(60);
+    let base = Dir::new("dacl");
+    let me = current_user().unwrap();
+    let owner = format!("O:{me}D:P(A;OICI;FA;;;{me})(A;OICI;FA;;;SY)");
+    for (tag, ace) in [("add-file", "(A;;0x2;;;AU)"), ("delete-child", "(A;OICIIO;0x40;;;WD)")] {
+        let d = base.0.join(tag);
+        dir_with(&d, &format!("{owner}{ace}"));
+        if crate::sys::check_directory(&d, Some(&[])).is_ok() {
+            println!("note: this OS does not keep the directory's DACL ({tag}); refusal untested here");
+            continue;
+        }
+        match builder(&d, "test.wt.dacl").start() {
+            Err(Error::Insecure(m)) => assert!(m.contains("DACL"), "{tag}: {m}"),
+            other => panic!("{tag}: a directory others may write to was used: {other:?}"),
+        }
+    }
+    let own = base.0.join("own");
+    let p = primary(builder(&own, "test.wt.dacl"));
+    assert!(std::fs::remove_file(p.lock_path()).is_err(), "the held lock was deleted");
+    assert!(std::fs::rename(p.lock_path(), own.join("moved")).is_err(), "the held lock was renamed");
+    drop(p);
+
+    // A hard link planted as the pid file: not written through.
+    let victim = base.0.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::hard_link(&victim, own.join("test.wt.link.pid")).unwrap();
+    let p = primary(builder(&own, "test.wt.link"));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(builder(&own, "test.wt.link").status().unwrap().pid, None, "read through the link");
+    drop(p);
 }
 
 /// No thread before it is needed: the accept thread starts with the first call that

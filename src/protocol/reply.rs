@@ -22,6 +22,23 @@ use super::{version, ProtocolError, PROTOCOL_VERSION};
 /// reply.process_exit_code()
 /// # }
 /// ```
+///
+/// # A reply from another user
+///
+/// In [`Scope::System`](crate::Scope::System) the primary may be any local user's process.
+/// A launch knows from the OS who serves it (the socket's peer uid, the pipe owner's SID),
+/// and when that is another user, [`is_from_another_user`](Self::is_from_another_user) is
+/// true and the texts the launch would print are defused on receipt: control characters
+/// other than newline and tab (escape sequences, carriage returns, backspaces, C1 controls
+/// such as CSI) and the bidirectional overrides and isolates (U+202A-U+202E,
+/// U+2066-U+2069) are written visibly, as `\u{1b}`, so such a primary cannot move the
+/// cursor, recolour or retitle the terminal, rewrite what was printed, or reorder text.
+/// [`stdout`](Self::stdout), [`stderr`](Self::stderr), [`print_output`](Self::print_output),
+/// [`encode`](Self::encode) and an [`Error::Rejected`](crate::Error::Rejected) message all
+/// carry the defused text (and `encode` writes the DEL, C1 and bidi characters that JSON
+/// leaves raw, in `data` too, as `\u` escapes: the same JSON). The exit code and
+/// [`data`](Self::data) are kept as sent: see
+/// the README's "Security" for what such a primary can and cannot do to a launch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
     pub(crate) ok: bool,
@@ -32,6 +49,8 @@ pub struct Reply {
     pub(crate) error: Option<String>,
     /// Set when the primary is going away: the launch should start over.
     pub(crate) retry: bool,
+    /// Launch side: the primary that sent it runs as another user (never on the wire).
+    pub(crate) from_another_user: bool,
 }
 
 impl Default for Reply {
@@ -51,6 +70,7 @@ impl Reply {
             data: Value::Null,
             error: None,
             retry: false,
+            from_another_user: false,
         }
     }
 
@@ -120,8 +140,38 @@ impl Reply {
         std::process::ExitCode::from(u8::try_from(self.exit_code).unwrap_or(1))
     }
 
+    /// Whether the primary that sent this reply runs as another user than this launch, as
+    /// the OS reports it: possible only in [`Scope::System`](crate::Scope::System), where
+    /// any local user may be the primary (on Windows, also a process of this user below
+    /// the launch's integrity level: a sandbox; on Linux, also whenever this launch's own
+    /// uid reads as the overflow uid, 65534, as in a user namespace that does not map it,
+    /// where every unmapped user reads the same). Its texts were defused on receipt (see
+    /// ["A reply from another user"](Self#a-reply-from-another-user)); its exit code is
+    /// that user's word. Always `false` for a reply made or decoded by the app itself.
+    pub fn is_from_another_user(&self) -> bool {
+        self.from_another_user
+    }
+
+    /// This reply as received from a primary of another user: its texts defused, and
+    /// marked so.
+    pub(crate) fn received_from_another_user(self) -> Reply {
+        Reply {
+            stdout: defuse(&self.stdout).into_owned(),
+            stderr: defuse(&self.stderr).into_owned(),
+            error: self.error.as_deref().map(|e| defuse(e).into_owned()),
+            from_another_user: true,
+            ..self
+        }
+    }
+
     /// Prints the primary's `stdout` and `stderr` texts on this process's own streams,
     /// as a launch does before it exits with [`process_exit_code`](Self::process_exit_code).
+    ///
+    /// The texts are written as they are: a primary of the launch's own user may colour
+    /// them or draw progress with escape sequences. Those of a primary of another user
+    /// ([`is_from_another_user`](Self::is_from_another_user)) were defused on receipt:
+    /// their control characters, but for newline and tab, show as `\u{1b}` and the like
+    /// instead of acting on the terminal.
     pub fn print_output(&self) {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -155,7 +205,25 @@ impl Reply {
             }
         }
         out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
-        out.finish()
+        let line = out.finish();
+        if !self.from_another_user {
+            return line;
+        }
+        // Another user's: JSON leaves DEL, C1 controls and bidi overrides raw, in `data`
+        // too. As `\u` escapes they are the same JSON, and nothing a terminal acts on.
+        if !line.chars().any(acts_on_a_terminal) {
+            return line;
+        }
+        let mut safe = String::with_capacity(line.len() + 16);
+        for c in line.chars() {
+            if acts_on_a_terminal(c) {
+                use std::fmt::Write;
+                let _ = write!(safe, "\\u{:04x}", c as u32);
+            } else {
+                safe.push(c);
+            }
+        }
+        safe
     }
 
     /// Decodes a reply line (without its newline).
@@ -195,6 +263,41 @@ impl Reply {
             data: if ok { o.get("data").cloned().unwrap_or(Value::Null) } else { Value::Null },
             error: (!ok).then(|| text("error")),
             retry: !ok && o.get("retry").and_then(Value::as_bool).unwrap_or(false),
+            from_another_user: false,
         })
     }
+}
+
+/// Whether a terminal could act on `c` rather than show it: a C0 control but newline and
+/// tab, DEL, a C1 control (U+0080-U+009F: CSI, OSC... in terminals that read them as
+/// such), or a bidirectional embedding, override or isolate (U+202A-U+202E,
+/// U+2066-U+2069: text shown in another order than it is, "Trojan Source"). The marks
+/// U+200E, U+200F and U+061C stay: right-to-left text needs them, and they reorder
+/// nothing beyond themselves.
+pub(crate) fn acts_on_a_terminal(c: char) -> bool {
+    matches!(c, '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with what [`acts_on_a_terminal`] written visibly, as Rust writes an escape:
+/// `\u{1b}[31m` for ESC `[31m`. A carriage return right before a newline stays (a
+/// Windows line end: it cannot hide what the line showed). Visible rather than dropped,
+/// so that what was sent is still there to read, and a user sees that something odd was.
+/// One pass; at most 6 bytes out for each byte in (DEL, 1 byte, becomes `\u{7f}`).
+pub(crate) fn defuse(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let needs =
+        |(i, c): (usize, char)| acts_on_a_terminal(c) && !(c == '\r' && bytes.get(i + 1) == Some(&b'\n'));
+    if !text.char_indices().any(needs) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, c) in text.char_indices() {
+        if needs((i, c)) {
+            use std::fmt::Write;
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }

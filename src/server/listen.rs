@@ -81,7 +81,12 @@ impl LocalServer {
             return Err(self.fail(LocalSocketError::ServerNotFound, msg, None));
         }
         #[cfg(windows)]
-        let bound = sys::Listener::bind_with_sddl(&full, self.options, self.pipe_sddl.as_deref());
+        let bound = sys::Listener::bind_with_sddl(
+            &full,
+            self.options,
+            self.pipe_sddl.as_deref(),
+            self.qt_windows_security,
+        );
         #[cfg(not(windows))]
         let bound = sys::Listener::bind(&full, self.options, self.backlog);
         match bound {

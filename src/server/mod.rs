@@ -66,6 +66,8 @@ pub struct LocalServer {
     /// (`SingleInstance`'s shared pipe, which lets others connect but not add instances).
     #[cfg(windows)]
     pipe_sddl: Option<String>,
+    /// Windows: Qt's exact security descriptors ([`Self::set_qt_windows_security`]).
+    qt_windows_security: bool,
 }
 impl Default for LocalServer {
     fn default() -> Self {
@@ -100,6 +102,7 @@ impl LocalServer {
             backlog: DEFAULT_LISTEN_BACKLOG_SIZE,
             #[cfg(windows)]
             pipe_sddl: None,
+            qt_windows_security: false,
         }
     }
 
@@ -222,6 +225,26 @@ impl LocalServer {
     /// Sets the socket options for the next [`listen`](Self::listen). Default: empty.
     pub fn set_socket_options(&mut self, options: SocketOptions) {
         self.options = options;
+    }
+
+    /// Windows: gives the next [`listen`](Self::listen)'s pipe exactly the security
+    /// descriptor Qt's `QLocalServer` gives it (default: off). Has no effect elsewhere.
+    ///
+    /// Off, the crate differs from Qt in two ways, both to keep other users out: with no
+    /// access option the pipe allows only this user, SYSTEM and Administrators (Qt leaves
+    /// Windows' default descriptor, which lets Everyone and Anonymous read: take instances
+    /// of the pipe and receive what the server writes first); and
+    /// [`GROUP_ACCESS`](SocketOptions::GROUP_ACCESS) and
+    /// [`OTHER_ACCESS`](SocketOptions::OTHER_ACCESS) grant only what a client needs, not
+    /// Qt's `FILE_ALL_ACCESS` (which lets them serve instances of the pipe themselves and
+    /// change its owner and DACL). On, both are Qt's, for a Qt peer that relies on them.
+    pub fn set_qt_windows_security(&mut self, on: bool) {
+        self.qt_windows_security = on;
+    }
+
+    /// Whether [`set_qt_windows_security`](Self::set_qt_windows_security) is on.
+    pub fn qt_windows_security(&self) -> bool {
+        self.qt_windows_security
     }
 
     /// Windows: the security descriptor, as SDDL, for the next `listen`, in place of the one

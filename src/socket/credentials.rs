@@ -2,6 +2,7 @@
 
 use std::io;
 
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 use interprocess::local_socket::traits::StreamCommon as _;
 
 use super::LocalSocket;
@@ -15,15 +16,21 @@ use crate::{sys, Sid};
 #[non_exhaustive]
 pub struct PeerCredentials {
     /// The peer's process id, where the OS gives it (Linux, macOS, Windows; not the BSDs).
+    /// `None` on Linux when the peer runs in a pid namespace this process cannot see (a
+    /// Flatpak or bubblewrap sandbox, a container, or the host seen from inside one): the
+    /// uid and gid are still there.
     pub pid: Option<u32>,
     /// The peer's effective user id (Unix).
     pub uid: Option<u32>,
     /// The peer's effective group id (Unix).
     pub gid: Option<u32>,
-    /// Windows: the user at the other end. On a server's end, the client's user: the
-    /// identity it connected with (`ImpersonateNamedPipeClient`, identification level),
-    /// else its process's user. On a client's end, the pipe's owner, which only the user
-    /// who created the pipe (or a privileged process) can set. `None` on Unix, and where
+    /// Windows: a user SID. On a server's end, the client's user: the identity it
+    /// connected with, read through `ImpersonateNamedPipeClient`, and only from an
+    /// impersonation token at the identification level or above (`None` otherwise, say for
+    /// an anonymous client). On a client's end, the pipe's owner, which only the user who
+    /// created the pipe (or a privileged process) can set: it names who created the pipe,
+    /// not who serves the instance this client reached (anyone the pipe's DACL grants
+    /// `FILE_CREATE_PIPE_INSTANCE` may serve instances of it). `None` on Unix, and where
     /// Windows would not say.
     pub sid: Option<Sid>,
 }
@@ -51,8 +58,18 @@ impl LocalSocket {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        // Linux: read directly, so that a peer in another pid namespace (a Flatpak or
+        // bubblewrap sandbox, a container), whose pid the kernel gives as 0, still has its
+        // uid and gid (interprocess refuses the whole answer then).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::fd::AsFd as _;
+            let (pid, uid, gid) = sys::peer_ucred(self.as_fd())?;
+            Ok(PeerCredentials { pid, uid, gid, sid: None })
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let creds = self.stream.peer_creds()?;
-        #[cfg(unix)]
+        #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
         {
             // pid_t is i32; uid_t and gid_t are u32 on Linux and macOS, but libc does not
             // promise that for every Unix.

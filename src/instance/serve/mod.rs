@@ -26,11 +26,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
 
 use super::context::Context;
+use super::lock::LockFile;
+use super::Health;
 use crate::{LocalServer, LocalSocket, PeerCredentials, SocketOptions};
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
@@ -49,6 +51,16 @@ pub(super) struct Mux {
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     options: SocketOptions,
+    /// The lock file to keep in place (none for an abstract name), and whether it is in a
+    /// directory shared with other users (the System scope's).
+    lock_path: Option<PathBuf>,
+    shared: bool,
+    /// What `Primary::health` says (see `watch`).
+    health: Mutex<Health>,
+    /// The primary stepped down (`Health::SteppedDown`): read without the lock.
+    stepped_down: AtomicBool,
+    /// The primary's process (see `close_all`).
+    pid: u32,
     /// Set once the primary is dropped: no turn runs after it.
     shut: AtomicBool,
     /// A driver thread runs the loop: the app's calls only take from the queue.
@@ -79,9 +91,19 @@ pub(super) struct State {
     chunk: Vec<u8>,
     /// What poll(2) reported for each descriptor of the last turn.
     revents: Vec<PollFlags>,
+    /// The lock held (none for an abstract name): the one taken at the start, or a fresh
+    /// one after a cleaner removed its file (see `watch`). Let go last, at shutdown.
+    lock: Option<LockFile>,
     /// The removal watch, set once `watch_at` has passed (Linux, a socket file).
-    notify: Option<OwnedFd>,
+    watch: Option<watch::Watch>,
     watch_at: Option<Instant>,
+    /// When to look at the files next: soon after a removal, every `CHECK_PERIOD`
+    /// without a watch, or to try a busy lock again (see `watch`).
+    check_at: Option<Instant>,
+    /// How long the last wait for a busy fresh lock file was.
+    retry: Duration,
+    /// poll(2) reported the watch unusable: it is not tried again.
+    watch_failed: bool,
     /// Accepting pauses until then: accept(2) failed for want of resources.
     accept_after: Option<Instant>,
     /// When the last turn ended: until the next starts nobody reads (the app is away from
@@ -101,11 +123,19 @@ struct Conn {
 }
 
 impl Mux {
-    pub(super) fn new(socket: &Path, options: SocketOptions) -> std::io::Result<Mux> {
+    /// `lock`: the lock file's path, unless the socket is an abstract name; `shared`: in a
+    /// directory shared with other users.
+    pub(super) fn new(
+        socket: &Path,
+        options: SocketOptions,
+        lock: Option<&Path>,
+        shared: bool,
+    ) -> std::io::Result<Mux> {
         let (wake_rx, wake_tx) = crate::sys::pipe()?;
         // An abstract name has no file to lose.
-        let watch = cfg!(any(target_os = "linux", target_os = "android"))
+        let watch = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
             && !options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+            && lock.is_some()
             && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
         Ok(Mux {
             state: Mutex::new(State {
@@ -115,8 +145,12 @@ impl Mux {
                 buffered: 0,
                 chunk: Vec::new(),
                 revents: Vec::new(),
-                notify: None,
+                lock: None,
+                watch: None,
                 watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
+                check_at: None,
+                retry: Duration::ZERO,
+                watch_failed: false,
                 accept_after: None,
                 turn_end: None,
             }),
@@ -124,6 +158,11 @@ impl Mux {
             wake_tx,
             socket: socket.to_path_buf(),
             options,
+            lock_path: lock.map(Path::to_path_buf),
+            shared,
+            health: Mutex::new(if watch { Health::Watched } else { Health::Unwatched }),
+            stepped_down: AtomicBool::new(false),
+            pid: std::process::id(),
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
@@ -139,9 +178,37 @@ impl Mux {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the loop the socket it accepts on, once it listens.
-    pub(super) fn attach(&self, listener: Option<Arc<crate::sys::Listener>>) {
-        self.state().listener = listener;
+    /// Hands the loop the socket it accepts on, once it listens, and the lock it holds.
+    pub(super) fn attach(&self, listener: Option<Arc<crate::sys::Listener>>, lock: Option<LockFile>) {
+        let mut st = self.state();
+        st.listener = listener;
+        st.lock = lock;
+    }
+
+    /// The lock, taken at shutdown to be let go last (after the socket).
+    pub(super) fn take_lock(&self) -> Option<LockFile> {
+        self.state().lock.take()
+    }
+
+    /// What `Primary::health` says.
+    pub(super) fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records the primary's health; a step-down is final.
+    fn set_health(&self, health: Health) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*h, Health::SteppedDown(_)) {
+            if matches!(health, Health::SteppedDown(_)) {
+                self.stepped_down.store(true, Ordering::SeqCst);
+            }
+            *h = health;
+        }
+    }
+
+    /// Whether the primary stepped down (see `watch`).
+    pub(super) fn stepped_down(&self) -> bool {
+        self.stepped_down.load(Ordering::SeqCst)
     }
 
     /// Makes a turn in progress return (a stop, a request queued by another thread, bytes
@@ -179,16 +246,38 @@ impl Mux {
                 let _ = t.join();
             }
         }
+        let mut st = self.state();
+        self.close_all(&mut st);
+        st.watch = None;
+    }
+
+    /// Closes the listening sockets (the original one only here: the `LocalServer` that
+    /// holds it closes it too) and the connections held, each hung up, not only closed: a
+    /// child forked without exec holds copies, and the launch must see the end now to
+    /// start over. The decoder thread stops.
+    fn close_all(&self, st: &mut State) {
+        // In a child forked without exec, the connections are the parent's to end.
+        let hang_up = |socket: &LocalSocket| {
+            if self.pid == std::process::id() {
+                crate::sys::hang_up(socket);
+            }
+        };
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines.shutdown = true;
-        lines.queue.clear();
+        for (socket, _, _) in lines.queue.drain(..) {
+            hang_up(&socket);
+        }
         drop(lines);
         self.lines_ready.notify_all();
-        let mut st = self.state();
         st.listener = None;
+        if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
+            l.shut_down();
+        }
         st.replacement = None;
-        st.conns.clear();
-        st.notify = None;
+        for c in st.conns.drain(..) {
+            hang_up(&c.socket);
+        }
+        st.buffered = 0;
     }
 }
 

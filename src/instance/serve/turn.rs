@@ -78,8 +78,8 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         fds.push(PollFd::new(&mux.wake_rx, PollFlags::IN));
         let listen_for = if accepting { PollFlags::IN } else { PollFlags::empty() };
         fds.extend(listeners.iter().map(|l| PollFd::from_borrowed_fd(l.fd(), listen_for)));
-        if let Some(notify) = &st.notify {
-            fds.push(PollFd::new(notify, PollFlags::IN));
+        if let Some(w) = &st.watch {
+            fds.push(PollFd::new(&w.fd, PollFlags::IN));
         }
         // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
         let full = st.buffered + mux.decoding.load(Ordering::SeqCst) > budget;
@@ -91,6 +91,7 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
             .iter()
             .map(|c| c.deadline)
             .chain(st.watch_at)
+            .chain(st.check_at)
             .chain(st.accept_after)
             .chain(until)
             .min()
@@ -121,23 +122,29 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         let mut buf = [0u8; 64];
         while matches!(rustix::io::read(&mux.wake_rx, &mut buf), Ok(n) if n > 0) {}
     }
-    let first_notify = 1 + listeners.len();
-    let first_conn = first_notify + usize::from(st.notify.is_some());
+    let first_watch = 1 + listeners.len();
+    let first_conn = first_watch + usize::from(st.watch.is_some());
     // The watch, before new connections join the list (the indices of `revents` are
     // those of this turn's descriptors).
-    if st.notify.as_ref().is_some_and(|_| !revents[first_notify].is_empty()) {
-        let removed = st.notify.as_ref().is_some_and(|fd| watch::socket_removed(fd, &mux.socket));
-        if removed && std::fs::symlink_metadata(&mux.socket).is_err() && !ctx.closing.load(Ordering::SeqCst) {
-            watch::bind_again(mux, st);
+    if let Some(w) = st.watch.as_ref().filter(|_| !revents[first_watch].is_empty()) {
+        if revents[first_watch].intersects(PollFlags::ERR | PollFlags::NVAL) {
+            // A watch poll(2) cannot wait on would wake every turn: looked at periodically
+            // instead.
+            watch::unusable(ctx, st);
+        } else if watch::concerns_us(w, &mux.socket, mux.lock_path.as_deref().unwrap_or(&mux.socket)) {
+            watch::check_soon(st);
         }
     }
-    if st.watch_at.is_some_and(|at| Instant::now() >= at) {
-        st.watch_at = None;
-        st.notify = watch::watch_removal(&mux.socket);
-        // Removed before the watch was set: bound again now.
-        if std::fs::symlink_metadata(&mux.socket).is_err() && !ctx.closing.load(Ordering::SeqCst) {
-            watch::bind_again(mux, st);
-        }
+    let now = Instant::now();
+    if st.watch_at.is_some_and(|at| now >= at) {
+        watch::start(ctx, st);
+    } else if st.check_at.is_some_and(|at| now >= at) {
+        watch::upkeep(ctx, st);
+    }
+    if mux.stepped_down() {
+        // Nothing left to serve: the connections were hung up, the listeners shut down.
+        st.revents = revents;
+        return;
     }
     let held = st.conns.len();
     read_conns(ctx, st, &revents[first_conn..], budget);

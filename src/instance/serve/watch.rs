@@ -1,71 +1,463 @@
-//! The removal watch (Linux): when the socket file is removed under the running primary
-//! (a cleaner of `$XDG_RUNTIME_DIR` or `/tmp`), a new socket is bound at the same path at
-//! once, so launches keep reaching the primary.
+//! Keeping the primary reachable (Linux; macOS unproven): its socket file, its lock file
+//! and their directory may be removed under it (a cleaner of `$XDG_RUNTIME_DIR` or
+//! `/tmp`, a logout script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). An
+//! inotify watch on the directory reports it (a kqueue on macOS: written, never run
+//! here); the primary then puts back what is missing: the directory (0700, this user's),
+//! a lock on a fresh lock file, then its socket, in that order (the lock decides, as at
+//! the start). If another process took the fresh lock first and is the primary now, this
+//! one steps down: it stops serving, its launches start over (and reach the new
+//! primary), its request stream ends and [`Health::SteppedDown`] says why.
 //!
-//! The watch is set [`WATCH_DELAY`] after the start (the socket is checked then too):
+//! Without a watch (the user's inotify instances or watches used up), the files are
+//! looked at every [`CHECK_PERIOD`] while the loop runs instead, and
+//! [`Health::Checked`] says so; the watch is tried again each time.
+//!
+//! The watch is set [`WATCH_DELAY`] after the start (the files are checked then too):
 //! closing an inotify descriptor that has a watch waits for an RCU grace period, 1.5 to
 //! 14 ms on a busy machine, and a process pays it at exit; a primary that lives less than
 //! that delay (`solo run APP --count 0`, an app that forwards and quits) never pays it.
 
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::super::context::{Context, Event};
+use super::super::launch::socket_is_live;
+use super::super::location::Location;
+use super::super::lock::LockFile;
+use super::super::Health;
 use super::{Mux, State};
+use crate::sys::FileId;
 use crate::LocalServer;
 
 /// How long after the start the removal watch is set (see the module docs): one wake-up,
 /// then none while idle.
 pub(super) const WATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// An inotify watch for files removed from (or moved out of) `socket`'s directory.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn watch_removal(socket: &Path) -> Option<OwnedFd> {
-    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
-    inotify::add_watch(&fd, dir, WatchFlags::DELETE | WatchFlags::MOVED_FROM | WatchFlags::ONLYDIR).ok()?;
-    Some(fd)
+/// How long after a removal the files are looked at: a cleaner's `rm -rf dir` of a few
+/// dozen entries has finished by then, so the primary does not make the directory
+/// non-empty under it, and its `mkdir` finds the name free; and a launch that comes
+/// meanwhile, finding no socket, becomes the primary (and this one steps down) only in
+/// that short time. (A slower `rm -rf` fails with "Directory not empty": the primary's
+/// new lock file and socket stay, in the directory that stays.)
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// Without a watch: how often the files are looked at while the loop runs.
+const CHECK_PERIOD: Duration = Duration::from_secs(1);
+
+/// The longest wait before looking again while a launch holds a fresh lock file for a
+/// moment (it checks that this primary's socket answers, then lets the lock go).
+const MAX_RETRY: Duration = Duration::from_secs(1);
+
+/// The watch on the socket's directory: inotify on Linux, a kqueue on macOS (never made
+/// elsewhere).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")), allow(dead_code))]
+pub(super) struct Watch {
+    /// What poll(2) waits on: the inotify instance, or the kqueue.
+    pub(super) fd: OwnedFd,
+    /// Linux: the watch descriptor on the directory.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    wd: Option<i32>,
+    /// macOS: the directory, open for its events (declared after `fd`, so the kqueue is
+    /// closed before the descriptor it watches).
+    #[cfg(target_vendor = "apple")]
+    #[allow(dead_code)] // held open, never read
+    dir_fd: Option<OwnedFd>,
+    /// The directory watched (a directory made again under the same name is another).
+    dir: Option<FileId>,
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn watch_removal(_socket: &Path) -> Option<OwnedFd> {
-    None
+fn file_id(path: &Path) -> io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
-/// Reads the pending inotify events: whether one names the socket file.
+fn dir_of(socket: &Path) -> &Path {
+    socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// An inotify instance (no watch yet: see [`rewatch`]), or why there is none.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn socket_removed(fd: &OwnedFd, socket: &Path) -> bool {
+fn new_watch() -> Result<Watch, String> {
+    use rustix::fs::inotify::{self, CreateFlags};
+    match inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC) {
+        Ok(fd) => Ok(Watch { fd, wd: None, dir: None }),
+        Err(e) => Err(format!("no inotify instance ({e}; see /proc/sys/fs/inotify/max_user_instances)")),
+    }
+}
+
+/// A kqueue (no directory in it yet: see [`rewatch`]), or why there is none.
+#[cfg(target_vendor = "apple")]
+fn new_watch() -> Result<Watch, String> {
+    match rustix::event::kqueue::kqueue() {
+        Ok(fd) => Ok(Watch { fd, dir_fd: None, dir: None }),
+        Err(e) => Err(format!("no kqueue ({e})")),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn new_watch() -> Result<Watch, String> {
+    Err("no file watch on this platform".into())
+}
+
+/// Points the watch at the directory `dir` now names (`id`), if it is not on it already.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
+    use rustix::fs::inotify::{self, WatchFlags};
+    if w.dir == Some(id) {
+        return Ok(());
+    }
+    if let Some(wd) = w.wd.take() {
+        // Gone already when the directory was removed (IN_IGNORED).
+        let _ = inotify::remove_watch(&w.fd, wd);
+    }
+    let flags = WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR;
+    match inotify::add_watch(&w.fd, dir, flags) {
+        Ok(wd) => {
+            w.wd = Some(wd);
+            w.dir = Some(id);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
+            dir.display()
+        )),
+    }
+}
+
+/// Points the watch at the directory `dir` now names (`id`), if it is not on it already:
+/// a fresh kqueue with the directory open in it (`EVFILT_VNODE`: an entry added or
+/// removed, the directory removed or renamed). Unproven: written for macOS, never run.
+#[cfg(target_vendor = "apple")]
+fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
+    use rustix::event::kqueue::{kevent, kqueue, Event, EventFilter, EventFlags, VnodeEvents};
+    use rustix::fs::{open, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    if w.dir == Some(id) {
+        return Ok(());
+    }
+    let fail =
+        |what: &str, e: rustix::io::Errno| format!("no kqueue watch on {} ({what}: {e})", dir.display());
+    let kq = kqueue().map_err(|e| fail("kqueue", e))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir_fd = open(dir, flags, Mode::empty()).map_err(|e| fail("open", e))?;
+    let vnode = VnodeEvents::WRITE | VnodeEvents::DELETE | VnodeEvents::RENAME | VnodeEvents::REVOKE;
+    let change = Event::new(
+        EventFilter::Vnode { vnode: dir_fd.as_raw_fd(), flags: vnode },
+        EventFlags::ADD | EventFlags::CLEAR,
+        std::ptr::null_mut(),
+    );
+    let mut none: [Event; 0] = [];
+    // SAFETY: `dir_fd` goes into the same `Watch` as `kq` and is dropped after it (field
+    // order), so it stays valid for the kqueue's lifetime, as kevent requires.
+    unsafe { kevent(&kq, &[change], &mut none, Some(Duration::ZERO)) }.map_err(|e| fail("kevent", e))?;
+    // The old kqueue goes before its directory (field order).
+    *w = Watch { fd: kq, dir_fd: Some(dir_fd), dir: Some(id) };
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), String> {
+    Err("no file watch on this platform".into())
+}
+
+/// Reads the pending inotify events: whether one concerns the primary (its socket or
+/// lock file, or the directory itself, removed or moved; or events lost).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn concerns_us(w: &Watch, socket: &Path, lock: &Path) -> bool {
     use rustix::fs::inotify::{ReadFlags, Reader};
     use std::os::unix::ffi::OsStrExt;
-    let name = socket.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-    let mut removed = false;
+    let name = |p: &Path| p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let (socket, lock) = (name(socket), name(lock));
+    let mut ours = false;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-    let mut events = Reader::new(fd, &mut buf);
+    let mut events = Reader::new(&w.fd, &mut buf);
     // Until the queue is empty (EAGAIN) or fails.
     while let Ok(event) = events.next() {
-        // An overflowed queue lost events: the caller looks at the file itself.
-        removed |= event.file_name().is_some_and(|n| n.to_bytes() == name)
-            || event.events().contains(ReadFlags::QUEUE_OVERFLOW);
+        let named = event.file_name().is_some_and(|n| n.to_bytes() == socket || n.to_bytes() == lock);
+        // An overflowed queue lost events: look at the files themselves.
+        let itself =
+            ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::IGNORED | ReadFlags::QUEUE_OVERFLOW;
+        ours |= named || event.events().intersects(itself);
     }
-    removed
+    ours
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn socket_removed(_fd: &OwnedFd, _socket: &Path) -> bool {
+/// Reads the pending kqueue events: whether there was any (a kqueue names no entry, so
+/// any change in the directory counts; the files are then looked at, a few stats).
+#[cfg(target_vendor = "apple")]
+pub(super) fn concerns_us(w: &Watch, _socket: &Path, _lock: &Path) -> bool {
+    use rustix::event::kqueue::kevent;
+    let mut ours = false;
+    loop {
+        let mut events = Vec::with_capacity(8);
+        // SAFETY: no change is registered by this call.
+        match unsafe { kevent(&w.fd, &[], rustix::buffer::spare_capacity(&mut events), Some(Duration::ZERO)) }
+        {
+            Ok(n) if n > 0 => ours = true,
+            _ => return ours,
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub(super) fn concerns_us(_w: &Watch, _socket: &Path, _lock: &Path) -> bool {
     false
 }
 
-/// Binds the socket again after its file was removed under the running primary; the new
-/// listener joins the loop's poll set (the old one, unreachable now, stays in it until
-/// the end: what waits in its backlog is still served).
-pub(super) fn bind_again(mux: &Mux, st: &mut State) {
-    let mut server = LocalServer::new();
-    server.set_socket_options(mux.options);
-    // AddressInUse: something is there again already; leave it.
-    if server.listen(&mux.socket.to_string_lossy()).is_err() {
+/// Drops a watch that poll(2) reports as unusable (`POLLERR`, `POLLNVAL`): the files are
+/// looked at every [`CHECK_PERIOD`] instead, as without a watch, and without trying one
+/// again (it would fail the same way).
+pub(super) fn unusable(ctx: &Arc<Context>, st: &mut State) {
+    st.watch = None;
+    st.watch_failed = true;
+    ctx.mux.set_health(Health::Checked("poll(2) cannot wait on the directory's watch".into()));
+    st.check_at = Some(Instant::now() + CHECK_PERIOD);
+}
+
+/// Looks at the files soon (after [`SETTLE`]): an event concerned them.
+pub(super) fn check_soon(st: &mut State) {
+    let at = Instant::now() + SETTLE;
+    st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
+}
+
+/// The watch's first setting, [`WATCH_DELAY`] after the start: then the files are looked
+/// at, since they may have gone before it.
+pub(super) fn start(ctx: &Arc<Context>, st: &mut State) {
+    st.watch_at = None;
+    st.check_at = Some(Instant::now());
+    upkeep(ctx, st);
+}
+
+/// Puts back what was removed of the directory, the lock file and the socket, or steps
+/// down (see the module docs).
+pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
+    let mux = &ctx.mux;
+    st.check_at = None;
+    if ctx.closing.load(Ordering::SeqCst) || mux.stepped_down() {
         return;
     }
+    let Some(lock_path) = mux.lock_path.clone() else { return };
+    let dir = dir_of(&mux.socket);
+    // The directory, made again if missing (this user's, 0700).
+    let dir_id = match ensure_dir(dir, mux.shared) {
+        Ok(id) => id,
+        Err(why) => return step_down(ctx, st, why),
+    };
+    // The lock file's, if the socket had to go elsewhere (a path too long for
+    // `sun_path`): not watched, but made again too before a fresh lock is taken there.
+    let lock_dir = dir_of(&lock_path);
+    if lock_dir != dir {
+        if let Err(why) = ensure_dir(lock_dir, mux.shared) {
+            return step_down(ctx, st, why);
+        }
+    }
+    // The watch, on the directory the name now gives; without one, the next look is a
+    // period away (and the watch is tried again then).
+    let watched = match st.watch.take().map_or_else(
+        || {
+            if st.watch_failed {
+                Err("poll(2) cannot wait on the directory's watch".into())
+            } else {
+                new_watch()
+            }
+        },
+        Ok,
+    ) {
+        Ok(mut w) => match rewatch(&mut w, dir, dir_id) {
+            Ok(()) => {
+                st.watch = Some(w);
+                Ok(())
+            }
+            Err(why) => Err(why),
+        },
+        Err(why) => Err(why),
+    };
+    match watched {
+        Ok(()) => mux.set_health(Health::Watched),
+        Err(why) => {
+            mux.set_health(Health::Checked(why));
+            st.check_at = Some(Instant::now() + CHECK_PERIOD);
+        }
+    }
+    // The lock first: it decides who is the primary.
+    let held = st.lock.as_ref().and_then(|l| l.file_id().ok());
+    if held.is_none() || held != file_id(&lock_path).ok() {
+        match LockFile::try_lock(&lock_path, mux.shared) {
+            Ok(Some(mut lock)) => {
+                lock.write_pid();
+                // The old one, on a removed file, is let go.
+                st.lock = Some(lock);
+                st.retry = Duration::ZERO;
+            }
+            // Another process holds the fresh lock file. A launch does so for a moment,
+            // while it checks that this primary's socket answers: while the socket is
+            // ours, look again soon. Otherwise that process is the primary now.
+            Ok(None) if socket_is_ours(st, &mux.socket) => return retry_soon(st),
+            Ok(None) => {
+                let why = format!(
+                    "the lock file {} was removed, and another process locked a new one first: it is the \
+                     primary now",
+                    lock_path.display()
+                );
+                return step_down(ctx, st, why);
+            }
+            // Out of descriptors or memory for a moment (the app's own load): try again.
+            Err(e) if transient(&e) => return retry_soon(st),
+            Err(e) => {
+                return step_down(
+                    ctx,
+                    st,
+                    format!("the lock file {} could not be made again: {e}", lock_path.display()),
+                )
+            }
+        }
+    }
+    // Then the socket.
+    if socket_is_ours(st, &mux.socket) {
+        return;
+    }
+    if file_id(&mux.socket).is_ok() {
+        // Another file at the name: one that answers is another primary's, never removed.
+        let loc = Location { lock: lock_path.clone(), socket: mux.socket.clone(), abstract_ns: false };
+        if socket_is_live(&loc, Instant::now() + Duration::from_millis(200)) {
+            let why = format!("another process serves the socket {}", mux.socket.display());
+            return step_down(ctx, st, why);
+        }
+        let _ = crate::sys::remove_server(&mux.socket);
+    }
+    match bind_again(mux, st) {
+        Ok(()) => st.retry = Duration::ZERO,
+        Err(e) if transient(&e) => retry_soon(st),
+        Err(e) => {
+            step_down(ctx, st, format!("the socket {} could not be bound again: {e}", mux.socket.display()))
+        }
+    }
+}
+
+/// Looks at the files again after a wait that doubles each time, from [`SETTLE`] up to
+/// [`MAX_RETRY`].
+fn retry_soon(st: &mut State) {
+    st.retry = (st.retry * 2).clamp(SETTLE, MAX_RETRY);
+    let at = Instant::now() + st.retry;
+    st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
+}
+
+/// Whether `e` (or an error it wraps) is the system's lack of descriptors or memory,
+/// which passes: not a reason to step down.
+fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustix::io::Errno;
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::OutOfMemory
+                || matches!(
+                    Errno::from_io_error(io),
+                    Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+                )
+            {
+                return true;
+            }
+            // An io::Error's source skips its own payload: look into that too.
+            if let Some(inner) = io.get_ref() {
+                if transient(inner) {
+                    return true;
+                }
+            }
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Whether the file at `socket` is the one this primary listens on.
+fn socket_is_ours(st: &State, socket: &Path) -> bool {
+    let current = match &st.replacement {
+        Some(server) => server.sys_listener().and_then(|l| l.file_id()),
+        None => st.listener.as_ref().and_then(|l| l.file_id()),
+    };
+    current.is_some() && current == file_id(socket).ok()
+}
+
+/// Makes `dir` again if it is missing (not a shared one: that belongs to whoever made it)
+/// and checks it as the start does: a directory, this user's, closed to others (shared: root's
+/// or this user's, sticky if others may write).
+fn ensure_dir(dir: &Path, shared: bool) -> Result<FileId, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !shared => {
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(format!(
+                        "the directory {} was removed and cannot be made again: {e}",
+                        dir.display()
+                    ))
+                }
+            }
+            std::fs::symlink_metadata(dir)
+        }
+        r => r,
+    }
+    .map_err(|e| format!("the directory {}: {e}", dir.display()))?;
+    let me = crate::sys::euid();
+    let mode = meta.mode();
+    let safe = meta.is_dir()
+        && if shared {
+            (meta.uid() == me || meta.uid() == 0) && (mode & 0o002 == 0 || mode & 0o1000 != 0)
+        } else {
+            meta.uid() == me && mode & 0o022 == 0
+        };
+    if !safe {
+        return Err(format!(
+            "the directory {} was replaced by one that is not safe (uid {}, mode {:o})",
+            dir.display(),
+            meta.uid(),
+            mode & 0o7777
+        ));
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Binds the socket again; the new listener joins the loop's poll set (the old one,
+/// unreachable now, stays in it until the end: what waits in its backlog is still
+/// served).
+fn bind_again(mux: &Mux, st: &mut State) -> crate::Result<()> {
+    let mut server = LocalServer::new();
+    server.set_socket_options(mux.options);
+    server.listen(&mux.socket.to_string_lossy())?;
     // The one it replaces (removed as well) goes.
     st.replacement = Some(server);
+    Ok(())
+}
+
+/// Stops being the primary: launches held start over (they reach the new primary), the
+/// sockets stop listening, the lock goes, and the app's receive calls end.
+fn step_down(ctx: &Arc<Context>, st: &mut State, why: String) {
+    let mux = &ctx.mux;
+    // Requests dropped from now on (queued, or refused as they arrive) tell their
+    // launches to start over.
+    ctx.closing.store(true, Ordering::SeqCst);
+    mux.set_health(Health::SteppedDown(why));
+    if let Some(l) = &st.listener {
+        l.shut_down();
+        l.remove_own_file();
+    }
+    mux.close_all(st);
+    st.watch = None;
+    st.watch_at = None;
+    st.check_at = None;
+    drop(st.lock.take());
+    // Wake whoever waits for requests: they find the stream ended.
+    let _ = ctx.tx.try_send(Event::Stop);
+    ctx.announce();
 }

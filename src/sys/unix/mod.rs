@@ -9,6 +9,8 @@
 //!   extras (peer pid, a ready line, a write with a deadline).
 //!
 //! The system calls go through rustix. libc remains only where rustix has nothing:
+//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux ([`peer_ucred`]): rustix's `UCred`
+//!   cannot hold the pid 0 the kernel reports for a peer in another pid namespace;
 //! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
 //!   `LOCAL_PEERPID`;
 //! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
@@ -26,16 +28,24 @@ use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod fork;
 mod listener;
 mod poll;
 mod signals;
 mod socket;
 
-pub(crate) use listener::Listener;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use fork::ForkGuard;
+pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) use socket::peer_pid;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{
-    connect, connect_nonblocking, peer_pid, recv_ready, recv_until, send_now, write_all_until, Arrived,
+    connect, connect_nonblocking, recv_ready, recv_until, send_now, write_all_until, Arrived,
 };
 
 /// Whether `e` is the OS error `errno`.
@@ -51,6 +61,13 @@ pub(super) fn set_cloexec_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> 
         if nonblocking { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
     rustix::fs::fcntl_setfl(fd, flags)?;
     Ok(())
+}
+
+/// Ends a connected socket for its peer (both directions), however many processes hold
+/// it: a child forked without exec keeps a copy that closing ours would not end, and the
+/// launch on the other end would wait for its timeout instead of starting over.
+pub(crate) fn hang_up(socket: &crate::LocalSocket) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
 /// Removes the socket file of `path`, whether or not a server is listening on it

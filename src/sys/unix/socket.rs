@@ -1,5 +1,5 @@
 //! Socket creation and addresses, connecting, and what a connected socket needs beyond
-//! interprocess: the peer's pid on macOS, taking a line already received, writing with a
+//! interprocess: the peer's credentials on Linux and pid on macOS, taking a line already received, writing with a
 //! deadline.
 
 use std::ffi::OsStr;
@@ -137,8 +137,45 @@ fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Strea
     Ok(Stream::from(uds::Stream::from(stream)))
 }
 
+/// The peer's credentials as Linux recorded them at connect time (`SO_PEERCRED`): pid,
+/// uid, gid. The pid is `None` where the kernel gives 0: the peer runs in a pid namespace
+/// this process cannot see into (a Flatpak or bubblewrap sandbox, a container), or, from
+/// inside one, outside it. Its uid is right all the same, and is what the peer checks use.
+/// A uid or gid of `(uid_t)-1` (the kernel has no credentials for the peer) is `None`.
+///
+/// Read through libc: interprocess refuses a pid of 0 (`ConnectionReset`), and rustix's
+/// `UCred` holds the pid as a non-zero `Pid`, which a 0 from the kernel would break.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn peer_ucred(fd: BorrowedFd<'_>) -> io::Result<(Option<u32>, Option<u32>, Option<u32>)> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `cred` and `len` are live, writable locals and
+    // `len` holds `cred`'s size, so the kernel writes no more than a `ucred` (all of whose
+    // fields are plain integers, valid for any value).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "SO_PEERCRED: unexpected size"));
+    }
+    let pid = u32::try_from(cred.pid).ok().filter(|&p| p != 0);
+    let id = |v: u32| (v != u32::MAX).then_some(v);
+    Ok((pid, id(cred.uid), id(cred.gid)))
+}
+
 /// The peer's pid where interprocess gives none: `LOCAL_PEERPID` on macOS, through libc
-/// (rustix has no `LOCAL_PEERPID`).
+/// (rustix has no `LOCAL_PEERPID`). Linux reads all of it itself ([`peer_ucred`]).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
     #[cfg(any(target_os = "macos", target_os = "ios"))]
     {

@@ -49,8 +49,8 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Creates the first instance of pipe `path`, with the security descriptor Qt gives the
-    /// access bits of `options` (see [`security::pipe_security_descriptor`]) on every
+    /// Creates the first instance of pipe `path`, with the security descriptor the access
+    /// bits of `options` give (see [`security::pipe_security_descriptor`]) on every
     /// instance, and refusing remote clients (interprocess sets `PIPE_REJECT_REMOTE_CLIENTS`
     /// unless asked not to: `create_instance.rs`, line 100). The backlog has no meaning for
     /// pipes.
@@ -64,15 +64,17 @@ impl Listener {
     /// pipe this listener owns.
     #[cfg(test)]
     pub(crate) fn bind(path: &Path, options: SocketOptions, _backlog: i32) -> io::Result<Self> {
-        Self::bind_with_sddl(path, options, None)
+        Self::bind_with_sddl(path, options, None, false)
     }
 
     /// [`bind`](Self::bind), with the security descriptor `sddl` (SDDL) instead of the
-    /// one `options` give, where it is `Some`.
+    /// one `options` give, where it is `Some`; `qt`: Qt's exact descriptors (see
+    /// [`security::pipe_security_descriptor`]).
     pub(crate) fn bind_with_sddl(
         path: &Path,
         options: SocketOptions,
         sddl: Option<&str>,
+        qt: bool,
     ) -> io::Result<Self> {
         if options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
@@ -81,7 +83,7 @@ impl Listener {
         let mut opts = ListenerOptions::new().name(name);
         let sd = match sddl {
             Some(sddl) => Some(security::from_sddl(sddl)?),
-            None => security::pipe_security_descriptor(options)?,
+            None => security::pipe_security_descriptor(options, qt)?,
         };
         if let Some(sd) = sd {
             use interprocess::os::windows::local_socket::ListenerOptionsExt;

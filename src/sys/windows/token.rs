@@ -108,10 +108,28 @@ pub(super) fn process_user() -> io::Result<Sid> {
 pub(super) const MEDIUM_INTEGRITY: u32 =
     windows_sys::Win32::System::SystemServices::SECURITY_MANDATORY_MEDIUM_RID as u32;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the integrity level this thread's checks take this process for (Wine runs
+    /// everything at one level, High).
+    pub(crate) static PRETEND_INTEGRITY: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
 /// The integrity level (the RID of its `S-1-16-…` label) of this process.
 pub(crate) fn own_integrity() -> io::Result<u32> {
+    #[cfg(test)]
+    if let Some(level) = PRETEND_INTEGRITY.with(|p| p.get()) {
+        return Ok(level);
+    }
     let label = token_sid(process_token()?.as_handle_borrowed(), TokenIntegrityLevel)?;
     label_rid(&label).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an integrity label"))
+}
+
+/// Whether this process runs inside an AppContainer (a packaged or sandboxed app): its
+/// token is then refused by pipes whose DACL grants only users, as the crate's do.
+pub(crate) fn in_app_container() -> bool {
+    use windows_sys::Win32::Security::TokenIsAppContainer;
+    process_token().and_then(|t| token_u32(t.as_handle_borrowed(), TokenIsAppContainer)).is_ok_and(|v| v != 0)
 }
 
 /// The RID of a mandatory label SID (`S-1-16-RID`).
@@ -122,11 +140,19 @@ pub(super) fn label_rid(sid: &Sid) -> Option<u32> {
 }
 
 /// Whether a pipe at integrity level `pipe` may be this process's primary: not below this
-/// process's own level, capped at Medium (a non-elevated launch may reach its user's
-/// elevated primary; an elevated launch its user's normal one). A pipe made by a sandboxed
-/// (low integrity) process of the same user is refused: it must not receive launches.
+/// process's own level. A pipe made by a sandboxed (low integrity) process of the same user
+/// is refused, and so is, for an elevated launch, a normal (Medium) process's pipe: either
+/// could be malware of the same user waiting to read, or answer, a more trusted launch.
 pub(crate) fn integrity_is_enough(pipe: u32, own: u32) -> bool {
-    pipe >= own.min(MEDIUM_INTEGRITY)
+    pipe >= own
+}
+
+/// Who is at the client end of a pipe, as the primary sees it through impersonation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientIdentity {
+    pub(crate) user: Sid,
+    /// The RID of the client token's integrity label.
+    pub(crate) integrity: u32,
 }
 
 /// The primary group of this process's token (the group Qt's GROUP_ACCESS grants).
@@ -155,12 +181,23 @@ pub(crate) fn client_user(
         interprocess::os::windows::named_pipe::pipe_mode::Bytes,
     >,
 ) -> Option<Sid> {
+    client_identity(pipe).map(|c| c.user)
+}
+
+/// [`client_user`] and the integrity level of the client's token, from one impersonation.
+/// `None` when either cannot be read, or when the token the impersonation gave is not an
+/// impersonation token at identification level or above (see [`identity_of`]).
+pub(crate) fn client_identity(
+    pipe: &interprocess::os::windows::named_pipe::DuplexPipeStream<
+        interprocess::os::windows::named_pipe::pipe_mode::Bytes,
+    >,
+) -> Option<ClientIdentity> {
     // The calling thread may be impersonating someone already (a service serving a client):
     // RevertToSelf would end that, so keep its token and put it back after.
     let saved = thread_token(TOKEN_IMPERSONATE);
     let sid = match pipe.impersonate_client() {
         Ok(guard) => {
-            let sid = impersonated_user();
+            let sid = impersonated_identity();
             drop(guard); // RevertToSelf
             sid
         }
@@ -186,21 +223,63 @@ pub(super) fn thread_token(access: u32) -> Option<OwnedHandle> {
     Some(unsafe { OwnedHandle::from_raw_handle(t as _) })
 }
 
-/// The user of the token the current thread impersonates with.
+/// The identity of the token the current thread impersonates with.
 ///
 /// First through `GetCurrentThreadEffectiveToken()` (the pseudo handle -6, Windows 8 and
 /// later), which opens nothing and so passes no access check: a non-elevated primary may not
 /// open an elevated launch's token (its default DACL grants only Administrators and SYSTEM),
 /// yet the launch is the same user. Then, where the pseudo handle is not understood, by
 /// opening the thread token as self.
-pub(super) fn impersonated_user() -> Option<Sid> {
+pub(super) fn impersonated_identity() -> Option<ClientIdentity> {
     // SAFETY: pseudo handles are never closed and stay valid; -6 is
     // GetCurrentThreadEffectiveToken() (winbase.h), a query-only handle.
     let effective = unsafe { BorrowedHandle::borrow_raw(-6isize as std::os::windows::io::RawHandle) };
-    if let Ok(sid) = token_sid(effective, TokenUser) {
-        return Some(sid);
+    if let Ok(id) = identity_of(effective) {
+        return id;
     }
-    token_sid(thread_token(TOKEN_QUERY)?.as_handle_borrowed(), TokenUser).ok()
+    identity_of(thread_token(TOKEN_QUERY)?.as_handle_borrowed()).ok().flatten()
+}
+
+/// The user and integrity level of `token`, if it is what a successful impersonation of a
+/// client gives: an impersonation token at identification level or above. Anything else
+/// is a stranger (`Ok(None)`): with no impersonation in place, the thread's effective
+/// token is the process's own primary token, which would read as "the same user".
+/// `Err`: the token could not be queried at all.
+pub(super) fn identity_of(token: BorrowedHandle<'_>) -> io::Result<Option<ClientIdentity>> {
+    use windows_sys::Win32::Security::{
+        SecurityIdentification, TokenImpersonation, TokenImpersonationLevel, TokenType,
+    };
+    let kind = token_u32(token, TokenType)?;
+    if kind != TokenImpersonation as u32 {
+        return Ok(None);
+    }
+    if token_u32(token, TokenImpersonationLevel)? < SecurityIdentification as u32 {
+        return Ok(None);
+    }
+    let user = token_sid(token, TokenUser)?;
+    let label = token_sid(token, TokenIntegrityLevel)?;
+    Ok(label_rid(&label).map(|integrity| ClientIdentity { user, integrity }))
+}
+
+/// A token information class whose value is one 32-bit integer (`TokenType`,
+/// `TokenImpersonationLevel`, `TokenSessionId`).
+fn token_u32(token: BorrowedHandle<'_>, class: TOKEN_INFORMATION_CLASS) -> io::Result<u32> {
+    let mut value = 0u32;
+    let mut len = 0u32;
+    // SAFETY: `value` is writable for the 4 bytes passed; `len` is a valid out pointer.
+    if unsafe {
+        GetTokenInformation(
+            token.as_raw_handle() as HANDLE,
+            class,
+            (&mut value as *mut u32).cast(),
+            4,
+            &mut len,
+        )
+    } == 0
+    {
+        return Err(last_error());
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -233,5 +312,22 @@ mod tests {
         unsafe { windows_sys::Win32::Security::RevertToSelf() };
         assert!(kept, "client_user ended the caller's own impersonation");
         assert!(thread_token(TOKEN_QUERY).is_none());
+    }
+
+    /// Fail closed: a token that is not an impersonation token (the process's own primary
+    /// token, which the thread's effective token is when no impersonation took) is a
+    /// stranger, not "the same user"; an impersonation token of this user is this user.
+    #[test]
+    fn only_an_impersonation_token_identifies_a_client() {
+        let process = process_token().unwrap();
+        assert_eq!(identity_of(process.as_handle_borrowed()).unwrap(), None, "primary token trusted");
+        // SAFETY: plain call; the thread impersonates itself until RevertToSelf below.
+        assert_ne!(unsafe { windows_sys::Win32::Security::ImpersonateSelf(1) }, 0); // SecurityIdentification
+        let token = thread_token(TOKEN_QUERY);
+        // SAFETY: plain call, ends the impersonation.
+        unsafe { windows_sys::Win32::Security::RevertToSelf() };
+        let id = identity_of(token.unwrap().as_handle_borrowed()).unwrap().expect("identified");
+        assert_eq!(id.user, current_user().unwrap());
+        assert_eq!(id.integrity, own_integrity().unwrap());
     }
 }

@@ -38,7 +38,7 @@ use crate::sys::Ready;
 use crate::SocketOptions;
 
 /// Device and inode of a socket file: what `close` checks before it unlinks.
-type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// A listening socket with its wake-up pipe. Non-blocking, except on Linux and Android
 /// for a socket this crate bound: that one stays blocking, so that a plain `accept` can
@@ -51,6 +51,9 @@ pub(crate) struct Listener {
     waker: Waker,
     /// The file this listener bound, if it bound one (not for adopted or abstract sockets).
     file: Option<(PathBuf, FileId)>,
+    /// The process that made it: a child forked without exec has a copy of it, whose
+    /// close must leave the socket file and the socket itself to the parent.
+    pid: u32,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     blocking: Blocking,
 }
@@ -255,6 +258,7 @@ impl Listener {
             listener,
             waker,
             file,
+            pid: std::process::id(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             blocking: Blocking {
                 nonblocking: AtomicBool::new(!blocking),
@@ -315,8 +319,45 @@ impl Listener {
         interprocess::local_socket::traits::Listener::accept(&self.listener).map(Some)
     }
 
-    /// Removes the socket file this listener bound, if it is still that file.
+    /// Makes the socket refuse connections from now on, in every process that holds it (a
+    /// child forked without exec shares it, and closing our descriptor would leave it
+    /// listening there), and hangs up on those waiting in its backlog, so that their
+    /// clients start over. For sockets the crate bound itself (the primary's): an adopted
+    /// one's other holders (a service manager) would still use it.
+    pub(crate) fn shut_down(&self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        // connect(2) to a listening Unix socket shut down for reading fails (ECONNREFUSED on
+        // Linux); what is queued already can still be accepted.
+        let _ = rustix::net::shutdown(self.fd(), rustix::net::Shutdown::Both);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.make_nonblocking().is_err() {
+            return;
+        }
+        loop {
+            match self.accept_one() {
+                // Accepted just now, so ours alone: closing it hangs up.
+                Ok(Some(stream)) => drop(stream),
+                Ok(None) => {}
+                Err(e) if gave_up(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Device and inode of the socket file this listener bound, if it bound one.
+    pub(crate) fn file_id(&self) -> Option<FileId> {
+        self.file.as_ref().map(|(_, id)| *id)
+    }
+
+    /// Removes the socket file this listener bound, if it is still that file, and only in
+    /// the process that bound it (not in a child forked without exec, where the parent
+    /// still serves it).
     pub(crate) fn remove_own_file(&self) {
+        if self.pid != std::process::id() {
+            return;
+        }
         if let Some((path, id)) = &self.file {
             let _ = unlink_if(path, Some(*id));
         }

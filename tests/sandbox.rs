@@ -1,0 +1,690 @@
+//! SingleInstance where desktop apps run: Flatpak's layout under real bubblewrap (separate
+//! pid namespaces, with and without a network namespace), the System scope across network
+//! namespaces, names that no two app ids or scopes share, and the runtime-dir-less
+//! fallback that another user cannot take first.
+//!
+//! The sandboxes are real: `bwrap` (bubblewrap, which Flatpak runs) and `unshare`. A test
+//! that cannot create them prints why and returns, except as root (CI), where it fails.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use solo_instance::{Primary, Reply, Scope, SingleInstance, Start};
+use util::solo::{forwarded, is_root, json_line, output, set_mode, text};
+use util::{example, Proc, TempDir, Watchdog};
+
+/// Whether `bwrap` can make a pid namespace here. As root (CI installs bubblewrap) it must;
+/// otherwise a test that needs it prints why and is skipped.
+fn bwrap_works() -> bool {
+    let out = Command::new("bwrap").args(["--dev-bind", "/", "/", "--unshare-pid", "true"]).output();
+    let why = match out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => format!("bwrap --unshare-pid fails: {}", text(&o.stderr).trim()),
+        Err(e) => format!("no bwrap: {e}"),
+    };
+    assert!(!is_root(), "as root bubblewrap must work (.ci/run installs it): {why}");
+    eprintln!("skipping {}: {why}", std::thread::current().name().unwrap_or("test"));
+    false
+}
+
+/// Flatpak's runtime-dir layout for one app: a private `XDG_RUNTIME_DIR` and the
+/// `/.flatpak-info` a sandbox has.
+struct Flatpak {
+    runtime: TempDir,
+    info: TempDir,
+    app: String,
+}
+
+impl Flatpak {
+    fn new(tag: &str) -> Flatpak {
+        let runtime = TempDir::new(tag);
+        set_mode(runtime.path(), 0o700);
+        let info = TempDir::new("info");
+        let app = format!("org.sandbox.{tag}{}", std::process::id());
+        std::fs::write(info.path().join("flatpak-info"), format!("[Application]\nname={app}\n")).unwrap();
+        Flatpak { runtime, info, app }
+    }
+
+    /// Where the app's instances meet: `$XDG_RUNTIME_DIR/app/$FLATPAK_ID/<app>.sock`.
+    fn sock(&self) -> PathBuf {
+        self.runtime.path().join("app").join(&self.app).join(format!("{}.sock", self.app))
+    }
+
+    /// `solo SUB APP ARGS...` inside a sandbox of its own (`bwrap --unshare-pid`, plus
+    /// `extra`), with Flatpak's environment and `/.flatpak-info`.
+    fn sandboxed(&self, extra: &[&str], sub: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("bwrap");
+        cmd.args(["--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent"])
+            .args(extra)
+            .arg("--ro-bind")
+            .arg(self.info.path().join("flatpak-info"))
+            .arg("/.flatpak-info")
+            .arg(example("solo"));
+        self.finish(cmd, sub, args, true)
+    }
+
+    /// The same on the host, with `FLATPAK_ID` set or not.
+    fn host(&self, flatpak_id: bool, sub: &str, args: &[&str]) -> Command {
+        self.finish(Command::new(example("solo")), sub, args, flatpak_id)
+    }
+
+    fn finish(&self, mut cmd: Command, sub: &str, args: &[&str], flatpak_id: bool) -> Command {
+        cmd.arg(sub)
+            .arg(&self.app)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .current_dir("/");
+        if flatpak_id {
+            cmd.env("FLATPAK_ID", &self.app);
+        } else {
+            cmd.env_remove("FLATPAK_ID");
+        }
+        cmd
+    }
+}
+
+/// `cmd` (a `solo send -- TAG`) is served, and `primary`'s next line is its request.
+fn sent<S: AsRef<OsStr>>(what: S, cmd: &mut Command, primary: &Proc, tag: &str) {
+    let out = output(cmd);
+    let stdout = text(&out.stdout);
+    let what = what.as_ref().to_string_lossy();
+    assert!(out.status.success(), "{what}: {:?} {stdout:?} {:?}", out.status, text(&out.stderr));
+    assert_eq!(forwarded(&stdout)["ok"], true, "{what}: {stdout}");
+    let request = json_line(&primary.line());
+    assert_eq!(request["argv"][1], tag, "{what}: the primary's next line is {request}");
+}
+
+/// Flatpak: a primary in its own pid namespace (as `flatpak run` makes one) serves
+/// launches from other sandboxes of the app (each in its own pid namespace, one without
+/// network too) and from the host with `FLATPAK_ID` set. Each side sees the other's pid
+/// as 0; the uid is what is checked. A host launch without `FLATPAK_ID` has its own
+/// primary, in `$XDG_RUNTIME_DIR` itself.
+#[test]
+fn sandbox_flatpak_launches_in_separate_pid_namespaces_share_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let fp = Flatpak::new("fp");
+    let p = Proc::spawn(&mut fp.sandboxed(&[], "run", &["--count", "3"]));
+    assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+    sent("a second sandbox", &mut fp.sandboxed(&[], "send", &["--", "sandboxed"]), &p, "sandboxed");
+    sent(
+        "a sandbox without network",
+        &mut fp.sandboxed(&["--unshare-net"], "send", &["--", "no-network"]),
+        &p,
+        "no-network",
+    );
+    sent("the host, with FLATPAK_ID", &mut fp.host(true, "send", &["--", "host"]), &p, "host");
+    let (status, rest) = p.finish();
+    assert!(status.success() && rest.is_empty(), "{status:?} {rest:?}");
+
+    // Without FLATPAK_ID, the host's launch is the primary of $XDG_RUNTIME_DIR itself.
+    let own = fp.runtime.path().join(format!("{}.sock", fp.app));
+    let (status, lines) = util::run(&mut fp.host(false, "run", &["--count", "0"]));
+    assert!(status.success(), "{status:?} {lines:?}");
+    assert_eq!(lines, [format!("PRIMARY {}", own.display())]);
+}
+
+/// The other direction: a host primary (with `FLATPAK_ID`) serves sandboxed launches, in a
+/// pid namespace each, with and without network: the launch's check of the primary's uid
+/// holds though the primary's pid reads 0 from inside.
+#[test]
+fn sandbox_a_host_primary_serves_launches_from_pid_namespaces() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let fp = Flatpak::new("host");
+    let p = Proc::spawn(&mut fp.host(true, "run", &["--count", "2"]));
+    assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+    sent("a sandbox", &mut fp.sandboxed(&[], "send", &["--", "one"]), &p, "one");
+    sent(
+        "a sandbox without network",
+        &mut fp.sandboxed(&["--unshare-net"], "run", &["--", "two"]),
+        &p,
+        "two",
+    );
+    let (status, rest) = p.finish();
+    assert!(status.success() && rest.is_empty(), "{status:?} {rest:?}");
+}
+
+const CREDS_HELPER_VAR: &str = "SOLO_SANDBOX_CREDS_OF";
+
+/// Not a test of its own (it returns at once): the child of
+/// `sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid`, run inside a
+/// pid namespace with `SOLO_SANDBOX_CREDS_OF=<socket>`. It connects there and prints
+/// `CREDS <uid> <gid> <pid>` of the server, as it sees them.
+#[test]
+fn sandbox_helper_peer_credentials() {
+    let Ok(name) = std::env::var(CREDS_HELPER_VAR) else { return };
+    let line = match solo_instance::LocalSocket::connect(&name).and_then(|s| Ok(s.peer_credentials()?)) {
+        Ok(c) => format!("CREDS {:?} {:?} {:?}", c.uid, c.gid, c.pid),
+        Err(e) => format!("ERROR {e}"),
+    };
+    println!("{line}");
+}
+
+/// The peer's credentials seen from inside a pid namespace, of a server outside it: the
+/// uid and gid, and no pid (the kernel gives 0), rather than an error.
+#[test]
+fn sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !bwrap_works() {
+        return;
+    }
+    let dir = TempDir::new("creds");
+    let name = dir.join("s");
+    let mut server = solo_instance::LocalServer::new();
+    server.listen(&name).unwrap();
+    let p = Proc::spawn(
+        Command::new("bwrap")
+            .args(["--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "sandbox_helper_peer_credentials", "--nocapture", "--test-threads", "1"])
+            .env(CREDS_HELPER_VAR, &name),
+    );
+    let accepted = server.accept().unwrap();
+    // From the host, the sandboxed client's pid is visible.
+    let mine = accepted.peer_credentials().unwrap();
+    assert!(mine.pid.is_some(), "{mine:?}");
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if line.contains("CREDS") || line.contains("ERROR") {
+            break line;
+        }
+    };
+    let (uid, gid) = util::my_uid_gid();
+    assert!(line.contains(&format!("CREDS Some({uid}) Some({gid}) None")), "{line} {}", p.stderr());
+}
+
+// ---------------------------------------------------------------------------------------
+// A launch in a process of its own (another namespace, another environment)
+// ---------------------------------------------------------------------------------------
+
+const START_HELPER_VAR: &str = "SOLO_SANDBOX_START";
+
+/// Not a test of its own (it returns at once): a launch run by [`launch_in`], with
+/// `SOLO_SANDBOX_START="<scope> <app id> <arg> [<directory>]"`. It prints `PRIMARY <socket>`
+/// and then `REQUEST <arg>` for each request it serves (replying "served by <its arg>"),
+/// or `FORWARDED <reply's stdout>`, or `ERROR <error>`.
+#[test]
+fn sandbox_helper_start() {
+    let Ok(spec) = std::env::var(START_HELPER_VAR) else { return };
+    let words: Vec<&str> = spec.split(' ').collect();
+    let scope = match words[0] {
+        "user" => Scope::User,
+        "session" => Scope::Session,
+        "system" => Scope::System,
+        other => panic!("scope {other}"),
+    };
+    let mut instance = SingleInstance::new(words[1])
+        .unwrap()
+        .scope(scope)
+        .timeout(Duration::from_secs(5))
+        .argv(["helper", words[2]]);
+    if let Some(dir) = words.get(3) {
+        instance = instance.directory(dir);
+    }
+    match instance.start() {
+        Ok(Start::Primary(p)) => {
+            println!("PRIMARY {}", p.socket_path().display());
+            for r in p.requests() {
+                println!(
+                    "REQUEST {}",
+                    r.args().first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
+                );
+                let _ = r.reply(Reply::ok().with_stdout(format!("served by {}", words[2])));
+            }
+        }
+        Ok(Start::Forwarded(r)) => println!("FORWARDED {}", r.stdout()),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+/// Runs [`sandbox_helper_start`] as `wrap... <this test binary>` (`wrap` may be empty),
+/// with `env` set (and no `XDG_RUNTIME_DIR`, `XDG_CACHE_HOME` or `HOME` unless there):
+/// the process, and its first line of its own.
+fn launch_in(wrap: &[&str], env: &[(&str, &str)], spec: &str) -> (Proc, String) {
+    launch_as(&std::env::current_exe().unwrap(), None, wrap, env, spec)
+}
+
+/// [`launch_in`] of `exe` (a copy of this test binary), as `uid` if given.
+fn launch_as(
+    exe: &std::path::Path,
+    uid: Option<u32>,
+    wrap: &[&str],
+    env: &[(&str, &str)],
+    spec: &str,
+) -> (Proc, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = match wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--exact", "sandbox_helper_start", "--nocapture", "--test-threads", "1"])
+        .env(START_HELPER_VAR, spec)
+        .env_remove("FLATPAK_ID")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("HOME")
+        .current_dir("/");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let p = Proc::spawn(&mut cmd);
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if let Some(i) = ["PRIMARY", "FORWARDED", "ERROR"].iter().filter_map(|w| line.find(w)).min() {
+            break line[i..].to_owned();
+        }
+    };
+    (p, line)
+}
+
+/// A launch of `app` in this process: whether it became the primary (kept, serving from a
+/// thread of its own) or what it got instead.
+fn start_here(app: &str, scope: Scope, dir: Option<&std::path::Path>, tag: &str) -> Result<Primary, String> {
+    let mut i =
+        SingleInstance::new(app).unwrap().scope(scope).timeout(Duration::from_secs(3)).argv(["x", tag]);
+    if let Some(dir) = dir {
+        i = i.directory(dir);
+    }
+    match i.start() {
+        Ok(Start::Primary(p)) => Ok(p),
+        Ok(Start::Forwarded(r)) => Err(format!("forwarded to another primary: {}", r.stdout())),
+        Err(e) => Err(format!("error: {e}")),
+    }
+}
+
+/// FNV-1a of `s`, as 16 hex digits: what a too-long name was shortened to.
+fn fnv64(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s.as_bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Names: no two app ids or scopes share a primary
+// ---------------------------------------------------------------------------------------
+
+/// A long app id `L` (its socket name shortened by a hash) and the app whose id is that
+/// hash, `fnv64(L)`, each get a primary of their own, whichever starts first.
+#[test]
+fn sandbox_names_a_long_id_and_the_id_of_its_hash_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("hash");
+    set_mode(dir.path(), 0o700);
+    let long = format!("org.names.{}{}", "l".repeat(150), std::process::id());
+    let short = fnv64(&long);
+    for (first, second) in [(&long, &short), (&short, &long)] {
+        let a = start_here(first, Scope::User, Some(dir.path()), "first")
+            .unwrap_or_else(|e| panic!("{first}: {e}"));
+        let b = start_here(second, Scope::User, Some(dir.path()), "second")
+            .unwrap_or_else(|e| panic!("{second}, after {first}: {e}"));
+        assert_ne!(a.socket_path(), b.socket_path());
+    }
+}
+
+/// The same in the System scope (Linux: abstract names), as any user would meet it.
+#[test]
+fn sandbox_names_system_scope_long_id_and_its_hash_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let long = format!("org.names.sys{}{}", "l".repeat(150), std::process::id());
+    let short = fnv64(&long);
+    for (first, second) in [(&long, &short), (&short, &long)] {
+        let a = start_here(first, Scope::System, None, "first").unwrap_or_else(|e| panic!("{first}: {e}"));
+        let b = start_here(second, Scope::System, None, "second")
+            .unwrap_or_else(|e| panic!("{second}, after {first}: {e}"));
+        assert_ne!(a.socket_path(), b.socket_path());
+        assert_ne!(a.lock_path(), b.lock_path());
+        drop((a, b));
+    }
+    for app in [&long, &short] {
+        remove_system_lock(app);
+    }
+}
+
+/// Removes the System scope's lock file of `app` (lock files stay after their primary, by
+/// design), at the end of a test.
+fn remove_system_lock(app: &str) {
+    let name = if "solo-instance-system/".len() + app.len() > 107 {
+        format!("@{}", fnv64(app))
+    } else {
+        app.to_owned()
+    };
+    let _ = std::fs::remove_file(format!("/tmp/solo-instance-system@{name}.lock"));
+}
+
+/// Session-scope `org.x` in login session 7 and User-scope `org.x.session-7` each get a
+/// primary of their own, whichever starts first.
+#[test]
+fn sandbox_names_session_scope_and_a_user_scope_id_with_its_suffix_never_share_a_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("sess");
+    set_mode(dir.path(), 0o700);
+    let app = format!("org.names.s{}", std::process::id());
+    let user_app = format!("{app}.session-7");
+    let session = |tag: &str| {
+        launch_in(&[], &[("XDG_SESSION_ID", "7")], &format!("session {app} {tag} {}", dir.path().display()))
+    };
+    // The Session scope first.
+    let (p, line) = session("s1");
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let u = start_here(&user_app, Scope::User, Some(dir.path()), "u1")
+        .unwrap_or_else(|e| panic!("{user_app}: {e}"));
+    drop((p, u));
+    // The User scope first.
+    let u = start_here(&user_app, Scope::User, Some(dir.path()), "u2")
+        .unwrap_or_else(|e| panic!("{user_app}: {e}"));
+    let (p, line) = session("s2");
+    assert!(line.starts_with("PRIMARY "), "Session scope after User {user_app}: {line} {}", p.stderr());
+    drop((p, u));
+}
+
+// ---------------------------------------------------------------------------------------
+// The System scope across network namespaces
+// ---------------------------------------------------------------------------------------
+
+/// Whether `unshare -n` works (root). As root it must; otherwise the test is skipped.
+fn netns_works() -> bool {
+    if !is_root() {
+        eprintln!(
+            "skipping {}: needs root (unshare -n, other users)",
+            std::thread::current().name().unwrap_or("test")
+        );
+        return false;
+    }
+    let out = output(Command::new("unshare").args(["-n", "true"]));
+    assert!(out.status.success(), "unshare -n as root: {}", text(&out.stderr));
+    true
+}
+
+/// This test binary, copied where other users may run it.
+fn exe_for_others() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = TempDir::new("bin");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.path().join("sandbox");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A process forked by another test while the copy was open for writing holds that
+    // descriptor until it execs: until then, running the copy fails with ETXTBSY.
+    for _ in 0..500 {
+        match Command::new(&exe).arg("--list").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{}: {e}", exe.display()),
+            Ok(_) => return bin,
+        }
+    }
+    panic!("{} stays busy", exe.display());
+}
+
+/// The System scope gives one primary per machine across network namespaces (where the
+/// abstract socket does not reach): uid 4245's primary on the host; root's launch in a
+/// network namespace of its own fails with an error naming the limit instead of becoming
+/// a second primary, while a launch on the host (uid 4246) is served. Then the other way
+/// round: uid 4246's primary in a namespace, root's launch on the host fails; and once
+/// that primary is killed, the host launch is the primary at once.
+#[test]
+fn sandbox_system_scope_never_gives_a_second_primary_in_another_network_namespace() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.netns{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host-4245"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a launch in another network namespace: {line}"
+    );
+    let (_r, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host-4246"));
+    assert_eq!(line, "FORWARDED served by host-4245");
+    drop(p);
+
+    let netns_4246 = ["unshare", "-n", "setpriv", "--reuid=4246", "--regid=4246", "--clear-groups"];
+    let (p, line) = launch_as(&exe, None, &netns_4246, &[], &spec("netns-4246"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &[], &[], &spec("host-root"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a host launch while the primary runs in a network namespace: {line}"
+    );
+    util::solo::signal(p.id(), libc::SIGKILL);
+    drop(p);
+    let (p, line) = launch_as(&exe, None, &[], &[], &spec("after-kill"));
+    assert!(line.starts_with("PRIMARY "), "after kill -9 of the namespaced primary: {line} {}", p.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
+/// A System-scope lock file that another user made unreadable (mode 0600) is refused with
+/// an error naming it: never skipped, which would let two primaries run across network
+/// namespaces.
+#[test]
+fn sandbox_system_scope_refuses_a_lock_file_it_cannot_open() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.squat{}", std::process::id());
+    let lock = format!("/tmp/solo-instance-system@{app}.lock");
+    std::fs::write(&lock, b"").unwrap();
+    set_mode(std::path::Path::new(&lock), 0o600);
+    let (p, line) = launch_as(&exe, Some(4247), &[], &[], &format!("system {app} squatted"));
+    assert!(line.starts_with("ERROR ") && line.contains(&lock), "{line} {}", p.stderr());
+    remove_system_lock(&app);
+}
+
+/// A launch that sees `/tmp` read-only (systemd's `ProtectSystem=strict` without
+/// `PrivateTmp=`, a sandbox that binds `/` read-only) cannot open the System scope's lock
+/// file for writing, but may still lock it read-only, as other users do: it is forwarded
+/// to the host's primary instead of failing "Read-only file system".
+#[test]
+fn sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rotmp{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (q, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert_eq!(line, "FORWARDED served by host", "{}", q.stderr());
+    drop(p);
+    remove_system_lock(&app);
+}
+
+/// The first launch on the machine runs where `/tmp` is read-only (a `ProtectSystem=strict`
+/// service) and no lock file exists, nor can one be made there. The name alone would decide
+/// only within its network namespace (perhaps a private one: two primaries), so it fails
+/// with an error that names the limit and the way out, not a bare "No such file". Once a
+/// launch with a writable `/tmp` made the file, such a launch is forwarded as any other
+/// (`sandbox_system_scope_with_a_read_only_tmp_still_reaches_the_primary`).
+#[test]
+fn sandbox_system_scope_first_launch_on_a_read_only_tmp_says_why_it_cannot_start() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rofirst{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    remove_system_lock(&app);
+    let ro = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    let (_p, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp"));
+    assert!(
+        line.starts_with("ERROR ") && line.contains("read-only") && line.contains("ReadWritePaths"),
+        "{line}"
+    );
+    let (p, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let (_q, line) = launch_as(&exe, None, &ro, &[], &spec("read-only-tmp-again"));
+    assert_eq!(line, "FORWARDED served by host");
+    drop(p);
+    remove_system_lock(&app);
+}
+
+// ---------------------------------------------------------------------------------------
+// Without XDG_RUNTIME_DIR: a fallback another user cannot take first
+// ---------------------------------------------------------------------------------------
+
+/// A directory owned by `uid`, with `mode`.
+fn owned_dir(path: &std::path::Path, uid: u32, mode: u32) {
+    std::fs::create_dir_all(path).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, uid) }, 0, "chown {}", path.display());
+    set_mode(path, mode);
+}
+
+/// Two launches of uid 4248, as `launch_as` runs them with `env`: the first is the
+/// primary, the second is forwarded to it.
+fn two_launches_meet(exe: &std::path::Path, app: &str, env: &[(&str, &str)]) {
+    let (p, line) = launch_as(exe, Some(4248), &[], env, &format!("user {app} first"));
+    assert!(line.starts_with("PRIMARY "), "the first launch: {line} {}", p.stderr());
+    let (q, line) = launch_as(exe, Some(4248), &[], env, &format!("user {app} second"));
+    assert_eq!(line, "FORWARDED served by first", "the second launch: {}", q.stderr());
+}
+
+/// With `XDG_RUNTIME_DIR` unset, uid 4249 creates the old fallback, `$TMPDIR/solo-instance-4248`,
+/// before uid 4248 launches: uid 4248's launches still meet, in a place of its own (its
+/// cache directory), and nothing of theirs is in the squatter's directory.
+#[test]
+fn sandbox_without_a_runtime_dir_another_user_cannot_take_the_fallback_first() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15");
+    set_mode(tmp.path(), 0o1777);
+    let squat = tmp.path().join("solo-instance-4248");
+    owned_dir(&squat, 4249, 0o700);
+    let home = TempDir::new("home15");
+    owned_dir(home.path(), 4248, 0o700);
+    let app = format!("org.sandbox.tmp{}", std::process::id());
+    let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home.path().to_str().unwrap())];
+    two_launches_meet(&exe, &app, &env);
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
+}
+
+/// A service account without a runtime directory whose home it cannot write (`nobody`'s
+/// `/nonexistent`, a `www-data` home owned by root, a read-only home): there is no cache
+/// directory to make, and the launches must still meet, in the temp dir as before the cache
+/// directory was preferred, instead of every launch failing "cannot create".
+#[test]
+fn sandbox_without_a_runtime_dir_or_a_writable_home_launches_still_meet() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15h");
+    set_mode(tmp.path(), 0o1777);
+    let home = TempDir::new("home15h");
+    set_mode(home.path(), 0o755);
+    let app = format!("org.sandbox.nohome{}", std::process::id());
+    for home in [home.path().to_str().unwrap(), "/nonexistent/solo-instance-test"] {
+        let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("HOME", home)];
+        two_launches_meet(&exe, &app, &env);
+    }
+}
+
+/// The long-path fallback: uid 4248's runtime directory is too long for any socket path in
+/// it, so the socket goes under `$TMPDIR`; uid 4249 created `$TMPDIR/solo-instance-4248`
+/// (the old name) first. The launches of uid 4248 still meet there, in a directory whose
+/// name another user cannot know.
+#[test]
+fn sandbox_long_path_fallback_cannot_be_taken_first_by_another_user() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let tmp = TempDir::new("tmp15l");
+    set_mode(tmp.path(), 0o1777);
+    let squat = tmp.path().join("solo-instance-4248");
+    owned_dir(&squat, 4249, 0o700);
+    let top = TempDir::new("run15l");
+    set_mode(top.path(), 0o755);
+    let runtime = top.path().join("r".repeat(100));
+    owned_dir(&runtime, 4248, 0o700);
+    let app = format!("org.sandbox.long{}", std::process::id());
+    let env = [("TMPDIR", tmp.path().to_str().unwrap()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    two_launches_meet(&exe, &app, &env);
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "files in the squatter's directory");
+}
+
+/// As an unprivileged user's `flatpak run` does it: bubblewrap with a user namespace (uid
+/// 4250 mapped to itself) and a pid namespace. A sandboxed primary serves a second sandbox
+/// (one without network) and the host (with `FLATPAK_ID`), all as uid 4250.
+#[test]
+fn sandbox_flatpak_with_user_namespaces_as_an_ordinary_user_shares_one_primary() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !netns_works() || !bwrap_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let top = TempDir::new("fpuser");
+    set_mode(top.path(), 0o755);
+    let runtime = top.path().join("run");
+    owned_dir(&runtime, 4250, 0o700);
+    let app = format!("org.sandbox.fpuser{}", std::process::id());
+    let env = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap()), ("FLATPAK_ID", app.as_str())];
+    let sandbox = ["bwrap", "--unshare-user", "--unshare-pid", "--dev-bind", "/", "/", "--die-with-parent"];
+    let no_net = [
+        "bwrap",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--dev-bind",
+        "/",
+        "/",
+        "--die-with-parent",
+    ];
+    let (p, line) = launch_as(&exe, Some(4250), &sandbox, &env, &format!("user {app} first"));
+    let sock = runtime.join("app").join(&app).join(format!("{app}.sock"));
+    assert_eq!(line, format!("PRIMARY {}", sock.display()), "{}", p.stderr());
+    for (wrap, tag) in [(&sandbox[..], "sandboxed"), (&no_net[..], "no-network"), (&[][..], "host")] {
+        let (q, line) = launch_as(&exe, Some(4250), wrap, &env, &format!("user {app} {tag}"));
+        assert_eq!(line, "FORWARDED served by first", "{tag}: {}", q.stderr());
+    }
+}
