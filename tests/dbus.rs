@@ -21,6 +21,7 @@
 //! | ... and no second process started by the bus for the call | `a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process` |
 //! | 120 calls at once to a busy app: all wait their turn, none fails "busy" | `a_hundred_and_twenty_calls_at_once_all_reach_a_busy_app` |
 //! | calls not taken at shutdown go to the successor | `calls_waiting_at_shutdown_are_handed_to_the_successor` |
+//! | ... or, with none running, to the process the bus starts | `calls_waiting_at_shutdown_reach_the_process_the_bus_starts` |
 //! | `ulimit -n` 9 to 11: no panic, D-Bus off, a clean exit | `under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly` |
 //! | idle, on a bus or without: no context switch | `an_idle_dbus_primary_never_wakes` |
 //!
@@ -1040,4 +1041,53 @@ fn a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process(
     assert!(ok && out == ["()"], "{out:?}");
     assert_eq!(solo.line(), r#"DBUS Open {"uris":["file:///freed"],"platform_data":{}}"#);
     assert!(!started.exists(), "the bus started a second process for the call");
+}
+
+/// Calls not taken when the primary shuts down, with no successor running, go to the
+/// process the bus starts for the app's `DBusActivatable` service: the hand-off's call to
+/// the unowned name activates it, it becomes the primary and answers them all.
+#[test]
+fn calls_waiting_at_shutdown_reach_the_process_the_bus_starts() {
+    let _w = Watchdog::new(LIMIT);
+    let app = App::new("reactiv");
+    let services = TempDir::new("rservices");
+    let out = services.path().join("out");
+    let wrapper = services.path().join("start.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' run '{}' --count 3 > '{}'\n",
+            example("solo").display(),
+            app.id,
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = dbus_service_file(&app.id, &[&wrapper]).unwrap();
+    std::fs::write(services.path().join(format!("{}.service", app.id)), &service).unwrap();
+    let bus = Bus::with("reactiv", Some(services.path()), &[("XDG_RUNTIME_DIR", app.dir.path().as_os_str())]);
+
+    let primary = primary_with(&app, Duration::from_secs(20), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    let uris: Vec<String> = (0..3).map(|i| format!("file:///reactiv/{i}")).collect();
+    let replies = open_all(&bus, &app, &uris);
+    let dropping = thread::spawn(move || drop(primary));
+    for _ in 0..3 {
+        if let Err(e) = replies.recv_timeout(LINE_TIMEOUT).expect("a reply") {
+            panic!("a call failed: {e}");
+        }
+    }
+    dropping.join().unwrap();
+    // `--count 3`: the activated example exits after the three calls.
+    wait_for("the activated example's exit", LINE_TIMEOUT, || bus.owner_pid(&app.id).is_none());
+    let printed = std::fs::read_to_string(&out).unwrap();
+    let mut lines = printed.lines();
+    assert_eq!(lines.next(), Some(format!("PRIMARY {}", app.sock().display()).as_str()), "{printed}");
+    let mut got: Vec<String> = lines
+        .map(|l| json(l.strip_prefix("DBUS Open ").unwrap_or_else(|| panic!("{l}")))["uris"][0].to_string())
+        .collect();
+    got.sort();
+    let all: Vec<String> = uris.iter().map(|u| format!("{u:?}")).collect();
+    assert_eq!(got, all);
 }
