@@ -22,6 +22,7 @@
 //! | 120 calls at once to a busy app: all wait their turn, none fails "busy" | `a_hundred_and_twenty_calls_at_once_all_reach_a_busy_app` |
 //! | calls not taken at shutdown go to the successor | `calls_waiting_at_shutdown_are_handed_to_the_successor` |
 //! | ... or, with none running, to the process the bus starts | `calls_waiting_at_shutdown_reach_the_process_the_bus_starts` |
+//! | ... or, with neither, fail after the timeout saying so | `calls_waiting_at_shutdown_with_no_successor_fail_saying_so` |
 //! | `ulimit -n` 9 to 11: no panic, D-Bus off, a clean exit | `under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly` |
 //! | idle, on a bus or without: no context switch | `an_idle_dbus_primary_never_wakes` |
 //!
@@ -1090,4 +1091,20 @@ fn calls_waiting_at_shutdown_reach_the_process_the_bus_starts() {
     got.sort();
     let all: Vec<String> = uris.iter().map(|u| format!("{u:?}")).collect();
     assert_eq!(got, all);
+}
+
+/// With no successor and nothing for the bus to start, calls waiting at shutdown fail,
+/// once the timeout has passed without an owner for the name, saying so; the drop
+/// returns.
+#[test]
+fn calls_waiting_at_shutdown_with_no_successor_fail_saying_so() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("nosucc");
+    let app = App::new("nosucc");
+    let primary = primary_with(&app, Duration::from_secs(1), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    let replies = open_all(&bus, &app, &["file:///nosucc".to_owned()]);
+    drop(primary);
+    let err = replies.recv_timeout(LINE_TIMEOUT).expect("a reply").unwrap_err();
+    assert!(err.contains("ServiceUnknown") && err.contains("no successor took"), "{err}");
 }

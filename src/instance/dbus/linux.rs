@@ -51,7 +51,8 @@ const MAX_WAITING: usize = 1024;
 /// the bus socket, and a few to spare for launches.
 const FDS_NEEDED: usize = 6;
 
-/// Messages zbus reads ahead of its handlers: each at most the message limit (`Filter`).
+/// Messages zbus reads ahead of its handlers: the body of each cut to the message limit,
+/// or 64 KiB if that is more (`Filter`).
 const MAX_QUEUED: usize = 8;
 
 /// Between two tries to hand a call to a successor that has not taken the name yet.
@@ -594,16 +595,23 @@ impl Application {
                     shared.timeout.as_millis()
                 )));
             };
+            let unowned = |name: &zbus::names::OwnedErrorName| {
+                matches!(
+                    name.as_str(),
+                    "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                )
+            };
             match r {
                 Ok(_) => return Ok(()),
-                Err(zbus::Error::MethodError(name, _, _))
-                    if matches!(
-                        name.as_str(),
-                        "org.freedesktop.DBus.Error.ServiceUnknown"
-                            | "org.freedesktop.DBus.Error.NameHasNoOwner"
-                    ) && Instant::now() < deadline =>
-                {
+                Err(zbus::Error::MethodError(name, _, _)) if unowned(&name) && Instant::now() < deadline => {
                     async_io::Timer::after(HAND_OFF_RETRY).await;
+                }
+                Err(zbus::Error::MethodError(name, _, _)) if unowned(&name) => {
+                    return Err(fdo::Error::ServiceUnknown(format!(
+                        "the primary instance shut down, and no successor took {} within {} ms",
+                        shared.name,
+                        shared.timeout.as_millis()
+                    )))
                 }
                 Err(zbus::Error::MethodError(name, text, _)) => {
                     return Err(fdo::Error::Failed(format!(
@@ -644,6 +652,8 @@ fn unsent(e: TrySendError<Event>) -> Event {
     }
 }
 
+const BUSY: &str = "the primary instance is busy: the most D-Bus calls that may wait (1024) wait";
+
 /// A call's request that was not queued, and why (`None`: the primary shuts down).
 type Refused = (Box<Request>, Option<&'static str>);
 
@@ -668,7 +678,7 @@ impl Context {
             }
         }
         if waiting.len() >= MAX_WAITING {
-            return Err((request, Some("the primary instance is busy: 1024 D-Bus calls wait")));
+            return Err((request, Some(BUSY)));
         }
         waiting.push_back(request);
         Ok(())
