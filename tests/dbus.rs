@@ -15,6 +15,16 @@
 //! | no bus: the socket still works, and the status says why | `without_a_bus_the_socket_still_works` |
 //! | the editor demo opens files sent over D-Bus (and refuses a foreign host, an escaped slash) | `editor_opens_files_sent_over_dbus` |
 //! | object path and service file | `object_path_and_service_file_follow_the_specs` |
+//! | a frozen or silent bus: `start()` within 2 s, `Pending`; the drop frees the lock | `a_frozen_or_silent_bus_holds_up_neither_the_start_nor_the_lock` |
+//! | the message limit: a 2 MiB `Open` refused, a 38 MiB one not held in memory | `a_call_over_the_message_limit_is_refused_and_not_held_in_memory` |
+//! | queued for the name, taken when the owner leaves | `a_primary_queued_for_its_name_takes_it_when_the_owner_leaves` |
+//! | ... and no second process started by the bus for the call | `a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process` |
+//! | 120 calls at once to a busy app: all wait their turn, none fails "busy" | `a_hundred_and_twenty_calls_at_once_all_reach_a_busy_app` |
+//! | calls not taken at shutdown go to the successor | `calls_waiting_at_shutdown_are_handed_to_the_successor` |
+//! | ... or, with none running, to the process the bus starts | `calls_waiting_at_shutdown_reach_the_process_the_bus_starts` |
+//! | ... or, with neither, fail after the timeout saying so | `calls_waiting_at_shutdown_with_no_successor_fail_saying_so` |
+//! | `ulimit -n` 9 to 11: no panic, D-Bus off, a clean exit | `under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly` |
+//! | idle, on a bus or without: no context switch | `an_idle_dbus_primary_never_wakes` |
 //!
 //! Needs `dbus-daemon` and `gdbus`/`gapplication` (Debian: `dbus-daemon libglib2.0-bin`,
 //! which `.ci/run` installs): without them the tests fail, saying so.
@@ -29,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use solo_instance::{
@@ -60,6 +70,11 @@ impl Bus {
     /// A bus that starts services from `services` (a `<servicedir>`), with `env` in its
     /// environment (which activated services inherit, as from a real session's bus).
     fn with(tag: &str, services: Option<&Path>, env: &[(&str, &OsStr)]) -> Bus {
+        Bus::configured(tag, services, env, "")
+    }
+
+    /// A bus whose config also has `extra` (`<limit>` elements, say).
+    fn configured(tag: &str, services: Option<&Path>, env: &[(&str, &OsStr)], extra: &str) -> Bus {
         let dir = TempDir::new(tag);
         let socket = dir.path().join("bus");
         let address = format!("unix:path={}", socket.display());
@@ -73,6 +88,7 @@ impl Bus {
   <listen>{address}</listen>
   <auth>EXTERNAL</auth>
   {servicedir}
+  {extra}
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
@@ -303,7 +319,7 @@ fn gapplication_launch_and_action_reach_the_primary_as_requests() {
     let bus = Bus::start("gapp");
     let app = App::new("gapp");
     let primary = app.primary(DbusBus::Address(bus.address.clone()));
-    assert_eq!(primary.dbus_status(), &active(&app));
+    assert_eq!(primary.dbus_status(), active(&app));
     let file = app.dir.path().join("a b.txt");
     std::fs::write(&file, "hello\n").unwrap();
 
@@ -519,7 +535,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
         .unwrap();
     let primary = app.primary(on_bus());
     let squatter_name = squatter.unique_name().unwrap().to_string();
-    assert_eq!(primary.dbus_status(), &DbusStatus::NameTaken(squatter_name), "{}", primary.dbus_status());
+    assert_eq!(primary.dbus_status(), DbusStatus::NameTaken(squatter_name), "{}", primary.dbus_status());
     launch_is_served(&app, &primary, "socket");
     drop(primary);
     drop(squatter);
@@ -527,7 +543,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
     // Now the primary of this lock owns it; a primary of another lock (another runtime
     // dir: a second lock holder) does not.
     let primary = app.primary(on_bus());
-    assert_eq!(primary.dbus_status(), &active(&app));
+    assert_eq!(primary.dbus_status(), active(&app));
     let other = TempDir::new("other");
     std::fs::set_permissions(other.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let second = app.primary_in(other.path(), on_bus());
@@ -538,7 +554,7 @@ fn the_name_is_owned_only_by_a_lock_holder_and_released_with_it() {
     drop(primary);
     assert_eq!(bus.owner_pid(&app.id), None, "the name outlived its primary");
     let successor = app.primary(on_bus());
-    assert_eq!(successor.dbus_status(), &active(&app));
+    assert_eq!(successor.dbus_status(), active(&app));
     assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
 }
 
@@ -560,7 +576,7 @@ fn without_a_bus_the_socket_still_works() {
     drop(primary);
 
     let primary = app.primary(DbusBus::Off);
-    assert_eq!(primary.dbus_status(), &DbusStatus::Off);
+    assert_eq!(primary.dbus_status(), DbusStatus::Off);
     drop(primary);
 
     let dir = TempDir::new("noname");
@@ -626,4 +642,478 @@ fn object_path_and_service_file_follow_the_specs() {
     );
     assert!(dbus_service_file("editor", &["/usr/bin/editor"]).is_err());
     assert!(dbus_service_file::<&str>("org.example.Editor", &[]).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// A frozen bus, the size limit, the queue for the name, at-least-once, EMFILE, idle
+// ---------------------------------------------------------------------------------------
+
+/// Waits (under the test's watchdog) until `done` holds, failing after `bound`.
+fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process of this test; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// A primary of `app` in its own directory, with this timeout and bus.
+fn primary_with(app: &App, timeout: Duration, bus: DbusBus) -> Primary {
+    let instance = SingleInstance::new(&app.id)
+        .unwrap()
+        .directory(app.dir.path())
+        .timeout(timeout)
+        .dbus_bus(bus)
+        .argv(["t"]);
+    match instance.start().unwrap() {
+        Start::Primary(p) => p,
+        Start::Forwarded(r) => panic!("not primary: {r:?}"),
+    }
+}
+
+fn client(bus: &Bus) -> zbus::blocking::Connection {
+    zbus::blocking::connection::Builder::address(bus.address.as_str()).unwrap().build().unwrap()
+}
+
+/// `Open([uri], {})` on the app from `client`: `()` or the error's text.
+fn open_with(client: &zbus::blocking::Connection, app: &App, uri: &str) -> Result<(), String> {
+    let pd: std::collections::HashMap<&str, zbus::zvariant::Value> = Default::default();
+    client
+        .call_method(
+            Some(app.id.as_str()),
+            dbus_object_path(&app.id).as_str(),
+            Some("org.freedesktop.Application"),
+            "Open",
+            &(vec![uri], pd),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `uris.len()` `Open` calls at once (raw messages, no waiting in between), then a
+/// `Peer.Ping` to the app's connection, which returns once the app's connection has read
+/// them all. The replies arrive on the returned channel: `Ok(uri)` or `Err(error)`.
+fn open_all(bus: &Bus, app: &App, uris: &[String]) -> mpsc::Receiver<Result<String, String>> {
+    let client = client(bus);
+    let replies = zbus::blocking::MessageIterator::from(&client);
+    let path = dbus_object_path(&app.id);
+    let mut serials = std::collections::HashMap::new();
+    for uri in uris {
+        let pd: std::collections::HashMap<&str, zbus::zvariant::Value> = Default::default();
+        let msg = zbus::Message::method_call(path.as_str(), "Open")
+            .unwrap()
+            .destination(app.id.as_str())
+            .unwrap()
+            .interface("org.freedesktop.Application")
+            .unwrap()
+            .build(&(vec![uri.as_str()], pd))
+            .unwrap();
+        serials.insert(msg.primary_header().serial_num(), uri.clone());
+        client.send(&msg).unwrap();
+    }
+    client
+        .call_method(Some(app.id.as_str()), path.as_str(), Some("org.freedesktop.DBus.Peer"), "Ping", &())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _client = client;
+        for msg in replies {
+            let Ok(msg) = msg else { break };
+            let header = msg.header();
+            let Some(uri) = header.reply_serial().and_then(|s| serials.remove(&s)) else { continue };
+            let reply = match msg.message_type() {
+                zbus::message::Type::MethodReturn => Ok(uri),
+                _ => Err(format!(
+                    "{uri}: {:?} {:?}",
+                    header.error_name(),
+                    msg.body().deserialize::<String>().ok()
+                )),
+            };
+            if tx.send(reply).is_err() || serials.is_empty() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A bus that stops answering (SIGSTOP), before the start and again before the drop, and
+/// a socket that accepts and never speaks: `start()` returns within its 2 s deadline
+/// (plus generous slack), saying `Pending`, and serves launches; the primary takes the
+/// name once the bus wakes; the drop frees the lock at once, not after the 30 s method
+/// timeout.
+#[test]
+fn a_frozen_or_silent_bus_holds_up_neither_the_start_nor_the_lock() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("frozen");
+    let app = App::new("frozen");
+    let long = Duration::from_secs(30);
+    let slack = Duration::from_secs(10);
+
+    signal(bus.daemon.id(), libc::SIGSTOP);
+    let t = Instant::now();
+    let primary = primary_with(&app, long, DbusBus::Address(bus.address.clone()));
+    assert!(t.elapsed() < slack, "start() took {:?} with a frozen bus", t.elapsed());
+    assert!(matches!(primary.dbus_status(), DbusStatus::Pending(_)), "{}", primary.dbus_status());
+    launch_is_served(&app, &primary, "frozen");
+    // Awake, the bus lets it finish: it owns the name.
+    signal(bus.daemon.id(), libc::SIGCONT);
+    wait_for("the name, once the bus woke", LINE_TIMEOUT, || primary.dbus_status() == active(&app));
+    assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
+
+    // Frozen while the primary owns the name: the drop gives up on it and frees the lock.
+    signal(bus.daemon.id(), libc::SIGSTOP);
+    let t = Instant::now();
+    drop(primary);
+    assert!(t.elapsed() < slack, "the drop took {:?} with a frozen bus", t.elapsed());
+    let next = primary_with(&app, long, DbusBus::Off);
+    drop(next);
+    signal(bus.daemon.id(), libc::SIGCONT);
+
+    // A socket that accepts and never answers the handshake.
+    let silent = app.dir.path().join("silent");
+    let listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let t = Instant::now();
+    let primary = primary_with(&app, long, DbusBus::Address(format!("unix:path={}", silent.display())));
+    assert!(t.elapsed() < slack, "start() took {:?} with a silent bus", t.elapsed());
+    assert!(matches!(primary.dbus_status(), DbusStatus::Pending(_)), "{}", primary.dbus_status());
+    launch_is_served(&app, &primary, "silent");
+    let t = Instant::now();
+    drop(primary);
+    assert!(t.elapsed() < slack, "the drop took {:?} with a silent bus", t.elapsed());
+}
+
+/// `max_message_size` holds on D-Bus as on the socket: a 2 MiB `Open` is refused with
+/// `LimitsExceeded` (the socket refuses the same size), and never reaches the app; a
+/// 38 MiB one costs the primary no more than a few MiB of memory (peak RSS, `VmHWM`),
+/// where zbus would read it whole and the JSON copies took it to 158 MiB. The bus is
+/// configured to pass messages up to the protocol's 128 MiB.
+#[test]
+fn a_call_over_the_message_limit_is_refused_and_not_held_in_memory() {
+    let _w = Watchdog::new(LIMIT);
+    let limits = r#"<limit name="max_message_size">134217728</limit>
+  <limit name="max_incoming_bytes">1000000000</limit>
+  <limit name="max_outgoing_bytes">1000000000</limit>"#;
+    let bus = Bus::configured("limit", None, &[], limits);
+    let app = App::new("limit");
+    let solo = app.solo_primary(&bus.address, &[]);
+    let client = client(&bus);
+    let hwm = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", solo.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().to_owned();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+
+    let big = format!("file:///{}", "a".repeat(2 << 20));
+    let err = open_with(&client, &app, &big).unwrap_err();
+    assert!(err.contains("LimitsExceeded") && err.contains("limit"), "{err}");
+    open_with(&client, &app, "file:///small").unwrap();
+    assert_eq!(solo.line(), r#"DBUS Open {"uris":["file:///small"],"platform_data":{}}"#);
+
+    let before = hwm();
+    let huge = format!("file:///{}", "b".repeat(38 << 20));
+    let err = open_with(&client, &app, &huge).unwrap_err();
+    assert!(err.contains("LimitsExceeded"), "{err}");
+    drop(huge);
+    let grew = hwm().saturating_sub(before);
+    assert!(grew < 8 << 10, "a 38 MiB call took the primary's peak RSS up by {grew} KiB");
+    open_with(&client, &app, "file:///after").unwrap();
+    assert_eq!(solo.line(), r#"DBUS Open {"uris":["file:///after"],"platform_data":{}}"#);
+}
+
+/// A primary that finds its name owned queues for it (`NameTaken`), and takes it when the
+/// owner leaves: calls to the name reach it from then on.
+#[test]
+fn a_primary_queued_for_its_name_takes_it_when_the_owner_leaves() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("queue");
+    let app = App::new("queue");
+    let squatter = client(&bus);
+    squatter.request_name(app.id.as_str()).unwrap();
+    let primary = app.primary(DbusBus::Address(bus.address.clone()));
+    let squatter_name = squatter.unique_name().unwrap().to_string();
+    assert_eq!(primary.dbus_status(), DbusStatus::NameTaken(squatter_name));
+
+    drop(squatter);
+    wait_for("the name, once its owner left", LINE_TIMEOUT, || primary.dbus_status() == active(&app));
+    assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
+    let call = bus.gdbus(
+        &app.id,
+        &dbus_object_path(&app.id),
+        "org.freedesktop.Application.Open",
+        &["['file:///queued']", "{}"],
+    );
+    let request = next(&primary);
+    assert_eq!(
+        request.origin(),
+        &Origin::Open { uris: vec!["file:///queued".into()], platform_data: Default::default() }
+    );
+    request.reply(Reply::ok()).unwrap();
+    let (status, out) = call.finish();
+    assert!(status.success() && out == ["()"], "{status:?} {out:?}");
+}
+
+/// 120 calls at once to an app that takes none until they are all in (the queue holds
+/// 64): every call waits its turn and succeeds; none fails with "busy".
+#[test]
+fn a_hundred_and_twenty_calls_at_once_all_reach_a_busy_app() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("busy");
+    let app = App::new("busy");
+    let primary = app.primary(DbusBus::Address(bus.address.clone()));
+    let uris: Vec<String> = (0..120).map(|i| format!("file:///busy/{i}")).collect();
+    let replies = open_all(&bus, &app, &uris);
+    let mut seen = Vec::new();
+    for _ in 0..120 {
+        let request = next(&primary);
+        let Origin::Open { uris, .. } = request.origin() else { panic!("{request:?}") };
+        seen.push(uris[0].clone());
+        request.reply(Reply::ok()).unwrap();
+    }
+    let mut ok = Vec::new();
+    for _ in 0..120 {
+        match replies.recv_timeout(LINE_TIMEOUT).expect("a reply") {
+            Ok(uri) => ok.push(uri),
+            Err(e) => panic!("a call failed: {e}"),
+        }
+    }
+    seen.sort();
+    ok.sort();
+    let mut all = uris.clone();
+    all.sort();
+    assert_eq!((seen, ok), (all.clone(), all));
+}
+
+/// Calls the app has not taken when the primary shuts down are not failed: once the name
+/// is released they go to its next owner, here a successor (`solo run`) started as the
+/// primary drops; each caller gets the successor's `()`.
+#[test]
+fn calls_waiting_at_shutdown_are_handed_to_the_successor() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("handoff");
+    let app = App::new("handoff");
+    let primary = primary_with(&app, Duration::from_secs(20), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    let uris: Vec<String> = (0..15).map(|i| format!("file:///handoff/{i}")).collect();
+    let replies = open_all(&bus, &app, &uris);
+    // The app takes none of them, and quits (on a thread: the drop waits for the
+    // hand-offs, which wait for the successor).
+    let dropping = thread::spawn(move || drop(primary));
+    let successor = Proc::spawn(&mut app.solo("run", &bus.address, &["--count", "15"]));
+    assert_eq!(successor.line(), format!("PRIMARY {}", app.sock().display()), "{}", successor.stderr());
+    let mut got = Vec::new();
+    for _ in 0..15 {
+        let line = successor.line();
+        let call = json(line.strip_prefix("DBUS Open ").unwrap_or_else(|| panic!("{line}")));
+        got.push(call["uris"][0].as_str().unwrap().to_owned());
+    }
+    for _ in 0..15 {
+        if let Err(e) = replies.recv_timeout(LINE_TIMEOUT).expect("a reply") {
+            panic!("a call failed: {e}");
+        }
+    }
+    dropping.join().unwrap();
+    got.sort();
+    let mut all = uris.clone();
+    all.sort();
+    assert_eq!(got, all);
+    let (status, _) = successor.finish();
+    assert!(status.success(), "{status:?}");
+}
+
+/// With 9 to 11 file descriptors (`ulimit -n`), the dbus build does not panic in
+/// async-io: it serves its socket with D-Bus off, says why, and exits cleanly on SIGTERM,
+/// its socket removed.
+#[test]
+fn under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("emfile");
+    for n in 9..=11 {
+        let app = App::new(&format!("fd{n}"));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .arg(example("solo"))
+            .args(["run", &app.id]);
+        cmd.env("XDG_RUNTIME_DIR", app.dir.path())
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .current_dir("/");
+        let solo = Proc::spawn(&mut cmd);
+        match solo.try_line(LINE_TIMEOUT) {
+            Ok(line) => {
+                assert_eq!(
+                    line,
+                    format!("PRIMARY {}", app.sock().display()),
+                    "ulimit -n {n}: {}",
+                    solo.stderr()
+                );
+                // Printed before the PRIMARY line, read by another thread.
+                wait_for("solo's dbus status line", LINE_TIMEOUT, || solo.stderr().contains("solo: dbus:"));
+                signal(solo.id(), libc::SIGTERM);
+                let stderr = solo.stderr();
+                assert!(
+                    stderr.contains("solo: dbus: off") && !stderr.contains("panicked"),
+                    "ulimit -n {n}: {stderr}"
+                );
+                let (status, rest) = solo.finish();
+                assert!(status.success(), "ulimit -n {n}: {status:?} {rest:?} {stderr}");
+                assert!(!app.sock().exists(), "ulimit -n {n}: the socket was left behind");
+            }
+            // Too few even for the socket: a clear error, no panic.
+            Err(_) => {
+                let stderr = solo.stderr();
+                let (status, _) = solo.finish();
+                assert_eq!(status.code(), Some(1), "ulimit -n {n}: {status:?} {stderr}");
+                assert!(!stderr.contains("panicked"), "ulimit -n {n}: {stderr}");
+            }
+        }
+    }
+}
+
+/// An idle primary built with `dbus` makes no context switch, on a bus (owning its name)
+/// or without one: zbus's `blocking` thread, started to connect, woke twice a second, and
+/// the timers of the calls made while starting (zbus' method timeout) woke it once, a
+/// timeout later.
+#[test]
+fn an_idle_dbus_primary_never_wakes() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("idle");
+    for (tag, address) in [("idlebus", bus.address.as_str()), ("idlenobus", "unix:path=/nonexistent/bus")] {
+        let app = App::new(tag);
+        // A 1 s timeout: a timer zbus set for a call while starting (its method timeout)
+        // would fire within the window.
+        let solo = app.solo_primary(address, &["--timeout", "1"]);
+        let switches = || {
+            let mut total = 0;
+            for task in std::fs::read_dir(format!("/proc/{}/task", solo.id())).unwrap() {
+                let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+                total += status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            total
+        };
+        thread::sleep(Duration::from_millis(300));
+        let before = switches();
+        thread::sleep(Duration::from_millis(1500));
+        assert_eq!(switches() - before, 0, "{tag}: an idle primary woke up; {}", solo.stderr());
+    }
+}
+
+/// The name was another connection's when the primary started: the primary waits in the
+/// queue and gets it as that owner leaves, so a call to the name reaches it. The bus
+/// does not start the app's `DBusActivatable` service for the call (a second process,
+/// which would find the lock held, forward an empty launch and exit, the call lost).
+#[test]
+fn a_name_freed_by_its_owner_goes_to_the_queued_primary_not_to_a_second_process() {
+    let _w = Watchdog::new(LIMIT);
+    let app = App::new("freed");
+    let services = TempDir::new("fservices");
+    let started = services.path().join("started");
+    let wrapper = services.path().join("start.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexec '{}' run '{}' --count 1\n",
+            started.display(),
+            example("solo").display(),
+            app.id
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = dbus_service_file(&app.id, &[&wrapper]).unwrap();
+    std::fs::write(services.path().join(format!("{}.service", app.id)), &service).unwrap();
+    let bus = Bus::with("freed", Some(services.path()), &[("XDG_RUNTIME_DIR", app.dir.path().as_os_str())]);
+
+    let squatter = client(&bus);
+    squatter.request_name(app.id.as_str()).unwrap();
+    let solo = app.solo_primary(&bus.address, &[]);
+    let squatter_pid = bus.owner_pid(&app.id);
+    assert_eq!(squatter_pid, Some(std::process::id()), "the squatter lost the name");
+    drop(squatter);
+    wait_for("the name, once the squatter left", LINE_TIMEOUT, || bus.owner_pid(&app.id) == Some(solo.id()));
+
+    let (ok, out) = bus.app_call(&app.id, "Open", &["['file:///freed']", "{}"]);
+    assert!(ok && out == ["()"], "{out:?}");
+    assert_eq!(solo.line(), r#"DBUS Open {"uris":["file:///freed"],"platform_data":{}}"#);
+    assert!(!started.exists(), "the bus started a second process for the call");
+}
+
+/// Calls not taken when the primary shuts down, with no successor running, go to the
+/// process the bus starts for the app's `DBusActivatable` service: the hand-off's call to
+/// the unowned name activates it, it becomes the primary and answers them all.
+#[test]
+fn calls_waiting_at_shutdown_reach_the_process_the_bus_starts() {
+    let _w = Watchdog::new(LIMIT);
+    let app = App::new("reactiv");
+    let services = TempDir::new("rservices");
+    let out = services.path().join("out");
+    let wrapper = services.path().join("start.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' run '{}' --count 3 > '{}'\n",
+            example("solo").display(),
+            app.id,
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = dbus_service_file(&app.id, &[&wrapper]).unwrap();
+    std::fs::write(services.path().join(format!("{}.service", app.id)), &service).unwrap();
+    let bus = Bus::with("reactiv", Some(services.path()), &[("XDG_RUNTIME_DIR", app.dir.path().as_os_str())]);
+
+    let primary = primary_with(&app, Duration::from_secs(20), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    let uris: Vec<String> = (0..3).map(|i| format!("file:///reactiv/{i}")).collect();
+    let replies = open_all(&bus, &app, &uris);
+    let dropping = thread::spawn(move || drop(primary));
+    for _ in 0..3 {
+        if let Err(e) = replies.recv_timeout(LINE_TIMEOUT).expect("a reply") {
+            panic!("a call failed: {e}");
+        }
+    }
+    dropping.join().unwrap();
+    // `--count 3`: the activated example exits after the three calls.
+    wait_for("the activated example's exit", LINE_TIMEOUT, || bus.owner_pid(&app.id).is_none());
+    let printed = std::fs::read_to_string(&out).unwrap();
+    let mut lines = printed.lines();
+    assert_eq!(lines.next(), Some(format!("PRIMARY {}", app.sock().display()).as_str()), "{printed}");
+    let mut got: Vec<String> = lines
+        .map(|l| json(l.strip_prefix("DBUS Open ").unwrap_or_else(|| panic!("{l}")))["uris"][0].to_string())
+        .collect();
+    got.sort();
+    let all: Vec<String> = uris.iter().map(|u| format!("{u:?}")).collect();
+    assert_eq!(got, all);
+}
+
+/// With no successor and nothing for the bus to start, calls waiting at shutdown fail,
+/// once the timeout has passed without an owner for the name, saying so; the drop
+/// returns.
+#[test]
+fn calls_waiting_at_shutdown_with_no_successor_fail_saying_so() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("nosucc");
+    let app = App::new("nosucc");
+    let primary = primary_with(&app, Duration::from_secs(1), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    let replies = open_all(&bus, &app, &["file:///nosucc".to_owned()]);
+    drop(primary);
+    let err = replies.recv_timeout(LINE_TIMEOUT).expect("a reply").unwrap_err();
+    assert!(err.contains("ServiceUnknown") && err.contains("no successor took"), "{err}");
 }

@@ -58,6 +58,10 @@ pub(super) struct Context {
     #[cfg(feature = "tokio")]
     pub(super) notify: tokio::sync::Notify,
     pub(super) tx: SyncSender<Event>,
+    /// D-Bus calls that found the queue full: they wait here in order (up to a cap), and
+    /// move into the queue as the app takes requests (`dbus::linux`).
+    #[cfg(all(feature = "dbus", target_os = "linux"))]
+    pub(super) dbus_waiting: Mutex<std::collections::VecDeque<Box<Request>>>,
 }
 
 impl Context {

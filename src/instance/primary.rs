@@ -238,6 +238,8 @@ impl Primary {
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
             tx,
+            #[cfg(all(feature = "dbus", target_os = "linux"))]
+            dbus_waiting: Mutex::new(Default::default()),
         });
         // Windows: an accept thread hands each connection to this hook, from the first call
         // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
@@ -264,7 +266,8 @@ impl Primary {
             super::published::publish(file, &pipe_name, level)
                 .map_err(|e| crate::PathError::wrap("cannot publish the pipe's name in", file, e))?;
         }
-        // D-Bus last: only a primary that serves its socket owns the name.
+        // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
+        // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
         Ok(Primary {
@@ -413,6 +416,11 @@ impl Primary {
             }
             return Taken::End;
         }
+        // A slot is free: D-Bus calls waiting for one move in.
+        #[cfg(all(feature = "dbus", target_os = "linux"))]
+        if let Ok(Event::Request(_)) = &event {
+            self.ctx.dbus_refill();
+        }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => Taken::Request(r),
@@ -526,10 +534,15 @@ impl Drop for Primary {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         drop(self.fork_guard.take());
         server.close();
+        // Unanswered requests: launches are told to start over, D-Bus calls are handed to
+        // the successor (once the name is released).
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
-        // The D-Bus name goes with the lock, before it: a successor can take both.
+        #[cfg(all(feature = "dbus", target_os = "linux"))]
+        self.ctx.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
+        // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
         #[cfg(windows)]
@@ -539,5 +552,8 @@ impl Drop for Primary {
         #[cfg(unix)]
         drop(self.ctx.mux.take_lock());
         drop(self.lock.take());
+        // Then the replies still open are written, and handed-off calls forwarded.
+        #[cfg(feature = "dbus")]
+        self.dbus.finish();
     }
 }

@@ -238,12 +238,8 @@ impl Drop for Request {
     fn drop(&mut self) {
         self.held.fetch_sub(self.weight, Ordering::SeqCst);
         if let Some(answer) = self.answer.take() {
-            let why = if self.closing.load(Ordering::SeqCst) {
-                "the primary instance is shutting down"
-            } else {
-                "the primary instance dropped the request without answering"
-            };
-            answer.send(Err(why.into()));
+            // Shutting down: the D-Bus call goes to the successor, as a launch starts over.
+            answer.unanswered(self.closing.load(Ordering::SeqCst));
         }
         if let Some(socket) = self.socket.take() {
             let reply = if self.closing.load(Ordering::SeqCst) {

@@ -102,48 +102,82 @@ impl Request {
 }
 
 /// Where a D-Bus request's reply goes: the method call waiting for it. Sent once, by
-/// [`Request::reply`] or by the request's drop (an error then).
+/// [`Request::reply`] or by the request's drop (an error then, or while the primary shuts
+/// down, a hand-off to its successor).
 #[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
 pub(crate) struct Answer(Arc<Mutex<Slot>>);
+
+/// What a waiting method call is told.
+#[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
+pub(crate) enum Outcome {
+    /// The app's reply.
+    Reply(Reply),
+    /// The call fails with this text.
+    Error(String),
+    /// The primary shuts down with the call unanswered: the call goes to whoever owns the
+    /// name next (a successor, or one the bus starts).
+    HandOff,
+}
 
 #[cfg_attr(not(all(feature = "dbus", target_os = "linux")), allow(dead_code))]
 #[derive(Default)]
 struct Slot {
-    value: Option<Result<Reply, String>>,
+    value: Option<Outcome>,
     waker: Option<std::task::Waker>,
     sent: bool,
+    /// Counts the calls handed off (the primary's shutdown waits for them).
+    handoffs: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Answer {
-    /// Hands the outcome to the waiting method call: [`Delivery::Abandoned`] if nothing
-    /// waits for it any more (the call's future was dropped: its connection ended, or the
-    /// primary is shutting down).
+    /// Hands the outcome to the waiting method call: [`Delivery::Abandoned`](super::Delivery)
+    /// if nothing waits for it any more (the call's future was dropped: its connection
+    /// ended, or the primary is shutting down).
     pub(crate) fn send(self, outcome: Result<Reply, String>) -> super::Delivery {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let delivery = if Arc::strong_count(&self.0) > 1 {
-            super::Delivery::Delivered
+        // The call's `Wait` holds the other reference while it waits.
+        let waiting = Arc::strong_count(&self.0) > 1;
+        let put = self.put(match outcome {
+            Ok(reply) => Outcome::Reply(reply),
+            Err(why) => Outcome::Error(why),
+        });
+        match waiting && put {
+            true => super::Delivery::Delivered,
+            false => super::Delivery::Abandoned,
+        }
+    }
+
+    /// The request was dropped unanswered: while the primary shuts down (`closing`) its
+    /// call is handed to the successor, as a launch is told to start over; otherwise it
+    /// fails.
+    pub(crate) fn unanswered(self, closing: bool) {
+        self.put(if closing {
+            Outcome::HandOff
         } else {
-            super::Delivery::Abandoned
-        };
+            Outcome::Error("the primary instance dropped the request without answering".into())
+        });
+    }
+
+    /// Gives the call its outcome; `false` when it had one already.
+    fn put(&self, outcome: Outcome) -> bool {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.sent {
+            return false;
+        }
+        if let (Outcome::HandOff, Some(n)) = (&outcome, &slot.handoffs) {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         slot.value = Some(outcome);
         slot.sent = true;
         if let Some(w) = slot.waker.take() {
             w.wake();
         }
-        delivery
+        true
     }
 }
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !slot.sent {
-            slot.sent = true;
-            slot.value = Some(Err("the primary instance dropped the request without answering".into()));
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
-        }
+        self.put(Outcome::Error("the primary instance dropped the request without answering".into()));
     }
 }
 
@@ -156,12 +190,10 @@ mod public;
 #[cfg(feature = "dbus")]
 mod uri;
 
-/// The primary's D-Bus side: its connection (which owns the name) and status.
-#[cfg(feature = "dbus")]
+/// Elsewhere than Linux: the status only.
+#[cfg(all(feature = "dbus", not(target_os = "linux")))]
 pub(crate) struct Dbus {
     status: DbusStatus,
-    #[cfg(target_os = "linux")]
-    conn: Option<zbus::blocking::Connection>,
 }
 
 #[cfg(all(feature = "dbus", not(target_os = "linux")))]
@@ -174,8 +206,16 @@ impl Dbus {
         Dbus { status }
     }
 
+    pub(crate) fn status(&self) -> DbusStatus {
+        self.status.clone()
+    }
+
     pub(crate) fn stop(&mut self) {}
+
+    pub(crate) fn finish(&mut self) {}
 }
 
 #[cfg(all(feature = "dbus", target_os = "linux"))]
 mod linux;
+#[cfg(all(feature = "dbus", target_os = "linux"))]
+pub(crate) use linux::Dbus;

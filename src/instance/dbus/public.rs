@@ -44,8 +44,16 @@ pub enum DbusStatus {
     /// No bus to connect to (none running, or unreachable): the error.
     NoBus(String),
     /// Another connection owns the name (another program, or a process that is no
-    /// primary of this app): the bus' owner of it, when known.
+    /// primary of this app): the bus' owner of it, when known. The primary waits in the
+    /// bus' queue for the name, and takes it (the status turns `Active`) once the owner
+    /// lets it go.
     NameTaken(String),
+    /// The bus has not answered yet (connecting, authenticating or asking for the name)
+    /// within the start's deadline (the [timeout](crate::SingleInstance::timeout), at most
+    /// 2 s): a frozen or silent bus. The primary serves its socket meanwhile and keeps
+    /// trying in the background; the status turns `Active` (or says why not) once the bus
+    /// answers.
+    Pending(String),
     /// Connected, but the bus refused (the error).
     Failed(String),
 }
@@ -58,7 +66,8 @@ impl fmt::Display for DbusStatus {
             DbusStatus::Unsupported => f.write_str("off: not supported on this platform"),
             DbusStatus::InvalidName(why) => write!(f, "off: the app id is no bus name: {why}"),
             DbusStatus::NoBus(why) => write!(f, "off: no bus: {why}"),
-            DbusStatus::NameTaken(owner) => write!(f, "off: the name is owned by {owner}"),
+            DbusStatus::NameTaken(owner) => write!(f, "off: the name is owned by {owner} (queued for it)"),
+            DbusStatus::Pending(why) => write!(f, "off for now: {why}"),
             DbusStatus::Failed(why) => write!(f, "off: {why}"),
         }
     }
@@ -76,9 +85,11 @@ impl SingleInstance {
 
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 impl Primary {
-    /// Whether this primary answers on D-Bus, and if not, why. Feature `dbus`.
-    pub fn dbus_status(&self) -> &DbusStatus {
-        &self.dbus.status
+    /// Whether this primary answers on D-Bus, and if not, why, as of now: the connection
+    /// is set up in the background, so a `Pending` or `NameTaken` status can turn
+    /// `Active` later. Feature `dbus`.
+    pub fn dbus_status(&self) -> DbusStatus {
+        self.dbus.status()
     }
 }
 
