@@ -15,7 +15,7 @@
 //! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
 //! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 //! | out of descriptors | `abuse_out_of_descriptors_does_not_spin_the_primary` |
-//! | a reply to a launch that went away | `abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe` |
+//! | a reply to a launch that went away | `abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe`, `abuse_reply_to_a_launch_that_never_reads_is_abandoned` |
 // Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
 // abstract namespace and inotify.
 #![cfg(any(target_os = "linux", target_os = "android"))]
@@ -854,6 +854,22 @@ fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
     assert_eq!(deliveries, [Delivery::Abandoned, Delivery::Abandoned, Delivery::Delivered]);
     let live = live.unwrap().join().unwrap();
     assert!(live.status.success(), "{}", text(&live.stderr));
+}
+
+/// A launch that sends its request and then never reads: a reply larger than the socket's
+/// buffer is given up after the 2 s write deadline, as `Ok(Delivery::Abandoned)`, so it
+/// neither blocks the app nor ends it through `?`.
+#[test]
+fn abuse_reply_to_a_launch_that_never_reads_is_abandoned() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::in_namespace("org.abuse", "deaf26");
+    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let mut deaf = LocalSocket::connect(f.sock().to_str().unwrap()).unwrap();
+    deaf.write_all(b"{\"v\":1,\"argv\":[\"deaf\"]}\n").unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the deaf launch");
+    let delivery = request.reply(Reply::ok().with_stdout("x".repeat(4 << 20)));
+    assert_eq!(delivery.unwrap(), Delivery::Abandoned);
+    drop(deaf);
 }
 
 /// Item 1 in the System scope, with a busy app: a System-scope primary (a child process,
