@@ -216,7 +216,7 @@ mod linux {
                 .truncate(false)
                 .open(sub.join(format!("{APP}.lock")))
                 .unwrap();
-            fs4::FileExt::try_lock(&lock).unwrap();
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
             let mut server = LocalServer::new();
             server.set_socket_options(SocketOptions::USER_ACCESS);
             let sock: PathBuf = sub.join(format!("{APP}.sock"));
