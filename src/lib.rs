@@ -68,7 +68,8 @@
 //!    launch fail with [`Error::NoReply`] within its timeout.
 //!
 //! Delivery is at least once: a launch that gave up ([`Error::NoReply`]) may still be
-//! acted on by a busy primary; [`Request::is_abandoned`] tells.
+//! acted on by a busy primary; [`Request::is_abandoned`] tells. A reply to a launch that
+//! went away is `Ok(`[`Delivery::Abandoned`]`)`, never an error, so `?` on it is safe.
 //!
 //! # Security
 //!
