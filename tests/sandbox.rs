@@ -425,20 +425,8 @@ fn exe_for_others() -> TempDir {
     let bin = TempDir::new("bin");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = bin.path().join("sandbox");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // A process forked by another test while the copy was open for writing holds that
-    // descriptor until it execs: until then, running the copy fails with ETXTBSY.
-    for _ in 0..500 {
-        match Command::new(&exe).arg("--list").output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("{}: {e}", exe.display()),
-            Ok(_) => return bin,
-        }
-    }
-    panic!("{} stays busy", exe.display());
+    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    bin
 }
 
 /// The System scope gives one primary per machine across network namespaces (where the
