@@ -7,7 +7,7 @@
 //! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
 //! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
-//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
+//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file`, `lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down` |
 // Unix. Linux only: the fork tests (fork(2) with a parent-death signal, abstract names)
 // and the inotify one. The cleaner tests build for macOS too (a kqueue watch there):
 // unproven, never run.
@@ -546,4 +546,68 @@ fn lifecycle_without_inotify_a_removed_socket_is_bound_again() {
     assert!(out.status.success(), "{:?} {:?}", text(&out.stdout), text(&out.stderr));
     assert_eq!(line_starting(&p, "REQUEST"), "after-removal");
     assert!(f.sock().exists());
+}
+
+/// A cleaner that strikes again while the primary puts its files back (`rm -rf dir;
+/// mkdir -m 0700 dir`, 3000 times in a row, as a logout script and a tmp cleaner running
+/// together): no other process ever locks, so the primary must never step down; once the
+/// cleaner is done, its files are back (the last directory watched) and a launch reaches
+/// it. Before the fix: a removal between `mkdir` and the lock file's `open` (ENOENT, or
+/// the file unlinked as it was opened: "not a plain lock file"), or before the socket's
+/// `bind`, made it step down, leaving no primary at all; and with that fixed, the watch
+/// ended on no directory while `health()` said `Watched` (it skipped a directory whose
+/// device and inode number it had recorded before: ext4 hands a removed directory's
+/// number to the next `mkdir`), so the files were never put back and the next launch
+/// would have been a second primary.
+#[test]
+fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("restrike");
+    set_mode(dir.path(), 0o700);
+    let app = "org.life.restrike";
+    let primary = lib_primary(dir.path(), app);
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(primary.health(), Health::Watched);
+    let done = Arc::new(AtomicBool::new(false));
+    let cleaner = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            for _ in 0..3000 {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    while !done.load(Ordering::SeqCst) {
+        assert!(primary.recv_timeout(Duration::from_millis(5)).is_none());
+        if let Health::SteppedDown(why) = primary.health() {
+            panic!("stepped down with no other primary: {why}");
+        }
+    }
+    cleaner.join().unwrap();
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir.path());
+    // Put back at the next look: a repair that kept failing waits up to 1 s between two.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while !(primary.socket_path().exists() && primary.lock_path().exists()) {
+        assert!(
+            std::time::Instant::now() < until,
+            "{:?}, but the files are not back: {:?}",
+            primary.health(),
+            dir.entries()
+        );
+        assert!(primary.recv_timeout(Duration::from_millis(20)).is_none());
+    }
+    assert_eq!(primary.health(), Health::Watched);
+    let launch = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || SingleInstance::new(app).unwrap().directory(&dir).argv(["x", "after"]).send()
+    });
+    let request = primary.recv_timeout(Duration::from_secs(10)).expect("the launch reached the primary");
+    assert_eq!(request.args(), ["after"]);
+    request.reply(Reply::ok()).unwrap();
+    launch.join().unwrap().unwrap();
 }

@@ -91,6 +91,14 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = file.metadata()?;
+        // No name left: removed between the open and now (a cleaner): gone, as if the
+        // open had found nothing, so that the caller may look again.
+        if meta.is_file() && meta.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the lock file was removed as it was opened",
+            ));
+        }
         if !meta.is_file() || meta.nlink() != 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
