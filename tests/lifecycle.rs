@@ -7,7 +7,7 @@
 //! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
 //! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
-//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file`, `lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down` |
+//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file`, `lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down`, `lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file` |
 // Unix. Linux only: the fork tests (fork(2) with a parent-death signal, abstract names)
 // and the inotify one. The cleaner tests build for macOS too (a kqueue watch there):
 // unproven, never run.
@@ -610,4 +610,71 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     assert_eq!(request.args(), ["after"]);
     request.reply(Reply::ok()).unwrap();
     launch.join().unwrap().unwrap();
+}
+
+/// Launches while a cleaner strikes again and again (`rm -rf dir; mkdir -m 0700 dir`):
+/// each is forwarded to the primary, which puts its files back, or fails only with
+/// `NoReply`/`NoPrimary` (nothing answered in time), never with an I/O error about a lock
+/// file that vanished as it was opened.
+#[test]
+fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _w = Watchdog::new(Duration::from_secs(90));
+    let dir = TempDir::new("launchrace");
+    set_mode(dir.path(), 0o700);
+    let app = "org.life.launchrace";
+    let primary = lib_primary(dir.path(), app);
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    let done = Arc::new(AtomicBool::new(false));
+    let cleaner = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            for _ in 0..2000 {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    let launcher = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            let mut errors = Vec::new();
+            let mut n = 0;
+            while !done.load(Ordering::SeqCst) {
+                n += 1;
+                let r = SingleInstance::new(app)
+                    .unwrap()
+                    .directory(&dir)
+                    .timeout(Duration::from_millis(500))
+                    .argv(["x", "race"])
+                    .send();
+                match r {
+                    Ok(_) | Err(solo_instance::Error::NoReply(_) | solo_instance::Error::NoPrimary) => {}
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (n, errors)
+        }
+    });
+    while !done.load(Ordering::SeqCst) {
+        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+            r.reply(Reply::ok()).unwrap();
+        }
+    }
+    cleaner.join().unwrap();
+    while !launcher.is_finished() {
+        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+            r.reply(Reply::ok()).unwrap();
+        }
+    }
+    let (n, errors) = launcher.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {n} launches failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
 }
