@@ -4,7 +4,7 @@
 //!
 //! | what | tests |
 //! |---|---|
-//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
+//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`), `lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing` (child: `lifecycle_helper_forking_primary_to_be_killed`) |
 //! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
 //! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file`, `lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down`, `lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file` |
@@ -677,4 +677,75 @@ fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
         errors.len(),
         &errors[..errors.len().min(5)]
     );
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const KILLED_VAR: &str = "SOLO_LIFECYCLE_KILLED";
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Not a test of its own (it returns at once): the helper process of
+/// `lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing`, with
+/// `SOLO_LIFECYCLE_KILLED=<spec>` (see [`instance_of`]). It becomes the primary, forks a
+/// child that sleeps with every descriptor (a prefork worker, a crash reporter; it
+/// outlives this process), prints `CHILD <pid>` and waits to be killed.
+#[test]
+fn lifecycle_helper_forking_primary_to_be_killed() {
+    let Ok(spec) = std::env::var(KILLED_VAR) else { return };
+    // Held until this process is killed.
+    let Ok(Start::Primary(_primary)) = instance_of(&spec).argv(["helper"]).start() else {
+        println!("ERROR not the primary");
+        return;
+    };
+    // SAFETY: the child makes only async-signal-safe calls (open, dup2, pause) and never
+    // returns into the test harness; the test kills it.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: a NUL-terminated literal; descriptors only. Its stdout and stderr go to
+        // /dev/null, so that the test sees this process's output end when it dies.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    assert!(pid > 0, "fork failed");
+    println!("CHILD {pid}");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+/// A primary killed with `kill -9` while a child it forked without exec lives on: the
+/// next launch is the primary within its timeout, in the User scope (the child must hold
+/// neither the lock file's open description nor the listening socket) and in the System
+/// scope. Before the fix the child held the lock (and the User scope's socket, which no
+/// longer answered): every launch failed with `NoReply` until the child exited.
+#[test]
+fn lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("killed");
+    set_mode(dir.path(), 0o700);
+    let specs = [
+        format!("user {} org.life.killed", dir.path().display()),
+        format!("system org.life.killed{}", std::process::id()),
+    ];
+    for spec in &specs {
+        let p = Proc::spawn(&mut helper("lifecycle_helper_forking_primary_to_be_killed", KILLED_VAR, spec));
+        let child: u32 = line_starting(&p, "CHILD").parse().unwrap();
+        signal(p.id(), libc::SIGKILL);
+        let _ = p.finish();
+        let started = instance_of(spec).timeout(Duration::from_secs(3)).argv(["next"]).start();
+        signal(child, libc::SIGKILL);
+        match started {
+            Ok(Start::Primary(primary)) => drop(primary),
+            other => {
+                panic!("{spec}: with the killed primary's child alive, no launch is the primary: {other:?}")
+            }
+        }
+    }
+    let _ = std::fs::remove_file(format!("/tmp/org.life.killed{}.lock", std::process::id()));
 }

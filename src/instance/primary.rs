@@ -87,8 +87,9 @@ pub struct Primary {
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
-    /// Linux, an abstract name (the System scope): children forked without exec do not
-    /// keep it bound (see `sys::ForkGuard`).
+    /// Linux: children forked without exec get no copy of the listening socket (see
+    /// `sys::ForkGuard`): one never keeps an abstract name bound (the System scope), nor
+    /// a socket that no longer answers after the primary was killed.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
@@ -253,11 +254,7 @@ impl Primary {
         #[cfg(unix)]
         ctx.mux.attach(server.sys_listener().cloned(), lock.take());
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let fork_guard = if loc.abstract_ns {
-            server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
-        } else {
-            None
-        };
+        let fork_guard = server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()));
         #[cfg(windows)]
         if let Some(file) = &published {
             let level = crate::sys::own_integrity()?;

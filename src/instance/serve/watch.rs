@@ -473,8 +473,20 @@ fn bind_again(mux: &Mux, st: &mut State) -> crate::Result<()> {
     let mut server = LocalServer::new();
     server.set_socket_options(mux.options);
     server.listen(&mux.socket.to_string_lossy())?;
-    // The one it replaces (removed as well) goes.
+    // The one it replaces (removed as well) goes, its fork guard first.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        st.replacement_guard = None;
+    }
     st.replacement = Some(server);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        st.replacement_guard = st
+            .replacement
+            .as_ref()
+            .and_then(|s| s.sys_listener())
+            .and_then(|l| crate::sys::ForkGuard::new(l.fd()));
+    }
     Ok(())
 }
 
