@@ -58,6 +58,10 @@ pub(super) struct Context {
     #[cfg(feature = "tokio")]
     pub(super) notify: tokio::sync::Notify,
     pub(super) tx: SyncSender<Event>,
+    /// Linux, with `dbus`: gives the bus name back, run once by the loop when the primary
+    /// steps down (the name belongs to the lock holder, as at a release).
+    #[cfg(all(unix, feature = "dbus"))]
+    pub(super) on_step_down: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Context {

@@ -239,6 +239,8 @@ impl Primary {
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
             tx,
+            #[cfg(all(unix, feature = "dbus"))]
+            on_step_down: Mutex::new(None),
         });
         // Windows: an accept thread hands each connection to this hook, from the first call
         // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
@@ -264,6 +266,11 @@ impl Primary {
         // D-Bus last: only a primary that serves its socket owns the name.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
+        // Set before the loop first runs (the app's first receive call, or its waker).
+        #[cfg(all(target_os = "linux", feature = "dbus"))]
+        {
+            *ctx.on_step_down.lock().unwrap_or_else(|p| p.into_inner()) = dbus.release_on_step_down();
+        }
         Ok(Primary {
             server: Box::new(Mutex::new(server)),
             #[cfg(windows)]

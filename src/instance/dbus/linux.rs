@@ -67,6 +67,23 @@ impl Dbus {
         }
     }
 
+    /// What gives the name back when the primary steps down (`serve::watch`): it is no
+    /// longer the lock holder, and a call to it could only fail. On a thread of its own,
+    /// so that the primary's loop never waits on the bus; the connection stays open (the
+    /// replies of calls still open), and closes when the `Primary` is dropped.
+    pub(crate) fn release_on_step_down(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        let DbusStatus::Active { name, .. } = &self.status else { return None };
+        let (conn, name) = (self.conn.clone()?, name.clone());
+        Some(Box::new(move || {
+            let thread = std::thread::Builder::new().name("solo-instance D-Bus release".into());
+            let _ = crate::sys::with_signals_blocked(|| {
+                thread.spawn(move || {
+                    let _ = conn.release_name(name.as_str());
+                })
+            });
+        }))
+    }
+
     /// Gives the name back (before the lock is freed), then closes the connection
     /// once the replies of the calls still open are written: zbus' task for each call
     /// holds the connection until its reply is sent, and a graceful shutdown waits

@@ -498,6 +498,11 @@ fn step_down(ctx: &Arc<Context>, st: &mut State, why: String) {
     // launches to start over.
     ctx.closing.store(true, Ordering::SeqCst);
     mux.set_health(Health::SteppedDown(why));
+    // The bus name goes with the primacy (with `dbus`).
+    #[cfg(feature = "dbus")]
+    if let Some(release) = ctx.on_step_down.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        release();
+    }
     if let Some(l) = &st.listener {
         l.shut_down();
         l.remove_own_file();
