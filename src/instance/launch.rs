@@ -222,7 +222,11 @@ impl SingleInstance {
                     #[cfg(windows)]
                     Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
                         if let (Some(level), Ok(own)) = (published_level, crate::sys::own_integrity()) {
-                            if level > own {
+                            // Only while a primary holds the lock: else the file is a dead
+                            // (crashed) elevated primary's, and the pipe that refuses us at
+                            // its name, which anyone can list, is a squatter's: the lock
+                            // decides, as for any stranger's pipe.
+                            if level > own && lock_is_held(loc) {
                                 let why = crate::sys::elevated_message(level, own);
                                 return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
                             }
@@ -433,6 +437,12 @@ fn pipe_target(loc: &Location) -> Option<(std::path::PathBuf, Option<u32>)> {
 /// cleaner's `rm -rf dir; mkdir dir` at that moment): worth another look.
 fn vanished(e: &Error) -> bool {
     matches!(e, Error::Io(io) if matches!(io.kind(), io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists))
+}
+
+/// Windows: whether a process holds the lock now (a primary runs).
+#[cfg(windows)]
+fn lock_is_held(loc: &Location) -> bool {
+    matches!(LockFile::try_lock(&loc.lock, false), Ok(None))
 }
 
 /// Whether a failed connect proves nobody serves the name: refused, or nothing there.
