@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// An exclusive lock on a file, released on drop (RAII, as `fd-lock`'s guards).
 #[derive(Debug)]
 pub(crate) struct LockFile {
+    /// Linux: children forked without exec get no copy of the lock's open file
+    /// description (see `sys::ForkGuard`), so one that outlives a killed primary does not
+    /// keep the lock. Declared first: dropped before `file` is closed.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    _fork_guard: Option<crate::sys::ForkGuard>,
     /// Holds the lock while open (on Windows it is never read or written again).
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
@@ -91,6 +96,14 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = file.metadata()?;
+        // No name left: removed between the open and now (a cleaner): gone, as if the
+        // open had found nothing, so that the caller may look again.
+        if meta.is_file() && meta.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the lock file was removed as it was opened",
+            ));
+        }
         if !meta.is_file() || meta.nlink() != 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
@@ -140,6 +153,8 @@ impl LockFile {
         let (file, own) = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => Ok(Some(LockFile {
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                _fork_guard: crate::sys::ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
                 file,
                 path: path.to_path_buf(),
                 shared: shared_dir,
