@@ -626,8 +626,7 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
     let bin = TempDir::new("bin7");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let solo = bin.path().join("solo");
-    std::fs::copy(example("solo"), &solo).unwrap();
-    std::fs::set_permissions(&solo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    util::copy_executable(&example("solo"), &solo);
     let dir = TempDir::new("home7");
     let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::chown(c.as_ptr(), UID, UID) }, 0);
@@ -706,8 +705,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
     let bin = TempDir::new("bin4");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = bin.path().join("abuse");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)
@@ -884,8 +882,7 @@ fn abuse_system_scope_memory_is_bounded_with_a_busy_app() {
     let bin = TempDir::new("bin1");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = bin.path().join("abuse");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)

@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use solo_instance::{
-    dbus_object_path, dbus_service_file, DbusBus, DbusStatus, Origin, Primary, Reply, SingleInstance, Start,
+    dbus_object_path, dbus_service_file, DbusBus, DbusStatus, Health, Origin, Primary, Reply, SingleInstance,
+    Start,
 };
 use util::{example, run, Proc, TempDir, Watchdog, LINE_TIMEOUT};
 
@@ -1116,4 +1117,35 @@ fn calls_waiting_at_shutdown_with_no_successor_fail_saying_so() {
     drop(primary);
     let err = replies.recv_timeout(LINE_TIMEOUT).expect("a reply").unwrap_err();
     assert!(err.contains("ServiceUnknown") && err.contains("no successor took"), "{err}");
+}
+
+/// A primary that steps down (a cleaner removed its socket and lock file, and another
+/// process locked a fresh lock file first) gives its bus name back at once, as a
+/// released primary does: the name belongs to the lock holder. Before the fix it kept
+/// the name until the app dropped the `Primary` (never, for an app that ignores
+/// `health()`): D-Bus calls went on reaching it and failed ("shutting down"), and the
+/// new primary could not own the name.
+#[test]
+fn a_primary_that_steps_down_gives_its_name_back() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("stepdown");
+    let app = App::new("stepdown");
+    let primary = app.primary(DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(&app));
+    assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
+    // The watch is set 100 ms after the start, while the loop runs.
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    let lock = primary.lock_path().to_owned();
+    std::fs::remove_file(primary.socket_path()).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let _other = util::solo::hold_lock(&lock);
+    assert!(primary.recv_timeout(Duration::from_secs(5)).is_none());
+    assert!(matches!(primary.health(), Health::SteppedDown(_)), "{:?}", primary.health());
+    // Released from a thread of its own (the loop never waits on the bus): within the
+    // line timeout.
+    let until = std::time::Instant::now() + LINE_TIMEOUT;
+    while bus.owner_pid(&app.id) == Some(std::process::id()) {
+        assert!(std::time::Instant::now() < until, "a primary that stepped down keeps its bus name");
+    }
+    drop(primary);
 }

@@ -71,8 +71,7 @@ fn example_for_anyone(name: &'static str) -> (TempDir, PathBuf) {
     let dir = TempDir::new("bin");
     set_mode(dir.path(), 0o755);
     let to = dir.path().join(name);
-    std::fs::copy(example(name), &to).unwrap();
-    set_mode(&to, 0o755);
+    util::copy_executable(&example(name), &to);
     (dir, to)
 }
 

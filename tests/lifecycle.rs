@@ -4,10 +4,10 @@
 //!
 //! | what | tests |
 //! |---|---|
-//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`) |
+//! | fork() without exec, then release | `lifecycle_release_gives_up_primacy_that_a_forked_child_shares` (child: `lifecycle_helper_forking_primary`), `lifecycle_a_forked_child_dropping_its_copy_leaves_the_primary_alone` (child: `lifecycle_helper_child_drops_its_copy`), `lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing` (child: `lifecycle_helper_forking_primary_to_be_killed`) |
 //! | out of descriptors while putting files back | `lifecycle_out_of_descriptors_while_putting_files_back_is_no_step_down` (child: `lifecycle_helper_primary_out_of_descriptors`) |
 //! | no inotify instance left | `lifecycle_without_inotify_a_removed_socket_is_bound_again` (child: `lifecycle_helper_primary_without_inotify`) |
-//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file` |
+//! | the runtime directory removed and made again | `lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary`, `lifecycle_socket_and_lock_removed_together_leave_one_primary`, `lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file`, `lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down`, `lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file` |
 // Unix. Linux only: the fork tests (fork(2) with a parent-death signal, abstract names)
 // and the inotify one. The cleaner tests build for macOS too (a kqueue watch there):
 // unproven, never run.
@@ -546,4 +546,206 @@ fn lifecycle_without_inotify_a_removed_socket_is_bound_again() {
     assert!(out.status.success(), "{:?} {:?}", text(&out.stdout), text(&out.stderr));
     assert_eq!(line_starting(&p, "REQUEST"), "after-removal");
     assert!(f.sock().exists());
+}
+
+/// A cleaner that strikes again while the primary puts its files back (`rm -rf dir;
+/// mkdir -m 0700 dir`, 3000 times in a row, as a logout script and a tmp cleaner running
+/// together): no other process ever locks, so the primary must never step down; once the
+/// cleaner is done, its files are back (the last directory watched) and a launch reaches
+/// it. Before the fix: a removal between `mkdir` and the lock file's `open` (ENOENT, or
+/// the file unlinked as it was opened: "not a plain lock file"), or before the socket's
+/// `bind`, made it step down, leaving no primary at all; and with that fixed, the watch
+/// ended on no directory while `health()` said `Watched` (it skipped a directory whose
+/// device and inode number it had recorded before: ext4 hands a removed directory's
+/// number to the next `mkdir`), so the files were never put back and the next launch
+/// would have been a second primary.
+#[test]
+fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("restrike");
+    set_mode(dir.path(), 0o700);
+    let app = "org.life.restrike";
+    let primary = lib_primary(dir.path(), app);
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(primary.health(), Health::Watched);
+    let done = Arc::new(AtomicBool::new(false));
+    let cleaner = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            for _ in 0..3000 {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    while !done.load(Ordering::SeqCst) {
+        assert!(primary.recv_timeout(Duration::from_millis(5)).is_none());
+        if let Health::SteppedDown(why) = primary.health() {
+            panic!("stepped down with no other primary: {why}");
+        }
+    }
+    cleaner.join().unwrap();
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir.path());
+    // Put back at the next look: a repair that kept failing waits up to 1 s between two.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while !(primary.socket_path().exists() && primary.lock_path().exists()) {
+        assert!(
+            std::time::Instant::now() < until,
+            "{:?}, but the files are not back: {:?}",
+            primary.health(),
+            dir.entries()
+        );
+        assert!(primary.recv_timeout(Duration::from_millis(20)).is_none());
+    }
+    assert_eq!(primary.health(), Health::Watched);
+    let launch = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || SingleInstance::new(app).unwrap().directory(&dir).argv(["x", "after"]).send()
+    });
+    let request = primary.recv_timeout(Duration::from_secs(10)).expect("the launch reached the primary");
+    assert_eq!(request.args(), ["after"]);
+    request.reply(Reply::ok()).unwrap();
+    launch.join().unwrap().unwrap();
+}
+
+/// Launches while a cleaner strikes again and again (`rm -rf dir; mkdir -m 0700 dir`):
+/// each is forwarded to the primary, which puts its files back, or fails only with
+/// `NoReply`/`NoPrimary` (nothing answered in time), never with an I/O error about a lock
+/// file that vanished as it was opened.
+#[test]
+fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _w = Watchdog::new(Duration::from_secs(90));
+    let dir = TempDir::new("launchrace");
+    set_mode(dir.path(), 0o700);
+    let app = "org.life.launchrace";
+    let primary = lib_primary(dir.path(), app);
+    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    let done = Arc::new(AtomicBool::new(false));
+    let cleaner = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            for _ in 0..2000 {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    let launcher = std::thread::spawn({
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        move || {
+            let mut errors = Vec::new();
+            let mut n = 0;
+            while !done.load(Ordering::SeqCst) {
+                n += 1;
+                let r = SingleInstance::new(app)
+                    .unwrap()
+                    .directory(&dir)
+                    .timeout(Duration::from_millis(500))
+                    .argv(["x", "race"])
+                    .send();
+                match r {
+                    Ok(_) | Err(solo_instance::Error::NoReply(_) | solo_instance::Error::NoPrimary) => {}
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (n, errors)
+        }
+    });
+    while !done.load(Ordering::SeqCst) {
+        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+            r.reply(Reply::ok()).unwrap();
+        }
+    }
+    cleaner.join().unwrap();
+    while !launcher.is_finished() {
+        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+            r.reply(Reply::ok()).unwrap();
+        }
+    }
+    let (n, errors) = launcher.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {n} launches failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const KILLED_VAR: &str = "SOLO_LIFECYCLE_KILLED";
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Not a test of its own (it returns at once): the helper process of
+/// `lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing`, with
+/// `SOLO_LIFECYCLE_KILLED=<spec>` (see [`instance_of`]). It becomes the primary, forks a
+/// child that sleeps with every descriptor (a prefork worker, a crash reporter; it
+/// outlives this process), prints `CHILD <pid>` and waits to be killed.
+#[test]
+fn lifecycle_helper_forking_primary_to_be_killed() {
+    let Ok(spec) = std::env::var(KILLED_VAR) else { return };
+    // Held until this process is killed.
+    let Ok(Start::Primary(_primary)) = instance_of(&spec).argv(["helper"]).start() else {
+        println!("ERROR not the primary");
+        return;
+    };
+    // SAFETY: the child makes only async-signal-safe calls (open, dup2, pause) and never
+    // returns into the test harness; the test kills it.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: a NUL-terminated literal; descriptors only. Its stdout and stderr go to
+        // /dev/null, so that the test sees this process's output end when it dies.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    assert!(pid > 0, "fork failed");
+    println!("CHILD {pid}");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+/// A primary killed with `kill -9` while a child it forked without exec lives on: the
+/// next launch is the primary within its timeout, in the User scope (the child must hold
+/// neither the lock file's open description nor the listening socket) and in the System
+/// scope. Before the fix the child held the lock (and the User scope's socket, which no
+/// longer answered): every launch failed with `NoReply` until the child exited.
+#[test]
+fn lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("killed");
+    set_mode(dir.path(), 0o700);
+    let specs = [
+        format!("user {} org.life.killed", dir.path().display()),
+        format!("system org.life.killed{}", std::process::id()),
+    ];
+    for spec in &specs {
+        let p = Proc::spawn(&mut helper("lifecycle_helper_forking_primary_to_be_killed", KILLED_VAR, spec));
+        let child: u32 = line_starting(&p, "CHILD").parse().unwrap();
+        signal(p.id(), libc::SIGKILL);
+        let _ = p.finish();
+        let started = instance_of(spec).timeout(Duration::from_secs(3)).argv(["next"]).start();
+        signal(child, libc::SIGKILL);
+        match started {
+            Ok(Start::Primary(primary)) => drop(primary),
+            other => {
+                panic!("{spec}: with the killed primary's child alive, no launch is the primary: {other:?}")
+            }
+        }
+    }
+    let _ = std::fs::remove_file(format!("/tmp/org.life.killed{}.lock", std::process::id()));
 }

@@ -425,20 +425,8 @@ fn exe_for_others() -> TempDir {
     let bin = TempDir::new("bin");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = bin.path().join("sandbox");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // A process forked by another test while the copy was open for writing holds that
-    // descriptor until it execs: until then, running the copy fails with ETXTBSY.
-    for _ in 0..500 {
-        match Command::new(&exe).arg("--list").output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("{}: {e}", exe.display()),
-            Ok(_) => return bin,
-        }
-    }
-    panic!("{} stays busy", exe.display());
+    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    bin
 }
 
 /// The System scope gives one primary per machine across network namespaces (where the
@@ -687,4 +675,31 @@ fn sandbox_flatpak_with_user_namespaces_as_an_ordinary_user_shares_one_primary()
         let (q, line) = launch_as(&exe, Some(4250), wrap, &env, &format!("user {app} {tag}"));
         assert_eq!(line, "FORWARDED served by first", "{tag}: {}", q.stderr());
     }
+}
+
+/// The System scope's lock file, in `/tmp`, removed under a running primary (a tmp
+/// cleaner: systemd-tmpfiles ages `/tmp` out; or the user who made the file first, who
+/// may delete it from the sticky `/tmp` whoever locks it): a launch in another network
+/// namespace, where the abstract name does not reach, must still not become a second
+/// primary. Found by the attack review: the System-scope primary has no watch
+/// (`Health::Unwatched`) and never puts its lock file back, so the launch locks a fresh
+/// one and is a second primary.
+#[test]
+#[ignore = "finding, not fixed: the System scope's primary does not put a removed lock file back"]
+fn sandbox_system_scope_lock_file_removed_gives_no_second_primary_in_another_network_namespace() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rmlock{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host-4245"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    remove_system_lock(&app);
+    let (q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    drop((p, q));
+    remove_system_lock(&app);
+    assert!(!line.starts_with("PRIMARY "), "a second primary in another network namespace: {line}");
 }

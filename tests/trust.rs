@@ -108,8 +108,7 @@ fn exe_for_anyone() -> (TempDir, PathBuf) {
     let bin = TempDir::new("trust-bin");
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = bin.path().join("trust");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
     (bin, exe)
 }
 

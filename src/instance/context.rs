@@ -62,6 +62,10 @@ pub(super) struct Context {
     /// move into the queue as the app takes requests (`dbus::linux`).
     #[cfg(all(feature = "dbus", target_os = "linux"))]
     pub(super) dbus_waiting: Mutex<std::collections::VecDeque<Box<Request>>>,
+    /// Linux, with `dbus`: gives the bus name back, run once by the loop when the primary
+    /// steps down (the name belongs to the lock holder, as at a release).
+    #[cfg(all(unix, feature = "dbus"))]
+    pub(super) on_step_down: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Context {

@@ -23,7 +23,7 @@ impl SingleInstance {
         // name in a directory others can write to may be a symlink or hard link to any
         // other service of this user's (any root daemon's, for root), which would be sent
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
-        let loc = self.location()?;
+        let mut loc = self.located(deadline)?;
         let line = self.message().encode();
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
         let too_large = (line.len() > self.max_message_size).then(|| {
@@ -90,7 +90,17 @@ impl SingleInstance {
             let free = if loc.abstract_ns {
                 None
             } else {
-                LockFile::try_lock(&loc.lock, self.scope == Scope::System)?
+                match LockFile::try_lock(&loc.lock, self.scope == Scope::System) {
+                    Ok(free) => free,
+                    // The directory or the lock file removed as it was opened (a cleaner;
+                    // the primary puts them back): made again if need be, and looked at
+                    // again, within the timeout.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        loc = self.located(deadline)?;
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             };
             if let Some(lock) = free {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
@@ -100,9 +110,14 @@ impl SingleInstance {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
-                    return Primary::serve(&self, loc, Some(lock)).map(Start::Primary);
+                    match Primary::serve(&self, loc.clone(), Some(lock)) {
+                        // Its directory removed under it as it started (a cleaner): again.
+                        Err(e) if vanished(&e) => {}
+                        r => return r.map(Start::Primary),
+                    }
+                } else {
+                    drop(lock);
                 }
-                drop(lock);
             }
             if let Some(e) = too_large.take() {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
@@ -151,6 +166,23 @@ impl SingleInstance {
         }
     }
 
+    /// The location, its directory made if missing; a directory that a cleaner removes or
+    /// makes at that very moment (`NotFound`, `AlreadyExists`) is looked at again, within
+    /// the timeout.
+    fn located(&self, deadline: Instant) -> Result<Location> {
+        let mut backoff = Duration::from_micros(200);
+        loop {
+            match self.location() {
+                Err(e) if vanished(&e) && Instant::now() < deadline => {}
+                // Still coming and going at the deadline: nothing answered in time.
+                Err(e) if vanished(&e) => return Err(Error::NoReply(self.timeout)),
+                r => return r,
+            }
+            std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
+            backoff = (backoff * 2).min(Duration::from_millis(20));
+        }
+    }
+
     /// One attempt to hand the request over. `Ok(None)`: no primary to talk to right now
     /// (not listening yet, or it went away before answering), so start over.
     pub(super) fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
@@ -190,7 +222,11 @@ impl SingleInstance {
                     #[cfg(windows)]
                     Some(LocalSocketError::SocketAccess) if self.scope != Scope::System => {
                         if let (Some(level), Ok(own)) = (published_level, crate::sys::own_integrity()) {
-                            if level > own {
+                            // Only while a primary holds the lock: else the file is a dead
+                            // (crashed) elevated primary's, and the pipe that refuses us at
+                            // its name, which anyone can list, is a squatter's: the lock
+                            // decides, as for any stranger's pipe.
+                            if level > own && lock_is_held(loc) {
                                 let why = crate::sys::elevated_message(level, own);
                                 return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
                             }
@@ -395,6 +431,18 @@ pub(super) fn published_file(loc: &Location) -> Option<&std::path::Path> {
 fn pipe_target(loc: &Location) -> Option<(std::path::PathBuf, Option<u32>)> {
     let Some(file) = published_file(loc) else { return Some((loc.socket.clone(), None)) };
     super::published::read(file).map(|p| (p.pipe, Some(p.integrity)))
+}
+
+/// Whether `e` is a file or directory that vanished, or appeared, under the launch (a
+/// cleaner's `rm -rf dir; mkdir dir` at that moment): worth another look.
+fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Io(io) if matches!(io.kind(), io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists))
+}
+
+/// Windows: whether a process holds the lock now (a primary runs).
+#[cfg(windows)]
+fn lock_is_held(loc: &Location) -> bool {
+    matches!(LockFile::try_lock(&loc.lock, false), Ok(None))
 }
 
 /// Whether a failed connect proves nobody serves the name: refused, or nothing there.

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// An exclusive lock on a file, released on drop (RAII, as `fd-lock`'s guards).
 #[derive(Debug)]
 pub(crate) struct LockFile {
+    /// Linux: children forked without exec get no copy of the lock's open file
+    /// description (see `sys::ForkGuard`), so one that outlives a killed primary does not
+    /// keep the lock. Declared first: dropped before `file` is closed.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    _fork_guard: Option<crate::sys::ForkGuard>,
     /// Holds the lock while open (on Windows it is never read or written again).
     #[cfg_attr(windows, allow(dead_code))]
     file: File,
@@ -91,6 +96,14 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = file.metadata()?;
+        // No name left: removed between the open and now (a cleaner): gone, as if the
+        // open had found nothing, so that the caller may look again.
+        if meta.is_file() && meta.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the lock file was removed as it was opened",
+            ));
+        }
         if !meta.is_file() || meta.nlink() != 1 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
         }
@@ -138,28 +151,33 @@ impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it.
     pub(crate) fn try_lock(path: &Path, shared_dir: bool) -> io::Result<Option<LockFile>> {
         let (file, own) = open(path, shared_dir).map_err(|e| crate::PathError::wrap("", path, e))?;
-        let lock = LockFile {
+        // Unix: flock(2), through rustix (which fs4 would call the same way).
+        #[cfg(unix)]
+        let locked = match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::WOULDBLOCK) => false,
+            Err(e) => return Err(e.into()),
+        };
+        // Windows: LockFileEx.
+        #[cfg(not(unix))]
+        let locked = match fs4::FileExt::try_lock(&file) {
+            Ok(()) => true,
+            Err(fs4::TryLockError::WouldBlock) => false,
+            Err(fs4::TryLockError::Error(e)) => return Err(e),
+        };
+        if !locked {
+            return Ok(None);
+        }
+        Ok(Some(LockFile {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            _fork_guard: crate::sys::ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
             file,
             path: path.to_path_buf(),
             shared: shared_dir,
             wrote_pid: false,
             own,
             pid: std::process::id(),
-        };
-        // Unix: flock(2), through rustix (which fs4 would call the same way).
-        #[cfg(unix)]
-        return match rustix::fs::flock(&lock.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(lock)),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(e.into()),
-        };
-        // Windows: LockFileEx.
-        #[cfg(not(unix))]
-        match fs4::FileExt::try_lock(&lock.file) {
-            Ok(()) => Ok(Some(lock)),
-            Err(fs4::TryLockError::WouldBlock) => Ok(None),
-            Err(fs4::TryLockError::Error(e)) => Err(e),
-        }
+        }))
     }
 
     /// Records the holder's pid, for `status` to report: in the lock file, or on Windows

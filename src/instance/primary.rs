@@ -87,8 +87,9 @@ pub struct Primary {
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
-    /// Linux, an abstract name (the System scope): children forked without exec do not
-    /// keep it bound (see `sys::ForkGuard`).
+    /// Linux: children forked without exec get no copy of the listening socket (see
+    /// `sys::ForkGuard`): one never keeps an abstract name bound (the System scope), nor
+    /// a socket that no longer answers after the primary was killed.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
@@ -240,6 +241,8 @@ impl Primary {
             tx,
             #[cfg(all(feature = "dbus", target_os = "linux"))]
             dbus_waiting: Mutex::new(Default::default()),
+            #[cfg(all(unix, feature = "dbus"))]
+            on_step_down: Mutex::new(None),
         });
         // Windows: an accept thread hands each connection to this hook, from the first call
         // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
@@ -255,11 +258,7 @@ impl Primary {
         #[cfg(unix)]
         ctx.mux.attach(server.sys_listener().cloned(), lock.take());
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let fork_guard = if loc.abstract_ns {
-            server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()))
-        } else {
-            None
-        };
+        let fork_guard = server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()));
         #[cfg(windows)]
         if let Some(file) = &published {
             let level = crate::sys::own_integrity()?;
@@ -270,6 +269,11 @@ impl Primary {
         // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
         let dbus = super::dbus::Dbus::start(config, &ctx);
+        // Set before the loop first runs (the app's first receive call, or its waker).
+        #[cfg(all(target_os = "linux", feature = "dbus"))]
+        {
+            *ctx.on_step_down.lock().unwrap_or_else(|p| p.into_inner()) = dbus.release_on_step_down();
+        }
         Ok(Primary {
             server: Box::new(Mutex::new(server)),
             #[cfg(windows)]

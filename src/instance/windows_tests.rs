@@ -502,6 +502,38 @@ fn a_dead_primarys_published_name_stops_nobody() {
     assert!(matches!(started, Ok(true)), "{started:?}");
 }
 
+/// A crashed elevated primary's published file (level High, its pipe gone) and a
+/// squatter that creates a pipe at that name (pipe names can be listed by anyone) whose
+/// DACL refuses this user: a normal launch must not take the refusal for Windows'
+/// integrity rule and fail at once with "elevated" for as long as the squatter lives; no
+/// primary holds the lock, so the lock decides and the launch is the primary. Written for
+/// Windows: Wine enforces no DACL (the connect succeeds there, and the squatter, taken
+/// for ours, never answers), so under Wine only the start is run, with a short timeout.
+#[test]
+fn a_squatter_at_a_dead_elevated_primarys_name_cannot_pass_for_it() {
+    let _w = watchdog(30);
+    let dir = Dir::new("elevsquat");
+    let app = "test.wt.elevsquat";
+    let stale = crate::sys::random_pipe_name().unwrap();
+    // Refuses everyone (an empty DACL), as another user's pipe refuses this one.
+    let mut squatter = crate::LocalServer::new();
+    squatter.set_pipe_sddl(Some("D:".into()));
+    squatter.listen(&stale.to_string_lossy()).unwrap();
+    super::published::publish(&published_file(&dir.0, app), &stale, 0x3000).unwrap();
+    let b = builder(&dir.0, app).timeout(Duration::from_secs(3));
+    let started = std::thread::spawn(move || {
+        crate::sys::PRETEND_INTEGRITY.with(|i| i.set(Some(0x2000)));
+        b.start().map(|s| matches!(s, Start::Primary(_)))
+    })
+    .join()
+    .unwrap();
+    if std::env::var_os("WINEDEBUG").is_some() {
+        println!("note: Wine enforces no DACL: the launch gave {started:?}");
+        return;
+    }
+    assert!(matches!(started, Ok(true)), "{started:?}");
+}
+
 /// The User scope spans Terminal Services sessions: a launch in another session than its
 /// primary's (an RDP login next to the console) is refused with a message that says so,
 /// rather than forwarded to a window it cannot see. Wine has one session: the launch

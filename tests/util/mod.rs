@@ -397,3 +397,20 @@ pub fn blocked_signals(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
     u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
 }
+
+/// Copies the executable `from` to `to`, mode 0755, where other users may run it. The copy
+/// is made by `cp`, not in this process: a file this process held open for writing would be
+/// inherited by any child another test thread forks meanwhile, and until that child execs,
+/// running the copy fails with ETXTBSY ("Text file busy").
+#[cfg(unix)]
+pub fn copy_executable(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let status = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap_or_else(|e| panic!("cp {}: {e}", from.display()));
+    assert!(status.success(), "cp {} {}: {status}", from.display(), to.display());
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -61,8 +61,6 @@ const HAND_OFF_RETRY: Duration = Duration::from_millis(100);
 /// The primary's D-Bus side.
 pub(crate) struct Dbus {
     shared: Arc<Shared>,
-    /// Told when the close thread is done (after `stop`).
-    closed: Option<mpsc::Receiver<()>>,
 }
 
 /// What the primary, its D-Bus thread and its method calls share.
@@ -79,6 +77,11 @@ struct Shared {
     /// Calls being handed to a successor: counted as the request is dropped (`Slot`), so
     /// that `finish` knows before their tasks run.
     handoffs: Arc<AtomicUsize>,
+    /// Set by the first `stop` (at a step-down, or at the drop), held while it runs: a
+    /// second one waits for it and does nothing.
+    stopped: Mutex<bool>,
+    /// Told when the close thread is done (after `stop`), for `finish` to wait for.
+    closed: Mutex<Option<mpsc::Receiver<()>>>,
     name: String,
     path: String,
     /// The largest call body taken, in bytes (`max_message_size`).
@@ -114,13 +117,15 @@ impl Dbus {
             conn: Mutex::new(None),
             released: Flag::default(),
             handoffs: Arc::new(AtomicUsize::new(0)),
+            stopped: Mutex::new(false),
+            closed: Mutex::new(None),
             path: dbus_object_path(&name),
             name,
             limit: config.max_message_size,
             timeout: config.timeout,
         };
         shared.released.set();
-        Dbus { shared: Arc::new(shared), closed: None }
+        Dbus { shared: Arc::new(shared) }
     }
 
     /// Sets up the bus on a thread of its own: connect, serve the object, then ask for the
@@ -178,12 +183,30 @@ impl Dbus {
         self.shared.lock().clone()
     }
 
+    /// What gives the name back when the primary steps down (`serve::watch`): it no longer
+    /// holds the lock, and the name belongs to the lock holder, as at a release. The same
+    /// as [`stop`](Self::stop) (the name released, or the queue left; the calls still
+    /// open answered, and those the app never took handed to the next owner), on a thread
+    /// of its own so that the primary's loop never waits on the bus. The drop's `finish`
+    /// waits for it.
+    pub(crate) fn release_on_step_down(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        let shared = Arc::clone(&self.shared);
+        Some(Box::new(move || {
+            let thread = std::thread::Builder::new().name("solo-instance D-Bus release".into());
+            let _ = crate::sys::with_signals_blocked(|| thread.spawn(move || Dbus { shared }.stop()));
+        }))
+    }
+
     /// Gives the name back, before the lock is freed: at most 0.5 s, past which the bus
     /// counts as frozen and the connection is cut (the bus frees the name when it wakes).
     /// The replies of the calls still open, and the calls handed to the successor, are
     /// then seen to by a close thread that [`finish`](Self::finish) waits for.
     pub(crate) fn stop(&mut self) {
         let shared = &self.shared;
+        let mut stopped = shared.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if std::mem::replace(&mut *stopped, true) {
+            return;
+        }
         shared.stopping.store(true, Ordering::SeqCst);
         let conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(conn) = conn else {
@@ -227,7 +250,7 @@ impl Dbus {
             shared.cut();
             shared.released.set();
         }
-        self.closed = Some(closed);
+        *shared.closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(closed);
     }
 
     /// Waits for the close thread: up to 2 s for the replies still open, up to twice the
@@ -235,7 +258,10 @@ impl Dbus {
     /// one for its answer). A request the app still holds
     /// elsewhere does not stall the drop; its connection closes when it is answered.
     pub(crate) fn finish(&mut self) {
-        let Some(closed) = self.closed.take() else { return };
+        // After the stop (a step-down's may still run on its thread: waited for here).
+        drop(self.shared.stopped.lock().unwrap_or_else(|p| p.into_inner()));
+        let closed = self.shared.closed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(closed) = closed else { return };
         let mut bound = Duration::from_secs(2);
         if self.shared.handoffs.load(Ordering::SeqCst) > 0 {
             bound += 2 * self.shared.timeout;

@@ -104,17 +104,14 @@ fn new_watch() -> Result<Watch, String> {
     Err("no file watch on this platform".into())
 }
 
-/// Points the watch at the directory `dir` now names (`id`), if it is not on it already.
+/// Points the watch at the directory `dir` now names (`id`). Always asked of the kernel
+/// again, never skipped for a (device, inode) pair seen before: a directory removed and
+/// made again often gets the very inode number of the old one (ext4 hands a freed number
+/// out again at once), yet it is another directory, with no watch on it; inotify gives it
+/// a new watch descriptor, and the same one for the directory already watched.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
     use rustix::fs::inotify::{self, WatchFlags};
-    if w.dir == Some(id) {
-        return Ok(());
-    }
-    if let Some(wd) = w.wd.take() {
-        // Gone already when the directory was removed (IN_IGNORED).
-        let _ = inotify::remove_watch(&w.fd, wd);
-    }
     let flags = WatchFlags::DELETE
         | WatchFlags::MOVED_FROM
         | WatchFlags::DELETE_SELF
@@ -122,7 +119,10 @@ fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
         | WatchFlags::ONLYDIR;
     match inotify::add_watch(&w.fd, dir, flags) {
         Ok(wd) => {
-            w.wd = Some(wd);
+            if let Some(old) = w.wd.replace(wd).filter(|&old| old != wd) {
+                // Gone already when the directory was removed (IN_IGNORED).
+                let _ = inotify::remove_watch(&w.fd, old);
+            }
             w.dir = Some(id);
             Ok(())
         }
@@ -249,15 +249,19 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     let dir = dir_of(&mux.socket);
     // The directory, made again if missing (this user's, 0700).
     let dir_id = match ensure_dir(dir, mux.shared) {
-        Ok(id) => id,
+        Ok(Some(id)) => id,
+        // Removed again as it was made (a cleaner striking twice): look again soon.
+        Ok(None) => return retry_soon(st),
         Err(why) => return step_down(ctx, st, why),
     };
     // The lock file's, if the socket had to go elsewhere (a path too long for
     // `sun_path`): not watched, but made again too before a fresh lock is taken there.
     let lock_dir = dir_of(&lock_path);
     if lock_dir != dir {
-        if let Err(why) = ensure_dir(lock_dir, mux.shared) {
-            return step_down(ctx, st, why);
+        match ensure_dir(lock_dir, mux.shared) {
+            Ok(Some(_)) => {}
+            Ok(None) => return retry_soon(st),
+            Err(why) => return step_down(ctx, st, why),
         }
     }
     // The watch, on the directory the name now gives; without one, the next look is a
@@ -283,6 +287,9 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     };
     match watched {
         Ok(()) => mux.set_health(Health::Watched),
+        // The directory removed again as the watch was set (a cleaner striking twice):
+        // not a lack of watches; look again soon.
+        Err(_) if file_id(dir).ok() != Some(dir_id) => return retry_soon(st),
         Err(why) => {
             mux.set_health(Health::Checked(why));
             st.check_at = Some(Instant::now() + CHECK_PERIOD);
@@ -322,23 +329,47 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
         }
     }
     // Then the socket.
-    if socket_is_ours(st, &mux.socket) {
-        return;
+    if !socket_is_ours(st, &mux.socket) {
+        match put_socket_back(mux, st, &lock_path) {
+            Ok(()) => st.retry = Duration::ZERO,
+            Err(Fail::Again) => return retry_soon(st),
+            Err(Fail::StepDown(why)) => return step_down(ctx, st, why),
+        }
     }
+    // All of it where the watch is: a directory replaced since it was looked at (a
+    // cleaner striking again; the watch may even sit on the removed one, should the
+    // removal have raced with setting it, and then never report anything) is looked at
+    // again soon.
+    if file_id(dir).ok() != Some(dir_id) {
+        retry_soon(st);
+    }
+}
+
+/// Why the socket could not be put back.
+enum Fail {
+    /// For a moment (descriptors, memory, the directory removed again): look again soon.
+    Again,
+    StepDown(String),
+}
+
+/// Binds the socket again at its name, unless another process serves it there.
+fn put_socket_back(mux: &Mux, st: &mut State, lock_path: &Path) -> Result<(), Fail> {
     if file_id(&mux.socket).is_ok() {
         // Another file at the name: one that answers is another primary's, never removed.
-        let loc = Location { lock: lock_path.clone(), socket: mux.socket.clone(), abstract_ns: false };
+        let loc = Location { lock: lock_path.to_owned(), socket: mux.socket.clone(), abstract_ns: false };
         if socket_is_live(&loc, Instant::now() + Duration::from_millis(200)) {
-            let why = format!("another process serves the socket {}", mux.socket.display());
-            return step_down(ctx, st, why);
+            return Err(Fail::StepDown(format!(
+                "another process serves the socket {}",
+                mux.socket.display()
+            )));
         }
         let _ = crate::sys::remove_server(&mux.socket);
     }
     match bind_again(mux, st) {
-        Ok(()) => st.retry = Duration::ZERO,
-        Err(e) if transient(&e) => retry_soon(st),
+        Ok(()) => Ok(()),
+        Err(e) if transient(&e) => Err(Fail::Again),
         Err(e) => {
-            step_down(ctx, st, format!("the socket {} could not be bound again: {e}", mux.socket.display()))
+            Err(Fail::StepDown(format!("the socket {} could not be bound again: {e}", mux.socket.display())))
         }
     }
 }
@@ -351,14 +382,17 @@ fn retry_soon(st: &mut State) {
     st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
 }
 
-/// Whether `e` (or an error it wraps) is the system's lack of descriptors or memory,
-/// which passes: not a reason to step down.
+/// Whether `e` (or an error it wraps) passes, and is not a reason to step down: the
+/// system's lack of descriptors or memory, or a file or directory not found (ENOENT: the
+/// directory, just made or checked, was removed again by a cleaner that struck twice, or
+/// the lock file as it was opened; the next look makes them again).
 fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
     use rustix::io::Errno;
     let mut cause = Some(e);
     while let Some(e) = cause {
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if io.kind() == io::ErrorKind::OutOfMemory
+                || io.kind() == io::ErrorKind::NotFound
                 || matches!(
                     Errno::from_io_error(io),
                     Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
@@ -389,8 +423,9 @@ fn socket_is_ours(st: &State, socket: &Path) -> bool {
 
 /// Makes `dir` again if it is missing (not a shared one: that belongs to whoever made it)
 /// and checks it as the start does: a directory, this user's, closed to others (shared: root's
-/// or this user's, sticky if others may write).
-fn ensure_dir(dir: &Path, shared: bool) -> Result<FileId, String> {
+/// or this user's, sticky if others may write). `Ok(None)`: made, and removed again before
+/// it could be checked (a cleaner striking twice): look again.
+fn ensure_dir(dir: &Path, shared: bool) -> Result<Option<FileId>, String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !shared => {
@@ -404,7 +439,10 @@ fn ensure_dir(dir: &Path, shared: bool) -> Result<FileId, String> {
                     ))
                 }
             }
-            std::fs::symlink_metadata(dir)
+            match std::fs::symlink_metadata(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                r => r,
+            }
         }
         r => r,
     }
@@ -425,7 +463,7 @@ fn ensure_dir(dir: &Path, shared: bool) -> Result<FileId, String> {
             mode & 0o7777
         ));
     }
-    Ok((meta.dev(), meta.ino()))
+    Ok(Some((meta.dev(), meta.ino())))
 }
 
 /// Binds the socket again; the new listener joins the loop's poll set (the old one,
@@ -435,8 +473,20 @@ fn bind_again(mux: &Mux, st: &mut State) -> crate::Result<()> {
     let mut server = LocalServer::new();
     server.set_socket_options(mux.options);
     server.listen(&mux.socket.to_string_lossy())?;
-    // The one it replaces (removed as well) goes.
+    // The one it replaces (removed as well) goes, its fork guard first.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        st.replacement_guard = None;
+    }
     st.replacement = Some(server);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        st.replacement_guard = st
+            .replacement
+            .as_ref()
+            .and_then(|s| s.sys_listener())
+            .and_then(|l| crate::sys::ForkGuard::new(l.fd()));
+    }
     Ok(())
 }
 
@@ -448,6 +498,11 @@ fn step_down(ctx: &Arc<Context>, st: &mut State, why: String) {
     // launches to start over.
     ctx.closing.store(true, Ordering::SeqCst);
     mux.set_health(Health::SteppedDown(why));
+    // The bus name goes with the primacy (with `dbus`).
+    #[cfg(feature = "dbus")]
+    if let Some(release) = ctx.on_step_down.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        release();
+    }
     if let Some(l) = &st.listener {
         l.shut_down();
         l.remove_own_file();

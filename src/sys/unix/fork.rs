@@ -1,16 +1,19 @@
 //! A child forked without exec keeps every descriptor of its parent, close-on-exec ones
-//! too, until it execs or exits. For a System-scope primary on Linux that would keep its
-//! abstract name bound after the parent let it go: a socket's name lives as long as any
-//! descriptor of the socket, and nothing unbinds it. So, for the listening sockets
-//! registered here, a `pthread_atfork` handler swaps the child's copy for an unbound
-//! datagram socket at the same descriptor number (the number stays taken, so nothing
-//! else of the child's lands on it; poll(2) never reports such a socket readable). The
-//! child is then never the primary: a process that daemonises by forking must do so
-//! before it starts.
+//! too, until it execs or exits. For a primary that would keep its primacy after the
+//! parent let it go or was killed: a System-scope abstract name lives as long as any
+//! descriptor of its socket, and nothing unbinds it; a flock lives as long as any
+//! descriptor of its open file description, so a child that outlives a primary killed
+//! with `kill -9` would hold the lock (and a listening socket nobody accepts on) until it
+//! exits. So, for the listening sockets and lock files registered here, a
+//! `pthread_atfork` handler swaps the child's copy for an unbound datagram socket at the
+//! same descriptor number (the number stays taken, so nothing else of the child's lands
+//! on it; poll(2) never reports such a socket readable). The child is then never the
+//! primary: a process that daemonises by forking must do so before it starts.
 //!
-//! Path sockets and the lock file need no such care: releasing unlinks the socket file,
-//! shuts the listening socket down and unlocks the lock file, which takes effect for every
-//! process that shares them (see `LockFile`'s drop and `Listener::shut_down`).
+//! `release()` and drop need more than this (the child forked before may still run):
+//! releasing unlinks the socket file, shuts the listening socket down and unlocks the
+//! lock file, which takes effect for every process that shares them (see `LockFile`'s
+//! drop and `Listener::shut_down`).
 
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -22,16 +25,17 @@ use std::sync::Once;
 static GUARDED: [AtomicI32; SLOTS] = [FREE; SLOTS];
 #[allow(clippy::declare_interior_mutable_const)] // only to fill the array above
 const FREE: AtomicI32 = AtomicI32::new(-1);
-const SLOTS: usize = 16;
+const SLOTS: usize = 64;
 
-/// While it lives, children forked by this process do not get the listening socket it
-/// names (see the module docs). Dropped before the socket is closed.
+/// While it lives, children forked by this process do not get the listening socket or
+/// lock file it names (see the module docs). Dropped before the descriptor is closed.
 #[derive(Debug)]
 pub(crate) struct ForkGuard(usize);
 
 impl ForkGuard {
-    /// Registers `fd`; `None` when every slot is taken (more than 16 System-scope
-    /// primaries in one process): that one is left to children as it was.
+    /// Registers `fd`; `None` when every slot is taken (64: a primary takes two or
+    /// three, its lock file and its listening sockets): that one is left to children as
+    /// it was.
     pub(crate) fn new(fd: BorrowedFd<'_>) -> Option<ForkGuard> {
         static HANDLER: Once = Once::new();
         HANDLER.call_once(|| {
