@@ -212,6 +212,9 @@ fn sandbox_peer_credentials_across_pid_namespaces_have_the_uid_and_no_pid() {
 
 const START_HELPER_VAR: &str = "SOLO_SANDBOX_START";
 
+/// Set for [`sandbox_helper_start`]: it takes all its user's inotify instances first.
+const NO_INOTIFY_VAR: &str = "SOLO_SANDBOX_NO_INOTIFY";
+
 /// Not a test of its own (it returns at once): a launch run by [`launch_in`], with
 /// `SOLO_SANDBOX_START="<scope> <app id> <arg> [<directory>]"`. It prints `PRIMARY <socket>`
 /// and then `REQUEST <arg>` for each request it serves (replying "served by <its arg>"),
@@ -234,9 +237,28 @@ fn sandbox_helper_start() {
     if let Some(dir) = words.get(3) {
         instance = instance.directory(dir);
     }
+    // With NO_INOTIFY_VAR: this user's inotify instances all taken first (held until exit).
+    let no_inotify = std::env::var_os(NO_INOTIFY_VAR).is_some();
+    let mut held = Vec::new();
+    if no_inotify {
+        loop {
+            // SAFETY: no pointer; the descriptor returned is ours, closed at exit.
+            let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+            if fd < 0 {
+                break;
+            }
+            held.push(fd);
+            assert!(held.len() < 100_000, "inotify instances without end");
+        }
+    }
     match instance.start() {
         Ok(Start::Primary(p)) => {
             println!("PRIMARY {}", p.socket_path().display());
+            if no_inotify {
+                // The watch is tried at the first turn.
+                assert!(p.recv_timeout(Duration::from_millis(50)).is_none());
+                println!("HEALTH {:?}", p.health());
+            }
             for r in p.requests() {
                 println!(
                     "REQUEST {}",
@@ -244,6 +266,7 @@ fn sandbox_helper_start() {
                 );
                 let _ = r.reply(Reply::ok().with_stdout(format!("served by {}", words[2])));
             }
+            println!("ENDED {:?}", p.health());
         }
         Ok(Start::Forwarded(r)) => println!("FORWARDED {}", r.stdout()),
         Err(e) => println!("ERROR {e}"),
@@ -367,12 +390,17 @@ fn sandbox_names_system_scope_long_id_and_its_hash_never_share_a_primary() {
 /// Removes the System scope's lock file of `app` (lock files stay after their primary, by
 /// design), at the end of a test.
 fn remove_system_lock(app: &str) {
+    let _ = std::fs::remove_file(system_lock_path(app));
+}
+
+/// The System scope's lock file of `app`.
+fn system_lock_path(app: &str) -> String {
     let name = if "solo-instance-system/".len() + app.len() > 107 {
         format!("@{}", fnv64(app))
     } else {
         app.to_owned()
     };
-    let _ = std::fs::remove_file(format!("/tmp/solo-instance-system@{name}.lock"));
+    format!("/tmp/solo-instance-system@{name}.lock")
 }
 
 /// Session-scope `org.x` in login session 7 and User-scope `org.x.session-7` each get a
@@ -681,11 +709,11 @@ fn sandbox_flatpak_with_user_namespaces_as_an_ordinary_user_shares_one_primary()
 /// cleaner: systemd-tmpfiles ages `/tmp` out; or the user who made the file first, who
 /// may delete it from the sticky `/tmp` whoever locks it): a launch in another network
 /// namespace, where the abstract name does not reach, must still not become a second
-/// primary. Found by the attack review: the System-scope primary has no watch
-/// (`Health::Unwatched`) and never puts its lock file back, so the launch locks a fresh
-/// one and is a second primary.
+/// primary. Found by the attack review (the System-scope primary had no watch, and the
+/// launch locked a fresh file and was a second primary): the primary watches its lock file
+/// itself and locks a fresh one at once, so the launch finds it held and fails with the
+/// error that names the limit.
 #[test]
-#[ignore = "finding, not fixed: the System scope's primary does not put a removed lock file back"]
 fn sandbox_system_scope_lock_file_removed_gives_no_second_primary_in_another_network_namespace() {
     let _w = Watchdog::new(Duration::from_secs(120));
     if !netns_works() {
@@ -699,7 +727,81 @@ fn sandbox_system_scope_lock_file_removed_gives_no_second_primary_in_another_net
     assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
     remove_system_lock(&app);
     let (q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    assert!(!line.starts_with("PRIMARY "), "a second primary in another network namespace: {line}");
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a launch in another network namespace: {line}"
+    );
+    // The lock file is back, and the primary still serves the host.
+    assert!(std::path::Path::new(&system_lock_path(&app)).exists(), "the lock file was not put back");
+    let (_r, line) = launch_as(&exe, Some(4246), &[], &[], &spec("host-4246"));
+    assert_eq!(line, "FORWARDED served by host-4245");
     drop((p, q));
     remove_system_lock(&app);
-    assert!(!line.starts_with("PRIMARY "), "a second primary in another network namespace: {line}");
+}
+
+/// Without inotify (uid 4272's instances all taken), the System-scope primary says so
+/// (`Health::Checked`) and looks at its lock file once a second instead: removed, it is
+/// put back within that second, and a launch in another network namespace then finds it
+/// held and is no second primary.
+#[test]
+fn sandbox_system_scope_without_inotify_a_removed_lock_file_is_put_back_within_a_second() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.rmlocknoin{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4272), &[], &[(NO_INOTIFY_VAR, "1")], &spec("host-4272"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    let health = p.line();
+    assert!(health.starts_with("HEALTH Checked(") && health.contains("max_user_instances"), "{health}");
+    remove_system_lock(&app);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(std::path::Path::new(&system_lock_path(&app)).exists(), "the lock file was not put back");
+    let (q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    drop((p, q));
+    remove_system_lock(&app);
+    assert!(
+        line.starts_with("ERROR ") && line.contains("network namespace"),
+        "a launch in another network namespace: {line}"
+    );
+}
+
+/// The other way round: the System-scope primary frozen (SIGSTOP) while its lock file is
+/// removed, a launch in another network namespace locks a fresh one and is the primary
+/// there; once thawed, the old primary finds the fresh lock held for good and steps down
+/// (`Health::SteppedDown`): never two primaries.
+#[test]
+fn sandbox_system_scope_primary_steps_down_when_another_namespace_locked_the_fresh_lock_file() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    if !netns_works() {
+        return;
+    }
+    let bin = exe_for_others();
+    let exe = bin.path().join("sandbox");
+    let app = format!("org.sandbox.stepdown{}", std::process::id());
+    let spec = |tag: &str| format!("system {app} {tag}");
+    let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host-4245"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
+    // Its watch is set 100 ms after the start.
+    std::thread::sleep(Duration::from_millis(300));
+    let signal = |sig: &str| {
+        let out = output(Command::new("kill").args([sig, &p.id().to_string()]));
+        assert!(out.status.success(), "kill {sig}: {}", text(&out.stderr));
+    };
+    signal("-STOP");
+    remove_system_lock(&app);
+    let (q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
+    assert!(line.starts_with("PRIMARY "), "{line} {}", q.stderr());
+    signal("-CONT");
+    let line = p.line();
+    drop((p, q));
+    remove_system_lock(&app);
+    assert!(
+        line.starts_with("ENDED SteppedDown(") && line.contains("network namespace"),
+        "the old primary did not step down: {line}"
+    );
 }

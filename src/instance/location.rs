@@ -34,7 +34,12 @@ pub enum Scope {
     /// both, and both go with its process, so any user can take over after another user's
     /// primary died. A launch in another network namespace (a container, `unshare -n`)
     /// that shares `/tmp` cannot reach the primary's name: it fails with an error saying
-    /// so, and never becomes a second primary. Elsewhere the files live
+    /// so, and never becomes a second primary. Should the lock file be removed under the
+    /// running primary (by its creator, root or a tmp cleaner), the primary locks a fresh
+    /// one at once (an inotify watch on the file itself, not on `/tmp`; once a second
+    /// without inotify); if a launch in another network namespace locked it first, the
+    /// primary steps down ([`Health::SteppedDown`](crate::Health::SteppedDown)).
+    /// Elsewhere the files live
     /// in `/tmp/solo-instance-system` (mode 1777, owned by root or this user; `%ProgramData%`
     /// on Windows). Any local user may be the primary and read the launches of all: ask for
     /// it only when that is what you mean. On Windows the pipe's name is hashed from the

@@ -55,6 +55,9 @@ pub(super) struct Mux {
     /// directory shared with other users (the System scope's).
     lock_path: Option<PathBuf>,
     shared: bool,
+    /// Linux's System scope: the socket is an abstract name, which nothing can remove, and
+    /// only its lock file (in `/tmp`) is kept in place, watched itself (see `watch`).
+    lock_only: bool,
     /// What `Primary::health` says (see `watch`).
     health: Mutex<Health>,
     /// The primary stepped down (`Health::SteppedDown`): read without the lock.
@@ -136,11 +139,16 @@ impl Mux {
         shared: bool,
     ) -> std::io::Result<Mux> {
         let (wake_rx, wake_tx) = crate::sys::pipe()?;
-        // An abstract name has no file to lose.
-        let watch = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
-            && !options.contains(SocketOptions::ABSTRACT_NAMESPACE)
-            && lock.is_some()
-            && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
+        // An abstract name has no file to lose, but its lock file (the System scope's, in
+        // `/tmp`) has: that file alone is watched then.
+        let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
+        let lock_only =
+            cfg!(any(target_os = "linux", target_os = "android")) && abstract_ns && lock.is_some();
+        let watch = lock_only
+            || cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
+                && !abstract_ns
+                && lock.is_some()
+                && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
         Ok(Mux {
             state: Mutex::new(State {
                 listener: None,
@@ -153,7 +161,10 @@ impl Mux {
                 revents: Vec::new(),
                 lock: None,
                 watch: None,
-                watch_at: watch.then(|| Instant::now() + watch::WATCH_DELAY),
+                // The System scope's lock file is watched from the first turn: a launch in
+                // another network namespace could lock a fresh one in any delay.
+                watch_at: watch
+                    .then(|| Instant::now() + if lock_only { Duration::ZERO } else { watch::WATCH_DELAY }),
                 check_at: None,
                 retry: Duration::ZERO,
                 watch_failed: false,
@@ -166,6 +177,7 @@ impl Mux {
             options,
             lock_path: lock.map(Path::to_path_buf),
             shared,
+            lock_only,
             health: Mutex::new(if watch { Health::Watched } else { Health::Unwatched }),
             stepped_down: AtomicBool::new(false),
             pid: std::process::id(),

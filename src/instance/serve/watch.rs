@@ -8,6 +8,18 @@
 //! one steps down: it stops serving, its launches start over (and reach the new
 //! primary), its request stream ends and [`Health::SteppedDown`] says why.
 //!
+//! Linux's System scope has no directory of its own and no socket file (an abstract name,
+//! which nothing removes), but its lock file, `/tmp/solo-instance-system@<app_id>.lock`,
+//! decides across network namespaces and may be removed too (by its creator, root or a
+//! tmp cleaner): a launch in another network namespace would lock a fresh one and be a
+//! second primary. So there the lock file itself is watched (inotify: `IN_ATTRIB` as its
+//! link count drops, `IN_MOVE_SELF`, `IN_DELETE_SELF`), never `/tmp`, whose every removal
+//! would wake the primary; when the name no longer gives the locked file, a fresh one is
+//! locked (0644, or another user's opened read-only), as above. A launch in this network
+//! namespace holds that fresh lock only for a moment (it finds the name bound and lets
+//! go); one that holds it through the waits up to [`MAX_RETRY`] is a primary in another
+//! network namespace, and this one steps down.
+//!
 //! Without a watch (the user's inotify instances or watches used up), the files are
 //! looked at every [`CHECK_PERIOD`] while the loop runs instead, and
 //! [`Health::Checked`] says so; the watch is tried again each time.
@@ -16,8 +28,13 @@
 //! closing an inotify descriptor that has a watch waits for an RCU grace period, 1.5 to
 //! 14 ms on a busy machine, and a process pays it at exit; a primary that lives less than
 //! that delay (`solo run APP --count 0`, an app that forwards and quits) never pays it.
+//! The System scope's lock file is watched from the first turn on, though, and its
+//! primary pays that at exit: until the watch is set, a launch in another network
+//! namespace could lock a fresh file and be a second primary (in the User and Session
+//! scopes such a launch finds the socket answering and forwards).
 
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -66,7 +83,8 @@ pub(super) struct Watch {
     #[cfg(target_vendor = "apple")]
     #[allow(dead_code)] // held open, never read
     dir_fd: Option<OwnedFd>,
-    /// The directory watched (a directory made again under the same name is another).
+    /// The directory watched (a directory made again under the same name is another), or
+    /// the lock file (the System scope on Linux).
     dir: Option<FileId>,
 }
 
@@ -110,7 +128,7 @@ fn new_watch() -> Result<Watch, String> {
 /// out again at once), yet it is another directory, with no watch on it; inotify gives it
 /// a new watch descriptor, and the same one for the directory already watched.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
+fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), Option<String>> {
     use rustix::fs::inotify::{self, WatchFlags};
     let flags = WatchFlags::DELETE
         | WatchFlags::MOVED_FROM
@@ -126,10 +144,13 @@ fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
             w.dir = Some(id);
             Ok(())
         }
-        Err(e) => Err(format!(
+        // Removed again (a cleaner striking twice), though the name may give a directory
+        // with its very inode number by now: not a lack of watches.
+        Err(rustix::io::Errno::NOENT) => Err(None),
+        Err(e) => Err(Some(format!(
             "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
             dir.display()
-        )),
+        ))),
     }
 }
 
@@ -137,15 +158,16 @@ fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
 /// a fresh kqueue with the directory open in it (`EVFILT_VNODE`: an entry added or
 /// removed, the directory removed or renamed). Unproven: written for macOS, never run.
 #[cfg(target_vendor = "apple")]
-fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
+fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), Option<String>> {
     use rustix::event::kqueue::{kevent, kqueue, Event, EventFilter, EventFlags, VnodeEvents};
     use rustix::fs::{open, Mode, OFlags};
     use std::os::fd::AsRawFd;
     if w.dir == Some(id) {
         return Ok(());
     }
-    let fail =
-        |what: &str, e: rustix::io::Errno| format!("no kqueue watch on {} ({what}: {e})", dir.display());
+    let fail = |what: &str, e: rustix::io::Errno| {
+        (e != rustix::io::Errno::NOENT).then(|| format!("no kqueue watch on {} ({what}: {e})", dir.display()))
+    };
     let kq = kqueue().map_err(|e| fail("kqueue", e))?;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let dir_fd = open(dir, flags, Mode::empty()).map_err(|e| fail("open", e))?;
@@ -165,8 +187,41 @@ fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), String> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), String> {
-    Err("no file watch on this platform".into())
+fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), Option<String>> {
+    Err(Some("no file watch on this platform".into()))
+}
+
+/// Points the watch at the lock file `lock` now names (`id`, the locked one): its link
+/// count dropping (`IN_ATTRIB`: removed, or replaced by a rename), or the file renamed
+/// away or gone. (`IN_DELETE_SELF` alone would never come: this process holds it open.)
+/// The watch on a file locked before, if any, goes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rewatch_file(w: &mut Watch, lock: &Path, id: FileId) -> Result<(), Option<String>> {
+    use rustix::fs::inotify::{self, WatchFlags};
+    let flags =
+        WatchFlags::ATTRIB | WatchFlags::MOVE_SELF | WatchFlags::DELETE_SELF | WatchFlags::DONT_FOLLOW;
+    match inotify::add_watch(&w.fd, lock, flags) {
+        Ok(wd) => {
+            if let Some(old) = w.wd.replace(wd).filter(|&old| old != wd) {
+                // Gone already if the old file was freed (IN_IGNORED).
+                let _ = inotify::remove_watch(&w.fd, old);
+            }
+            w.dir = Some(id);
+            Ok(())
+        }
+        // Removed again: not a lack of watches.
+        Err(rustix::io::Errno::NOENT) => Err(None),
+        Err(e) => Err(Some(format!(
+            "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
+            lock.display()
+        ))),
+    }
+}
+
+/// Only Linux's System scope watches its lock file (an abstract name).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn rewatch_file(_w: &mut Watch, _lock: &Path, _id: FileId) -> Result<(), Option<String>> {
+    Err(Some("no file watch on this platform".into()))
 }
 
 /// Reads the pending inotify events: whether one concerns the primary (its socket or
@@ -183,9 +238,13 @@ pub(super) fn concerns_us(w: &Watch, socket: &Path, lock: &Path) -> bool {
     // Until the queue is empty (EAGAIN) or fails.
     while let Ok(event) = events.next() {
         let named = event.file_name().is_some_and(|n| n.to_bytes() == socket || n.to_bytes() == lock);
-        // An overflowed queue lost events: look at the files themselves.
-        let itself =
-            ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::IGNORED | ReadFlags::QUEUE_OVERFLOW;
+        // An overflowed queue lost events: look at the files themselves. (`ATTRIB` comes
+        // only from a watch on the lock file itself: its link count dropped.)
+        let itself = ReadFlags::DELETE_SELF
+            | ReadFlags::MOVE_SELF
+            | ReadFlags::ATTRIB
+            | ReadFlags::IGNORED
+            | ReadFlags::QUEUE_OVERFLOW;
         ours |= named || event.events().intersects(itself);
     }
     ours
@@ -229,7 +288,8 @@ pub(super) fn check_soon(st: &mut State) {
     st.check_at = Some(st.check_at.map_or(at, |t| t.min(at)));
 }
 
-/// The watch's first setting, [`WATCH_DELAY`] after the start: then the files are looked
+/// The watch's first setting, [`WATCH_DELAY`] after the start (at the first turn for the
+/// System scope's lock file): then the files are looked
 /// at, since they may have gone before it.
 pub(super) fn start(ctx: &Arc<Context>, st: &mut State) {
     st.watch_at = None;
@@ -246,6 +306,9 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
         return;
     }
     let Some(lock_path) = mux.lock_path.clone() else { return };
+    if mux.lock_only {
+        return upkeep_lock_file(ctx, st, &lock_path);
+    }
     let dir = dir_of(&mux.socket);
     // The directory, made again if missing (this user's, 0700).
     let dir_id = match ensure_dir(dir, mux.shared) {
@@ -266,67 +329,20 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     }
     // The watch, on the directory the name now gives; without one, the next look is a
     // period away (and the watch is tried again then).
-    let watched = match st.watch.take().map_or_else(
-        || {
-            if st.watch_failed {
-                Err("poll(2) cannot wait on the directory's watch".into())
-            } else {
-                new_watch()
-            }
-        },
-        Ok,
-    ) {
-        Ok(mut w) => match rewatch(&mut w, dir, dir_id) {
-            Ok(()) => {
-                st.watch = Some(w);
-                Ok(())
-            }
-            Err(why) => Err(why),
-        },
-        Err(why) => Err(why),
-    };
-    match watched {
+    match set_watch(st, |w| rewatch(w, dir, dir_id)) {
         Ok(()) => mux.set_health(Health::Watched),
         // The directory removed again as the watch was set (a cleaner striking twice):
         // not a lack of watches; look again soon.
+        Err(None) => return retry_soon(st),
         Err(_) if file_id(dir).ok() != Some(dir_id) => return retry_soon(st),
-        Err(why) => {
+        Err(Some(why)) => {
             mux.set_health(Health::Checked(why));
             st.check_at = Some(Instant::now() + CHECK_PERIOD);
         }
     }
     // The lock first: it decides who is the primary.
-    let held = st.lock.as_ref().and_then(|l| l.file_id().ok());
-    if held.is_none() || held != file_id(&lock_path).ok() {
-        match LockFile::try_lock(&lock_path, mux.shared) {
-            Ok(Some(mut lock)) => {
-                lock.write_pid();
-                // The old one, on a removed file, is let go.
-                st.lock = Some(lock);
-                st.retry = Duration::ZERO;
-            }
-            // Another process holds the fresh lock file. A launch does so for a moment,
-            // while it checks that this primary's socket answers: while the socket is
-            // ours, look again soon. Otherwise that process is the primary now.
-            Ok(None) if socket_is_ours(st, &mux.socket) => return retry_soon(st),
-            Ok(None) => {
-                let why = format!(
-                    "the lock file {} was removed, and another process locked a new one first: it is the \
-                     primary now",
-                    lock_path.display()
-                );
-                return step_down(ctx, st, why);
-            }
-            // Out of descriptors or memory for a moment (the app's own load): try again.
-            Err(e) if transient(&e) => return retry_soon(st),
-            Err(e) => {
-                return step_down(
-                    ctx,
-                    st,
-                    format!("the lock file {} could not be made again: {e}", lock_path.display()),
-                )
-            }
-        }
+    if relock(ctx, st, &lock_path).is_break() {
+        return;
     }
     // Then the socket.
     if !socket_is_ours(st, &mux.socket) {
@@ -342,6 +358,114 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     // again soon.
     if file_id(dir).ok() != Some(dir_id) {
         retry_soon(st);
+    }
+}
+
+/// Linux's System scope (see the module docs): a fresh lock if the lock file was removed,
+/// then the watch on the file locked.
+fn upkeep_lock_file(ctx: &Arc<Context>, st: &mut State, lock_path: &Path) {
+    if relock(ctx, st, lock_path).is_break() {
+        return;
+    }
+    let Some(id) = st.lock.as_ref().and_then(|l| l.file_id().ok()) else { return retry_soon(st) };
+    match set_watch(st, |w| rewatch_file(w, lock_path, id)) {
+        Ok(()) => ctx.mux.set_health(Health::Watched),
+        // Removed again as the watch was set: look again soon.
+        Err(None) => return retry_soon(st),
+        Err(_) if file_id(lock_path).ok() != Some(id) => return retry_soon(st),
+        Err(Some(why)) => {
+            ctx.mux.set_health(Health::Checked(why));
+            st.check_at = Some(Instant::now() + CHECK_PERIOD);
+        }
+    }
+    // Removed again before the watch was on it (which may then sit on another file):
+    // look again soon.
+    if file_id(lock_path).ok() != Some(id) {
+        retry_soon(st);
+    }
+}
+
+/// Takes the watch (a new one if there is none) and points it with `point`; kept only if
+/// that worked.
+/// `Err(None)`: what it was to watch is gone (removed again).
+fn set_watch(
+    st: &mut State,
+    point: impl FnOnce(&mut Watch) -> Result<(), Option<String>>,
+) -> Result<(), Option<String>> {
+    let mut w = match st.watch.take() {
+        Some(w) => w,
+        None if st.watch_failed => return Err(Some("poll(2) cannot wait on the watch".into())),
+        None => new_watch().map_err(Some)?,
+    };
+    point(&mut w)?;
+    st.watch = Some(w);
+    Ok(())
+}
+
+/// Locks a fresh lock file if the one held is no longer at its name (removed, replaced).
+/// `Break`: not now; a look soon is due, or the primary stepped down.
+fn relock(ctx: &Arc<Context>, st: &mut State, lock_path: &Path) -> ControlFlow<()> {
+    let mux = &ctx.mux;
+    let held = st.lock.as_ref().and_then(|l| l.file_id().ok());
+    if held.is_some() && held == file_id(lock_path).ok() {
+        return ControlFlow::Continue(());
+    }
+    match LockFile::try_lock(lock_path, mux.shared) {
+        Ok(Some(mut lock)) => {
+            // Not into the System scope's, in `/tmp` (as at the start).
+            if !mux.lock_only {
+                lock.write_pid();
+            }
+            // The old one, on a removed file, is let go.
+            st.lock = Some(lock);
+            st.retry = Duration::ZERO;
+            ControlFlow::Continue(())
+        }
+        // Another process holds the fresh lock file. A launch does so for a moment, while
+        // it checks that this primary's socket answers: look again soon. Otherwise that
+        // process is the primary now.
+        Ok(None) if launch_may_hold(mux, st) => {
+            retry_soon(st);
+            ControlFlow::Break(())
+        }
+        Ok(None) => {
+            let why = format!(
+                "the lock file {} was removed, and another process locked a new one first: it is the \
+                 primary now{}",
+                lock_path.display(),
+                if mux.lock_only {
+                    " (in another network namespace, where this one's abstract name does not reach)"
+                } else {
+                    ""
+                }
+            );
+            step_down(ctx, st, why);
+            ControlFlow::Break(())
+        }
+        // Out of descriptors or memory for a moment (the app's own load): try again.
+        Err(e) if transient(&e) => {
+            retry_soon(st);
+            ControlFlow::Break(())
+        }
+        Err(e) => {
+            step_down(ctx, st, format!("the lock file {} could not be made again: {e}", lock_path.display()));
+            ControlFlow::Break(())
+        }
+    }
+}
+
+/// Whether the process holding the fresh lock file may be a launch checking that this
+/// primary answers, rather than another primary. With a socket file: while that file is
+/// ours (a launch that finds it answering lets go). With an abstract name (nothing
+/// removes it): a launch in this network namespace finds it bound and lets go at once,
+/// while one in another namespace, where it does not reach, is a primary there and holds
+/// the lock for good: held through the doubling waits up to [`MAX_RETRY`] (about two
+/// seconds in all), it is that.
+fn launch_may_hold(mux: &Mux, st: &State) -> bool {
+    if mux.lock_only {
+        st.retry < MAX_RETRY
+    } else {
+        socket_is_ours(st, &mux.socket)
     }
 }
 
