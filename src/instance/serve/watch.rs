@@ -129,27 +129,41 @@ fn new_watch() -> Result<Watch, String> {
 /// a new watch descriptor, and the same one for the directory already watched.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), Option<String>> {
-    use rustix::fs::inotify::{self, WatchFlags};
+    use rustix::fs::inotify::WatchFlags;
     let flags = WatchFlags::DELETE
         | WatchFlags::MOVED_FROM
         | WatchFlags::DELETE_SELF
         | WatchFlags::MOVE_SELF
         | WatchFlags::ONLYDIR;
-    match inotify::add_watch(&w.fd, dir, flags) {
+    add_watch(w, dir, id, flags)
+}
+
+/// Puts `w`'s one inotify watch on `path` (`id`) for `flags`, dropping the watch it had
+/// before, if that is another one. `Err(None)`: `path` is gone (removed again, a cleaner
+/// striking twice, though the name may give a file with its very inode number by now),
+/// not a lack of watches.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn add_watch(
+    w: &mut Watch,
+    path: &Path,
+    id: FileId,
+    flags: rustix::fs::inotify::WatchFlags,
+) -> Result<(), Option<String>> {
+    use rustix::fs::inotify;
+    match inotify::add_watch(&w.fd, path, flags) {
         Ok(wd) => {
             if let Some(old) = w.wd.replace(wd).filter(|&old| old != wd) {
-                // Gone already when the directory was removed (IN_IGNORED).
+                // Gone already when the old directory was removed, or the old file freed
+                // (IN_IGNORED).
                 let _ = inotify::remove_watch(&w.fd, old);
             }
             w.dir = Some(id);
             Ok(())
         }
-        // Removed again (a cleaner striking twice), though the name may give a directory
-        // with its very inode number by now: not a lack of watches.
         Err(rustix::io::Errno::NOENT) => Err(None),
         Err(e) => Err(Some(format!(
             "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
-            dir.display()
+            path.display()
         ))),
     }
 }
@@ -197,25 +211,10 @@ fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), Option<String
 /// The watch on a file locked before, if any, goes.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn rewatch_file(w: &mut Watch, lock: &Path, id: FileId) -> Result<(), Option<String>> {
-    use rustix::fs::inotify::{self, WatchFlags};
+    use rustix::fs::inotify::WatchFlags;
     let flags =
         WatchFlags::ATTRIB | WatchFlags::MOVE_SELF | WatchFlags::DELETE_SELF | WatchFlags::DONT_FOLLOW;
-    match inotify::add_watch(&w.fd, lock, flags) {
-        Ok(wd) => {
-            if let Some(old) = w.wd.replace(wd).filter(|&old| old != wd) {
-                // Gone already if the old file was freed (IN_IGNORED).
-                let _ = inotify::remove_watch(&w.fd, old);
-            }
-            w.dir = Some(id);
-            Ok(())
-        }
-        // Removed again: not a lack of watches.
-        Err(rustix::io::Errno::NOENT) => Err(None),
-        Err(e) => Err(Some(format!(
-            "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
-            lock.display()
-        ))),
-    }
+    add_watch(w, lock, id, flags)
 }
 
 /// Only Linux's System scope watches its lock file (an abstract name).
