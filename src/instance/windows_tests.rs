@@ -610,19 +610,7 @@ fn program_data_comes_from_the_known_folder() {
 
 /// Creates `dir` with the security descriptor `sddl`.
 fn dir_with(dir: &Path, sddl: &str) {
-    use std::os::windows::ffi::OsStrExt;
-    let sd = crate::sys::from_sddl(sddl).unwrap();
-    let attrs =
-        windows_sys::Win32::Security::SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<windows_sys::Win32::Security::SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor:
-                interprocess::os::windows::security_descriptor::AsSecurityDescriptor::as_sd(&sd).cast_mut(),
-            bInheritHandle: 0,
-        };
-    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
-    // SAFETY: `wide` is NUL-terminated; `attrs` points to `sd`, alive for the call.
-    let ok = unsafe { windows_sys::Win32::Storage::FileSystem::CreateDirectoryW(wide.as_ptr(), &attrs) };
-    assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+    crate::sys::create_dir_with(dir, sddl).unwrap();
 }
 
 /// A directory whose DACL lets anyone but the user, SYSTEM, Administrators,

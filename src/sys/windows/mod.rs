@@ -33,7 +33,7 @@ pub(crate) use security::{
     is_trusted_owner, private_pipe_sddl, shared_pipe_sddl,
 };
 #[cfg(test)]
-pub(crate) use security::{from_sddl, object_integrity, pipe_security};
+pub(crate) use security::{create_dir_with, from_sddl, object_integrity, pipe_security};
 #[cfg(test)]
 pub(crate) use token::integrity_is_enough;
 #[cfg(test)]

@@ -281,7 +281,7 @@ pub(crate) fn create_shared_dir(dir: &std::path::Path) -> io::Result<()> {
 }
 
 /// Creates directory `dir` with the security descriptor `sddl`.
-fn create_dir_with(dir: &std::path::Path, sddl: &str) -> io::Result<()> {
+pub(crate) fn create_dir_with(dir: &std::path::Path, sddl: &str) -> io::Result<()> {
     use std::os::windows::ffi::OsStrExt;
     let sd = from_sddl(sddl)?;
     let attrs =
