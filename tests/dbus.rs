@@ -46,7 +46,7 @@ use solo_instance::{
     dbus_object_path, dbus_service_file, DbusBus, DbusStatus, Health, Origin, Primary, Reply, SingleInstance,
     Start,
 };
-use util::{example, run, Proc, TempDir, Watchdog, LINE_TIMEOUT};
+use util::{example, idle_switches, run, Proc, TempDir, Watchdog, LINE_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -995,22 +995,7 @@ fn an_idle_dbus_primary_never_wakes() {
         // A 1 s timeout: a timer zbus set for a call while starting (its method timeout)
         // would fire within the window.
         let solo = app.solo_primary(address, &["--timeout", "1"]);
-        let switches = || {
-            let mut total = 0;
-            for task in std::fs::read_dir(format!("/proc/{}/task", solo.id())).unwrap() {
-                let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
-                total += status
-                    .lines()
-                    .filter(|l| l.contains("ctxt_switches"))
-                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-            total
-        };
-        thread::sleep(Duration::from_millis(300));
-        let before = switches();
-        thread::sleep(Duration::from_millis(1500));
-        assert_eq!(switches() - before, 0, "{tag}: an idle primary woke up; {}", solo.stderr());
+        assert_eq!(idle_switches(solo.id()), 0, "{tag}: an idle primary woke up; {}", solo.stderr());
     }
 }
 

@@ -7,29 +7,7 @@ mod util;
 use std::process::Command;
 use std::time::Duration;
 
-use util::{example, unique_name, Proc, TempDir, Watchdog};
-
-/// Voluntary and involuntary context switches of every thread of `pid`.
-fn switches(pid: u32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .filter(|l| l.contains("ctxt_switches"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    total
-}
-
-/// Samples after the process has settled, over a window of idle time.
-fn idle_switches(pid: u32) -> u64 {
-    std::thread::sleep(Duration::from_millis(300));
-    let before = switches(pid);
-    std::thread::sleep(Duration::from_millis(1500));
-    switches(pid) - before
-}
+use util::{example, idle_switches, unique_name, Proc, TempDir, Watchdog};
 
 #[test]
 fn idle_local_server_never_wakes() {

@@ -398,6 +398,30 @@ pub fn blocked_signals(status: &str) -> Option<u64> {
     u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
 }
 
+/// Voluntary and involuntary context switches of every thread of `pid`.
+#[cfg(target_os = "linux")]
+pub fn switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// Samples after the process has settled, over a window of idle time.
+#[cfg(target_os = "linux")]
+pub fn idle_switches(pid: u32) -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
+    let before = switches(pid);
+    std::thread::sleep(Duration::from_millis(1500));
+    switches(pid) - before
+}
+
 /// Copies the executable `from` to `to`, mode 0755, where other users may run it. The copy
 /// is made by `cp`, not in this process: a file this process held open for writing would be
 /// inherited by any child another test thread forks meanwhile, and until that child execs,
