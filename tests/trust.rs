@@ -13,7 +13,7 @@ mod util;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -144,6 +144,27 @@ fn launch_prints_under(wrapper: &[&str], exe: &PathBuf, app: &str) -> (Option<i3
     (out.status.code(), printed, out.stderr)
 }
 
+/// Starts `trust_helper_system_primary` in `exe` as uid `STRANGER`, and waits until it
+/// is the System-scope primary of `app`.
+fn stranger_primary(exe: &Path, app: &str) -> Proc {
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "trust_helper_system_primary", "--nocapture", "--test-threads", "1"])
+        .env(PRIMARY_VAR, app)
+        .current_dir("/")
+        .uid(STRANGER)
+        .gid(STRANGER);
+    let p = Proc::spawn(&mut cmd);
+    // libtest prints "test NAME ... " before the helper's own line, on the same line.
+    let line = loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            break line;
+        }
+    };
+    assert!(line.contains("PRIMARY "), "uid {STRANGER} did not become the primary: {line} {}", p.stderr());
+    p
+}
+
 /// A System-scope primary of another user (uid 4245) answers root's launches with escape
 /// sequences, bidi overrides and control characters. The launch knows from the OS that
 /// another user serves it: `is_from_another_user`, and every text it would print shows
@@ -158,21 +179,7 @@ fn a_primary_of_another_user_cannot_drive_the_launchs_terminal() {
     }
     let app = format!("org.trust.foreign{}", std::process::id());
     let (_bin, exe) = exe_for_anyone();
-    let mut cmd = Command::new(&exe);
-    cmd.args(["--exact", "trust_helper_system_primary", "--nocapture", "--test-threads", "1"])
-        .env(PRIMARY_VAR, &app)
-        .current_dir("/")
-        .uid(STRANGER)
-        .gid(STRANGER);
-    let p = Proc::spawn(&mut cmd);
-    // libtest prints "test NAME ... " before the helper's own line, on the same line.
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
-    assert!(line.contains("PRIMARY "), "uid {STRANGER} did not become the primary: {line} {}", p.stderr());
+    let p = stranger_primary(&exe, &app);
 
     let reply = system(&app, "text").send().unwrap_or_else(|e| panic!("root's launch: {e}"));
     assert!(reply.is_from_another_user());
@@ -246,20 +253,7 @@ fn a_launch_that_reads_as_the_overflow_uid_still_defuses_a_strangers_reply() {
     }
     let app = format!("org.trust.overflow{}", std::process::id());
     let (_bin, exe) = exe_for_anyone();
-    let mut cmd = Command::new(&exe);
-    cmd.args(["--exact", "trust_helper_system_primary", "--nocapture", "--test-threads", "1"])
-        .env(PRIMARY_VAR, &app)
-        .current_dir("/")
-        .uid(STRANGER)
-        .gid(STRANGER);
-    let p = Proc::spawn(&mut cmd);
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
-    assert!(line.contains("PRIMARY "), "uid {STRANGER} did not become the primary: {line} {}", p.stderr());
+    let p = stranger_primary(&exe, &app);
     let (code, stdout, stderr) = launch_prints_under(&["unshare", "-U"], &exe, &app);
     assert_eq!(code, Some(3), "{}", String::from_utf8_lossy(&stderr));
     assert_eq!(String::from_utf8_lossy(&stdout), DEFUSED);
