@@ -301,7 +301,8 @@ impl Primary {
         &self.socket
     }
 
-    /// The lock file this primary holds (empty for an abstract name, which has none).
+    /// The lock file this primary holds (for the System scope on Linux, whose socket is an
+    /// abstract name, the one in `/tmp`).
     pub fn lock_path(&self) -> &Path {
         &self.lock_path
     }

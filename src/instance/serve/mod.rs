@@ -51,8 +51,8 @@ pub(super) struct Mux {
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     options: SocketOptions,
-    /// The lock file to keep in place (none for an abstract name), and whether it is in a
-    /// directory shared with other users (the System scope's).
+    /// The lock file to keep in place (for an abstract name, the System scope's in `/tmp`),
+    /// and whether it is in a directory shared with other users (the System scope's).
     lock_path: Option<PathBuf>,
     shared: bool,
     /// Linux's System scope: the socket is an abstract name, which nothing can remove, and
@@ -130,8 +130,8 @@ struct Conn {
 }
 
 impl Mux {
-    /// `lock`: the lock file's path, unless the socket is an abstract name; `shared`: in a
-    /// directory shared with other users.
+    /// `lock`: the lock file's path (for an abstract name too: the System scope's, in
+    /// `/tmp`); `shared`: in a directory shared with other users.
     pub(super) fn new(
         socket: &Path,
         options: SocketOptions,
