@@ -1,5 +1,6 @@
-//! The lock file that decides the primary: an exclusive `fs4` (flock / LockFileEx) lock,
-//! held for the primary's life and freed by the OS when its process dies.
+//! The lock file that decides the primary: an exclusive lock (`flock` through rustix on
+//! Unix, `LockFileEx` through `fs4` on Windows), held for the primary's life and freed by
+//! the OS when its process dies.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
