@@ -69,13 +69,13 @@ const CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// moment (it checks that this primary's socket answers, then lets the lock go).
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// The watch on the socket's directory: inotify on Linux, a kqueue on macOS (never made
-/// elsewhere).
+/// The watch on the socket's directory, or on Linux's System scope on its lock file:
+/// inotify on Linux, a kqueue on macOS (never made elsewhere).
 #[cfg_attr(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")), allow(dead_code))]
 pub(super) struct Watch {
     /// What poll(2) waits on: the inotify instance, or the kqueue.
     pub(super) fd: OwnedFd,
-    /// Linux: the watch descriptor on the directory.
+    /// Linux: the watch descriptor on the directory (or the System scope's lock file).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     wd: Option<i32>,
     /// macOS: the directory, open for its events (declared after `fd`, so the kqueue is
