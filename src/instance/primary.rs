@@ -521,7 +521,8 @@ impl Primary {
     ///
     /// A child forked without exec (which shares every descriptor) does not keep the
     /// primacy: the socket is shut down and the lock unlocked, for every process that
-    /// holds them; on Linux such a child never holds an abstract name (see the README).
+    /// holds them; on Linux such a child holds neither the lock nor a listening socket at
+    /// all (`pthread_atfork` swaps them for an unbound socket in it; see the README).
     pub fn release(self) {
         drop(self)
     }
