@@ -37,8 +37,9 @@ impl SingleInstance {
         // System scope on Linux: the last look found the lock held, and the name not
         // answering (see below).
         let mut held_elsewhere = false;
-        #[cfg(windows)]
-        REFUSED.with(|r| r.borrow_mut().take());
+        // Why the last pipe this launch found was not its primary (Windows: another user's,
+        // a less trusted process's), told at the deadline if nothing better answered.
+        let mut refused = None;
         loop {
             if loc.abstract_ns {
                 // The System scope on Linux: the lock file decides across network namespaces,
@@ -83,7 +84,7 @@ impl SingleInstance {
             // too large to send checks the lock first, to refuse it without a round trip.
             let forwarded_first = !loc.abstract_ns && too_large.is_none();
             if forwarded_first {
-                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline)? {
+                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline, &mut refused)? {
                     return Ok(Start::Forwarded(reply));
                 }
             }
@@ -127,7 +128,7 @@ impl SingleInstance {
                 // Asked already this turn; the primary is coming up or going away.
                 Ok(None)
             } else {
-                self.forward(&loc, line.as_bytes(), deadline)
+                self.forward(&loc, line.as_bytes(), deadline, &mut refused)
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -155,8 +156,7 @@ impl SingleInstance {
                 }
                 // Windows: only pipes that were not this launch's primary answered (another
                 // user's, a less trusted process's): say which, not just "no reply".
-                #[cfg(windows)]
-                if let Some(why) = REFUSED.with(|r| r.borrow_mut().take()) {
+                if let Some(why) = refused.take() {
                     return Err(Error::Insecure(why.into()));
                 }
                 return Err(Error::NoReply(self.timeout));
@@ -185,7 +185,14 @@ impl SingleInstance {
 
     /// One attempt to hand the request over. `Ok(None)`: no primary to talk to right now
     /// (not listening yet, or it went away before answering), so start over.
-    pub(super) fn forward(&self, loc: &Location, line: &[u8], deadline: Instant) -> Result<Option<Reply>> {
+    /// `refused` is set to why a pipe that answered was not this launch's primary (Windows).
+    pub(super) fn forward(
+        &self,
+        loc: &Location,
+        line: &[u8],
+        deadline: Instant,
+        #[cfg_attr(not(windows), allow(unused_variables))] refused: &mut Option<String>,
+    ) -> Result<Option<Reply>> {
         let left = deadline.saturating_duration_since(Instant::now());
         // Windows, outside the System scope: the pipe the primary published; none yet
         // means no primary right now.
@@ -231,7 +238,7 @@ impl SingleInstance {
                                 return Err(Error::Insecure(format!("the pipe {name} is {why}").into()));
                             }
                         }
-                        refused(if crate::sys::in_app_container() {
+                        *refused = Some(if crate::sys::in_app_container() {
                             format!(
                                 "the pipe {name} refuses this launch: it runs inside an AppContainer, \
                                  which a primary's pipe (this user's only) does not admit"
@@ -267,7 +274,7 @@ impl SingleInstance {
             match crate::sys::check_server(socket.as_stream(), true) {
                 crate::sys::ServerCheck::Ours => true,
                 crate::sys::ServerCheck::Stranger(why) => {
-                    refused(format!("the pipe {name} is {why}"));
+                    *refused = Some(format!("the pipe {name} is {why}"));
                     return Ok(None);
                 }
                 crate::sys::ServerCheck::Unusable(why) => {
@@ -405,18 +412,6 @@ pub(super) fn socket_is_live(loc: &Location, deadline: Instant) -> bool {
 /// looks at the lock again.
 #[cfg(windows)]
 const BUSY_WAIT: Duration = Duration::from_millis(250);
-
-#[cfg(windows)]
-thread_local! {
-    /// Why the last pipe this launch found was not its primary (see `run`'s deadline).
-    static REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Notes why a pipe was not this launch's primary.
-#[cfg(windows)]
-fn refused(why: String) {
-    REFUSED.with(|r| *r.borrow_mut() = Some(why));
-}
 
 /// Windows: the file that publishes the primary's pipe name, where there is one (outside
 /// the System scope `Location::socket` is that file, not a pipe).
