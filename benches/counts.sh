@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Costs counted, not timed: instructions (callgrind's total Ir) and system calls (perf's
+# raw_syscalls:sys_enter, or strace -f -c where perf cannot count them), the crate against
+# a std floor that does the same job (benches/bin/), each side pinned to one CPU
+# (taskset -c 0, and chrt -f 1 where permitted). Counts do not move with the machine's
+# load as times do: two runs agree within a few hundredths of a percent.
+#   - first launch: `solo run APP --count 0` / `first_launch_floor` (flock the lock file,
+#     unlink a stale socket, bind, print the PRIMARY line, unlink, exit);
+#   - secondary launch: `solo send APP x` / `launch_floor` (getcwd, getpid, the request,
+#     connect, one line each way, print the FORWARDED line), against a running `solo run`;
+#   - handoff per launch, in one process (`counts_loop handoff`): `SingleInstance::send`
+#     to a `Primary` serving on a thread / a std UnixStream and UnixListener, one request
+#     line and one reply line per connection;
+#   - LocalServer round trip per connection (`counts_loop rtt`, what `echo rtt` does):
+#     LocalSocket and LocalServer / std's UnixStream and UnixListener.
+# Per launch and per connection: a run of 2N rounds minus a run of N rounds, divided by N,
+# so that the process's own start and end cancel out.
+# Prints the figures beside the targets and exits 0 whatever they are: machines differ.
+# Usage: benches/counts.sh [--detail] [N]
+#   --detail: also each system call's count, crate beside floor (strace -f -c), for the
+#   first launch, the secondary launch and the handoff per launch; and the functions
+#   that execute the most instructions in each launch (callgrind_annotate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+detail=0
+if [ "${1:-}" = --detail ]; then detail=1; shift; fi
+n=${1:-200}
+
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v strace >/dev/null || missing+=(strace)
+if ((${#missing[@]})); then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+    echo "counts: could not install ${missing[*]}" >&2
+fi
+nice cargo build -q --release --example solo --example launch_floor --example first_launch_floor --example counts_loop
+bin=target/release/examples
+
+pin=()
+if taskset -c 0 true 2>/dev/null; then pin=(taskset -c 0); fi
+if chrt -f 1 true 2>/dev/null; then pin+=(chrt -f 1); fi
+if perf stat -x, -e raw_syscalls:sys_enter true >/dev/null 2>&1; then sys_tool=perf; else sys_tool=strace; fi
+
+work=$(mktemp -d /tmp/solo-counts.XXXXXX)
+primary_pid=
+cleanup() {
+  if [ -n "$primary_pid" ]; then kill "$primary_pid" 2>/dev/null || true; wait "$primary_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export XDG_RUNTIME_DIR=$work/run
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+
+# instructions CMD...: callgrind's total instruction count (every thread, the dynamic
+# loader included); empty when it could not count.
+instructions() {
+  rm -f "$work/cg.out"
+  "${pin[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$@" >/dev/null 2>&1 || true
+  awk '/^summary:/ {print $2}' "$work/cg.out" 2>/dev/null || true
+}
+# syscalls CMD...: the number of system calls entered (every thread).
+syscalls() {
+  if [ $sys_tool = perf ]; then
+    "${pin[@]}" perf stat -x, -o "$work/perf.txt" -e raw_syscalls:sys_enter "$@" >/dev/null 2>&1 || true
+    awk -F, '/raw_syscalls/ {print $1}' "$work/perf.txt"
+  else
+    "${pin[@]}" strace -f -c -o "$work/strace.txt" "$@" >/dev/null 2>&1 || true
+    awk '$NF == "total" {print $4}' "$work/strace.txt"
+  fi
+}
+# per_round COUNTER WHAT SIDE: the count of N rounds of `counts_loop WHAT SIDE`, per round.
+per_round() {
+  local counter=$1 what=$2 side=$3 a b
+  a=$($counter "$bin/counts_loop" "$what" "$side" "$n" "$work/loop-a")
+  rm -rf "$work/loop-a"
+  b=$($counter "$bin/counts_loop" "$what" "$side" $((2 * n)) "$work/loop-b")
+  rm -rf "$work/loop-b"
+  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.1f", (b - a) / n}'
+}
+
+first_crate=("$bin/solo" run counts.First --count 0)
+first_floor=("$bin/first_launch_floor" "$XDG_RUNTIME_DIR/floor-first.sock")
+"$bin/solo" run counts.Second > "$work/primary.out" 2>&1 &
+primary_pid=$!
+for _ in $(seq 200); do [ -s "$work/primary.out" ] && break; sleep 0.05; done
+sock=$(awk '/^PRIMARY / {print $2; exit}' "$work/primary.out")
+[ -n "$sock" ] || { echo "counts: the primary did not start: $(cat "$work/primary.out")" >&2; exit 1; }
+send_crate=("$bin/solo" send counts.Second x)
+send_floor=("$bin/launch_floor" "$sock" x)
+
+# row TITLE INSTR_CRATE INSTR_FLOOR INSTR_TARGET SYS_CRATE SYS_FLOOR SYS_TARGET: a table row;
+# a target is "<= X" or "= X".
+row() {
+  awk -v t="$1" -v ic="$2" -v if_="$3" -v it="$4" -v sc="$5" -v sf="$6" -v st="$7" '
+    function num(x,   s, p, ip, fr, out) {
+      if (x == "") return "n/a"
+      s = (x == int(x)) ? sprintf("%d", x) : sprintf("%.1f", x)
+      p = index(s, "."); ip = p ? substr(s, 1, p - 1) : s; fr = p ? substr(s, p) : ""
+      for (out = ""; length(ip) > 3; ip = substr(ip, 1, length(ip) - 3)) out = "," substr(ip, length(ip) - 2) out
+      return ip out fr
+    }
+    function cell(c, f, target,   r, op, lim, ok) {
+      if (c == "" || f == "" || f == 0) return sprintf("%s / %s | n/a | %s", num(c), num(f), target)
+      r = c / f; split(target, p, " "); op = p[1]; lim = p[2]
+      ok = (op == "<=") ? (r <= lim + 0.005) : (r < lim + 0.005 && r > lim - 0.005)
+      return sprintf("%s / %s | %.2f | %s %s", num(c), num(f), r, target, ok ? "met" : "missed")
+    }
+    BEGIN { printf "| %s | %s | %s |\n", t, cell(ic, if_, it), cell(sc, sf, st) }'
+}
+
+printf 'solo-instance costs, counted: crate / std floor. Instructions: valgrind --tool=callgrind\n'
+printf '(total Ir, every thread, the dynamic loader included); system calls: %s, every\n' \
+  "$([ $sys_tool = perf ] && echo "perf stat -e raw_syscalls:sys_enter" || echo "strace -f -c")"
+printf 'thread. Each side pinned: %s. Per launch and per connection: (a run of %d rounds\n' \
+  "${pin[*]:-not pinned}" $((2 * n))
+printf 'minus a run of %d) / %d, so that the process start and end cancel out.\n\n' "$n" "$n"
+printf '| measure | instructions, crate / floor | ratio | target | system calls, crate / floor | ratio | target |\n'
+printf '|---|---|---|---|---|---|---|\n'
+row "first launch: \`solo run APP --count 0\` / \`first_launch_floor\`" \
+  "$(instructions "${first_crate[@]}")" "$(instructions "${first_floor[@]}")" "<= 1.10" \
+  "$(syscalls "${first_crate[@]}")" "$(syscalls "${first_floor[@]}")" "<= 1.15"
+row "secondary launch: \`solo send APP x\` / \`launch_floor\`" \
+  "$(instructions "${send_crate[@]}")" "$(instructions "${send_floor[@]}")" "<= 1.10" \
+  "$(syscalls "${send_crate[@]}")" "$(syscalls "${send_floor[@]}")" "<= 1.05"
+row "handoff per launch, in one process (\`counts_loop handoff\`)" \
+  "$(per_round instructions handoff crate)" "$(per_round instructions handoff floor)" "<= 3.0" \
+  "$(per_round syscalls handoff crate)" "$(per_round syscalls handoff floor)" "<= 1.35"
+row "LocalServer round trip per connection (\`counts_loop rtt\`)" \
+  "$(per_round instructions rtt crate)" "$(per_round instructions rtt floor)" "<= 1.5" \
+  "$(per_round syscalls rtt crate)" "$(per_round syscalls rtt floor)" "= 1.0"
+
+[ $detail = 1 ] || exit 0
+
+# side_by_side TITLE CRATE_STRACE FLOOR_STRACE [DIVISOR_FILES...]: each system call's
+# count, crate beside floor, the largest differences first.
+strace_c() { # strace_c OUT CMD...
+  local out=$1; shift
+  "${pin[@]}" strace -f -c -o "$out" "$@" >/dev/null 2>&1 || true
+}
+side_by_side() {
+  printf '\n%s\n' "$1"
+  printf '%-18s %8s %8s %8s\n' "system call" crate floor extra
+  awk -v n="${4:-1}" -v total="$work/total" '
+    FILENAME != last { file++; last = FILENAME }
+    $1 ~ /^[0-9.]+$/ && $NF != "total" { calls[$NF, file] += $4; names[$NF] = 1 }
+    END {
+      for (s in names) {
+        c = (calls[s, 1] - calls[s, 3]) / n; f = (calls[s, 2] - calls[s, 4]) / n
+        if (c != 0 || f != 0) { tc += c; tf += f; printf "%-18s %8.4g %8.4g %+8.4g\n", s, c, f, c - f }
+      }
+      printf "%-18s %8.4g %8.4g %+8.4g\n", "(total)", tc, tf, tc - tf > total
+    }' "$2" "$3" "${5:-/dev/null}" "${6:-/dev/null}" | sort -k4,4gr -k1,1
+  cat "$work/total"
+}
+printf '\nSystem calls by name (strace -f -c), crate beside floor, the extra ones first.\n'
+strace_c "$work/s-first-crate" "${first_crate[@]}"
+strace_c "$work/s-first-floor" "${first_floor[@]}"
+side_by_side "first launch" "$work/s-first-crate" "$work/s-first-floor"
+strace_c "$work/s-send-crate" "${send_crate[@]}"
+strace_c "$work/s-send-floor" "${send_floor[@]}"
+side_by_side "secondary launch" "$work/s-send-crate" "$work/s-send-floor"
+for side in crate floor; do
+  strace_c "$work/s-h1-$side" "$bin/counts_loop" handoff $side "$n" "$work/loop-a"
+  rm -rf "$work/loop-a"
+  strace_c "$work/s-h2-$side" "$bin/counts_loop" handoff $side $((2 * n)) "$work/loop-b"
+  rm -rf "$work/loop-b"
+done
+side_by_side "handoff per launch (under strace, which changes the order threads run in)" \
+  "$work/s-h2-crate" "$work/s-h2-floor" "$n" "$work/s-h1-crate" "$work/s-h1-floor"
+
+if command -v callgrind_annotate >/dev/null; then
+  for m in first send; do
+    for side in crate floor; do
+      if [ $m = first ]; then
+        if [ $side = crate ]; then cmd=("${first_crate[@]}"); else cmd=("${first_floor[@]}"); fi
+      else
+        if [ $side = crate ]; then cmd=("${send_crate[@]}"); else cmd=("${send_floor[@]}"); fi
+      fi
+      instructions "${cmd[@]}" >/dev/null
+      printf '\n%s launch, %s: the 15 functions that execute the most instructions (callgrind_annotate)\n' \
+        "$([ $m = first ] && echo first || echo secondary)" "$side"
+      callgrind_annotate "$work/cg.out" 2>/dev/null | awk '/^-+$/ {d++; next} d >= 3 && NF' | head -16
+    done
+  done
+fi
+exit 0
