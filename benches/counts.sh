@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 detail=0
 if [ "${1:-}" = --detail ]; then detail=1; shift; fi
-n=${1:-200}
+n=${1:-1000}
 
 missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
@@ -36,11 +36,6 @@ fi
 nice cargo build -q --release --example solo --example launch_floor --example first_launch_floor --example counts_loop
 bin=target/release/examples
 
-pin=()
-if taskset -c 0 true 2>/dev/null; then pin=(taskset -c 0); fi
-if chrt -f 1 true 2>/dev/null; then pin+=(chrt -f 1); fi
-if perf stat -x, -e raw_syscalls:sys_enter true >/dev/null 2>&1; then sys_tool=perf; else sys_tool=strace; fi
-
 work=$(mktemp -d /tmp/solo-counts.XXXXXX)
 primary_pid=
 cleanup() {
@@ -48,8 +43,21 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# The same bytes wherever the clone is and whatever the caller's environment: the
+# programs run from copies in the work directory (argv[0] is forwarded), in it (the cwd
+# is), with a fixed environment (its size moves the stack, and with it what memcpy and
+# friends execute, by a few instructions).
+mkdir "$work/bin" && cp "$bin"/{solo,launch_floor,first_launch_floor,counts_loop} "$work/bin/"
+bin=$work/bin
+cd "$work"
 export XDG_RUNTIME_DIR=$work/run
 mkdir -m 700 "$XDG_RUNTIME_DIR"
+clean_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="$XDG_RUNTIME_DIR")
+pinned=()
+if taskset -c 0 true 2>/dev/null; then pinned=(taskset -c 0); fi
+if chrt -f 1 true 2>/dev/null; then pinned+=(chrt -f 1); fi
+pin=("${clean_env[@]}" "${pinned[@]}")
+if perf stat -x, -e raw_syscalls:sys_enter true >/dev/null 2>&1; then sys_tool=perf; else sys_tool=strace; fi
 
 # instructions CMD...: callgrind's total instruction count (every thread, the dynamic
 # loader included); empty when it could not count.
@@ -75,12 +83,13 @@ per_round() {
   rm -rf "$work/loop-a"
   b=$($counter "$bin/counts_loop" "$what" "$side" $((2 * n)) "$work/loop-b")
   rm -rf "$work/loop-b"
-  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.1f", (b - a) / n}'
+  [ -z "${COUNTS_DEBUG:-}" ] || echo "counts: $counter $what $side: $n rounds $a, $((2 * n)) rounds $b" >&2
+  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.2f", (b - a) / n}'
 }
 
 first_crate=("$bin/solo" run counts.First --count 0)
 first_floor=("$bin/first_launch_floor" "$XDG_RUNTIME_DIR/floor-first.sock")
-"$bin/solo" run counts.Second > "$work/primary.out" 2>&1 &
+"${clean_env[@]}" "$bin/solo" run counts.Second > "$work/primary.out" 2>&1 &
 primary_pid=$!
 for _ in $(seq 200); do [ -s "$work/primary.out" ] && break; sleep 0.05; done
 sock=$(awk '/^PRIMARY / {print $2; exit}' "$work/primary.out")
@@ -94,7 +103,7 @@ row() {
   awk -v t="$1" -v ic="$2" -v if_="$3" -v it="$4" -v sc="$5" -v sf="$6" -v st="$7" '
     function num(x,   s, p, ip, fr, out) {
       if (x == "") return "n/a"
-      s = (x == int(x)) ? sprintf("%d", x) : sprintf("%.1f", x)
+      s = (x == int(x) || x >= 100) ? sprintf("%d", x + 0.5) : sprintf("%.1f", x)
       p = index(s, "."); ip = p ? substr(s, 1, p - 1) : s; fr = p ? substr(s, p) : ""
       for (out = ""; length(ip) > 3; ip = substr(ip, 1, length(ip) - 3)) out = "," substr(ip, length(ip) - 2) out
       return ip out fr
@@ -112,7 +121,7 @@ printf 'solo-instance costs, counted: crate / std floor. Instructions: valgrind 
 printf '(total Ir, every thread, the dynamic loader included); system calls: %s, every\n' \
   "$([ $sys_tool = perf ] && echo "perf stat -e raw_syscalls:sys_enter" || echo "strace -f -c")"
 printf 'thread. Each side pinned: %s. Per launch and per connection: (a run of %d rounds\n' \
-  "${pin[*]:-not pinned}" $((2 * n))
+  "${pinned[*]:-not pinned}" $((2 * n))
 printf 'minus a run of %d) / %d, so that the process start and end cancel out.\n\n' "$n" "$n"
 printf '| measure | instructions, crate / floor | ratio | target | system calls, crate / floor | ratio | target |\n'
 printf '|---|---|---|---|---|---|---|\n'
