@@ -153,13 +153,17 @@ side_by_side() {
     FILENAME != last { file++; last = FILENAME }
     $1 ~ /^[0-9.]+$/ && $NF != "total" { calls[$NF, file] += $4; names[$NF] = 1 }
     END {
+      same = ""
       for (s in names) {
         c = (calls[s, 1] - calls[s, 3]) / n; f = (calls[s, 2] - calls[s, 4]) / n
-        if (c != 0 || f != 0) { tc += c; tf += f; printf "%-18s %8.4g %8.4g %+8.4g\n", s, c, f, c - f }
+        tc += c; tf += f
+        if (c != f) printf "%-18s %8.4g %8.4g %+8.4g\n", s, c, f, c - f
+        else if (c != 0) same = same " " s " " c
       }
       printf "%-18s %8.4g %8.4g %+8.4g\n", "(total)", tc, tf, tc - tf > total
+      if (same != "") printf "the same on both sides:%s\n", same > total
     }' "$2" "$3" "${5:-/dev/null}" "${6:-/dev/null}" | sort -k4,4gr -k1,1
-  cat "$work/total"
+  cat "$work/total" | fold -s -w 100
 }
 printf '\nSystem calls by name (strace -f -c), crate beside floor, the extra ones first.\n'
 strace_c "$work/s-first-crate" "${first_crate[@]}"
@@ -177,19 +181,30 @@ done
 side_by_side "handoff per launch (under strace, which changes the order threads run in)" \
   "$work/s-h2-crate" "$work/s-h2-floor" "$n" "$work/s-h1-crate" "$work/s-h1-floor"
 
+# top FILE LIMIT [FILTER] [ANNOTATE_OPTIONS...]: the first LIMIT functions of
+# callgrind_annotate's list whose line matches FILTER.
+top() {
+  local file=$1 limit=$2 filter=${3:-.}; shift 3
+  callgrind_annotate "$@" "$file" 2>/dev/null |
+    awk -v limit="$limit" -v filter="$filter" '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ && $0 ~ filter && shown++ < limit' || true
+}
 if command -v callgrind_annotate >/dev/null; then
   for m in first send; do
+    title=$([ $m = first ] && echo "first launch" || echo "secondary launch")
     for side in crate floor; do
       if [ $m = first ]; then
         if [ $side = crate ]; then cmd=("${first_crate[@]}"); else cmd=("${first_floor[@]}"); fi
       else
         if [ $side = crate ]; then cmd=("${send_crate[@]}"); else cmd=("${send_floor[@]}"); fi
       fi
-      instructions "${cmd[@]}" >/dev/null
-      printf '\n%s launch, %s: the 15 functions that execute the most instructions (callgrind_annotate)\n' \
-        "$([ $m = first ] && echo first || echo secondary)" "$side"
-      callgrind_annotate "$work/cg.out" 2>/dev/null | awk '/^-+$/ {d++; next} d >= 3 && NF' | head -16
+      total=$(instructions "${cmd[@]}")
+      cp "$work/cg.out" "$work/cg-$m-$side.out"
+      printf '\n%s, %s (%s instructions): the 12 functions that execute the most (callgrind_annotate)\n' \
+        "$title" "$side" "$total"
+      top "$work/cg-$m-$side.out" 12 .
     done
+    printf '\n%s, crate: the crate'"'"'s 15 costliest functions, callees included (callgrind_annotate --inclusive=yes)\n' "$title"
+    top "$work/cg-$m-crate.out" 15 solo_instance --inclusive=yes
   done
 fi
 exit 0
