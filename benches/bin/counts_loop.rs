@@ -73,7 +73,9 @@ mod unix {
     pub fn handoff_crate(n: usize, dir: &Path) {
         let id = "counts.Handoff";
         let app = || SingleInstance::new(id).unwrap().directory(dir);
-        let Start::Primary(primary) = app().start().unwrap() else { panic!("a primary already runs in {dir:?}") };
+        let Start::Primary(primary) = app().start().unwrap() else {
+            panic!("a primary already runs in {dir:?}")
+        };
         let stopper = primary.stopper();
         let serving = std::thread::spawn(move || {
             for r in primary.requests() {
@@ -89,7 +91,8 @@ mod unix {
     }
 
     /// The primary's reply to every launch, as `Reply::ok()` encodes it.
-    const OK_LINE: &[u8] = b"{\"data\":null,\"exit_code\":0,\"ok\":true,\"stderr\":\"\",\"stdout\":\"\",\"v\":1}\n";
+    const OK_LINE: &[u8] =
+        b"{\"data\":null,\"exit_code\":0,\"ok\":true,\"stderr\":\"\",\"stdout\":\"\",\"v\":1}\n";
 
     pub fn handoff_floor(n: usize, dir: &Path) {
         let path = dir.join("handoff-floor.sock");
