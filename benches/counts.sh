@@ -117,12 +117,13 @@ row() {
     BEGIN { printf "| %s | %s | %s |\n", t, cell(ic, if_, it), cell(sc, sf, st) }'
 }
 
-printf 'solo-instance costs, counted: crate / std floor. Instructions: valgrind --tool=callgrind\n'
-printf '(total Ir, every thread, the dynamic loader included); system calls: %s, every\n' \
+printf 'solo-instance, counted: crate / std floor (benches/bin/)\n'
+printf -- '- instructions: valgrind --tool=callgrind, total Ir (every thread; the dynamic loader included)\n'
+printf -- '- system calls: %s (every thread)\n' \
   "$([ $sys_tool = perf ] && echo "perf stat -e raw_syscalls:sys_enter" || echo "strace -f -c")"
-printf 'thread. Each side pinned: %s. Per launch and per connection: (a run of %d rounds\n' \
-  "${pinned[*]:-not pinned}" $((2 * n))
-printf 'minus a run of %d) / %d, so that the process start and end cancel out.\n\n' "$n" "$n"
+printf -- '- each side pinned (%s), with a fixed environment, cwd and argv[0]\n' "${pinned[*]:-not pinned: no taskset}"
+printf -- '- per launch and per connection: (a run of %d rounds - a run of %d) / %d, so that the\n' $((2 * n)) "$n" "$n"
+printf '  process start and end cancel out\n\n'
 printf '| measure | instructions, crate / floor | ratio | target | system calls, crate / floor | ratio | target |\n'
 printf '|---|---|---|---|---|---|---|\n'
 row "first launch: \`solo run APP --count 0\` / \`first_launch_floor\`" \
@@ -181,30 +182,60 @@ done
 side_by_side "handoff per launch (under strace, which changes the order threads run in)" \
   "$work/s-h2-crate" "$work/s-h2-floor" "$n" "$work/s-h1-crate" "$work/s-h1-floor"
 
-# top FILE LIMIT [FILTER] [ANNOTATE_OPTIONS...]: the first LIMIT functions of
-# callgrind_annotate's list whose line matches FILTER.
-top() {
-  local file=$1 limit=$2 filter=${3:-.}; shift 3
-  callgrind_annotate "$@" "$file" 2>/dev/null |
-    awk -v limit="$limit" -v filter="$filter" '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ && $0 ~ filter && shown++ < limit' || true
+# inclusive FILE: each function's instructions, callees included, as "COUNT NAME" lines
+# (callgrind_annotate --inclusive=yes; names without the object and the crate's prefix).
+inclusive() {
+  callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+    awk '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
+      c = $1; gsub(/,/, "", c); name = $0
+      sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", name); sub(/ \[[^]]*\]$/, "", name); sub(/^\?\?\?:/, "", name)
+      gsub(/solo_instance::/, "", name); if (!(name in seen)) { seen[name] = 1; print c, name } }' || true
+}
+# split FILE MAIN: the dynamic loader's instructions, MAIN's (the program's own work) and
+# the rest (std's runtime set-up, exit).
+split_cost() {
+  inclusive "$1" | awk -v main="$2" -v total="$3" '
+    $2 == "./elf/./elf/rtld.c:_dl_start" { ld = $1 } $2 == main { m = $1 }
+    END { printf "%9d %9d %9d", ld, m, total - ld - m }'
 }
 if command -v callgrind_annotate >/dev/null; then
+  printf '\nWhere the instructions go (callgrind, callees included)\n'
+  printf '%-34s %9s %9s %9s %9s\n' "" loader main rest total
   for m in first send; do
-    title=$([ $m = first ] && echo "first launch" || echo "secondary launch")
     for side in crate floor; do
       if [ $m = first ]; then
-        if [ $side = crate ]; then cmd=("${first_crate[@]}"); else cmd=("${first_floor[@]}"); fi
+        if [ $side = crate ]; then cmd=("${first_crate[@]}"); main=solo::main; else cmd=("${first_floor[@]}"); main=first_launch_floor::main; fi
       else
-        if [ $side = crate ]; then cmd=("${send_crate[@]}"); else cmd=("${send_floor[@]}"); fi
+        if [ $side = crate ]; then cmd=("${send_crate[@]}"); main=solo::main; else cmd=("${send_floor[@]}"); main=launch_floor::main; fi
       fi
       total=$(instructions "${cmd[@]}")
       cp "$work/cg.out" "$work/cg-$m-$side.out"
-      printf '\n%s, %s (%s instructions): the 12 functions that execute the most (callgrind_annotate)\n' \
-        "$title" "$side" "$total"
-      top "$work/cg-$m-$side.out" 12 .
+      printf '%-34s %s %9d\n' "$([ $m = first ] && echo "first launch" || echo "secondary launch"), $side" \
+        "$(split_cost "$work/cg-$m-$side.out" "$main" "$total")" "$total"
     done
-    printf '\n%s, crate: the crate'"'"'s 15 costliest functions, callees included (callgrind_annotate --inclusive=yes)\n' "$title"
-    top "$work/cg-$m-crate.out" 15 solo_instance --inclusive=yes
   done
+  if command -v readelf >/dev/null; then
+    printf '\nThe dynamic loader looks up every imported symbol and applies every relocation at\n'
+    printf 'each start (full RELRO):\n'
+    for b in solo first_launch_floor launch_floor; do
+      printf '%-20s %4d libc symbols imported, %5d relocations\n' "$b" \
+        "$(readelf --dyn-syms -W "$bin/$b" | grep -c ' UND ' || true)" "$(readelf -r -W "$bin/$b" | grep -c 'R_X86_64' || true)"
+    done
+  fi
+  for m in first send; do
+    printf '\n%s, crate: the costliest functions, callees included\n' "$([ $m = first ] && echo "first launch" || echo "secondary launch")"
+    inclusive "$work/cg-$m-crate.out" | awk '$2 !~ /^(std::|core::|\.\/|\(below|main$|0x|solo::main)/' | awk 'NR <= 14'
+  done
+  # The handoff per launch: a run of 2N rounds minus a run of N, function by function.
+  for k in a b; do
+    rounds=$([ $k = a ] && echo "$n" || echo $((2 * n)))
+    instructions "$bin/counts_loop" handoff crate "$rounds" "$work/loop-$k" >/dev/null
+    rm -rf "$work/loop-$k"
+    inclusive "$work/cg.out" > "$work/handoff-$k.txt"
+  done
+  printf '\nhandoff per launch, crate: the costliest functions per launch, callees included\n'
+  awk -v n="$n" 'FNR == 1 { f++ } { c = $1; $1 = ""; sub(/^ /, ""); if (f == 1) a[$0] = c; else d = c - a[$0]; if (f == 2) printf "%9.0f %s\n", d / n, $0 }' \
+    "$work/handoff-a.txt" "$work/handoff-b.txt" | sort -k1,1gr |
+    awk '$2 !~ /^(std::|core::|\(below|main$|0x|counts_loop::|\.\/nptl|\.\/csu|<std::)/' | awk 'NR <= 22'
 fi
 exit 0
