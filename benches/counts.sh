@@ -57,7 +57,12 @@ pinned=()
 if taskset -c 0 true 2>/dev/null; then pinned=(taskset -c 0); fi
 if chrt -f 1 true 2>/dev/null; then pinned+=(chrt -f 1); fi
 pin=("${clean_env[@]}" "${pinned[@]}")
-if perf stat -x, -e raw_syscalls:sys_enter true >/dev/null 2>&1; then sys_tool=perf; else sys_tool=strace; fi
+# perf counts without stopping the threads (strace does, and may change the order they run in).
+if [ "${COUNTS_SYSCALLS:-perf}" = perf ] && perf stat -x, -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
+  sys_tool=perf
+else
+  sys_tool=strace
+fi
 
 # instructions CMD...: callgrind's total instruction count (every thread, the dynamic
 # loader included); empty when it could not count.
