@@ -105,6 +105,10 @@ sock=$(awk '/^PRIMARY / {print $2; exit}' "$work/primary.out")
 [ -n "$sock" ] || { echo "counts: the primary did not start: $(cat "$work/primary.out")" >&2; exit 1; }
 send_crate=("$bin/solo" send counts.Second x)
 send_floor=("$bin/launch_floor" "$sock" x)
+# Each floor does the crate's job: the same line out.
+a=$("${clean_env[@]}" "${send_crate[@]}" 2>&1 || true)
+b=$("${clean_env[@]}" "${send_floor[@]}" 2>&1 || true)
+[ "$a" = "$b" ] || printf 'counts: the floor says %s where the crate says %s\n' "$b" "$a" >&2
 
 # row TITLE INSTR_CRATE INSTR_FLOOR INSTR_TARGET SYS_CRATE SYS_FLOOR SYS_TARGET: a table row;
 # a target is "<= X" or "= X".
