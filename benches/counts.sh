@@ -3,7 +3,8 @@
 # raw_syscalls:sys_enter, or strace -f -c where perf cannot count them), the crate against
 # a std floor that does the same job (benches/bin/), each side pinned to one CPU
 # (taskset -c 0, and chrt -f 1 where permitted). Counts do not move with the machine's
-# load as times do: two runs agree within a few hundredths of a percent.
+# load as times do: two runs agree to the instruction, but for the pid each launch sends
+# (4 or 5 digits, in its request and the lock file), which moves a count by up to 0.2 %.
 #   - first launch: `solo run APP --count 0` / `first_launch_floor` (flock the lock file,
 #     unlink a stale socket, bind, print the PRIMARY line, unlink, exit);
 #   - secondary launch: `solo send APP x` / `launch_floor` (getcwd, getpid, the request,
