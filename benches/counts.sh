@@ -19,8 +19,11 @@
 # Prints the figures beside the targets and exits 0 whatever they are: machines differ.
 # Usage: benches/counts.sh [--detail] [N]
 #   --detail: also each system call's count, crate beside floor (strace -f -c), for the
-#   first launch, the secondary launch and the handoff per launch; and the functions
-#   that execute the most instructions in each launch (callgrind_annotate).
+#   first launch, the secondary launch and the handoff per launch; where the launches'
+#   instructions go (the dynamic loader, main, the rest; the imports and relocations the
+#   loader processes); and the crate's costliest functions (callgrind_annotate), per
+#   launch for the handoff.
+#   N: rounds (default 1000). COUNTS_SYSCALLS=strace: strace even where perf can count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 detail=0
