@@ -30,14 +30,19 @@
 //! `XDG_ACTIVATION_TOKEN` set to it.
 //!
 //! ```no_run
-//! # fn demo(window: &winit::window::Window, primary: &solo_instance::Primary) {
-//! while let Some(request) = primary.try_recv() {
-//!     // ... open what it asks for ...
-//!     if let Err(e) = solo_instance::activation::raise(window, &request) {
-//!         eprintln!("the window was not raised: {e}");
+//! use raw_window_handle::{HasDisplayHandle, HasWindowHandle};
+//!
+//! // `window`: a winit `Window`, an eframe `Frame`, ...
+//! pub fn serve<W: HasWindowHandle + HasDisplayHandle>(window: &W, primary: &solo_instance::Primary) {
+//!     while let Some(request) = primary.try_recv() {
+//!         // ... open what it asks for ...
+//!         if let Err(e) = solo_instance::activation::raise(window, &request) {
+//!             eprintln!("the window was not raised: {e}");
+//!         }
+//!         let _ = request.reply(solo_instance::Reply::ok());
 //!     }
 //! }
-//! # }
+//! # fn main() {}
 //! ```
 //!
 //! [`Request::activation_token`]: crate::Request::activation_token
@@ -47,7 +52,11 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
-use raw_window_handle::{HasDisplayHandle, HasWindowHandle, RawDisplayHandle, RawWindowHandle};
+#[cfg(target_os = "linux")]
+use raw_window_handle::RawDisplayHandle;
+#[cfg(any(target_os = "linux", windows))]
+use raw_window_handle::RawWindowHandle;
+use raw_window_handle::{HasDisplayHandle, HasWindowHandle};
 
 use crate::Request;
 
@@ -87,11 +96,15 @@ where
 {
     let window_handle = window
         .window_handle()
-        .map_err(|e| ActivationError::new(ActivationErrorKind::Unsupported, format!("no window handle: {e}")))?
+        .map_err(|e| {
+            ActivationError::new(ActivationErrorKind::Unsupported, format!("no window handle: {e}"))
+        })?
         .as_raw();
     let display_handle = window
         .display_handle()
-        .map_err(|e| ActivationError::new(ActivationErrorKind::Unsupported, format!("no display handle: {e}")))?
+        .map_err(|e| {
+            ActivationError::new(ActivationErrorKind::Unsupported, format!("no display handle: {e}"))
+        })?
         .as_raw();
     match (window_handle, display_handle) {
         #[cfg(target_os = "linux")]
