@@ -12,7 +12,9 @@
 #   - X11 (Xvfb with openbox, which honours _NET_ACTIVE_WINDOW): `_NET_ACTIVE_WINDOW` on
 #     the root window, read back with xprop, must name the primary's window.
 # Each case runs twice: once with the primary's raising off (SOLO_EXAMPLE_NO_RAISE=1), where
-# the focus must stay on the other window, and once on, where it must move.
+# the focus must stay on the other window, and once on, where it must move. One more runs
+# with sway's default policy, `focus_on_window_activation urgent`: the window is marked
+# urgent, the focus stays, and `raise` still returns Ok (the protocol has no answer).
 #
 # sway 1.7 refuses to run as root: as root this starts it as nobody (setpriv), in a runtime
 # directory of its own; the clients, root, reach it through absolute paths in
@@ -106,7 +108,8 @@ focused_is() { [ "$(focused_pid)" = "$1" ]; }
 title_has() { tree | jq -r --argjson p "$1" '.. | objects | select(.pid? == $p) | .name' | grep -qF "$2"; }
 focus_pid() { swaymsg "[pid=$1] focus" >/dev/null && wait_for 10 focused_is "$1"; }
 
-# wayland_case EXAMPLE token|notoken on|off
+# wayland_case EXAMPLE token|notoken on|off|urgent (urgent: raising on, and sway's
+# default `focus_on_window_activation urgent` for the case)
 wayland_case() {
   local example=$1 how=$2 raise=$3
   local name="wayland $example, $how, raising $raise" dir="$work/wl-$example-$how-$raise"
@@ -142,9 +145,11 @@ wayland_case() {
     fi
     token_env=(XDG_ACTIVATION_TOKEN="$token")
   fi
+  [ "$raise" = urgent ] && swaymsg focus_on_window_activation urgent >/dev/null
   local out rc=0
   out=$(cd "$dir/cwd" && env WAYLAND_DISPLAY="$sway_run/wayland-1" XDG_RUNTIME_DIR="$dir/run" "${token_env[@]}" \
     timeout 20 "$bin/$example" b.txt 2>&1) || rc=$?
+  [ "$raise" = urgent ] && swaymsg focus_on_window_activation focus >/dev/null
   if [ "$rc" != 0 ]; then
     fail "$name: the second launch exited $rc: $out"
   elif ! grep -qx "OPEN $dir/cwd/b.txt" "$dir/primary.out"; then
@@ -154,7 +159,15 @@ wayland_case() {
     # compositor answered a round trip after the activation: the focus is settled now.
     local now
     now=$(focused_pid)
-    if [ "$raise" = on ]; then
+    if [ "$raise" = urgent ]; then
+      # sway's default policy: the request is taken, the window only marked; the protocol
+      # has no answer, so `raise` returned Ok and the app cannot tell.
+      local urgent
+      urgent=$(tree | jq --argjson p "$primary" '.. | objects | select(.pid? == $p) | .urgent')
+      if [ "$now" = "$other" ] && [ "$urgent" = true ] && ! grep -q 'not raised' "$dir/primary.err"; then
+        ok "$name: sway's default policy marked the window urgent and left the focus; raise said Ok"
+      else fail "$name: focus on pid ${now:-none} (other $other), urgent $urgent: $(cat "$dir/primary.err")"; fi
+    elif [ "$raise" = on ]; then
       if [ "$now" = "$primary" ]; then ok "$name: the primary's window took the focus"
       else fail "$name: the focus is on pid ${now:-none}, not the primary's $primary: $(cat "$dir/primary.err")"; fi
     else
@@ -187,6 +200,7 @@ for example in gui egui; do
     done
   done
 done
+wayland_case gui token urgent
 
 # ---------------------------------------------------------------------------- X11
 disp=90
