@@ -92,7 +92,8 @@ env -i PATH="$PATH" HOME="$work" XDG_RUNTIME_DIR="$sway_run" \
   WLR_BACKENDS=headless WLR_LIBINPUT_NO_DEVICES=1 WLR_RENDERER=pixman \
   "${as_sway[@]}" sway -c "$work/sway.config" >"$work/sway.log" 2>&1 &
 pids+=($!)
-sway_up() { compgen -G "$sway_run/sway-ipc.*.sock" >/dev/null && [ -S "$sway_run/wayland-1" ]; }
+wayland_socket() { find "$sway_run" -maxdepth 1 -type s -name 'wayland-*' | head -1; }
+sway_up() { compgen -G "$sway_run/sway-ipc.*.sock" >/dev/null && [ -n "$(wayland_socket)" ]; }
 if ! wait_for 30 sway_up; then
   fail "sway did not start within 30 s: $(tail -5 "$work/sway.log")"
   echo "activation: $passed passed, $failed failed"
@@ -100,6 +101,7 @@ if ! wait_for 30 sway_up; then
 fi
 SWAYSOCK=$(compgen -G "$sway_run/sway-ipc.*.sock" | head -1)
 export SWAYSOCK
+wayland=$(wayland_socket) # absolute: clients find it without sway's XDG_RUNTIME_DIR
 
 tree() { swaymsg -t get_tree -r; }
 focused_pid() { tree | jq -r '[.. | objects | select(.focused? == true) | .pid // empty] | first // empty'; }
@@ -117,7 +119,7 @@ wayland_case() {
   mkdir -p -m 700 "$dir/run" "$dir/other" "$dir/cwd"
   local no_raise=()
   [ "$raise" = off ] && no_raise=(SOLO_EXAMPLE_NO_RAISE=1)
-  (cd "$dir/cwd" && exec env WAYLAND_DISPLAY="$sway_run/wayland-1" XDG_RUNTIME_DIR="$dir/run" "${no_raise[@]}" \
+  (cd "$dir/cwd" && exec env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/run" "${no_raise[@]}" \
     "$bin/$example" a.txt >"$dir/primary.out" 2>"$dir/primary.err") &
   local primary=$!
   pids+=("$primary")
@@ -126,7 +128,7 @@ wayland_case() {
     return
   fi
   # Another window takes the focus: the gui example as another app (its own runtime dir).
-  (cd "$dir/other" && exec env WAYLAND_DISPLAY="$sway_run/wayland-1" XDG_RUNTIME_DIR="$dir/other" \
+  (cd "$dir/other" && exec env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/other" \
     "$bin/gui" other.txt >"$dir/other.out" 2>"$dir/other.err") &
   local other=$!
   pids+=("$other")
@@ -138,7 +140,7 @@ wayland_case() {
 
   local token_env=() token=
   if [ "$how" = token ]; then
-    if ! token=$(WAYLAND_DISPLAY="$sway_run/wayland-1" "$bin/activation_token" org.solo-instance.Launcher); then
+    if ! token=$(WAYLAND_DISPLAY="$wayland" "$bin/activation_token" org.solo-instance.Launcher); then
       fail "$name: the compositor gave no token"
       kill "$primary" "$other" 2>/dev/null || true
       return
@@ -147,7 +149,7 @@ wayland_case() {
   fi
   [ "$raise" = urgent ] && swaymsg focus_on_window_activation urgent >/dev/null
   local out rc=0
-  out=$(cd "$dir/cwd" && env WAYLAND_DISPLAY="$sway_run/wayland-1" XDG_RUNTIME_DIR="$dir/run" "${token_env[@]}" \
+  out=$(cd "$dir/cwd" && env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/run" "${token_env[@]}" \
     timeout 20 "$bin/$example" b.txt 2>&1) || rc=$?
   [ "$raise" = urgent ] && swaymsg focus_on_window_activation focus >/dev/null
   if [ "$rc" != 0 ]; then
@@ -179,7 +181,7 @@ wayland_case() {
   # Tokens are single-use: the same token again, with the focus moved away, does nothing.
   if [ "$how" = token ] && [ "$raise" = on ] && focus_pid "$other"; then
     rc=0
-    out=$(cd "$dir/cwd" && env WAYLAND_DISPLAY="$sway_run/wayland-1" XDG_RUNTIME_DIR="$dir/run" \
+    out=$(cd "$dir/cwd" && env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/run" \
       XDG_ACTIVATION_TOKEN="$token" timeout 20 "$bin/$example" c.txt 2>&1) || rc=$?
     local now
     now=$(focused_pid)
