@@ -10,7 +10,9 @@
 #   - Wayland, no token: the same with neither XDG_ACTIVATION_TOKEN nor DESKTOP_STARTUP_ID
 #     set: the launch asks the compositor for a token itself and forwards it.
 #   - X11 (Xvfb with openbox, which honours _NET_ACTIVE_WINDOW): `_NET_ACTIVE_WINDOW` on
-#     the root window, read back with xprop, must name the primary's window.
+#     the root window, read back with xprop, must name the primary's window; openbox's
+#     debug log must show the request came from an application (source indication 1)
+#     with the timestamp of the launch's DESKTOP_STARTUP_ID (it complains of one without).
 # Each case runs twice: once with the primary's raising off (SOLO_EXAMPLE_NO_RAISE=1), where
 # the focus must stay on the other window, and once on, where it must move. One more runs
 # with sway's default policy, `focus_on_window_activation urgent`: the window is marked
@@ -212,7 +214,9 @@ pids+=($!)
 x_up() { [ -e "/tmp/.X11-unix/X$disp" ]; }
 wait_for 30 x_up || fail "Xvfb did not start"
 export DISPLAY=":$disp"
-HOME=$work openbox >"$work/openbox.log" 2>&1 &
+# --debug: openbox logs each _NET_ACTIVE_WINDOW it gets, with its source indication, and
+# complains of one without a timestamp.
+HOME=$work openbox --debug >"$work/openbox.log" 2>&1 &
 pids+=($!)
 wm_up() { xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q 'window id'; }
 wait_for 30 wm_up || fail "openbox did not start: $(cat "$work/openbox.log")"
@@ -269,14 +273,25 @@ x11_case() {
     kill "$primary" "$other" 2>/dev/null || true
     return
   fi
-  local out rc=0
-  out=$(cd "$dir/cwd" && env XDG_RUNTIME_DIR="$dir/run" timeout 20 "$bin/$example" b.txt 2>&1) || rc=$?
+  # A startup id as a launcher sets it, with the X server time of the user's action
+  # (openbox does not judge the time; the check is that it arrives).
+  local out rc=0 logged
+  logged=$(wc -l <"$work/openbox.log")
+  out=$(cd "$dir/cwd" && env XDG_RUNTIME_DIR="$dir/run" DESKTOP_STARTUP_ID="solo-activation-$$_TIME4242" \
+    timeout 20 "$bin/$example" b.txt 2>&1) || rc=$?
   if [ "$rc" != 0 ]; then
     fail "$name: the second launch exited $rc: $out"
   elif [ "$raise" = on ]; then
     # The window manager acts on the message on its own time: wait for it.
     if wait_for 10 x_active_is "$pwin"; then ok "$name: _NET_ACTIVE_WINDOW is the primary's window ($pwin)"
     else fail "$name: _NET_ACTIVE_WINDOW is $(x_active), not the primary's $pwin: $(cat "$dir/primary.err")"; fi
+    wm_settle || true
+    local news
+    news=$(tail -n +"$((logged + 1))" "$work/openbox.log")
+    if grep -q "net_active_window for $(printf '0x%x' "$pwin") source=application" <<<"$news" \
+      && ! grep -q 'missing a timestamp' <<<"$news"; then
+      ok "$name: openbox got _NET_ACTIVE_WINDOW from an application (source 1), with a timestamp"
+    else fail "$name: openbox's log of the request: $(grep -i 'active_window' <<<"$news")"; fi
   else
     # Raising off. A `_NET_ACTIVE_WINDOW` the primary sent would reach openbox before the
     # launch got its reply; `wm_settle` waits until openbox has handled it.
