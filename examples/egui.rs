@@ -78,7 +78,7 @@ fn raise(ctx: &egui::Context, frame: &eframe::Frame, request: &Request) {
     if std::env::var_os("SOLO_EXAMPLE_NO_RAISE").is_some_and(|v| v == "1") {
         return;
     }
-    // GTK 4 calls gtk_window_present (startup id set); Qt 6 QWindow::requestActivate (token in env).
+    // GTK 4: gtk_window_present, startup id set; Qt 6: QWindow::requestActivate, XDG_ACTIVATION_TOKEN set.
     match solo_instance::activation::raise(frame, request) {
         Ok(()) => {}
         // macOS: egui's own commands (`Focus` does nothing on Wayland, and on X11 it sends

@@ -187,7 +187,7 @@ fn raise(window: &Window, request: &Request) {
     }
     // Not `set_minimized(false)` first: on X11 winit sends `_NET_ACTIVE_WINDOW` for it, with
     // no timestamp. Activating restores a minimized window.
-    // GTK 4 calls gtk_window_present (startup id set); Qt 6 QWindow::requestActivate (token in env).
+    // GTK 4: gtk_window_present, startup id set; Qt 6: QWindow::requestActivate, XDG_ACTIVATION_TOKEN set.
     match solo_instance::activation::raise(window, request) {
         Ok(()) => {}
         Err(e) if e.kind() == ActivationErrorKind::Unsupported => {
