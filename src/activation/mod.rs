@@ -13,6 +13,11 @@
 //! | Windows | `SetForegroundWindow` (restored first if minimized); the launch handed its foreground right to this process (`AllowSetForegroundWindow`) before it sent the request |
 //! | macOS, others | nothing: an [`ActivationErrorKind::Unsupported`] error (winit's `focus_window` does it on macOS) |
 //!
+//! A Wayland surface is an object of one client connection, so the request goes out on the
+//! app's own: the `wl_display` its display handle names, through wayland-backend's system
+//! backend (libwayland-client, loaded at run time). A connection of the crate's own could
+//! not name the window.
+//!
 //! A launch on Wayland with no `XDG_ACTIVATION_TOKEN` asks the compositor for a token
 //! (`xdg_activation_v1.get_activation_token`) and forwards that, as GApplication's
 //! launchers do; it waits at most [`LAUNCH_TOKEN_TIMEOUT`] for it, so a frozen compositor
