@@ -177,6 +177,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "activation")]
+#[cfg_attr(docsrs, doc(cfg(feature = "activation")))]
+pub mod activation;
 mod error;
 mod instance;
 mod name;

@@ -222,6 +222,8 @@ impl SingleInstance {
                 env.insert(name.to_owned(), v);
             }
         }
+        #[cfg(feature = "activation")] // Wayland, no token: ask the compositor for one.
+        crate::activation::add_launch_token(&mut env, &self.app_id);
         Message {
             argv,
             cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
