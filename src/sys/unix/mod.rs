@@ -19,8 +19,8 @@
 //!   length the kernel reports and refuses one with NULs inside it, such as the trailing
 //!   NULs of a socket bound with `sizeof(sockaddr_un)` (as Qt 5 binds) on macOS; Qt 6 reads
 //!   the name up to its first NUL, and so does [`Listener::adopt`].
-//! - `getpwuid_r` (`sys::passwd_home`, the home directory when `$HOME` is unset): rustix
-//!   has no passwd lookup.
+//! - `getpwuid_r` (`location::passwd_home`, the home directory when `$HOME` is unset):
+//!   rustix has no passwd lookup.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -30,16 +30,31 @@ use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
+mod dir;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod fork;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "nofork.rs"]
+mod fork;
 mod listener;
+mod location;
+mod lock;
+mod peer;
 mod poll;
+pub(crate) mod published;
 mod signals;
 mod socket;
+pub(crate) mod watch;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
+pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
+pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub(crate) use peer::{
+    check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
+    server_file_gone, SERVER_KIND,
+};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -72,8 +87,12 @@ pub(crate) fn hang_up(socket: &crate::LocalSocket) {
     let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
-/// Removes the socket file of `path`, whether or not a server is listening on it
-/// (`QLocalServer::removeServer`). A missing file is not an error.
+/// A [`ForkGuard`] for `listener`'s socket: children forked without exec get no copy of it
+/// (Linux; `None` elsewhere).
+pub(crate) fn fork_guard(listener: &Listener) -> Option<ForkGuard> {
+    ForkGuard::new(listener.fd())
+}
+
 /// `getsockopt` of an `int`-sized option through libc, for the options rustix leaves out
 /// on Apple platforms (`SO_ACCEPTCONN`, `LOCAL_PEERPID`).
 #[cfg(target_vendor = "apple")]
@@ -92,6 +111,8 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, option: libc::c_int) -
     Ok(v)
 }
 
+/// Removes the socket file of `path`, whether or not a server is listening on it
+/// (`QLocalServer::removeServer`). A missing file is not an error.
 pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -10,15 +10,34 @@
 //! user back, for the peer checks.
 
 mod deadline;
+mod dir;
 mod listener;
+mod location;
+mod lock;
+mod peer;
 mod pipe;
+pub(crate) mod published;
 mod security;
+#[cfg(test)]
+mod tests;
 mod token;
+pub(crate) mod watch;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity, ClientIdentity};
 
 pub(crate) use deadline::{flush, pipe, IoDeadline};
+pub(crate) use dir::ensure_dir;
+// The removal watch and the repair of a primary's files are used by the serving loop,
+// which runs on Unix only until the serving engine serves Windows the same way.
+#[allow(unused_imports)]
+pub(crate) use dir::{file_id, repair_dir};
 pub(crate) use listener::Listener;
+pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
+pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub(crate) use peer::{
+    check_primary, elevated_above_us, hand_foreground, launch_options, refused, served_by_this_user,
+    server_file_gone, write_all_until, SERVER_KIND,
+};
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 
 use std::io;
@@ -28,10 +47,27 @@ use interprocess::local_socket::Stream;
 
 use windows_sys::Win32::Foundation::HANDLE;
 
+use crate::sys::ServerCheck;
 pub(crate) use security::{
     check_directory, check_parent_directory, create_private_dir, create_shared_dir, directory_owner,
     is_trusted_owner, private_pipe_sddl, shared_pipe_sddl,
 };
+
+/// Volume serial number and file index: a file's identity however its path is spelled.
+#[allow(dead_code)] // see `dir::repair_dir`
+pub(crate) type FileId = (u64, u64);
+
+/// Children are never forked on Windows: no guard is needed (a documented no-op, the same
+/// item as Unix's).
+#[allow(dead_code)] // see `dir::repair_dir`
+#[derive(Debug)]
+pub(crate) enum ForkGuard {}
+
+/// A [`ForkGuard`] for `listener`: none on Windows.
+#[allow(dead_code)] // see `dir::repair_dir`
+pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
+    None
+}
 #[cfg(test)]
 pub(crate) use security::{create_dir_with, from_sddl, object_integrity, pipe_security};
 #[cfg(test)]
@@ -39,8 +75,10 @@ pub(crate) use token::integrity_is_enough;
 #[cfg(test)]
 pub(crate) use token::{PRETEND_INTEGRITY, PRETEND_USER};
 
-/// The number of names (hard links) `file` has.
-pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
+/// What `GetFileInformationByHandle` says of `file`.
+fn file_information(
+    file: &std::fs::File,
+) -> io::Result<windows_sys::Win32::Storage::FileSystem::BY_HANDLE_FILE_INFORMATION> {
     use windows_sys::Win32::Storage::FileSystem::{GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION};
     // SAFETY: all-zero is a valid BY_HANDLE_FILE_INFORMATION (plain integers).
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
@@ -48,7 +86,22 @@ pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
     if unsafe { GetFileInformationByHandle(file.as_raw_handle() as HANDLE, &mut info) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(info.nNumberOfLinks)
+    Ok(info)
+}
+
+/// The number of names (hard links) `file` has.
+pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
+    Ok(file_information(file)?.nNumberOfLinks)
+}
+
+/// The identity of the open `file`: volume serial number and file index.
+#[allow(dead_code)] // see `dir::repair_dir`
+pub(crate) fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
+    let info = file_information(file)?;
+    Ok((
+        u64::from(info.dwVolumeSerialNumber),
+        (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+    ))
 }
 
 /// `%ProgramData%` from `SHGetKnownFolderPath(FOLDERID_ProgramData)`: where Windows keeps
@@ -98,20 +151,6 @@ fn own_session() -> Option<u32> {
         return Some(id);
     }
     session_id()
-}
-
-/// What a launch found at the server end of a pipe it connected to.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ServerCheck {
-    /// This user's, at this launch's integrity level or above, in this session.
-    Ours,
-    /// Not this launch's primary: another user's pipe, or one below this launch's integrity
-    /// level (a sandboxed or, for an elevated launch, a non-elevated process of this user).
-    /// Why, in words.
-    Stranger(String),
-    /// This user's primary, which this launch cannot use: it runs elevated and the launch
-    /// does not, or in another Terminal Services session. Why, in words.
-    Unusable(String),
 }
 
 /// Names an integrity level for messages.
