@@ -9,52 +9,47 @@
 //! Unix platforms differ (Linux, macOS), `unix/` chooses inside. The types shared by both
 //! are defined here ([`Ready`], [`ServerCheck`]).
 //!
-//! The single-instance files (`instance::location`, `lock`, `published`, `launch`):
-//! - `ensure_dir(dir, system)`: creates the private directory (0700 / 1777; an explicit
-//!   protected DACL) and refuses an unsafe one (owner, mode or DACL, a link).
-//! - `repair_dir(dir, shared)`: makes a removed directory again for a running primary and
-//!   gives its identity (Windows: only its identity; nothing can remove it there).
+//! The single-instance layer's items (`instance::location`, `lock`, `published`, `launch`,
+//! `serve::watch`); "(Windows)" or "(Linux)" marks the platform that does the work, the
+//! others' item being a documented no-op:
+//! - `ensure_dir(dir, system)`: make the private directory; refuse an unsafe one.
+//! - `repair_dir(dir, shared)`: make a removed directory again, give its identity.
 //! - `FileId`, `file_id(path)`: a file's identity (device and inode; volume and index).
-//! - `user_dir()`, `system_base()`: the User/Session scopes' directory, the System
-//!   scope's base (`/tmp`; `%ProgramData%` as Windows knows it).
-//! - `login_session()`: the Session scope's session (`$XDG_SESSION_ID`; the Terminal
-//!   Services session).
-//! - `system_abstract(app_id)`: the System scope's lock file and abstract name (Linux;
-//!   `None` elsewhere, where the System scope has a directory).
-//! - `server_name(base, stem, system)`: the name launches connect to (the socket path,
-//!   shortened or in a private fallback directory; the file publishing the pipe, or the
-//!   System scope's fixed pipe name).
-//! - `published::{file, publish, read, withdraw, Published}`: where the primary is
-//!   published (Windows: the file with its random pipe name; Unix: the socket path is the
-//!   name itself, and the items do nothing).
-//! - `LockFile` (`try_lock`, `write_pid`, `file_id`; unlocked on drop), `read_pid(lock)`,
-//!   `lock_cannot_exist(lock)`: the lock that decides the primary (`flock`; `LockFileEx`)
-//!   and the pid recorded for `status` (in the lock file; in `<app>.pid` beside it).
-//! - `ForkGuard`, `fork_guard(listener)`: children forked without exec get no copy of the
-//!   lock or the listening socket (Linux; none elsewhere, and Windows does not fork).
-//! - `check_primary(socket)`, `served_by_this_user(socket)`, `refused(name, level,
-//!   lock_is_held)`, `elevated_above_us(level)`: what a launch checks of the primary before
-//!   a byte is written (uid; owner SID, integrity label and session), and what a refused
-//!   connect means (Windows' elevated primary or a stranger's pipe; nothing on Unix).
-//! - `hand_foreground(socket)`: the launch's right to take the foreground, handed to the
-//!   primary (`AllowSetForegroundWindow`; nothing on Unix).
-//! - `server_file_gone(name)`, `write_all_until(socket, buf, deadline)`,
-//!   `launch_options(options)`, `SERVER_KIND`: the launch's connection (a stat before a
-//!   connect; a write bounded by a deadline; non-blocking where it polls; "socket" or
-//!   "pipe" in messages).
-//! - `euid()` (Unix) / `current_user()` (Windows): who this process is, for the peer and
-//!   file checks (to be one item once the serving engine uses the same on both).
-//! - `watch::{Watch, new_watch, rewatch, rewatch_file, concerns_us, is_out_of_resources}`:
-//!   the removal watch (inotify; a kqueue on macOS; none elsewhere, where the files are
-//!   looked at once a second; none on Windows, where a held lock file and its directory
-//!   cannot be removed).
+//! - `user_dir()`: the User and Session scopes' directory.
+//! - `system_base()`: the System scope's base (`/tmp`; `%ProgramData%`).
+//! - `login_session()`: the Session scope's session (`$XDG_SESSION_ID`; Terminal Services).
+//! - `system_abstract(app_id)`: the System scope's lock and abstract name (Linux).
+//! - `server_name(base, stem, system)`: the name launches connect to.
+//! - `published::{file, publish, read, withdraw, Published}`: the published pipe (Windows).
+//! - `LockFile` (`try_lock`, `write_pid`, `file_id`, unlocked on drop): the deciding lock.
+//! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it).
+//! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
+//! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
+//! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).
+//! - `served_by_this_user(socket)`: the System scope's primary is provably this user.
+//! - `refused(name, level, lock_is_held)`: what a refused connect means (Windows).
+//! - `elevated_above_us(level)`: a primary at this level runs above this launch (Windows).
+//! - `hand_foreground(socket)`: `AllowSetForegroundWindow` for the primary (Windows).
+//! - `server_file_gone(name)`: no socket file to connect to (Unix).
+//! - `write_all_until(socket, buf, deadline)`: a launch's write, within its deadline.
+//! - `launch_options(options)`: how a launch connects (non-blocking where it polls).
+//! - `SERVER_KIND`: "socket" or "pipe", for messages.
+//! - `watch::{Watch, new_watch, rewatch, rewatch_file, concerns_us}`: the removal watch.
+//! - `watch::is_out_of_resources(e)`: out of descriptors or memory for a moment.
+//! - `euid()` (Unix) and `current_user()` (Windows): who this process is; not yet one item.
 //!
 //! The serving engine (listener, poller, waker, connection I/O):
-//! - `Listener` (bind/adopt, wait with a timeout and a wake-up, non-blocking accept,
-//!   remove its own socket file), `connect`, `remove_server`, and the errno-to-Qt
-//!   classification (`server_error`, `connect_error`).
-//! - ENGINE: the items the serving engine adds (poller, waker, connection I/O, peer
-//!   identity at the primary's end) are listed here.
+//! - `Listener` (`bind`, wait with a timeout and a wake-up, non-blocking accept, remove
+//!   its own socket file), `connect`, `remove_server`, the errno-to-Qt classification
+//!   (`server_error`, `connect_error`), `with_signals_blocked`.
+//! - ENGINE: the serving engine's items go here. Until then these differ, and are its
+//!   to make one: `pipe` (Unix: the wake-up pipe; Windows: a stream's pipe handle);
+//!   `Listener::adopt`, `connect_nonblocking`, `hang_up`, `peer_ucred` / `peer_pid`,
+//!   `recv_until`, `recv_ready`, `Arrived`, `send_now` (Unix only); `Listener::bind_with_sddl`,
+//!   `IoDeadline`, `flush`, `take_ready_line`, `client_identity`, `peer_sid`, `own_integrity`,
+//!   `random_pipe_name`, `private_pipe_sddl`, `shared_pipe_sddl` (Windows only).
+//!
+//! Everything else in `unix/` and `windows/` is private to its platform.
 
 #[cfg(unix)]
 mod unix;

@@ -23,7 +23,8 @@ mod tests;
 mod token;
 pub(crate) mod watch;
 
-pub(crate) use token::{current_user, in_app_container, own_integrity, ClientIdentity};
+pub(crate) use token::{current_user, own_integrity};
+use token::{in_app_container, ClientIdentity};
 
 pub(crate) use deadline::{flush, pipe, IoDeadline};
 pub(crate) use dir::ensure_dir;
@@ -48,10 +49,11 @@ use interprocess::local_socket::Stream;
 use windows_sys::Win32::Foundation::HANDLE;
 
 use crate::sys::ServerCheck;
-pub(crate) use security::{
+use security::{
     check_directory, check_parent_directory, create_private_dir, create_shared_dir, directory_owner,
-    is_trusted_owner, private_pipe_sddl, shared_pipe_sddl,
+    is_trusted_owner,
 };
+pub(crate) use security::{private_pipe_sddl, shared_pipe_sddl};
 
 /// Volume serial number and file index: a file's identity however its path is spelled.
 #[allow(dead_code)] // see `dir::repair_dir`
@@ -90,13 +92,13 @@ fn file_information(
 }
 
 /// The number of names (hard links) `file` has.
-pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
+fn link_count(file: &std::fs::File) -> io::Result<u32> {
     Ok(file_information(file)?.nNumberOfLinks)
 }
 
 /// The identity of the open `file`: volume serial number and file index.
 #[allow(dead_code)] // see `dir::repair_dir`
-pub(crate) fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
+fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
     let info = file_information(file)?;
     Ok((
         u64::from(info.dwVolumeSerialNumber),
@@ -106,7 +108,7 @@ pub(crate) fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
 
 /// `%ProgramData%` from `SHGetKnownFolderPath(FOLDERID_ProgramData)`: where Windows keeps
 /// it, whatever the environment variable says.
-pub(crate) fn program_data() -> io::Result<std::path::PathBuf> {
+fn program_data() -> io::Result<std::path::PathBuf> {
     use std::os::windows::ffi::OsStringExt;
     use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramData, SHGetKnownFolderPath};
     let mut path: windows_sys::core::PWSTR = std::ptr::null_mut();
@@ -129,7 +131,7 @@ pub(crate) fn program_data() -> io::Result<std::path::PathBuf> {
 
 /// The Terminal Services session of this process: one per login (fast user switching and
 /// remote desktop sessions each have their own).
-pub(crate) fn session_id() -> Option<u32> {
+fn session_id() -> Option<u32> {
     let mut id = 0u32;
     // SAFETY: `id` is a valid out pointer.
     let ok = unsafe {
@@ -154,7 +156,7 @@ fn own_session() -> Option<u32> {
 }
 
 /// Names an integrity level for messages.
-pub(crate) fn integrity_name(rid: u32) -> String {
+fn integrity_name(rid: u32) -> String {
     let name = match rid {
         0 => "Untrusted",
         0x1000 => "Low",
@@ -170,7 +172,7 @@ pub(crate) fn integrity_name(rid: u32) -> String {
 /// Checks the server end of a pipe this launch connected to, before a byte is written:
 /// its owner (`check_owner`: outside the System scope), its integrity label against this
 /// process's level, and (with `check_owner`) its Terminal Services session.
-pub(crate) fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
+fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
     let p = pipe(stream);
     if check_owner {
         let owner = security::pipe_security(p.as_handle()).ok().and_then(|s| s.owner);
@@ -217,7 +219,7 @@ pub(crate) fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
 }
 
 /// Why a launch at integrity level `own` cannot use its user's primary at level `primary`.
-pub(crate) fn elevated_message(primary: u32, own: u32) -> String {
+fn elevated_message(primary: u32, own: u32) -> String {
     format!(
         "served by this user's primary instance, which runs at {} integrity (as administrator) \
          while this launch runs at {}: Windows keeps a less trusted process from driving an \
@@ -258,13 +260,13 @@ pub(crate) fn random_pipe_name() -> io::Result<std::path::PathBuf> {
 }
 
 /// Whether `name` is one [`random_pipe_name`] could have made.
-pub(crate) fn is_random_pipe_name(name: &str) -> bool {
+fn is_random_pipe_name(name: &str) -> bool {
     name.strip_prefix(r"\\.\pipe\solo-instance-")
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The pid of the process serving the pipe this client end is connected to.
-pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
+fn server_pid(stream: &Stream) -> Option<u32> {
     pipe(stream).server_process_id().ok()
 }
 
@@ -273,7 +275,7 @@ pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
 /// on to the primary this way before it sends, so the primary's `SetForegroundWindow` works,
 /// as Chromium, VS Code and tauri-plugin-single-instance do. Fails harmlessly when this
 /// process has no such right to pass on.
-pub(crate) fn allow_foreground(pid: u32) -> bool {
+fn allow_foreground(pid: u32) -> bool {
     // SAFETY: no pointers; any pid is accepted (an unknown one fails).
     unsafe { windows_sys::Win32::UI::WindowsAndMessaging::AllowSetForegroundWindow(pid) != 0 }
 }

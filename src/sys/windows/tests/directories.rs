@@ -12,11 +12,11 @@ use super::*;
 fn directories_that_are_links_or_anothers_are_refused() {
     let _w = watchdog(60);
     // The owner decision itself.
-    assert!(crate::sys::is_trusted_owner(&current_user().unwrap()));
-    assert!(crate::sys::is_trusted_owner(&"S-1-5-18".parse().unwrap())); // SYSTEM
-    assert!(crate::sys::is_trusted_owner(&"S-1-5-32-544".parse().unwrap())); // Administrators
-    assert!(!crate::sys::is_trusted_owner(&another_user()));
-    assert!(!crate::sys::is_trusted_owner(&"S-1-1-0".parse().unwrap())); // Everyone
+    assert!(crate::sys::windows::is_trusted_owner(&current_user().unwrap()));
+    assert!(crate::sys::windows::is_trusted_owner(&"S-1-5-18".parse().unwrap())); // SYSTEM
+    assert!(crate::sys::windows::is_trusted_owner(&"S-1-5-32-544".parse().unwrap())); // Administrators
+    assert!(!crate::sys::windows::is_trusted_owner(&another_user()));
+    assert!(!crate::sys::windows::is_trusted_owner(&"S-1-1-0".parse().unwrap())); // Everyone
     let base = Dir::new("dirs");
     let real = base.0.join("real");
     std::fs::create_dir(&real).unwrap();
@@ -35,10 +35,10 @@ fn directories_that_are_links_or_anothers_are_refused() {
 
     let theirs = base.0.join("theirs");
     PRETEND_USER.with(|p| p.set(Some(another_user())));
-    let made = crate::sys::create_shared_dir(&theirs);
+    let made = crate::sys::windows::create_shared_dir(&theirs);
     PRETEND_USER.with(|p| p.set(None));
     made.unwrap();
-    let owner = crate::sys::directory_owner(&theirs).unwrap();
+    let owner = crate::sys::windows::directory_owner(&theirs).unwrap();
     if owner != another_user() {
         println!("note: Wine made {owner} the owner, not the SID asked for; foreign directory untested");
         return;
@@ -72,7 +72,7 @@ fn directories_that_are_links_or_anothers_are_refused() {
 #[test]
 fn program_data_comes_from_the_known_folder() {
     let _w = watchdog(30);
-    let known = crate::sys::program_data().unwrap();
+    let known = crate::sys::windows::program_data().unwrap();
     let decoy = std::env::temp_dir().join(format!("solo-wt-{}-decoy", std::process::id()));
     let _ = std::fs::remove_dir_all(&decoy);
     std::env::set_var("ProgramData", &decoy);
@@ -106,7 +106,7 @@ fn directories_others_may_write_to_are_refused() {
     for (tag, ace) in [("add-file", "(A;;0x2;;;AU)"), ("delete-child", "(A;OICIIO;0x40;;;WD)")] {
         let d = base.0.join(tag);
         dir_with(&d, &format!("{owner}{ace}"));
-        if crate::sys::check_directory(&d, Some(&[])).is_ok() {
+        if crate::sys::windows::check_directory(&d, Some(&[])).is_ok() {
             println!("note: this OS does not keep the directory's DACL ({tag}); refusal untested here");
             continue;
         }

@@ -197,7 +197,7 @@ fn launch_in_another_session_is_refused() {
     let p = primary(builder(&dir.0, app));
     let b = builder(&dir.0, app);
     let r = std::thread::spawn(move || {
-        let own = crate::sys::session_id().unwrap_or(0);
+        let own = crate::sys::windows::session_id().unwrap_or(0);
         crate::sys::PRETEND_SESSION.with(|s| s.set(Some(own + 7)));
         b.send()
     })

@@ -15,7 +15,7 @@ fn primary_pipe_name_is_random_published_and_labelled() {
     let app = "test.wt.name";
     let first = primary(builder(&dir.0, app));
     let name = first.socket_path().to_path_buf();
-    assert!(crate::sys::is_random_pipe_name(&name.to_string_lossy()), "{}", name.display());
+    assert!(crate::sys::windows::is_random_pipe_name(&name.to_string_lossy()), "{}", name.display());
     let published = crate::sys::published::read(&published_file(&dir.0, app)).expect("published");
     assert_eq!(published.name, name);
     assert_eq!(published.integrity, crate::sys::own_integrity().unwrap());
