@@ -36,7 +36,8 @@
 //! - `SERVER_KIND`: "socket" or "pipe", for messages.
 //! - `watch::{Watch, new_watch, rewatch, rewatch_file, concerns_us}`: the removal watch.
 //! - `watch::is_out_of_resources(e)`: out of descriptors or memory for a moment.
-//! - `euid()` (Unix) and `current_user()` (Windows): who this process is; not yet one item.
+//! - `User`, `current_user()`: who this process runs as (the effective uid; the user's SID).
+//! - `euid()` (Unix): the same as a bare uid, for the serving engine until it uses the above.
 //!
 //! The serving engine (listener, poller, waker, connection I/O):
 //! - `Listener` (`bind`, wait with a timeout and a wake-up, non-blocking accept, remove

@@ -55,6 +55,8 @@ pub(crate) use peer::{
     check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
     server_file_gone, SERVER_KIND,
 };
+#[allow(unused_imports)] // `current_user`, `User`: for the serving engine, which uses `euid` so far
+pub(crate) use peer::{current_user, User};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

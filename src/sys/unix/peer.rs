@@ -15,9 +15,19 @@ pub(crate) fn launch_options(options: crate::ConnectOptions) -> crate::ConnectOp
     options.keep_nonblocking()
 }
 
+/// Who a process runs as: its effective uid.
+#[allow(dead_code)] // for the serving engine, which uses `euid` so far
+pub(crate) type User = u32;
+
 /// This process's effective user id.
 pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+/// Who this process runs as, for the peer and file checks: its effective uid.
+#[allow(dead_code)] // for the serving engine, which uses `euid` so far
+pub(crate) fn current_user() -> std::io::Result<User> {
+    Ok(euid())
 }
 
 /// Whether the socket's peer runs as this process's effective user.

@@ -59,6 +59,10 @@ pub(crate) use security::{private_pipe_sddl, shared_pipe_sddl};
 #[allow(dead_code)] // see `dir::repair_dir`
 pub(crate) type FileId = (u64, u64);
 
+/// Who a process runs as: its user's SID.
+#[allow(dead_code)] // for the serving engine, which uses `Sid` so far
+pub(crate) type User = crate::Sid;
+
 /// Children are never forked on Windows: no guard is needed (a documented no-op, the same
 /// item as Unix's).
 #[allow(dead_code)] // see `dir::repair_dir`
