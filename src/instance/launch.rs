@@ -1,5 +1,5 @@
 //! The launch: find the primary through the lock and the socket, hand it this launch's
-//! request and wait for its reply, or become the primary.
+//! request and wait for its reply (one hand-over is `forward.rs`), or become the primary.
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -53,8 +53,9 @@ pub enum Scope {
 #[derive(Clone, Debug)]
 pub(crate) struct Location {
     pub(crate) lock: PathBuf,
-    /// The server name: a socket path on Unix, a pipe name on Windows, an abstract
-    /// socket name on Linux for the system scope.
+    /// The name launches connect to (`sys::server_name`): a socket path on Unix (an
+    /// abstract name in Linux's System scope); on Windows the file that publishes the
+    /// primary's pipe (see `published`), or the System scope's pipe name.
     pub(crate) socket: PathBuf,
     /// The socket is in Linux's abstract namespace (see [`Scope::System`]): the primary
     /// binds the name and holds `lock`, a file in `/tmp` that any user may lock, which
