@@ -286,7 +286,7 @@ fn cache_dir() -> Option<PathBuf> {
 /// The home directory of this process's real user in the passwd database
 /// (getpwuid_r), for when `$HOME` is unset or empty: what `dirs-sys` and std's
 /// `home_dir` fall back to. `None` without an entry or with an empty or relative one.
-pub(crate) fn passwd_home() -> Option<std::path::PathBuf> {
+fn passwd_home() -> Option<std::path::PathBuf> {
     use std::ffi::CStr;
     use std::os::unix::ffi::OsStrExt;
     let mut buf = vec![0u8; 4096];
