@@ -6,21 +6,14 @@ use std::path::PathBuf;
 
 use crate::SocketOptions;
 
-/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
-/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub const MAX_SOCKET_PATH: usize = 107;
-/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
-/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub const MAX_SOCKET_PATH: usize = 103;
+pub use crate::sys::MAX_SOCKET_PATH;
 
 /// The directory a server name that is not a path goes in on Unix, as Qt puts it:
 /// `$TMPDIR` (an empty one counting as unset), else `/tmp`, cleaned as `QDir::cleanPath`
 /// does. Not `std::env::temp_dir`, which keeps an empty `$TMPDIR` and does not clean.
 pub fn default_socket_dir() -> PathBuf {
     let tmp = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()).unwrap_or_else(|| OsString::from("/tmp"));
-    PathBuf::from(clean_path(&os_bytes(&tmp)))
+    PathBuf::from(clean_path(&crate::sys::os_bytes(&tmp)))
 }
 
 /// Qt's Unix rule: a name starting with `/` is the path itself; any other name is
@@ -37,8 +30,7 @@ pub(crate) fn unix_full_name(name: &str, options: SocketOptions) -> PathBuf {
 /// explicit length (Qt 6 binds `name\0` and `name` as two addresses). A path is cut at
 /// its first NUL by the kernel, so there it would reach another server.
 pub(crate) fn nul_allowed(options: SocketOptions) -> bool {
-    cfg!(any(target_os = "linux", target_os = "android"))
-        && options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+    crate::sys::ABSTRACT_NAMES && options.contains(SocketOptions::ABSTRACT_NAMESPACE)
 }
 
 /// What starts or separates every name the crate makes up for a single-instance app (a
@@ -78,31 +70,11 @@ pub(crate) fn windows_full_name(name: &str) -> PathBuf {
 
 /// The full server name for `name` on this platform.
 pub(crate) fn full_name(name: &str, options: SocketOptions) -> PathBuf {
-    if cfg!(windows) {
+    if crate::sys::NAMES_ARE_PIPES {
         windows_full_name(name)
     } else {
         unix_full_name(name, options)
     }
-}
-
-#[cfg(unix)]
-fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    s.as_bytes().to_vec()
-}
-#[cfg(not(unix))]
-fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
-    s.to_string_lossy().into_owned().into_bytes()
-}
-
-#[cfg(unix)]
-fn from_bytes(b: Vec<u8>) -> OsString {
-    use std::os::unix::ffi::OsStringExt;
-    OsString::from_vec(b)
-}
-#[cfg(not(unix))]
-fn from_bytes(b: Vec<u8>) -> OsString {
-    OsString::from(String::from_utf8_lossy(&b).into_owned())
 }
 
 /// `QDir::cleanPath` on bytes: no repeated or trailing `/`, no `.`, and `..` folded into
@@ -131,7 +103,7 @@ pub(crate) fn clean_path(path: &[u8]) -> OsString {
     if out.is_empty() {
         out.push(b'.');
     }
-    from_bytes(out)
+    crate::sys::os_from_bytes(out)
 }
 
 #[cfg(test)]

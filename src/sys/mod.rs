@@ -20,6 +20,8 @@
 //! - `login_session()`: the Session scope's session (`$XDG_SESSION_ID`; Terminal Services).
 //! - `system_abstract(app_id)`: the System scope's lock and abstract name (Linux).
 //! - `server_name(base, stem, system)`: the name launches connect to.
+//! - `MAX_SOCKET_PATH`, `ABSTRACT_NAMES`, `NAMES_ARE_PIPES`: the facts of server names.
+//! - `os_bytes(s)`, `os_from_bytes(b)`: an OS string's bytes (as they are; UTF-8, lossy).
 //! - `published::{file, publish, read, withdraw, Published}`: the published pipe (Windows).
 //! - `LockFile` (`try_lock`, `write_pid`, `file_id`, unlocked on drop): the deciding lock.
 //! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it).
@@ -35,6 +37,7 @@
 //! - `launch_options(options)`: how a launch connects (non-blocking where it polls).
 //! - `SERVER_KIND`: "socket" or "pipe", for messages.
 //! - `watch::{Watch, new_watch, rewatch, rewatch_file, concerns_us}`: the removal watch.
+//! - `watch::{WATCHES_DIRECTORIES, WATCHES_FILES}`: what can be watched (inotify; kqueue).
 //! - `watch::is_out_of_resources(e)`: out of descriptors or memory for a moment.
 //! - `User`, `current_user()`: who this process runs as (the effective uid; the user's SID).
 //! - `euid()` (Unix): the same as a bare uid, for the serving engine until it uses the above.
@@ -54,11 +57,17 @@
 
 #[cfg(unix)]
 mod unix;
+/// Public, through `crate::name` (the glob above makes it crate-wide only).
+#[cfg(unix)]
+pub use unix::MAX_SOCKET_PATH;
 #[cfg(unix)]
 pub(crate) use unix::*;
 
 #[cfg(windows)]
 mod windows;
+/// Public, through `crate::name` (the glob above makes it crate-wide only).
+#[cfg(windows)]
+pub use windows::MAX_SOCKET_PATH;
 #[cfg(windows)]
 pub(crate) use windows::*;
 

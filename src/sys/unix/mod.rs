@@ -39,6 +39,7 @@ mod fork;
 mod listener;
 mod location;
 mod lock;
+mod names;
 mod peer;
 mod poll;
 pub(crate) mod published;
@@ -51,6 +52,8 @@ pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
 pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub use names::MAX_SOCKET_PATH;
+pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
     check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
     server_file_gone, SERVER_KIND,

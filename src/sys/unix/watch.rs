@@ -201,6 +201,13 @@ pub(crate) fn concerns_us(_w: &Watch, _socket: &Path, _lock: &Path) -> bool {
     false
 }
 
+/// Whether a directory can be watched here: inotify (Linux), a kqueue (macOS).
+pub(crate) const WATCHES_DIRECTORIES: bool =
+    cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+
+/// Whether a file can be watched itself (inotify: Linux), as the System scope's lock file is.
+pub(crate) const WATCHES_FILES: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// Whether `e` is the system's lack of descriptors or memory (`EMFILE`, `ENFILE`,
 /// `ENOBUFS`, `ENOMEM`): a moment's trouble, not a reason to step down.
 pub(crate) fn is_out_of_resources(e: &std::io::Error) -> bool {

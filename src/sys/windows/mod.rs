@@ -14,6 +14,7 @@ mod dir;
 mod listener;
 mod location;
 mod lock;
+mod names;
 mod peer;
 mod pipe;
 pub(crate) mod published;
@@ -35,6 +36,8 @@ pub(crate) use dir::{file_id, repair_dir};
 pub(crate) use listener::Listener;
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
 pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub use names::MAX_SOCKET_PATH;
+pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
     check_primary, elevated_above_us, hand_foreground, launch_options, refused, served_by_this_user,
     server_file_gone, write_all_until, SERVER_KIND,

@@ -14,6 +14,12 @@ use super::FileId;
 /// A watch on the files: never made on Windows.
 pub(crate) enum Watch {}
 
+/// Whether a directory can be watched here: no.
+pub(crate) const WATCHES_DIRECTORIES: bool = false;
+
+/// Whether a file can be watched itself: no.
+pub(crate) const WATCHES_FILES: bool = false;
+
 /// Why there is no watch.
 pub(crate) fn new_watch() -> Result<Watch, String> {
     Err("no file watch on Windows: a held lock file and its directory cannot be removed".into())
