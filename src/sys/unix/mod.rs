@@ -8,10 +8,20 @@
 //! - [`socket`]: socket creation and addresses, connecting, and the connected socket's
 //!   extras (peer pid, a ready line, a write with a deadline).
 //!
+//! The single-instance layer's items (see the contract in `sys`):
+//! - [`dir`]: the private directory, made and checked, and made again for a primary;
+//! - [`location`]: the user's directory, the socket's name (and its private fallback);
+//! - [`names`]: `sun_path`'s bound, abstract names, an OS string's bytes;
+//! - [`lock`]: the `flock`ed lock file and the pid in it;
+//! - [`fork`]: children forked without exec get no lock or listener (Linux);
+//! - [`peer`]: what a launch checks of the primary (its uid);
+//! - [`published`]: where the primary is published (its socket's path: nothing to do);
+//! - [`watch`]: the removal watch (inotify, a kqueue).
+//!
 //! The system calls go through rustix. libc remains only where rustix has nothing:
-//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux ([`peer_ucred`]): rustix's `UCred`
+//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux (`peer_ucred`): rustix's `UCred`
 //!   cannot hold the pid 0 the kernel reports for a peer in another pid namespace;
-//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
+//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS (`peer_pid`): rustix has no
 //!   `LOCAL_PEERPID`;
 //! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
 //!   leaves `socket_acceptconn` out there;

@@ -7,7 +7,15 @@
 //! shared timer thread.
 //!
 //! [`security`] builds Qt's security descriptors and reads a pipe's owner and its client's
-//! user back, for the peer checks.
+//! user back, for the peer checks; [`token`] reads this process's and a client's user and
+//! integrity level.
+//!
+//! The single-instance layer's items (see the contract in `sys`): [`dir`] (the directory
+//! with its protected DACL), [`location`] (where the files live, the System scope's pipe
+//! name), [`names`], [`lock`] (`LockFileEx` and `<app>.pid`), [`peer`] (the launch's checks
+//! of the primary's pipe: owner, integrity, session), [`published`] (the file with the
+//! primary's random pipe name) and [`watch`] (none needed). `tests`: the single-instance
+//! guarantees on Windows.
 
 mod deadline;
 mod dir;
