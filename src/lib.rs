@@ -198,7 +198,7 @@ pub use instance::{
     CallbackPrimary, Delivery, Health, Origin, Primary, Request, Scope, SingleInstance, Start, Status,
     Stopper, DEFAULT_TIMEOUT,
 };
-pub use name::{temp_dir, MAX_SOCKET_PATH};
+pub use name::{default_socket_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
 pub use protocol::{Message, Reply};
 #[cfg(feature = "tokio")]

@@ -5,9 +5,9 @@
 //! asserts Windows' behaviour only on Windows, and prints what Wine did instead.
 //!
 //! The Windows security promises are tested in the crate, under Wine too:
-//! `src/sys/windows/security.rs` (each access option's security descriptor read back with
+//! `src/sys/windows/security/` (each access option's security descriptor read back with
 //! `GetSecurityInfo`, on the first and a later pipe instance; interprocess's owner bug) and
-//! `src/instance/windows_tests.rs` (the random published pipe name and its label, squatters
+//! `src/sys/windows/tests/` (the random published pipe name and its label, squatters
 //! at a published name, the primary's peer and integrity checks, the elevated and session
 //! refusals, one primary per directory however spelled, `%ProgramData%`, the lock's and pid
 //! file's opens). What Wine cannot prove, and so is unproven here:

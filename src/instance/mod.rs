@@ -5,20 +5,18 @@
 mod asynchronous;
 mod context;
 mod dbus;
+mod forward;
 mod launch;
 mod location;
 mod lock;
 #[cfg(not(unix))]
 mod pool;
 mod primary;
-#[cfg(windows)]
 mod published;
 mod request;
 #[cfg(unix)]
 mod serve;
 mod transport;
-#[cfg(all(test, windows))]
-mod windows_tests;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -49,7 +47,7 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog. Windows only: on Unix one thread reads them all (`serve.rs`).
+/// the OS backlog. Windows only: on Unix one thread reads them all (`serve`).
 const MAX_READERS: usize = 64;
 
 /// Most bytes of received requests (text and decoded) that wait for the app or are in
@@ -315,15 +313,12 @@ impl SingleInstance {
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
-        // Windows, outside the System scope: the pipe the primary published, else the
-        // file that would publish it.
-        #[cfg(windows)]
-        let socket = launch::published_file(&loc)
+        // Where a file publishes the name (Windows, outside the System scope): the pipe the
+        // primary published, else the file that would publish it.
+        let socket = published::file(&loc.socket)
             .filter(|_| running)
             .and_then(published::read)
-            .map_or(loc.socket.clone(), |p| p.pipe);
-        #[cfg(not(windows))]
-        let socket = loc.socket;
+            .map_or(loc.socket.clone(), |p| p.name);
         Ok(Status {
             running,
             pid: if running { lock::read_pid(&loc.lock) } else { None },

@@ -68,7 +68,7 @@ pub struct Primary {
     /// Locked only to start Windows' accept thread (see [`serving`](Self::serving)) and to
     /// close. Boxed: a `Primary` is a variant of [`Start`](super::Start), whose other
     /// variant is small.
-    pub(super) server: Box<Mutex<LocalServer>>,
+    pub(crate) server: Box<Mutex<LocalServer>>,
     /// Windows: the accept thread was started.
     #[cfg(windows)]
     pub(super) accepting: AtomicBool,
