@@ -187,7 +187,7 @@ mod sid;
 mod socket;
 mod sys;
 
-pub use error::{Error, LocalSocketError, PathError, SocketError};
+pub use error::{Error, LocalSocketError, PathError, RecvError, RecvTimeoutError, SocketError, TryRecvError};
 #[cfg(feature = "dbus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
@@ -197,7 +197,8 @@ pub use instance::{
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
-pub use protocol::{Message, Reply};
+pub use protocol::message::Message;
+pub use protocol::reply::Reply;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use server::AsyncIncoming;

@@ -1068,13 +1068,15 @@ fn lib_primary_serves_requests_and_replies() {
     let l = launch(dir.path(), &["refuse-me"]);
     primary.recv().unwrap().reply(Reply::error("nope")).unwrap();
     match l.join().unwrap() {
-        Err(Error::Rejected(why)) => assert_eq!(&*why, "nope"),
+        Err(Error::Rejected(reply)) => assert_eq!(reply.error_message(), Some("nope")),
         other => panic!("expected Rejected: {other:?}"),
     }
     let l = launch(dir.path(), &["drop-me"]);
     drop(primary.recv().unwrap());
     match l.join().unwrap() {
-        Err(Error::Rejected(why)) => assert!(why.contains("without answering"), "{why}"),
+        Err(Error::Rejected(reply)) => {
+            assert!(reply.error_message().unwrap().contains("without answering"), "{reply:?}")
+        }
         other => panic!("expected Rejected: {other:?}"),
     }
 }
@@ -1086,9 +1088,9 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let dir = private_dir("lib-poll");
     let primary = primary_of(builder(dir.path(), &[]).start());
-    assert!(primary.try_recv().is_none());
+    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty));
     let started = Instant::now();
-    assert!(primary.recv_timeout(Duration::from_millis(100)).is_none());
+    assert!(primary.recv_timeout(Duration::from_millis(100)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
     assert!(started.elapsed() >= Duration::from_millis(100));
 
     let (tx, woken) = mpsc::channel();
@@ -1119,8 +1121,9 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     stopper.stop();
     assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("requests() did not end"), 0);
     let primary = serving.join().unwrap();
-    assert!(primary.recv().is_none());
-    assert!(primary.recv_timeout(Duration::from_secs(1)).is_none());
+    assert_eq!(primary.recv().err(), Some(solo_instance::RecvError));
+    assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(solo_instance::RecvTimeoutError::Stopped));
+    assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Stopped));
 }
 
 /// Without a waker, the app's own thread serves: `try_recv` alone (a GUI that polls each
@@ -1138,7 +1141,7 @@ fn lib_try_recv_alone_serves_and_stop_wakes_a_serving_recv() {
     let l = thread::spawn(move || launching.start());
     let request = loop {
         // Polling, as a frame loop does; the watchdog ends a test that never gets it.
-        if let Some(r) = primary.try_recv() {
+        if let Ok(r) = primary.try_recv() {
             break r;
         }
         thread::yield_now();
@@ -1233,7 +1236,7 @@ fn lib_recv_timeout_zero_serves_what_is_ready() {
     let l = launch(dir.path(), &["zero"]);
     let request = loop {
         // The watchdog ends a test that never gets it.
-        if let Some(r) = primary.recv_timeout(Duration::ZERO) {
+        if let Ok(r) = primary.recv_timeout(Duration::ZERO) {
             break r;
         }
         thread::yield_now();
@@ -1266,13 +1269,13 @@ fn lib_a_deadline_passed_while_the_app_was_away_is_not_the_launchs() {
     });
     // One turn: the connection (in the backlog since `connect`) is accepted and held, its
     // request not whole yet.
-    assert!(primary.recv_timeout(Duration::ZERO).is_none());
+    assert!(primary.recv_timeout(Duration::ZERO).err() == Some(solo_instance::RecvTimeoutError::Timeout));
     // The app is away (handling another request, say) past that deadline.
     thread::sleep(Duration::from_millis(600));
     // Back in its loop, it reads the rest and serves the launch.
     let got = primary.recv_timeout(Duration::from_secs(20));
-    let served = got.is_some();
-    if let Some(request) = got {
+    let served = got.is_ok();
+    if let Ok(request) = got {
         assert_eq!(request.args(), [OsString::from("away")]);
         request.reply(Reply::exit(7)).unwrap();
     }
@@ -1474,7 +1477,7 @@ fn an_oversized_launch_fails_at_once_and_says_why() {
         .argv(["x".to_owned(), "x".repeat(1536 * 1024)])
         .send();
     match sent {
-        Err(solo_instance::Error::Protocol(why)) => assert!(why.contains("message too large"), "{why}"),
+        Err(solo_instance::Error::Protocol(why)) => assert!(why.message().contains("message too large"), "{why}"),
         Err(other) => panic!("expected a protocol error, got {other}"),
         Ok(reply) => panic!("an oversized launch was answered: {}", reply.encode()),
     }
@@ -1518,7 +1521,7 @@ fn lib_a_waker_may_release_the_primary_on_the_serving_thread() {
         let mut held = in_waker.lock().unwrap();
         let Some(p) = held.as_ref() else { return };
         let mut quit = false;
-        while let Some(request) = p.try_recv() {
+        while let Ok(request) = p.try_recv() {
             quit |= request.args() == [OsString::from("quit")];
             request.reply(Reply::exit(7)).unwrap();
         }
@@ -1605,7 +1608,7 @@ fn lib_unlimited_message_size_serves_a_request_in_pieces() {
     // The first piece alone: one turn accepts the connection and holds what it read; the
     // next reads the rest.
     first_piece.recv().unwrap();
-    assert!(primary.try_recv().is_none());
+    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty));
     rest_tx.send(()).unwrap();
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
     assert_eq!(request.args(), [OsString::from("pieces")]);
@@ -1653,7 +1656,7 @@ fn dropping_a_system_primary_frees_its_name_whatever_outlives_it() {
     second.set_waker(move || {
         let mut held = in_waker.lock().unwrap();
         if let Some(p) = held.as_ref() {
-            while let Some(r) = p.try_recv() {
+            while let Ok(r) = p.try_recv() {
                 r.reply(Reply::ok()).unwrap();
             }
             let p = held.take();

@@ -189,7 +189,7 @@ fn a_primary_of_another_user_cannot_drive_the_launchs_terminal() {
     assert!(!reply.encode().contains('\u{9b}') && !reply.encode().contains('\u{202e}'));
 
     match system(&app, "reject").send() {
-        Err(Error::Rejected(why)) => assert_eq!(&*why, DEFUSED),
+        Err(Error::Rejected(reply)) => assert_eq!(reply.error_message(), Some(DEFUSED)),
         other => panic!("expected the refusal: {other:?}"),
     }
 

@@ -28,8 +28,7 @@ impl SingleInstance {
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
         let too_large = (line.len() > self.max_message_size).then(|| {
             Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
-                    .into(),
+                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size).into(),
             )
         });
         let mut backoff = Duration::from_micros(200);
@@ -295,9 +294,8 @@ impl SingleInstance {
         let from_another_user = !ours;
         let decode = |line: &[u8]| match Reply::decode(line) {
             Ok(r) if from_another_user => Ok(r.received_from_another_user()),
-            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned()),
-            Ok(r) => Ok(r),
-            Err(e) => Err(e.message().to_owned()),
+            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned().into()),
+            other => other,
         };
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
@@ -321,9 +319,7 @@ impl SingleInstance {
                 // reply is still there to read. Otherwise it went away: start over.
                 _ if is_disconnect(&e) => {
                     match read_line(&socket, deadline, self.max_message_size).map(|l| decode(&l)) {
-                        Ok(Ok(r)) if !r.ok && !r.retry => {
-                            Err(Error::Rejected(r.error.unwrap_or_default().into()))
-                        }
+                        Ok(Ok(r)) if !r.ok && !r.retry => Err(Error::Rejected(Box::new(r))),
                         _ => Ok(None),
                     }
                 }
@@ -333,9 +329,9 @@ impl SingleInstance {
         match read_line(&socket, deadline, self.max_message_size) {
             Ok(reply) => match decode(&reply) {
                 Ok(r) if r.retry => Ok(None),
-                Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
+                Ok(r) if !r.ok => Err(Error::Rejected(Box::new(r))),
                 Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.into())),
+                Err(e) => Err(Error::Protocol(e)),
             },
             Err(ReadError::Closed) => Ok(None),
             Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
