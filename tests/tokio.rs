@@ -24,8 +24,8 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
-mod portable;
-use portable::{unique_name, TempDir, Watchdog};
+mod util;
+use util::{unique_name, TempDir, Watchdog};
 
 use solo_instance::{Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start};
 

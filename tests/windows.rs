@@ -48,8 +48,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod portable;
-use portable::{unique_name as unique, TempDir, Watchdog};
+mod util;
+use util::{unique_name as unique, TempDir, Watchdog};
 
 use solo_instance::{
     ConnectOptions, Delivery, Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start,
