@@ -33,15 +33,11 @@ use solo_instance::{
     ConnectOptions, Delivery, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply,
     SingleInstance, SocketOptions, Start,
 };
-use util::solo::{hold_lock, is_root, json_line, output, read_reply, set_mode, signal, text, Fixture};
+use util::solo::{
+    hold_lock, is_root, json_line, lib_primary, output, primary_of, private_dir, read_reply, signal,
+    skip_unless_root, text, Fixture,
+};
 use util::{example, file_id, Proc, TempDir, Watchdog};
-
-/// A fresh 0700 directory.
-fn private_dir(tag: &str) -> TempDir {
-    let dir = TempDir::new(tag);
-    set_mode(dir.path(), 0o700);
-    dir
-}
 
 // ---------------------------------------------------------------------------------------
 // 2. Never two primaries
@@ -88,13 +84,6 @@ fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
 // ---------------------------------------------------------------------------------------
 
 /// A primary in this process, in a fresh private directory.
-fn lib_primary(dir: &Path, app: &str, limit: usize) -> Primary {
-    match SingleInstance::new(app).unwrap().directory(dir).max_message_size(limit).argv(["p"]).start() {
-        Ok(Start::Primary(p)) => p,
-        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
-        Err(e) => panic!("start: {e}"),
-    }
-}
 
 fn request_of_size(n: usize) -> Vec<u8> {
     let head = br#"{"v":1,"argv":["x",""#;
@@ -114,7 +103,9 @@ fn request_of_size(n: usize) -> Vec<u8> {
 fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let dir = private_dir("limit8");
-    let primary = lib_primary(dir.path(), "org.abuse.limit8", 1000);
+    let limited =
+        SingleInstance::new("org.abuse.limit8").unwrap().directory(dir.path()).max_message_size(1000);
+    let primary = primary_of(limited.argv(["p"]).start());
     let name = primary.socket_path().to_str().unwrap().to_owned();
     let clients = std::thread::spawn(move || {
         for size in [5_000, 15_000, 1001] {
@@ -133,7 +124,10 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     assert_eq!(request.raw_json().len(), 1000, "an oversized request was delivered");
     request.reply(Reply::ok()).unwrap();
     assert_eq!(json_line(&clients.join().unwrap())["ok"], true);
-    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty), "an oversized request was delivered");
+    assert!(
+        primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty),
+        "an oversized request was delivered"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,14 +192,6 @@ fn abuse_slowly_drained_launch_ends_within_its_timeout() {
 // ---------------------------------------------------------------------------------------
 // 5. Nothing another user plants blocks a launch
 // ---------------------------------------------------------------------------------------
-
-fn skip_unless_root(why: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("skipping {}: needs root ({why})", std::thread::current().name().unwrap_or("test"));
-    true
-}
 
 /// Runs the rest of this thread as `uid` (the raw system call changes only the calling
 /// thread's credentials, not the process's, unlike libc's `setresuid`).
@@ -776,7 +762,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
 fn abuse_abandoned_launches_are_dropped_or_reported() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "gaveup11");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     let send = |tag: &str, timeout: &str| {
         f.cmd("send", ["--timeout", timeout, "--", tag]).stdin(Stdio::null()).output().unwrap()
     };
@@ -785,7 +771,10 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     let out = send("gave-up", "1");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
-    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty), "the app was handed a launch that had given up");
+    assert!(
+        primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty),
+        "the app was handed a launch that had given up"
+    );
 
     // Still waiting: delivered, not abandoned, answered.
     let waiting = {
@@ -814,13 +803,12 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
 fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "gone26");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     // The app's loop as the README writes it: `?` on each reply.
     fn serve(primary: &Primary, before_reply: &mut dyn FnMut(&str)) -> io::Result<Vec<Delivery>> {
         let mut deliveries = Vec::new();
         for _ in 0..3 {
-            let request =
-                primary.recv_timeout(Duration::from_secs(20)).map_err(io::Error::other)?;
+            let request = primary.recv_timeout(Duration::from_secs(20)).map_err(io::Error::other)?;
             before_reply(&request.args()[0].to_string_lossy());
             deliveries.push(request.reply(Reply::ok())?);
         }
@@ -861,7 +849,7 @@ fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
 fn abuse_reply_to_a_launch_that_never_reads_is_abandoned() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "deaf26");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     let mut deaf = LocalSocket::connect(f.sock().to_str().unwrap()).unwrap();
     deaf.write_all(b"{\"v\":1,\"argv\":[\"deaf\"]}\n").unwrap();
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("the deaf launch");

@@ -42,8 +42,8 @@ use solo_instance::{
     SingleInstance, SocketOptions, Start,
 };
 use util::solo::{
-    forwarded, hold_lock, is_root, json_line, lock_is_free, output, read_reply, set_mode, signal, text,
-    Fixture,
+    forwarded, hold_lock, is_root, json_line, lock_is_free, output, primary_of, private_dir, read_reply,
+    reply_of, set_mode, signal, skip_unless_root, text, Fixture,
 };
 use util::{example, file_id, my_uid_gid, Proc, TempDir, Watchdog};
 
@@ -53,17 +53,6 @@ const NOBODY: u32 = 65534;
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn skip_unless_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!(
-        "skipping {}: needs root (to run a child as uid {NOBODY})",
-        thread::current().name().unwrap_or("test")
-    );
-    true
-}
 
 /// Copies example `name` into a fresh 0755 directory with mode 0755, so a child running
 /// as another user can execute it whatever the permissions above the target directory.
@@ -260,7 +249,7 @@ fn a_live_primarys_socket_is_never_removed() {
 #[test]
 fn another_user_cannot_reach_a_private_primary() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a child as uid {NOBODY}")) {
         return;
     }
     let f = Fixture::new("private");
@@ -295,7 +284,7 @@ fn another_user_cannot_reach_a_private_primary() {
 #[test]
 fn stranger_is_dropped_by_the_primarys_peer_uid_check() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a child as uid {NOBODY}")) {
         return;
     }
     let (_bin, echo) = example_for_anyone("echo");
@@ -346,7 +335,7 @@ fn stranger_is_dropped_by_the_primarys_peer_uid_check() {
 #[test]
 fn launch_refuses_a_primary_served_by_another_user() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a child as uid {NOBODY}")) {
         return;
     }
     let (_bin, solo) = example_for_anyone("solo");
@@ -974,12 +963,6 @@ fn quick_start_forwarded_launch_prints_the_answer_and_exits_with_its_code() {
 // The library API, in process
 // ---------------------------------------------------------------------------------------
 
-fn private_dir(tag: &str) -> TempDir {
-    let dir = TempDir::new(tag);
-    set_mode(dir.path(), 0o700);
-    dir
-}
-
 fn builder(dir: &Path, args: &[&str]) -> SingleInstance {
     SingleInstance::new("org.test.Lib")
         .unwrap()
@@ -997,22 +980,6 @@ fn system_builder(id: &str, args: &[&str]) -> SingleInstance {
         .scope(solo_instance::Scope::System)
         .timeout(Duration::from_secs(20))
         .argv(std::iter::once("prog").chain(args.iter().copied()))
-}
-
-fn primary_of(start: solo_instance::Result<Start>) -> solo_instance::Primary {
-    match start {
-        Ok(Start::Primary(p)) => p,
-        Ok(Start::Forwarded(r)) => panic!("forwarded, not primary: {r:?}"),
-        Err(e) => panic!("start: {e}"),
-    }
-}
-
-fn reply_of(start: solo_instance::Result<Start>) -> Reply {
-    match start {
-        Ok(Start::Forwarded(r)) => r,
-        Ok(Start::Primary(p)) => panic!("became primary: {p:?}"),
-        Err(e) => panic!("start: {e}"),
-    }
 }
 
 /// A launch on its own thread: its `start()` result.
@@ -1090,7 +1057,10 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     let primary = primary_of(builder(dir.path(), &[]).start());
     assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty));
     let started = Instant::now();
-    assert!(primary.recv_timeout(Duration::from_millis(100)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(100)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert!(started.elapsed() >= Duration::from_millis(100));
 
     let (tx, woken) = mpsc::channel();
@@ -1122,7 +1092,10 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("requests() did not end"), 0);
     let primary = serving.join().unwrap();
     assert_eq!(primary.recv().err(), Some(solo_instance::RecvError));
-    assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(solo_instance::RecvTimeoutError::Stopped));
+    assert_eq!(
+        primary.recv_timeout(Duration::from_secs(1)).err(),
+        Some(solo_instance::RecvTimeoutError::Stopped)
+    );
     assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Stopped));
 }
 
@@ -1477,7 +1450,9 @@ fn an_oversized_launch_fails_at_once_and_says_why() {
         .argv(["x".to_owned(), "x".repeat(1536 * 1024)])
         .send();
     match sent {
-        Err(solo_instance::Error::Protocol(why)) => assert!(why.message().contains("message too large"), "{why}"),
+        Err(solo_instance::Error::Protocol(why)) => {
+            assert!(why.message().contains("message too large"), "{why}")
+        }
         Err(other) => panic!("expected a protocol error, got {other}"),
         Ok(reply) => panic!("an oversized launch was answered: {}", reply.encode()),
     }

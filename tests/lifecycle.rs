@@ -23,8 +23,8 @@ use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use solo_instance::{ConnectOptions, Scope, SocketOptions};
-use solo_instance::{Health, Primary, Reply, SingleInstance, Start};
-use util::solo::{hold_lock, json_line, output, set_mode, text, Fixture};
+use solo_instance::{Health, Reply, SingleInstance, Start};
+use util::solo::{hold_lock, json_line, lib_primary, output, set_mode, text, Fixture};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use util::solo::{read_reply, signal};
 use util::{Proc, TempDir, Watchdog};
@@ -91,7 +91,10 @@ fn lifecycle_helper_forking_primary() {
     // child gets a copy of that connection too).
     let held = options.connect(&name).unwrap();
     (&held).write_all(b"{\"v\":1,").unwrap();
-    assert!(primary.recv_timeout(Duration::from_millis(50)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(50)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     // SAFETY: the child makes only async-signal-safe calls (prctl, getppid, pause, _exit)
     // before it ends; it never returns into the test harness.
     let pid = unsafe { libc::fork() };
@@ -189,7 +192,10 @@ fn lifecycle_helper_child_drops_its_copy() {
         println!("ERROR not the primary");
         return;
     };
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     // SAFETY: the child drops the primary (no other thread of this process holds a lock of
     // it, and malloc is fork-safe) and leaves with _exit, never into the test harness.
     let pid = unsafe { libc::fork() };
@@ -375,13 +381,6 @@ fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
 }
 
 /// A primary in this process, in `dir`.
-fn lib_primary(dir: &Path, app: &str) -> Primary {
-    match SingleInstance::new(app).unwrap().directory(dir).argv(["p"]).start().unwrap() {
-        Start::Primary(p) => p,
-        Start::Forwarded(r) => panic!("forwarded: {r:?}"),
-    }
-}
-
 /// Issue 20, item 12, through the API: the primary is `Watched` once its watch is set.
 /// Its socket and lock file removed, it puts them back (a fresh lock file, locked; a new
 /// socket) and a launch reaches it. Removed again, with another process (here: this test,
@@ -396,13 +395,19 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     let (sock, lock) = (dir.path().join(format!("{app}.sock")), dir.path().join(format!("{app}.lock")));
     let primary = lib_primary(dir.path(), app);
     // The watch is set 100 ms after the start, while the loop runs.
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
 
     std::fs::remove_file(&sock).unwrap();
     std::fs::remove_file(&lock).unwrap();
     // The loop sees the removal and puts both back.
-    assert!(primary.recv_timeout(Duration::from_millis(100)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(100)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert!(sock.exists() && lock.exists(), "socket and lock file not put back");
     let launch = std::thread::spawn({
         let dir = dir.path().to_owned();
@@ -446,7 +451,10 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     let (dir, app) = spec.split_once(' ').unwrap();
     let dir = Path::new(dir);
     let primary = lib_primary(dir, app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
     let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
     // SAFETY: `limit` is a live, initialized rlimit the call only reads.
@@ -457,10 +465,16 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     while let Ok(f) = std::fs::File::open("/dev/null") {
         fill.push(f);
     }
-    assert!(primary.recv_timeout(Duration::from_millis(100)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(100)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     drop(fill);
-    assert!(primary.recv_timeout(Duration::from_millis(500)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(500)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     println!("BACK {}", primary.socket_path().exists() && primary.lock_path().exists());
 }
@@ -511,7 +525,10 @@ fn lifecycle_helper_primary_without_inotify() {
     let primary = lib_primary(Path::new(dir), app);
     println!("PRIMARY");
     // The watch is tried 100 ms after the start, while the loop runs.
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     for request in primary.requests() {
         println!("REQUEST {}", request.args()[0].to_string_lossy());
@@ -574,7 +591,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.restrike";
     let primary = lib_primary(dir.path(), app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
     let done = Arc::new(AtomicBool::new(false));
     let cleaner = std::thread::spawn({
@@ -588,7 +608,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
         }
     });
     while !done.load(Ordering::SeqCst) {
-        assert!(primary.recv_timeout(Duration::from_millis(5)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+        assert!(
+            primary.recv_timeout(Duration::from_millis(5)).err()
+                == Some(solo_instance::RecvTimeoutError::Timeout)
+        );
         if let Health::SteppedDown(why) = primary.health() {
             panic!("stepped down with no other primary: {why}");
         }
@@ -604,7 +627,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
             primary.health(),
             dir.entries()
         );
-        assert!(primary.recv_timeout(Duration::from_millis(20)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+        assert!(
+            primary.recv_timeout(Duration::from_millis(20)).err()
+                == Some(solo_instance::RecvTimeoutError::Timeout)
+        );
     }
     assert_eq!(primary.health(), Health::Watched);
     let launch = std::thread::spawn({
@@ -631,7 +657,10 @@ fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.launchrace";
     let primary = lib_primary(dir.path(), app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert!(
+        primary.recv_timeout(Duration::from_millis(150)).err()
+            == Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     let done = Arc::new(AtomicBool::new(false));
     let cleaner = std::thread::spawn({
         let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));

@@ -256,7 +256,10 @@ fn sandbox_helper_start() {
             println!("PRIMARY {}", p.socket_path().display());
             if no_inotify {
                 // The watch is tried at the first turn.
-                assert!(p.recv_timeout(Duration::from_millis(50)).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+                assert!(
+                    p.recv_timeout(Duration::from_millis(50)).err()
+                        == Some(solo_instance::RecvTimeoutError::Timeout)
+                );
                 println!("HEALTH {:?}", p.health());
             }
             for r in p.requests() {

@@ -574,7 +574,8 @@ fn stopper_wakes_a_waiting_recv_async() {
         stopping.join().unwrap();
     });
     // Stopped stays stopped.
-    runtime().block_on(async { assert_eq!(primary.recv_async().await.err(), Some(solo_instance::RecvError)) });
+    runtime()
+        .block_on(async { assert_eq!(primary.recv_async().await.err(), Some(solo_instance::RecvError)) });
 }
 
 #[test]

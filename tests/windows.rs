@@ -472,7 +472,9 @@ fn instance_primary_and_forwarding_thread() {
     let b = builder(dir.path(), &app, &["prog"]);
     let launch = thread::spawn(move || b.start());
     primary.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::error("nope")).unwrap();
-    assert!(matches!(launch.join().unwrap(), Err(Error::Rejected(ref m)) if m.error_message() == Some("nope")));
+    assert!(
+        matches!(launch.join().unwrap(), Err(Error::Rejected(ref m)) if m.error_message() == Some("nope"))
+    );
 }
 
 /// The lock decides: while a Primary lives, a second `start()` in the same process (a

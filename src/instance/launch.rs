@@ -28,7 +28,8 @@ impl SingleInstance {
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
         let too_large = (line.len() > self.max_message_size).then(|| {
             Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size).into(),
+                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
+                    .into(),
             )
         });
         let mut backoff = Duration::from_micros(200);

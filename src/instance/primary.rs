@@ -19,7 +19,9 @@ use super::pool::Pool;
 #[cfg(unix)]
 use super::serve;
 use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
-use crate::{LocalServer, RecvError, RecvTimeoutError as Timeout, Result, SocketOptions, TryRecvError as Try};
+use crate::{
+    LocalServer, RecvError, RecvTimeoutError as Timeout, Result, SocketOptions, TryRecvError as Try,
+};
 
 /// What a receive call found in the queue.
 pub(super) enum Taken {

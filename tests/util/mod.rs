@@ -108,4 +108,3 @@ impl Watchdog {
         Watchdog { _done: done }
     }
 }
-

@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
+use super::Rng;
 use crate::protocol::os_str::{base64_decode, base64_encode};
 use crate::protocol::*;
-use super::Rng;
 
 /// `data` as a line, for the tests below.
 fn with_data(data: &str) -> String {
@@ -18,8 +18,8 @@ fn decode_agrees_with_a_value_parse(line: &str) -> bool {
     let by_value = serde_json::from_str::<Value>(line);
     match Message::decode(line.as_bytes()) {
         Ok(m) => {
-            let v = by_value
-                .unwrap_or_else(|e| panic!("decoded, but a Value parse fails ({e}): {line:.200}"));
+            let v =
+                by_value.unwrap_or_else(|e| panic!("decoded, but a Value parse fails ({e}): {line:.200}"));
             assert_eq!(m.data, v["data"], "{line:.200}");
             true
         }
@@ -125,8 +125,7 @@ fn decode_takes_what_a_value_parse_takes_on_random_input() {
             0 | 1 => {
                 // Digits: a prefix of the threshold's, one perhaps changed by one.
                 let n = 1 + rng.below(threshold.len() as u64 + 40) as usize;
-                let mut digits: Vec<u8> =
-                    threshold.bytes().chain(std::iter::repeat(b'0')).take(n).collect();
+                let mut digits: Vec<u8> = threshold.bytes().chain(std::iter::repeat(b'0')).take(n).collect();
                 if rng.below(2) == 0 {
                     let at = rng.below(n as u64) as usize;
                     digits[at] = if rng.below(2) == 0 {

@@ -5,8 +5,8 @@ use std::ffi::OsString;
 
 use serde_json::{json, Value};
 
-use crate::protocol::*;
 use super::Rng;
+use crate::protocol::*;
 
 /// What the encoders replaced: a `serde_json::Value` tree of the message's fields,
 /// written compact (sorted keys). The encoders must write the same bytes.
@@ -140,4 +140,3 @@ fn nesting_limit_is_serde_jsons() {
     let quoted = format!("{{\"v\":1,\"argv\":[\"{}\\\"\"]}}", "[".repeat(300));
     assert!(Message::decode(quoted.as_bytes()).is_ok(), "brackets in a string are text");
 }
-

@@ -5,7 +5,6 @@ use serde_json::json;
 use crate::protocol::reply::acts_on_a_terminal;
 use crate::protocol::*;
 
-
 /// What a primary of another user sends for a terminal: escape sequences (clear,
 /// title, colour), a bare carriage return and a backspace (overwriting), a C1 CSI,
 /// a right-to-left override; each shows as `\u{..}`. Newline, tab, a CRLF line end,
