@@ -83,7 +83,6 @@ fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
 // 8. The size limit holds on every path
 // ---------------------------------------------------------------------------------------
 
-
 fn request_of_size(n: usize) -> Vec<u8> {
     let head = br#"{"v":1,"argv":["x",""#;
     let mut line = head.to_vec();

@@ -208,3 +208,28 @@ impl Fixture {
         s.trim().parse().unwrap_or_else(|_| panic!("lock file holds {s:?}"))
     }
 }
+
+pub fn builder(dir: &Path, args: &[&str]) -> SingleInstance {
+    SingleInstance::new("org.test.Lib")
+        .unwrap()
+        .directory(dir)
+        .timeout(Duration::from_secs(20))
+        .argv(std::iter::once("prog").chain(args.iter().copied()))
+}
+
+/// `builder` for the System scope (on Linux an abstract socket: no directory, and no
+/// removal watch), app id `id`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn system_builder(id: &str, args: &[&str]) -> SingleInstance {
+    SingleInstance::new(id)
+        .unwrap()
+        .scope(solo_instance::Scope::System)
+        .timeout(Duration::from_secs(20))
+        .argv(std::iter::once("prog").chain(args.iter().copied()))
+}
+
+/// A launch on its own thread: its `start()` result.
+pub fn spawn_launch(dir: &Path, args: &[&str]) -> std::thread::JoinHandle<solo_instance::Result<Start>> {
+    let b = builder(dir, args);
+    std::thread::spawn(move || b.start())
+}
