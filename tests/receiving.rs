@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use solo_instance::Reply;
+use solo_instance::{RecvError, RecvTimeoutError, Reply, TryRecvError};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use util::solo::system_builder;
 use util::solo::{builder, primary_of, private_dir, reply_of, spawn_launch, Fixture};
@@ -37,18 +37,17 @@ fn crate_threads(pid: u32) -> Vec<String> {
 }
 
 /// `try_recv` for GUI loops, woken by `set_waker`; `recv_timeout`; a `Stopper` ends
-/// `requests()` from another thread.
+/// `requests()` from another thread. Each call says why no request came: `try_recv`
+/// `Empty`, `recv_timeout` `Timeout`; once stopped, every call says `Stopped` (`RecvError`),
+/// again and again, never `Empty` or `Timeout`.
 #[test]
 fn lib_try_recv_waker_recv_timeout_and_stopper() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let dir = private_dir("lib-poll");
     let primary = primary_of(builder(dir.path(), &[]).start());
-    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty));
+    assert_eq!(primary.try_recv().err(), Some(TryRecvError::Empty));
     let started = Instant::now();
-    assert!(
-        primary.recv_timeout(Duration::from_millis(100)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
-    );
+    assert_eq!(primary.recv_timeout(Duration::from_millis(100)).err(), Some(RecvTimeoutError::Timeout));
     assert!(started.elapsed() >= Duration::from_millis(100));
 
     let (tx, woken) = mpsc::channel();
@@ -79,12 +78,12 @@ fn lib_try_recv_waker_recv_timeout_and_stopper() {
     stopper.stop();
     assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("requests() did not end"), 0);
     let primary = serving.join().unwrap();
-    assert_eq!(primary.recv().err(), Some(solo_instance::RecvError));
-    assert_eq!(
-        primary.recv_timeout(Duration::from_secs(1)).err(),
-        Some(solo_instance::RecvTimeoutError::Stopped)
-    );
-    assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Stopped));
+    for _ in 0..2 {
+        assert_eq!(primary.try_recv().err(), Some(TryRecvError::Stopped));
+        assert_eq!(primary.recv().err(), Some(RecvError));
+        assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(RecvTimeoutError::Stopped));
+    }
+    assert_eq!(primary.requests().count(), 0);
 }
 
 /// Without a waker, the app's own thread serves: `try_recv` alone (a GUI that polls each

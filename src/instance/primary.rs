@@ -163,7 +163,8 @@ impl fmt::Debug for Stopper {
 }
 
 impl Stopper {
-    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with [`RecvError`]; every
+    /// receive call after it says the primary is stopped.
     pub fn stop(&self) {
         self.0.stopped.store(true, Ordering::SeqCst);
         // A full queue needs no wake-up: the receiver is busy and sees the flag next.
@@ -449,6 +450,9 @@ impl Primary {
         self.serving();
         let mut served = false;
         loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return Err(Try::Stopped);
+            }
             match self.try_take() {
                 Taken::Request(r) => return Ok(*r),
                 Taken::Again => continue,
