@@ -163,7 +163,23 @@ fn lib_primary_serves_requests_and_replies() {
     let l = spawn_launch(dir.path(), &["refuse-me"]);
     primary.recv().unwrap().reply(Reply::error("nope")).unwrap();
     match l.join().unwrap() {
-        Err(Error::Rejected(reply)) => assert_eq!(reply.error_message(), Some("nope")),
+        Err(Error::Rejected(reply)) => {
+            assert_eq!((reply.error_message(), reply.exit_code()), (Some("nope"), 1));
+            assert_eq!((reply.stdout(), reply.stderr()), ("", ""));
+        }
+        other => panic!("expected Rejected: {other:?}"),
+    }
+    // A refusal keeps its exit code and texts on the way, and says its message.
+    let l = spawn_launch(dir.path(), &["refuse-me-loudly"]);
+    let refusal =
+        Reply::error("no such file").with_exit_code(66).with_stdout("usage\n").with_stderr("b.txt?\n");
+    primary.recv().unwrap().reply(refusal.clone()).unwrap();
+    match l.join().unwrap() {
+        Err(e @ Error::Rejected(_)) => {
+            assert_eq!(e.to_string(), "the primary instance answered with an error: no such file");
+            let Error::Rejected(reply) = e else { unreachable!() };
+            assert_eq!(*reply, refusal);
+        }
         other => panic!("expected Rejected: {other:?}"),
     }
     let l = spawn_launch(dir.path(), &["drop-me"]);
