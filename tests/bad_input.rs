@@ -391,3 +391,39 @@ fn lib_a_deadline_passed_while_the_app_was_away_is_not_the_launchs() {
     drop(client);
     written.join().unwrap();
 }
+
+/// A primary whose app takes no request holds at most 64 waiting for it; the next launch
+/// gets the protocol's one busy reply, exactly the line the README documents (what a
+/// peer in another language matches), and is let in once the app takes one.
+#[test]
+fn a_full_queue_answers_the_protocols_busy_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("busy");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let (tx, ready) = mpsc::channel();
+    primary.set_waker(move || {
+        let _ = tx.send(());
+    });
+    let path = primary.socket_path().to_str().unwrap().to_owned();
+    let send = |arg: &str| {
+        let c = LocalSocket::connect(&path).unwrap();
+        (&c).write_all(format!("{{\"v\":1,\"argv\":[\"x\",\"{arg}\"]}}\n").as_bytes()).unwrap();
+        c
+    };
+    let waiting: Vec<LocalSocket> = (0..64).map(|i| send(&i.to_string())).collect();
+    for _ in 0..64 {
+        ready.recv_timeout(Duration::from_secs(20)).expect("a request was not queued");
+    }
+    let turned_away = send("65th");
+    let line = read_reply(&turned_away, Duration::from_secs(20)).unwrap().expect("no reply");
+    assert_eq!(
+        line,
+        r#"{"error":"the primary instance is busy","exit_code":1,"ok":false,"retry":true,"v":1}"#
+    );
+    assert_eq!(line, Reply::busy().encode());
+    // The app takes one: the next launch waits for it again, unanswered.
+    drop(primary.try_recv().unwrap());
+    let let_in = send("66th");
+    ready.recv_timeout(Duration::from_secs(20)).expect("the next request was not queued");
+    drop((waiting, let_in));
+}
