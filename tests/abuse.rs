@@ -1,19 +1,20 @@
-//! Issue 11: SingleInstance under abuse and bad luck. One test (at least) per item, each
-//! with real processes or sockets, readiness by lines and channels, and a Watchdog.
+//! SingleInstance under abuse and bad luck: other users' files and processes, floods,
+//! frozen and slow primaries, cleaners, Ctrl-C, descriptors run out. Real processes or
+//! sockets, readiness by lines and channels, and a Watchdog on each test.
 //!
-//! | item | tests |
+//! | concern | tests |
 //! |---|---|
-//! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
-//! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
-//! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
-//! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
-//! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
-//! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods`, `abuse_system_scope_memory_is_bounded_with_a_busy_app` |
-//! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
-//! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
-//! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
-//! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
-//! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
+//! | never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+//! | timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
+//! | planted files | `abuse_planted_fifo_lock_file_does_not_block` |
+//! | oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
+//! | Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
+//! | bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods`, `abuse_system_scope_memory_is_bounded_with_a_busy_app` |
+//! | no starvation | `abuse_256_held_connections_do_not_starve_launches` |
+//! | locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
+//! | shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
+//! | at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
+//! | size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 //! | out of descriptors | `abuse_out_of_descriptors_does_not_spin_the_primary` |
 //! | a reply to a launch that went away | `abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe`, `abuse_reply_to_a_launch_that_never_reads_is_abandoned` |
 // Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
@@ -40,10 +41,10 @@ use util::solo::{
 use util::{example, file_id, Proc, TempDir, Watchdog};
 
 // ---------------------------------------------------------------------------------------
-// 2. Never two primaries
+// Never two primaries
 // ---------------------------------------------------------------------------------------
 
-/// Item 2: the lock file is gone (a cleaner) and the primary is frozen with its backlog
+/// The lock file is gone (a cleaner) and the primary is frozen with its backlog
 /// full, so a connect times out. The next launch must not take the socket for dead: it
 /// fails with NoReply within its timeout, the socket file is the primary's still, and the
 /// thawed primary serves on.
@@ -80,7 +81,7 @@ fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 8. The size limit holds on every path
+// The size limit holds on every path
 // ---------------------------------------------------------------------------------------
 
 fn request_of_size(n: usize) -> Vec<u8> {
@@ -93,7 +94,7 @@ fn request_of_size(n: usize) -> Vec<u8> {
     line
 }
 
-/// Item 8: with `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
+/// With `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
 /// one write (the fast path, which takes a request at once when it is all there) are
 /// refused as too large, not delivered; a request of exactly 1000 bytes still is. The
 /// app's thread serves meanwhile (in `recv_timeout`), as an app does.
@@ -129,10 +130,10 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 9. A launch ends within its timeout
+// A launch ends within its timeout
 // ---------------------------------------------------------------------------------------
 
-/// Item 9: a primary that drains a 900 KB request 4 KiB at a time (as one busy with a
+/// A primary that drains a 900 KB request 4 KiB at a time (as one busy with a
 /// flood does) cannot stretch the launch's 1 s timeout: the launch fails with NoReply
 /// within the timeout plus 100 ms.
 #[test]
@@ -188,7 +189,7 @@ fn abuse_slowly_drained_launch_ends_within_its_timeout() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 5. Nothing another user plants blocks a launch
+// Nothing another user plants blocks a launch
 // ---------------------------------------------------------------------------------------
 
 /// Runs the rest of this thread as `uid` (the raw system call changes only the calling
@@ -200,7 +201,7 @@ fn become_uid_in_this_thread(uid: u32) {
     assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
 }
 
-/// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
+/// Uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
 /// scope, sticky 1777) directory. For uid 65534, `status` and `start` must not block in
 /// open(2): each returns an error within the 2 s timeout (plus 100 ms).
 #[test]
@@ -245,10 +246,10 @@ fn abuse_planted_fifo_lock_file_does_not_block() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. An oversized first launch becomes the primary
+// An oversized first launch becomes the primary
 // ---------------------------------------------------------------------------------------
 
-/// Item 6: with no primary running, a launch whose request is over `max_message_size`
+/// With no primary running, a launch whose request is over `max_message_size`
 /// becomes the primary (it sends nothing); with one running, the same launch fails at
 /// once saying "message too large".
 #[test]
@@ -277,7 +278,7 @@ fn abuse_oversized_first_launch_becomes_primary() {
     drop(primary);
 }
 
-/// Item 6 with the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
+/// With the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
 /// under the kernel's 128 KiB limit on one argument) is a first launch like any other,
 /// and forwarded to a primary they round-trip byte for byte under the 1 MiB limit.
 #[test]
@@ -301,10 +302,10 @@ fn abuse_non_utf8_launch_of_360_kb_is_served() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 10. Ctrl-C ends a waiting launch
+// Ctrl-C ends a waiting launch
 // ---------------------------------------------------------------------------------------
 
-/// Item 10: `solo run` waiting (timeout 30 s) on a primary that took its request and never
+/// `solo run` waiting (timeout 30 s) on a primary that took its request and never
 /// answers ends at once on SIGINT, killed by it, as any program is.
 #[test]
 fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
@@ -345,7 +346,7 @@ fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 1. Bounded memory; 3. no starvation
+// Bounded memory; no starvation
 // ---------------------------------------------------------------------------------------
 
 /// The peak resident set (`VmHWM`) of process `pid`, in bytes.
@@ -424,7 +425,7 @@ fn nested_flood(connect: &(dyn Fn() -> LocalSocket + Sync)) -> (usize, usize) {
     (ok, busy)
 }
 
-/// Item 1: eight clients at once send 40 requests of just under 1 MiB of nested arrays
+/// Eight clients at once send 40 requests of just under 1 MiB of nested arrays
 /// while 16 more hold 1 MiB partial requests; then 40 more nested ones. The primary
 /// (`solo run`, which prints each request) keeps its peak RSS under 64 MiB plus the
 /// 1 MiB message limit, and serves a normal launch after.
@@ -484,7 +485,7 @@ fn hold_hostile(
     }
 }
 
-/// Item 3: with 256 silent or trickling connections held (each reopened as soon as the
+/// With 256 silent or trickling connections held (each reopened as soon as the
 /// primary drops it), six launches in a row are each served within 1 s.
 #[test]
 fn abuse_256_held_connections_do_not_starve_launches() {
@@ -517,7 +518,7 @@ fn abuse_256_held_connections_do_not_starve_launches() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. Every location works or says why
+// Every location works or says why
 // ---------------------------------------------------------------------------------------
 
 /// A fresh 0700 directory whose path is exactly `len` bytes long.
@@ -538,7 +539,7 @@ fn solo_in(dir: &Path, app: &str, sub: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Item 7: runtime directories of 86 to 110 bytes (around the point where the socket's
+/// Runtime directories of 86 to 110 bytes (around the point where the socket's
 /// temporary bind path, `dir/.XXXXXX/s`, stops fitting `sun_path`) all work: a primary
 /// starts and a launch reaches it; and the socket is never in a directory another user
 /// could write to (a long directory moves it to the user's private 0700 fallback).
@@ -576,7 +577,7 @@ fn abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private() {
     }
 }
 
-/// Item 7: a cleaner removes the socket under a running primary: the primary binds it
+/// A cleaner removes the socket under a running primary: the primary binds it
 /// again, and launches keep reaching it.
 #[test]
 fn abuse_removed_socket_is_bound_again() {
@@ -596,7 +597,7 @@ fn abuse_removed_socket_is_bound_again() {
     assert!(!f.sock().exists(), "the replacement socket was left behind");
 }
 
-/// Item 7: with HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
+/// With HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
 /// decides: the primary's socket is there, and a launch with HOME set reaches the same
 /// primary instead of becoming a second one.
 #[test]
@@ -641,7 +642,7 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 4. The system scope is shared by every user
+// The system scope is shared by every user
 // ---------------------------------------------------------------------------------------
 
 const SYSTEM_HELPER_VAR: &str = "SOLO_ABUSE_SYSTEM_PRIMARY";
@@ -670,7 +671,7 @@ fn abuse_helper_system_primary() {
     }
 }
 
-/// Item 4: uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
+/// Uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
 /// `kill -9` of that primary, uid 4244 becomes the primary at once, and root reaches it.
 #[test]
 fn abuse_system_scope_is_shared_by_every_user() {
@@ -751,10 +752,10 @@ fn abuse_system_scope_is_shared_by_every_user() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 11. At-least-once delivery, made visible
+// At-least-once delivery, made visible
 // ---------------------------------------------------------------------------------------
 
-/// Item 11: a launch that gave up (NoReply after its 1 s timeout) while its request
+/// A launch that gave up (NoReply after its 1 s timeout) while its request
 /// waited is dropped before the app sees it; one that gives up after the app took it is
 /// reported by `Request::is_abandoned`; a launch still waiting is not abandoned.
 #[test]
@@ -794,7 +795,7 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     assert!(r.is_abandoned(), "the launch exited but its request is not abandoned");
 }
 
-/// Issue 26 item 1: a reply to a launch that went away (killed with SIGKILL while the app
+/// A reply to a launch that went away (killed with SIGKILL while the app
 /// worked, or timed out with NoReply) is `Ok(Delivery::Abandoned)`, so the quick start's
 /// `request.reply(Reply::ok())?` does not end the primary: the same loop, `?` on every
 /// reply, goes on to serve a live launch, which gets `Delivered`.
@@ -857,7 +858,7 @@ fn abuse_reply_to_a_launch_that_never_reads_is_abandoned() {
     drop(deaf);
 }
 
-/// Item 1 in the System scope, with a busy app: a System-scope primary (a child process,
+/// Bounded memory in the System scope, with a busy app: a System-scope primary (a child process,
 /// uid 4243 when run as root) that takes 100 ms per request gets the same flood from
 /// another user: its peak RSS stays under 64 MiB plus the 1 MiB limit, and what it cannot
 /// hold is told to retry.

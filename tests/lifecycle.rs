@@ -158,7 +158,7 @@ fn release_beats_a_forked_child(spec: &str) {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 10: a primary forks a child that sleeps holding the lock file's open
+/// A primary forks a child that sleeps holding the lock file's open
 /// file description and the listening socket, then calls `release()`: the next launch is
 /// the primary at once, in the User scope (a lock file and a socket file) and in the
 /// System scope (an abstract name), and a launch after it reaches it. Launches that waited
@@ -216,7 +216,7 @@ fn lifecycle_helper_child_drops_its_copy() {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 10, the other way round: a child forked by the primary drops its copy
+/// The other way round: a child forked by the primary drops its copy
 /// of the `Primary` and exits. The parent is still the primary: its socket file, socket
 /// and lock are its own to let go, so a launch after that reaches it (User and System
 /// scope).
@@ -333,7 +333,7 @@ fn one_primary_after_cleaning(f: &Fixture, p: Proc, round: &str, how: Launch, se
 /// Each launch in turn.
 const LAUNCHES: [Launch; 3] = [Launch::Brief, Launch::AfterRepair, Launch::Staying];
 
-/// Issue 20, item 12: `rm -rf $XDG_RUNTIME_DIR; mkdir -m 0700 $XDG_RUNTIME_DIR` under a
+/// `rm -rf $XDG_RUNTIME_DIR; mkdir -m 0700 $XDG_RUNTIME_DIR` under a
 /// running primary, 30 times: each time the next launch finds exactly one primary (the
 /// old one, which put its directory, lock and socket back, or the launch itself, after
 /// which the old one stepped down or took over again), never a second one beside an
@@ -364,7 +364,7 @@ fn lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary() {
     eprintln!("{seen:?}");
 }
 
-/// Issue 20, item 12: the socket and the lock file removed together (a tmp cleaner), 60
+/// The socket and the lock file removed together (a tmp cleaner), 60
 /// times: the next launch finds exactly one primary each time.
 #[test]
 fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
@@ -381,7 +381,7 @@ fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
 }
 
 /// A primary in this process, in `dir`.
-/// Issue 20, item 12, through the API: the primary is `Watched` once its watch is set.
+/// Through the API: the primary is `Watched` once its watch is set.
 /// Its socket and lock file removed, it puts them back (a fresh lock file, locked; a new
 /// socket) and a launch reaches it. Removed again, with another process (here: this test,
 /// through a file of its own) locking a fresh lock file first, it steps down: `recv`
@@ -479,7 +479,7 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     println!("BACK {}", primary.socket_path().exists() && primary.lock_path().exists());
 }
 
-/// Issue 20, item 12: a primary that cannot put its files back for want of descriptors
+/// A primary that cannot put its files back for want of descriptors
 /// (the app's own load) does not step down: it tries again, and once descriptors are
 /// free its lock file and socket are back.
 #[test]
@@ -537,7 +537,7 @@ fn lifecycle_helper_primary_without_inotify() {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 13: a user whose inotify instances are all taken (uid 4271, by a
+/// A user whose inotify instances are all taken (uid 4271, by a
 /// helper that takes them) runs a primary: its `health()` says it has no watch and why,
 /// and when a cleaner removes its socket, the periodic check binds it again, so a launch
 /// (which waits for it within its 5 s timeout) reaches it.
@@ -574,13 +574,13 @@ fn lifecycle_without_inotify_a_removed_socket_is_bound_again() {
 /// mkdir -m 0700 dir`, 3000 times in a row, as a logout script and a tmp cleaner running
 /// together): no other process ever locks, so the primary must never step down; once the
 /// cleaner is done, its files are back (the last directory watched) and a launch reaches
-/// it. Before the fix: a removal between `mkdir` and the lock file's `open` (ENOENT, or
-/// the file unlinked as it was opened: "not a plain lock file"), or before the socket's
-/// `bind`, made it step down, leaving no primary at all; and with that fixed, the watch
-/// ended on no directory while `health()` said `Watched` (it skipped a directory whose
-/// device and inode number it had recorded before: ext4 hands a removed directory's
-/// number to the next `mkdir`), so the files were never put back and the next launch
-/// would have been a second primary.
+/// it. The races it catches: a removal between `mkdir` and the lock file's `open`
+/// (ENOENT, or the file unlinked as it was opened: "not a plain lock file"), or before the
+/// socket's `bind`, must not make it step down (that leaves no primary at all); and the
+/// watch must not end on no directory while `health()` says `Watched` (skipping a
+/// directory whose device and inode number it recorded: ext4 hands a removed directory's
+/// number to the next `mkdir`), or the files are never put back and the next launch is a
+/// second primary.
 #[test]
 fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     use std::os::unix::fs::DirBuilderExt;
@@ -756,8 +756,8 @@ fn lifecycle_helper_forking_primary_to_be_killed() {
 /// A primary killed with `kill -9` while a child it forked without exec lives on: the
 /// next launch is the primary within its timeout, in the User scope (the child must hold
 /// neither the lock file's open description nor the listening socket) and in the System
-/// scope. Before the fix the child held the lock (and the User scope's socket, which no
-/// longer answered): every launch failed with `NoReply` until the child exited.
+/// scope. A child that held the lock (and the User scope's socket, which answers no one)
+/// would make every launch fail with `NoReply` until it exited.
 #[test]
 fn lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing() {
     let _w = Watchdog::new(Duration::from_secs(60));

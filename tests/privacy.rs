@@ -211,8 +211,7 @@ fn lib_insecure_directories_are_refused() {
 /// Guarantee 4 before the directory check: a launch whose directory is unsafe (writable by
 /// others) is refused, and writes nothing to what that directory's socket name leads to:
 /// here a symlink planted by whoever can write there, to another service of this very
-/// user (the peer check passes: same uid; as root, any root daemon's socket would do). The
-/// first forward went out through the unchecked directory before the fix.
+/// user (the peer check passes: same uid; as root, any root daemon's socket would do).
 #[test]
 fn launch_writes_nothing_through_an_unsafe_directory() {
     use std::os::unix::net::UnixListener;

@@ -206,7 +206,7 @@ fn lib_recv_timeout_zero_serves_what_is_ready() {
     assert!(reply_of(l.join().unwrap()).is_ok());
 }
 
-/// Issue 14: no thread is started before it is needed. `solo run` serves with
+/// No thread is started before it is needed. `solo run` serves with
 /// `requests()`, so its own thread accepts, checks and reads each launch: before and after
 /// launches, none of its threads is the crate's.
 #[test]

@@ -219,7 +219,7 @@ fn base64_is_exact_and_strict() {
     }
 }
 
-/// Issue 11, item 6: non-UTF-8 strings take at most 4 bytes per 3 on the wire, so
+/// Non-UTF-8 strings take at most 4 bytes per 3 on the wire, so
 /// 360 KB of Latin-1 file names fit a 1 MiB request with room to spare.
 #[cfg(unix)]
 #[test]
