@@ -5,17 +5,17 @@
 //! bytes per 3) or `{"wide":[...]}` (Windows UTF-16 units); `{"bytes":[...]}` (an array of
 //! byte values) is decoded too.
 //!
-//! The request is a [`Message`](crate::Message), the answer a [`Reply`](crate::Reply);
+//! The request is a [`Message`], the answer a [`Reply`];
 //! both types live at the crate root (`solo_instance::Reply`), their only public path.
 //! A reply is one of three kinds, told apart by its fields:
 //!
-//! - an answer, `"ok":true` ([`Reply::ok`](crate::Reply::ok),
-//!   [`Reply::exit`](crate::Reply::exit)): the launch prints `stdout` and `stderr` and
+//! - an answer, `"ok":true` ([`Reply::ok`],
+//!   [`Reply::exit`]): the launch prints `stdout` and `stderr` and
 //!   exits with `exit_code`;
-//! - a refusal, `"ok":false` with an `error` ([`Reply::error`](crate::Reply::error)): the
+//! - a refusal, `"ok":false` with an `error` ([`Reply::error`]): the
 //!   launch fails with that message and `exit_code`;
-//! - "start over", `"ok":false,"retry":true` ([`Reply::retry`](crate::Reply::retry)):
-//!   the primary is going away, or busy ([`Reply::busy`](crate::Reply::busy), whose
+//! - "start over", `"ok":false,"retry":true` ([`Reply::retry`]):
+//!   the primary is going away, or busy ([`Reply::busy`], whose
 //!   message is [`BUSY`]); the launch connects again until its timeout. A peer written in
 //!   another language matches `"retry":true`, not the message.
 
@@ -64,7 +64,7 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// The default limit on one message, in bytes (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 
-/// The message of [`Reply::busy`](crate::Reply::busy), the retry reply of a primary that
+/// The message of [`Reply::busy`], the retry reply of a primary that
 /// holds as much as its limits allow (bytes of requests, connections, D-Bus calls).
 pub const BUSY: &str = "the primary instance is busy";
 

@@ -252,7 +252,7 @@ impl Reply {
     /// The reply line, without its newline.
     pub fn encode(&self) -> String {
         // Written straight out, keys in the order a `serde_json::Value` object sorts them
-        // (the same bytes as before), without building a tree of values first.
+        // (the bytes a `Value` tree writes: `tests::encode` checks), without building one.
         let mut out = super::JsonOut::with_capacity(96);
         if self.ok {
             out.raw("{\"data\":");
