@@ -609,10 +609,7 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
     }
     const UID: u32 = 4242;
     assert!(unsafe { libc::getpwuid(UID) }.is_null(), "uid {UID} has a passwd entry");
-    let bin = TempDir::new("bin7");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let solo = bin.path().join("solo");
-    util::copy_executable(&example("solo"), &solo);
+    let (_bin, solo) = util::runnable_by_anyone(&example("solo"), "solo");
     let dir = TempDir::new("home7");
     let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::chown(c.as_ptr(), UID, UID) }, 0);
@@ -644,6 +641,17 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
 // ---------------------------------------------------------------------------------------
 // The system scope is shared by every user
 // ---------------------------------------------------------------------------------------
+
+/// The helper process's first line that says how its start went (`PRIMARY`, `FORWARDED`
+/// or `ERROR`): libtest prints "test NAME ... " before it, on the same line.
+fn outcome_line(p: &Proc) -> String {
+    loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            return line;
+        }
+    }
+}
 
 const SYSTEM_HELPER_VAR: &str = "SOLO_ABUSE_SYSTEM_PRIMARY";
 
@@ -688,10 +696,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
             .timeout(Duration::from_secs(5))
             .argv(["x".to_owned(), args.to_owned()])
     };
-    let bin = TempDir::new("bin4");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("abuse");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    let (_bin, exe) = util::runnable_by_anyone(&std::env::current_exe().unwrap(), "abuse");
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)
@@ -699,13 +704,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
         .uid(4243)
         .gid(4243);
     let p = Proc::spawn(&mut cmd);
-    // libtest prints "test NAME ... " before the helper's own line, on the same line.
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
+    let line = outcome_line(&p);
     assert!(line.contains("PRIMARY "), "uid 4243 did not become the primary: {line} {}", p.stderr());
 
     // Another user, and root, reach uid 4243's primary.
@@ -867,10 +866,7 @@ fn abuse_system_scope_memory_is_bounded_with_a_busy_app() {
     use std::os::unix::process::CommandExt;
     let _w = Watchdog::new(Duration::from_secs(240));
     let app = format!("org.abuse.sysmem{}", std::process::id());
-    let bin = TempDir::new("bin1");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("abuse");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    let (_bin, exe) = util::runnable_by_anyone(&std::env::current_exe().unwrap(), "abuse");
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)
@@ -880,12 +876,7 @@ fn abuse_system_scope_memory_is_bounded_with_a_busy_app() {
         cmd.uid(4243).gid(4243);
     }
     let p = Proc::spawn(&mut cmd);
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
+    let line = outcome_line(&p);
     let name = line.split("PRIMARY ").nth(1).unwrap_or_else(|| panic!("not the primary: {line}")).to_owned();
     let connect = || {
         ConnectOptions::new()

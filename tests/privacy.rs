@@ -33,11 +33,7 @@ const NOBODY: u32 = 65534;
 /// Copies example `name` into a fresh 0755 directory with mode 0755, so a child running
 /// as another user can execute it whatever the permissions above the target directory.
 fn example_for_anyone(name: &'static str) -> (TempDir, PathBuf) {
-    let dir = TempDir::new("bin");
-    set_mode(dir.path(), 0o755);
-    let to = dir.path().join(name);
-    util::copy_executable(&example(name), &to);
-    (dir, to)
+    util::runnable_by_anyone(&example(name), name)
 }
 
 /// Guarantee 4: another user cannot hand a launch to root's primary. Here the stranger is

@@ -452,12 +452,7 @@ fn netns_works() -> bool {
 
 /// This test binary, copied where other users may run it.
 fn exe_for_others() -> TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = TempDir::new("bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("sandbox");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
-    bin
+    util::runnable_by_anyone(&std::env::current_exe().unwrap(), "sandbox").0
 }
 
 /// The System scope gives one primary per machine across network namespaces (where the

@@ -11,7 +11,6 @@
 
 mod util;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -94,11 +93,7 @@ fn trust_helper_launch() {
 
 /// A copy of this test binary that any user may run.
 fn exe_for_anyone() -> (TempDir, PathBuf) {
-    let bin = TempDir::new("trust-bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("trust");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
-    (bin, exe)
+    util::runnable_by_anyone(&std::env::current_exe().unwrap(), "trust")
 }
 
 /// Runs `trust_helper_launch` as root against `app`'s primary: its exit code, and the

@@ -342,7 +342,6 @@ pub fn idle_switches(pid: u32) -> u64 {
 /// is made by `cp`, not in this process: a file this process held open for writing would be
 /// inherited by any child another test thread forks meanwhile, and until that child execs,
 /// running the copy fails with ETXTBSY ("Text file busy").
-#[cfg(unix)]
 pub fn copy_executable(from: &Path, to: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let status = Command::new("cp")
@@ -353,4 +352,16 @@ pub fn copy_executable(from: &Path, to: &Path) {
         .unwrap_or_else(|e| panic!("cp {}: {e}", from.display()));
     assert!(status.success(), "cp {} {}: {status}", from.display(), to.display());
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A copy of the executable `from`, named `name`, in a fresh directory of mode 0755, so a
+/// child running as another user can run it whatever the permissions above it: the
+/// directory (removed on drop) and the copy's path.
+pub fn runnable_by_anyone(from: &Path, name: &str) -> (TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("bin");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let to = dir.path().join(name);
+    copy_executable(from, &to);
+    (dir, to)
 }
