@@ -123,8 +123,9 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     assert_eq!(request.raw_json().len(), 1000, "an oversized request was delivered");
     request.reply(Reply::ok()).unwrap();
     assert_eq!(json_line(&clients.join().unwrap())["ok"], true);
-    assert!(
-        primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty),
+    assert_eq!(
+        primary.try_recv().err(),
+        Some(solo_instance::TryRecvError::Empty),
         "an oversized request was delivered"
     );
 }
@@ -770,8 +771,9 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     let out = send("gave-up", "1");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
-    assert!(
-        primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty),
+    assert_eq!(
+        primary.try_recv().err(),
+        Some(solo_instance::TryRecvError::Empty),
         "the app was handed a launch that had given up"
     );
 

@@ -342,7 +342,7 @@ fn lib_unlimited_message_size_serves_a_request_in_pieces() {
     // The first piece alone: one turn accepts the connection and holds what it read; the
     // next reads the rest.
     first_piece.recv().unwrap();
-    assert!(primary.try_recv().err() == Some(solo_instance::TryRecvError::Empty));
+    assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Empty));
     rest_tx.send(()).unwrap();
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
     assert_eq!(request.args(), [OsString::from("pieces")]);
@@ -374,7 +374,7 @@ fn lib_a_deadline_passed_while_the_app_was_away_is_not_the_launchs() {
     });
     // One turn: the connection (in the backlog since `connect`) is accepted and held, its
     // request not whole yet.
-    assert!(primary.recv_timeout(Duration::ZERO).err() == Some(solo_instance::RecvTimeoutError::Timeout));
+    assert_eq!(primary.recv_timeout(Duration::ZERO).err(), Some(solo_instance::RecvTimeoutError::Timeout));
     // The app is away (handling another request, say) past that deadline.
     thread::sleep(Duration::from_millis(600));
     // Back in its loop, it reads the rest and serves the launch.

@@ -1119,16 +1119,18 @@ fn a_primary_that_steps_down_gives_its_name_back() {
     assert_eq!(primary.dbus_status(), active(&app));
     assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
     // The watch is set 100 ms after the start, while the loop runs.
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     let lock = primary.lock_path().to_owned();
     std::fs::remove_file(primary.socket_path()).unwrap();
     std::fs::remove_file(&lock).unwrap();
     let _other = util::solo::hold_lock(&lock);
-    assert!(
-        primary.recv_timeout(Duration::from_secs(5)).err() == Some(solo_instance::RecvTimeoutError::Timeout)
+    // Stepped down: the receive calls say it stopped.
+    assert_eq!(
+        primary.recv_timeout(Duration::from_secs(5)).err(),
+        Some(solo_instance::RecvTimeoutError::Stopped)
     );
     assert!(matches!(primary.health(), Health::SteppedDown(_)), "{:?}", primary.health());
     // Released from a thread of its own (the loop never waits on the bus): within the

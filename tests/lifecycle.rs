@@ -91,9 +91,9 @@ fn lifecycle_helper_forking_primary() {
     // child gets a copy of that connection too).
     let held = options.connect(&name).unwrap();
     (&held).write_all(b"{\"v\":1,").unwrap();
-    assert!(
-        primary.recv_timeout(Duration::from_millis(50)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(50)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     // SAFETY: the child makes only async-signal-safe calls (prctl, getppid, pause, _exit)
     // before it ends; it never returns into the test harness.
@@ -192,9 +192,9 @@ fn lifecycle_helper_child_drops_its_copy() {
         println!("ERROR not the primary");
         return;
     };
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     // SAFETY: the child drops the primary (no other thread of this process holds a lock of
     // it, and malloc is fork-safe) and leaves with _exit, never into the test harness.
@@ -395,18 +395,18 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     let (sock, lock) = (dir.path().join(format!("{app}.sock")), dir.path().join(format!("{app}.lock")));
     let primary = lib_primary(dir.path(), app);
     // The watch is set 100 ms after the start, while the loop runs.
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     assert_eq!(primary.health(), Health::Watched);
 
     std::fs::remove_file(&sock).unwrap();
     std::fs::remove_file(&lock).unwrap();
     // The loop sees the removal and puts both back.
-    assert!(
-        primary.recv_timeout(Duration::from_millis(100)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(100)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     assert!(sock.exists() && lock.exists(), "socket and lock file not put back");
     let launch = std::thread::spawn({
@@ -451,9 +451,9 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     let (dir, app) = spec.split_once(' ').unwrap();
     let dir = Path::new(dir);
     let primary = lib_primary(dir, app);
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     assert_eq!(primary.health(), Health::Watched);
     let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
@@ -465,15 +465,15 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     while let Ok(f) = std::fs::File::open("/dev/null") {
         fill.push(f);
     }
-    assert!(
-        primary.recv_timeout(Duration::from_millis(100)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(100)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     println!("HEALTH {:?}", primary.health());
     drop(fill);
-    assert!(
-        primary.recv_timeout(Duration::from_millis(500)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(500)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     println!("HEALTH {:?}", primary.health());
     println!("BACK {}", primary.socket_path().exists() && primary.lock_path().exists());
@@ -525,9 +525,9 @@ fn lifecycle_helper_primary_without_inotify() {
     let primary = lib_primary(Path::new(dir), app);
     println!("PRIMARY");
     // The watch is tried 100 ms after the start, while the loop runs.
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     println!("HEALTH {:?}", primary.health());
     for request in primary.requests() {
@@ -591,9 +591,9 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.restrike";
     let primary = lib_primary(dir.path(), app);
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     assert_eq!(primary.health(), Health::Watched);
     let done = Arc::new(AtomicBool::new(false));
@@ -608,9 +608,9 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
         }
     });
     while !done.load(Ordering::SeqCst) {
-        assert!(
-            primary.recv_timeout(Duration::from_millis(5)).err()
-                == Some(solo_instance::RecvTimeoutError::Timeout)
+        assert_eq!(
+            primary.recv_timeout(Duration::from_millis(5)).err(),
+            Some(solo_instance::RecvTimeoutError::Timeout)
         );
         if let Health::SteppedDown(why) = primary.health() {
             panic!("stepped down with no other primary: {why}");
@@ -627,9 +627,9 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
             primary.health(),
             dir.entries()
         );
-        assert!(
-            primary.recv_timeout(Duration::from_millis(20)).err()
-                == Some(solo_instance::RecvTimeoutError::Timeout)
+        assert_eq!(
+            primary.recv_timeout(Duration::from_millis(20)).err(),
+            Some(solo_instance::RecvTimeoutError::Timeout)
         );
     }
     assert_eq!(primary.health(), Health::Watched);
@@ -657,9 +657,9 @@ fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.launchrace";
     let primary = lib_primary(dir.path(), app);
-    assert!(
-        primary.recv_timeout(Duration::from_millis(150)).err()
-            == Some(solo_instance::RecvTimeoutError::Timeout)
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
     );
     let done = Arc::new(AtomicBool::new(false));
     let cleaner = std::thread::spawn({

@@ -256,9 +256,9 @@ fn sandbox_helper_start() {
             println!("PRIMARY {}", p.socket_path().display());
             if no_inotify {
                 // The watch is tried at the first turn.
-                assert!(
-                    p.recv_timeout(Duration::from_millis(50)).err()
-                        == Some(solo_instance::RecvTimeoutError::Timeout)
+                assert_eq!(
+                    p.recv_timeout(Duration::from_millis(50)).err(),
+                    Some(solo_instance::RecvTimeoutError::Timeout)
                 );
                 println!("HEALTH {:?}", p.health());
             }
