@@ -17,10 +17,13 @@ mod util;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use std::thread;
 use std::time::{Duration, Instant};
 
-use solo_instance::{ConnectOptions, LocalServer, Reply, SocketOptions};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use solo_instance::ConnectOptions;
+use solo_instance::{LocalServer, Reply, SocketOptions};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use util::solo::system_builder;
 use util::solo::{

@@ -22,8 +22,10 @@ use std::process::Command;
 use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+use solo_instance::Start;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use solo_instance::{ConnectOptions, Scope, SocketOptions};
-use solo_instance::{Health, Reply, SingleInstance, Start};
+use solo_instance::{Health, Reply, SingleInstance};
 use util::solo::{hold_lock, json_line, lib_primary, output, set_mode, text, Fixture};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use util::solo::{read_reply, signal};

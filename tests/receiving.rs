@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use solo_instance::{RecvError, RecvTimeoutError, Reply, TryRecvError};
+use util::solo::{builder, primary_of, private_dir, reply_of, spawn_launch};
 #[cfg(any(target_os = "linux", target_os = "android"))]
-use util::solo::system_builder;
-use util::solo::{builder, primary_of, private_dir, reply_of, spawn_launch, Fixture};
+use util::solo::{system_builder, Fixture};
 use util::Watchdog;
 
 /// The names of the threads of process `pid` that are the crate's ("solo-instance ...").
