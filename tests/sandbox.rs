@@ -253,19 +253,6 @@ fn sandbox_helper_start() {
     }
     match instance.start() {
         Ok(Start::Primary(p)) => {
-            let serve = |r: solo_instance::Request| {
-                println!(
-                    "REQUEST {}",
-                    r.args().first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
-                );
-                let _ = r.reply(Reply::ok().with_stdout(format!("served by {}", words[2])));
-            };
-            // One turn of the loop before the line: the System scope's primary watches its
-            // lock file from its first turn, and a test may remove the file once it reads
-            // the line.
-            if let Ok(r) = p.try_recv() {
-                serve(r);
-            }
             println!("PRIMARY {}", p.socket_path().display());
             if no_inotify {
                 // The watch is tried at the first turn.
@@ -276,7 +263,11 @@ fn sandbox_helper_start() {
                 println!("HEALTH {:?}", p.health());
             }
             for r in p.requests() {
-                serve(r);
+                println!(
+                    "REQUEST {}",
+                    r.args().first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
+                );
+                let _ = r.reply(Reply::ok().with_stdout(format!("served by {}", words[2])));
             }
             println!("ENDED {:?}", p.health());
         }
