@@ -12,9 +12,9 @@ use super::{version, ProtocolError, BUSY, PROTOCOL_VERSION};
 /// let r = Reply::exit(2).with_stderr("no such file\n");
 /// assert!(r.is_ok()); // answered; the exit code says how it went
 /// assert_eq!((r.exit_code(), r.stderr()), (2, "no such file\n"));
-/// let refused = Reply::error("busy");
+/// let refused = Reply::error("not a text file");
 /// assert!(!refused.is_ok());
-/// assert_eq!(refused.error_message(), Some("busy"));
+/// assert_eq!(refused.error_message(), Some("not a text file"));
 /// // In the launch: print what the primary said and exit with its code.
 /// # #[allow(dead_code)]
 /// # fn launch(reply: Reply) -> std::process::ExitCode {
