@@ -47,7 +47,7 @@ struct App {
 impl App {
     /// Serves every request waiting: adds its files, brings the window forward, replies.
     fn drain(&mut self, ctx: &egui::Context, frame: &eframe::Frame) {
-        while let Some(request) = self.primary.try_recv() {
+        while let Ok(request) = self.primary.try_recv() {
             let cwd = request.cwd().map(PathBuf::from).unwrap_or_default();
             let origin = format!(
                 "pid {} in {}",

@@ -68,7 +68,7 @@ impl App {
 
     /// Serves every request waiting: retitle the window, reply ok.
     fn drain(&mut self) {
-        while let Some(request) = self.primary.try_recv() {
+        while let Ok(request) = self.primary.try_recv() {
             let cwd = request.cwd().map(PathBuf::from).unwrap_or_default();
             let files: Vec<String> =
                 request.args().iter().map(|a| cwd.join(a).to_string_lossy().into_owned()).collect();

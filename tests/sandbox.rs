@@ -256,7 +256,10 @@ fn sandbox_helper_start() {
             println!("PRIMARY {}", p.socket_path().display());
             if no_inotify {
                 // The watch is tried at the first turn.
-                assert!(p.recv_timeout(Duration::from_millis(50)).is_none());
+                assert_eq!(
+                    p.recv_timeout(Duration::from_millis(50)).err(),
+                    Some(solo_instance::RecvTimeoutError::Timeout)
+                );
                 println!("HEALTH {:?}", p.health());
             }
             for r in p.requests() {
@@ -449,12 +452,7 @@ fn netns_works() -> bool {
 
 /// This test binary, copied where other users may run it.
 fn exe_for_others() -> TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = TempDir::new("bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("sandbox");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
-    bin
+    util::runnable_by_anyone(&std::env::current_exe().unwrap(), "sandbox").0
 }
 
 /// The System scope gives one primary per machine across network namespaces (where the

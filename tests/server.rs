@@ -340,7 +340,7 @@ fn listen_on_an_empty_name_is_a_name_error() {
 // ---- connect errors ---------------------------------------------------------------------
 
 #[test]
-fn connect_to_nothing_is_server_not_found() {
+fn unix_connect_to_nothing_is_server_not_found() {
     let _w = Watchdog::new(WATCHDOG);
     let dir = TempDir::new("none");
     for name in [unique_name("nobody"), dir.join("nobody"), dir.join("no/dir/sock"), String::new()] {

@@ -185,7 +185,7 @@ impl Context {
             // Too many bytes wait already: this launch tries again until its timeout.
             let mut r = request;
             if let Some(socket) = r.socket.take() {
-                let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                let _ = send_reply(&socket, &Reply::busy());
             }
             return false;
         }
@@ -194,7 +194,7 @@ impl Context {
             // The app is not keeping up: this launch tries again until its timeout.
             Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {
                 if let Some(socket) = r.socket.take() {
-                    let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                    let _ = send_reply(&socket, &Reply::busy());
                 }
                 return false;
             }

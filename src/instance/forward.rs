@@ -98,9 +98,8 @@ impl SingleInstance {
         }
         let decode = |line: &[u8]| match Reply::decode(line) {
             Ok(r) if from_another_user => Ok(r.received_from_another_user()),
-            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned()),
-            Ok(r) => Ok(r),
-            Err(e) => Err(e.message().to_owned()),
+            Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned().into()),
+            other => other,
         };
         let mut out = Vec::with_capacity(line.len() + 1);
         out.extend_from_slice(line);
@@ -116,9 +115,7 @@ impl SingleInstance {
                 // reply is still there to read. Otherwise it went away: start over.
                 _ if is_disconnect(&e) => {
                     match read_line(&socket, deadline, self.max_message_size).map(|l| decode(&l)) {
-                        Ok(Ok(r)) if !r.ok && !r.retry => {
-                            Err(Error::Rejected(r.error.unwrap_or_default().into()))
-                        }
+                        Ok(Ok(r)) if !r.ok && !r.retry => Err(Error::Rejected(Box::new(r))),
                         _ => Ok(None),
                     }
                 }
@@ -128,9 +125,9 @@ impl SingleInstance {
         match read_line(&socket, deadline, self.max_message_size) {
             Ok(reply) => match decode(&reply) {
                 Ok(r) if r.retry => Ok(None),
-                Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
+                Ok(r) if !r.ok => Err(Error::Rejected(Box::new(r))),
                 Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.into())),
+                Err(e) => Err(Error::Protocol(e)),
             },
             Err(ReadError::Closed) => Ok(None),
             Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use crate::protocol::Reply;
 use crate::protocol::{self, Message, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::Reply;
 use launch::{connect_options, is_dead};
 use location::Location;
 pub use location::Scope;

@@ -19,7 +19,9 @@ use super::pool::Pool;
 #[cfg(unix)]
 use super::serve;
 use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
-use crate::{LocalServer, Result, SocketOptions};
+use crate::{
+    LocalServer, RecvError, RecvTimeoutError as Timeout, Result, SocketOptions, TryRecvError as Try,
+};
 
 /// What a receive call found in the queue.
 pub(super) enum Taken {
@@ -127,8 +129,8 @@ pub enum Health {
     /// Not the primary any more (the text says why): its files were removed and another
     /// process locked a fresh lock file first (for the System scope on Linux: a launch in
     /// another network namespace, which held it for good), or they could not be put back. It serves
-    /// nothing more: the receive calls return `None`, and the launches it held (queued
-    /// for the app too) were told to start over, so they reach the new primary. A request
+    /// nothing more: the receive calls say it stopped ([`RecvError`]), and the launches it
+    /// held (queued for the app too) were told to start over, so they reach the new primary. A request
     /// the app holds may still be answered. Drop it; nothing else of it is of use.
     SteppedDown(String),
 }
@@ -161,7 +163,8 @@ impl fmt::Debug for Stopper {
 }
 
 impl Stopper {
-    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with [`RecvError`]; every
+    /// receive call after it says the primary is stopped.
     pub fn stop(&self) {
         self.0.stopped.store(true, Ordering::SeqCst);
         // A full queue needs no wake-up: the receiver is busy and sees the flag next.
@@ -308,7 +311,7 @@ impl Primary {
     }
 
     /// Whether this is still the primary, and how it keeps its files in place; see
-    /// [`Health`]. A primary whose receive calls return `None` without a
+    /// [`Health`]. A primary whose receive calls return [`RecvError`] without a
     /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
     pub fn health(&self) -> Health {
         #[cfg(unix)]
@@ -325,11 +328,11 @@ impl Primary {
     /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
     /// the primary [steps down](Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
-        std::iter::from_fn(move || self.recv())
+        std::iter::from_fn(move || self.recv().ok())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
-    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
+    /// Waits for the next request; [`RecvError`] once a [`Stopper`] stopped the primary,
+    /// or once it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
     ///
     /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
     /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
@@ -337,33 +340,34 @@ impl Primary {
     ///
     /// Requests whose launch gave up while they waited (it timed out, or was killed) are
     /// dropped here, unseen; see [`Request::is_abandoned`].
-    pub fn recv(&self) -> Option<Request> {
-        self.recv_until(None)
+    pub fn recv(&self) -> std::result::Result<Request, RecvError> {
+        self.recv_until(None).map_err(|_| RecvError)
     }
 
     /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
-    /// [`recv`](Self::recv)).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
+    /// [`recv`](Self::recv)): [`Timeout`](crate::RecvTimeoutError::Timeout) when none came,
+    /// [`Stopped`](crate::RecvTimeoutError::Stopped) as `recv`'s [`RecvError`].
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Request, Timeout> {
         self.recv_until(Some(far_deadline(timeout)))
     }
 
-    fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
+    fn recv_until(&self, deadline: Option<Instant>) -> std::result::Result<Request, Timeout> {
         self.serving();
         // One turn of the loop at least, even with a deadline passed already: a
         // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
         let mut turned = false;
         loop {
             if self.ctx.stopped.load(Ordering::SeqCst) {
-                return None;
+                return Err(Timeout::Stopped);
             }
             match self.try_take() {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again => continue,
-                Taken::End => return None,
+                Taken::End => return Err(Timeout::Stopped),
                 Taken::Empty => {}
             }
             if turned && deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
+                return Err(Timeout::Timeout);
             }
             turned = true;
             // Serve on this thread until something happens; where a thread serves, wait
@@ -379,9 +383,9 @@ impl Primary {
                     .map_err(|e| e == RecvTimeoutError::Disconnected),
             };
             match self.take(event) {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again | Taken::Empty => continue,
-                Taken::End => return None,
+                Taken::End => return Err(Timeout::Stopped),
             }
         }
     }
@@ -440,16 +444,20 @@ impl Primary {
     /// The next request if one is waiting; never blocks. For GUI loops that poll on
     /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
     /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
-    /// what is ready on the socket (one turn that does not wait).
-    pub fn try_recv(&self) -> Option<Request> {
+    /// what is ready on the socket (one turn that does not wait). [`Empty`](Try::Empty)
+    /// when no request waits, [`Stopped`](Try::Stopped) as `recv`'s [`RecvError`].
+    pub fn try_recv(&self) -> std::result::Result<Request, Try> {
         self.serving();
         let mut served = false;
         loop {
+            if self.ctx.stopped.load(Ordering::SeqCst) {
+                return Err(Try::Stopped);
+            }
             match self.try_take() {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty if served => return None,
+                Taken::End => return Err(Try::Stopped),
+                Taken::Empty if served => return Err(Try::Empty),
                 Taken::Empty => {}
             }
             served = true;
@@ -458,7 +466,7 @@ impl Primary {
                 Context::start_driver(&self.ctx);
             }
             if !Context::drive(&self.ctx, Some(Instant::now())) {
-                return None;
+                return Err(Try::Empty);
             }
         }
     }

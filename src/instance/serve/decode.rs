@@ -60,7 +60,7 @@ pub(super) fn queue_line(
         drop(lines);
         for (socket, _, line) in waiting {
             mux.decoding.fetch_sub(line.len(), Ordering::SeqCst);
-            let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+            let _ = send_reply(&socket, &Reply::busy());
         }
     }
 }

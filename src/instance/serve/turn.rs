@@ -35,7 +35,7 @@ enum Outcome {
 }
 
 fn busy(conn: Conn) {
-    let _ = send_reply(&conn.socket, &Reply::retry("the primary instance is busy"));
+    let _ = send_reply(&conn.socket, &Reply::busy());
 }
 
 /// Runs one turn: waits (at most until `until`, the nearest connection deadline and the

@@ -20,7 +20,7 @@ fn primary_drops_clients_of_another_user() {
     primary.pretend_user(Some(another_user()));
     let b = builder(&dir.0, app).timeout(Duration::from_secs(2));
     let launch = std::thread::spawn(move || b.send());
-    if let Some(r) = primary.recv_timeout(Duration::from_secs(3)) {
+    if let Ok(r) = primary.recv_timeout(Duration::from_secs(3)) {
         panic!("a stranger's request reached the app, peer {:?}", r.peer_credentials());
     }
     assert!(matches!(launch.join().unwrap(), Err(Error::NoReply(_))));
@@ -83,11 +83,11 @@ fn primary_drops_anonymous_clients() {
     .encode();
     let _ = (&pipe).write_all(format!("{line}\n").as_bytes());
     match primary.recv_timeout(Duration::from_secs(2)) {
-        None => {}
-        Some(r) if std::env::var_os("WINEDEBUG").is_some() => {
+        Err(_) => {}
+        Ok(r) if std::env::var_os("WINEDEBUG").is_some() => {
             println!("note: Wine delivered an anonymous client's request, as {:?}", r.peer_credentials())
         }
-        Some(r) => panic!("an anonymous client's request reached the app, peer {:?}", r.peer_credentials()),
+        Ok(r) => panic!("an anonymous client's request reached the app, peer {:?}", r.peer_credentials()),
     }
 }
 
@@ -144,7 +144,7 @@ fn elevated_primary_drops_less_trusted_clients() {
     p.pretend_integrity(Some(0x4000));
     let b = builder(&dir.0, app).timeout(Duration::from_secs(2));
     let launch = std::thread::spawn(move || b.send());
-    if let Some(r) = p.recv_timeout(Duration::from_secs(3)) {
+    if let Ok(r) = p.recv_timeout(Duration::from_secs(3)) {
         panic!("a less trusted launch reached the app, peer {:?}", r.peer_credentials());
     }
     assert!(matches!(launch.join().unwrap(), Err(Error::NoReply(_))));
@@ -182,7 +182,7 @@ fn non_elevated_launch_is_told_the_primary_is_elevated() {
         }
         other => panic!("not told: {other:?}"),
     }
-    assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
+    assert!(p.recv_timeout(Duration::from_millis(300)).is_err());
 }
 
 /// The User scope spans Terminal Services sessions: a launch in another session than its
@@ -207,7 +207,7 @@ fn launch_in_another_session_is_refused() {
         Err(Error::Insecure(m)) => assert!(m.contains("session"), "{m}"),
         other => panic!("not refused: {other:?}"),
     }
-    assert!(p.recv_timeout(Duration::from_millis(300)).is_none());
+    assert!(p.recv_timeout(Duration::from_millis(300)).is_err());
 }
 
 /// The System scope's pipe: any local user may connect (Everyone gets the client's rights),
@@ -238,7 +238,7 @@ fn system_scope_pipe_lets_others_connect_but_not_serve() {
     let launch = std::thread::spawn(move || second.send());
     let mut r = primary.recv_timeout(Duration::from_secs(10));
     // The dropped probe connection above may come first, as a request that never arrives.
-    while r.is_none() {
+    while r.is_err() {
         r = primary.recv_timeout(Duration::from_secs(10));
     }
     r.unwrap().reply(Reply::exit(5)).unwrap();

@@ -179,7 +179,7 @@ fn every_spelling_of_a_directory_finds_one_primary() {
             let launch = std::thread::spawn(move || b.send());
             let r = p
                 .recv_timeout(Duration::from_secs(5))
-                .unwrap_or_else(|| panic!("{scope:?} {s}: not delivered"));
+                .unwrap_or_else(|e| panic!("{scope:?} {s}: not delivered ({e})"));
             r.reply(Reply::exit(6)).unwrap();
             assert_eq!(launch.join().unwrap().unwrap().exit_code(), 6, "{scope:?} {s}");
         }
