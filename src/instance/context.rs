@@ -1,22 +1,18 @@
 //! [`Context`]: what a primary shares with the threads and handles that serve it (its
-//! loop or Windows' accept thread, the decoder, D-Bus, [`Stopper`](super::Stopper)s):
-//! the peer check, decoding a request and handing it to the app's queue, and the
-//! wake-ups.
+//! loop, the decoder, D-Bus, [`Stopper`](super::Stopper)s): the peer check, decoding a
+//! request and handing it to the app's queue, and the wake-ups.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-#[cfg(not(unix))]
-use std::time::Instant;
 
-#[cfg(not(unix))]
-use super::pool::Pool;
-#[cfg(unix)]
+use super::request::busy;
+use super::request::respond;
 use super::serve;
-use super::transport::send_reply;
 use super::{protocol, Reply, Request, HELD_BUDGET};
-use crate::{LocalSocket, PeerCredentials};
+use crate::sys::Connection;
+use crate::PeerCredentials;
 
 /// What the app's queue carries.
 pub(super) enum Event {
@@ -35,21 +31,13 @@ pub(super) struct Context {
     pub(super) stopped: AtomicBool,
     pub(super) timeout: Duration,
     pub(super) limit: usize,
+    /// Only the primary's user (on Windows, at its integrity level or above) is served;
+    /// off in the System scope.
     pub(super) check_uid: bool,
-    /// Unix: the user the primary serves, read once when it starts (the socket file is
-    /// that user's, mode 0600: no other could connect through it anyway).
-    #[cfg(unix)]
-    pub(super) euid: u32,
-    /// Tests: the user the primary takes itself for (an injected SID, where Wine has one
-    /// user), so that its own launches count as another user's.
-    #[cfg(all(test, windows))]
-    pub(super) pretend_user: Mutex<Option<crate::Sid>>,
-    /// Tests: the integrity level the primary takes itself for (Wine runs all at High).
-    #[cfg(all(test, windows))]
-    pub(super) pretend_integrity: Mutex<Option<u32>>,
-    #[cfg(not(unix))]
-    pub(super) pool: Pool,
-    #[cfg(unix)]
+    /// Who the primary serves, read once when it starts (`None`: it could not be told,
+    /// and every client counts as a stranger). Behind a lock for the tests, which make a
+    /// primary take itself for another user or level.
+    pub(super) owner: Mutex<Option<crate::sys::Owner>>,
     pub(super) mux: serve::Mux,
     /// Bytes of the requests received and not yet dropped by the app (see [`HELD_BUDGET`]).
     pub(super) held: Arc<AtomicUsize>,
@@ -64,96 +52,40 @@ pub(super) struct Context {
     pub(super) dbus_waiting: Mutex<std::collections::VecDeque<Box<Request>>>,
     /// Linux, with `dbus`: gives the bus name back, run once by the loop when the primary
     /// steps down (the name belongs to the lock holder, as at a release).
-    #[cfg(all(unix, feature = "dbus"))]
+    #[cfg(feature = "dbus")]
     pub(super) on_step_down: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Context {
-    /// Windows: the `incomingConnection` hook: check the peer, then deliver a request that
-    /// is there whole already, or hand the socket to a reader thread.
-    #[cfg(not(unix))]
-    pub(super) fn incoming(ctx: &Arc<Context>, socket: LocalSocket) {
-        // The client's user SID and integrity level, as it connected (impersonated at the
-        // identification level); one that cannot be read counts as a stranger's, and so does
-        // a client below the primary's own level (a non-elevated process driving an elevated
-        // primary: a silent elevation; or a sandboxed one).
-        if ctx.check_uid && !ctx.admits(&socket) {
-            return;
+    /// Whether the client at `conn` may be served: the primary's user (on Windows at its
+    /// integrity level or above: a non-elevated process driving an elevated primary would
+    /// be a silent elevation), unless anyone may (the System scope).
+    pub(super) fn admits(&self, conn: &Connection, peer: Option<&PeerCredentials>) -> bool {
+        if !self.check_uid {
+            return true;
         }
-        let peer = socket.peer_credentials().ok();
-        // A launch writes its request right after connecting, so it is usually here
-        // already: then it is delivered from this thread, without a reader's hop.
-        // At most `limit + 1` bytes are looked at, so a line over the limit is never taken
-        // here: it goes to a reader, which refuses it.
-        let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
-        if let Some(line) = crate::sys::take_ready_line(&socket, fast_max) {
-            ctx.deliver(socket, peer, line);
-            return;
-        }
-        Context::pool_add(ctx, socket, peer);
+        let owner = *self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        owner.is_some_and(|o| o.admits(conn, peer))
     }
 
-    /// Whether the client at `socket` is this primary's user, at its integrity level or
-    /// above.
-    #[cfg(windows)]
-    fn admits(&self, socket: &LocalSocket) -> bool {
-        let client = crate::sys::client_identity(socket.as_stream());
-        match (client, self.user(), self.integrity()) {
-            (Some(c), Ok(me), Ok(level)) => c.user == me && c.integrity >= level,
-            _ => false,
-        }
-    }
-
-    /// The integrity level of this primary's process (the level its pipe is labelled at).
-    #[cfg(windows)]
-    fn integrity(&self) -> std::io::Result<u32> {
-        #[cfg(test)]
-        if let Some(level) = *self.pretend_integrity.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Ok(level);
-        }
-        crate::sys::own_integrity()
-    }
-
-    /// The user this primary serves: its process's.
-    #[cfg(windows)]
-    pub(super) fn user(&self) -> std::io::Result<crate::Sid> {
-        #[cfg(test)]
-        if let Some(sid) = *self.pretend_user.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Ok(sid);
-        }
-        crate::sys::current_user()
-    }
-
-    #[cfg(unix)]
     pub(super) fn shutdown(&self) {
         self.mux.shutdown();
     }
 
-    /// Windows: the accept thread serves the pipe; the app's calls only wait for it.
-    #[cfg(not(unix))]
-    pub(super) fn drive(self: &Arc<Self>, _until: Option<Instant>) -> bool {
-        false
-    }
-
-    /// Windows: the accept thread serves (started by `Primary::serving`), not a driver.
-    #[cfg(not(unix))]
-    pub(super) fn start_driver(self: &Arc<Self>) {}
-
     /// Makes a thread that waits in the primary's loop return, to look at the queue (a
     /// request queued by another thread, such as D-Bus's) or at the stop flag.
     pub(super) fn wake_loop(&self) {
-        #[cfg(unix)]
         self.mux.wake();
     }
 
     /// Decodes a request line and hands the request to the app (or answers the error):
     /// whether it is queued for the app.
-    pub(super) fn deliver(&self, socket: LocalSocket, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
+    pub(super) fn deliver(&self, socket: Connection, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
         let head = match protocol::decode_head(&line) {
             Ok(h) => h,
             Err(e) => {
-                let _ = send_reply(&socket, &Reply::error(e));
+                respond(&socket, &Reply::error(e));
                 return false;
             }
         };
@@ -185,7 +117,7 @@ impl Context {
             // Too many bytes wait already: this launch tries again until its timeout.
             let mut r = request;
             if let Some(socket) = r.socket.take() {
-                let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                busy(&socket);
             }
             return false;
         }
@@ -194,7 +126,7 @@ impl Context {
             // The app is not keeping up: this launch tries again until its timeout.
             Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {
                 if let Some(socket) = r.socket.take() {
-                    let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+                    busy(&socket);
                 }
                 return false;
             }
@@ -208,8 +140,7 @@ impl Context {
     pub(super) fn announce(&self) {
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();
-        // Unix: the driver thread calls the waker after its turn (see `serve`).
-        #[cfg(unix)]
+        // The driver thread calls the waker after its turn (see `serve`).
         if self.mux.defer_announce() {
             return;
         }

@@ -8,13 +8,10 @@ mod dbus;
 mod launch;
 mod location;
 mod lock;
-#[cfg(not(unix))]
-mod pool;
 mod primary;
 #[cfg(windows)]
 mod published;
 mod request;
-#[cfg(unix)]
 mod serve;
 mod transport;
 #[cfg(all(test, windows))]

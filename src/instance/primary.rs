@@ -14,9 +14,6 @@ use super::launch::far_deadline;
 
 use super::location::Location;
 use super::lock::LockFile;
-#[cfg(not(unix))]
-use super::pool::Pool;
-#[cfg(unix)]
 use super::serve;
 use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
 use crate::{LocalServer, Result, SocketOptions};
@@ -65,15 +62,12 @@ pub(super) enum Taken {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Primary {
-    /// Locked only to start Windows' accept thread (see [`serving`](Self::serving)) and to
+    /// Unix: the server that bound the socket (the loop accepts on it); locked only to
     /// close. Boxed: a `Primary` is a variant of [`Start`](super::Start), whose other
     /// variant is small.
     pub(super) server: Box<Mutex<LocalServer>>,
-    /// Windows: the accept thread was started.
-    #[cfg(windows)]
-    pub(super) accepting: AtomicBool,
-    /// The lock (Windows; on Unix the loop holds it, to take a fresh one should a
-    /// cleaner remove its file).
+    /// The lock, until the loop holds it (to take a fresh one should a cleaner remove its
+    /// file).
     pub(super) lock: Option<LockFile>,
     pub(super) lock_path: PathBuf,
     pub(super) rx: Receiver<Event>,
@@ -206,12 +200,10 @@ impl Primary {
         // (no write up: a less trusted process cannot write to an elevated primary), under
         // a fresh random name that is published only once the pipe exists (`published.rs`).
         #[cfg(windows)]
-        let (pipe_name, published) = if system {
-            server.set_pipe_sddl(Some(crate::sys::shared_pipe_sddl()?));
-            (loc.socket.clone(), None)
+        let (pipe_name, published, sddl) = if system {
+            (loc.socket.clone(), None, crate::sys::shared_pipe_sddl()?)
         } else {
-            server.set_pipe_sddl(Some(crate::sys::private_pipe_sddl()?));
-            (crate::sys::random_pipe_name()?, Some(loc.socket.clone()))
+            (crate::sys::random_pipe_name()?, Some(loc.socket.clone()), crate::sys::private_pipe_sddl()?)
         };
         #[cfg(not(windows))]
         let pipe_name = loc.socket.clone();
@@ -227,15 +219,7 @@ impl Primary {
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
-            #[cfg(unix)]
-            euid: crate::sys::euid(),
-            #[cfg(all(test, windows))]
-            pretend_user: Mutex::new(None),
-            #[cfg(all(test, windows))]
-            pretend_integrity: Mutex::new(None),
-            #[cfg(not(unix))]
-            pool: Pool::default(),
-            #[cfg(unix)]
+            owner: Mutex::new(crate::sys::Owner::current().ok()),
             mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
             held: Arc::new(AtomicUsize::new(0)),
             waker: Mutex::new(None),
@@ -244,22 +228,24 @@ impl Primary {
             tx,
             #[cfg(all(feature = "dbus", target_os = "linux"))]
             dbus_waiting: Mutex::new(Default::default()),
-            #[cfg(all(unix, feature = "dbus"))]
+            #[cfg(feature = "dbus")]
             on_step_down: Mutex::new(None),
         });
-        // Windows: an accept thread hands each connection to this hook, from the first call
-        // that takes requests (`serving`). Unix: the primary's loop (`serve`) accepts on the
-        // listening socket itself, from the first time it runs.
-        #[cfg(not(unix))]
-        {
-            let hook_ctx = Arc::clone(&ctx);
-            server.set_incoming_connection_hook(move |socket, _: &crate::PendingConnections| {
-                Context::incoming(&hook_ctx, socket);
-            });
-        }
-        server.listen(&pipe_name.to_string_lossy())?;
+        // The primary's loop (`serve`) accepts on the listening end itself, from the first
+        // time it runs. Unix: a socket the `LocalServer` binds (and the removal watch
+        // binds again). Windows: the pipe's instances, made by the loop's listener
+        // (overlapped, for its completion port) with the same security descriptor.
         #[cfg(unix)]
-        ctx.mux.attach(server.sys_listener().cloned(), lock.take());
+        let acceptor = {
+            server.listen(&pipe_name.to_string_lossy())?;
+            server.sys_listener().and_then(crate::sys::Acceptor::of_listener)
+        };
+        #[cfg(windows)]
+        let acceptor = Some(crate::sys::Acceptor::bind(&pipe_name, &sddl).map_err(|e| {
+            let (kind, text) = crate::sys::server_error(&e);
+            crate::Error::socket(kind, format!("QLocalServer::listen: {text}"), Some(e))
+        })?);
+        ctx.mux.attach(acceptor, server.sys_listener().cloned(), lock.take())?;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let fork_guard = server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()));
         #[cfg(windows)]
@@ -279,8 +265,6 @@ impl Primary {
         }
         Ok(Primary {
             server: Box::new(Mutex::new(server)),
-            #[cfg(windows)]
-            accepting: AtomicBool::new(false),
             lock,
             lock_path: loc.lock,
             rx,
@@ -311,10 +295,7 @@ impl Primary {
     /// [`Health`]. A primary whose receive calls return `None` without a
     /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
     pub fn health(&self) -> Health {
-        #[cfg(unix)]
-        return self.ctx.mux.health();
-        #[cfg(not(unix))]
-        Health::Unwatched
+        self.ctx.mux.health()
     }
 
     /// The app id.
@@ -348,7 +329,6 @@ impl Primary {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
-        self.serving();
         // One turn of the loop at least, even with a deadline passed already: a
         // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
         let mut turned = false;
@@ -387,24 +367,9 @@ impl Primary {
     }
 
     /// The app sleeps elsewhere from now on (its event loop, an async runtime): a thread
-    /// serves the socket (Unix: the serve thread; Windows: the accept thread).
+    /// serves the socket (the serve thread).
     pub(super) fn serving_from_a_thread(&self) {
         Context::start_driver(&self.ctx);
-        self.serving();
-    }
-
-    /// The app takes requests from now on. Windows: the accept thread starts (once); Unix
-    /// needs nothing, as the receive calls run the loop themselves.
-    pub(super) fn serving(&self) {
-        #[cfg(windows)]
-        if !self.accepting.swap(true, Ordering::SeqCst) {
-            let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
-            server.on_new_connection(|_| {});
-            // No thread could be started: the next call tries again.
-            if !server.has_acceptor() {
-                self.accepting.store(false, Ordering::SeqCst);
-            }
-        }
     }
 
     /// What the queue holds now, without waiting.
@@ -414,7 +379,6 @@ impl Primary {
 
     /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
-        #[cfg(unix)]
         if self.ctx.mux.stepped_down() {
             // Not the primary any more: what waits is handed over (each request dropped
             // tells its launch to start over, and it reaches the new primary).
@@ -442,7 +406,6 @@ impl Primary {
     /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
     /// what is ready on the socket (one turn that does not wait).
     pub fn try_recv(&self) -> Option<Request> {
-        self.serving();
         let mut served = false;
         loop {
             match self.try_take() {
@@ -501,13 +464,19 @@ impl Primary {
     /// Tests: makes this primary take itself for `sid`.
     #[cfg(all(test, windows))]
     pub(crate) fn pretend_user(&self, sid: Option<crate::Sid>) {
-        *self.ctx.pretend_user.lock().unwrap() = sid;
+        let mut owner = self.ctx.owner.lock().unwrap();
+        if let Some(o) = owner.as_mut() {
+            o.user = sid.unwrap_or_else(|| crate::sys::current_user().unwrap());
+        }
     }
 
     /// Tests: makes this primary take its integrity level for `level`.
     #[cfg(all(test, windows))]
     pub(crate) fn pretend_integrity(&self, level: Option<u32>) {
-        *self.ctx.pretend_integrity.lock().unwrap() = level;
+        let mut owner = self.ctx.owner.lock().unwrap();
+        if let Some(o) = owner.as_mut() {
+            o.integrity = level.unwrap_or_else(|| crate::sys::own_integrity().unwrap());
+        }
     }
 
     /// A handle that makes the blocking receive calls return.
@@ -536,7 +505,6 @@ impl Drop for Primary {
         let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
         // A child forked without exec shares the listening socket: shut down, it refuses
         // connections there too, and what waited in its backlog starts over.
-        #[cfg(unix)]
         if let Some(listener) = server.sys_listener() {
             listener.shut_down();
         }
@@ -558,7 +526,6 @@ impl Drop for Primary {
         if let Some(file) = &self.published {
             super::published::withdraw(file, &self.socket);
         }
-        #[cfg(unix)]
         drop(self.ctx.mux.take_lock());
         drop(self.lock.take());
         // Then the replies still open are written, and handed-off calls forwarded.

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::super::context::Context;
-use super::super::transport::send_reply;
-use super::super::Reply;
-use crate::{LocalSocket, PeerCredentials};
+use super::super::request::busy;
+use crate::sys::Connection;
+use crate::PeerCredentials;
 
 #[derive(Default)]
 pub(super) struct Lines {
-    pub(super) queue: VecDeque<(LocalSocket, Option<PeerCredentials>, Vec<u8>)>,
+    pub(super) queue: VecDeque<(Connection, Option<PeerCredentials>, Vec<u8>)>,
     pub(super) shutdown: bool,
     /// The decoder thread runs.
     pub(super) decoder: bool,
@@ -23,7 +23,7 @@ pub(super) struct Lines {
 /// Queues a complete line for the decoder thread, starting it on first use.
 pub(super) fn queue_line(
     ctx: &Arc<Context>,
-    socket: LocalSocket,
+    socket: Connection,
     peer: Option<PeerCredentials>,
     line: Vec<u8>,
 ) {
@@ -60,7 +60,7 @@ pub(super) fn queue_line(
         drop(lines);
         for (socket, _, line) in waiting {
             mux.decoding.fetch_sub(line.len(), Ordering::SeqCst);
-            let _ = send_reply(&socket, &Reply::retry("the primary instance is busy"));
+            busy(&socket);
         }
     }
 }

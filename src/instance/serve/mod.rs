@@ -1,5 +1,6 @@
-//! The primary's loop on Unix: one poll(2) over the listening socket, every connection
-//! whose request has not arrived whole, the removal watch and a wake-up pipe; with a
+//! The primary's loop, one design for every platform: one readiness wait (`sys::Poller`:
+//! poll(2) on Unix, an I/O completion port on Windows) over the listening end, every
+//! connection whose request has not arrived whole, the removal watch and a waker; with a
 //! deadline per connection and one byte budget.
 //!
 //! No thread runs it until one is needed. The app's own thread runs it while it waits in
@@ -13,27 +14,27 @@
 //!
 //! The loop never waits for a client: past [`MAX_HELD`] connections the oldest silent one
 //! is shed, and past [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is
-//! told to retry. Windows keeps an accept thread and a reader thread per connection
-//! (`Pool`): named pipes have no poll(2).
+//! told to retry.
 
 mod decode;
 mod turn;
+// Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
+// items.
+#[cfg_attr(not(unix), path = "nowatch.rs")]
 mod watch;
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use rustix::event::PollFlags;
-
 use super::context::Context;
 use super::lock::LockFile;
 use super::Health;
-use crate::{LocalServer, LocalSocket, PeerCredentials, SocketOptions};
+use crate::sys::{Connection, Token};
+use crate::{LocalServer, PeerCredentials, SocketOptions};
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
 /// (Below the usual soft limit of 1024 open files, leaving the app its share.)
@@ -46,8 +47,8 @@ pub(super) const READ_BUDGET: usize = 8 << 20;
 pub(super) struct Mux {
     /// The loop's state, locked by the thread that runs a turn.
     state: Mutex<State>,
-    wake_rx: OwnedFd,
-    wake_tx: OwnedFd,
+    /// Interrupts the loop's wait from any thread.
+    waker: crate::sys::PollWaker,
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     options: SocketOptions,
@@ -82,8 +83,13 @@ pub(super) struct Mux {
 }
 
 pub(super) struct State {
-    /// The listening socket (taken at shutdown: its descriptor must close before the lock
-    /// is freed, as an abstract name lives as long as it).
+    /// The readiness wait.
+    poller: crate::sys::Poller,
+    /// The listening end the loop accepts on (taken at shutdown, with `listener`).
+    acceptor: Option<crate::sys::Acceptor>,
+    /// Unix: the listening socket, as the removal watch compares it (taken at shutdown:
+    /// its descriptor must close before the lock is freed, as an abstract name lives as
+    /// long as it).
     listener: Option<Arc<crate::sys::Listener>>,
     /// Linux: keeps `replacement`'s listening socket from children forked without exec
     /// (see `sys::ForkGuard`). Declared before it, so dropped before it closes.
@@ -96,8 +102,8 @@ pub(super) struct State {
     /// Bytes of partial requests in `conns`.
     buffered: usize,
     chunk: Vec<u8>,
-    /// What poll(2) reported for each descriptor of the last turn.
-    revents: Vec<PollFlags>,
+    /// The token the next connection gets (counts up: `conns` is in token order).
+    next_token: Token,
     /// The lock held (none for an abstract name): the one taken at the start, or a fresh
     /// one after a cleaner removed its file (see `watch`). Let go last, at shutdown.
     lock: Option<LockFile>,
@@ -119,7 +125,11 @@ pub(super) struct State {
 }
 
 struct Conn {
-    socket: LocalSocket,
+    conn: Connection,
+    token: Token,
+    /// Reported readable and not read empty since: read on the next turn (readiness may be
+    /// edge-triggered).
+    ready: bool,
     peer: Option<PeerCredentials>,
     buf: Vec<u8>,
     deadline: Instant,
@@ -138,7 +148,7 @@ impl Mux {
         lock: Option<&Path>,
         shared: bool,
     ) -> std::io::Result<Mux> {
-        let (wake_rx, wake_tx) = crate::sys::pipe()?;
+        let (poller, waker) = crate::sys::poller()?;
         // An abstract name has no file to lose, but its lock file (the System scope's, in
         // `/tmp`) has: that file alone is watched then.
         let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
@@ -151,6 +161,8 @@ impl Mux {
                 && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
         Ok(Mux {
             state: Mutex::new(State {
+                poller,
+                acceptor: None,
                 listener: None,
                 #[cfg(any(target_os = "linux", target_os = "android"))]
                 replacement_guard: None,
@@ -158,7 +170,7 @@ impl Mux {
                 conns: VecDeque::new(),
                 buffered: 0,
                 chunk: Vec::new(),
-                revents: Vec::new(),
+                next_token: turn::FIRST_CONN,
                 lock: None,
                 watch: None,
                 // The System scope's lock file is watched from the first turn: a launch in
@@ -171,8 +183,7 @@ impl Mux {
                 accept_after: None,
                 turn_end: None,
             }),
-            wake_rx,
-            wake_tx,
+            waker,
             socket: socket.to_path_buf(),
             options,
             lock_path: lock.map(Path::to_path_buf),
@@ -196,11 +207,23 @@ impl Mux {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the loop the socket it accepts on, once it listens, and the lock it holds.
-    pub(super) fn attach(&self, listener: Option<Arc<crate::sys::Listener>>, lock: Option<LockFile>) {
+    /// Hands the loop the listening end it accepts on, once it listens (and on Unix the
+    /// socket it keeps in place), and the lock it holds.
+    pub(super) fn attach(
+        &self,
+        acceptor: Option<crate::sys::Acceptor>,
+        listener: Option<Arc<crate::sys::Listener>>,
+        lock: Option<LockFile>,
+    ) -> std::io::Result<()> {
         let mut st = self.state();
+        let State { poller, acceptor: slot, .. } = &mut *st;
+        if let Some(mut a) = acceptor {
+            a.register(poller, turn::LISTEN)?;
+            *slot = Some(a);
+        }
         st.listener = listener;
         st.lock = lock;
+        Ok(())
     }
 
     /// The lock, taken at shutdown to be let go last (after the socket).
@@ -233,7 +256,7 @@ impl Mux {
     /// of budget freed). Never blocks: the pipe is non-blocking, and a full pipe has a
     /// wake-up pending already.
     pub(super) fn wake(&self) {
-        let _ = rustix::io::write(&self.wake_tx, &[1u8]);
+        self.waker.wake();
     }
 
     /// Whether a driver thread runs the loop.
@@ -275,9 +298,9 @@ impl Mux {
     /// start over. The decoder thread stops.
     fn close_all(&self, st: &mut State) {
         // In a child forked without exec, the connections are the parent's to end.
-        let hang_up = |socket: &LocalSocket| {
+        let hang_up = |conn: &Connection| {
             if self.pid == std::process::id() {
-                crate::sys::hang_up(socket);
+                conn.hang_up();
             }
         };
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,6 +310,7 @@ impl Mux {
         }
         drop(lines);
         self.lines_ready.notify_all();
+        st.acceptor = None;
         st.listener = None;
         if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
             l.shut_down();
@@ -297,7 +321,7 @@ impl Mux {
         }
         st.replacement = None;
         for c in st.conns.drain(..) {
-            hang_up(&c.socket);
+            hang_up(&c.conn);
         }
         st.buffered = 0;
     }

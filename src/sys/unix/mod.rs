@@ -31,6 +31,7 @@ use rustix::io::{Errno, FdFlags};
 use crate::LocalSocketError;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+mod engine;
 mod fork;
 mod listener;
 mod poll;
@@ -38,6 +39,7 @@ mod signals;
 mod socket;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use engine::{poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource};
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
@@ -47,7 +49,7 @@ pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{
-    connect, connect_nonblocking, recv_ready, recv_until, send_now, write_all_until, Arrived,
+    connect, connect_nonblocking, recv_until, send_now, write_all_until,
 };
 
 /// Whether `e` is the OS error `errno`.

@@ -161,6 +161,9 @@ impl Listener {
     }
 
     pub(crate) fn remove_own_file(&self) {}
+
+    /// Nothing to shut down for other processes: a pipe instance is this process's alone.
+    pub(crate) fn shut_down(&self) {}
 }
 
 impl Drop for Listener {

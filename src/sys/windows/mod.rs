@@ -10,6 +10,7 @@
 //! user back, for the peer checks.
 
 mod deadline;
+mod engine;
 mod listener;
 mod pipe;
 mod security;
@@ -18,6 +19,7 @@ mod token;
 pub(crate) use token::{current_user, in_app_container, own_integrity, ClientIdentity};
 
 pub(crate) use deadline::{flush, pipe, IoDeadline};
+pub(crate) use engine::{poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource};
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 
