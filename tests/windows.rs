@@ -550,6 +550,9 @@ fn instance_silent_client_is_bounded() {
     let dir = TempDir::new("silent");
     let app = unique("test.win.silent");
     let primary = primary_of(builder(dir.path(), &app, &["p"]).timeout(Duration::from_millis(800)).start());
+    // The primary's loop runs on its own thread from now on: deadlines pass while the
+    // app is away from its receive calls.
+    primary.set_waker(|| {});
     let pipe = primary.socket_path().to_string_lossy().into_owned();
     let silent = LocalSocket::connect(&pipe).unwrap();
 
@@ -563,6 +566,46 @@ fn instance_silent_client_is_bounded() {
     let line = read_line(&silent);
     assert!(line.contains("no request within"), "{line:?}");
     assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+}
+
+/// Guarantee 5 on pipes, at scale: 256 pipe connections that say nothing do not keep a
+/// launch from being served. It is answered while they are all held (before the last of
+/// them is told "no request within", 2 s after it connected; the bound is 1 s),
+/// and every one of them then gets that reply: one loop reads them all, with no reader
+/// thread per connection to run out of.
+#[test]
+fn instance_256_silent_pipes_do_not_hold_up_a_launch() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("silent256");
+    let app = unique("test.win.silent256");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut silent: Vec<LocalSocket> = (0..256).map(|_| LocalSocket::connect(&pipe).unwrap()).collect();
+    // The last one's reply is read (and timed) on its own thread.
+    let last = silent.pop().unwrap();
+    let connected = Instant::now();
+    let (tx, last_reply) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let line = read_line(&last);
+        tx.send((line, connected.elapsed())).unwrap();
+    });
+    let b = builder(dir.path(), &app, &["prog", "after-256"]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(60)).expect("the launch was not served");
+    assert_eq!(request.args(), [OsString::from("after-256")]);
+    let served = connected.elapsed();
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+    eprintln!("served {served:?} after the 256th silent connection");
+    let (line, replied) = last_reply.recv_timeout(Duration::from_secs(60)).expect("no reply to the last");
+    assert!(line.contains("no request within"), "{line:?}");
+    assert!(served < replied, "the launch was served at {served:?}, after the silent ones at {replied:?}");
+    reader.join().unwrap();
+    for s in &silent {
+        let line = read_line(s);
+        assert!(line.contains("no request within") || line.is_empty(), "{line:?}");
+    }
 }
 
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the

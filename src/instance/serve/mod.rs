@@ -51,13 +51,16 @@ pub(super) struct Mux {
     waker: crate::sys::PollWaker,
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     options: SocketOptions,
     /// The lock file to keep in place (for an abstract name, the System scope's in `/tmp`),
     /// and whether it is in a directory shared with other users (the System scope's).
     lock_path: Option<PathBuf>,
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     shared: bool,
     /// Linux's System scope: the socket is an abstract name, which nothing can remove, and
     /// only its lock file (in `/tmp`) is kept in place, watched itself (see `watch`).
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     lock_only: bool,
     /// What `Primary::health` says (see `watch`).
     health: Mutex<Health>,
@@ -114,8 +117,10 @@ pub(super) struct State {
     /// without a watch, or to try a busy lock again (see `watch`).
     check_at: Option<Instant>,
     /// How long the last wait for a busy fresh lock file was.
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     retry: Duration,
     /// poll(2) reported the watch unusable: it is not tried again.
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     watch_failed: bool,
     /// Accepting pauses until then: accept(2) failed for want of resources.
     accept_after: Option<Instant>,
@@ -237,6 +242,7 @@ impl Mux {
     }
 
     /// Records the primary's health; a step-down is final.
+    #[allow(dead_code)] // called by the removal watch (none on Windows)
     fn set_health(&self, health: Health) {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(*h, Health::SteppedDown(_)) {

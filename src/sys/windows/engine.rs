@@ -40,14 +40,14 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{
-    ImpersonateNamedPipeClient, RevertToSelf, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
+    RevertToSelf, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
     TOKEN_IMPERSONATE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
 };
 use windows_sys::Win32::System::Pipes::{
-    CreateNamedPipeW, GetNamedPipeClientProcessId, PeekNamedPipe, PIPE_READMODE_BYTE,
+    CreateNamedPipeW, GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe, PIPE_READMODE_BYTE,
     PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};

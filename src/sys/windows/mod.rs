@@ -16,9 +16,9 @@ mod pipe;
 mod security;
 mod token;
 
-pub(crate) use token::{current_user, in_app_container, own_integrity, ClientIdentity};
+pub(crate) use token::{current_user, in_app_container, own_integrity};
 
-pub(crate) use deadline::{flush, pipe, IoDeadline};
+pub(crate) use deadline::{pipe, IoDeadline};
 pub(crate) use engine::{poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource};
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
@@ -190,16 +190,6 @@ pub(crate) fn elevated_message(primary: u32, own: u32) -> String {
     )
 }
 
-/// The identity (user and integrity level) of the client at the server end `stream`, read
-/// through impersonation: `None` when it cannot be told (a stranger, then).
-pub(crate) fn client_identity(stream: &Stream) -> Option<ClientIdentity> {
-    let p = pipe(stream);
-    if !p.is_server() {
-        return None;
-    }
-    token::client_identity(p)
-}
-
 /// A fresh pipe name nobody can guess: `\\.\pipe\solo-instance-<128 random bits>`.
 pub(crate) fn random_pipe_name() -> io::Result<std::path::PathBuf> {
     use windows_sys::Win32::Security::Cryptography::{BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG};
@@ -239,11 +229,6 @@ pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
 pub(crate) fn allow_foreground(pid: u32) -> bool {
     // SAFETY: no pointers; any pid is accepted (an unknown one fails).
     unsafe { windows_sys::Win32::UI::WindowsAndMessaging::AllowSetForegroundWindow(pid) != 0 }
-}
-
-/// Pipes offer no peek here: every request goes to a reader thread.
-pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
-    None
 }
 
 /// Windows has no signals to block: runs `f` (see the Unix `with_signals_blocked`).
