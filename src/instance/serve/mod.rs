@@ -105,6 +105,8 @@ pub(super) struct State {
     /// Bytes of partial requests in `conns`.
     buffered: usize,
     chunk: Vec<u8>,
+    /// A client was reported at the listening end and not accepted yet.
+    listen_ready: bool,
     /// The token the next connection gets (counts up: `conns` is in token order).
     next_token: Token,
     /// The lock held (none for an abstract name): the one taken at the start, or a fresh
@@ -175,6 +177,7 @@ impl Mux {
                 conns: VecDeque::new(),
                 buffered: 0,
                 chunk: Vec::new(),
+                listen_ready: false,
                 next_token: turn::FIRST_CONN,
                 lock: None,
                 watch: None,

@@ -73,8 +73,9 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     let accepting = st.accept_after.is_none();
     // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
     let full = st.buffered + mux.decoding.load(Ordering::SeqCst) > budget;
-    // A connection reported readable and not read empty yet is read without a wait.
-    let pending = !full && st.conns.iter().any(|c| c.ready);
+    // A connection reported readable and not read empty yet is read without a wait; so is
+    // a client reported at the listening end and not accepted yet.
+    let pending = !full && st.conns.iter().any(|c| c.ready) || accepting && st.listen_ready;
     {
         // Until the nearest deadline (never woken before it), or for ever.
         let timeout = st
@@ -149,13 +150,19 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         // Descriptors were freed: accept again at once.
         st.accept_after = None;
     }
-    if st.accept_after.is_none() && st.poller.readiness(LISTEN).readable {
+    // Readiness may be edge-triggered: a client reported while accepting pauses is
+    // remembered until an accept finds none.
+    st.listen_ready |= st.poller.readiness(LISTEN).readable;
+    if st.accept_after.is_none() && st.listen_ready {
         if let Some(mut a) = st.acceptor.take() {
-            accept(ctx, st, &mut a);
+            if accept(ctx, st, &mut a) {
+                st.listen_ready = false;
+            }
             st.acceptor = Some(a);
         }
     }
     if let Some(a) = rebound.as_mut().filter(|_| st.accept_after.is_none()) {
+        // Unix only, where readiness is level-triggered.
         if st.poller.readiness(REBOUND).readable {
             accept(ctx, st, a);
         }
@@ -181,8 +188,8 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
 
 /// Accepts what waits (at most [`ACCEPT_BATCH`], and up to the first request delivered):
 /// checks each peer, then delivers a request that is there whole already, and holds the
-/// others.
-fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) {
+/// others. Returns whether it found no more clients waiting.
+fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
     // A launch writes its request right after connecting, so it is usually here already:
     // then it is delivered at once. At most `limit + 1` bytes are looked at, so a line over
     // the limit is never taken here: it is held, and refused when read.
@@ -192,12 +199,12 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) {
         let conn = match acceptor.accept(&st.poller, token) {
             Ok(Some(conn)) => conn,
             // Nothing more: the next turn accepts what comes.
-            Ok(None) => return,
+            Ok(None) => return true,
             // Out of descriptors and the like (what waits stays in the backlog): the
             // listening end is still ready, so pause rather than spin.
             Err(_) => {
                 st.accept_after = Some(Instant::now() + ACCEPT_BACKOFF);
-                return;
+                return false;
             }
         };
         st.next_token += 1;
@@ -219,7 +226,7 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) {
             // instead of an accept that finds nothing. A line refused (malformed, the app
             // busy) does not end the batch.
             if ctx.deliver(conn, peer, st.chunk[..end].to_vec()) {
-                return;
+                return false;
             }
             continue;
         }
@@ -230,6 +237,7 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) {
         let ready = n == fast_max;
         st.conns.push_back(Conn { conn, token, ready, peer, buf, deadline, held_off: false });
     }
+    false
 }
 
 /// Reads the held connections that are ready, answers those done or out of time, oldest
