@@ -53,6 +53,7 @@ pub(super) struct Context {
     /// Linux, with `dbus`: gives the bus name back, run once by the loop when the primary
     /// steps down (the name belongs to the lock holder, as at a release).
     #[cfg(feature = "dbus")]
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     pub(super) on_step_down: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 

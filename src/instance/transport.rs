@@ -1,9 +1,9 @@
 //! Line I/O on a launch's connection, bounded in time and size (the primary's side reads
 //! through its loop and answers through `request::send_reply`).
 
+use std::io;
 #[cfg(not(unix))]
 use std::io::Read;
-use std::io;
 use std::time::{Duration, Instant};
 
 use crate::LocalSocket;

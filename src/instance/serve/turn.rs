@@ -64,8 +64,7 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     }
     let budget = READ_BUDGET.max(limit);
     // Unix: the socket bound again after its file was removed (see `watch`).
-    let mut rebound =
-        st.replacement.as_ref().and_then(|s| s.sys_listener()).and_then(Acceptor::of_listener);
+    let mut rebound = st.replacement.as_ref().and_then(|s| s.sys_listener()).and_then(Acceptor::of_listener);
     if st.accept_after.is_some_and(|t| Instant::now() >= t) {
         st.accept_after = None;
     }

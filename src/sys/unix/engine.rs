@@ -127,7 +127,6 @@ impl Poller {
             Err(_) => Readiness::default(),
         }
     }
-
 }
 
 /// The listening end of a primary's socket (shared with the `LocalServer` that bound it).

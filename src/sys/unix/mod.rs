@@ -30,16 +30,18 @@ use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 mod engine;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod fork;
 mod listener;
 mod poll;
 mod signals;
 mod socket;
 
+pub(crate) use engine::{
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+};
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use engine::{poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource};
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
@@ -48,9 +50,7 @@ pub(crate) use signals::with_signals_blocked;
 pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
-pub(crate) use socket::{
-    connect, connect_nonblocking, recv_until, send_now, write_all_until,
-};
+pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {

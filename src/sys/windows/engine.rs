@@ -40,15 +40,14 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{
-    RevertToSelf, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
-    TOKEN_IMPERSONATE,
+    RevertToSelf, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_IMPERSONATE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
 };
 use windows_sys::Win32::System::Pipes::{
-    CreateNamedPipeW, GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe, PIPE_READMODE_BYTE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    CreateNamedPipeW, GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
+    PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
@@ -170,7 +169,6 @@ impl Poller {
             Err(_) => Readiness::default(),
         }
     }
-
 }
 
 /// A security descriptor converted from SDDL, freed on drop.
@@ -357,7 +355,11 @@ impl Connection {
     /// A client gone (the pipe closing, not connected, broken) is `BrokenPipe`.
     pub(crate) fn send(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
         self.send_inner(bytes, deadline).map_err(|e| match e.raw_os_error() {
-            Some(c) if c == ERROR_NO_DATA as i32 || c == ERROR_PIPE_NOT_CONNECTED as i32 || c == ERROR_BROKEN_PIPE as i32 => {
+            Some(c)
+                if c == ERROR_NO_DATA as i32
+                    || c == ERROR_PIPE_NOT_CONNECTED as i32
+                    || c == ERROR_BROKEN_PIPE as i32 =>
+            {
                 io::Error::new(io::ErrorKind::BrokenPipe, e)
             }
             _ => e,

@@ -19,7 +19,9 @@ mod token;
 pub(crate) use token::{current_user, in_app_container, own_integrity};
 
 pub(crate) use deadline::{pipe, IoDeadline};
-pub(crate) use engine::{poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource};
+pub(crate) use engine::{
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+};
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 
