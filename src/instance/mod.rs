@@ -3,8 +3,8 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
-mod context;
 mod dbus;
+mod inbox;
 mod launch;
 mod location;
 mod lock;

@@ -4,13 +4,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::context::{Context, Event};
+use super::inbox::{Event, Inbox};
 use super::launch::far_deadline;
+use super::serve::Context;
 
 use super::location::Location;
 use super::lock::LockFile;
@@ -130,7 +131,7 @@ pub enum Health {
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
 /// handler thread, a GUI's quit action).
 #[derive(Clone)]
-pub struct Stopper(Arc<Context>);
+pub struct Stopper(Arc<Inbox>);
 
 /// A primary whose requests go to a callback; see [`Primary::on_request`].
 #[derive(Debug)]
@@ -157,13 +158,7 @@ impl fmt::Debug for Stopper {
 impl Stopper {
     /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
     pub fn stop(&self) {
-        self.0.stopped.store(true, Ordering::SeqCst);
-        // A full queue needs no wake-up: the receiver is busy and sees the flag next.
-        let _ = self.0.tx.try_send(Event::Stop);
-        // A thread waiting in the primary's loop (`recv` on Unix) returns.
-        self.0.wake_loop();
-        #[cfg(feature = "tokio")]
-        self.0.notify.notify_waiters();
+        self.0.stop();
     }
 }
 
@@ -211,23 +206,17 @@ impl Primary {
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
         let (tx, rx) = mpsc::sync_channel(64);
+        let mux = serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?;
+        let inbox = Arc::new(Inbox::new(tx, mux.waker()));
         let ctx = Arc::new(Context {
-            closing: Arc::new(AtomicBool::new(false)),
-            stopped: AtomicBool::new(false),
             // A launch writes its request as soon as it connects: a client that takes longer
             // than this is broken or hostile, and must not hold a reader for a whole timeout.
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
             owner: Mutex::new(crate::sys::Owner::current().ok()),
-            mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
-            held: Arc::new(AtomicUsize::new(0)),
-            waker: Mutex::new(None),
-            #[cfg(feature = "tokio")]
-            notify: tokio::sync::Notify::new(),
-            tx,
-            #[cfg(all(feature = "dbus", target_os = "linux"))]
-            dbus_waiting: Mutex::new(Default::default()),
+            mux,
+            inbox: Arc::clone(&inbox),
             #[cfg(feature = "dbus")]
             on_step_down: Mutex::new(None),
         });
@@ -257,7 +246,7 @@ impl Primary {
         // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
         // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
-        let dbus = super::dbus::Dbus::start(config, &ctx);
+        let dbus = super::dbus::Dbus::start(config, &inbox);
         // Set before the loop first runs (the app's first receive call, or its waker).
         #[cfg(all(target_os = "linux", feature = "dbus"))]
         {
@@ -333,7 +322,7 @@ impl Primary {
         // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
         let mut turned = false;
         loop {
-            if self.ctx.stopped.load(Ordering::SeqCst) {
+            if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
                 return None;
             }
             match self.try_take() {
@@ -391,7 +380,7 @@ impl Primary {
         // A slot is free: D-Bus calls waiting for one move in.
         #[cfg(all(feature = "dbus", target_os = "linux"))]
         if let Ok(Event::Request(_)) = &event {
-            self.ctx.dbus_refill();
+            self.ctx.inbox.dbus_refill();
         }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
@@ -416,7 +405,7 @@ impl Primary {
                 Taken::Empty => {}
             }
             served = true;
-            if self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            if self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                 // The waker's thread failed to start: try again.
                 Context::start_driver(&self.ctx);
             }
@@ -437,7 +426,7 @@ impl Primary {
     /// the waker (on Unix the serve thread that `set_waker` starts; on Windows the accept
     /// thread). The waker itself may drop the primary (one it owns, say behind a mutex).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
-        *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
+        *self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on.
         self.serving_from_a_thread();
     }
@@ -481,7 +470,7 @@ impl Primary {
 
     /// A handle that makes the blocking receive calls return.
     pub fn stopper(&self) -> Stopper {
-        Stopper(Arc::clone(&self.ctx))
+        Stopper(Arc::clone(&self.ctx.inbox))
     }
 
     /// Gives up being the primary now: the socket is closed and removed, then the lock
@@ -499,7 +488,7 @@ impl Primary {
 
 impl Drop for Primary {
     fn drop(&mut self) {
-        self.ctx.closing.store(true, Ordering::SeqCst);
+        self.ctx.inbox.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
         let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -517,7 +506,7 @@ impl Drop for Primary {
             drop(event);
         }
         #[cfg(all(feature = "dbus", target_os = "linux"))]
-        self.ctx.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]

@@ -29,7 +29,8 @@ use zbus::object_server::{DispatchResult, Interface, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value as Variant};
 
 use super::{check_bus_name, dbus_object_path, Answer, DbusBus, DbusStatus, Origin, Outcome, Slot};
-use crate::instance::context::{Context, Event};
+use crate::instance::inbox::{Event, Inbox, Refused};
+use crate::instance::request::BUSY;
 use crate::instance::{Request, Scope, SingleInstance, HELD_BUDGET};
 use crate::protocol;
 
@@ -132,7 +133,7 @@ impl Dbus {
     /// name (in that order, so that a call the bus queued while it started us finds the
     /// object). Waits for it up to the timeout (at most 2 s). Never fails: what went
     /// wrong is the status.
-    pub(crate) fn start(config: &SingleInstance, ctx: &Arc<Context>) -> Dbus {
+    pub(crate) fn start(config: &SingleInstance, ctx: &Arc<Inbox>) -> Dbus {
         let name = config.app_id.clone();
         let off = |status| Dbus::settled(status, name.clone(), config);
         let bus = match &config.dbus_bus {
@@ -281,7 +282,7 @@ fn fds_free(n: usize) -> io::Result<()> {
 
 /// The D-Bus thread: sets the bus up, and waits for the name while another connection
 /// owns it. A panic inside zbus or async-io turns into the status.
-fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Context>) {
+fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(shared, bus, ctx)));
     let status = match outcome {
         Ok(Some(status)) => status,
@@ -302,7 +303,7 @@ fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Context>) {
 }
 
 /// Sets the bus up; the final status, or `None` once it is set already.
-fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Context>) -> Option<DbusStatus> {
+fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>) -> Option<DbusStatus> {
     let address = match bus {
         DbusBus::Address(a) => a.parse::<zbus::Address>(),
         _ => zbus::Address::session(),
@@ -455,7 +456,7 @@ impl Flag {
 
 /// `org.freedesktop.Application`, answered by handing each call to the app's queue.
 struct Application {
-    ctx: Arc<Context>,
+    ctx: Arc<Inbox>,
     shared: Arc<Shared>,
 }
 
@@ -519,10 +520,6 @@ impl Application {
     /// primary shut down first, so that the call goes to the successor.
     async fn queue(&self, origin: Origin) -> fdo::Result<bool> {
         let ctx = &self.ctx;
-        if ctx.closing.load(Ordering::SeqCst) {
-            self.shared.handoffs.fetch_add(1, Ordering::SeqCst);
-            return Ok(true);
-        }
         let mut env = BTreeMap::new();
         if let Some(pd) = origin.platform_data() {
             for (key, var) in
@@ -536,7 +533,7 @@ impl Application {
         let raw = origin.to_json();
         // The JSON, the call's arguments and zbus' message, each about as large.
         let weight = 3 * raw.len() + 256;
-        let before = ctx.held.fetch_add(weight, Ordering::SeqCst);
+        let held = ctx.hold(weight);
         let slot = Arc::new(Mutex::new(Slot {
             handoffs: Some(Arc::clone(&self.shared.handoffs)),
             ..Slot::default()
@@ -547,25 +544,32 @@ impl Application {
             message: std::sync::OnceLock::new(),
             raw,
             weight,
-            held: Arc::clone(&ctx.held),
+            held,
             peer: None,
             socket: None,
             closing: Arc::clone(&ctx.closing),
             origin,
             answer: Some(Answer(Arc::clone(&slot))),
         };
-        let mut request = Box::new(request);
-        if before > 0 && before + weight > HELD_BUDGET {
-            request.answer.take();
-            return Err(fdo::Error::LimitsExceeded(format!(
-                "the primary instance is busy: {} MiB of requests wait",
-                HELD_BUDGET >> 20
-            )));
-        }
+        // The same admission as a launch's: refused while the primary shuts down (the call
+        // goes to the successor), busy past the bytes budget.
+        let request = match ctx.check(Box::new(request)) {
+            Ok(request) => request,
+            Err(Refused::OverBudget(mut request)) => {
+                request.answer.take();
+                let why = format!("{BUSY}: {} MiB of requests wait", HELD_BUDGET >> 20);
+                return Err(fdo::Error::LimitsExceeded(why));
+            }
+            Err(Refused::Closing(mut request) | Refused::Full(mut request)) => {
+                request.answer.take();
+                self.shared.handoffs.fetch_add(1, Ordering::SeqCst);
+                return Ok(true);
+            }
+        };
         if let Err((mut request, why)) = ctx.queue_dbus(request) {
             request.answer.take();
             return match why {
-                Some(why) => Err(fdo::Error::LimitsExceeded(why.into())),
+                Some(why) => Err(fdo::Error::LimitsExceeded(why)),
                 // The primary began to shut down meanwhile.
                 None => {
                     self.shared.handoffs.fetch_add(1, Ordering::SeqCst);
@@ -678,17 +682,15 @@ fn unsent(e: TrySendError<Event>) -> Event {
     }
 }
 
-const BUSY: &str = "the primary instance is busy: the most D-Bus calls that may wait (1024) wait";
-
 /// A call's request that was not queued, and why (`None`: the primary shuts down).
-type Refused = (Box<Request>, Option<&'static str>);
+type NotQueued = (Box<Request>, Option<String>);
 
-impl Context {
+impl Inbox {
     /// Queues a D-Bus call's request; while the queue is full it waits in line (calls
     /// cannot retry as launches do), up to [`MAX_WAITING`] calls. Refused with why, or
     /// `None` once the primary shuts down (its drop sets `closing`, then empties the
     /// line under this lock: a request let in here is never left behind).
-    fn queue_dbus(&self, request: Box<Request>) -> std::result::Result<(), Refused> {
+    fn queue_dbus(&self, request: Box<Request>) -> std::result::Result<(), NotQueued> {
         let mut waiting = self.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner());
         if self.closing.load(Ordering::SeqCst) {
             return Err((request, None));
@@ -704,7 +706,10 @@ impl Context {
             }
         }
         if waiting.len() >= MAX_WAITING {
-            return Err((request, Some(BUSY)));
+            return Err((
+                request,
+                Some(format!("{BUSY}: the most D-Bus calls that may wait ({MAX_WAITING}) wait")),
+            ));
         }
         waiting.push_back(request);
         Ok(())

@@ -198,7 +198,7 @@ pub(crate) struct Dbus {
 
 #[cfg(all(feature = "dbus", not(target_os = "linux")))]
 impl Dbus {
-    pub(crate) fn start(config: &super::SingleInstance, _ctx: &Arc<super::context::Context>) -> Dbus {
+    pub(crate) fn start(config: &super::SingleInstance, _inbox: &Arc<super::inbox::Inbox>) -> Dbus {
         let status = match config.dbus_bus {
             DbusBus::Off => DbusStatus::Off,
             _ => DbusStatus::Unsupported,

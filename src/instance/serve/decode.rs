@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::super::context::Context;
 use super::super::request::busy;
+use super::Context;
 use crate::sys::Connection;
 use crate::PeerCredentials;
 

@@ -16,6 +16,7 @@
 //! is shed, and past [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is
 //! told to retry.
 
+mod context;
 mod decode;
 mod turn;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
@@ -26,11 +27,12 @@ mod watch;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::context::Context;
+pub(super) use context::Context;
+
 use super::lock::LockFile;
 use super::Health;
 use crate::sys::{Connection, Token};
@@ -47,8 +49,8 @@ pub(super) const READ_BUDGET: usize = 8 << 20;
 pub(super) struct Mux {
     /// The loop's state, locked by the thread that runs a turn.
     state: Mutex<State>,
-    /// Interrupts the loop's wait from any thread.
-    waker: crate::sys::PollWaker,
+    /// Interrupts the loop's wait from any thread (shared with the inbox).
+    waker: Arc<crate::sys::PollWaker>,
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     #[allow(dead_code)] // read by the removal watch (none on Windows)
@@ -73,11 +75,6 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
-    /// The driver thread, once it runs: requests it delivers are announced to the waker
-    /// after its turn, not inside it (see [`Context::announce`]).
-    driver_id: OnceLock<ThreadId>,
-    /// Waker calls owed for requests the driver delivered in its current turn.
-    unannounced: AtomicUsize,
     /// Complete request lines for the decoder thread (see `decode`).
     lines: Mutex<decode::Lines>,
     lines_ready: Condvar,
@@ -191,7 +188,7 @@ impl Mux {
                 accept_after: None,
                 turn_end: None,
             }),
-            waker,
+            waker: Arc::new(waker),
             socket: socket.to_path_buf(),
             options,
             lock_path: lock.map(Path::to_path_buf),
@@ -203,8 +200,6 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
-            driver_id: OnceLock::new(),
-            unannounced: AtomicUsize::new(0),
             lines: Mutex::new(decode::Lines::default()),
             lines_ready: Condvar::new(),
             decoding: AtomicUsize::new(0),
@@ -268,19 +263,14 @@ impl Mux {
         self.waker.wake();
     }
 
+    /// What wakes the loop, for the inbox.
+    pub(super) fn waker(&self) -> Arc<crate::sys::PollWaker> {
+        Arc::clone(&self.waker)
+    }
+
     /// Whether a driver thread runs the loop.
     pub(super) fn is_driven(&self) -> bool {
         self.driven.load(Ordering::SeqCst)
-    }
-
-    /// Whether this is the driver thread: then a turn is under way, with the loop's state
-    /// locked, and a waker call waits until it ends. Counts the call owed.
-    pub(super) fn defer_announce(&self) -> bool {
-        let on_driver = self.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
-        if on_driver {
-            self.unannounced.fetch_add(1, Ordering::SeqCst);
-        }
-        on_driver
     }
 
     /// Stops the loop for good: the driver thread is joined, and the listening sockets,
@@ -373,7 +363,7 @@ impl Context {
         let spawned = crate::sys::with_signals_blocked(|| {
             thread.spawn(move || {
                 while let Some(ctx) = weak.upgrade() {
-                    let _ = ctx.mux.driver_id.set(std::thread::current().id());
+                    let _ = ctx.inbox.driver_id.set(std::thread::current().id());
                     if ctx.mux.shut.load(Ordering::SeqCst) {
                         return;
                     }
@@ -382,11 +372,11 @@ impl Context {
                     drop(st);
                     // The waker runs outside the turn: it may take the requests, or drop
                     // the primary (whose shutdown locks the loop's state).
-                    for _ in 0..ctx.mux.unannounced.swap(0, Ordering::SeqCst) {
+                    for _ in 0..ctx.inbox.unannounced.swap(0, Ordering::SeqCst) {
                         if ctx.mux.shut.load(Ordering::SeqCst) {
                             break;
                         }
-                        ctx.call_waker();
+                        ctx.inbox.call_waker();
                     }
                 }
             })

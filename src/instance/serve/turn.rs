@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::context::{Context, FAST_PATH_BYTES};
 use super::super::request::{busy, respond};
 use super::super::Reply;
+use super::context::FAST_PATH_BYTES;
+use super::Context;
 use super::{decode, watch, Conn, State, MAX_HELD, READ_BUDGET};
 use crate::sys::{Acceptor, Interest, Token};
 
