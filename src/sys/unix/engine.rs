@@ -230,3 +230,10 @@ impl Owner {
         peer.and_then(|p| p.uid) == Some(self.uid)
     }
 }
+
+/// Reads what a launch's connection has before `deadline`: a `poll(2)` for the time left,
+/// then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end, `TimedOut` past the
+/// deadline.
+pub(crate) fn read_until(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    super::recv_until(socket, buf, deadline)
+}

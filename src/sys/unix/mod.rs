@@ -39,7 +39,7 @@ mod signals;
 mod socket;
 
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use fork::ForkGuard;

@@ -9,6 +9,7 @@
 //! [`security`] builds Qt's security descriptors and reads a pipe's owner and its client's
 //! user back, for the peer checks.
 
+mod connection;
 mod deadline;
 mod engine;
 mod listener;
@@ -18,7 +19,7 @@ mod token;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity};
 
-pub(crate) use deadline::{pipe, IoDeadline};
+pub(crate) use deadline::{pipe, read_until, IoDeadline};
 pub(crate) use engine::{
     poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
