@@ -5,7 +5,7 @@ use std::io;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 
-use super::primary::Taken;
+use super::receive::Taken;
 use super::{Delivery, Primary, Reply, Request};
 
 impl Primary {

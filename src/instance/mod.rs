@@ -8,9 +8,11 @@ mod inbox;
 mod launch;
 mod location;
 mod lock;
+mod origin;
 mod primary;
 #[cfg(windows)]
 mod published;
+mod receive;
 mod request;
 mod serve;
 mod transport;

@@ -5,13 +5,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use super::inbox::{Event, Inbox};
-use super::launch::far_deadline;
 use super::serve::Context;
+pub use super::serve::Health;
 
 use super::location::Location;
 use super::lock::LockFile;
@@ -19,29 +18,17 @@ use super::serve;
 use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
 use crate::{LocalServer, Result, SocketOptions};
 
-/// What a receive call found in the queue.
-pub(super) enum Taken {
-    Request(Box<Request>),
-    /// An abandoned request, dropped: look again.
-    Again,
-    /// Stopped, or the queue is gone.
-    End,
-    Empty,
-}
-
 /// The running primary instance. It serves launches until dropped or
 /// [released](Self::release); then its socket is removed and its lock freed, in that
 /// order.
 ///
-/// On Unix it serves its socket from the app's own thread while that thread waits in
-/// [`recv`](Self::recv) or [`requests`](Self::requests) ([`try_recv`](Self::try_recv):
-/// one turn that does not wait), or from one thread of its own once a
-/// [waker](Self::set_waker) is set or `recv_async` is called. Until then launches wait in
-/// the socket's backlog (one that finds it full retries until its timeout), as they wait
-/// for any app that has not reached its event loop yet: call one of these as soon as the
-/// app can take requests. Windows serves from an accept thread that the first of these
-/// calls (or [`on_request`](Self::on_request)) starts; until then launches wait for a free
-/// pipe instance.
+/// It serves its socket (a named pipe on Windows) from the app's own thread while that
+/// thread waits in [`recv`](Self::recv) or [`requests`](Self::requests)
+/// ([`try_recv`](Self::try_recv): one turn that does not wait), or from one thread of its
+/// own once a [waker](Self::set_waker) is set or `recv_async` is called. Until then
+/// launches wait in the socket's backlog, or for the pipe instance that listens (one that
+/// waits too long retries until its timeout), as they wait for any app that has not
+/// reached its event loop yet: call one of these as soon as the app can take requests.
 ///
 /// ```
 /// use solo_instance::{Reply, SingleInstance, Start};
@@ -93,39 +80,6 @@ impl fmt::Debug for Primary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Primary").field("app_id", &self.app_id).field("socket", &self.socket).finish()
     }
-}
-
-/// Whether a [`Primary`] is still the primary, and how it stays reachable when a cleaner
-/// removes its files: see [`Primary::health`].
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Its directory is watched (inotify on Linux; a kqueue on macOS, where this is
-    /// unproven: written and built, never run by the crate's tests): a socket file, lock
-    /// file or directory
-    /// removed under the running primary is put back at once (the directory 0700, a fresh
-    /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
-    /// the start. The System scope on Linux (an abstract name, which nothing removes)
-    /// watches its lock file in `/tmp` itself instead, from the first turn: removed or
-    /// replaced, a fresh one is locked at once, so a launch in another network namespace
-    /// still finds it held.
-    Watched,
-    /// No watch could be set (the text says why: most often the user's inotify instances
-    /// are used up, `/proc/sys/fs/inotify/max_user_instances`): the files are looked at
-    /// every second while the primary serves instead (a removed socket is bound again
-    /// within a second, and launches wait for it within their timeout), and the watch is
-    /// tried again each time. The primary then wakes once a second while idle.
-    Checked(String),
-    /// Nothing is watched: Windows' pipes cannot be removed, and the BSDs have no watch (a
-    /// removed socket leaves launches failing with `NoReply` until the primary exits).
-    Unwatched,
-    /// Not the primary any more (the text says why): its files were removed and another
-    /// process locked a fresh lock file first (for the System scope on Linux: a launch in
-    /// another network namespace, which held it for good), or they could not be put back. It serves
-    /// nothing more: the receive calls return `None`, and the launches it held (queued
-    /// for the app too) were told to start over, so they reach the new primary. A request
-    /// the app holds may still be answered. Drop it; nothing else of it is of use.
-    SteppedDown(String),
 }
 
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
@@ -290,145 +244,6 @@ impl Primary {
     /// The app id.
     pub fn app_id(&self) -> &str {
         &self.app_id
-    }
-
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
-    /// the primary [steps down](Health::SteppedDown).
-    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
-        std::iter::from_fn(move || self.recv())
-    }
-
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
-    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
-    ///
-    /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
-    /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
-    /// loop would: no thread of the crate's runs.
-    ///
-    /// Requests whose launch gave up while they waited (it timed out, or was killed) are
-    /// dropped here, unseen; see [`Request::is_abandoned`].
-    pub fn recv(&self) -> Option<Request> {
-        self.recv_until(None)
-    }
-
-    /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
-    /// [`recv`](Self::recv)).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
-        self.recv_until(Some(far_deadline(timeout)))
-    }
-
-    fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
-        // One turn of the loop at least, even with a deadline passed already: a
-        // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
-        let mut turned = false;
-        loop {
-            if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
-                return None;
-            }
-            match self.try_take() {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty => {}
-            }
-            if turned && deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
-            }
-            turned = true;
-            // Serve on this thread until something happens; where a thread serves, wait
-            // for what it queues.
-            if Context::drive(&self.ctx, deadline) {
-                continue;
-            }
-            let event = match deadline {
-                None => self.rx.recv().map_err(|_| true),
-                Some(d) => self
-                    .rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    .map_err(|e| e == RecvTimeoutError::Disconnected),
-            };
-            match self.take(event) {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again | Taken::Empty => continue,
-                Taken::End => return None,
-            }
-        }
-    }
-
-    /// The app sleeps elsewhere from now on (its event loop, an async runtime): a thread
-    /// serves the socket (the serve thread).
-    pub(super) fn serving_from_a_thread(&self) {
-        Context::start_driver(&self.ctx);
-    }
-
-    /// What the queue holds now, without waiting.
-    pub(super) fn try_take(&self) -> Taken {
-        self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected))
-    }
-
-    /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
-    fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
-        if self.ctx.mux.stepped_down() {
-            // Not the primary any more: what waits is handed over (each request dropped
-            // tells its launch to start over, and it reaches the new primary).
-            drop(event);
-            while let Ok(event) = self.rx.try_recv() {
-                drop(event);
-            }
-            return Taken::End;
-        }
-        // A slot is free: D-Bus calls waiting for one move in.
-        #[cfg(all(feature = "dbus", target_os = "linux"))]
-        if let Ok(Event::Request(_)) = &event {
-            self.ctx.inbox.dbus_refill();
-        }
-        match event {
-            Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
-            Ok(Event::Request(r)) => Taken::Request(r),
-            Ok(Event::Stop) | Err(true) => Taken::End,
-            Err(false) => Taken::Empty,
-        }
-    }
-
-    /// The next request if one is waiting; never blocks. For GUI loops that poll on
-    /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
-    /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
-    /// what is ready on the socket (one turn that does not wait).
-    pub fn try_recv(&self) -> Option<Request> {
-        let mut served = false;
-        loop {
-            match self.try_take() {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty if served => return None,
-                Taken::Empty => {}
-            }
-            served = true;
-            if self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                // The waker's thread failed to start: try again.
-                Context::start_driver(&self.ctx);
-            }
-            if !Context::drive(&self.ctx, Some(Instant::now())) {
-                return None;
-            }
-        }
-    }
-
-    /// Calls `waker` (from one of the primary's threads) each time a request is ready to
-    /// be received: hand it a GUI event loop's wake-up (such as winit's
-    /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
-    /// Drain with `try_recv` once after setting it, too: a request queued before (a D-Bus
-    /// activation that started the app, with the `dbus` feature) is not announced again.
-    ///
-    /// The waker must not block: in particular it must not wait for a lock that the
-    /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
-    /// the waker (on Unix the serve thread that `set_waker` starts; on Windows the accept
-    /// thread). The waker itself may drop the primary (one it owns, say behind a mutex).
-    pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
-        *self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
-        // The app sleeps in its own event loop from now on.
-        self.serving_from_a_thread();
     }
 
     /// Delivers each request to `callback` on a thread of its own, which owns the

@@ -80,7 +80,7 @@ impl Context {
             peer,
             socket: Some(socket),
             closing: Arc::clone(&self.inbox.closing),
-            origin: super::super::dbus::Origin::Launch,
+            origin: super::super::origin::Origin::Launch,
             answer: None,
         };
         match self.inbox.admit(Box::new(request)) {

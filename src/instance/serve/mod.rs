@@ -18,6 +18,7 @@
 
 mod context;
 mod decode;
+mod health;
 mod turn;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
@@ -32,9 +33,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub(super) use context::Context;
+pub use health::Health;
 
 use super::lock::LockFile;
-use super::Health;
 use crate::sys::{Connection, Token};
 use crate::{LocalServer, PeerCredentials, SocketOptions};
 
