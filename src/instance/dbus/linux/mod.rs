@@ -143,7 +143,7 @@ impl Dbus {
     /// name (in that order, so that a call the bus queued while it started us finds the
     /// object). Waits for it up to the timeout (at most 2 s). Never fails: what went
     /// wrong is the status.
-    pub(crate) fn start(config: &SingleInstance, ctx: &Arc<Inbox>) -> Dbus {
+    pub(crate) fn start(config: &SingleInstance, inbox: &Arc<Inbox>) -> Dbus {
         let name = config.app_id.clone();
         let off = |status| Dbus::settled(status, name.clone(), config);
         let bus = match &config.dbus_bus {
@@ -161,12 +161,12 @@ impl Dbus {
         let dbus = off(DbusStatus::Pending("connecting to the bus".into()));
         let shared = &dbus.shared;
         shared.released.reset();
-        let (setup, app_ctx) = (Arc::clone(shared), Arc::clone(ctx));
+        let (setup, app_inbox) = (Arc::clone(shared), Arc::clone(inbox));
         let thread = std::thread::Builder::new().name("solo-instance D-Bus".into());
         // With the app's signals blocked, as the crate's own threads (zbus's threads,
         // started from this one, inherit the mask).
         let spawned =
-            crate::sys::with_signals_blocked(|| thread.spawn(move || setup_thread(&setup, &bus, app_ctx)));
+            crate::sys::with_signals_blocked(|| thread.spawn(move || setup_thread(&setup, &bus, app_inbox)));
         if let Err(e) = spawned {
             shared.released.set();
             shared.set(DbusStatus::Failed(format!("cannot start the D-Bus thread: {e}")));

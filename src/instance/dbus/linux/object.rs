@@ -5,7 +5,7 @@ use super::*;
 
 /// `org.freedesktop.Application`, answered by handing each call to the app's queue.
 pub(super) struct Application {
-    pub(super) ctx: Arc<Inbox>,
+    pub(super) inbox: Arc<Inbox>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -68,7 +68,7 @@ impl Application {
     /// Queues the call as a request and waits for the app's answer: `true` when the
     /// primary shut down first, so that the call goes to the successor.
     async fn queue(&self, origin: Origin) -> fdo::Result<bool> {
-        let ctx = &self.ctx;
+        let inbox = &self.inbox;
         let mut env = BTreeMap::new();
         if let Some(pd) = origin.platform_data() {
             for (key, var) in
@@ -82,7 +82,7 @@ impl Application {
         let raw = origin.to_json();
         // The JSON, the call's arguments and zbus' message, each about as large.
         let weight = 3 * raw.len() + 256;
-        let held = ctx.hold(weight);
+        let held = inbox.hold(weight);
         let slot = Arc::new(Mutex::new(Slot {
             handoffs: Some(Arc::clone(&self.shared.handoffs)),
             ..Slot::default()
@@ -96,13 +96,13 @@ impl Application {
             held,
             peer: None,
             socket: None,
-            closing: Arc::clone(&ctx.closing),
+            closing: Arc::clone(&inbox.closing),
             origin,
             answer: Some(Answer(Arc::clone(&slot))),
         };
         // The same admission as a launch's: refused while the primary shuts down (the call
         // goes to the successor), busy past the bytes budget.
-        let request = match ctx.check(Box::new(request)) {
+        let request = match inbox.check(Box::new(request)) {
             Ok(request) => request,
             Err(Refused::OverBudget(mut request)) => {
                 request.answer.take();
@@ -115,7 +115,7 @@ impl Application {
                 return Ok(true);
             }
         };
-        if let Err((mut request, why)) = ctx.queue_dbus(request) {
+        if let Err((mut request, why)) = inbox.queue_dbus(request) {
             request.answer.take();
             return match why {
                 Some(why) => Err(fdo::Error::LimitsExceeded(why)),
@@ -126,9 +126,9 @@ impl Application {
                 }
             };
         }
-        ctx.announce();
+        inbox.announce();
         // An app waiting in its own `recv` serves the socket on its thread: wake it.
-        ctx.wake_loop();
+        inbox.wake_loop();
         match (Wait(slot)).await {
             Outcome::Reply(reply) if reply.is_ok() => Ok(false),
             Outcome::Reply(reply) => {

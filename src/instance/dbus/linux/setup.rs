@@ -13,8 +13,8 @@ pub(super) fn fds_free(n: usize) -> io::Result<()> {
 
 /// The D-Bus thread: sets the bus up, and waits for the name while another connection
 /// owns it. A panic inside zbus or async-io turns into the status.
-pub(super) fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(shared, bus, ctx)));
+pub(super) fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, inbox: Arc<Inbox>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(shared, bus, inbox)));
     let status = match outcome {
         Ok(Some(status)) => status,
         Ok(None) => return,
@@ -34,7 +34,7 @@ pub(super) fn setup_thread(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>)
 }
 
 /// Sets the bus up; the final status, or `None` once it is set already.
-pub(super) fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>) -> Option<DbusStatus> {
+pub(super) fn setup(shared: &Arc<Shared>, bus: &DbusBus, inbox: Arc<Inbox>) -> Option<DbusStatus> {
     let address = match bus {
         DbusBus::Address(a) => a.parse::<zbus::Address>(),
         _ => zbus::Address::session(),
@@ -43,7 +43,7 @@ pub(super) fn setup(shared: &Arc<Shared>, bus: &DbusBus, ctx: Arc<Inbox>) -> Opt
         Ok(a) => a,
         Err(e) => return Some(DbusStatus::NoBus(e.to_string())),
     };
-    let app = Limited { app: Application { ctx, shared: Arc::clone(shared) }, limit: shared.limit };
+    let app = Limited { app: Application { inbox, shared: Arc::clone(shared) }, limit: shared.limit };
     let builder = match unix_target(&address) {
         Some(target) => {
             // Blocking, on this thread: a bus that does not accept holds up only this.
