@@ -215,7 +215,7 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
         }
         // One read of what is there already; what it took of an incomplete line is held
         // for the rest.
-        let n = match conn.read_now(&mut st.chunk[..fast_max]) {
+        let n = match conn.read(&mut st.chunk[..fast_max]) {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,

@@ -168,12 +168,6 @@ impl Connection {
         }
     }
 
-    /// What a fresh connection holds already, without waiting (a launch writes its request
-    /// right after connecting, so it is usually whole): one `recv`.
-    pub(crate) fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read(buf)
-    }
-
     /// Writes all of `bytes` before `deadline` (`TimedOut`: the client does not read). A
     /// reply usually fits the socket's buffer: sent at once, with no wait.
     pub(crate) fn send(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {

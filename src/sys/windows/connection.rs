@@ -38,18 +38,15 @@ impl Connection {
     }
 
     /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
-    /// the end.
+    /// the end. A fresh connection's first read is in flight from the moment its client
+    /// connected; what it read is handed out once the poller has seen it complete (the
+    /// next wait reports the connection), so the engine's read at accept finds nothing
+    /// here, where on Unix it usually finds the whole request.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match (&self.pipe).read(buf) {
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),
             r => r,
         }
-    }
-
-    /// What a fresh connection holds already, without waiting: nothing here (the first
-    /// read is in flight when it is accepted); the engine reads it when it is reported.
-    pub(crate) fn read_now(&self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
     }
 
     /// Writes all of `bytes`, waiting until `deadline` at most for room in the pipe; then
