@@ -22,13 +22,13 @@ pub(super) enum Taken {
 }
 
 impl Primary {
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
+    /// A blocking iterator over requests; it ends when a [`Stopper`](crate::Stopper) stops it, or when
     /// the primary [steps down](crate::Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
         std::iter::from_fn(move || self.recv())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
+    /// Waits for the next request; `None` once a [`Stopper`](crate::Stopper) stopped the primary, or once
     /// it [stepped down](crate::Health::SteppedDown) (see [`health`](Self::health)).
     ///
     /// Unless a [waker](Self::set_waker) is set, the waiting thread serves the
