@@ -320,6 +320,8 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
+        // Their connections close once the loop's poller has seen it (Windows).
+        self.ctx.mux.settle();
         #[cfg(all(feature = "dbus", target_os = "linux"))]
         self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not

@@ -290,6 +290,17 @@ impl Mux {
         let mut st = self.state();
         self.close_all(&mut st);
         st.watch = None;
+        drop(st);
+        self.settle();
+    }
+
+    /// Lets the poller see what closed connections and listeners still had under way: on
+    /// Windows a pipe instance stays open until its cancelled I/O is seen complete, and
+    /// the pipe's name with it. Called before the lock is let go, so a successor finds the
+    /// name free. Never waits.
+    pub(super) fn settle(&self) {
+        let mut st = self.state();
+        let _ = st.poller.wait(crate::sys::Interest::new(), Some(Duration::ZERO));
     }
 
     /// Closes the listening sockets (the original one only here: the `LocalServer` that
