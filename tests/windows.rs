@@ -608,6 +608,28 @@ fn instance_256_silent_pipes_do_not_hold_up_a_launch() {
     }
 }
 
+/// A request whose launch gave up (closed its end) before the app took it is dropped
+/// unseen, as on Unix: the app gets the next launch's request instead.
+#[test]
+fn instance_abandoned_request_is_dropped_unseen() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("abandoned");
+    let app = unique("test.win.abandoned");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    // Sent whole, then gone, before the primary's loop first runs.
+    let mut gone = LocalSocket::connect(&pipe).unwrap();
+    gone.write_all(b"{\"v\":1,\"argv\":[\"gone\"]}\n").unwrap();
+    drop(gone);
+    let b = builder(dir.path(), &app, &["prog", "present"]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("present")], "the abandoned request was delivered");
+    assert!(!request.is_abandoned());
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the
 /// launch fail with `NoReply` after its timeout, not hang.
 #[test]
