@@ -630,6 +630,31 @@ fn instance_abandoned_request_is_dropped_unseen() {
     assert!(launch.join().unwrap().unwrap().is_ok());
 }
 
+/// The message limit holds on pipes as on sockets (the same loop reads both): a request
+/// over it is refused with "message too large", read no further than the limit, and the
+/// primary serves on.
+#[test]
+fn instance_request_over_the_limit_is_refused() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("limit");
+    let app = unique("test.win.limit");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).max_message_size(256).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut big = LocalSocket::connect(&pipe).unwrap();
+    let line = format!("{{\"v\":1,\"argv\":[\"{}\"]}}\n", "x".repeat(4096));
+    big.write_all(line.as_bytes()).unwrap();
+    let reply = read_line(&big);
+    assert!(reply.contains("message too large"), "{reply:?}");
+
+    let b = builder(dir.path(), &app, &["prog", "small"]).max_message_size(256);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("small")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the
 /// launch fail with `NoReply` after its timeout, not hang.
 #[test]
