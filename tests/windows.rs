@@ -655,6 +655,32 @@ fn instance_request_over_the_limit_is_refused() {
     assert!(launch.join().unwrap().unwrap().is_ok());
 }
 
+/// The bound on held connections holds on pipes: past 512 silent ones the oldest is shed
+/// with a "busy" reply (retry), so a flood holds bounded memory and handles.
+#[test]
+fn instance_oldest_silent_pipe_is_shed_past_the_bound() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("shed");
+    let app = unique("test.win.shed");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let t = Instant::now();
+    let silent: Vec<LocalSocket> = (0..513).map(|_| LocalSocket::connect(&pipe).unwrap()).collect();
+    let connecting = t.elapsed();
+    let first = read_line(&silent[0]);
+    // Each is told "no request within 2.0s" at its deadline: only a first one still held
+    // when the 513th came can have been shed (connecting took less than its deadline).
+    if connecting < Duration::from_millis(1500) {
+        assert!(first.contains("busy"), "{first:?} (513 connected in {connecting:?})");
+    } else {
+        eprintln!("513 connections took {connecting:?}: the first may have timed out first");
+        assert!(first.contains("busy") || first.contains("no request within"), "{first:?}");
+    }
+    drop(silent);
+    drop(primary);
+}
+
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the
 /// launch fail with `NoReply` after its timeout, not hang.
 #[test]
