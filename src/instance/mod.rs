@@ -47,10 +47,6 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog. Windows only: on Unix one thread reads them all (`serve.rs`).
-const MAX_READERS: usize = 64;
-
 /// Most bytes of received requests (text and decoded) that wait for the app or are in
 /// its hands; past it launches are told to retry. One request is always let in.
 const HELD_BUDGET: usize = 16 << 20;

@@ -15,7 +15,7 @@ pub use super::serve::Health;
 use super::location::Location;
 use super::lock::LockFile;
 use super::serve;
-use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
+use super::{Request, Scope, SingleInstance, MAX_REQUEST_DEADLINE};
 use crate::{LocalServer, Result, SocketOptions};
 
 /// The running primary instance. It serves launches until dropped or
@@ -156,7 +156,7 @@ impl Primary {
         };
         #[cfg(not(windows))]
         let pipe_name = loc.socket.clone();
-        server.set_max_pending_connections(MAX_READERS);
+        server.set_max_pending_connections(serve::BACKLOG);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
         let (tx, rx) = mpsc::sync_channel(64);
@@ -164,7 +164,7 @@ impl Primary {
         let inbox = Arc::new(Inbox::new(tx, mux.waker()));
         let ctx = Arc::new(Context {
             // A launch writes its request as soon as it connects: a client that takes longer
-            // than this is broken or hostile, and must not hold a reader for a whole timeout.
+            // than this is broken or hostile, and is not held for a whole timeout.
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,

@@ -39,6 +39,10 @@ use super::lock::LockFile;
 use crate::sys::{Connection, Token};
 use crate::{LocalServer, PeerCredentials, SocketOptions};
 
+/// The listening socket's backlog: launches that wait for the loop to accept them (one
+/// that finds it full retries until its timeout). A pipe has one instance listening.
+pub(super) const BACKLOG: usize = 64;
+
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
 /// (Below the usual soft limit of 1024 open files, leaving the app its share.)
 pub(super) const MAX_HELD: usize = 512;
