@@ -161,10 +161,10 @@ impl Mux {
         // An abstract name has no file to lose, but its lock file (the System scope's, in
         // `/tmp`) has: that file alone is watched then.
         let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
-        let lock_only =
-            cfg!(any(target_os = "linux", target_os = "android")) && abstract_ns && lock.is_some();
+        // (Abstract names exist on Linux alone.)
+        let lock_only = crate::sys::WATCHES_FILES && abstract_ns && lock.is_some();
         let watch = lock_only
-            || cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
+            || crate::sys::WATCHES_FILES
                 && !abstract_ns
                 && lock.is_some()
                 && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());

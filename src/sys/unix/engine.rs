@@ -18,6 +18,11 @@ use rustix::net::RecvFlags;
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
 
+/// Whether the removal watch can be set here (inotify on Linux, a kqueue on Apple
+/// platforms): elsewhere the primary's files are not watched.
+pub(crate) const WATCHES_FILES: bool =
+    cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
 

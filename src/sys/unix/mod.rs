@@ -40,6 +40,7 @@ mod socket;
 
 pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    WATCHES_FILES,
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use fork::ForkGuard;

@@ -21,7 +21,7 @@ pub(crate) use token::{current_user, in_app_container, own_integrity};
 
 pub(crate) use deadline::{pipe, read_until, IoDeadline};
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource, WATCHES_FILES,
 };
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
