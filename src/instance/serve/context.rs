@@ -1,6 +1,6 @@
-//! [`Context`]: what a primary's loop and its threads share (the loop itself, the
-//! decoder, the driver): the primary's settings, the peer check, and decoding a launch's
-//! request for the [`Inbox`].
+//! [`Context`]: what a primary's loop shares with the thread that runs it (the app's, in
+//! a receive call, or the driver): the primary's settings, the peer check, and decoding a
+//! launch's request for the [`Inbox`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

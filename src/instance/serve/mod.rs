@@ -17,7 +17,6 @@
 //! told to retry.
 
 mod context;
-mod decode;
 mod health;
 mod turn;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
@@ -27,8 +26,8 @@ mod watch;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -80,11 +79,6 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
-    /// Complete request lines for the decoder thread (see `decode`).
-    lines: Mutex<decode::Lines>,
-    lines_ready: Condvar,
-    /// Bytes in `lines` and in the line being decoded: part of the read budget.
-    decoding: AtomicUsize,
 }
 
 pub(super) struct State {
@@ -205,9 +199,6 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
-            lines: Mutex::new(decode::Lines::default()),
-            lines_ready: Condvar::new(),
-            decoding: AtomicUsize::new(0),
         })
     }
 
@@ -310,7 +301,7 @@ impl Mux {
     /// Closes the listening sockets (the original one only here: the `LocalServer` that
     /// holds it closes it too) and the connections held, each hung up, not only closed: a
     /// child forked without exec holds copies, and the launch must see the end now to
-    /// start over. The decoder thread stops.
+    /// start over.
     fn close_all(&self, st: &mut State) {
         // In a child forked without exec, the connections are the parent's to end.
         let hang_up = |conn: &Connection| {
@@ -318,13 +309,6 @@ impl Mux {
                 conn.hang_up();
             }
         };
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.shutdown = true;
-        for (socket, _, _) in lines.queue.drain(..) {
-            hang_up(&socket);
-        }
-        drop(lines);
-        self.lines_ready.notify_all();
         st.acceptor = None;
         st.listener = None;
         if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
