@@ -37,6 +37,8 @@ mod listener;
 mod poll;
 mod signals;
 mod socket;
+#[cfg(feature = "dbus")]
+mod uri;
 
 pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
@@ -52,6 +54,8 @@ pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {

@@ -16,6 +16,8 @@ mod listener;
 mod pipe;
 mod security;
 mod token;
+#[cfg(feature = "dbus")]
+mod uri;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity};
 
@@ -25,6 +27,8 @@ pub(crate) use engine::{
 };
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
