@@ -552,6 +552,9 @@ fn instance_silent_client_is_bounded() {
     let dir = TempDir::new("silent");
     let app = unique("test.win.silent");
     let primary = primary_of(builder(dir.path(), &app, &["p"]).timeout(Duration::from_millis(800)).start());
+    // The primary's loop runs on its own thread from now on: deadlines pass while the
+    // app is away from its receive calls.
+    primary.set_waker(|| {});
     let pipe = primary.socket_path().to_string_lossy().into_owned();
     let silent = LocalSocket::connect(&pipe).unwrap();
 
@@ -565,6 +568,119 @@ fn instance_silent_client_is_bounded() {
     let line = read_line(&silent);
     assert!(line.contains("no request within"), "{line:?}");
     assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+}
+
+/// Guarantee 5 on pipes, at scale: 256 pipe connections that say nothing do not keep a
+/// launch from being served. It is answered while they are all held (before the last of
+/// them is told "no request within", 2 s after it connected; the bound is 1 s),
+/// and every one of them then gets that reply: one loop reads them all, with no reader
+/// thread per connection to run out of.
+#[test]
+fn instance_256_silent_pipes_do_not_hold_up_a_launch() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("silent256");
+    let app = unique("test.win.silent256");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut silent: Vec<LocalSocket> = (0..256).map(|_| LocalSocket::connect(&pipe).unwrap()).collect();
+    // The last one's reply is read (and timed) on its own thread.
+    let last = silent.pop().unwrap();
+    let connected = Instant::now();
+    let (tx, last_reply) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let line = read_line(&last);
+        tx.send((line, connected.elapsed())).unwrap();
+    });
+    let b = builder(dir.path(), &app, &["prog", "after-256"]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(60)).expect("the launch was not served");
+    assert_eq!(request.args(), [OsString::from("after-256")]);
+    let served = connected.elapsed();
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+    eprintln!("served {served:?} after the 256th silent connection");
+    let (line, replied) = last_reply.recv_timeout(Duration::from_secs(60)).expect("no reply to the last");
+    assert!(line.contains("no request within"), "{line:?}");
+    assert!(served < replied, "the launch was served at {served:?}, after the silent ones at {replied:?}");
+    reader.join().unwrap();
+    for s in &silent {
+        let line = read_line(s);
+        assert!(line.contains("no request within") || line.is_empty(), "{line:?}");
+    }
+}
+
+/// A request whose launch gave up (closed its end) before the app took it is dropped
+/// unseen, as on Unix: the app gets the next launch's request instead.
+#[test]
+fn instance_abandoned_request_is_dropped_unseen() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("abandoned");
+    let app = unique("test.win.abandoned");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    // Sent whole, then gone, before the primary's loop first runs.
+    let mut gone = LocalSocket::connect(&pipe).unwrap();
+    gone.write_all(b"{\"v\":1,\"argv\":[\"gone\"]}\n").unwrap();
+    drop(gone);
+    let b = builder(dir.path(), &app, &["prog", "present"]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("present")], "the abandoned request was delivered");
+    assert!(!request.is_abandoned());
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
+/// The message limit holds on pipes as on sockets (the same loop reads both): a request
+/// over it is refused with "message too large", read no further than the limit, and the
+/// primary serves on.
+#[test]
+fn instance_request_over_the_limit_is_refused() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("limit");
+    let app = unique("test.win.limit");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).max_message_size(256).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut big = LocalSocket::connect(&pipe).unwrap();
+    let line = format!("{{\"v\":1,\"argv\":[\"{}\"]}}\n", "x".repeat(4096));
+    big.write_all(line.as_bytes()).unwrap();
+    let reply = read_line(&big);
+    assert!(reply.contains("message too large"), "{reply:?}");
+
+    let b = builder(dir.path(), &app, &["prog", "small"]).max_message_size(256);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("small")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
+/// The bound on held connections holds on pipes: past 512 silent ones the oldest is shed
+/// with a "busy" reply (retry), so a flood holds bounded memory and handles.
+#[test]
+fn instance_oldest_silent_pipe_is_shed_past_the_bound() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("shed");
+    let app = unique("test.win.shed");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let t = Instant::now();
+    let silent: Vec<LocalSocket> = (0..513).map(|_| LocalSocket::connect(&pipe).unwrap()).collect();
+    let connecting = t.elapsed();
+    let first = read_line(&silent[0]);
+    // Each is told "no request within 2.0s" at its deadline: only a first one still held
+    // when the 513th came can have been shed (connecting took less than its deadline).
+    if connecting < Duration::from_millis(1500) {
+        assert!(first.contains("busy"), "{first:?} (513 connected in {connecting:?})");
+    } else {
+        eprintln!("513 connections took {connecting:?}: the first may have timed out first");
+        assert!(first.contains("busy") || first.contains("no request within"), "{first:?}");
+    }
+    drop(silent);
+    drop(primary);
 }
 
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the

@@ -3,18 +3,17 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
-mod context;
 mod dbus;
 mod forward;
+mod inbox;
 mod launch;
 mod location;
 mod lock;
-#[cfg(not(unix))]
-mod pool;
+mod origin;
 mod primary;
 mod published;
+mod receive;
 mod request;
-#[cfg(unix)]
 mod serve;
 mod transport;
 
@@ -45,10 +44,6 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog. Windows only: on Unix one thread reads them all (`serve`).
-const MAX_READERS: usize = 64;
 
 /// Most bytes of received requests (text and decoded) that wait for the app or are in
 /// its hands; past it launches are told to retry. One request is always let in.

@@ -10,10 +10,33 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::transport::send_reply;
+use std::time::{Duration, Instant};
+
 use super::Reply;
 use crate::protocol::{self, Message, ACTIVATION_VARS};
-use crate::{LocalSocket, PeerCredentials};
+use crate::sys::Connection;
+use crate::PeerCredentials;
+
+/// How long a reply may wait for the launch to make room for it.
+const REPLY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Writes `reply` as one line to the launch at `conn`, waiting at most
+/// [`REPLY_DEADLINE`] for it to read.
+pub(super) fn send_reply(conn: &Connection, reply: &Reply) -> io::Result<()> {
+    let mut line = reply.encode().into_bytes();
+    line.push(b'\n');
+    conn.send(&line, Instant::now() + REPLY_DEADLINE)
+}
+
+/// Answers the launch at `conn` with `reply`; a launch that went away is nobody's error.
+pub(super) fn respond(conn: &Connection, reply: &Reply) {
+    let _ = send_reply(conn, reply);
+}
+
+/// Tells the launch at `conn` that the primary is busy: it retries until its timeout.
+pub(super) fn busy(conn: &Connection) {
+    respond(conn, &Reply::busy());
+}
 
 /// A launch's request, as the primary receives it. Answer it with
 /// [`reply`](Self::reply); one dropped unanswered gets an error reply, so no launch is
@@ -33,12 +56,12 @@ pub struct Request {
     pub(super) weight: usize,
     pub(super) held: Arc<AtomicUsize>,
     pub(super) peer: Option<PeerCredentials>,
-    pub(super) socket: Option<LocalSocket>,
+    pub(super) socket: Option<Connection>,
     pub(super) closing: Arc<AtomicBool>,
     /// How it came: a launch, or a D-Bus call.
-    pub(super) origin: super::dbus::Origin,
+    pub(super) origin: super::origin::Origin,
     /// A D-Bus call's reply goes here (`socket` is `None` then).
-    pub(super) answer: Option<super::dbus::Answer>,
+    pub(super) answer: Option<super::origin::Answer>,
 }
 
 impl fmt::Debug for Request {
@@ -138,20 +161,10 @@ impl Request {
     /// abandoned before the app receives them, but a launch can give up at any moment
     /// after that, and a launch that starts over (its primary died mid-handoff) sends
     /// its request again. An app that must not act twice can check this before acting.
-    /// A client that only half-closes its side after sending is still waiting. Unix
-    /// only; elsewhere always `false`.
+    /// A client that only half-closes its side after sending is still waiting. A D-Bus
+    /// call is never abandoned.
     pub fn is_abandoned(&self) -> bool {
-        #[cfg(unix)]
-        if let Some(socket) = &self.socket {
-            use rustix::event::{poll, PollFd, PollFlags, Timespec};
-            // POLLHUP: both directions are shut, which a close by the peer does (a
-            // half-close only shuts our reading side).
-            let mut pfd = [PollFd::new(socket, PollFlags::empty())];
-            let now = Timespec { tv_sec: 0, tv_nsec: 0 };
-            return poll(&mut pfd, Some(&now)) == Ok(1)
-                && pfd[0].revents().intersects(PollFlags::HUP | PollFlags::ERR);
-        }
-        false
+        self.socket.as_ref().is_some_and(Connection::is_closed)
     }
 
     /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
@@ -219,15 +232,10 @@ impl Delivery {
 }
 
 /// Whether a failed write of a reply means only that the launch is no longer there to read
-/// it: closed (EPIPE, ECONNRESET, a Windows pipe with no reader), or not reading it in
-/// time (the 2 s write deadline: a timeout on Unix, the cancelled write on Windows).
+/// it: closed (a broken pipe, a reset connection), or not reading it in time (the 2 s
+/// write deadline: `TimedOut`). `sys::Connection::send` reports them in these kinds.
 fn launch_is_gone(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    // Windows: ERROR_PIPE_NOT_CONNECTED (233) and ERROR_OPERATION_ABORTED (995, the write
-    // the deadline cancelled) have no ErrorKind of their own.
-    if cfg!(windows) && matches!(e.raw_os_error(), Some(233 | 995)) {
-        return true;
-    }
     matches!(
         e.kind(),
         BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | WouldBlock | TimedOut
@@ -247,7 +255,7 @@ impl Drop for Request {
             } else {
                 Reply::error("the primary instance dropped the request without answering")
             };
-            let _ = send_reply(&socket, &reply);
+            respond(&socket, &reply);
         }
     }
 }

@@ -1,22 +1,20 @@
-//! Line I/O on a connection, bounded in time and size: what the launch and the primary
-//! both read and write.
+//! Line I/O on a launch's connection, bounded in time and size (the primary's side reads
+//! through its loop and answers through `request::send_reply`).
 
-#[cfg(not(unix))]
-use std::io::Read;
-use std::io::{self, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
-use super::Reply;
 use crate::LocalSocket;
 
 /// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
 /// on Windows): there each blocking read or write is bounded by a `sys::IoDeadline`
 /// instead, which cancels the pipe's I/O when the deadline passes.
+#[allow(dead_code)] // the launch's write on Windows
 pub(super) fn set_timeout(socket: &LocalSocket, read: bool, t: Duration) -> io::Result<()> {
     let t = Some(t.max(Duration::from_millis(1)));
     let r = if read { socket.set_read_timeout(t) } else { socket.set_write_timeout(t) };
     match r {
-        Err(_) if cfg!(windows) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
         r => r,
     }
 }
@@ -36,19 +34,11 @@ pub(super) fn read_line(
 ) -> std::result::Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
     let mut buf = [0u8; 8192];
-    #[cfg(windows)]
-    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if deadline.saturating_duration_since(Instant::now()).is_zero() {
             return Err(ReadError::TimedOut);
         }
-        // Unix: a poll(2) for the time left, then a non-blocking read (no SO_RCVTIMEO).
-        #[cfg(unix)]
-        let read = crate::sys::recv_until(socket, &mut buf, deadline);
-        #[cfg(not(unix))]
-        let read = set_timeout(socket, true, left).and_then(|()| (&*socket).read(&mut buf));
-        let n = match read {
+        let n = match crate::sys::read_until(socket, &mut buf, deadline) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -69,30 +59,4 @@ pub(super) fn read_line(
         }
         line.extend_from_slice(&buf[..n]);
     }
-}
-
-pub(super) fn send_reply(socket: &LocalSocket, reply: &Reply) -> io::Result<()> {
-    let mut line = reply.encode().into_bytes();
-    line.push(b'\n');
-    // Unix: a reply usually fits the socket's buffer at once: sent without waiting, and
-    // the 2 s write timeout set only for what did not fit.
-    #[cfg(unix)]
-    let line = {
-        let sent = crate::sys::send_now(socket, &line)?;
-        if sent == line.len() {
-            return Ok(());
-        }
-        line[sent..].to_vec()
-    };
-    set_timeout(socket, false, Duration::from_secs(2))?;
-    #[cfg(windows)]
-    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), Instant::now() + Duration::from_secs(2));
-    (&*socket).write_all(&line)?;
-    // A pipe: wait (at most the same 2 s) until the launch has taken the reply, so that
-    // dropping the socket closes it at once, not in interprocess' linger pool (see
-    // `sys::flush`). As on Unix, a reply written is a reply sent: a launch that does not
-    // read it in time is not an error here.
-    #[cfg(windows)]
-    let _ = crate::sys::flush(socket.as_stream());
-    Ok(())
 }

@@ -152,12 +152,6 @@ impl LocalServer {
         *lock(&self.shared.error) = None;
     }
 
-    /// Whether the acceptor thread runs (Windows' primary starts it on demand).
-    #[cfg(windows)]
-    pub(crate) fn has_acceptor(&self) -> bool {
-        self.acceptor.is_some()
-    }
-
     /// The listening socket, shared: `SingleInstance` accepts on it from its own loop.
     /// On Linux a clone may block in `accept4` ([`sys::Listener::blocking`]); `close`
     /// wakes it.
@@ -247,9 +241,9 @@ impl LocalServer {
         self.qt_windows_security
     }
 
-    /// Windows: the security descriptor, as SDDL, for the next `listen`, in place of the one
-    /// the socket options give.
-    #[cfg(windows)]
+    /// Windows tests: the security descriptor, as SDDL, for the next `listen`, in place of
+    /// the one the socket options give.
+    #[cfg(all(windows, test))]
     pub(crate) fn set_pipe_sddl(&mut self, sddl: Option<String>) {
         self.pipe_sddl = sddl;
     }

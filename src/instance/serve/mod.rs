@@ -1,5 +1,6 @@
-//! The primary's loop on Unix: one poll(2) over the listening socket, every connection
-//! whose request has not arrived whole, the removal watch and a wake-up pipe; with a
+//! The primary's loop, one design for every platform: one readiness wait (`sys::Poller`:
+//! poll(2) on Unix, an I/O completion port on Windows) over the listening end, every
+//! connection whose request has not arrived whole, the removal watch and a waker; with a
 //! deadline per connection and one byte budget.
 //!
 //! No thread runs it until one is needed. The app's own thread runs it while it waits in
@@ -13,27 +14,32 @@
 //!
 //! The loop never waits for a client: past [`MAX_HELD`] connections the oldest silent one
 //! is shed, and past [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is
-//! told to retry. Windows keeps an accept thread and a reader thread per connection
-//! (`Pool`): named pipes have no poll(2).
+//! told to retry.
 
-mod decode;
+mod context;
+mod health;
 mod turn;
+// Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
+// items.
 mod watch;
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::event::PollFlags;
+pub(super) use context::Context;
+pub use health::Health;
 
-use super::context::Context;
 use super::lock::LockFile;
-use super::Health;
-use crate::{LocalServer, LocalSocket, PeerCredentials, SocketOptions};
+use crate::sys::{Connection, Token};
+use crate::{LocalServer, PeerCredentials, SocketOptions};
+
+/// The listening socket's backlog: launches that wait for the loop to accept them (one
+/// that finds it full retries until its timeout). A pipe has one instance listening.
+pub(super) const BACKLOG: usize = 64;
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
 /// (Below the usual soft limit of 1024 open files, leaving the app its share.)
@@ -46,17 +52,20 @@ pub(super) const READ_BUDGET: usize = 8 << 20;
 pub(super) struct Mux {
     /// The loop's state, locked by the thread that runs a turn.
     state: Mutex<State>,
-    wake_rx: OwnedFd,
-    wake_tx: OwnedFd,
+    /// Interrupts the loop's wait from any thread (shared with the inbox).
+    waker: Arc<crate::sys::PollWaker>,
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     options: SocketOptions,
     /// The lock file to keep in place (for an abstract name, the System scope's in `/tmp`),
     /// and whether it is in a directory shared with other users (the System scope's).
     lock_path: Option<PathBuf>,
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     shared: bool,
     /// Linux's System scope: the socket is an abstract name, which nothing can remove, and
     /// only its lock file (in `/tmp`) is kept in place, watched itself (see `watch`).
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     lock_only: bool,
     /// What `Primary::health` says (see `watch`).
     health: Mutex<Health>,
@@ -69,21 +78,16 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
-    /// The driver thread, once it runs: requests it delivers are announced to the waker
-    /// after its turn, not inside it (see [`Context::announce`]).
-    driver_id: OnceLock<ThreadId>,
-    /// Waker calls owed for requests the driver delivered in its current turn.
-    unannounced: AtomicUsize,
-    /// Complete request lines for the decoder thread (see `decode`).
-    lines: Mutex<decode::Lines>,
-    lines_ready: Condvar,
-    /// Bytes in `lines` and in the line being decoded: part of the read budget.
-    decoding: AtomicUsize,
 }
 
 pub(super) struct State {
-    /// The listening socket (taken at shutdown: its descriptor must close before the lock
-    /// is freed, as an abstract name lives as long as it).
+    /// The readiness wait.
+    poller: crate::sys::Poller,
+    /// The listening end the loop accepts on (taken at shutdown, with `listener`).
+    acceptor: Option<crate::sys::Acceptor>,
+    /// Unix: the listening socket, as the removal watch compares it (taken at shutdown:
+    /// its descriptor must close before the lock is freed, as an abstract name lives as
+    /// long as it).
     listener: Option<Arc<crate::sys::Listener>>,
     /// Keeps `replacement`'s listening socket from children forked without exec (see
     /// `sys::ForkGuard`: Linux). Declared before it, so dropped before it closes.
@@ -95,8 +99,10 @@ pub(super) struct State {
     /// Bytes of partial requests in `conns`.
     buffered: usize,
     chunk: Vec<u8>,
-    /// What poll(2) reported for each descriptor of the last turn.
-    revents: Vec<PollFlags>,
+    /// A client was reported at the listening end and not accepted yet.
+    listen_ready: bool,
+    /// The token the next connection gets (counts up: `conns` is in token order).
+    next_token: Token,
     /// The lock held (none for an abstract name): the one taken at the start, or a fresh
     /// one after a cleaner removed its file (see `watch`). Let go last, at shutdown.
     lock: Option<LockFile>,
@@ -107,8 +113,10 @@ pub(super) struct State {
     /// without a watch, or to try a busy lock again (see `watch`).
     check_at: Option<Instant>,
     /// How long the last wait for a busy fresh lock file was.
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     retry: Duration,
     /// poll(2) reported the watch unusable: it is not tried again.
+    #[allow(dead_code)] // read by the removal watch (none on Windows)
     watch_failed: bool,
     /// Accepting pauses until then: accept(2) failed for want of resources.
     accept_after: Option<Instant>,
@@ -118,7 +126,11 @@ pub(super) struct State {
 }
 
 struct Conn {
-    socket: LocalSocket,
+    conn: Connection,
+    token: Token,
+    /// Reported readable and not read empty since: read on the next turn (readiness may be
+    /// edge-triggered).
+    ready: bool,
     peer: Option<PeerCredentials>,
     buf: Vec<u8>,
     deadline: Instant,
@@ -137,7 +149,7 @@ impl Mux {
         lock: Option<&Path>,
         shared: bool,
     ) -> std::io::Result<Mux> {
-        let (wake_rx, wake_tx) = crate::sys::pipe()?;
+        let (poller, waker) = crate::sys::poller()?;
         // An abstract name has no file to lose, but its lock file (the System scope's, in
         // `/tmp`) has: that file alone is watched then.
         let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
@@ -149,13 +161,16 @@ impl Mux {
                 && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
         Ok(Mux {
             state: Mutex::new(State {
+                poller,
+                acceptor: None,
                 listener: None,
                 replacement_guard: None,
                 replacement: None,
                 conns: VecDeque::new(),
                 buffered: 0,
                 chunk: Vec::new(),
-                revents: Vec::new(),
+                listen_ready: false,
+                next_token: turn::FIRST_CONN,
                 lock: None,
                 watch: None,
                 // The System scope's lock file is watched from the first turn: a launch in
@@ -168,8 +183,7 @@ impl Mux {
                 accept_after: None,
                 turn_end: None,
             }),
-            wake_rx,
-            wake_tx,
+            waker: Arc::new(waker),
             socket: socket.to_path_buf(),
             options,
             lock_path: lock.map(Path::to_path_buf),
@@ -181,11 +195,6 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
-            driver_id: OnceLock::new(),
-            unannounced: AtomicUsize::new(0),
-            lines: Mutex::new(decode::Lines::default()),
-            lines_ready: Condvar::new(),
-            decoding: AtomicUsize::new(0),
         })
     }
 
@@ -193,11 +202,23 @@ impl Mux {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the loop the socket it accepts on, once it listens, and the lock it holds.
-    pub(super) fn attach(&self, listener: Option<Arc<crate::sys::Listener>>, lock: Option<LockFile>) {
+    /// Hands the loop the listening end it accepts on, once it listens (and on Unix the
+    /// socket it keeps in place), and the lock it holds.
+    pub(super) fn attach(
+        &self,
+        acceptor: Option<crate::sys::Acceptor>,
+        listener: Option<Arc<crate::sys::Listener>>,
+        lock: Option<LockFile>,
+    ) -> std::io::Result<()> {
         let mut st = self.state();
+        let State { poller, acceptor: slot, .. } = &mut *st;
+        if let Some(mut a) = acceptor {
+            a.register(poller, turn::LISTEN)?;
+            *slot = Some(a);
+        }
         st.listener = listener;
         st.lock = lock;
+        Ok(())
     }
 
     /// The lock, taken at shutdown to be let go last (after the socket).
@@ -211,6 +232,7 @@ impl Mux {
     }
 
     /// Records the primary's health; a step-down is final.
+    #[allow(dead_code)] // called by the removal watch (none on Windows)
     fn set_health(&self, health: Health) {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(*h, Health::SteppedDown(_)) {
@@ -230,22 +252,17 @@ impl Mux {
     /// of budget freed). Never blocks: the pipe is non-blocking, and a full pipe has a
     /// wake-up pending already.
     pub(super) fn wake(&self) {
-        let _ = rustix::io::write(&self.wake_tx, &[1u8]);
+        self.waker.wake();
+    }
+
+    /// What wakes the loop, for the inbox.
+    pub(super) fn waker(&self) -> Arc<crate::sys::PollWaker> {
+        Arc::clone(&self.waker)
     }
 
     /// Whether a driver thread runs the loop.
     pub(super) fn is_driven(&self) -> bool {
         self.driven.load(Ordering::SeqCst)
-    }
-
-    /// Whether this is the driver thread: then a turn is under way, with the loop's state
-    /// locked, and a waker call waits until it ends. Counts the call owed.
-    pub(super) fn defer_announce(&self) -> bool {
-        let on_driver = self.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
-        if on_driver {
-            self.unannounced.fetch_add(1, Ordering::SeqCst);
-        }
-        on_driver
     }
 
     /// Stops the loop for good: the driver thread is joined, and the listening sockets,
@@ -264,26 +281,31 @@ impl Mux {
         let mut st = self.state();
         self.close_all(&mut st);
         st.watch = None;
+        drop(st);
+        self.settle();
+    }
+
+    /// Lets the poller see what closed connections and listeners still had under way: on
+    /// Windows a pipe instance stays open until its cancelled I/O is seen complete, and
+    /// the pipe's name with it. Called before the lock is let go, so a successor finds the
+    /// name free. Never waits.
+    pub(super) fn settle(&self) {
+        let mut st = self.state();
+        let _ = st.poller.wait(crate::sys::Interest::new(), Some(Duration::ZERO));
     }
 
     /// Closes the listening sockets (the original one only here: the `LocalServer` that
     /// holds it closes it too) and the connections held, each hung up, not only closed: a
     /// child forked without exec holds copies, and the launch must see the end now to
-    /// start over. The decoder thread stops.
+    /// start over.
     fn close_all(&self, st: &mut State) {
         // In a child forked without exec, the connections are the parent's to end.
-        let hang_up = |socket: &LocalSocket| {
+        let hang_up = |conn: &Connection| {
             if self.pid == std::process::id() {
-                crate::sys::hang_up(socket);
+                conn.hang_up();
             }
         };
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.shutdown = true;
-        for (socket, _, _) in lines.queue.drain(..) {
-            hang_up(&socket);
-        }
-        drop(lines);
-        self.lines_ready.notify_all();
+        st.acceptor = None;
         st.listener = None;
         if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
             l.shut_down();
@@ -291,7 +313,7 @@ impl Mux {
         st.replacement_guard = None;
         st.replacement = None;
         for c in st.conns.drain(..) {
-            hang_up(&c.socket);
+            hang_up(&c.conn);
         }
         st.buffered = 0;
     }
@@ -334,7 +356,7 @@ impl Context {
         let spawned = crate::sys::with_signals_blocked(|| {
             thread.spawn(move || {
                 while let Some(ctx) = weak.upgrade() {
-                    let _ = ctx.mux.driver_id.set(std::thread::current().id());
+                    let _ = ctx.inbox.driver_id.set(std::thread::current().id());
                     if ctx.mux.shut.load(Ordering::SeqCst) {
                         return;
                     }
@@ -343,11 +365,11 @@ impl Context {
                     drop(st);
                     // The waker runs outside the turn: it may take the requests, or drop
                     // the primary (whose shutdown locks the loop's state).
-                    for _ in 0..ctx.mux.unannounced.swap(0, Ordering::SeqCst) {
+                    for _ in 0..ctx.inbox.unannounced.swap(0, Ordering::SeqCst) {
                         if ctx.mux.shut.load(Ordering::SeqCst) {
                             break;
                         }
-                        ctx.call_waker();
+                        ctx.inbox.call_waker();
                     }
                 }
             })

@@ -1,18 +1,22 @@
-//! One turn of the primary's loop: a poll(2), then accepting, reading, answering the
-//! deadlines passed and shedding past the bounds.
+//! One turn of the primary's loop: a readiness wait, then accepting, reading, answering
+//! the deadlines passed and shedding past the bounds.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::net::RecvFlags;
-
-use super::super::context::{Context, FAST_PATH_BYTES};
-use super::super::transport::send_reply;
+use super::super::request::{busy, respond};
 use super::super::Reply;
-use super::{decode, watch, Conn, State, MAX_HELD, READ_BUDGET};
-use crate::LocalSocket;
+use super::context::FAST_PATH_BYTES;
+use super::Context;
+use super::{watch, Conn, State, MAX_HELD, READ_BUDGET};
+use crate::sys::{Acceptor, Interest, Token};
+
+/// The listening end's token, the rebound socket's (Unix, see `watch`) and the removal
+/// watch's; connections count up from [`FIRST_CONN`].
+pub(super) const LISTEN: Token = 0;
+const REBOUND: Token = 1;
+const WATCH: Token = 2;
+pub(super) const FIRST_CONN: Token = 16;
 
 /// Bytes read from one connection per turn: the rest waits for the next turn, so every
 /// connection is read in turn.
@@ -22,9 +26,9 @@ const CHUNK: usize = 64 << 10;
 /// accepts more.
 const ACCEPT_BATCH: usize = 64;
 
-/// How long accepting pauses after accept(2) failed for want of resources (out of
-/// descriptors, memory): the listening socket stays readable meanwhile, so polling it
-/// would spin. A held connection let go ends the pause early.
+/// How long accepting pauses after an accept failed for want of resources (out of
+/// descriptors or handles, memory): the listening end stays ready meanwhile, so waiting
+/// for it would spin. A held connection let go ends the pause early.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 enum Outcome {
@@ -32,10 +36,6 @@ enum Outcome {
     Line(Vec<u8>),
     TooLarge,
     Closed,
-}
-
-fn busy(conn: Conn) {
-    let _ = send_reply(&conn.socket, &Reply::busy());
 }
 
 /// Runs one turn: waits (at most until `until`, the nearest connection deadline and the
@@ -63,28 +63,19 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         st.chunk = vec![0u8; CHUNK.min(limit.saturating_add(1))];
     }
     let budget = READ_BUDGET.max(limit);
-    let listener = st.listener.clone();
-    let replacement = st.replacement.as_ref().and_then(|s| s.sys_listener()).cloned();
-    let listeners: Vec<_> = listener.iter().chain(replacement.iter()).collect();
+    // Unix: the socket bound again after its file was removed (see `watch`).
+    let mut rebound = st.replacement.as_ref().and_then(|s| s.sys_listener()).and_then(Acceptor::of_listener);
     if st.accept_after.is_some_and(|t| Instant::now() >= t) {
         st.accept_after = None;
     }
-    // Accepting paused (see `ACCEPT_BACKOFF`): the listening sockets are not waited for.
+    // Accepting paused (see `ACCEPT_BACKOFF`): the listening ends are not waited for.
     let accepting = st.accept_after.is_none();
+    // Over the budget, wait only for deadlines and hang-ups.
+    let full = st.buffered > budget;
+    // A connection reported readable and not read empty yet is read without a wait; so is
+    // a client reported at the listening end and not accepted yet.
+    let pending = !full && st.conns.iter().any(|c| c.ready) || accepting && st.listen_ready;
     {
-        // The wake-up pipe, the listening sockets, the removal watch (if any), then each
-        // connection.
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(st.conns.len() + 4);
-        fds.push(PollFd::new(&mux.wake_rx, PollFlags::IN));
-        let listen_for = if accepting { PollFlags::IN } else { PollFlags::empty() };
-        fds.extend(listeners.iter().map(|l| PollFd::from_borrowed_fd(l.fd(), listen_for)));
-        if let Some(w) = &st.watch {
-            fds.push(PollFd::new(&w.fd, PollFlags::IN));
-        }
-        // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
-        let full = st.buffered + mux.decoding.load(Ordering::SeqCst) > budget;
-        let events = if full { PollFlags::empty() } else { PollFlags::IN };
-        fds.extend(st.conns.iter().map(|c| PollFd::new(&c.socket, events)));
         // Until the nearest deadline (never woken before it), or for ever.
         let timeout = st
             .conns
@@ -95,43 +86,49 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
             .chain(st.accept_after)
             .chain(until)
             .min()
-            .map(|d| {
-                let left = d.saturating_duration_since(Instant::now());
-                Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ }
-            });
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return,
+            .map(|d| if pending { Duration::ZERO } else { d.saturating_duration_since(Instant::now()) })
+            .or(pending.then_some(Duration::ZERO));
+        let State { poller, acceptor, conns, watch, .. } = &mut *st;
+        let mut interest = Interest::new();
+        if accepting {
+            if let Some(a) = acceptor.as_ref() {
+                interest.listener(LISTEN, a);
+            }
+            if let Some(a) = rebound.as_ref() {
+                interest.listener(REBOUND, a);
+            }
+        }
+        if let Some(w) = watch.as_ref() {
+            interest.watch(WATCH, w.source());
+        }
+        for c in conns.iter() {
+            interest.connection(c.token, &c.conn, !full);
+        }
+        match poller.wait(interest, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
             Err(_) => {
                 // Out of memory, or more descriptors than the limit allows: shed
                 // everything held (each launch is told to retry), pause, and go on.
-                drop(fds);
                 for c in st.conns.drain(..) {
-                    busy(c);
+                    busy(&c.conn);
                 }
                 st.buffered = 0;
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10));
                 return;
             }
         }
-        st.revents.clear();
-        st.revents.extend(fds.iter().map(PollFd::revents));
     }
-    let revents = std::mem::take(&mut st.revents);
-    if !revents[0].is_empty() {
-        let mut buf = [0u8; 64];
-        while matches!(rustix::io::read(&mux.wake_rx, &mut buf), Ok(n) if n > 0) {}
-    }
-    let first_watch = 1 + listeners.len();
-    let first_conn = first_watch + usize::from(st.watch.is_some());
-    // The watch, before new connections join the list (the indices of `revents` are
-    // those of this turn's descriptors).
-    if let Some(w) = st.watch.as_ref().filter(|_| !revents[first_watch].is_empty()) {
-        if revents[first_watch].intersects(PollFlags::ERR | PollFlags::NVAL) {
-            // A watch poll(2) cannot wait on would wake every turn: looked at periodically
-            // instead.
+    // The watch, before new connections join the list.
+    if let Some(w) = st.watch.as_ref() {
+        let r = st.poller.readiness(WATCH);
+        if r.closed {
+            // A watch the wait cannot wait on would wake every turn: looked at
+            // periodically instead.
             watch::unusable(ctx, st);
-        } else if watch::concerns_us(w, &mux.socket, mux.lock_path.as_deref().unwrap_or(&mux.socket)) {
+        } else if r.readable
+            && watch::concerns_us(w, &mux.socket, mux.lock_path.as_deref().unwrap_or(&mux.socket))
+        {
             watch::check_soon(st);
         }
     }
@@ -143,107 +140,125 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     }
     if mux.stepped_down() {
         // Nothing left to serve: the connections were hung up, the listeners shut down.
-        st.revents = revents;
         return;
     }
     let held = st.conns.len();
-    read_conns(ctx, st, &revents[first_conn..], budget);
+    read_conns(ctx, st, budget);
     if st.conns.len() < held {
         // Descriptors were freed: accept again at once.
         st.accept_after = None;
     }
-    for (i, l) in listeners.iter().enumerate() {
-        if st.accept_after.is_none() && !revents[1 + i].is_empty() {
-            accept(ctx, st, l);
+    // Readiness may be edge-triggered: a client reported while accepting pauses is
+    // remembered until an accept finds none.
+    st.listen_ready |= st.poller.readiness(LISTEN).readable;
+    if st.accept_after.is_none() && st.listen_ready {
+        if let Some(mut a) = st.acceptor.take() {
+            if accept(ctx, st, &mut a) {
+                st.listen_ready = false;
+            }
+            st.acceptor = Some(a);
         }
     }
-    st.revents = revents;
+    if let Some(a) = rebound.as_mut().filter(|_| st.accept_after.is_none()) {
+        // Unix only, where readiness is level-triggered.
+        if st.poller.readiness(REBOUND).readable {
+            accept(ctx, st, a);
+        }
+    }
     // Too many held: shed the oldest silent ones (else the oldest), telling them to retry.
     while st.conns.len() > MAX_HELD {
         let i = st.conns.iter().position(|c| c.buf.is_empty()).unwrap_or(0);
         if let Some(c) = st.conns.remove(i) {
             st.buffered -= c.buf.len();
-            busy(c);
+            busy(&c.conn);
         }
     }
-    // Over the byte budget (partial requests, and complete ones waiting to be decoded):
-    // shed the oldest partial requests (one request may always grow to the limit).
-    while st.buffered + mux.decoding.load(Ordering::SeqCst) > budget {
+    // Over the byte budget: shed the oldest partial requests (one request may always grow
+    // to the limit).
+    while st.buffered > budget {
         let Some(i) = st.conns.iter().position(|c| !c.buf.is_empty()) else { break };
         if let Some(c) = st.conns.remove(i) {
             st.buffered -= c.buf.len();
-            busy(c);
+            busy(&c.conn);
         }
     }
 }
 
 /// Accepts what waits (at most [`ACCEPT_BATCH`], and up to the first request delivered):
 /// checks each peer, then delivers a request that is there whole already, and holds the
-/// others.
-fn accept(ctx: &Arc<Context>, st: &mut State, listener: &crate::sys::Listener) {
+/// others. Returns whether it found no more clients waiting.
+fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
     // A launch writes its request right after connecting, so it is usually here already:
     // then it is delivered at once. At most `limit + 1` bytes are looked at, so a line over
     // the limit is never taken here: it is held, and refused when read.
     let fast_max = FAST_PATH_BYTES.min(ctx.limit.saturating_add(1));
     for _ in 0..ACCEPT_BATCH {
-        let stream = match listener.try_accept() {
-            Ok(Some(stream)) => stream,
+        let token = st.next_token;
+        let conn = match acceptor.accept(&st.poller, token) {
+            Ok(Some(conn)) => conn,
             // Nothing more: the next turn accepts what comes.
-            Ok(None) => return,
+            Ok(None) => return true,
             // Out of descriptors and the like (what waits stays in the backlog): the
-            // listening socket is still readable, so pause rather than spin.
+            // listening end is still ready, so pause rather than spin.
             Err(_) => {
                 st.accept_after = Some(Instant::now() + ACCEPT_BACKOFF);
-                return;
+                return false;
             }
         };
-        let socket = LocalSocket::from_stream(stream);
-        let peer = socket.peer_credentials().ok();
-        if ctx.check_uid && peer.and_then(|p| p.uid) != Some(ctx.euid) {
+        st.next_token += 1;
+        let peer = conn.peer();
+        if !ctx.admits(&conn, peer.as_ref()) {
             // A stranger: dropped before a byte is read.
             continue;
         }
-        // Unix: one recv; what it took of an incomplete line is held for the rest.
-        match crate::sys::recv_ready(&socket, &mut st.chunk[..fast_max]) {
-            crate::sys::Arrived::Line(line) => {
-                // A request for the app: it gets it now, and the next turn accepts the
-                // rest (poll(2) reports them at once) instead of an accept(2) that finds
-                // nothing. A line refused (malformed, the app busy) does not end the batch.
-                if ctx.deliver(socket, peer, line) {
-                    return;
-                }
+        // One read of what is there already; what it took of an incomplete line is held
+        // for the rest.
+        let n = match conn.read(&mut st.chunk[..fast_max]) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => continue,
+        };
+        if let Some(end) = st.chunk[..n].iter().position(|&b| b == b'\n') {
+            // A request for the app: it gets it now, and the next turn accepts the rest
+            // instead of an accept that finds nothing. A line refused (malformed, the app
+            // busy) does not end the batch.
+            if ctx.deliver(conn, peer, st.chunk[..end].to_vec()) {
+                return false;
             }
-            crate::sys::Arrived::Part(buf) => {
-                st.buffered += buf.len();
-                let deadline = Instant::now() + ctx.timeout;
-                st.conns.push_back(Conn { socket, peer, buf, deadline, held_off: false });
-            }
-            crate::sys::Arrived::Gone => {}
+            continue;
         }
+        let buf = st.chunk[..n].to_vec();
+        st.buffered += buf.len();
+        let deadline = Instant::now() + ctx.timeout;
+        // Read again at once when the read filled what it was given.
+        let ready = n == fast_max;
+        st.conns.push_back(Conn { conn, token, ready, peer, buf, deadline, held_off: false });
     }
+    false
 }
 
-/// Reads the held connections that poll(2) reported (`revents`, in order), answers those
-/// done or out of time, oldest first.
-fn read_conns(ctx: &Arc<Context>, st: &mut State, revents: &[PollFlags], budget: usize) {
-    let mux = &ctx.mux;
+/// Reads the held connections that are ready, answers those done or out of time, oldest
+/// first.
+fn read_conns(ctx: &Arc<Context>, st: &mut State, budget: usize) {
     let limit = ctx.limit;
     let now = Instant::now();
     let mut finished: Vec<(usize, Outcome)> = Vec::new();
-    // Bytes of complete lines found this turn, not yet in `decoding`.
+    // Bytes of complete lines found this turn, not yet delivered.
     let mut fresh = 0usize;
-    let State { conns, buffered, chunk, .. } = st;
+    let State { conns, buffered, chunk, poller, .. } = st;
     for (i, c) in conns.iter_mut().enumerate() {
-        // Over the budget, nothing more is read this turn (the decoder frees bytes and
-        // wakes the loop; partial requests are shed after).
-        let full = *buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
-        let ready = revents.get(i).copied().unwrap_or(PollFlags::empty());
+        // Over the budget, nothing more is read this turn (partial requests are shed
+        // after).
+        let full = *buffered + fresh > budget;
+        let r = poller.readiness(c.token);
+        c.ready |= r.readable;
         c.held_off |= full;
-        let outcome = if !ready.is_empty() && !full {
+        let outcome = if c.ready && !full {
             read_some(c, chunk, limit, buffered)
-        } else if ready.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
-            // Gone while reading is paused: nobody waits for it (and poll would report it
-            // again at once).
+        } else if r.closed {
+            // Gone while reading is paused: nobody waits for it (and the wait would
+            // report it again at once).
             Outcome::Closed
         } else {
             Outcome::Pending
@@ -265,24 +280,31 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, revents: &[PollFlags], budget:
             done.push((c, outcome));
         }
     }
+    // Decoding runs on the loop's thread: the time it takes is not the held clients', so
+    // it moves their deadlines on (as the time the app is away from its loop does).
+    let decode_start = Instant::now();
+    let mut decoded = false;
     for (c, outcome) in done.into_iter().rev() {
         match outcome {
-            // A small line is decoded here; a large one on the decoder thread, so that it
-            // does not hold up the others.
-            Outcome::Line(line) if line.len() <= FAST_PATH_BYTES => {
-                ctx.deliver(c.socket, c.peer, line);
+            Outcome::Line(line) => {
+                decoded |= line.len() > FAST_PATH_BYTES;
+                ctx.deliver(c.conn, c.peer, line);
             }
-            Outcome::Line(line) => decode::queue_line(ctx, c.socket, c.peer, line),
             Outcome::TooLarge => {
-                let _ =
-                    send_reply(&c.socket, &Reply::error(format!("message too large (limit {limit} bytes)")));
+                respond(&c.conn, &Reply::error(format!("message too large (limit {limit} bytes)")));
             }
-            Outcome::Pending if c.held_off => busy(c),
+            Outcome::Pending if c.held_off => busy(&c.conn),
             Outcome::Pending => {
                 let msg = format!("no request within {:.1}s", ctx.timeout.as_secs_f64());
-                let _ = send_reply(&c.socket, &Reply::error(msg));
+                respond(&c.conn, &Reply::error(msg));
             }
             Outcome::Closed => {}
+        }
+    }
+    if decoded {
+        let took = decode_start.elapsed();
+        for c in conns.iter_mut() {
+            c.deadline += took;
         }
     }
 }
@@ -291,12 +313,18 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, revents: &[PollFlags], budget:
 fn read_some(c: &mut Conn, chunk: &mut [u8], limit: usize, buffered: &mut usize) -> Outcome {
     // `limit` may be `usize::MAX` (no limit).
     let room = limit.saturating_add(1).saturating_sub(c.buf.len()).clamp(1, chunk.len());
-    let n = match rustix::net::recv(&c.socket, &mut chunk[..room], RecvFlags::DONTWAIT) {
-        Ok((0, _)) => return Outcome::Closed,
-        Ok((n, _)) => n,
-        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Outcome::Pending,
+    let n = match c.conn.read(&mut chunk[..room]) {
+        Ok(0) => return Outcome::Closed,
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            c.ready = false;
+            return Outcome::Pending;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Outcome::Pending,
         Err(_) => return Outcome::Closed,
     };
+    // Less than asked: what had arrived is taken (a new arrival is reported again).
+    c.ready = n == room;
     if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
         if c.buf.len() + i > limit {
             return Outcome::TooLarge;

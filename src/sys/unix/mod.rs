@@ -41,6 +41,7 @@ use rustix::io::{Errno, FdFlags};
 use crate::LocalSocketError;
 
 mod dir;
+mod engine;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod fork;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -55,9 +56,14 @@ mod poll;
 pub(crate) mod published;
 mod signals;
 mod socket;
+#[cfg(feature = "dbus")]
+mod uri;
 pub(crate) mod watch;
 
 pub(crate) use dir::{ensure_dir, file_id, repair_dir};
+pub(crate) use engine::{
+    poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+};
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
@@ -76,9 +82,9 @@ pub(crate) use signals::with_signals_blocked;
 pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
-pub(crate) use socket::{
-    connect, connect_nonblocking, recv_ready, recv_until, send_now, write_all_until, Arrived,
-};
+pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {

@@ -216,35 +216,6 @@ pub(crate) fn recv_until(
     }
 }
 
-/// What one non-blocking read of a fresh connection found (see [`recv_ready`]).
-pub(crate) enum Arrived {
-    /// A complete line, without its newline (what followed it in the same read is dropped:
-    /// a launch sends one line).
-    Line(Vec<u8>),
-    /// The start of a line (empty when nothing has arrived yet): the caller keeps it.
-    Part(Vec<u8>),
-    /// The peer closed, or the socket failed.
-    Gone,
-}
-
-/// Reads what has arrived on `socket`, at most `buf.len()` bytes, in one `recv` (no peek
-/// first) into the caller's scratch buffer, and copies out only what arrived: a launch
-/// writes its request right after connecting, so it is usually whole.
-pub(crate) fn recv_ready(socket: &crate::LocalSocket, buf: &mut [u8]) -> Arrived {
-    loop {
-        return match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
-            Ok((0, _)) => Arrived::Gone,
-            Ok((n, _)) => match buf[..n].iter().position(|&b| b == b'\n') {
-                Some(end) => Arrived::Line(buf[..end].to_vec()),
-                None => Arrived::Part(buf[..n].to_vec()),
-            },
-            Err(Errno::WOULDBLOCK) => Arrived::Part(Vec::new()),
-            Err(Errno::INTR) => continue,
-            Err(_) => Arrived::Gone,
-        };
-    }
-}
-
 /// Writes all of `buf` before `deadline`, or fails with `TimedOut`: each write takes only
 /// what fits at once (`MSG_DONTWAIT`) and each wait, only when nothing fits, is a
 /// `poll(2)` for the time left, so a peer that drains slowly cannot stretch the deadline (a

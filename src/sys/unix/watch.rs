@@ -28,6 +28,14 @@ pub(crate) struct Watch {
     dir: Option<FileId>,
 }
 
+impl Watch {
+    /// What the loop's poller waits on for the watch's events: the inotify instance, or
+    /// the kqueue.
+    pub(crate) fn source(&self) -> &super::WatchSource {
+        &self.fd
+    }
+}
+
 /// An inotify instance (no watch yet: see [`rewatch`]), or why there is none.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn new_watch() -> Result<Watch, String> {

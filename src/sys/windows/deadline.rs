@@ -1,8 +1,7 @@
-//! Deadlines on a pipe's blocking I/O, and a bounded flush: named pipes have no I/O
+//! Deadlines on a pipe's blocking I/O: named pipes have no I/O
 //! timeouts (interprocess refuses `set_recv_timeout`), so one shared timer thread cancels
 //! overdue I/O with `CancelIoEx`.
 
-use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -19,13 +18,13 @@ use windows_sys::Win32::System::IO::CancelIoEx;
 /// is dropped (an operation started just after a cancel is caught by the next one).
 ///
 /// interprocess does pipe I/O with `ReadFileEx`/`WriteFileEx` and waits alertably for
-/// the completion routine (and flushes with `FlushFileBuffers`), so a cancelled read,
-/// write or [`flush`] returns `ERROR_OPERATION_ABORTED`, which std reports as
+/// the completion routine, so a cancelled read or write returns `ERROR_OPERATION_ABORTED`, which std reports as
 /// [`io::ErrorKind::TimedOut`]: callers treat it as a socket timeout on Unix. A cancelled
 /// read consumes nothing (one that completed first is not cancelled); a cancelled write
 /// may have sent part of its bytes, so after a timeout the connection is given up: a
 /// guard that expired marks the stream flushed when dropped, so that dropping the stream
-/// closes the pipe at once rather than in interprocess' linger pool (see [`flush`]).
+/// closes the pipe at once rather than in interprocess' linger pool (whose one thread
+/// would wait for a peer that never reads).
 ///
 /// The guard borrows the stream, so the handle is open for as long as the timer may use
 /// it; dropping the guard takes it out of the timer's list under the timer's lock, so no
@@ -145,24 +144,21 @@ impl Drop for IoDeadline<'_> {
     }
 }
 
-/// Waits until the peer has read everything written to `stream` (`FlushFileBuffers`);
-/// bound it with an [`IoDeadline`]. On failure (a cancel, a peer gone) the stream is
-/// marked flushed.
-///
-/// Why: interprocess hands a dropped pipe with unflushed writes to its linger pool, whose
-/// one persistent thread flushes such pipes one after another before closing them. A
-/// peer that neither reads nor closes would block that thread for as long as it lives,
-/// and every pipe dropped after it would stay open (its peer never seeing the end) until
-/// eight queue up and a helper thread starts. Flushing here, bounded, and dropping the
-/// pipe clean closes it at once.
-pub(crate) fn flush(stream: &Stream) -> io::Result<()> {
-    let p = pipe(stream);
-    p.flush().inspect_err(|_| p.assume_flushed())
+/// Reads what a launch's connection has before `deadline` (a blocking read, cancelled
+/// when the deadline passes: `TimedOut`). `Ok(0)` at the end.
+pub(crate) fn read_until(
+    socket: &crate::LocalSocket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    let _deadline = IoDeadline::arm(socket.as_stream(), deadline);
+    (&*socket).read(buf)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
+    use std::io::{self, Read, Write};
 
     use std::path::PathBuf;
 
@@ -214,40 +210,6 @@ mod tests {
             drop(listener);
             assert!(t.elapsed() < Duration::from_millis(900), "drop took {:?}", t.elapsed());
         }
-    }
-
-    /// A flush (waiting for the peer to read) is cancelled as well, and the stream, marked
-    /// flushed, closes at once when dropped: the peer's next write finds the pipe broken
-    /// (were it handed to the linger pool, it would stay open while the peer does not read).
-    #[test]
-    fn deadline_cancels_a_blocked_flush_and_the_pipe_closes() {
-        let (_l, client, server) = pair("flush");
-        (&server).write_all(b"unread").unwrap();
-        let t = Instant::now();
-        let guard = IoDeadline::arm(&server, t + Duration::from_millis(200));
-        let e = flush(&server).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e:?}");
-        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-        drop(guard);
-        drop(server);
-        let e = (&client).write_all(b"x").unwrap_err();
-        assert!(matches!(e.raw_os_error(), Some(232 | 109 | 233)), "{e:?}"); // NO_DATA, BROKEN_PIPE, NOT_CONNECTED
-    }
-
-    /// `flush` returns once the peer has read everything.
-    #[test]
-    fn flush_returns_when_the_peer_has_read() {
-        let (_l, client, server) = pair("flushed");
-        (&server).write_all(b"read me").unwrap();
-        let reader = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            let mut buf = [0u8; 7];
-            (&client).read_exact(&mut buf).unwrap();
-            client
-        });
-        let _guard = IoDeadline::arm(&server, Instant::now() + Duration::from_secs(10));
-        flush(&server).unwrap();
-        drop(reader.join().unwrap());
     }
 
     /// A write that cannot complete (the peer never reads, the 512-byte pipe buffer is

@@ -68,14 +68,12 @@ pub(crate) fn ensure_dir(dir: &Path, system: bool) -> Result<(), Error> {
 /// Windows has no removal watch, and needs no repair: the primary holds its lock file open
 /// without delete sharing, so neither it nor its directory can be removed. Returns the
 /// directory's identity, or why it cannot be read.
-#[allow(dead_code)] // used by the serving loop, on Unix only until it serves Windows too
 pub(crate) fn repair_dir(dir: &Path, _shared: bool) -> Result<Option<FileId>, String> {
     file_id(dir).map(Some).map_err(|e| format!("the directory {}: {e}", dir.display()))
 }
 
 /// Volume serial number and file index of the file or directory at `path` (not followed
 /// if a reparse point): one made again under the same name is another.
-#[allow(dead_code)] // as `repair_dir`
 pub(crate) fn file_id(path: &Path) -> io::Result<FileId> {
     use std::os::windows::fs::OpenOptionsExt;
     use windows_sys::Win32::Storage::FileSystem::{

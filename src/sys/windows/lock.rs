@@ -18,7 +18,6 @@ use super::FileId;
 #[derive(Debug)]
 pub(crate) struct LockFile {
     /// Holds the lock while open (read only for its identity).
-    #[allow(dead_code)] // read by `file_id`, which the serving loop uses on Unix only so far
     file: File,
     /// Where `<app>.pid` goes, beside it.
     path: PathBuf,
@@ -88,7 +87,6 @@ impl LockFile {
     }
 
     /// Volume serial number and file index of the locked file.
-    #[allow(dead_code)] // used by the serving loop, on Unix only until it serves Windows too
     pub(crate) fn file_id(&self) -> io::Result<FileId> {
         super::handle_file_id(&self.file)
     }

@@ -17,8 +17,10 @@
 //! primary's random pipe name) and [`watch`] (none needed). `tests`: the single-instance
 //! guarantees on Windows.
 
+mod connection;
 mod deadline;
 mod dir;
+mod engine;
 mod listener;
 mod location;
 mod lock;
@@ -30,17 +32,17 @@ mod security;
 #[cfg(test)]
 mod tests;
 mod token;
+#[cfg(feature = "dbus")]
+mod uri;
 pub(crate) mod watch;
 
-pub(crate) use token::{current_user, own_integrity};
-use token::{in_app_container, ClientIdentity};
+pub(crate) use token::{current_user, in_app_container, own_integrity};
 
-pub(crate) use deadline::{flush, pipe, IoDeadline};
-pub(crate) use dir::ensure_dir;
-// The removal watch and the repair of a primary's files are used by the serving loop,
-// which runs on Unix only until the serving engine serves Windows the same way.
-#[allow(unused_imports)]
-pub(crate) use dir::{file_id, repair_dir};
+pub(crate) use deadline::{pipe, read_until, IoDeadline};
+pub(crate) use dir::{ensure_dir, file_id, repair_dir};
+pub(crate) use engine::{
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+};
 pub(crate) use listener::Listener;
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
 pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
@@ -51,6 +53,8 @@ pub(crate) use peer::{
     server_file_gone, write_all_until, SERVER_KIND,
 };
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
@@ -67,7 +71,6 @@ use security::{
 pub(crate) use security::{private_pipe_sddl, shared_pipe_sddl};
 
 /// Volume serial number and file index: a file's identity however its path is spelled.
-#[allow(dead_code)] // see `dir::repair_dir`
 pub(crate) type FileId = (u64, u64);
 
 /// Who a process runs as: its user's SID.
@@ -76,12 +79,10 @@ pub(crate) type User = crate::Sid;
 
 /// Children are never forked on Windows: no guard is needed (a documented no-op, the same
 /// item as Unix's).
-#[allow(dead_code)] // see `dir::repair_dir`
 #[derive(Debug)]
 pub(crate) enum ForkGuard {}
 
 /// A [`ForkGuard`] for `listener`: none on Windows.
-#[allow(dead_code)] // see `dir::repair_dir`
 pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
     None
 }
@@ -112,7 +113,6 @@ fn link_count(file: &std::fs::File) -> io::Result<u32> {
 }
 
 /// The identity of the open `file`: volume serial number and file index.
-#[allow(dead_code)] // see `dir::repair_dir`
 fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
     let info = file_information(file)?;
     Ok((
@@ -244,16 +244,6 @@ fn elevated_message(primary: u32, own: u32) -> String {
     )
 }
 
-/// The identity (user and integrity level) of the client at the server end `stream`, read
-/// through impersonation: `None` when it cannot be told (a stranger, then).
-pub(crate) fn client_identity(stream: &Stream) -> Option<ClientIdentity> {
-    let p = pipe(stream);
-    if !p.is_server() {
-        return None;
-    }
-    token::client_identity(p)
-}
-
 /// A fresh pipe name nobody can guess: `\\.\pipe\solo-instance-<128 random bits>`.
 pub(crate) fn random_pipe_name() -> io::Result<std::path::PathBuf> {
     use windows_sys::Win32::Security::Cryptography::{BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG};
@@ -293,11 +283,6 @@ fn server_pid(stream: &Stream) -> Option<u32> {
 fn allow_foreground(pid: u32) -> bool {
     // SAFETY: no pointers; any pid is accepted (an unknown one fails).
     unsafe { windows_sys::Win32::UI::WindowsAndMessaging::AllowSetForegroundWindow(pid) != 0 }
-}
-
-/// Pipes offer no peek here: every request goes to a reader thread.
-pub(crate) fn take_ready_line(_socket: &crate::LocalSocket, _max: usize) -> Option<Vec<u8>> {
-    None
 }
 
 /// Windows has no signals to block: runs `f` (see the Unix `with_signals_blocked`).

@@ -3,16 +3,19 @@
 //! or renamed while it runs, and its pipe has no file at all. The items match Unix's:
 //! [`new_watch`] always says why there is none, so the others are never reached.
 
-// Used by the serving loop, which runs on Unix only until the serving engine serves Windows
-// the same way.
-#![allow(dead_code)]
-
 use std::path::Path;
 
 use super::FileId;
 
 /// A watch on the files: never made on Windows.
 pub(crate) enum Watch {}
+
+impl Watch {
+    /// What the loop's poller waits on for the watch's events: there is no watch.
+    pub(crate) fn source(&self) -> &super::WatchSource {
+        match *self {}
+    }
+}
 
 /// Whether a directory can be watched here: no.
 pub(crate) const WATCHES_DIRECTORIES: bool = false;
