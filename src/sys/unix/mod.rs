@@ -53,6 +53,7 @@ mod lock;
 mod names;
 mod peer;
 mod poll;
+mod primary;
 pub(crate) mod published;
 mod signals;
 mod socket;
@@ -77,6 +78,7 @@ pub(crate) use peer::{
 #[allow(unused_imports)] // `current_user`, `User`: for the serving engine, which uses `euid` so far
 pub(crate) use peer::{current_user, User};
 pub(crate) use poll::pipe;
+pub(crate) use primary::listen_primary;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) use socket::peer_pid;

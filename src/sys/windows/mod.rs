@@ -27,6 +27,7 @@ mod lock;
 mod names;
 mod peer;
 mod pipe;
+mod primary;
 pub(crate) mod published;
 mod security;
 #[cfg(test)]
@@ -53,6 +54,7 @@ pub(crate) use peer::{
     server_file_gone, write_all_until, SERVER_KIND,
 };
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
+pub(crate) use primary::listen_primary;
 #[cfg(feature = "dbus")]
 pub(crate) use uri::path_of_uri;
 

@@ -34,6 +34,11 @@ pub(crate) struct Published {
     pub(crate) integrity: u32,
 }
 
+/// Publishes this primary's `pipe` in `file`, with this process's integrity level.
+pub(crate) fn publish_own(file: &Path, pipe: &Path) -> io::Result<()> {
+    publish(file, pipe, super::own_integrity()?)
+}
+
 /// Publishes `pipe` in `file`: written to `<file>.<pid>.tmp`, then renamed over `file`.
 pub(crate) fn publish(file: &Path, pipe: &Path, integrity: u32) -> io::Result<()> {
     let mut tmp = file.as_os_str().to_owned();
