@@ -758,6 +758,31 @@ fn instance_deaf_client_leaves_other_pipes_closing() {
     drop(deaf);
 }
 
+/// A request the app keeps past the primary's drop still closes its pipe when it goes:
+/// the client reads the reply, then the end (the pipe instance is not left open, nor its
+/// handle and read buffer kept, for the rest of the process).
+#[test]
+fn instance_request_outliving_its_primary_closes_its_pipe() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("outlive");
+    let app = unique("test.win.outlive");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut client = LocalSocket::connect(&pipe).unwrap();
+    client.write_all(b"{\"v\":1,\"argv\":[\"kept\"]}\n").unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    drop(primary);
+    assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
+    let (tx, ended) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = String::new();
+        let r = (&client).read_to_string(&mut all).map(|_| all);
+        let _ = tx.send(r);
+    });
+    let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
+    assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // What Wine cannot show (written for real Windows; under Wine each notes what it saw)
 // ---------------------------------------------------------------------------------------
