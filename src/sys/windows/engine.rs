@@ -19,6 +19,8 @@ use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::FromRawHandle;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::windows::NamedPipe;
@@ -58,9 +60,47 @@ pub(crate) struct Readiness {
 
 /// The readiness source: an I/O completion port, with the readiness of its last wait.
 pub(crate) struct Poller {
-    poll: mio::Poll,
+    port: Arc<Port>,
     events: mio::Events,
     ready: Vec<(Token, Readiness)>,
+}
+
+/// The completion port, shared by the [`Poller`] with every [`Connection`] it accepted.
+///
+/// A pipe closes only once the completion of the read it had in flight is dequeued (mio
+/// keeps the handle and the read's buffer until then). While the poller lives its waits
+/// dequeue them; once it is gone (the primary dropped), a connection that outlives it (a
+/// request the app keeps) dequeues its own, and so closes its pipe when dropped.
+pub(super) struct Port {
+    poll: Mutex<mio::Poll>,
+    registry: mio::Registry,
+    /// The poller is gone: nothing else dequeues completions.
+    orphaned: AtomicBool,
+}
+
+impl Port {
+    /// Dequeues what has completed, without waiting, once the poller is gone (its events
+    /// went to nobody then anyway).
+    pub(super) fn drain_orphaned(&self) {
+        if !self.orphaned.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut poll = self.poll.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = mio::Events::with_capacity(64);
+        // Bounded: nothing starts new I/O on the port by then, but stop in any case.
+        for _ in 0..64 {
+            if poll.poll(&mut events, Some(Duration::ZERO)).is_err() || events.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.port.orphaned.store(true, Ordering::SeqCst);
+        self.port.drain_orphaned();
+    }
 }
 
 /// Interrupts a [`Poller::wait`] from any thread.
@@ -70,7 +110,9 @@ pub(crate) struct PollWaker(mio::Waker);
 pub(crate) fn poller() -> io::Result<(Poller, PollWaker)> {
     let poll = mio::Poll::new()?;
     let waker = mio::Waker::new(poll.registry(), WAKE)?;
-    Ok((Poller { poll, events: mio::Events::with_capacity(256), ready: Vec::new() }, PollWaker(waker)))
+    let registry = poll.registry().try_clone()?;
+    let port = Arc::new(Port { poll: Mutex::new(poll), registry, orphaned: AtomicBool::new(false) });
+    Ok((Poller { port, events: mio::Events::with_capacity(256), ready: Vec::new() }, PollWaker(waker)))
 }
 
 impl PollWaker {
@@ -119,7 +161,8 @@ impl Poller {
     pub(crate) fn wait(&mut self, interest: Interest<'_>, timeout: Option<Duration>) -> io::Result<()> {
         let timeout = if interest.now.is_empty() { timeout } else { Some(Duration::ZERO) };
         self.ready.clear();
-        self.poll.poll(&mut self.events, timeout)?;
+        // Locked by this wait alone while the poller lives (see `Port`).
+        self.port.poll.lock().unwrap_or_else(|p| p.into_inner()).poll(&mut self.events, timeout)?;
         for e in self.events.iter() {
             if e.token() == WAKE {
                 continue;
@@ -250,7 +293,7 @@ impl Acceptor {
             Some(p) => p,
             None => return Ok(()),
         };
-        poller.poll.registry().register(pipe, mio::Token(token), mio::Interest::READABLE)?;
+        poller.port.registry.register(pipe, mio::Token(token), mio::Interest::READABLE)?;
         self.listen();
         Ok(())
     }
@@ -284,14 +327,14 @@ impl Acceptor {
         let fresh = self.instance(false)?;
         let mut taken = self.pending.replace(fresh).expect("an instance listens");
         if let Some(p) = self.pending.as_mut() {
-            poller.poll.registry().register(p, mio::Token(self.token), mio::Interest::READABLE)?;
+            poller.port.registry.register(p, mio::Token(self.token), mio::Interest::READABLE)?;
         }
         self.listen();
         if !connected {
             return Ok(None);
         }
-        poller.poll.registry().reregister(&mut taken, mio::Token(token), mio::Interest::READABLE)?;
-        Ok(Some(Connection::new(taken)))
+        poller.port.registry.reregister(&mut taken, mio::Token(token), mio::Interest::READABLE)?;
+        Ok(Some(Connection::new(taken, Arc::clone(&poller.port))))
     }
 
     /// The Unix engine takes a rebound `LocalServer`'s listener; a pipe is never bound
