@@ -758,6 +758,57 @@ fn instance_deaf_client_leaves_other_pipes_closing() {
     drop(deaf);
 }
 
+/// The receive calls on pipes: `try_recv` alone serves (one turn of the loop on the
+/// app's thread), `recv_timeout` says `Timeout`, and a `Stopper` wakes a `requests()`
+/// that waits in the loop's completion port on another thread; once stopped, every call
+/// says so.
+#[test]
+fn instance_receive_calls_serve_time_out_and_stop() {
+    use solo_instance::{RecvError, RecvTimeoutError, TryRecvError};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("recv");
+    let app = unique("test.win.recv");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    assert_eq!(primary.try_recv().err(), Some(TryRecvError::Empty));
+    assert_eq!(primary.recv_timeout(Duration::from_millis(50)).err(), Some(RecvTimeoutError::Timeout));
+    let b = builder(dir.path(), &app, &["prog", "polled"]);
+    let launch = thread::spawn(move || b.send());
+    let request = loop {
+        // Polled, as a frame loop does; the watchdog ends a test that never gets it.
+        if let Ok(r) = primary.try_recv() {
+            break r;
+        }
+        thread::yield_now();
+    };
+    assert_eq!(request.args(), [OsString::from("polled")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+
+    let stopper = primary.stopper();
+    let (tx, done) = mpsc::channel();
+    let (served_tx, served) = mpsc::channel();
+    let serving = thread::spawn(move || {
+        let mut n = 0;
+        for request in primary.requests() {
+            request.reply(Reply::ok()).unwrap();
+            n += 1;
+            served_tx.send(()).unwrap();
+        }
+        tx.send(n).unwrap();
+        primary
+    });
+    let b = builder(dir.path(), &app, &["prog", "served"]);
+    let launch = thread::spawn(move || b.send());
+    served.recv_timeout(Duration::from_secs(20)).expect("requests() did not serve the launch");
+    assert!(launch.join().unwrap().unwrap().is_ok());
+    stopper.stop();
+    assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("stop did not wake requests()"), 1);
+    let primary = serving.join().unwrap();
+    assert_eq!(primary.try_recv().err(), Some(TryRecvError::Stopped));
+    assert_eq!(primary.recv().err(), Some(RecvError));
+    assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(RecvTimeoutError::Stopped));
+}
+
 /// A request the app keeps past the primary's drop still closes its pipe when it goes:
 /// the client reads the reply, then the end (the pipe instance is not left open, nor its
 /// handle and read buffer kept, for the rest of the process).
