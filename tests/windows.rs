@@ -809,9 +809,10 @@ fn instance_receive_calls_serve_time_out_and_stop() {
     assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(RecvTimeoutError::Stopped));
 }
 
-/// A request the app keeps past the primary's drop still closes its pipe when it goes:
-/// the client reads the reply, then the end (the pipe instance is not left open, nor its
-/// handle and read buffer kept, for the rest of the process).
+/// Requests the app keeps past the primary's drop still close their pipes as each goes:
+/// a client reads its reply, then the end, while the app still holds another request
+/// (no pipe instance is left open, nor its handle and read buffer kept, for the rest of
+/// the process).
 #[test]
 fn instance_request_outliving_its_primary_closes_its_pipe() {
     let _w = Watchdog::new(Duration::from_secs(60));
@@ -819,19 +820,27 @@ fn instance_request_outliving_its_primary_closes_its_pipe() {
     let app = unique("test.win.outlive");
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
     let pipe = primary.socket_path().to_string_lossy().into_owned();
-    let mut client = LocalSocket::connect(&pipe).unwrap();
-    client.write_all(b"{\"v\":1,\"argv\":[\"kept\"]}\n").unwrap();
-    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    let mut clients = Vec::new();
+    let mut requests = Vec::new();
+    for arg in ["first", "second"] {
+        let mut client = LocalSocket::connect(&pipe).unwrap();
+        client.write_all(format!("{{\"v\":1,\"argv\":[\"{arg}\"]}}\n").as_bytes()).unwrap();
+        clients.push(client);
+        requests.push(primary.recv_timeout(Duration::from_secs(20)).expect("no request"));
+    }
     drop(primary);
-    assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
-    let (tx, ended) = mpsc::channel();
-    thread::spawn(move || {
-        let mut all = String::new();
-        let r = (&client).read_to_string(&mut all).map(|_| all);
-        let _ = tx.send(r);
-    });
-    let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
-    assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+    let kept = requests.pop().unwrap();
+    for (request, client) in [(requests.pop().unwrap(), clients.remove(0)), (kept, clients.remove(0))] {
+        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
+        let (tx, ended) = mpsc::channel();
+        thread::spawn(move || {
+            let mut all = String::new();
+            let r = (&client).read_to_string(&mut all).map(|_| all);
+            let _ = tx.send(r);
+        });
+        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
+        assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
