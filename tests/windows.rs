@@ -809,6 +809,52 @@ fn instance_receive_calls_serve_time_out_and_stop() {
     assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(RecvTimeoutError::Stopped));
 }
 
+/// The budget of requests the app holds counts what each pins on Windows: its pipe keeps
+/// one overlapped read in flight, of up to 64 KiB, until the request is dropped. So an app
+/// that keeps launches' requests unanswered holds a bounded number of them (16 MiB of
+/// budget: some 250), not tens of thousands of small ones (some 3 GiB of read buffers);
+/// past that, launches are told to retry.
+#[test]
+fn instance_requests_held_by_the_app_count_their_pipes_read_buffers() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("heldbudget");
+    let app = unique("test.win.heldbudget");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut held = Vec::new();
+    let mut clients = Vec::new();
+    let busy = loop {
+        assert!(held.len() < 1000, "1000 requests held, and no launch was told to retry");
+        let client = std::sync::Arc::new(LocalSocket::connect(&pipe).unwrap());
+        (&*client).write_all(b"{\"v\":1,\"argv\":[\"held\"]}\n").unwrap();
+        // The request reaches the app, or its launch is told to retry.
+        let (tx, replied) = mpsc::channel();
+        let reader = std::sync::Arc::clone(&client);
+        thread::spawn(move || {
+            let _ = tx.send(read_line(&reader));
+        });
+        let request = loop {
+            if let Ok(r) = primary.try_recv() {
+                break Some(r);
+            }
+            if let Ok(line) = replied.try_recv() {
+                assert!(line.contains("busy"), "{line:?}");
+                break None;
+            }
+            thread::yield_now();
+        };
+        match request {
+            Some(r) => held.push(r),
+            None => break held.len(),
+        }
+        clients.push(client);
+    };
+    eprintln!("the launch after {busy} held requests was told to retry");
+    assert!(busy >= 64, "only {busy} requests held");
+    drop(held);
+    drop(primary);
+}
+
 /// Requests the app keeps past the primary's drop still close their pipes as each goes:
 /// a client reads its reply, then the end, while the app still holds another request
 /// (no pipe instance is left open, nor its handle and read buffer kept, for the rest of
