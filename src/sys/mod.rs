@@ -51,7 +51,8 @@
 //!   be edge-triggered: the loop remembers it until a read or an accept finds nothing).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
 //! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
-//!   `peer`): one launch's connection, and the responder of its request.
+//!   `peer`, `PINNED`: the memory it holds while it lives): one launch's connection, and
+//!   the responder of its request.
 //! - `Owner` (`current`, `admits`): who a primary serves, checked before a byte is read.
 //! - `WatchSource`, `Watch::source()`: what the poller waits on for the removal watch.
 //! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:

@@ -19,7 +19,8 @@
 //!   `Acceptor::bind`);
 //! - [`Connection`]: non-blocking `read`, `send` of a reply before a deadline (a client
 //!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
-//!   client hung up: an abandoned request), `hang_up`, `peer`;
+//!   client hung up: an abandoned request), `hang_up`, `peer`; `PINNED`, the memory it
+//!   holds while it lives (a request's weight counts it);
 //! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
 //! - [`read_until`]: a launch's
 //!   read of its reply, bounded by a deadline.
@@ -173,6 +174,11 @@ impl Acceptor {
 pub(crate) struct Connection(LocalSocket);
 
 impl Connection {
+    /// Memory the connection holds in the process for as long as it lives, besides what
+    /// the loop reads from it: none (a socket's buffers are the kernel's). Counted in the
+    /// weight of the request it carries.
+    pub(crate) const PINNED: usize = 0;
+
     /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
     /// the end.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {

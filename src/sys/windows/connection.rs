@@ -47,6 +47,11 @@ impl Drop for Connection {
 }
 
 impl Connection {
+    /// Memory the connection holds in the process for as long as it lives, besides what
+    /// the loop reads from it: its read in flight, of up to mio's 64 KiB (see
+    /// [`read`](Self::read)). Counted in the weight of the request it carries.
+    pub(crate) const PINNED: usize = 64 << 10;
+
     /// The connection on `pipe`, a connected instance registered with the engine's poller
     /// through `port`.
     pub(super) fn new(pipe: NamedPipe, port: Arc<Port>) -> Connection {
