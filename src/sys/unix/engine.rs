@@ -11,7 +11,8 @@
 //!   [`listener`](Interest::listener), [`connection`](Interest::connection) (reading or
 //!   paused), [`watch`](Interest::watch) (a [`WatchSource`]); then
 //!   [`Poller::readiness`] per token (readable, closed). Readiness may be edge-triggered:
-//!   the engine remembers it until a read or an accept finds nothing;
+//!   the engine remembers it until a read or an accept finds nothing; [`Poller::settle`]
+//!   at the end, so that what was closed is closed before the lock goes;
 //! - [`Acceptor`]: the listening end; [`register`](Acceptor::register) with the poller,
 //!   then non-blocking [`accept`](Acceptor::accept) of a [`Connection`] registered under
 //!   its token; [`of_listener`](Acceptor::of_listener) for a `LocalServer`'s socket
@@ -136,6 +137,13 @@ impl Poller {
         // Tokens come in the order they were added, not sorted.
         self.ready.sort_unstable_by_key(|&(t, _)| t);
         Ok(())
+    }
+
+    /// Takes in, without blocking, what the connections and listeners closed until now
+    /// still had under way, for the end of the loop: here a descriptor closes at once, so
+    /// only the wake-up pipe is looked at.
+    pub(crate) fn settle(&mut self) {
+        let _ = self.wait(Interest::new(), Some(Duration::ZERO));
     }
 
     /// What the last wait saw for `token`.
