@@ -192,8 +192,8 @@ pub use error::{Error, LocalSocketError, PathError, SocketError};
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use instance::{
-    CallbackPrimary, Delivery, Health, Origin, Primary, Request, Scope, SingleInstance, Start, Status,
-    Stopper, DEFAULT_TIMEOUT,
+    CallbackPrimary, Delivery, Health, Input, Origin, Output, Primary, Request, Scope, SingleInstance, Start,
+    Status, Stopper, DEFAULT_TIMEOUT, OUTPUT_BUFFER,
 };
 pub use name::{temp_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;

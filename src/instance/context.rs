@@ -7,7 +7,6 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::request::busy;
 use super::request::respond;
 use super::serve;
 use super::{protocol, Reply, Request, HELD_BUDGET};
@@ -55,6 +54,8 @@ pub(super) struct Context {
     #[cfg(feature = "dbus")]
     #[allow(dead_code)] // read by the removal watch (none on Windows)
     pub(super) on_step_down: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The version-2 launches waiting for a request the app took: cut off at a release.
+    pub(super) streams: super::stream::Registry,
 }
 
 impl Context {
@@ -82,6 +83,8 @@ impl Context {
     /// Decodes a request line and hands the request to the app (or answers the error):
     /// whether it is queued for the app.
     pub(super) fn deliver(&self, socket: Connection, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
+        // What followed the line is a version-2 launch's stdin.
+        let (line, rest) = super::stream::split_line(line);
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
         let head = match protocol::decode_head(&line) {
             Ok(h) => h,
@@ -90,8 +93,12 @@ impl Context {
                 return false;
             }
         };
+        let (socket, remote) = match super::stream::Remote::of(socket, &line, &rest) {
+            Ok(s) => s,
+            Err(()) => return false,
+        };
         // The line's text and its decoded fields, at most about as much again.
-        let weight = 2 * line.len() + 256;
+        let weight = 2 * line.len() + rest.len() + 256;
         let before = self.held.fetch_add(weight, Ordering::SeqCst);
         // Held for as long as the app keeps the request: no spare capacity from reading.
         let mut line = line;
@@ -106,10 +113,11 @@ impl Context {
             weight,
             held: Arc::clone(&self.held),
             peer,
-            socket: Some(socket),
+            socket,
             closing: Arc::clone(&self.closing),
             origin: super::dbus::Origin::Launch,
             answer: None,
+            remote,
         };
         if self.closing.load(Ordering::SeqCst) {
             return false; // dropped: tells the launch to start over
@@ -117,18 +125,14 @@ impl Context {
         if before > 0 && before + weight > HELD_BUDGET {
             // Too many bytes wait already: this launch tries again until its timeout.
             let mut r = request;
-            if let Some(socket) = r.socket.take() {
-                busy(&socket);
-            }
+            r.refuse_busy();
             return false;
         }
         match self.tx.try_send(Event::Request(Box::new(request))) {
             Ok(()) => {}
             // The app is not keeping up: this launch tries again until its timeout.
             Err(mpsc::TrySendError::Full(Event::Request(mut r))) => {
-                if let Some(socket) = r.socket.take() {
-                    busy(&socket);
-                }
+                r.refuse_busy();
                 return false;
             }
             Err(_) => return false,

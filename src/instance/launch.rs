@@ -8,7 +8,7 @@ use super::location::Location;
 use super::lock::LockFile;
 #[cfg(windows)]
 use super::transport::set_timeout;
-use super::transport::{read_line, ReadError};
+use super::transport::read_line;
 use super::{Primary, Reply, Scope, SingleInstance, Start};
 use crate::{ConnectOptions, Error, LocalSocket, LocalSocketError, Result, SocketOptions};
 #[cfg(windows)]
@@ -24,11 +24,11 @@ impl SingleInstance {
         // other service of this user's (any root daemon's, for root), which would be sent
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
         let mut loc = self.located(deadline)?;
-        let line = self.message().encode();
+        let line = self.request_lines();
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
-        let too_large = (line.len() > self.max_message_size).then(|| {
+        let too_large = (line.v2.len() > self.max_message_size).then(|| {
             Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
+                format!("message too large ({} bytes, limit {} bytes)", line.v2.len(), self.max_message_size)
                     .into(),
             )
         });
@@ -84,7 +84,7 @@ impl SingleInstance {
             // too large to send checks the lock first, to refuse it without a round trip.
             let forwarded_first = !loc.abstract_ns && too_large.is_none();
             if forwarded_first {
-                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline, &mut refused)? {
+                if let Some(reply) = self.forward_any(&loc, &line, deadline, &mut refused)? {
                     return Ok(Start::Forwarded(reply));
                 }
             }
@@ -128,7 +128,7 @@ impl SingleInstance {
                 // Asked already this turn; the primary is coming up or going away.
                 Ok(None)
             } else {
-                self.forward(&loc, line.as_bytes(), deadline, &mut refused)
+                self.forward_any(&loc, &line, deadline, &mut refused)
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -330,21 +330,8 @@ impl SingleInstance {
                 _ => Err(e.into()),
             };
         }
-        match read_line(&socket, deadline, self.max_message_size) {
-            Ok(reply) => match decode(&reply) {
-                Ok(r) if r.retry => Ok(None),
-                Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
-                Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e.into())),
-            },
-            Err(ReadError::Closed) => Ok(None),
-            Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
-            Err(ReadError::TooLarge) => Err(Error::Protocol(
-                format!("reply too large (limit {} bytes)", self.max_message_size).into(),
-            )),
-            Err(ReadError::Io(e)) if is_disconnect(&e) => Ok(None),
-            Err(ReadError::Io(e)) => Err(e.into()),
-        }
+        // Frames (version 2) until the reply.
+        self.converse(&socket, deadline, from_another_user, &decode)
     }
 }
 

@@ -5,6 +5,7 @@
 mod asynchronous;
 mod context;
 mod dbus;
+mod handover;
 mod launch;
 mod location;
 mod lock;
@@ -12,7 +13,9 @@ mod primary;
 #[cfg(windows)]
 mod published;
 mod request;
+mod remote;
 mod serve;
+mod stream;
 mod transport;
 #[cfg(all(test, windows))]
 mod windows_tests;
@@ -36,6 +39,7 @@ pub use dbus::Origin;
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use primary::{CallbackPrimary, Health, Primary, Stopper};
 pub use request::{Delivery, Request};
+pub use stream::{Input, Output, OUTPUT_BUFFER};
 
 use crate::Result;
 
@@ -98,6 +102,8 @@ pub struct SingleInstance {
     argv: Option<Vec<OsString>>,
     env: Vec<String>,
     data: Value,
+    /// What the launch asks beyond its request: waiting, stdin, replace (`remote`).
+    remote: remote::Asks,
     #[cfg(feature = "dbus")]
     dbus_bus: dbus::DbusBus,
 }
@@ -143,6 +149,7 @@ impl SingleInstance {
             argv: None,
             env: Vec::new(),
             data: Value::Null,
+            remote: remote::Asks::default(),
             #[cfg(feature = "dbus")]
             dbus_bus: dbus::DbusBus::default(),
         })
@@ -254,6 +261,9 @@ impl SingleInstance {
     /// # Ok::<(), solo_instance::Error>(())
     /// ```
     pub fn start(self) -> Result<Start> {
+        if self.remote.replace {
+            return self.start_replacing();
+        }
         self.run(true)
     }
 

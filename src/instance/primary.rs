@@ -230,6 +230,7 @@ impl Primary {
             dbus_waiting: Mutex::new(Default::default()),
             #[cfg(feature = "dbus")]
             on_step_down: Mutex::new(None),
+            streams: Default::default(),
         });
         // The primary's loop (`serve`) accepts on the listening end itself, from the first
         // time it runs. Unix: a socket the `LocalServer` binds (and the removal watch
@@ -395,7 +396,13 @@ impl Primary {
         }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
-            Ok(Event::Request(r)) => Taken::Request(r),
+            Ok(Event::Request(r)) => {
+                // A version-2 launch learns that its request is taken.
+                if let Some(remote) = &r.remote {
+                    remote.taken(&self.ctx.streams);
+                }
+                Taken::Request(r)
+            }
             Ok(Event::Stop) | Err(true) => Taken::End,
             Err(false) => Taken::Empty,
         }
@@ -516,6 +523,8 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
+        // Launches waiting for a request the app took end their wait now.
+        self.ctx.streams.cut_off();
         #[cfg(all(feature = "dbus", target_os = "linux"))]
         self.ctx.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not

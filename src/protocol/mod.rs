@@ -5,6 +5,7 @@
 //! `{"wide":[...]}` (Windows UTF-16 units); `{"bytes":[...]}` (an array of byte values)
 //! is still decoded.
 
+pub(crate) mod frame;
 mod message;
 mod os_str;
 mod reply;
@@ -55,8 +56,9 @@ pub const ACTIVATION_VARS: [&str; 2] = ["XDG_ACTIVATION_TOKEN", "DESKTOP_STARTUP
 
 pub(crate) fn version(o: &Map<String, Value>) -> Result<(), String> {
     match o.get("v") {
-        Some(v) if v.as_u64() == Some(PROTOCOL_VERSION) => Ok(()),
-        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})")),
+        // Version 2 (`frame`) has the same reply line.
+        Some(v) if matches!(v.as_u64(), Some(1 | 2)) => Ok(()),
+        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks 1 and 2)")),
         None => Err("missing protocol version \"v\"".into()),
     }
 }

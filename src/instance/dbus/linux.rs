@@ -553,6 +553,7 @@ impl Application {
             closing: Arc::clone(&ctx.closing),
             origin,
             answer: Some(Answer(Arc::clone(&slot))),
+            remote: None,
         };
         let mut request = Box::new(request);
         if before > 0 && before + weight > HELD_BUDGET {

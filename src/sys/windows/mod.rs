@@ -14,6 +14,7 @@ mod engine;
 mod listener;
 mod pipe;
 mod security;
+mod stream;
 mod token;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity};
@@ -23,6 +24,7 @@ pub(crate) use engine::{
     poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
 pub(crate) use listener::Listener;
+pub(crate) use stream::{recv_some, send_some, wait_readable, STDIN_STREAMS};
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 
 use std::io;
