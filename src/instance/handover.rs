@@ -6,10 +6,17 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::launch::{far_deadline, socket_is_live};
-use super::lock::{read_pid, LockFile};
+use super::location::Location;
+use super::lock::{read_handover, read_pid, LockFile};
 use super::remote::Wait;
 use super::{Primary, Scope, SingleInstance, Start};
 use crate::{Error, LocalSocketError, Result};
+
+/// Whether the last primary handed over to another process that still runs and has not
+/// taken the lock yet: launches wait for it rather than become the primary, or report none.
+pub(super) fn pending(loc: &Location) -> bool {
+    read_handover(&loc.lock).is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
+}
 
 impl SingleInstance {
     /// Asks a running primary to hand over to this launch, when [`start`](Self::start)

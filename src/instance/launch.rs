@@ -106,8 +106,9 @@ impl SingleInstance {
             if let Some(lock) = free {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
-                // alive, and is never taken over.
-                if !socket_is_live(&loc, deadline) {
+                // alive, and is never taken over. A primary that handed over (a replace)
+                // leaves the lock to the launch it handed over to.
+                if !socket_is_live(&loc, deadline) && !super::handover::pending(&loc) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }

@@ -184,20 +184,35 @@ impl LockFile {
     /// Records the holder's pid, for `status` to report: in the lock file, or on Windows
     /// beside it (see [`pid_path`]).
     pub(crate) fn write_pid(&mut self) {
+        self.write_record(&std::process::id().to_string());
+    }
+
+    /// Records that the primacy goes to the process `pid` (a replace), for launches that
+    /// find the lock free before it took it (`read_handover`): kept when the lock is let
+    /// go, and overwritten by that process's own pid.
+    pub(crate) fn write_handover(&mut self, pid: u32) {
+        self.write_record(&format!("{pid} {HANDOVER}"));
+        #[cfg(windows)]
+        {
+            self.wrote_pid = false;
+        }
+    }
+
+    fn write_record(&mut self, record: &str) {
         #[cfg(windows)]
         {
             // Not in a shared directory: another user could have put a file, or a link to
             // one, under that name.
             if !self.shared {
-                self.wrote_pid = write_pid_file(&pid_path(&self.path)).is_ok();
+                self.wrote_pid = write_pid_file(&pid_path(&self.path), record).is_ok();
             }
         }
         #[cfg(not(windows))]
-        self.write_pid_into_lock_file();
+        self.write_pid_into_lock_file(record);
     }
 
     #[cfg(not(windows))]
-    fn write_pid_into_lock_file(&mut self) {
+    fn write_pid_into_lock_file(&mut self, pid: &str) {
         // Only into our own file (a shared scope's lock may be another user's): `open`
         // checked the owner already.
         if !self.own {
@@ -208,14 +223,13 @@ impl LockFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
-            let pid = std::process::id().to_string();
             let _ =
                 self.file.write_all_at(pid.as_bytes(), 0).and_then(|()| self.file.set_len(pid.len() as u64));
         }
         #[cfg(not(unix))]
         let _ = self.file.set_len(0).and_then(|()| {
             self.file.rewind()?;
-            write!(self.file, "{}", std::process::id())?;
+            write!(self.file, "{pid}")?;
             self.file.flush()
         });
     }
@@ -242,11 +256,11 @@ fn pid_path(lock: &Path) -> PathBuf {
 /// only if it is a plain file with one name (or new): never through a hard link planted
 /// under that name, which would truncate the file it names.
 #[cfg(windows)]
-fn write_pid_file(path: &Path) -> io::Result<()> {
+fn write_pid_file(path: &Path, record: &str) -> io::Result<()> {
     use std::io::Write;
     let mut file = open_plain(path, true)?;
     file.set_len(0)?;
-    write!(file, "{}", std::process::id())
+    write!(file, "{record}")
 }
 
 /// Opens `path` (for writing, created if missing, with `write`; else for reading) without
@@ -298,6 +312,21 @@ impl Drop for LockFile {
 /// if any. Opened as the lock is (no symlink, no blocking open) and read only if it is a
 /// plain file, at most 32 bytes.
 pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
+    read_record(lock)?.trim().parse().ok()
+}
+
+/// The word after the pid in a record of [`LockFile::write_handover`].
+const HANDOVER: &str = "handover";
+
+/// The process a primary handed over to ([`LockFile::write_handover`]), if the record
+/// says so: until that process has locked and written its own pid.
+pub(crate) fn read_handover(lock: &Path) -> Option<u32> {
+    let record = read_record(lock)?;
+    record.trim().strip_suffix(HANDOVER)?.trim().parse().ok()
+}
+
+/// The primary's record (its pid), as [`read_pid`] reads it.
+fn read_record(lock: &Path) -> Option<String> {
     #[cfg(windows)]
     let path = pid_path(lock);
     #[cfg(not(windows))]
@@ -317,5 +346,5 @@ pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
     }
     let mut s = String::new();
     file.take(32).read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+    Some(s)
 }

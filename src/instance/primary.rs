@@ -535,7 +535,12 @@ impl Drop for Primary {
         if let Some(file) = &self.published {
             super::published::withdraw(file, &self.socket);
         }
-        drop(self.ctx.mux.take_lock());
+        let mut lock = self.ctx.mux.take_lock().or_else(|| self.lock.take());
+        // An accepted replace: launches that find the lock free wait for the new primary.
+        if let (Some(lock), Some(pid)) = (lock.as_mut(), self.ctx.streams.handover()) {
+            lock.write_handover(pid);
+        }
+        drop(lock);
         drop(self.lock.take());
         // Then the replies still open are written, and handed-off calls forwarded.
         #[cfg(feature = "dbus")]

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::request::{launch_is_gone, respond, BUSY};
@@ -42,6 +42,8 @@ struct Shared {
     out: Mutex<Out>,
     changed: Condvar,
     input: Mutex<In>,
+    /// The primary's list of streams, once the app took the request.
+    registry: OnceLock<Registry>,
 }
 
 #[derive(Default)]
@@ -102,6 +104,7 @@ impl Remote {
             out: Mutex::new(Out::default()),
             changed: Condvar::new(),
             input: Mutex::new(input),
+            registry: OnceLock::new(),
         };
         Ok((None, Some(Remote(Arc::new(shared)))))
     }
@@ -122,6 +125,7 @@ impl Remote {
             self.0.lock_out().gone = true;
         }
         registry.add(&self.0);
+        let _ = self.0.registry.set(registry.clone());
     }
 
     /// Whether the launch went away (or was cut off).
@@ -248,21 +252,37 @@ impl Shared {
     }
 }
 
-/// The streams a release cuts off: the launches that wait for a request the app took.
+/// The streams a release cuts off (the launches that wait for a request the app took), and
+/// the process a replace hands over to.
+#[derive(Clone, Default)]
+pub(super) struct Registry(Arc<Mutex<Streams>>);
+
 #[derive(Default)]
-pub(super) struct Registry(Mutex<Vec<Weak<Shared>>>);
+struct Streams {
+    list: Vec<Weak<Shared>>,
+    handover: Option<u32>,
+}
 
 impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Streams> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn add(&self, s: &Arc<Shared>) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(s));
+        let mut streams = self.lock();
+        streams.list.retain(|w| w.strong_count() > 0);
+        streams.list.push(Arc::downgrade(s));
+    }
+
+    /// The process an accepted replace hands over to.
+    pub(super) fn handover(&self) -> Option<u32> {
+        self.lock().handover
     }
 
     /// The primary releases: each launch still waiting for its reply reads the end now,
     /// and fails (a request the app holds can no longer reach it).
     pub(super) fn cut_off(&self) {
-        let list = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let list = std::mem::take(&mut self.lock().list);
         for s in list.iter().filter_map(Weak::upgrade) {
             let mut out = s.lock_out();
             if out.done.is_none() {
@@ -483,6 +503,11 @@ impl Request {
     pub fn accept_replace(self) -> io::Result<Delivery> {
         if let Some(r) = self.remote.as_ref().filter(|r| r.ask().replace) {
             r.push(&Frame::Handover);
+            // Launches that find the lock free before the new primary took it wait for it.
+            let pid = self.peer.and_then(|p| p.pid).or(self.head.pid);
+            if let (Some(registry), Some(pid)) = (r.0.registry.get(), pid) {
+                registry.lock().handover = Some(pid);
+            }
         }
         self.reply(Reply::ok())
     }

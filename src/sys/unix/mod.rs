@@ -47,7 +47,7 @@ pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
-pub(crate) use stream::{recv_some, send_some, wait_readable, STDIN_STREAMS};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]

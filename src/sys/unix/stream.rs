@@ -53,3 +53,9 @@ pub(crate) fn wait_readable(conn: &Connection, timeout: Option<Duration>) -> io:
 fn timespec(t: Duration) -> Timespec {
     Timespec { tv_sec: t.as_secs().min(i32::MAX as u64) as _, tv_nsec: t.subsec_nanos() as _ }
 }
+
+/// Whether a process with this pid exists (one of another user's too).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else { return false };
+    matches!(rustix::process::test_kill_process(pid), Ok(()) | Err(Errno::PERM))
+}

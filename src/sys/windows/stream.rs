@@ -28,3 +28,22 @@ pub(crate) fn send_some(_socket: &LocalSocket, _buf: &[u8], _deadline: Instant) 
 pub(crate) fn wait_readable(_conn: &Connection, _timeout: Option<Duration>) -> io::Result<bool> {
     Err(io::ErrorKind::Unsupported.into())
 }
+
+/// Whether a process with this pid runs.
+pub(crate) fn process_exists(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: no handle is inherited; a null handle is checked before use.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        return false;
+    }
+    let mut code = 0u32;
+    // SAFETY: `handle` is open (checked above); `code` is a valid out pointer.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) } != 0;
+    // SAFETY: `handle` is open, ours, and closed once.
+    unsafe { CloseHandle(handle) };
+    ok && code == STILL_ACTIVE as u32
+}
