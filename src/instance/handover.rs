@@ -87,7 +87,12 @@ impl SingleInstance {
     /// Takes the lock once it is free, and serves. `Ok(None)` when the lock is held by
     /// another process than `old`'s (by the pid in the lock file); [`Error::NoReply`]
     /// (`waited`) at the deadline.
-    fn take_over(&self, deadline: Option<Instant>, waited: Duration, old: Option<u32>) -> Result<Option<Primary>> {
+    fn take_over(
+        &self,
+        deadline: Option<Instant>,
+        waited: Duration,
+        old: Option<u32>,
+    ) -> Result<Option<Primary>> {
         let loc = self.location()?;
         let shared = loc.abstract_ns || self.scope == Scope::System;
         let mut backoff = Duration::from_micros(500);

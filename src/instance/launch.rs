@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::location::Location;
 use super::lock::LockFile;
+use super::transport::read_line;
 #[cfg(windows)]
 use super::transport::set_timeout;
-use super::transport::read_line;
 use super::{Primary, Reply, Scope, SingleInstance, Start};
 use crate::{ConnectOptions, Error, LocalSocket, LocalSocketError, Result, SocketOptions};
 #[cfg(windows)]

@@ -12,8 +12,8 @@ mod lock;
 mod primary;
 #[cfg(windows)]
 mod published;
-mod request;
 mod remote;
+mod request;
 mod serve;
 mod stream;
 mod transport;

@@ -186,8 +186,12 @@ impl SingleInstance {
                             scope.spawn(move || forward_stdin(socket, stop));
                         }
                     }
-                    Ok(Some(Frame::Stdout(bytes))) => emit(&mut io::stdout().lock(), &bytes, from_another_user),
-                    Ok(Some(Frame::Stderr(bytes))) => emit(&mut io::stderr().lock(), &bytes, from_another_user),
+                    Ok(Some(Frame::Stdout(bytes))) => {
+                        emit(&mut io::stdout().lock(), &bytes, from_another_user)
+                    }
+                    Ok(Some(Frame::Stderr(bytes))) => {
+                        emit(&mut io::stderr().lock(), &bytes, from_another_user)
+                    }
                     Ok(Some(Frame::Handover)) => handover = true,
                     Ok(Some(f)) => break Err(Error::Protocol(format!("unexpected frame {f:?}").into())),
                     Err(e) => {

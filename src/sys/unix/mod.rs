@@ -47,12 +47,12 @@ pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use poll::pipe;
 pub(crate) use signals::with_signals_blocked;
-pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {

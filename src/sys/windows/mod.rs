@@ -24,8 +24,8 @@ pub(crate) use engine::{
     poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
 pub(crate) use listener::Listener;
-pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
