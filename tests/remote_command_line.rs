@@ -351,6 +351,7 @@ fn a_launch_that_never_reads_its_output_keeps_the_primary_bounded() {
     // would take all 64 MiB.
     let taken = push_stdin(&conn, 64 << 20);
     let grown = rss_kib(p.id()).saturating_sub(before);
+    eprintln!("output never read: the primary took {taken} bytes of stdin, grew by {grown} KiB");
     assert!(taken < 8 << 20, "the primary took {taken} bytes of stdin it could not echo");
     assert!(grown < 16 << 10, "the primary grew by {grown} KiB");
     drop(conn);
@@ -367,8 +368,44 @@ fn a_primary_that_never_reads_stdin_stays_bounded() {
     assert_eq!(json_line(&p.line())["stdin"], true);
     let taken = push_stdin(&conn, 64 << 20);
     let grown = rss_kib(p.id()).saturating_sub(before);
+    eprintln!("stdin never read: the primary took {taken} bytes of stdin, grew by {grown} KiB");
     assert!(taken < 4 << 20, "the primary took {taken} bytes of stdin it never read");
     assert!(grown < 16 << 10, "the primary grew by {grown} KiB");
     drop(conn);
     f.send_ok(&p, "still-serving");
+}
+
+#[test]
+fn launches_in_the_hand_over_window_wait_for_the_new_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-window");
+    let app = || SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(old) = app().start().unwrap() else { panic!("not the primary") };
+    // The replacing launch, by hand, is this process: it is told to take over, and the old
+    // primary releases before it does.
+    let replacer = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&replacer).write_all(b"{\"v\":2,\"argv\":[\"new\"],\"replace\":true}\n").unwrap();
+    let request = old.recv().unwrap();
+    assert!(request.is_replace());
+    assert!(request.accept_replace().unwrap().is_delivered());
+    old.release();
+    let mut said = String::new();
+    replacer.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    BufReader::new(&replacer).read_to_string(&mut said).unwrap();
+    assert!(said.starts_with("{\"v\":2,\"taken\":true}\n{\"v\":2,\"handover\":true}\n{"), "{said:?}");
+    // No primary now, and the lock is free: a launch waits for the one handed over to,
+    // rather than report none.
+    let mut launch =
+        f.cmd("send", ["--timeout", "20", "--", "in-the-window"]).stdout(Stdio::null()).spawn().unwrap();
+    let looked = Instant::now();
+    while looked.elapsed() < Duration::from_millis(500) {
+        let status = launch.try_wait().unwrap();
+        assert!(status.is_none(), "the launch ended in the window: {status:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let Start::Primary(new) = app().start().unwrap() else { panic!("the new primary") };
+    let request = new.recv().unwrap();
+    assert_eq!(request.args(), ["in-the-window"]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.wait().unwrap().success());
 }
