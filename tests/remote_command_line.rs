@@ -409,3 +409,50 @@ fn launches_in_the_hand_over_window_wait_for_the_new_primary() {
     request.reply(Reply::ok()).unwrap();
     assert!(launch.wait().unwrap().success());
 }
+
+#[test]
+fn editor_wait_serves_as_git_editor_until_the_file_is_closed() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-git");
+    let repo = f.dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let cmd = |program: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", f.dir.path())
+            .env("HOME", f.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .current_dir(&repo);
+        cmd
+    };
+    let git = std::path::Path::new("git");
+    if cmd(git, &["init", "-q"]).status().map(|s| !s.success()).unwrap_or(true) {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let editor = util::example("editor");
+    let primary = util::Proc::spawn(&mut cmd(&editor, &[]));
+    assert!(primary.line().starts_with("editor: running as the primary instance"));
+    primary.line();
+    let mut commit =
+        cmd(git, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty"]);
+    commit.env("GIT_EDITOR", format!("{} --wait", editor.display()));
+    let waiting = Launch::spawn(&mut commit);
+    // The running editor's answer streams to git's terminal while git waits.
+    let said = waiting.line();
+    assert!(said.contains("waiting until closed"), "{said}");
+    let opened = primary.line();
+    let file = opened.strip_prefix("editor: opened ").and_then(|l| l.split(" (").next()).unwrap().to_owned();
+    assert!(file.ends_with("COMMIT_EDITMSG"), "{opened}");
+    std::fs::write(&file, "written in the running editor\n").unwrap();
+    let out = output(&mut cmd(&editor, &["--close", &file]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(waiting.line(), format!("editor: closed {file}"));
+    let (status, err) = waiting.finish();
+    assert!(status.success(), "git: {err}");
+    let log = output(&mut cmd(git, &["log", "-1", "--format=%s"]));
+    assert_eq!(text(&log.stdout), "written in the running editor\n");
+    assert!(output(&mut cmd(&editor, &["--quit"])).status.success());
+}
