@@ -47,7 +47,8 @@ impl SingleInstance {
     /// # let dir = std::env::temp_dir().join(format!("doc-exit-{}", std::process::id()));
     /// let app = || SingleInstance::new("org.example.Updater").unwrap().directory(&dir);
     /// let old = app().wait_for_exit(None)?; // nobody runs: this one is the primary
-    /// let new = std::thread::spawn(move || app().wait_for_exit(Some(Duration::from_secs(10))));
+    /// let update = app();
+    /// let new = std::thread::spawn(move || update.wait_for_exit(Some(Duration::from_secs(10))));
     /// old.release(); // the old version exits
     /// let primary = new.join().unwrap()?;
     /// # drop(primary); let _ = std::fs::remove_dir_all(&dir);

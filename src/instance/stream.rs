@@ -447,9 +447,10 @@ impl Request {
     /// use std::io::Write;
     /// use solo_instance::{Reply, SingleInstance, Start};
     /// # let dir = std::env::temp_dir().join(format!("doc-stdout-{}", std::process::id()));
-    /// # let app = || SingleInstance::new("org.example.Build").unwrap().directory(&dir);
-    /// # let Start::Primary(primary) = app().start()? else { unreachable!() };
-    /// # let launcher = std::thread::spawn(move || app().argv(["build"]).send());
+    /// # let app = |dir: &std::path::Path| SingleInstance::new("org.example.Build").unwrap().directory(dir);
+    /// # let Start::Primary(primary) = app(&dir).start()? else { unreachable!() };
+    /// # let launch = app(&dir).argv(["build"]);
+    /// # let launcher = std::thread::spawn(move || launch.send());
     /// let request = primary.recv().unwrap();
     /// writeln!(request.stdout(), "step 1 of 2")?;
     /// request.reply(Reply::ok())?;
