@@ -456,3 +456,25 @@ fn editor_wait_serves_as_git_editor_until_the_file_is_closed() {
     assert_eq!(text(&log.stdout), "written in the running editor\n");
     assert!(output(&mut cmd(&editor, &["--quit"])).status.success());
 }
+
+#[test]
+fn stdin_sent_with_the_request_line_is_the_start_of_stdin() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-early");
+    let p = f.primary(&[]);
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    // One write: the request line, then stdin frames before `taken` ("early", base64).
+    (&conn)
+        .write_all(
+            b"{\"v\":2,\"argv\":[\"raw\",\"--cat\"],\"stdin\":true}\n{\"v\":2,\"stdin\":\"ZWFybHk=\"}\n{\"v\":2,\"eof\":true}\n",
+        )
+        .unwrap();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut all = String::new();
+    BufReader::new(&conn).read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines[0], r#"{"v":2,"taken":true}"#, "{all:?}");
+    assert_eq!(lines[1], r#"{"v":2,"stdout":"ZWFybHk="}"#, "{all:?}");
+    assert_eq!(json_line(lines[2])["ok"], true, "{all:?}");
+    assert_eq!(json_line(&p.line())["stdin"], true);
+}
