@@ -1313,7 +1313,9 @@ fn primary_serving_with_requests_starts_no_thread() {
     assert_eq!(crate_threads(primary.id()), Vec::<String>::new(), "threads after the start");
     fx.send_ok(&primary, "first");
     fx.send_ok(&primary, "second");
-    assert_eq!(crate_threads(primary.id()), Vec::<String>::new(), "threads after two launches");
+    // A request over 16 KiB, read in pieces and decoded on the same thread.
+    fx.send_ok(&primary, &"large".repeat(5000));
+    assert_eq!(crate_threads(primary.id()), Vec::<String>::new(), "threads after three launches");
 }
 
 /// `on_request`: each request goes to the callback on the primary's own thread; dropping

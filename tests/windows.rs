@@ -608,6 +608,79 @@ fn instance_256_silent_pipes_do_not_hold_up_a_launch() {
     }
 }
 
+/// A request whose launch gave up (closed its end) before the app took it is dropped
+/// unseen, as on Unix: the app gets the next launch's request instead.
+#[test]
+fn instance_abandoned_request_is_dropped_unseen() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("abandoned");
+    let app = unique("test.win.abandoned");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    // Sent whole, then gone, before the primary's loop first runs.
+    let mut gone = LocalSocket::connect(&pipe).unwrap();
+    gone.write_all(b"{\"v\":1,\"argv\":[\"gone\"]}\n").unwrap();
+    drop(gone);
+    let b = builder(dir.path(), &app, &["prog", "present"]);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("present")], "the abandoned request was delivered");
+    assert!(!request.is_abandoned());
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
+/// The message limit holds on pipes as on sockets (the same loop reads both): a request
+/// over it is refused with "message too large", read no further than the limit, and the
+/// primary serves on.
+#[test]
+fn instance_request_over_the_limit_is_refused() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("limit");
+    let app = unique("test.win.limit");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).max_message_size(256).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut big = LocalSocket::connect(&pipe).unwrap();
+    let line = format!("{{\"v\":1,\"argv\":[\"{}\"]}}\n", "x".repeat(4096));
+    big.write_all(line.as_bytes()).unwrap();
+    let reply = read_line(&big);
+    assert!(reply.contains("message too large"), "{reply:?}");
+
+    let b = builder(dir.path(), &app, &["prog", "small"]).max_message_size(256);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert_eq!(request.args(), [OsString::from("small")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+}
+
+/// The bound on held connections holds on pipes: past 512 silent ones the oldest is shed
+/// with a "busy" reply (retry), so a flood holds bounded memory and handles.
+#[test]
+fn instance_oldest_silent_pipe_is_shed_past_the_bound() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("shed");
+    let app = unique("test.win.shed");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(|| {});
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let t = Instant::now();
+    let silent: Vec<LocalSocket> = (0..513).map(|_| LocalSocket::connect(&pipe).unwrap()).collect();
+    let connecting = t.elapsed();
+    let first = read_line(&silent[0]);
+    // Each is told "no request within 2.0s" at its deadline: only a first one still held
+    // when the 513th came can have been shed (connecting took less than its deadline).
+    if connecting < Duration::from_millis(1500) {
+        assert!(first.contains("busy"), "{first:?} (513 connected in {connecting:?})");
+    } else {
+        eprintln!("513 connections took {connecting:?}: the first may have timed out first");
+        assert!(first.contains("busy") || first.contains("no request within"), "{first:?}");
+    }
+    drop(silent);
+    drop(primary);
+}
+
 /// Guarantee 8 on pipes: a primary that takes the request but never answers makes the
 /// launch fail with `NoReply` after its timeout, not hang.
 #[test]

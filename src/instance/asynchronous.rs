@@ -5,7 +5,7 @@ use std::io;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 
-use super::primary::Taken;
+use super::receive::Taken;
 use super::{Delivery, Primary, Reply, Request};
 
 impl Primary {
@@ -60,9 +60,9 @@ impl Primary {
         self.serving_from_a_thread();
         loop {
             // Listen before looking, so a request queued in between is not missed.
-            let mut notified = pin!(self.ctx.notify.notified());
+            let mut notified = pin!(self.ctx.inbox.notify.notified());
             notified.as_mut().enable();
-            if self.ctx.stopped.load(Ordering::SeqCst) {
+            if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
                 return None;
             }
             // A request whose launch gave up is dropped unseen, as by `recv`.

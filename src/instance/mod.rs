@@ -3,15 +3,17 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
-mod context;
 mod dbus;
 mod handover;
+mod inbox;
 mod launch;
 mod location;
 mod lock;
+mod origin;
 mod primary;
 #[cfg(windows)]
 mod published;
+mod receive;
 mod remote;
 mod request;
 mod serve;
@@ -48,10 +50,6 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Most connections a primary reads at once (and most queued for reading); more wait in
-/// the OS backlog. Windows only: on Unix one thread reads them all (`serve.rs`).
-const MAX_READERS: usize = 64;
 
 /// Most bytes of received requests (text and decoded) that wait for the app or are in
 /// its hands; past it launches are told to retry. One request is always let in.

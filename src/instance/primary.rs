@@ -4,43 +4,31 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use super::context::{Context, Event};
-use super::launch::far_deadline;
+use super::inbox::{Event, Inbox};
+use super::serve::Context;
+pub use super::serve::Health;
 
 use super::location::Location;
 use super::lock::LockFile;
 use super::serve;
-use super::{Request, Scope, SingleInstance, MAX_READERS, MAX_REQUEST_DEADLINE};
+use super::{Request, Scope, SingleInstance, MAX_REQUEST_DEADLINE};
 use crate::{LocalServer, Result, SocketOptions};
-
-/// What a receive call found in the queue.
-pub(super) enum Taken {
-    Request(Box<Request>),
-    /// An abandoned request, dropped: look again.
-    Again,
-    /// Stopped, or the queue is gone.
-    End,
-    Empty,
-}
 
 /// The running primary instance. It serves launches until dropped or
 /// [released](Self::release); then its socket is removed and its lock freed, in that
 /// order.
 ///
-/// On Unix it serves its socket from the app's own thread while that thread waits in
-/// [`recv`](Self::recv) or [`requests`](Self::requests) ([`try_recv`](Self::try_recv):
-/// one turn that does not wait), or from one thread of its own once a
-/// [waker](Self::set_waker) is set or `recv_async` is called. Until then launches wait in
-/// the socket's backlog (one that finds it full retries until its timeout), as they wait
-/// for any app that has not reached its event loop yet: call one of these as soon as the
-/// app can take requests. Windows serves from an accept thread that the first of these
-/// calls (or [`on_request`](Self::on_request)) starts; until then launches wait for a free
-/// pipe instance.
+/// It serves its socket (a named pipe on Windows) from the app's own thread while that
+/// thread waits in [`recv`](Self::recv) or [`requests`](Self::requests)
+/// ([`try_recv`](Self::try_recv): one turn that does not wait), or from one thread of its
+/// own once a [waker](Self::set_waker) is set or `recv_async` is called. Until then
+/// launches wait in the socket's backlog, or for the pipe instance that listens (one that
+/// waits too long retries until its timeout), as they wait for any app that has not
+/// reached its event loop yet: call one of these as soon as the app can take requests.
 ///
 /// ```
 /// use solo_instance::{Reply, SingleInstance, Start};
@@ -94,43 +82,10 @@ impl fmt::Debug for Primary {
     }
 }
 
-/// Whether a [`Primary`] is still the primary, and how it stays reachable when a cleaner
-/// removes its files: see [`Primary::health`].
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Its directory is watched (inotify on Linux; a kqueue on macOS, where this is
-    /// unproven: written and built, never run by the crate's tests): a socket file, lock
-    /// file or directory
-    /// removed under the running primary is put back at once (the directory 0700, a fresh
-    /// lock, then the socket), so launches keep reaching it. The watch is set 100 ms after
-    /// the start. The System scope on Linux (an abstract name, which nothing removes)
-    /// watches its lock file in `/tmp` itself instead, from the first turn: removed or
-    /// replaced, a fresh one is locked at once, so a launch in another network namespace
-    /// still finds it held.
-    Watched,
-    /// No watch could be set (the text says why: most often the user's inotify instances
-    /// are used up, `/proc/sys/fs/inotify/max_user_instances`): the files are looked at
-    /// every second while the primary serves instead (a removed socket is bound again
-    /// within a second, and launches wait for it within their timeout), and the watch is
-    /// tried again each time. The primary then wakes once a second while idle.
-    Checked(String),
-    /// Nothing is watched: Windows' pipes cannot be removed, and the BSDs have no watch (a
-    /// removed socket leaves launches failing with `NoReply` until the primary exits).
-    Unwatched,
-    /// Not the primary any more (the text says why): its files were removed and another
-    /// process locked a fresh lock file first (for the System scope on Linux: a launch in
-    /// another network namespace, which held it for good), or they could not be put back. It serves
-    /// nothing more: the receive calls return `None`, and the launches it held (queued
-    /// for the app too) were told to start over, so they reach the new primary. A request
-    /// the app holds may still be answered. Drop it; nothing else of it is of use.
-    SteppedDown(String),
-}
-
 /// Makes a [`Primary`]'s blocking receive calls return, from any thread (a signal
 /// handler thread, a GUI's quit action).
 #[derive(Clone)]
-pub struct Stopper(Arc<Context>);
+pub struct Stopper(Arc<Inbox>);
 
 /// A primary whose requests go to a callback; see [`Primary::on_request`].
 #[derive(Debug)]
@@ -157,13 +112,7 @@ impl fmt::Debug for Stopper {
 impl Stopper {
     /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
     pub fn stop(&self) {
-        self.0.stopped.store(true, Ordering::SeqCst);
-        // A full queue needs no wake-up: the receiver is busy and sees the flag next.
-        let _ = self.0.tx.try_send(Event::Stop);
-        // A thread waiting in the primary's loop (`recv` on Unix) returns.
-        self.0.wake_loop();
-        #[cfg(feature = "tokio")]
-        self.0.notify.notify_waiters();
+        self.0.stop();
     }
 }
 
@@ -207,30 +156,23 @@ impl Primary {
         };
         #[cfg(not(windows))]
         let pipe_name = loc.socket.clone();
-        server.set_max_pending_connections(MAX_READERS);
+        server.set_max_pending_connections(serve::BACKLOG);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
         let (tx, rx) = mpsc::sync_channel(64);
+        let mux = serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?;
+        let inbox = Arc::new(Inbox::new(tx, mux.waker()));
         let ctx = Arc::new(Context {
-            closing: Arc::new(AtomicBool::new(false)),
-            stopped: AtomicBool::new(false),
             // A launch writes its request as soon as it connects: a client that takes longer
-            // than this is broken or hostile, and must not hold a reader for a whole timeout.
+            // than this is broken or hostile, and is not held for a whole timeout.
             timeout: config.timeout.min(MAX_REQUEST_DEADLINE),
             limit: config.max_message_size,
             check_uid: !system,
             owner: Mutex::new(crate::sys::Owner::current().ok()),
-            mux: serve::Mux::new(&loc.socket, options, lock.as_ref().map(|_| loc.lock.as_path()), system)?,
-            held: Arc::new(AtomicUsize::new(0)),
-            waker: Mutex::new(None),
-            #[cfg(feature = "tokio")]
-            notify: tokio::sync::Notify::new(),
-            tx,
-            #[cfg(all(feature = "dbus", target_os = "linux"))]
-            dbus_waiting: Mutex::new(Default::default()),
+            mux,
+            inbox: Arc::clone(&inbox),
             #[cfg(feature = "dbus")]
             on_step_down: Mutex::new(None),
-            streams: Default::default(),
         });
         // The primary's loop (`serve`) accepts on the listening end itself, from the first
         // time it runs. Unix: a socket the `LocalServer` binds (and the removal watch
@@ -258,7 +200,7 @@ impl Primary {
         // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
         // the bus is set up on a thread of its own, and waited for at most 2 s.
         #[cfg(feature = "dbus")]
-        let dbus = super::dbus::Dbus::start(config, &ctx);
+        let dbus = super::dbus::Dbus::start(config, &inbox);
         // Set before the loop first runs (the app's first receive call, or its waker).
         #[cfg(all(target_os = "linux", feature = "dbus"))]
         {
@@ -304,151 +246,6 @@ impl Primary {
         &self.app_id
     }
 
-    /// A blocking iterator over requests; it ends when a [`Stopper`] stops it, or when
-    /// the primary [steps down](Health::SteppedDown).
-    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
-        std::iter::from_fn(move || self.recv())
-    }
-
-    /// Waits for the next request; `None` once a [`Stopper`] stopped the primary, or once
-    /// it [stepped down](Health::SteppedDown) (see [`health`](Self::health)).
-    ///
-    /// On Unix, unless a [waker](Self::set_waker) is set, the waiting thread serves the
-    /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
-    /// loop would: no thread of the crate's runs.
-    ///
-    /// Requests whose launch gave up while they waited (it timed out, or was killed) are
-    /// dropped here, unseen; see [`Request::is_abandoned`].
-    pub fn recv(&self) -> Option<Request> {
-        self.recv_until(None)
-    }
-
-    /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
-    /// [`recv`](Self::recv)).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
-        self.recv_until(Some(far_deadline(timeout)))
-    }
-
-    fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
-        // One turn of the loop at least, even with a deadline passed already: a
-        // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
-        let mut turned = false;
-        loop {
-            if self.ctx.stopped.load(Ordering::SeqCst) {
-                return None;
-            }
-            match self.try_take() {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty => {}
-            }
-            if turned && deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
-            }
-            turned = true;
-            // Serve on this thread until something happens; where a thread serves, wait
-            // for what it queues.
-            if Context::drive(&self.ctx, deadline) {
-                continue;
-            }
-            let event = match deadline {
-                None => self.rx.recv().map_err(|_| true),
-                Some(d) => self
-                    .rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    .map_err(|e| e == RecvTimeoutError::Disconnected),
-            };
-            match self.take(event) {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again | Taken::Empty => continue,
-                Taken::End => return None,
-            }
-        }
-    }
-
-    /// The app sleeps elsewhere from now on (its event loop, an async runtime): a thread
-    /// serves the socket (the serve thread).
-    pub(super) fn serving_from_a_thread(&self) {
-        Context::start_driver(&self.ctx);
-    }
-
-    /// What the queue holds now, without waiting.
-    pub(super) fn try_take(&self) -> Taken {
-        self.take(self.rx.try_recv().map_err(|e| e == TryRecvError::Disconnected))
-    }
-
-    /// What a receive took from the queue (`Err(true)`: disconnected, `Err(false)`: empty).
-    fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
-        if self.ctx.mux.stepped_down() {
-            // Not the primary any more: what waits is handed over (each request dropped
-            // tells its launch to start over, and it reaches the new primary).
-            drop(event);
-            while let Ok(event) = self.rx.try_recv() {
-                drop(event);
-            }
-            return Taken::End;
-        }
-        // A slot is free: D-Bus calls waiting for one move in.
-        #[cfg(all(feature = "dbus", target_os = "linux"))]
-        if let Ok(Event::Request(_)) = &event {
-            self.ctx.dbus_refill();
-        }
-        match event {
-            Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
-            Ok(Event::Request(r)) => {
-                // A version-2 launch learns that its request is taken.
-                if let Some(remote) = &r.remote {
-                    remote.taken(&self.ctx.streams);
-                }
-                Taken::Request(r)
-            }
-            Ok(Event::Stop) | Err(true) => Taken::End,
-            Err(false) => Taken::Empty,
-        }
-    }
-
-    /// The next request if one is waiting; never blocks. For GUI loops that poll on
-    /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
-    /// dropped, as by [`recv`](Self::recv). On Unix, without a waker, it first serves
-    /// what is ready on the socket (one turn that does not wait).
-    pub fn try_recv(&self) -> Option<Request> {
-        let mut served = false;
-        loop {
-            match self.try_take() {
-                Taken::Request(r) => return Some(*r),
-                Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty if served => return None,
-                Taken::Empty => {}
-            }
-            served = true;
-            if self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                // The waker's thread failed to start: try again.
-                Context::start_driver(&self.ctx);
-            }
-            if !Context::drive(&self.ctx, Some(Instant::now())) {
-                return None;
-            }
-        }
-    }
-
-    /// Calls `waker` (from one of the primary's threads) each time a request is ready to
-    /// be received: hand it a GUI event loop's wake-up (such as winit's
-    /// `EventLoopProxy::send_event`) and call [`try_recv`](Self::try_recv) when woken.
-    /// Drain with `try_recv` once after setting it, too: a request queued before (a D-Bus
-    /// activation that started the app, with the `dbus` feature) is not announced again.
-    ///
-    /// The waker must not block: in particular it must not wait for a lock that the
-    /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
-    /// the waker (on Unix the serve thread that `set_waker` starts; on Windows the accept
-    /// thread). The waker itself may drop the primary (one it owns, say behind a mutex).
-    pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
-        *self.ctx.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
-        // The app sleeps in its own event loop from now on.
-        self.serving_from_a_thread();
-    }
-
     /// Delivers each request to `callback` on a thread of its own, which owns the
     /// primary from now on. Dropping the returned handle stops that thread and releases
     /// the primary.
@@ -488,7 +285,7 @@ impl Primary {
 
     /// A handle that makes the blocking receive calls return.
     pub fn stopper(&self) -> Stopper {
-        Stopper(Arc::clone(&self.ctx))
+        Stopper(Arc::clone(&self.ctx.inbox))
     }
 
     /// Gives up being the primary now: the socket is closed and removed, then the lock
@@ -506,7 +303,7 @@ impl Primary {
 
 impl Drop for Primary {
     fn drop(&mut self) {
-        self.ctx.closing.store(true, Ordering::SeqCst);
+        self.ctx.inbox.closing.store(true, Ordering::SeqCst);
         self.ctx.shutdown();
         // Socket first, lock last: only the lock holder ever removes the socket.
         let server = self.server.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -523,10 +320,12 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
+        // Their connections close once the loop's poller has seen it (Windows).
+        self.ctx.mux.settle();
         // Launches waiting for a request the app took end their wait now.
-        self.ctx.streams.cut_off();
+        self.ctx.inbox.streams.cut_off();
         #[cfg(all(feature = "dbus", target_os = "linux"))]
-        self.ctx.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]
@@ -537,7 +336,7 @@ impl Drop for Primary {
         }
         let mut lock = self.ctx.mux.take_lock().or_else(|| self.lock.take());
         // An accepted replace: launches that find the lock free wait for the new primary.
-        if let (Some(lock), Some(pid)) = (lock.as_mut(), self.ctx.streams.handover()) {
+        if let (Some(lock), Some(pid)) = (lock.as_mut(), self.ctx.inbox.streams.handover()) {
             lock.write_handover(pid);
         }
         drop(lock);

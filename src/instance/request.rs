@@ -62,9 +62,9 @@ pub struct Request {
     pub(super) socket: Option<Connection>,
     pub(super) closing: Arc<AtomicBool>,
     /// How it came: a launch, or a D-Bus call.
-    pub(super) origin: super::dbus::Origin,
+    pub(super) origin: super::origin::Origin,
     /// A D-Bus call's reply goes here (`socket` is `None` then).
-    pub(super) answer: Option<super::dbus::Answer>,
+    pub(super) answer: Option<super::origin::Answer>,
     /// A launch of protocol version 2: its connection and streams (`socket` is `None`).
     pub(super) remote: Option<super::stream::Remote>,
 }

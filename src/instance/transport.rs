@@ -2,8 +2,6 @@
 //! through its loop and answers through `request::send_reply`).
 
 use std::io;
-#[cfg(not(unix))]
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::LocalSocket;
@@ -11,12 +9,12 @@ use crate::LocalSocket;
 /// Sets a socket's read or write timeout. Named pipes have none (interprocess offers none
 /// on Windows): there each blocking read or write is bounded by a `sys::IoDeadline`
 /// instead, which cancels the pipe's I/O when the deadline passes.
-#[cfg_attr(unix, allow(dead_code))] // the launch's Windows write
+#[allow(dead_code)] // the launch's write on Windows
 pub(super) fn set_timeout(socket: &LocalSocket, read: bool, t: Duration) -> io::Result<()> {
     let t = Some(t.max(Duration::from_millis(1)));
     let r = if read { socket.set_read_timeout(t) } else { socket.set_write_timeout(t) };
     match r {
-        Err(_) if cfg!(windows) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
         r => r,
     }
 }
@@ -36,19 +34,11 @@ pub(super) fn read_line(
 ) -> std::result::Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
     let mut buf = [0u8; 8192];
-    #[cfg(windows)]
-    let _deadline = crate::sys::IoDeadline::arm(socket.as_stream(), deadline);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if deadline.saturating_duration_since(Instant::now()).is_zero() {
             return Err(ReadError::TimedOut);
         }
-        // Unix: a poll(2) for the time left, then a non-blocking read (no SO_RCVTIMEO).
-        #[cfg(unix)]
-        let read = crate::sys::recv_until(socket, &mut buf, deadline);
-        #[cfg(not(unix))]
-        let read = set_timeout(socket, true, left).and_then(|()| (&*socket).read(&mut buf));
-        let n = match read {
+        let n = match crate::sys::read_until(socket, &mut buf, deadline) {
             Ok(0) => return Err(ReadError::Closed),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {

@@ -16,7 +16,8 @@
 //! is shed, and past [`READ_BUDGET`] buffered bytes the oldest partial request is. Each is
 //! told to retry.
 
-mod decode;
+mod context;
+mod health;
 mod turn;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
@@ -25,16 +26,21 @@ mod watch;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::context::Context;
+pub(super) use context::Context;
+pub use health::Health;
+
 use super::lock::LockFile;
-use super::Health;
 use crate::sys::{Connection, Token};
 use crate::{LocalServer, PeerCredentials, SocketOptions};
+
+/// The listening socket's backlog: launches that wait for the loop to accept them (one
+/// that finds it full retries until its timeout). A pipe has one instance listening.
+pub(super) const BACKLOG: usize = 64;
 
 /// Most connections held unread at once; the oldest silent one is shed for a new one.
 /// (Below the usual soft limit of 1024 open files, leaving the app its share.)
@@ -47,8 +53,8 @@ pub(super) const READ_BUDGET: usize = 8 << 20;
 pub(super) struct Mux {
     /// The loop's state, locked by the thread that runs a turn.
     state: Mutex<State>,
-    /// Interrupts the loop's wait from any thread.
-    waker: crate::sys::PollWaker,
+    /// Interrupts the loop's wait from any thread (shared with the inbox).
+    waker: Arc<crate::sys::PollWaker>,
     /// The socket to keep in place, and how to bind it again.
     socket: PathBuf,
     #[allow(dead_code)] // read by the removal watch (none on Windows)
@@ -73,16 +79,6 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
-    /// The driver thread, once it runs: requests it delivers are announced to the waker
-    /// after its turn, not inside it (see [`Context::announce`]).
-    driver_id: OnceLock<ThreadId>,
-    /// Waker calls owed for requests the driver delivered in its current turn.
-    unannounced: AtomicUsize,
-    /// Complete request lines for the decoder thread (see `decode`).
-    lines: Mutex<decode::Lines>,
-    lines_ready: Condvar,
-    /// Bytes in `lines` and in the line being decoded: part of the read budget.
-    decoding: AtomicUsize,
 }
 
 pub(super) struct State {
@@ -159,10 +155,10 @@ impl Mux {
         // An abstract name has no file to lose, but its lock file (the System scope's, in
         // `/tmp`) has: that file alone is watched then.
         let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
-        let lock_only =
-            cfg!(any(target_os = "linux", target_os = "android")) && abstract_ns && lock.is_some();
+        // (Abstract names exist on Linux alone.)
+        let lock_only = crate::sys::WATCHES_FILES && abstract_ns && lock.is_some();
         let watch = lock_only
-            || cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"))
+            || crate::sys::WATCHES_FILES
                 && !abstract_ns
                 && lock.is_some()
                 && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
@@ -191,7 +187,7 @@ impl Mux {
                 accept_after: None,
                 turn_end: None,
             }),
-            waker,
+            waker: Arc::new(waker),
             socket: socket.to_path_buf(),
             options,
             lock_path: lock.map(Path::to_path_buf),
@@ -203,11 +199,6 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
-            driver_id: OnceLock::new(),
-            unannounced: AtomicUsize::new(0),
-            lines: Mutex::new(decode::Lines::default()),
-            lines_ready: Condvar::new(),
-            decoding: AtomicUsize::new(0),
         })
     }
 
@@ -268,19 +259,14 @@ impl Mux {
         self.waker.wake();
     }
 
+    /// What wakes the loop, for the inbox.
+    pub(super) fn waker(&self) -> Arc<crate::sys::PollWaker> {
+        Arc::clone(&self.waker)
+    }
+
     /// Whether a driver thread runs the loop.
     pub(super) fn is_driven(&self) -> bool {
         self.driven.load(Ordering::SeqCst)
-    }
-
-    /// Whether this is the driver thread: then a turn is under way, with the loop's state
-    /// locked, and a waker call waits until it ends. Counts the call owed.
-    pub(super) fn defer_announce(&self) -> bool {
-        let on_driver = self.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
-        if on_driver {
-            self.unannounced.fetch_add(1, Ordering::SeqCst);
-        }
-        on_driver
     }
 
     /// Stops the loop for good: the driver thread is joined, and the listening sockets,
@@ -299,12 +285,23 @@ impl Mux {
         let mut st = self.state();
         self.close_all(&mut st);
         st.watch = None;
+        drop(st);
+        self.settle();
+    }
+
+    /// Lets the poller see what closed connections and listeners still had under way: on
+    /// Windows a pipe instance stays open until its cancelled I/O is seen complete, and
+    /// the pipe's name with it. Called before the lock is let go, so a successor finds the
+    /// name free. Never waits.
+    pub(super) fn settle(&self) {
+        let mut st = self.state();
+        let _ = st.poller.wait(crate::sys::Interest::new(), Some(Duration::ZERO));
     }
 
     /// Closes the listening sockets (the original one only here: the `LocalServer` that
     /// holds it closes it too) and the connections held, each hung up, not only closed: a
     /// child forked without exec holds copies, and the launch must see the end now to
-    /// start over. The decoder thread stops.
+    /// start over.
     fn close_all(&self, st: &mut State) {
         // In a child forked without exec, the connections are the parent's to end.
         let hang_up = |conn: &Connection| {
@@ -312,13 +309,6 @@ impl Mux {
                 conn.hang_up();
             }
         };
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.shutdown = true;
-        for (socket, _, _) in lines.queue.drain(..) {
-            hang_up(&socket);
-        }
-        drop(lines);
-        self.lines_ready.notify_all();
         st.acceptor = None;
         st.listener = None;
         if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
@@ -373,7 +363,7 @@ impl Context {
         let spawned = crate::sys::with_signals_blocked(|| {
             thread.spawn(move || {
                 while let Some(ctx) = weak.upgrade() {
-                    let _ = ctx.mux.driver_id.set(std::thread::current().id());
+                    let _ = ctx.inbox.driver_id.set(std::thread::current().id());
                     if ctx.mux.shut.load(Ordering::SeqCst) {
                         return;
                     }
@@ -382,11 +372,11 @@ impl Context {
                     drop(st);
                     // The waker runs outside the turn: it may take the requests, or drop
                     // the primary (whose shutdown locks the loop's state).
-                    for _ in 0..ctx.mux.unannounced.swap(0, Ordering::SeqCst) {
+                    for _ in 0..ctx.inbox.unannounced.swap(0, Ordering::SeqCst) {
                         if ctx.mux.shut.load(Ordering::SeqCst) {
                             break;
                         }
-                        ctx.call_waker();
+                        ctx.inbox.call_waker();
                     }
                 }
             })

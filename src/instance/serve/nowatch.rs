@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::context::Context;
+use super::Context;
 use super::State;
 
 /// Unused: no watch is ever set.

@@ -1,14 +1,14 @@
 //! One turn of the primary's loop: a readiness wait, then accepting, reading, answering
 //! the deadlines passed and shedding past the bounds.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::context::{Context, FAST_PATH_BYTES};
 use super::super::request::{busy, respond};
 use super::super::Reply;
-use super::{decode, watch, Conn, State, MAX_HELD, READ_BUDGET};
+use super::context::FAST_PATH_BYTES;
+use super::Context;
+use super::{watch, Conn, State, MAX_HELD, READ_BUDGET};
 use crate::sys::{Acceptor, Interest, Token};
 
 /// The listening end's token, the rebound socket's (Unix, see `watch`) and the removal
@@ -70,8 +70,8 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     }
     // Accepting paused (see `ACCEPT_BACKOFF`): the listening ends are not waited for.
     let accepting = st.accept_after.is_none();
-    // Over the budget, wait only for deadlines, hang-ups and the decoder's wake-up.
-    let full = st.buffered + mux.decoding.load(Ordering::SeqCst) > budget;
+    // Over the budget, wait only for deadlines and hang-ups.
+    let full = st.buffered > budget;
     // A connection reported readable and not read empty yet is read without a wait; so is
     // a client reported at the listening end and not accepted yet.
     let pending = !full && st.conns.iter().any(|c| c.ready) || accepting && st.listen_ready;
@@ -174,9 +174,9 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
             busy(&c.conn);
         }
     }
-    // Over the byte budget (partial requests, and complete ones waiting to be decoded):
-    // shed the oldest partial requests (one request may always grow to the limit).
-    while st.buffered + mux.decoding.load(Ordering::SeqCst) > budget {
+    // Over the byte budget: shed the oldest partial requests (one request may always grow
+    // to the limit).
+    while st.buffered > budget {
         let Some(i) = st.conns.iter().position(|c| !c.buf.is_empty()) else { break };
         if let Some(c) = st.conns.remove(i) {
             st.buffered -= c.buf.len();
@@ -214,7 +214,7 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
         }
         // One read of what is there already; what it took of an incomplete line is held
         // for the rest.
-        let n = match conn.read_now(&mut st.chunk[..fast_max]) {
+        let n = match conn.read(&mut st.chunk[..fast_max]) {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -243,17 +243,16 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
 /// Reads the held connections that are ready, answers those done or out of time, oldest
 /// first.
 fn read_conns(ctx: &Arc<Context>, st: &mut State, budget: usize) {
-    let mux = &ctx.mux;
     let limit = ctx.limit;
     let now = Instant::now();
     let mut finished: Vec<(usize, Outcome)> = Vec::new();
-    // Bytes of complete lines found this turn, not yet in `decoding`.
+    // Bytes of complete lines found this turn, not yet delivered.
     let mut fresh = 0usize;
     let State { conns, buffered, chunk, poller, .. } = st;
     for (i, c) in conns.iter_mut().enumerate() {
-        // Over the budget, nothing more is read this turn (the decoder frees bytes and
-        // wakes the loop; partial requests are shed after).
-        let full = *buffered + fresh + mux.decoding.load(Ordering::SeqCst) > budget;
+        // Over the budget, nothing more is read this turn (partial requests are shed
+        // after).
+        let full = *buffered + fresh > budget;
         let r = poller.readiness(c.token);
         c.ready |= r.readable;
         c.held_off |= full;
@@ -283,14 +282,16 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, budget: usize) {
             done.push((c, outcome));
         }
     }
+    // Decoding runs on the loop's thread: the time it takes is not the held clients', so
+    // it moves their deadlines on (as the time the app is away from its loop does).
+    let decode_start = Instant::now();
+    let mut decoded = false;
     for (c, outcome) in done.into_iter().rev() {
         match outcome {
-            // A small line is decoded here; a large one on the decoder thread, so that it
-            // does not hold up the others.
-            Outcome::Line(line) if line.len() <= FAST_PATH_BYTES => {
+            Outcome::Line(line) => {
+                decoded |= line.len() > FAST_PATH_BYTES;
                 ctx.deliver(c.conn, c.peer, line);
             }
-            Outcome::Line(line) => decode::queue_line(ctx, c.conn, c.peer, line),
             Outcome::TooLarge => {
                 respond(&c.conn, &Reply::error(format!("message too large (limit {limit} bytes)")));
             }
@@ -300,6 +301,12 @@ fn read_conns(ctx: &Arc<Context>, st: &mut State, budget: usize) {
                 respond(&c.conn, &Reply::error(msg));
             }
             Outcome::Closed => {}
+        }
+    }
+    if decoded {
+        let took = decode_start.elapsed();
+        for c in conns.iter_mut() {
+            c.deadline += took;
         }
     }
 }

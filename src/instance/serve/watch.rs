@@ -41,11 +41,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::context::{Context, Event};
+use super::super::inbox::Event;
 use super::super::launch::socket_is_live;
 use super::super::location::Location;
 use super::super::lock::LockFile;
 use super::super::Health;
+use super::Context;
 use super::{Mux, State};
 use crate::sys::FileId;
 use crate::LocalServer;
@@ -301,7 +302,7 @@ pub(super) fn start(ctx: &Arc<Context>, st: &mut State) {
 pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     let mux = &ctx.mux;
     st.check_at = None;
-    if ctx.closing.load(Ordering::SeqCst) || mux.stepped_down() {
+    if ctx.inbox.closing.load(Ordering::SeqCst) || mux.stepped_down() {
         return;
     }
     let Some(lock_path) = mux.lock_path.clone() else { return };
@@ -619,7 +620,7 @@ fn step_down(ctx: &Arc<Context>, st: &mut State, why: String) {
     let mux = &ctx.mux;
     // Requests dropped from now on (queued, or refused as they arrive) tell their
     // launches to start over.
-    ctx.closing.store(true, Ordering::SeqCst);
+    ctx.inbox.closing.store(true, Ordering::SeqCst);
     mux.set_health(Health::SteppedDown(why));
     // The bus name goes with the primacy (with `dbus`).
     #[cfg(feature = "dbus")]
@@ -636,6 +637,6 @@ fn step_down(ctx: &Arc<Context>, st: &mut State, why: String) {
     st.check_at = None;
     drop(st.lock.take());
     // Wake whoever waits for requests: they find the stream ended.
-    let _ = ctx.tx.try_send(Event::Stop);
-    ctx.announce();
+    let _ = ctx.inbox.tx.try_send(Event::Stop);
+    ctx.inbox.announce();
 }

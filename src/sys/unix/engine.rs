@@ -18,6 +18,11 @@ use rustix::net::RecvFlags;
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
 
+/// Whether the removal watch can be set here (inotify on Linux, a kqueue on Apple
+/// platforms): elsewhere the primary's files are not watched.
+pub(crate) const WATCHES_FILES: bool =
+    cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
 
@@ -168,12 +173,6 @@ impl Connection {
         }
     }
 
-    /// What a fresh connection holds already, without waiting (a launch writes its request
-    /// right after connecting, so it is usually whole): one `recv`.
-    pub(crate) fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read(buf)
-    }
-
     /// Writes all of `bytes` before `deadline` (`TimedOut`: the client does not read). A
     /// reply usually fits the socket's buffer: sent at once, with no wait.
     pub(crate) fn send(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
@@ -229,4 +228,11 @@ impl Owner {
     pub(crate) fn admits(&self, _conn: &Connection, peer: Option<&PeerCredentials>) -> bool {
         peer.and_then(|p| p.uid) == Some(self.uid)
     }
+}
+
+/// Reads what a launch's connection has before `deadline`: a `poll(2)` for the time left,
+/// then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end, `TimedOut` past the
+/// deadline.
+pub(crate) fn read_until(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    super::recv_until(socket, buf, deadline)
 }

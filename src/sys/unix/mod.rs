@@ -40,7 +40,8 @@ mod socket;
 mod stream;
 
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    WATCHES_FILES,
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use fork::ForkGuard;

@@ -144,6 +144,18 @@ impl Drop for IoDeadline<'_> {
     }
 }
 
+/// Reads what a launch's connection has before `deadline` (a blocking read, cancelled
+/// when the deadline passes: `TimedOut`). `Ok(0)` at the end.
+pub(crate) fn read_until(
+    socket: &crate::LocalSocket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    let _deadline = IoDeadline::arm(socket.as_stream(), deadline);
+    (&*socket).read(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{self, Read, Write};

@@ -12,7 +12,7 @@
 //!   [`Poller::readiness`] per token;
 //! - [`Acceptor`]: the listening end, non-blocking [`accept`](Acceptor::accept) of a
 //!   checked [`Connection`];
-//! - [`Connection`]: a non-blocking [`read`](Connection::read), a reply written with a
+//! - [`Connection`] (`connection.rs`): a non-blocking [`read`](Connection::read), a reply written with a
 //!   deadline ([`send`](Connection::send)), whether its client hung up
 //!   ([`is_closed`](Connection::is_closed)), and the client's identity.
 //!
@@ -25,35 +25,31 @@
 //! holds is `AddressInUse`), `PIPE_REJECT_REMOTE_CLIENTS` on all. Once a client connects,
 //! that instance becomes its connection and a fresh one listens.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::windows::ffi::OsStrExt;
-use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle};
+use std::os::windows::io::FromRawHandle;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::windows::NamedPipe;
-use windows_sys::Win32::Foundation::{
-    LocalFree, ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE,
-    INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
-};
+use windows_sys::Win32::Foundation::{LocalFree, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows_sys::Win32::Security::{
-    RevertToSelf, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_IMPERSONATE,
-};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::Storage::FileSystem::{
-    WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
+    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
 };
 use windows_sys::Win32::System::Pipes::{
-    CreateNamedPipeW, GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
-    PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
+    PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
-use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
-use super::token::{self, ClientIdentity};
-use crate::{PeerCredentials, Sid};
+pub(crate) use super::connection::{Connection, Owner};
+
+/// Whether the removal watch can be set here: a pipe cannot be removed, so there is
+/// nothing to watch.
+pub(crate) const WATCHES_FILES: bool = false;
 
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
@@ -309,200 +305,12 @@ impl Acceptor {
             return Ok(None);
         }
         poller.poll.registry().reregister(&mut taken, mio::Token(token), mio::Interest::READABLE)?;
-        Ok(Some(Connection { pipe: taken }))
+        Ok(Some(Connection::new(taken)))
     }
 
     /// The Unix engine takes a rebound `LocalServer`'s listener; a pipe is never bound
     /// again (nothing can remove it).
     pub(crate) fn of_listener(_listener: &std::sync::Arc<super::Listener>) -> Option<Acceptor> {
         None
-    }
-}
-
-/// A client's connection at the primary's end.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pipe: NamedPipe,
-}
-
-impl Connection {
-    fn handle(&self) -> HANDLE {
-        self.pipe.as_raw_handle() as HANDLE
-    }
-
-    /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
-    /// the end.
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match (&self.pipe).read(buf) {
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),
-            r => r,
-        }
-    }
-
-    /// What a fresh connection holds already, without waiting: nothing here (the first
-    /// read is in flight when it is accepted); the engine reads it when it is reported.
-    pub(crate) fn read_now(&self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-
-    /// Writes all of `bytes`, waiting until `deadline` at most for room in the pipe; then
-    /// the write is cancelled (`TimedOut`): the client does not read.
-    ///
-    /// The write is overlapped on the connection's own handle, with an event whose low bit
-    /// is set, so its completion is not queued to the completion port (mio's, which owns
-    /// every completion it receives).
-    ///
-    /// A client gone (the pipe closing, not connected, broken) is `BrokenPipe`.
-    pub(crate) fn send(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        self.send_inner(bytes, deadline).map_err(|e| match e.raw_os_error() {
-            Some(c)
-                if c == ERROR_NO_DATA as i32
-                    || c == ERROR_PIPE_NOT_CONNECTED as i32
-                    || c == ERROR_BROKEN_PIPE as i32 =>
-            {
-                io::Error::new(io::ErrorKind::BrokenPipe, e)
-            }
-            _ => e,
-        })
-    }
-
-    fn send_inner(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        // SAFETY: no security attributes or name: a manual-reset event, not signalled.
-        let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
-        if event.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a handle just created, owned by nobody else.
-        let _event = unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(event as _) };
-        let mut sent = 0usize;
-        while sent < bytes.len() {
-            // SAFETY: all-zero is a valid OVERLAPPED (offsets and status words).
-            let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
-            ov.hEvent = (event as usize | 1) as HANDLE;
-            let chunk = &bytes[sent..];
-            let len = chunk.len().min(u32::MAX as usize) as u32;
-            let mut n = 0u32;
-            // SAFETY: the handle is open; `chunk` and `ov` outlive the write, which is
-            // waited for below (completed, or cancelled and then completed) before
-            // either goes.
-            let ok = unsafe { WriteFile(self.handle(), chunk.as_ptr(), len, &mut n, &mut ov) };
-            if ok == 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(ERROR_IO_PENDING as i32) {
-                    return Err(e);
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                let ms = left.as_millis().min(u128::from(u32::MAX - 1)) as u32;
-                // SAFETY: the event is open.
-                let waited = unsafe { WaitForSingleObject(event, ms) };
-                if waited != WAIT_OBJECT_0 {
-                    // SAFETY: the handle is open; `ov` names this write.
-                    unsafe { CancelIoEx(self.handle(), &ov) };
-                }
-                // SAFETY: the handle and `ov` are this write's; waits until it is done.
-                let done = unsafe { GetOverlappedResult(self.handle(), &ov, &mut n, 1) };
-                if done == 0 {
-                    let e = io::Error::last_os_error();
-                    if waited != WAIT_OBJECT_0 {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, e));
-                    }
-                    return Err(e);
-                }
-            }
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            sent += n as usize;
-        }
-        Ok(())
-    }
-
-    /// Whether the client has closed its end (a reply would reach nobody).
-    pub(crate) fn is_closed(&self) -> bool {
-        let mut avail = 0u32;
-        // SAFETY: the handle is open; no buffer, only the count asked for.
-        let ok = unsafe {
-            PeekNamedPipe(
-                self.handle(),
-                std::ptr::null_mut(),
-                0,
-                std::ptr::null_mut(),
-                &mut avail,
-                std::ptr::null_mut(),
-            )
-        };
-        ok == 0
-            && matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
-            )
-    }
-
-    /// Ends the connection for the client now: it reads the end.
-    pub(crate) fn hang_up(&self) {
-        let _ = self.pipe.disconnect();
-    }
-
-    /// The client's user and integrity level as it connected (read by impersonating it at
-    /// the identification level): `None` when it cannot be told.
-    pub(crate) fn client_identity(&self) -> Option<ClientIdentity> {
-        // The calling thread may impersonate someone already: its token is put back.
-        let saved = token::thread_token(TOKEN_IMPERSONATE);
-        // SAFETY: the handle is open, the server end of a pipe.
-        let id = if unsafe { ImpersonateNamedPipeClient(self.handle()) } != 0 {
-            let id = token::impersonated_identity();
-            // SAFETY: ends the impersonation just made.
-            unsafe { RevertToSelf() };
-            id
-        } else {
-            None
-        };
-        if let Some(t) = saved {
-            // SAFETY: a null thread is the current one; `t` is an impersonation token
-            // opened with TOKEN_IMPERSONATE, open for the call.
-            unsafe { SetThreadToken(std::ptr::null(), t.as_raw_handle() as HANDLE) };
-        }
-        id
-    }
-
-    /// The client as the OS reports it: its user (see [`client_identity`]) and the pid it
-    /// reports (which it can set: it proves nothing).
-    ///
-    /// [`client_identity`]: Self::client_identity
-    pub(crate) fn peer(&self) -> Option<PeerCredentials> {
-        let mut pid = 0u32;
-        // SAFETY: the handle is open; `pid` is a valid out pointer.
-        let pid = (unsafe { GetNamedPipeClientProcessId(self.handle(), &mut pid) } != 0).then_some(pid);
-        let sid: Option<Sid> = self.client_identity().map(|c| c.user);
-        Some(PeerCredentials { pid, uid: None, gid: None, sid })
-    }
-
-    /// The connection's handle, for the checks in `sys`.
-    #[allow(dead_code)]
-    pub(crate) fn as_handle(&self) -> BorrowedHandle<'_> {
-        // SAFETY: the handle is open for as long as `self`.
-        unsafe { BorrowedHandle::borrow_raw(self.pipe.as_raw_handle()) }
-    }
-}
-
-/// Who a primary serves: the user and integrity level its launches must have.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Owner {
-    pub(crate) user: Sid,
-    pub(crate) integrity: u32,
-}
-
-impl Owner {
-    /// This process's user and integrity level.
-    pub(crate) fn current() -> io::Result<Owner> {
-        Ok(Owner { user: token::current_user()?, integrity: token::own_integrity()? })
-    }
-
-    /// Whether the client at `conn` is this user, at this integrity level or above (a
-    /// less trusted process driving a more trusted primary would be a silent elevation).
-    /// One that cannot be read is a stranger. (`_peer`: its credentials, which name the
-    /// user but not the integrity level.)
-    pub(crate) fn admits(&self, conn: &Connection, _peer: Option<&PeerCredentials>) -> bool {
-        conn.client_identity().is_some_and(|c| c.user == self.user && c.integrity >= self.integrity)
     }
 }

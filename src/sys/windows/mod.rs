@@ -9,6 +9,7 @@
 //! [`security`] builds Qt's security descriptors and reads a pipe's owner and its client's
 //! user back, for the peer checks.
 
+mod connection;
 mod deadline;
 mod engine;
 mod listener;
@@ -19,9 +20,9 @@ mod token;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity};
 
-pub(crate) use deadline::{pipe, IoDeadline};
+pub(crate) use deadline::{pipe, read_until, IoDeadline};
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource, WATCHES_FILES,
 };
 pub(crate) use listener::Listener;
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};

@@ -1,0 +1,212 @@
+//! A client's connection at the primary's end of a pipe, for the serving engine
+//! (`engine.rs`): non-blocking reads through mio, replies written with a deadline, and the
+//! client's identity.
+
+use std::io::{self, Read};
+use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle};
+use std::time::Instant;
+
+use mio::windows::NamedPipe;
+use windows_sys::Win32::Foundation::{
+    ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::Security::{RevertToSelf, TOKEN_IMPERSONATE};
+use windows_sys::Win32::Storage::FileSystem::WriteFile;
+use windows_sys::Win32::System::Pipes::{
+    GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
+};
+use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+
+use super::token::{self, ClientIdentity};
+use crate::{PeerCredentials, Sid};
+
+/// A client's connection at the primary's end.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pipe: NamedPipe,
+}
+
+impl Connection {
+    /// The connection on `pipe`, a connected instance registered with the engine's poller.
+    pub(super) fn new(pipe: NamedPipe) -> Connection {
+        Connection { pipe }
+    }
+
+    fn handle(&self) -> HANDLE {
+        self.pipe.as_raw_handle() as HANDLE
+    }
+
+    /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
+    /// the end. A fresh connection's first read is in flight from the moment its client
+    /// connected; what it read is handed out once the poller has seen it complete (the
+    /// next wait reports the connection), so the engine's read at accept finds nothing
+    /// here, where on Unix it usually finds the whole request.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match (&self.pipe).read(buf) {
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),
+            r => r,
+        }
+    }
+
+    /// Writes all of `bytes`, waiting until `deadline` at most for room in the pipe; then
+    /// the write is cancelled (`TimedOut`): the client does not read.
+    ///
+    /// The write is overlapped on the connection's own handle, with an event whose low bit
+    /// is set, so its completion is not queued to the completion port (mio's, which owns
+    /// every completion it receives).
+    ///
+    /// A client gone (the pipe closing, not connected, broken) is `BrokenPipe`.
+    pub(crate) fn send(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        self.send_inner(bytes, deadline).map_err(|e| match e.raw_os_error() {
+            Some(c)
+                if c == ERROR_NO_DATA as i32
+                    || c == ERROR_PIPE_NOT_CONNECTED as i32
+                    || c == ERROR_BROKEN_PIPE as i32 =>
+            {
+                io::Error::new(io::ErrorKind::BrokenPipe, e)
+            }
+            _ => e,
+        })
+    }
+
+    fn send_inner(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        // SAFETY: no security attributes or name: a manual-reset event, not signalled.
+        let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+        if event.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a handle just created, owned by nobody else.
+        let _event = unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(event as _) };
+        let mut sent = 0usize;
+        while sent < bytes.len() {
+            // SAFETY: all-zero is a valid OVERLAPPED (offsets and status words).
+            let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+            ov.hEvent = (event as usize | 1) as HANDLE;
+            let chunk = &bytes[sent..];
+            let len = chunk.len().min(u32::MAX as usize) as u32;
+            let mut n = 0u32;
+            // SAFETY: the handle is open; `chunk` and `ov` outlive the write, which is
+            // waited for below (completed, or cancelled and then completed) before
+            // either goes.
+            let ok = unsafe { WriteFile(self.handle(), chunk.as_ptr(), len, &mut n, &mut ov) };
+            if ok == 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(ERROR_IO_PENDING as i32) {
+                    return Err(e);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ms = left.as_millis().min(u128::from(u32::MAX - 1)) as u32;
+                // SAFETY: the event is open.
+                let waited = unsafe { WaitForSingleObject(event, ms) };
+                if waited != WAIT_OBJECT_0 {
+                    // SAFETY: the handle is open; `ov` names this write.
+                    unsafe { CancelIoEx(self.handle(), &ov) };
+                }
+                // SAFETY: the handle and `ov` are this write's; waits until it is done.
+                let done = unsafe { GetOverlappedResult(self.handle(), &ov, &mut n, 1) };
+                if done == 0 {
+                    let e = io::Error::last_os_error();
+                    if waited != WAIT_OBJECT_0 {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, e));
+                    }
+                    return Err(e);
+                }
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            sent += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Whether the client has closed its end (a reply would reach nobody).
+    pub(crate) fn is_closed(&self) -> bool {
+        let mut avail = 0u32;
+        // SAFETY: the handle is open; no buffer, only the count asked for.
+        let ok = unsafe {
+            PeekNamedPipe(
+                self.handle(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut avail,
+                std::ptr::null_mut(),
+            )
+        };
+        ok == 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
+            )
+    }
+
+    /// Ends the connection for the client now: it reads the end.
+    pub(crate) fn hang_up(&self) {
+        let _ = self.pipe.disconnect();
+    }
+
+    /// The client's user and integrity level as it connected (read by impersonating it at
+    /// the identification level): `None` when it cannot be told.
+    pub(crate) fn client_identity(&self) -> Option<ClientIdentity> {
+        // The calling thread may impersonate someone already: its token is put back.
+        let saved = token::thread_token(TOKEN_IMPERSONATE);
+        // SAFETY: the handle is open, the server end of a pipe.
+        let id = if unsafe { ImpersonateNamedPipeClient(self.handle()) } != 0 {
+            let id = token::impersonated_identity();
+            // SAFETY: ends the impersonation just made.
+            unsafe { RevertToSelf() };
+            id
+        } else {
+            None
+        };
+        if let Some(t) = saved {
+            // SAFETY: a null thread is the current one; `t` is an impersonation token
+            // opened with TOKEN_IMPERSONATE, open for the call.
+            unsafe { SetThreadToken(std::ptr::null(), t.as_raw_handle() as HANDLE) };
+        }
+        id
+    }
+
+    /// The client as the OS reports it: its user (see [`client_identity`]) and the pid it
+    /// reports (which it can set: it proves nothing).
+    ///
+    /// [`client_identity`]: Self::client_identity
+    pub(crate) fn peer(&self) -> Option<PeerCredentials> {
+        let mut pid = 0u32;
+        // SAFETY: the handle is open; `pid` is a valid out pointer.
+        let pid = (unsafe { GetNamedPipeClientProcessId(self.handle(), &mut pid) } != 0).then_some(pid);
+        let sid: Option<Sid> = self.client_identity().map(|c| c.user);
+        Some(PeerCredentials { pid, uid: None, gid: None, sid })
+    }
+
+    /// The connection's handle, for the checks in `sys`.
+    #[allow(dead_code)]
+    pub(crate) fn as_handle(&self) -> BorrowedHandle<'_> {
+        // SAFETY: the handle is open for as long as `self`.
+        unsafe { BorrowedHandle::borrow_raw(self.pipe.as_raw_handle()) }
+    }
+}
+
+/// Who a primary serves: the user and integrity level its launches must have.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Owner {
+    pub(crate) user: Sid,
+    pub(crate) integrity: u32,
+}
+
+impl Owner {
+    /// This process's user and integrity level.
+    pub(crate) fn current() -> io::Result<Owner> {
+        Ok(Owner { user: token::current_user()?, integrity: token::own_integrity()? })
+    }
+
+    /// Whether the client at `conn` is this user, at this integrity level or above (a
+    /// less trusted process driving a more trusted primary would be a silent elevation).
+    /// One that cannot be read is a stranger. (`_peer`: its credentials, which name the
+    /// user but not the integrity level.)
+    pub(crate) fn admits(&self, conn: &Connection, _peer: Option<&PeerCredentials>) -> bool {
+        conn.client_identity().is_some_and(|c| c.user == self.user && c.integrity >= self.integrity)
+    }
+}
