@@ -7,6 +7,7 @@ mod dbus;
 mod handover;
 mod inbox;
 mod launch;
+mod launch_io;
 mod location;
 mod lock;
 mod origin;
@@ -39,9 +40,10 @@ use lock::LockFile;
 pub use dbus::Origin;
 #[cfg(feature = "dbus")]
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
+pub use launch_io::{Input, Output};
 pub use primary::{CallbackPrimary, Health, Primary, Stopper};
 pub use request::{Delivery, Request};
-pub use stream::{Input, Output, OUTPUT_BUFFER};
+pub use stream::OUTPUT_BUFFER;
 
 use crate::Result;
 
