@@ -12,10 +12,17 @@ use super::remote::Wait;
 use super::{Primary, Scope, SingleInstance, Start};
 use crate::{Error, LocalSocketError, Result};
 
+/// How long after a hand-over launches that find the lock free wait for the process it
+/// went to (it takes the lock within milliseconds unless it died).
+const HANDOVER_GRACE: Duration = Duration::from_secs(10);
+
 /// Whether the last primary handed over to another process that still runs and has not
 /// taken the lock yet: launches wait for it rather than become the primary, or report none.
-pub(super) fn pending(loc: &Location) -> bool {
-    read_handover(&loc.lock).is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
+/// Not in the System scope, whose lock file another user may own and write.
+pub(super) fn pending(loc: &Location, scope: Scope) -> bool {
+    scope != Scope::System
+        && read_handover(&loc.lock, HANDOVER_GRACE)
+            .is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
 }
 
 impl SingleInstance {

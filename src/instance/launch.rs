@@ -108,7 +108,7 @@ impl SingleInstance {
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over. A primary that handed over (a replace)
                 // leaves the lock to the launch it handed over to.
-                if !socket_is_live(&loc, deadline) && !super::handover::pending(&loc) {
+                if !socket_is_live(&loc, deadline) && !super::handover::pending(&loc, self.scope) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }

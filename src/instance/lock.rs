@@ -312,21 +312,27 @@ impl Drop for LockFile {
 /// if any. Opened as the lock is (no symlink, no blocking open) and read only if it is a
 /// plain file, at most 32 bytes.
 pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
-    read_record(lock)?.trim().parse().ok()
+    read_record(lock)?.0.trim().parse().ok()
 }
 
 /// The word after the pid in a record of [`LockFile::write_handover`].
 const HANDOVER: &str = "handover";
 
 /// The process a primary handed over to ([`LockFile::write_handover`]), if the record
-/// says so: until that process has locked and written its own pid.
-pub(crate) fn read_handover(lock: &Path) -> Option<u32> {
-    let record = read_record(lock)?;
+/// says so and was written within `grace`: until that process has locked and written its
+/// own pid. (A record left by a process that died before it took the lock expires, so a
+/// reused pid cannot keep launches waiting.)
+pub(crate) fn read_handover(lock: &Path, grace: std::time::Duration) -> Option<u32> {
+    let (record, written) = read_record(lock)?;
+    let age = written.elapsed().unwrap_or_default();
+    if age > grace {
+        return None;
+    }
     record.trim().strip_suffix(HANDOVER)?.trim().parse().ok()
 }
 
-/// The primary's record (its pid), as [`read_pid`] reads it.
-fn read_record(lock: &Path) -> Option<String> {
+/// The primary's record (its pid), as [`read_pid`] reads it, and when it was written.
+fn read_record(lock: &Path) -> Option<(String, std::time::SystemTime)> {
     #[cfg(windows)]
     let path = pid_path(lock);
     #[cfg(not(windows))]
@@ -341,10 +347,11 @@ fn read_record(lock: &Path) -> Option<String> {
         std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, NO_BLOCK_NO_FOLLOW);
         opts.open(path).ok()?
     };
-    if !file.metadata().ok()?.is_file() {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
         return None;
     }
     let mut s = String::new();
     file.take(32).read_to_string(&mut s).ok()?;
-    Some(s)
+    Some((s, meta.modified().ok()?))
 }
