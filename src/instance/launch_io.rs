@@ -165,7 +165,9 @@ impl Read for Input {
 impl Request {
     /// A writer to the launch's stdout: what it writes reaches the launch's terminal while
     /// the app works, before the reply (a launch of this crate writes each chunk as it
-    /// arrives). See [`Output`] for its bounds.
+    /// arrives). See [`Output`] for its bounds. The [`reply`](Self::reply) goes after the
+    /// output written before it, waiting while the launch takes it (at most 2 s past the
+    /// last chunk taken: then the launch counts as gone).
     ///
     /// ```
     /// use std::io::Write;
@@ -193,8 +195,9 @@ impl Request {
 
     /// The launch's stdin, when it forwards it
     /// ([`SingleInstance::forward_stdin`](crate::SingleInstance::forward_stdin)); empty
-    /// otherwise. Reading blocks while the launch has sent nothing more: read it on a
-    /// thread that may wait. Bytes arrive exactly as the launch read them.
+    /// otherwise. Reading blocks while the launch has sent nothing more, for as long as it
+    /// stays connected or until the primary releases (a launch is untrusted: read it on a
+    /// thread that may wait). Bytes arrive exactly as the launch read them.
     pub fn stdin(&self) -> Input {
         let forwarded = self.remote.as_ref().filter(|r| r.ask().stdin);
         Input { remote: forwarded.map(|r| Arc::clone(&r.0)) }

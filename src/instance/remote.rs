@@ -276,6 +276,8 @@ struct LineReader {
     buf: Vec<u8>,
     /// Bytes of `buf` known to hold no newline.
     scanned: usize,
+    /// What one read takes.
+    chunk: Vec<u8>,
 }
 
 impl LineReader {
@@ -285,7 +287,9 @@ impl LineReader {
         deadline: Instant,
         limit: usize,
     ) -> std::result::Result<Vec<u8>, ReadError> {
-        let mut chunk = vec![0u8; 64 << 10];
+        if self.chunk.is_empty() {
+            self.chunk = vec![0u8; 64 << 10];
+        }
         loop {
             if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.scanned + i;
@@ -301,9 +305,9 @@ impl LineReader {
             if self.buf.len() > limit {
                 return Err(ReadError::TooLarge);
             }
-            match crate::sys::recv_some(socket, &mut chunk, deadline) {
+            match crate::sys::recv_some(socket, &mut self.chunk, deadline) {
                 Ok(0) => return Err(ReadError::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(ReadError::TimedOut)
                 }
