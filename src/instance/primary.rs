@@ -185,8 +185,15 @@ impl Primary {
         };
         #[cfg(windows)]
         let acceptor = Some(crate::sys::Acceptor::bind(&pipe_name, &sddl).map_err(|e| {
+            // As `LocalServer::listen` words it.
             let (kind, text) = crate::sys::server_error(&e);
-            crate::Error::socket(kind, format!("QLocalServer::listen: {text}"), Some(e))
+            let message = match kind {
+                crate::LocalSocketError::Unknown => {
+                    format!("QLocalServer::listen: Unknown error {}", e.raw_os_error().unwrap_or(0))
+                }
+                _ => format!("QLocalServer::listen: {text}"),
+            };
+            crate::Error::socket(kind, message, Some(e)).at(&pipe_name)
         })?);
         ctx.mux.attach(acceptor, server.sys_listener().cloned(), lock.take())?;
         #[cfg(any(target_os = "linux", target_os = "android"))]

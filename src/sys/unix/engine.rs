@@ -1,11 +1,28 @@
-//! The serving engine's readiness contract on Unix: one `poll(2)` over the listening
-//! sockets, the removal watch, the connections and a wake-up pipe.
+//! The serving engine's readiness on Unix: one `poll(2)` over the listening sockets, the
+//! removal watch, the connections and a wake-up pipe. `poll(2)` is level-triggered, which
+//! the engine's edge-triggered reading is right for too.
 //!
-//! The same items, with the same signatures, as the Windows half
-//! (`sys/windows/engine.rs`): [`poller`] ([`Poller`], [`PollWaker`]), [`Interest`],
-//! [`Token`], [`Acceptor`], [`Connection`], [`Owner`], [`WatchSource`].
-//! `poll(2)` is level-triggered; the engine reads as if it were edge-triggered (until a
-//! read returns less than asked), which is right for both.
+//! The engine contract, the same names and signatures on every platform (the primary's
+//! loop, `instance::serve`, is written against these alone):
+//!
+//! - [`poller`]`() -> (`[`Poller`]`, `[`PollWaker`]`)`: the readiness wait and what
+//!   interrupts it from any thread ([`PollWaker::wake`], never blocking);
+//! - [`Interest`]: what one [`Poller::wait`] is for, each source under a [`Token`]:
+//!   [`listener`](Interest::listener), [`connection`](Interest::connection) (reading or
+//!   paused), [`watch`](Interest::watch) (a [`WatchSource`]); then
+//!   [`Poller::readiness`] per token (readable, closed). Readiness may be edge-triggered:
+//!   the engine remembers it until a read or an accept finds nothing;
+//! - [`Acceptor`]: the listening end; [`register`](Acceptor::register) with the poller,
+//!   then non-blocking [`accept`](Acceptor::accept) of a [`Connection`] registered under
+//!   its token; [`of_listener`](Acceptor::of_listener) for a `LocalServer`'s socket
+//!   (none on Windows, where the primary makes its pipe's instances itself with
+//!   `Acceptor::bind`);
+//! - [`Connection`]: non-blocking `read`, `send` of a reply before a deadline (a client
+//!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
+//!   client hung up: an abandoned request), `hang_up`, `peer`;
+//! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
+//! - [`WATCHES_FILES`]: whether the removal watch exists here; [`read_until`]: a launch's
+//!   read of its reply, bounded by a deadline.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

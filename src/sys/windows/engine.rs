@@ -3,18 +3,8 @@
 //! named pipes stand on). mio turns the port's completions into readiness: a
 //! [`Connection`] always has a read in flight, and its completion makes it readable.
 //!
-//! The same items, with the same signatures, as the Unix half (`sys/unix/engine.rs`):
-//!
-//! - [`poller`]: a [`Poller`] and the [`PollWaker`] that interrupts its wait from any
-//!   thread;
-//! - [`Interest`]: what one wait is for (the listener, the removal watch, the
-//!   connections, each under a [`Token`]); [`Poller::wait`], then
-//!   [`Poller::readiness`] per token;
-//! - [`Acceptor`]: the listening end, non-blocking [`accept`](Acceptor::accept) of a
-//!   checked [`Connection`];
-//! - [`Connection`] (`connection.rs`): a non-blocking [`read`](Connection::read), a reply written with a
-//!   deadline ([`send`](Connection::send)), whether its client hung up
-//!   ([`is_closed`](Connection::is_closed)), and the client's identity.
+//! The same items as the Unix half (`sys/unix/engine.rs`, which lists them), with the
+//! same signatures; [`Connection`] and [`Owner`] are in `connection.rs`.
 //!
 //! Readiness here is edge-triggered (one event per completed read): the engine reads a
 //! connection reported ready until a read returns less than asked or `WouldBlock`.
