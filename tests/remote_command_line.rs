@@ -478,3 +478,33 @@ fn stdin_sent_with_the_request_line_is_the_start_of_stdin() {
     assert_eq!(json_line(lines[2])["ok"], true, "{all:?}");
     assert_eq!(json_line(&p.line())["stdin"], true);
 }
+
+#[test]
+fn wait_for_exit_becomes_primary_once_the_old_one_exits_without_forwarding() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-update");
+    let old = f.primary(&[]);
+    let update = SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).argv(["updated"]);
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let r = update.wait_for_exit(Some(Duration::from_secs(30)));
+        let _ = tx.send(());
+        r
+    });
+    // It waits while the old primary runs (it would have been served at once).
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "it did not wait");
+    signal(old.id(), libc::SIGTERM);
+    let (status, printed) = old.finish();
+    assert!(status.success());
+    assert!(printed.is_empty(), "the old primary was sent a request: {printed:?}");
+    let primary = waiter.join().unwrap().expect("the updater became the primary");
+    assert_eq!(primary.socket_path(), f.sock());
+    // It serves while this thread waits in recv.
+    let mut send = f.cmd("send", ["--", "to-the-update"]);
+    let launch = thread::spawn(move || output(&mut send));
+    let request = primary.recv().unwrap();
+    assert_eq!(request.args(), ["to-the-update"]);
+    request.reply(Reply::ok()).unwrap();
+    let out = launch.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
