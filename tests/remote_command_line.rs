@@ -508,3 +508,33 @@ fn wait_for_exit_becomes_primary_once_the_old_one_exits_without_forwarding() {
     let out = launch.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-hostile");
+    let p = f.primary(&[]);
+    let cases: [(&[u8], &str); 3] = [
+        (b"{\"v\":2,\"stdin\":\"!!!!\"}\n", "base64"),
+        (b"{\"v\":2,\"stdout\":\"QQ==\"}\n", "not a stdin frame"),
+        (&[b'x'; 100 << 10], "a stdin frame over 65536 bytes"),
+    ];
+    for (bytes, why) in cases {
+        let conn = v2_launch(&f, &["--cat"]);
+        assert_eq!(json_line(&p.line())["stdin"], true);
+        // Written from a thread: the primary may stop reading once it gave up.
+        let conn = std::sync::Arc::new(conn);
+        let writer = {
+            let (conn, bytes) = (std::sync::Arc::clone(&conn), bytes.to_vec());
+            thread::spawn(move || drop((&*conn).write_all(&bytes)))
+        };
+        let mut all = String::new();
+        let _ = BufReader::new(&*conn).read_to_string(&mut all);
+        let reply = json_line(all.lines().last().unwrap_or_default());
+        assert_eq!(reply["ok"], false, "{all:?}");
+        assert!(reply["error"].as_str().unwrap().contains(why), "{reply}");
+        drop(conn);
+        writer.join().unwrap();
+    }
+    f.send_ok(&p, "still-serving");
+}
