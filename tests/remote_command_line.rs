@@ -538,3 +538,31 @@ fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
     }
     f.send_ok(&p, "still-serving");
 }
+
+#[test]
+fn output_to_a_launch_that_does_not_read_never_blocks_the_apps_thread() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-nonblock");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    // A launch of version 2 by hand, that never reads past its request.
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    let mut out = request.stdout();
+    let chunk = noise(64 << 10, 3);
+    let mut taken = 0usize;
+    let refused = loop {
+        match out.write(&chunk) {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+        assert!(taken < 64 << 20, "the primary took {taken} bytes of output for a launch that does not read");
+    };
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(taken >= solo_instance::OUTPUT_BUFFER, "only {taken} bytes before WouldBlock");
+    // The launch goes: the reply finds it gone, and output is dropped from then on.
+    drop(conn);
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+    assert_eq!(out.write(&chunk).unwrap(), chunk.len());
+}
