@@ -45,6 +45,13 @@
 //! `EventLoopProxy`, egui's `request_repaint`) when a request is ready, and with the `tokio`
 //! feature `Primary::recv_async`.
 //!
+//! A launch can also be a remote command line: the primary writes to its terminal while it
+//! works ([`Request::stdout`], [`Request::stderr`]) and reads its stdin
+//! ([`SingleInstance::forward_stdin`], [`Request::stdin`]); the launch waits for the reply
+//! past its timeout for as long as the primary lives ([`SingleInstance::wait_for_reply`],
+//! an editor's `--wait`), or asks the primary to hand over ([`SingleInstance::replace`],
+//! [`SingleInstance::wait_for_exit`] for an updater).
+//!
 //! # Guarantees
 //!
 //! Each is tested with real processes and sockets in the repository's `tests/`:
