@@ -34,7 +34,8 @@ impl SingleInstance {
     /// [timeout](Self::timeout), or as [`reply_timeout`](Self::reply_timeout) says.
     /// Launches that arrive meanwhile reach the old primary or the new one: requests the
     /// old one had not taken are told to start over. With no primary running, `start`
-    /// simply becomes the primary. Default: `false`.
+    /// simply becomes the primary. [`send`](Self::send), which never becomes the primary,
+    /// does not ask. Default: `false`.
     pub fn replace(mut self, yes: bool) -> Self {
         self.remote.replace = yes;
         self

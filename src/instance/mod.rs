@@ -282,7 +282,8 @@ impl SingleInstance {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn send(self) -> Result<Reply> {
-        match self.run(false)? {
+        // Only a launch that may become the primary asks the running one to hand over.
+        match self.replace(false).run(false)? {
             Start::Forwarded(reply) => Ok(reply),
             Start::Primary(_) => unreachable!("send never becomes primary"),
         }
