@@ -3,11 +3,12 @@
 # installs them on Debian):
 #   - `echo rtt` / `echo stream` against the Rust `echo bench-server` and Qt's bench-server,
 #     with the Rust client and with Qt's client, interleaved, best round of each;
-#   - `solo send` (a secondary launch) against `launch_floor` (connect, one line, reply),
-#     run by run in turn (benches/interleave.py);
+#   - `solo send` (a secondary launch) against `launch_floor` (getcwd, getpid, the request
+#     line, connect, one line each way, the FORWARDED line), run by run in turn
+#     (benches/interleave.py);
 #   - `solo run APP --count 0` (a first launch: lock, bind, one line, exit) against
-#     `first_launch_floor` (flock PATH.lock, bind a std UnixListener at PATH, one line,
-#     unlink, exit);
+#     `first_launch_floor` (flock PATH.lock, unlink a stale socket, bind a std UnixListener
+#     at PATH, one line, unlink, exit);
 #   - storms of 8/32/128/512 launches at once of one app (`solo run APP --count N-1`: one
 #     becomes the primary and serves the others) against as many `launch_floor` clients
 #     at once of a running primary;

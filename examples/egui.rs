@@ -15,13 +15,21 @@
 //!
 //! For scripts it prints the same lines as `examples/gui.rs`: `PRIMARY <socket path>`, then
 //! `OPEN <path>` for each file it opens.
+//!
+//! Each request brings the window to the front with [`solo_instance::activation::raise`]
+//! (feature `activation`; what it does on Wayland, X11 and Windows is in `examples/gui.rs`),
+//! given eframe's `Frame`, which hands out the window's raw handles. A GTK 4 or Qt 6 app
+//! calls instead `gtk_window_present` after `gtk_window_set_startup_id` with the token, or
+//! `QWindow::requestActivate` with `XDG_ACTIVATION_TOKEN` set to it. With
+//! `SOLO_EXAMPLE_NO_RAISE=1` the primary does not raise its window (for `tests/activation.sh`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use eframe::egui;
-use solo_instance::{Primary, Reply, SingleInstance, Start};
+use solo_instance::activation::ActivationErrorKind;
+use solo_instance::{Primary, Reply, Request, SingleInstance, Start};
 
 const APP_ID: &str = "org.solo-instance.EguiExample";
 
@@ -38,8 +46,8 @@ struct App {
 
 impl App {
     /// Serves every request waiting: adds its files, brings the window forward, replies.
-    fn drain(&mut self, ctx: &egui::Context) {
-        while let Some(request) = self.primary.try_recv() {
+    fn drain(&mut self, ctx: &egui::Context, frame: &eframe::Frame) {
+        while let Ok(request) = self.primary.try_recv() {
             let cwd = request.cwd().map(PathBuf::from).unwrap_or_default();
             let origin = format!(
                 "pid {} in {}",
@@ -53,9 +61,7 @@ impl App {
                 self.opened.push(Opened { path: file.clone(), origin: origin.clone() });
             }
             let _ = std::io::stdout().flush();
-            // On Windows the launch handed its foreground right to this process first.
-            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            raise(ctx, frame, &request);
             let reply = if files.is_empty() {
                 Reply::exit(2).with_stderr("egui example: no file given\n")
             } else {
@@ -66,9 +72,28 @@ impl App {
     }
 }
 
+/// Brings the window to the front for a request: eframe's `Frame` hands out the window's
+/// raw handles, which [`solo_instance::activation::raise`] takes (see the module docs).
+fn raise(ctx: &egui::Context, frame: &eframe::Frame, request: &Request) {
+    if std::env::var_os("SOLO_EXAMPLE_NO_RAISE").is_some_and(|v| v == "1") {
+        return;
+    }
+    // GTK 4: gtk_window_present, startup id set; Qt 6: QWindow::requestActivate, XDG_ACTIVATION_TOKEN set.
+    match solo_instance::activation::raise(frame, request) {
+        Ok(()) => {}
+        // macOS: egui's own commands (`Focus` does nothing on Wayland, and on X11 it sends
+        // `_NET_ACTIVE_WINDOW` with no timestamp, as does `Minimized(false)`).
+        Err(e) if e.kind() == ActivationErrorKind::Unsupported => {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
+        Err(e) => eprintln!("egui example: the window was not raised: {e}"),
+    }
+}
+
 impl eframe::App for App {
-    fn update(&mut self, ctx: &egui::Context, _: &mut eframe::Frame) {
-        self.drain(ctx);
+    fn update(&mut self, ctx: &egui::Context, frame: &mut eframe::Frame) {
+        self.drain(ctx, frame);
         egui::CentralPanel::default().show(ctx, |ui| {
             ui.heading("solo-instance: files opened in this window");
             ui.separator();

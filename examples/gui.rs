@@ -14,22 +14,22 @@
 //! (its own and forwarded ones). The window is drawn on the CPU (softbuffer) with an 8x8
 //! bitmap font (font8x8): no GPU, no font file. X11 and Wayland on Linux, macOS, Windows.
 //!
-//! Every forwarded request also brings the window to the front (restored if minimized):
-//! - **Windows**: `focus_window` calls `SetForegroundWindow`, which Windows allows because
-//!   the launch, which the user just started and so owns the foreground right, handed that
-//!   right to this process (`AllowSetForegroundWindow`) before it sent the request.
-//! - **X11, macOS**: `focus_window` raises and focuses the window.
-//! - **Wayland**: a compositor focuses a window only with an activation token, and a launch
-//!   forwards its `XDG_ACTIVATION_TOKEN` ([`Request::activation_token`]). winit 0.30 takes a
-//!   token only for a *new* window (`with_activation_token`, used here for the primary's own
-//!   launch) and has no call to activate an existing window with one (`focus_window` does
-//!   nothing there), so for a forwarded launch this example asks for attention instead
-//!   (`request_user_attention`: the compositor marks the window). Toolkits that can take
-//!   a token for an existing window: GTK (`gtk_window_set_startup_id`), and Qt 6's Wayland
-//!   plugin, which uses `XDG_ACTIVATION_TOKEN` from the environment when a window is
-//!   activated (set it to the forwarded token, then `QWindow::requestActivate`).
+//! Every forwarded request also brings the window to the front (restored if minimized)
+//! with [`solo_instance::activation::raise`] (feature `activation`), with the proof of user
+//! action the launch forwarded:
+//! - **Wayland**: `xdg_activation_v1.activate` on this window's surface with the launch's
+//!   `XDG_ACTIVATION_TOKEN` (a launch with none asks the compositor for one first).
+//! - **X11**: `_NET_ACTIVE_WINDOW` to the root window, with the time in the launch's
+//!   `DESKTOP_STARTUP_ID`.
+//! - **Windows**: `SetForegroundWindow`, which Windows allows because the launch handed
+//!   its foreground right to this process (`AllowSetForegroundWindow`).
+//! - **macOS**: winit's `focus_window` (the helper has no macOS code).
 //!
-//! [`Request::activation_token`]: solo_instance::Request::activation_token
+//! A GTK 4 or Qt 6 app calls instead `gtk_window_present` after `gtk_window_set_startup_id`
+//! with the token, or `QWindow::requestActivate` with `XDG_ACTIVATION_TOKEN` set to it.
+//!
+//! With `SOLO_EXAMPLE_NO_RAISE=1` in its environment the primary does not raise its window
+//! at all: `tests/activation.sh` runs it so to see the focus stay where it was.
 
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -37,11 +37,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
+use solo_instance::activation::ActivationErrorKind;
 use solo_instance::{Primary, Reply, Request, SingleInstance, Start};
 use winit::application::ApplicationHandler;
 use winit::event::WindowEvent;
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
-use winit::window::{UserAttentionType, Window, WindowId};
+use winit::window::{Window, WindowId};
 
 const APP_ID: &str = "org.solo-instance.GuiExample";
 
@@ -67,7 +68,7 @@ impl App {
 
     /// Serves every request waiting: retitle the window, reply ok.
     fn drain(&mut self) {
-        while let Some(request) = self.primary.try_recv() {
+        while let Ok(request) = self.primary.try_recv() {
             let cwd = request.cwd().map(PathBuf::from).unwrap_or_default();
             let files: Vec<String> =
                 request.args().iter().map(|a| cwd.join(a).to_string_lossy().into_owned()).collect();
@@ -181,24 +182,20 @@ impl Canvas<'_> {
 
 /// Brings the window to the front for a forwarded request (see the module docs).
 fn raise(window: &Window, request: &Request) {
-    window.set_minimized(false);
-    window.set_visible(true);
-    window.focus_window();
-    // Wayland: winit 0.30 cannot hand `request.activation_token()` to an existing window.
-    if is_wayland(window) && request.activation_token().is_some() {
-        window.request_user_attention(Some(UserAttentionType::Informational));
+    if std::env::var_os("SOLO_EXAMPLE_NO_RAISE").is_some_and(|v| v == "1") {
+        return;
     }
-}
-
-#[cfg(all(unix, not(target_os = "macos")))]
-fn is_wayland(window: &Window) -> bool {
-    use winit::raw_window_handle::{HasWindowHandle, RawWindowHandle};
-    matches!(window.window_handle().map(|h| h.as_raw()), Ok(RawWindowHandle::Wayland(_)))
-}
-
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-fn is_wayland(_: &Window) -> bool {
-    false
+    // Not `set_minimized(false)` first: on X11 winit sends `_NET_ACTIVE_WINDOW` for it, with
+    // no timestamp. Activating restores a minimized window.
+    // GTK 4: gtk_window_present, startup id set; Qt 6: QWindow::requestActivate, XDG_ACTIVATION_TOKEN set.
+    match solo_instance::activation::raise(window, request) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ActivationErrorKind::Unsupported => {
+            window.set_minimized(false);
+            window.focus_window();
+        }
+        Err(e) => eprintln!("gui: the window was not raised: {e}"),
+    }
 }
 
 impl ApplicationHandler for App {

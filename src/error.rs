@@ -1,9 +1,16 @@
-//! Errors: [`LocalSocketError`] (Qt's codes and texts) and the crate's [`Error`].
+//! Errors: [`LocalSocketError`] (Qt's codes and texts), the crate's [`Error`], and the
+//! receive calls' errors (`recv`).
+
+mod recv;
+
+pub use recv::{RecvError, RecvTimeoutError, TryRecvError};
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::protocol::{ProtocolError, Reply};
 
 /// What went wrong with a local socket, with Qt's numeric codes
 /// (`QLocalSocket::LocalSocketError`, which shares its values with
@@ -183,9 +190,11 @@ pub enum Error {
     Insecure(Box<str>),
     /// The other side broke the wire protocol: malformed JSON, an unknown version, a
     /// message over the size limit.
-    Protocol(Box<str>),
-    /// The primary instance answered the launch with an error.
-    Rejected(Box<str>),
+    Protocol(ProtocolError),
+    /// The primary instance refused the launch ([`Reply::error`]): the reply itself, with
+    /// its [message](Reply::error_message), [exit code](Reply::exit_code) and the
+    /// [`stdout`](Reply::stdout)/[`stderr`](Reply::stderr) texts it carried.
+    Rejected(Box<Reply>),
     /// A primary instance holds the lock but did not answer within the timeout.
     NoReply(Duration),
     /// No primary instance is running (from [`send`](crate::SingleInstance::send), which
@@ -238,7 +247,11 @@ impl fmt::Display for Error {
             Error::InvalidAppId(why) => write!(f, "invalid app id: {why}"),
             Error::Insecure(why) => write!(f, "refusing an unsafe location: {why}"),
             Error::Protocol(why) => write!(f, "protocol error: {why}"),
-            Error::Rejected(why) => write!(f, "the primary instance answered with an error: {why}"),
+            Error::Rejected(reply) => write!(
+                f,
+                "the primary instance answered with an error: {}",
+                reply.error_message().unwrap_or_default()
+            ),
             Error::NoReply(t) => write!(
                 f,
                 "a primary instance holds the lock but did not answer within {:.1}s",
@@ -254,6 +267,7 @@ impl std::error::Error for Error {
         match self {
             Error::Socket(e) => Some(&**e),
             Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
             _ => None,
         }
     }
@@ -262,6 +276,12 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
     }
 }
 

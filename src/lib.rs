@@ -43,7 +43,9 @@
 //! [`Primary::requests`] iterator, [`Primary::try_recv`] polling, [`Primary::recv_timeout`],
 //! a callback ([`Primary::on_request`]), [`Primary::set_waker`] to wake an event loop (winit's
 //! `EventLoopProxy`, egui's `request_repaint`) when a request is ready, and with the `tokio`
-//! feature `Primary::recv_async`.
+//! feature `Primary::recv_async`. As `std::sync::mpsc`'s, the receive calls say why no
+//! request came: [`TryRecvError::Empty`], [`RecvTimeoutError::Timeout`], or stopped
+//! ([`RecvError`]: a [`Stopper`] stopped the primary, or it [stepped down](Health)).
 //!
 //! A launch can also be a remote command line: the primary writes to its terminal while it
 //! works ([`Request::stdout`], [`Request::stderr`]) and reads its stdin
@@ -111,17 +113,29 @@
 //!
 //! # Resource use and leaks
 //!
-//! An idle [`LocalServer`] or [`Primary`] makes no system call and wakes no thread. A
-//! [`LocalServer`] owns one accept thread while a callback, hook or acceptor is set. A
-//! Unix [`Primary`] starts no thread until one is needed: its one poll(2) loop (accepting,
-//! and reading every connection whose request has not arrived whole) runs on the app's
-//! thread while it waits in [`Primary::recv`], and on one thread of its own from the first
-//! [`Primary::set_waker`] or `recv_async` on; a large request is decoded on one more.
-//! Windows: an accept thread, from the first call that takes requests, and a bounded pool
-//! of reader threads. The crate's threads block the app's asynchronous signals. Dropping
-//! a server or a primary joins its threads (a primary's decoder thread is told to end,
-//! and does once its current request is decoded), closes its socket, and removes the
-//! socket file only if it is still its own.
+//! An idle [`LocalServer`] or [`Primary`] makes no system call and wakes no thread.
+//!
+//! - A [`LocalServer`] runs no thread of its own but one acceptor thread while a
+//!   [callback](LocalServer::on_new_connection) is registered; the blocking accepts wait
+//!   on the caller's thread, and an incoming-connection hook runs on whichever thread
+//!   accepts. With the `tokio` feature on Windows, an async accept waits on Tokio's
+//!   blocking pool.
+//! - A Unix [`Primary`] starts no thread until one is needed: its one poll(2) loop
+//!   (accepting, and reading every connection whose request has not arrived whole) runs on
+//!   the app's thread while it waits in [`Primary::recv`], and on one thread of its own
+//!   from the first [`Primary::set_waker`] or `recv_async` on
+//!   ([`Primary::on_request`]'s callback thread runs it too); requests over 16 KiB are
+//!   decoded on one more.
+//! - A Windows [`Primary`] runs an accept thread from the first call that takes requests,
+//!   a pool of at most 64 reader threads, and one timer thread that cancels overdue pipe
+//!   I/O.
+//! - With the `dbus` feature, while the primary is on a bus: zbus's executor thread and
+//!   async-io's, both asleep while idle, and a setup thread until the name is owned.
+//!
+//! The crate's threads block the app's asynchronous signals. Dropping a server or a
+//! primary joins its threads (a primary's decoder thread is told to end, and does once its
+//! current request is decoded), closes its socket, and removes the socket file only if it
+//! is still its own.
 //! A process killed with `SIGKILL` leaves its socket file (not its lock) behind; the next
 //! primary removes it, after the lock proved it stale. Lock files stay, by design:
 //! removing one would race with a launch taking it.
@@ -131,13 +145,16 @@
 //! - [`SingleInstance`] (a consuming builder) → [`Start`]: a [`Primary`] or a forwarded
 //!   [`Reply`]; [`Request`], [`Reply`], [`Stopper`], [`CallbackPrimary`], [`Status`].
 //! - [`protocol`]: the wire format, for programs in other languages that speak to a
-//!   primary: [`Message`] and [`Reply`] encode to one line of JSON each,
+//!   primary: [`Message`] and [`Reply`] (whose only path is the crate root) encode to one
+//!   line of JSON each; a reply answers, refuses, or says "start over"
+//!   ([`Reply::retry`], [`Reply::busy`] with [`protocol::BUSY`]);
 //!   [`protocol::encode_os`]/[`protocol::decode_os`] are the lossless encoding of OS
 //!   strings, [`protocol::ProtocolError`] says what is wrong with a line.
 //! - Layer 1: [`LocalServer`], [`LocalSocket`], [`ConnectOptions`], [`SocketOptions`],
 //!   [`PeerCredentials`] (with a Windows [`Sid`]), [`PendingConnections`].
-//! - Errors: [`Error`], with Qt's codes in [`LocalSocketError`] and [`SocketError`], and
-//!   [`PathError`] for the file or directory an I/O error concerns.
+//! - Errors: [`Error`], with Qt's codes in [`LocalSocketError`] and [`SocketError`],
+//!   [`PathError`] for the file or directory an I/O error concerns, and the receive calls'
+//!   [`RecvError`], [`TryRecvError`] and [`RecvTimeoutError`].
 //!
 //! # Qt to Rust
 //!
@@ -167,14 +184,18 @@
 //!
 //! # Features
 //!
-//! - `tokio`: `LocalServer::accept_async` / `incoming_async`, `Primary::recv_async` and
-//!   `Request::reply_async`.
+//! - `tokio`: `LocalServer::accept_async` / `incoming_async` (and `AsyncIncoming`),
+//!   `Primary::recv_async` and `Request::reply_async`. It adds Tokio (`net`, `rt`, `sync`)
+//!   and needs no runtime feature of the app's beyond IO.
 //! - `dbus` (Linux; elsewhere it compiles and reports `DbusStatus::Unsupported`): the
 //!   primary also answers `org.freedesktop.Application` on the session bus (the desktop's
 //!   "Open With", `gapplication`), as requests whose [`Request::origin`] says so;
-//!   `SingleInstance::dbus_bus`, `dbus_service_file`, `dbus_object_path`.
-//! - `gui-example`, `egui-example`: dev-only, for the windowed examples; not part of the
-//!   library.
+//!   `SingleInstance::dbus_bus`, `Primary::dbus_status`, `DbusBus`, `DbusStatus`,
+//!   `dbus_service_file`, `dbus_object_path`, `Origin::file_paths`.
+//! - `gui-example`, `egui-example`: dev-only, for `examples/gui.rs` and `examples/egui.rs`;
+//!   not part of the library's API.
+//!
+//! No feature is on by default.
 //!
 //! The repository's README has the figures (round trip, launch and memory, each with the
 //! command that measures it) and the table of where Qt's behaviour is deliberately not
@@ -184,6 +205,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "activation")]
+#[cfg_attr(docsrs, doc(cfg(feature = "activation")))]
+pub mod activation;
 mod error;
 mod instance;
 mod name;
@@ -194,7 +218,7 @@ mod sid;
 mod socket;
 mod sys;
 
-pub use error::{Error, LocalSocketError, PathError, SocketError};
+pub use error::{Error, LocalSocketError, PathError, RecvError, RecvTimeoutError, SocketError, TryRecvError};
 #[cfg(feature = "dbus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
@@ -202,9 +226,10 @@ pub use instance::{
     CallbackPrimary, Delivery, Health, Input, Origin, Output, Primary, Request, Scope, SingleInstance, Start,
     Status, Stopper, DEFAULT_TIMEOUT, OUTPUT_BUFFER,
 };
-pub use name::{temp_dir, MAX_SOCKET_PATH};
+pub use name::{default_socket_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;
-pub use protocol::{Message, Reply};
+pub use protocol::message::Message;
+pub use protocol::reply::Reply;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use server::AsyncIncoming;

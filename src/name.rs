@@ -6,29 +6,23 @@ use std::path::PathBuf;
 
 use crate::SocketOptions;
 
-/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
-/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub const MAX_SOCKET_PATH: usize = 107;
-/// The longest socket path `bind`/`connect` take, in bytes, not counting the terminating
-/// NUL (`sun_path` is 108 bytes on Linux, 104 on macOS and the BSDs).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub const MAX_SOCKET_PATH: usize = 103;
+pub use crate::sys::MAX_SOCKET_PATH;
 
-/// The directory Qt puts relative names in on Unix: `$TMPDIR` (an empty one counting as
-/// unset), else `/tmp`, cleaned as `QDir::cleanPath` does.
-pub fn temp_dir() -> PathBuf {
+/// The directory a server name that is not a path goes in on Unix, as Qt puts it:
+/// `$TMPDIR` (an empty one counting as unset), else `/tmp`, cleaned as `QDir::cleanPath`
+/// does. Not `std::env::temp_dir`, which keeps an empty `$TMPDIR` and does not clean.
+pub fn default_socket_dir() -> PathBuf {
     let tmp = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()).unwrap_or_else(|| OsString::from("/tmp"));
-    PathBuf::from(clean_path(&os_bytes(&tmp)))
+    PathBuf::from(clean_path(&crate::sys::os_bytes(&tmp)))
 }
 
 /// Qt's Unix rule: a name starting with `/` is the path itself; any other name is
-/// [`temp_dir()`] + `/` + name. Abstract names (Linux) stay as they are.
+/// [`default_socket_dir()`] + `/` + name. Abstract names (Linux) stay as they are.
 pub(crate) fn unix_full_name(name: &str, options: SocketOptions) -> PathBuf {
     if name.starts_with('/') || options.contains(SocketOptions::ABSTRACT_NAMESPACE) {
         PathBuf::from(name)
     } else {
-        temp_dir().join(name)
+        default_socket_dir().join(name)
     }
 }
 
@@ -36,8 +30,31 @@ pub(crate) fn unix_full_name(name: &str, options: SocketOptions) -> PathBuf {
 /// explicit length (Qt 6 binds `name\0` and `name` as two addresses). A path is cut at
 /// its first NUL by the kernel, so there it would reach another server.
 pub(crate) fn nul_allowed(options: SocketOptions) -> bool {
-    cfg!(any(target_os = "linux", target_os = "android"))
-        && options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+    crate::sys::ABSTRACT_NAMES && options.contains(SocketOptions::ABSTRACT_NAMESPACE)
+}
+
+/// What starts or separates every name the crate makes up for a single-instance app (a
+/// shortened name, a scope's suffix): a character no app id has (see
+/// `instance::location::validate_app_id`), so that no app id, in any scope, names
+/// another's socket or lock. Without it, app `L` shortened to `<fnv64(L)>.sock` would be
+/// the app whose id is `fnv64(L)`, and Session-scope `org.x` in session 7 the User-scope
+/// app `org.x.session-7`.
+pub(crate) const MADE_UP: char = '@';
+
+/// FNV-1a, for shortening names that would not fit `sun_path` (or a pipe name). Stable
+/// across versions: every launch of every version must compute the same name.
+pub(crate) fn short_hash(s: &str) -> String {
+    short_hash_bytes(s.as_bytes())
+}
+
+/// [`short_hash`] of raw bytes (a path that need not be UTF-8).
+pub(crate) fn short_hash_bytes(s: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// Qt's Windows rule: a name starting with `\\.\pipe\` is the pipe itself; any other is
@@ -53,31 +70,11 @@ pub(crate) fn windows_full_name(name: &str) -> PathBuf {
 
 /// The full server name for `name` on this platform.
 pub(crate) fn full_name(name: &str, options: SocketOptions) -> PathBuf {
-    if cfg!(windows) {
+    if crate::sys::NAMES_ARE_PIPES {
         windows_full_name(name)
     } else {
         unix_full_name(name, options)
     }
-}
-
-#[cfg(unix)]
-fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    s.as_bytes().to_vec()
-}
-#[cfg(not(unix))]
-fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
-    s.to_string_lossy().into_owned().into_bytes()
-}
-
-#[cfg(unix)]
-fn from_bytes(b: Vec<u8>) -> OsString {
-    use std::os::unix::ffi::OsStringExt;
-    OsString::from_vec(b)
-}
-#[cfg(not(unix))]
-fn from_bytes(b: Vec<u8>) -> OsString {
-    OsString::from(String::from_utf8_lossy(&b).into_owned())
 }
 
 /// `QDir::cleanPath` on bytes: no repeated or trailing `/`, no `.`, and `..` folded into
@@ -106,7 +103,7 @@ pub(crate) fn clean_path(path: &[u8]) -> OsString {
     if out.is_empty() {
         out.push(b'.');
     }
-    from_bytes(out)
+    crate::sys::os_from_bytes(out)
 }
 
 #[cfg(test)]
@@ -130,9 +127,16 @@ mod tests {
     }
 
     #[test]
+    fn hash_is_stable() {
+        assert_eq!(short_hash(""), "cbf29ce484222325");
+        assert_eq!(short_hash("a"), "af63dc4c8601ec8c");
+        assert_eq!(short_hash_bytes(b"a"), short_hash("a"));
+    }
+
+    #[test]
     fn relative_and_absolute_names() {
         assert_eq!(unix_full_name("/run/x.sock", SocketOptions::empty()), PathBuf::from("/run/x.sock"));
-        assert_eq!(unix_full_name("app", SocketOptions::empty()), temp_dir().join("app"));
+        assert_eq!(unix_full_name("app", SocketOptions::empty()), default_socket_dir().join("app"));
         assert_eq!(unix_full_name("app", SocketOptions::ABSTRACT_NAMESPACE), PathBuf::from("app"));
         assert_eq!(windows_full_name("app"), PathBuf::from(r"\\.\pipe\app"));
         assert_eq!(windows_full_name(r"\\.\pipe\app"), PathBuf::from(r"\\.\pipe\app"));

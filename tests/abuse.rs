@@ -1,19 +1,20 @@
-//! Issue 11: SingleInstance under abuse and bad luck. One test (at least) per item, each
-//! with real processes or sockets, readiness by lines and channels, and a Watchdog.
+//! SingleInstance under abuse and bad luck: other users' files and processes, floods,
+//! frozen and slow primaries, cleaners, Ctrl-C, descriptors run out. Real processes or
+//! sockets, readiness by lines and channels, and a Watchdog on each test.
 //!
-//! | item | tests |
+//! | concern | tests |
 //! |---|---|
-//! | 2 never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
-//! | 9 timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
-//! | 5 planted files | `abuse_planted_fifo_lock_file_does_not_block` |
-//! | 6 oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
-//! | 10 Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
-//! | 1 bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods`, `abuse_system_scope_memory_is_bounded_with_a_busy_app` |
-//! | 3 no starvation | `abuse_256_held_connections_do_not_starve_launches` |
-//! | 7 locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
-//! | 4 shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
-//! | 11 at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
-//! | 8 size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
+//! | never two primaries | `abuse_frozen_primary_with_a_full_backlog_is_not_taken_over` |
+//! | timeouts | `abuse_slowly_drained_launch_ends_within_its_timeout` |
+//! | planted files | `abuse_planted_fifo_lock_file_does_not_block` |
+//! | oversized first launch | `abuse_oversized_first_launch_becomes_primary`, `abuse_non_utf8_launch_of_360_kb_is_served` |
+//! | Ctrl-C | `abuse_sigint_ends_a_launch_waiting_on_a_hung_primary` |
+//! | bounded memory | `abuse_primary_memory_is_bounded_under_nested_array_floods`, `abuse_system_scope_memory_is_bounded_with_a_busy_app` |
+//! | no starvation | `abuse_256_held_connections_do_not_starve_launches` |
+//! | locations | `abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private`, `abuse_removed_socket_is_bound_again`, `abuse_xdg_runtime_dir_counts_without_a_home` |
+//! | shared system scope | `abuse_system_scope_is_shared_by_every_user` (with its child `abuse_helper_system_primary`) |
+//! | at-least-once | `abuse_abandoned_launches_are_dropped_or_reported` |
+//! | size limit | `abuse_size_limit_holds_for_requests_that_arrive_whole` |
 //! | out of descriptors | `abuse_out_of_descriptors_does_not_spin_the_primary` |
 //! | a reply to a launch that went away | `abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe`, `abuse_reply_to_a_launch_that_never_reads_is_abandoned` |
 // Linux: these tests read /proc, change a thread's uid with raw system calls, and use the
@@ -33,21 +34,17 @@ use solo_instance::{
     ConnectOptions, Delivery, Error, LocalServer, LocalSocket, LocalSocketError, Primary, Reply,
     SingleInstance, SocketOptions, Start,
 };
-use util::solo::{hold_lock, is_root, json_line, output, read_reply, set_mode, signal, text, Fixture};
+use util::solo::{
+    hold_lock, is_root, json_line, lib_primary, output, primary_of, private_dir, read_reply, signal,
+    skip_unless_root, text, Fixture,
+};
 use util::{example, file_id, Proc, TempDir, Watchdog};
 
-/// A fresh 0700 directory.
-fn private_dir(tag: &str) -> TempDir {
-    let dir = TempDir::new(tag);
-    set_mode(dir.path(), 0o700);
-    dir
-}
-
 // ---------------------------------------------------------------------------------------
-// 2. Never two primaries
+// Never two primaries
 // ---------------------------------------------------------------------------------------
 
-/// Item 2: the lock file is gone (a cleaner) and the primary is frozen with its backlog
+/// The lock file is gone (a cleaner) and the primary is frozen with its backlog
 /// full, so a connect times out. The next launch must not take the socket for dead: it
 /// fails with NoReply within its timeout, the socket file is the primary's still, and the
 /// thawed primary serves on.
@@ -84,17 +81,8 @@ fn abuse_frozen_primary_with_a_full_backlog_is_not_taken_over() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 8. The size limit holds on every path
+// The size limit holds on every path
 // ---------------------------------------------------------------------------------------
-
-/// A primary in this process, in a fresh private directory.
-fn lib_primary(dir: &Path, app: &str, limit: usize) -> Primary {
-    match SingleInstance::new(app).unwrap().directory(dir).max_message_size(limit).argv(["p"]).start() {
-        Ok(Start::Primary(p)) => p,
-        Ok(Start::Forwarded(r)) => panic!("forwarded: {}", r.encode()),
-        Err(e) => panic!("start: {e}"),
-    }
-}
 
 fn request_of_size(n: usize) -> Vec<u8> {
     let head = br#"{"v":1,"argv":["x",""#;
@@ -106,7 +94,7 @@ fn request_of_size(n: usize) -> Vec<u8> {
     line
 }
 
-/// Item 8: with `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
+/// With `max_message_size(1000)`, requests of 5 KB and 15 KB that arrive whole in
 /// one write (the fast path, which takes a request at once when it is all there) are
 /// refused as too large, not delivered; a request of exactly 1000 bytes still is. The
 /// app's thread serves meanwhile (in `recv_timeout`), as an app does.
@@ -114,7 +102,9 @@ fn request_of_size(n: usize) -> Vec<u8> {
 fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let dir = private_dir("limit8");
-    let primary = lib_primary(dir.path(), "org.abuse.limit8", 1000);
+    let limited =
+        SingleInstance::new("org.abuse.limit8").unwrap().directory(dir.path()).max_message_size(1000);
+    let primary = primary_of(limited.argv(["p"]).start());
     let name = primary.socket_path().to_str().unwrap().to_owned();
     let clients = std::thread::spawn(move || {
         for size in [5_000, 15_000, 1001] {
@@ -133,14 +123,18 @@ fn abuse_size_limit_holds_for_requests_that_arrive_whole() {
     assert_eq!(request.raw_json().len(), 1000, "an oversized request was delivered");
     request.reply(Reply::ok()).unwrap();
     assert_eq!(json_line(&clients.join().unwrap())["ok"], true);
-    assert!(primary.try_recv().is_none(), "an oversized request was delivered");
+    assert_eq!(
+        primary.try_recv().err(),
+        Some(solo_instance::TryRecvError::Empty),
+        "an oversized request was delivered"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
-// 9. A launch ends within its timeout
+// A launch ends within its timeout
 // ---------------------------------------------------------------------------------------
 
-/// Item 9: a primary that drains a 900 KB request 4 KiB at a time (as one busy with a
+/// A primary that drains a 900 KB request 4 KiB at a time (as one busy with a
 /// flood does) cannot stretch the launch's 1 s timeout: the launch fails with NoReply
 /// within the timeout plus 100 ms.
 #[test]
@@ -196,16 +190,8 @@ fn abuse_slowly_drained_launch_ends_within_its_timeout() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 5. Nothing another user plants blocks a launch
+// Nothing another user plants blocks a launch
 // ---------------------------------------------------------------------------------------
-
-fn skip_unless_root(why: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("skipping {}: needs root ({why})", std::thread::current().name().unwrap_or("test"));
-    true
-}
 
 /// Runs the rest of this thread as `uid` (the raw system call changes only the calling
 /// thread's credentials, not the process's, unlike libc's `setresuid`).
@@ -216,7 +202,7 @@ fn become_uid_in_this_thread(uid: u32) {
     assert_eq!(r, 0, "setresuid: {}", io::Error::last_os_error());
 }
 
-/// Item 5: uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
+/// Uid 65533 plants a FIFO, mode 0644, as the lock file in a shared (System
 /// scope, sticky 1777) directory. For uid 65534, `status` and `start` must not block in
 /// open(2): each returns an error within the 2 s timeout (plus 100 ms).
 #[test]
@@ -261,10 +247,10 @@ fn abuse_planted_fifo_lock_file_does_not_block() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. An oversized first launch becomes the primary
+// An oversized first launch becomes the primary
 // ---------------------------------------------------------------------------------------
 
-/// Item 6: with no primary running, a launch whose request is over `max_message_size`
+/// With no primary running, a launch whose request is over `max_message_size`
 /// becomes the primary (it sends nothing); with one running, the same launch fails at
 /// once saying "message too large".
 #[test]
@@ -285,7 +271,7 @@ fn abuse_oversized_first_launch_becomes_primary() {
     };
     let started = Instant::now();
     match big().start() {
-        Err(Error::Protocol(why)) => assert!(why.contains("message too large"), "{why}"),
+        Err(Error::Protocol(why)) => assert!(why.message().contains("message too large"), "{why}"),
         Err(e) => panic!("expected message too large, got {e}"),
         Ok(_) => panic!("an oversized launch was served"),
     }
@@ -293,7 +279,7 @@ fn abuse_oversized_first_launch_becomes_primary() {
     drop(primary);
 }
 
-/// Item 6 with the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
+/// With the `solo` example: 360 KB of non-UTF-8 file names (three arguments, each
 /// under the kernel's 128 KiB limit on one argument) is a first launch like any other,
 /// and forwarded to a primary they round-trip byte for byte under the 1 MiB limit.
 #[test]
@@ -317,10 +303,10 @@ fn abuse_non_utf8_launch_of_360_kb_is_served() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 10. Ctrl-C ends a waiting launch
+// Ctrl-C ends a waiting launch
 // ---------------------------------------------------------------------------------------
 
-/// Item 10: `solo run` waiting (timeout 30 s) on a primary that took its request and never
+/// `solo run` waiting (timeout 30 s) on a primary that took its request and never
 /// answers ends at once on SIGINT, killed by it, as any program is.
 #[test]
 fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
@@ -361,7 +347,7 @@ fn abuse_sigint_ends_a_launch_waiting_on_a_hung_primary() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 1. Bounded memory; 3. no starvation
+// Bounded memory; no starvation
 // ---------------------------------------------------------------------------------------
 
 /// The peak resident set (`VmHWM`) of process `pid`, in bytes.
@@ -431,7 +417,8 @@ fn nested_flood(connect: &(dyn Fn() -> LocalSocket + Sync)) -> (usize, usize) {
             if r["ok"] == true {
                 ok += 1;
             } else {
-                assert_eq!(r["retry"], true, "{r}");
+                // The protocol's one busy reply, byte for byte what `Reply::busy` encodes.
+                assert_eq!(*r, json_line(&Reply::busy().encode()), "{r}");
                 busy += 1;
             }
         }
@@ -439,7 +426,7 @@ fn nested_flood(connect: &(dyn Fn() -> LocalSocket + Sync)) -> (usize, usize) {
     (ok, busy)
 }
 
-/// Item 1: eight clients at once send 40 requests of just under 1 MiB of nested arrays
+/// Eight clients at once send 40 requests of just under 1 MiB of nested arrays
 /// while 16 more hold 1 MiB partial requests; then 40 more nested ones. The primary
 /// (`solo run`, which prints each request) keeps its peak RSS under 64 MiB plus the
 /// 1 MiB message limit, and serves a normal launch after.
@@ -499,7 +486,7 @@ fn hold_hostile(
     }
 }
 
-/// Item 3: with 256 silent or trickling connections held (each reopened as soon as the
+/// With 256 silent or trickling connections held (each reopened as soon as the
 /// primary drops it), six launches in a row are each served within 1 s.
 #[test]
 fn abuse_256_held_connections_do_not_starve_launches() {
@@ -532,7 +519,7 @@ fn abuse_256_held_connections_do_not_starve_launches() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. Every location works or says why
+// Every location works or says why
 // ---------------------------------------------------------------------------------------
 
 /// A fresh 0700 directory whose path is exactly `len` bytes long.
@@ -553,7 +540,7 @@ fn solo_in(dir: &Path, app: &str, sub: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Item 7: runtime directories of 86 to 110 bytes (around the point where the socket's
+/// Runtime directories of 86 to 110 bytes (around the point where the socket's
 /// temporary bind path, `dir/.XXXXXX/s`, stops fitting `sun_path`) all work: a primary
 /// starts and a launch reaches it; and the socket is never in a directory another user
 /// could write to (a long directory moves it to the user's private 0700 fallback).
@@ -591,7 +578,7 @@ fn abuse_runtime_dirs_of_86_to_110_bytes_work_and_stay_private() {
     }
 }
 
-/// Item 7: a cleaner removes the socket under a running primary: the primary binds it
+/// A cleaner removes the socket under a running primary: the primary binds it
 /// again, and launches keep reaching it.
 #[test]
 fn abuse_removed_socket_is_bound_again() {
@@ -611,7 +598,7 @@ fn abuse_removed_socket_is_bound_again() {
     assert!(!f.sock().exists(), "the replacement socket was left behind");
 }
 
-/// Item 7: with HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
+/// With HOME unset and no passwd entry (uid 4242), `XDG_RUNTIME_DIR` still
 /// decides: the primary's socket is there, and a launch with HOME set reaches the same
 /// primary instead of becoming a second one.
 #[test]
@@ -623,10 +610,7 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
     }
     const UID: u32 = 4242;
     assert!(unsafe { libc::getpwuid(UID) }.is_null(), "uid {UID} has a passwd entry");
-    let bin = TempDir::new("bin7");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let solo = bin.path().join("solo");
-    util::copy_executable(&example("solo"), &solo);
+    let (_bin, solo) = util::runnable_by_anyone(&example("solo"), "solo");
     let dir = TempDir::new("home7");
     let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::chown(c.as_ptr(), UID, UID) }, 0);
@@ -656,8 +640,19 @@ fn abuse_xdg_runtime_dir_counts_without_a_home() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 4. The system scope is shared by every user
+// The system scope is shared by every user
 // ---------------------------------------------------------------------------------------
+
+/// The helper process's first line that says how its start went (`PRIMARY`, `FORWARDED`
+/// or `ERROR`): libtest prints "test NAME ... " before it, on the same line.
+fn outcome_line(p: &Proc) -> String {
+    loop {
+        let line = p.line();
+        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
+            return line;
+        }
+    }
+}
 
 const SYSTEM_HELPER_VAR: &str = "SOLO_ABUSE_SYSTEM_PRIMARY";
 
@@ -685,7 +680,7 @@ fn abuse_helper_system_primary() {
     }
 }
 
-/// Item 4: uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
+/// Uid 4243 runs an app's System-scope primary; uid 4244 and root reach it; after
 /// `kill -9` of that primary, uid 4244 becomes the primary at once, and root reaches it.
 #[test]
 fn abuse_system_scope_is_shared_by_every_user() {
@@ -702,10 +697,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
             .timeout(Duration::from_secs(5))
             .argv(["x".to_owned(), args.to_owned()])
     };
-    let bin = TempDir::new("bin4");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("abuse");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    let (_bin, exe) = util::runnable_by_anyone(&std::env::current_exe().unwrap(), "abuse");
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)
@@ -713,13 +705,7 @@ fn abuse_system_scope_is_shared_by_every_user() {
         .uid(4243)
         .gid(4243);
     let p = Proc::spawn(&mut cmd);
-    // libtest prints "test NAME ... " before the helper's own line, on the same line.
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
+    let line = outcome_line(&p);
     assert!(line.contains("PRIMARY "), "uid 4243 did not become the primary: {line} {}", p.stderr());
 
     // Another user, and root, reach uid 4243's primary.
@@ -766,17 +752,17 @@ fn abuse_system_scope_is_shared_by_every_user() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 11. At-least-once delivery, made visible
+// At-least-once delivery, made visible
 // ---------------------------------------------------------------------------------------
 
-/// Item 11: a launch that gave up (NoReply after its 1 s timeout) while its request
+/// A launch that gave up (NoReply after its 1 s timeout) while its request
 /// waited is dropped before the app sees it; one that gives up after the app took it is
 /// reported by `Request::is_abandoned`; a launch still waiting is not abandoned.
 #[test]
 fn abuse_abandoned_launches_are_dropped_or_reported() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "gaveup11");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     let send = |tag: &str, timeout: &str| {
         f.cmd("send", ["--timeout", timeout, "--", tag]).stdin(Stdio::null()).output().unwrap()
     };
@@ -785,7 +771,11 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     let out = send("gave-up", "1");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
-    assert!(primary.try_recv().is_none(), "the app was handed a launch that had given up");
+    assert_eq!(
+        primary.try_recv().err(),
+        Some(solo_instance::TryRecvError::Empty),
+        "the app was handed a launch that had given up"
+    );
 
     // Still waiting: delivered, not abandoned, answered.
     let waiting = {
@@ -806,7 +796,7 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
     assert!(r.is_abandoned(), "the launch exited but its request is not abandoned");
 }
 
-/// Issue 26 item 1: a reply to a launch that went away (killed with SIGKILL while the app
+/// A reply to a launch that went away (killed with SIGKILL while the app
 /// worked, or timed out with NoReply) is `Ok(Delivery::Abandoned)`, so the quick start's
 /// `request.reply(Reply::ok())?` does not end the primary: the same loop, `?` on every
 /// reply, goes on to serve a live launch, which gets `Delivered`.
@@ -814,13 +804,12 @@ fn abuse_abandoned_launches_are_dropped_or_reported() {
 fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "gone26");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     // The app's loop as the README writes it: `?` on each reply.
     fn serve(primary: &Primary, before_reply: &mut dyn FnMut(&str)) -> io::Result<Vec<Delivery>> {
         let mut deliveries = Vec::new();
         for _ in 0..3 {
-            let request =
-                primary.recv_timeout(Duration::from_secs(20)).ok_or_else(|| io::Error::other("no launch"))?;
+            let request = primary.recv_timeout(Duration::from_secs(20)).map_err(io::Error::other)?;
             before_reply(&request.args()[0].to_string_lossy());
             deliveries.push(request.reply(Reply::ok())?);
         }
@@ -861,7 +850,7 @@ fn abuse_reply_to_a_launch_that_went_away_is_ok_and_question_mark_is_safe() {
 fn abuse_reply_to_a_launch_that_never_reads_is_abandoned() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::in_namespace("org.abuse", "deaf26");
-    let primary = lib_primary(f.dir.path(), &f.app, 1 << 20);
+    let primary = lib_primary(f.dir.path(), &f.app);
     let mut deaf = LocalSocket::connect(f.sock().to_str().unwrap()).unwrap();
     deaf.write_all(b"{\"v\":1,\"argv\":[\"deaf\"]}\n").unwrap();
     let request = primary.recv_timeout(Duration::from_secs(20)).expect("the deaf launch");
@@ -870,7 +859,7 @@ fn abuse_reply_to_a_launch_that_never_reads_is_abandoned() {
     drop(deaf);
 }
 
-/// Item 1 in the System scope, with a busy app: a System-scope primary (a child process,
+/// Bounded memory in the System scope, with a busy app: a System-scope primary (a child process,
 /// uid 4243 when run as root) that takes 100 ms per request gets the same flood from
 /// another user: its peak RSS stays under 64 MiB plus the 1 MiB limit, and what it cannot
 /// hold is told to retry.
@@ -879,10 +868,7 @@ fn abuse_system_scope_memory_is_bounded_with_a_busy_app() {
     use std::os::unix::process::CommandExt;
     let _w = Watchdog::new(Duration::from_secs(240));
     let app = format!("org.abuse.sysmem{}", std::process::id());
-    let bin = TempDir::new("bin1");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("abuse");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
+    let (_bin, exe) = util::runnable_by_anyone(&std::env::current_exe().unwrap(), "abuse");
     let mut cmd = Command::new(&exe);
     cmd.args(["--exact", "abuse_helper_system_primary", "--nocapture", "--test-threads", "1"])
         .env(SYSTEM_HELPER_VAR, &app)
@@ -892,12 +878,7 @@ fn abuse_system_scope_memory_is_bounded_with_a_busy_app() {
         cmd.uid(4243).gid(4243);
     }
     let p = Proc::spawn(&mut cmd);
-    let line = loop {
-        let line = p.line();
-        if ["PRIMARY", "FORWARDED", "ERROR"].iter().any(|w| line.contains(w)) {
-            break line;
-        }
-    };
+    let line = outcome_line(&p);
     let name = line.split("PRIMARY ").nth(1).unwrap_or_else(|| panic!("not the primary: {line}")).to_owned();
     let connect = || {
         ConnectOptions::new()

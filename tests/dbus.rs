@@ -1,4 +1,4 @@
-//! Feature `dbus` (issue 15): a primary answers `org.freedesktop.Application` on the
+//! Feature `dbus`: a primary answers `org.freedesktop.Application` on the
 //! session bus. Every test starts a private bus (`dbus-daemon --nofork`, its own config,
 //! killed at the end) and talks to it with clients nobody here wrote: `gdbus call`,
 //! `gapplication launch` and `gapplication action` (GLib's), and the bus' own activation.
@@ -1106,10 +1106,10 @@ fn calls_waiting_at_shutdown_with_no_successor_fail_saying_so() {
 
 /// A primary that steps down (a cleaner removed its socket and lock file, and another
 /// process locked a fresh lock file first) gives its bus name back at once, as a
-/// released primary does: the name belongs to the lock holder. Before the fix it kept
-/// the name until the app dropped the `Primary` (never, for an app that ignores
-/// `health()`): D-Bus calls went on reaching it and failed ("shutting down"), and the
-/// new primary could not own the name.
+/// released primary does: the name belongs to the lock holder. One that kept the name
+/// until the app dropped the `Primary` (never, for an app that ignores `health()`) would
+/// go on taking D-Bus calls only to fail them ("shutting down"), and the new primary
+/// could not own the name.
 #[test]
 fn a_primary_that_steps_down_gives_its_name_back() {
     let _w = Watchdog::new(LIMIT);
@@ -1119,12 +1119,19 @@ fn a_primary_that_steps_down_gives_its_name_back() {
     assert_eq!(primary.dbus_status(), active(&app));
     assert_eq!(bus.owner_pid(&app.id), Some(std::process::id()));
     // The watch is set 100 ms after the start, while the loop runs.
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     let lock = primary.lock_path().to_owned();
     std::fs::remove_file(primary.socket_path()).unwrap();
     std::fs::remove_file(&lock).unwrap();
     let _other = util::solo::hold_lock(&lock);
-    assert!(primary.recv_timeout(Duration::from_secs(5)).is_none());
+    // Stepped down: the receive calls say it stopped.
+    assert_eq!(
+        primary.recv_timeout(Duration::from_secs(5)).err(),
+        Some(solo_instance::RecvTimeoutError::Stopped)
+    );
     assert!(matches!(primary.health(), Health::SteppedDown(_)), "{:?}", primary.health());
     // Released from a thread of its own (the loop never waits on the bus): within the
     // line timeout.

@@ -22,9 +22,11 @@ use std::process::Command;
 use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+use solo_instance::Start;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use solo_instance::{ConnectOptions, Scope, SocketOptions};
-use solo_instance::{Health, Primary, Reply, SingleInstance, Start};
-use util::solo::{hold_lock, json_line, output, set_mode, text, Fixture};
+use solo_instance::{Health, Reply, SingleInstance};
+use util::solo::{hold_lock, json_line, lib_primary, output, set_mode, text, Fixture};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use util::solo::{read_reply, signal};
 use util::{Proc, TempDir, Watchdog};
@@ -91,7 +93,10 @@ fn lifecycle_helper_forking_primary() {
     // child gets a copy of that connection too).
     let held = options.connect(&name).unwrap();
     (&held).write_all(b"{\"v\":1,").unwrap();
-    assert!(primary.recv_timeout(Duration::from_millis(50)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(50)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     // SAFETY: the child makes only async-signal-safe calls (prctl, getppid, pause, _exit)
     // before it ends; it never returns into the test harness.
     let pid = unsafe { libc::fork() };
@@ -155,7 +160,7 @@ fn release_beats_a_forked_child(spec: &str) {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 10: a primary forks a child that sleeps holding the lock file's open
+/// A primary forks a child that sleeps holding the lock file's open
 /// file description and the listening socket, then calls `release()`: the next launch is
 /// the primary at once, in the User scope (a lock file and a socket file) and in the
 /// System scope (an abstract name), and a launch after it reaches it. Launches that waited
@@ -189,7 +194,10 @@ fn lifecycle_helper_child_drops_its_copy() {
         println!("ERROR not the primary");
         return;
     };
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     // SAFETY: the child drops the primary (no other thread of this process holds a lock of
     // it, and malloc is fork-safe) and leaves with _exit, never into the test harness.
     let pid = unsafe { libc::fork() };
@@ -210,7 +218,7 @@ fn lifecycle_helper_child_drops_its_copy() {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 10, the other way round: a child forked by the primary drops its copy
+/// The other way round: a child forked by the primary drops its copy
 /// of the `Primary` and exits. The parent is still the primary: its socket file, socket
 /// and lock are its own to let go, so a launch after that reaches it (User and System
 /// scope).
@@ -327,7 +335,7 @@ fn one_primary_after_cleaning(f: &Fixture, p: Proc, round: &str, how: Launch, se
 /// Each launch in turn.
 const LAUNCHES: [Launch; 3] = [Launch::Brief, Launch::AfterRepair, Launch::Staying];
 
-/// Issue 20, item 12: `rm -rf $XDG_RUNTIME_DIR; mkdir -m 0700 $XDG_RUNTIME_DIR` under a
+/// `rm -rf $XDG_RUNTIME_DIR; mkdir -m 0700 $XDG_RUNTIME_DIR` under a
 /// running primary, 30 times: each time the next launch finds exactly one primary (the
 /// old one, which put its directory, lock and socket back, or the launch itself, after
 /// which the old one stepped down or took over again), never a second one beside an
@@ -358,7 +366,7 @@ fn lifecycle_runtime_dir_removed_and_made_again_leaves_one_primary() {
     eprintln!("{seen:?}");
 }
 
-/// Issue 20, item 12: the socket and the lock file removed together (a tmp cleaner), 60
+/// The socket and the lock file removed together (a tmp cleaner), 60
 /// times: the next launch finds exactly one primary each time.
 #[test]
 fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
@@ -375,14 +383,7 @@ fn lifecycle_socket_and_lock_removed_together_leave_one_primary() {
 }
 
 /// A primary in this process, in `dir`.
-fn lib_primary(dir: &Path, app: &str) -> Primary {
-    match SingleInstance::new(app).unwrap().directory(dir).argv(["p"]).start().unwrap() {
-        Start::Primary(p) => p,
-        Start::Forwarded(r) => panic!("forwarded: {r:?}"),
-    }
-}
-
-/// Issue 20, item 12, through the API: the primary is `Watched` once its watch is set.
+/// Through the API: the primary is `Watched` once its watch is set.
 /// Its socket and lock file removed, it puts them back (a fresh lock file, locked; a new
 /// socket) and a launch reaches it. Removed again, with another process (here: this test,
 /// through a file of its own) locking a fresh lock file first, it steps down: `recv`
@@ -396,13 +397,19 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     let (sock, lock) = (dir.path().join(format!("{app}.sock")), dir.path().join(format!("{app}.lock")));
     let primary = lib_primary(dir.path(), app);
     // The watch is set 100 ms after the start, while the loop runs.
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
 
     std::fs::remove_file(&sock).unwrap();
     std::fs::remove_file(&lock).unwrap();
     // The loop sees the removal and puts both back.
-    assert!(primary.recv_timeout(Duration::from_millis(100)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(100)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert!(sock.exists() && lock.exists(), "socket and lock file not put back");
     let launch = std::thread::spawn({
         let dir = dir.path().to_owned();
@@ -418,13 +425,18 @@ fn lifecycle_primary_steps_down_when_another_locks_the_fresh_lock_file() {
     std::fs::remove_file(&lock).unwrap();
     let _other = hold_lock(&lock);
     let r = primary.recv_timeout(Duration::from_secs(10));
-    assert!(r.is_none(), "a request after stepping down: {:?}", r.map(|r| r.args().to_vec()));
+    assert_eq!(
+        r.as_ref().err(),
+        Some(&solo_instance::RecvTimeoutError::Stopped),
+        "a request after stepping down: {:?}",
+        r.as_ref().map(|r| r.args().to_vec())
+    );
     match primary.health() {
         Health::SteppedDown(why) => assert!(why.contains("another process"), "{why}"),
         other => panic!("health {other:?}"),
     }
     assert!(!sock.exists(), "a primary that stepped down bound its socket again");
-    assert!(primary.try_recv().is_none());
+    assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Stopped));
 }
 
 const EMFILE_VAR: &str = "SOLO_LIFECYCLE_EMFILE";
@@ -441,7 +453,10 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     let (dir, app) = spec.split_once(' ').unwrap();
     let dir = Path::new(dir);
     let primary = lib_primary(dir, app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
     let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
     // SAFETY: `limit` is a live, initialized rlimit the call only reads.
@@ -452,15 +467,21 @@ fn lifecycle_helper_primary_out_of_descriptors() {
     while let Ok(f) = std::fs::File::open("/dev/null") {
         fill.push(f);
     }
-    assert!(primary.recv_timeout(Duration::from_millis(100)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(100)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     drop(fill);
-    assert!(primary.recv_timeout(Duration::from_millis(500)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(500)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     println!("BACK {}", primary.socket_path().exists() && primary.lock_path().exists());
 }
 
-/// Issue 20, item 12: a primary that cannot put its files back for want of descriptors
+/// A primary that cannot put its files back for want of descriptors
 /// (the app's own load) does not step down: it tries again, and once descriptors are
 /// free its lock file and socket are back.
 #[test]
@@ -506,7 +527,10 @@ fn lifecycle_helper_primary_without_inotify() {
     let primary = lib_primary(Path::new(dir), app);
     println!("PRIMARY");
     // The watch is tried 100 ms after the start, while the loop runs.
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     println!("HEALTH {:?}", primary.health());
     for request in primary.requests() {
         println!("REQUEST {}", request.args()[0].to_string_lossy());
@@ -515,7 +539,7 @@ fn lifecycle_helper_primary_without_inotify() {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-/// Issue 20, item 13: a user whose inotify instances are all taken (uid 4271, by a
+/// A user whose inotify instances are all taken (uid 4271, by a
 /// helper that takes them) runs a primary: its `health()` says it has no watch and why,
 /// and when a cleaner removes its socket, the periodic check binds it again, so a launch
 /// (which waits for it within its 5 s timeout) reaches it.
@@ -552,13 +576,13 @@ fn lifecycle_without_inotify_a_removed_socket_is_bound_again() {
 /// mkdir -m 0700 dir`, 3000 times in a row, as a logout script and a tmp cleaner running
 /// together): no other process ever locks, so the primary must never step down; once the
 /// cleaner is done, its files are back (the last directory watched) and a launch reaches
-/// it. Before the fix: a removal between `mkdir` and the lock file's `open` (ENOENT, or
-/// the file unlinked as it was opened: "not a plain lock file"), or before the socket's
-/// `bind`, made it step down, leaving no primary at all; and with that fixed, the watch
-/// ended on no directory while `health()` said `Watched` (it skipped a directory whose
-/// device and inode number it had recorded before: ext4 hands a removed directory's
-/// number to the next `mkdir`), so the files were never put back and the next launch
-/// would have been a second primary.
+/// it. The races it catches: a removal between `mkdir` and the lock file's `open`
+/// (ENOENT, or the file unlinked as it was opened: "not a plain lock file"), or before the
+/// socket's `bind`, must not make it step down (that leaves no primary at all); and the
+/// watch must not end on no directory while `health()` says `Watched` (skipping a
+/// directory whose device and inode number it recorded: ext4 hands a removed directory's
+/// number to the next `mkdir`), or the files are never put back and the next launch is a
+/// second primary.
 #[test]
 fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     use std::os::unix::fs::DirBuilderExt;
@@ -569,7 +593,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.restrike";
     let primary = lib_primary(dir.path(), app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     assert_eq!(primary.health(), Health::Watched);
     let done = Arc::new(AtomicBool::new(false));
     let cleaner = std::thread::spawn({
@@ -583,7 +610,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
         }
     });
     while !done.load(Ordering::SeqCst) {
-        assert!(primary.recv_timeout(Duration::from_millis(5)).is_none());
+        assert_eq!(
+            primary.recv_timeout(Duration::from_millis(5)).err(),
+            Some(solo_instance::RecvTimeoutError::Timeout)
+        );
         if let Health::SteppedDown(why) = primary.health() {
             panic!("stepped down with no other primary: {why}");
         }
@@ -599,7 +629,10 @@ fn lifecycle_a_cleaner_striking_again_during_the_repair_is_no_step_down() {
             primary.health(),
             dir.entries()
         );
-        assert!(primary.recv_timeout(Duration::from_millis(20)).is_none());
+        assert_eq!(
+            primary.recv_timeout(Duration::from_millis(20)).err(),
+            Some(solo_instance::RecvTimeoutError::Timeout)
+        );
     }
     assert_eq!(primary.health(), Health::Watched);
     let launch = std::thread::spawn({
@@ -626,7 +659,10 @@ fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
     set_mode(dir.path(), 0o700);
     let app = "org.life.launchrace";
     let primary = lib_primary(dir.path(), app);
-    assert!(primary.recv_timeout(Duration::from_millis(150)).is_none());
+    assert_eq!(
+        primary.recv_timeout(Duration::from_millis(150)).err(),
+        Some(solo_instance::RecvTimeoutError::Timeout)
+    );
     let done = Arc::new(AtomicBool::new(false));
     let cleaner = std::thread::spawn({
         let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
@@ -660,13 +696,13 @@ fn lifecycle_launches_during_a_cleaner_never_fail_on_a_vanished_lock_file() {
         }
     });
     while !done.load(Ordering::SeqCst) {
-        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+        if let Ok(r) = primary.recv_timeout(Duration::from_millis(5)) {
             r.reply(Reply::ok()).unwrap();
         }
     }
     cleaner.join().unwrap();
     while !launcher.is_finished() {
-        if let Some(r) = primary.recv_timeout(Duration::from_millis(5)) {
+        if let Ok(r) = primary.recv_timeout(Duration::from_millis(5)) {
             r.reply(Reply::ok()).unwrap();
         }
     }
@@ -722,8 +758,8 @@ fn lifecycle_helper_forking_primary_to_be_killed() {
 /// A primary killed with `kill -9` while a child it forked without exec lives on: the
 /// next launch is the primary within its timeout, in the User scope (the child must hold
 /// neither the lock file's open description nor the listening socket) and in the System
-/// scope. Before the fix the child held the lock (and the User scope's socket, which no
-/// longer answered): every launch failed with `NoReply` until the child exited.
+/// scope. A child that held the lock (and the User scope's socket, which answers no one)
+/// would make every launch fail with `NoReply` until it exited.
 #[test]
 fn lifecycle_a_forked_child_outliving_a_killed_primary_holds_nothing() {
     let _w = Watchdog::new(Duration::from_secs(60));

@@ -546,7 +546,7 @@ fn remove_server() {
     server2.listen(&name).unwrap();
     // The crate's rule beyond Qt's case: closing the first server leaves the second's file.
     drop(server);
-    assert!(solo_instance::temp_dir().join(&name).exists());
+    assert!(solo_instance::default_socket_dir().join(&name).exists());
 }
 
 // ---- the pending limit -------------------------------------------------------------------
@@ -852,7 +852,7 @@ fn verify_socket_options(service: &str, opts: SocketOptions, perms: u32) {
     let mut server = LocalServer::new();
     server.set_socket_options(opts);
     server.listen(&service).unwrap_or_else(|e| panic!("{e}"));
-    let full_server_path = solo_instance::temp_dir().join(&service);
+    let full_server_path = solo_instance::default_socket_dir().join(&service);
     assert_eq!(util::mode_of(&full_server_path), perms, "permissions on the socket don't match");
 }
 
@@ -932,7 +932,7 @@ fn verify_listen_with_descriptor(path: &str, abstract_ns: bool, bound: bool) {
 }
 
 fn temp_path(name: &str) -> String {
-    solo_instance::temp_dir().join(unique_name(name)).to_str().unwrap().to_owned()
+    solo_instance::default_socket_dir().join(unique_name(name)).to_str().unwrap().to_owned()
 }
 
 rows!(verify_listen_with_descriptor:

@@ -256,7 +256,10 @@ fn sandbox_helper_start() {
             println!("PRIMARY {}", p.socket_path().display());
             if no_inotify {
                 // The watch is tried at the first turn.
-                assert!(p.recv_timeout(Duration::from_millis(50)).is_none());
+                assert_eq!(
+                    p.recv_timeout(Duration::from_millis(50)).err(),
+                    Some(solo_instance::RecvTimeoutError::Timeout)
+                );
                 println!("HEALTH {:?}", p.health());
             }
             for r in p.requests() {
@@ -393,6 +396,23 @@ fn remove_system_lock(app: &str) {
     let _ = std::fs::remove_file(system_lock_path(app));
 }
 
+/// Waits until a file exists at `path` and some process holds a `flock` on it, as
+/// `/proc/locks` lists it (by device and inode). Bounded by the test's watchdog.
+fn wait_until_flocked(path: &str) {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        if let Ok(m) = std::fs::metadata(path) {
+            let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
+            let id = format!("{major:02x}:{minor:02x}:{} ", m.ino());
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            if locks.lines().any(|l| l.contains(" FLOCK ") && l.contains(&id)) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The System scope's lock file of `app`.
 fn system_lock_path(app: &str) -> String {
     let name = if "solo-instance-system/".len() + app.len() > 107 {
@@ -449,12 +469,7 @@ fn netns_works() -> bool {
 
 /// This test binary, copied where other users may run it.
 fn exe_for_others() -> TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = TempDir::new("bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("sandbox");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
-    bin
+    util::runnable_by_anyone(&std::env::current_exe().unwrap(), "sandbox").0
 }
 
 /// The System scope gives one primary per machine across network namespaces (where the
@@ -726,6 +741,10 @@ fn sandbox_system_scope_lock_file_removed_gives_no_second_primary_in_another_net
     let (p, line) = launch_as(&exe, Some(4245), &[], &[], &spec("host-4245"));
     assert!(line.starts_with("PRIMARY "), "{line} {}", p.stderr());
     remove_system_lock(&app);
+    // The primary locks a fresh file once its watch reports the removal (within a moment);
+    // a launch that locks it first in that moment is the primary of its namespace and this
+    // one steps down (the step-down test below).
+    wait_until_flocked(&system_lock_path(&app));
     let (q, line) = launch_as(&exe, None, &["unshare", "-n"], &[], &spec("netns-root"));
     assert!(!line.starts_with("PRIMARY "), "a second primary in another network namespace: {line}");
     assert!(

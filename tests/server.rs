@@ -98,7 +98,7 @@ fn listen_relative_name_is_in_temp_dir() {
     assert_eq!(server.server_name(), None);
     assert_eq!(server.full_server_name(), None);
     server.listen(&name).unwrap();
-    let full = solo_instance::temp_dir().join(&name);
+    let full = solo_instance::default_socket_dir().join(&name);
     assert!(server.is_listening());
     assert_eq!(server.server_name(), Some(name.as_str()));
     assert_eq!(server.full_server_name(), Some(full.as_path()));
@@ -340,7 +340,7 @@ fn listen_on_an_empty_name_is_a_name_error() {
 // ---- connect errors ---------------------------------------------------------------------
 
 #[test]
-fn connect_to_nothing_is_server_not_found() {
+fn unix_connect_to_nothing_is_server_not_found() {
     let _w = Watchdog::new(WATCHDOG);
     let dir = TempDir::new("none");
     for name in [unique_name("nobody"), dir.join("nobody"), dir.join("no/dir/sock"), String::new()] {
@@ -381,7 +381,7 @@ fn remove_server_clears_a_stale_socket_then_listen_works() {
 
     // By relative name, too; and a missing file is no error.
     let name = unique_name("rmrel");
-    let full = solo_instance::temp_dir().join(&name);
+    let full = solo_instance::default_socket_dir().join(&name);
     stale_socket(full.to_str().unwrap());
     LocalServer::remove_server(&name).unwrap();
     assert!(!full.exists());
@@ -1067,7 +1067,7 @@ fn access_options_with_a_relative_name() {
     let _w = Watchdog::new(WATCHDOG);
     let name = unique_name("relmode");
     let server = listening_with(&name, SocketOptions::GROUP_ACCESS);
-    let full: PathBuf = solo_instance::temp_dir().join(&name);
+    let full: PathBuf = solo_instance::default_socket_dir().join(&name);
     assert_eq!(server.full_server_name(), Some(full.as_path()));
     assert_eq!(mode_of(&full), 0o070);
     drop(server);
@@ -1087,7 +1087,7 @@ fn abstract_namespace() {
     assert_eq!(server.server_name(), Some(name.as_str()));
     assert_eq!(server.full_server_name(), Some(Path::new(&name)));
     // No file anywhere.
-    assert!(!solo_instance::temp_dir().join(&name).exists());
+    assert!(!solo_instance::default_socket_dir().join(&name).exists());
     assert!(!Path::new(&name).exists());
     assert_serves_with(&server, &name, abs);
     // A plain client looks for a file, and finds none.

@@ -24,8 +24,8 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
-mod portable;
-use portable::{unique_name, TempDir, Watchdog};
+mod util;
+use util::{unique_name, TempDir, Watchdog};
 
 use solo_instance::{Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start};
 
@@ -535,7 +535,7 @@ fn a_task_owns_the_primary_until_a_stopper_stops_it() {
         // The future holds `&mut Primary` across awaits: it must be Send to be spawned.
         let served = tokio::spawn(async move {
             let mut files = Vec::new();
-            while let Some(request) = primary.recv_async().await {
+            while let Ok(request) = primary.recv_async().await {
                 files.push(request.args()[0].to_string_lossy().into_owned());
                 request.reply(Reply::ok()).unwrap(); // one short line: fine from async code
             }
@@ -570,11 +570,12 @@ fn stopper_wakes_a_waiting_recv_async() {
         let mut recv = pin!(primary.recv_async());
         assert!(poll_once(recv.as_mut()).await.is_none(), "no launch yet");
         let stopping = thread::spawn(move || stopper.stop());
-        assert!(recv.await.is_none());
+        assert_eq!(recv.await.err(), Some(solo_instance::RecvError));
         stopping.join().unwrap();
     });
     // Stopped stays stopped.
-    runtime().block_on(async { assert!(primary.recv_async().await.is_none()) });
+    runtime()
+        .block_on(async { assert_eq!(primary.recv_async().await.err(), Some(solo_instance::RecvError)) });
 }
 
 #[test]

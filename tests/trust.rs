@@ -11,14 +11,13 @@
 
 mod util;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use solo_instance::{Error, Reply, Scope, SingleInstance, Start};
-use util::solo::is_root;
+use util::solo::skip_unless_root;
 use util::{Proc, TempDir, Watchdog};
 
 /// The throwaway user that runs the foreign primary.
@@ -35,17 +34,6 @@ const DEFUSED: &str = "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}red:\\u{1b}[31mX\\u{1b}[0m
 
 const PRIMARY_VAR: &str = "SOLO_TRUST_SYSTEM_PRIMARY";
 const LAUNCH_VAR: &str = "SOLO_TRUST_LAUNCH";
-
-fn skip_unless_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!(
-        "skipping {}: needs root (to run a primary as uid {STRANGER})",
-        std::thread::current().name().unwrap_or("test")
-    );
-    true
-}
 
 fn system(app: &str, arg: &str) -> SingleInstance {
     SingleInstance::new(app)
@@ -105,11 +93,7 @@ fn trust_helper_launch() {
 
 /// A copy of this test binary that any user may run.
 fn exe_for_anyone() -> (TempDir, PathBuf) {
-    let bin = TempDir::new("trust-bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("trust");
-    util::copy_executable(&std::env::current_exe().unwrap(), &exe);
-    (bin, exe)
+    util::runnable_by_anyone(&std::env::current_exe().unwrap(), "trust")
 }
 
 /// Runs `trust_helper_launch` as root against `app`'s primary: its exit code, and the
@@ -174,7 +158,7 @@ fn stranger_primary(exe: &Path, app: &str) -> Proc {
 #[test]
 fn a_primary_of_another_user_cannot_drive_the_launchs_terminal() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a primary as uid {STRANGER}")) {
         return;
     }
     let app = format!("org.trust.foreign{}", std::process::id());
@@ -189,7 +173,7 @@ fn a_primary_of_another_user_cannot_drive_the_launchs_terminal() {
     assert!(!reply.encode().contains('\u{9b}') && !reply.encode().contains('\u{202e}'));
 
     match system(&app, "reject").send() {
-        Err(Error::Rejected(why)) => assert_eq!(&*why, DEFUSED),
+        Err(Error::Rejected(reply)) => assert_eq!(reply.error_message(), Some(DEFUSED)),
         other => panic!("expected the refusal: {other:?}"),
     }
 
@@ -209,7 +193,7 @@ fn a_primary_of_another_user_cannot_drive_the_launchs_terminal() {
 #[test]
 fn a_primary_of_the_same_user_keeps_its_escape_sequences() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a primary as uid {STRANGER}")) {
         return;
     }
     let app = format!("org.trust.same{}", std::process::id());
@@ -244,7 +228,7 @@ fn a_primary_of_the_same_user_keeps_its_escape_sequences() {
 #[test]
 fn a_launch_that_reads_as_the_overflow_uid_still_defuses_a_strangers_reply() {
     let _w = Watchdog::new(Duration::from_secs(60));
-    if skip_unless_root() {
+    if skip_unless_root(&format!("to run a primary as uid {STRANGER}")) {
         return;
     }
     if !Command::new("unshare").args(["-U", "true"]).status().is_ok_and(|s| s.success()) {

@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 
 use super::receive::Taken;
 use super::{Delivery, Primary, Reply, Request};
+use crate::RecvError;
 
 impl Primary {
-    /// Waits for the next request without blocking the thread; `None` once a
-    /// [`Stopper`](crate::Stopper) stopped the primary. The async form of
-    /// [`recv`](Self::recv), with the `tokio` feature: `while let Some(request) =
+    /// Waits for the next request without blocking the thread; [`RecvError`] once a
+    /// [`Stopper`](crate::Stopper) stopped the primary, or once it stepped down. The async
+    /// form of [`recv`](Self::recv), with the `tokio` feature: `while let Ok(request) =
     /// primary.recv_async().await` is the async stream of requests.
     ///
     /// It takes `&mut self` so that a task can own the primary and serve it
@@ -40,7 +41,7 @@ impl Primary {
     ///     let launch = std::thread::spawn(move || launch_app.argv(["app", "b.txt"]).send());
     ///     let served = tokio::spawn(async move {
     ///         // The task owns the primary; requests come in as launches arrive.
-    ///         while let Some(request) = primary.recv_async().await {
+    ///         while let Ok(request) = primary.recv_async().await {
     ///             let file = request.args()[0].to_string_lossy().into_owned();
     ///             request.reply_async(Reply::ok().with_stdout(format!("opened {file}\n"))).await?;
     ///             break; // a real app serves until it quits
@@ -55,7 +56,7 @@ impl Primary {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub async fn recv_async(&mut self) -> Option<Request> {
+    pub async fn recv_async(&mut self) -> Result<Request, RecvError> {
         // The task sleeps in the runtime, not in the primary's loop.
         self.serving_from_a_thread();
         loop {
@@ -63,13 +64,13 @@ impl Primary {
             let mut notified = pin!(self.ctx.inbox.notify.notified());
             notified.as_mut().enable();
             if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
-                return None;
+                return Err(RecvError);
             }
             // A request whose launch gave up is dropped unseen, as by `recv`.
             match self.try_take() {
-                Taken::Request(request) => return Some(*request),
+                Taken::Request(request) => return Ok(*request),
                 Taken::Again => continue,
-                Taken::End => return None,
+                Taken::End => return Err(RecvError),
                 Taken::Empty => notified.await,
             }
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::launch::{far_deadline, socket_is_live};
 use super::location::Location;
-use super::lock::{read_handover, read_pid, LockFile};
+use super::lock::{read_pid, read_record, LockFile};
 use super::remote::Wait;
 use super::{Primary, Scope, SingleInstance, Start};
 use crate::{Error, LocalSocketError, Result};
@@ -16,13 +16,32 @@ use crate::{Error, LocalSocketError, Result};
 /// went to (it takes the lock within milliseconds unless it died).
 const HANDOVER_GRACE: Duration = Duration::from_secs(10);
 
+/// The word after the pid in a hand-over record.
+const HANDOVER: &str = "handover";
+
+/// What a primary that hands over to the process `pid` records in place of its own pid
+/// (`LockFile::hand_over`), until that process has taken the lock and written its own.
+pub(super) fn record(pid: u32) -> String {
+    format!("{pid} {HANDOVER}")
+}
+
+/// The process the last primary handed over to, if its record says so and was written
+/// within the grace (a record left by a process that died before it took the lock
+/// expires, so a reused pid cannot keep launches waiting).
+fn handed_over_to(loc: &Location) -> Option<u32> {
+    let (record, written) = read_record(&loc.lock)?;
+    if written.elapsed().unwrap_or_default() > HANDOVER_GRACE {
+        return None;
+    }
+    record.trim().strip_suffix(HANDOVER)?.trim().parse().ok()
+}
+
 /// Whether the last primary handed over to another process that still runs and has not
 /// taken the lock yet: launches wait for it rather than become the primary, or report none.
 /// Not in the System scope, whose lock file another user may own and write.
 pub(super) fn pending(loc: &Location, scope: Scope) -> bool {
     scope != Scope::System
-        && read_handover(&loc.lock, HANDOVER_GRACE)
-            .is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
+        && handed_over_to(loc).is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
 }
 
 impl SingleInstance {

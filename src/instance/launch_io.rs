@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use super::request::{respond, BUSY};
+use super::request::respond;
 use super::stream::{Item, Shared, OUTPUT_BUFFER};
 use super::{Delivery, Reply, Request};
 use crate::protocol::frame::{Frame, MAX_CHUNK, MAX_FRAME};
@@ -243,10 +243,10 @@ impl Request {
     /// Tells the launch to try again (the primary is busy): it does, within its timeout.
     pub(super) fn refuse_busy(&mut self) {
         if let Some(socket) = self.socket.take() {
-            respond(&socket, &Reply::retry(BUSY));
+            respond(&socket, &Reply::busy());
         }
         if let Some(remote) = self.remote.take() {
-            let _ = remote.reply(&Reply::retry(BUSY));
+            let _ = remote.reply(&Reply::busy());
         }
     }
 }

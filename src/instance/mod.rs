@@ -4,6 +4,7 @@
 #[cfg(feature = "tokio")]
 mod asynchronous;
 mod dbus;
+mod forward;
 mod handover;
 mod inbox;
 mod launch;
@@ -12,7 +13,6 @@ mod location;
 mod lock;
 mod origin;
 mod primary;
-#[cfg(windows)]
 mod published;
 mod receive;
 mod remote;
@@ -20,8 +20,6 @@ mod request;
 mod serve;
 mod stream;
 mod transport;
-#[cfg(all(test, windows))]
-mod windows_tests;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -30,8 +28,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use crate::protocol::Reply;
 use crate::protocol::{self, Message, ACTIVATION_VARS, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::Reply;
 use launch::{connect_options, is_dead};
 use location::Location;
 pub use location::Scope;
@@ -226,6 +224,8 @@ impl SingleInstance {
                 env.insert(name.to_owned(), v);
             }
         }
+        #[cfg(feature = "activation")] // Wayland, no token: ask the compositor for one.
+        crate::activation::add_launch_token(&mut env, &self.app_id);
         Message {
             argv,
             cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
@@ -321,15 +321,12 @@ impl SingleInstance {
             return Ok(Status { running, pid, socket: loc.socket, lock: loc.lock });
         }
         let running = LockFile::try_lock(&loc.lock, self.scope == Scope::System)?.is_none();
-        // Windows, outside the System scope: the pipe the primary published, else the
-        // file that would publish it.
-        #[cfg(windows)]
-        let socket = launch::published_file(&loc)
+        // Where a file publishes the name (Windows, outside the System scope): the pipe the
+        // primary published, else the file that would publish it.
+        let socket = published::file(&loc.socket)
             .filter(|_| running)
             .and_then(published::read)
-            .map_or(loc.socket.clone(), |p| p.pipe);
-        #[cfg(not(windows))]
-        let socket = loc.socket;
+            .map_or(loc.socket.clone(), |p| p.name);
         Ok(Status {
             running,
             pid: if running { lock::read_pid(&loc.lock) } else { None },

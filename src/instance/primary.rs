@@ -61,18 +61,16 @@ pub struct Primary {
     pub(super) rx: Receiver<Event>,
     pub(super) ctx: Arc<Context>,
     pub(super) socket: PathBuf,
-    /// Windows, outside the System scope: the file that publishes the pipe's name, withdrawn
-    /// before the lock is let go.
-    #[cfg(windows)]
+    /// The file that publishes the pipe's name (Windows, outside the System scope; see
+    /// `sys::published`), withdrawn before the lock is let go.
     pub(super) published: Option<PathBuf>,
     pub(super) app_id: String,
     /// The D-Bus name and object, released before the lock.
     #[cfg(feature = "dbus")]
     pub(super) dbus: super::dbus::Dbus,
-    /// Linux: children forked without exec get no copy of the listening socket (see
-    /// `sys::ForkGuard`): one never keeps an abstract name bound (the System scope), nor
-    /// a socket that no longer answers after the primary was killed.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// Children forked without exec get no copy of the listening socket (see
+    /// `sys::ForkGuard`, Linux): one never keeps an abstract name bound (the System scope),
+    /// nor a socket that no longer answers after the primary was killed.
     pub(super) fork_guard: Option<crate::sys::ForkGuard>,
 }
 
@@ -110,7 +108,8 @@ impl fmt::Debug for Stopper {
 }
 
 impl Stopper {
-    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with `None`.
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with [`RecvError`]; every
+    /// receive call after it says the primary is stopped.
     pub fn stop(&self) {
         self.0.stop();
     }
@@ -143,19 +142,6 @@ impl Primary {
             SocketOptions::USER_ACCESS
         };
         server.set_socket_options(options);
-        // Windows: others may connect to the System scope's pipe, but not add instances of
-        // their own to it (Qt's OTHER_ACCESS would let them, and so receive launches).
-        // Otherwise the pipe is this user's only, labelled at this process's integrity level
-        // (no write up: a less trusted process cannot write to an elevated primary), under
-        // a fresh random name that is published only once the pipe exists (`published.rs`).
-        #[cfg(windows)]
-        let (pipe_name, published, sddl) = if system {
-            (loc.socket.clone(), None, crate::sys::shared_pipe_sddl()?)
-        } else {
-            (crate::sys::random_pipe_name()?, Some(loc.socket.clone()), crate::sys::private_pipe_sddl()?)
-        };
-        #[cfg(not(windows))]
-        let pipe_name = loc.socket.clone();
         server.set_max_pending_connections(serve::BACKLOG);
         // Requests wait here for the app; past this many, launches are told to retry, so
         // a flood holds at most this many requests (each at most the message limit).
@@ -175,33 +161,14 @@ impl Primary {
             on_step_down: Mutex::new(None),
         });
         // The primary's loop (`serve`) accepts on the listening end itself, from the first
-        // time it runs. Unix: a socket the `LocalServer` binds (and the removal watch
-        // binds again). Windows: the pipe's instances, made by the loop's listener
-        // (overlapped, for its completion port) with the same security descriptor.
-        #[cfg(unix)]
-        let acceptor = {
-            server.listen(&pipe_name.to_string_lossy())?;
-            server.sys_listener().and_then(crate::sys::Acceptor::of_listener)
-        };
-        #[cfg(windows)]
-        let acceptor = Some(crate::sys::Acceptor::bind(&pipe_name, &sddl).map_err(|e| {
-            // As `LocalServer::listen` words it.
-            let (kind, text) = crate::sys::server_error(&e);
-            let message = match kind {
-                crate::LocalSocketError::Unknown => {
-                    format!("QLocalServer::listen: Unknown error {}", e.raw_os_error().unwrap_or(0))
-                }
-                _ => format!("QLocalServer::listen: {text}"),
-            };
-            crate::Error::socket(kind, message, Some(e)).at(&pipe_name)
-        })?);
-        ctx.mux.attach(acceptor, server.sys_listener().cloned(), lock.take())?;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let fork_guard = server.sys_listener().and_then(|l| crate::sys::ForkGuard::new(l.fd()));
-        #[cfg(windows)]
+        // time it runs (see `sys::listen_primary`).
+        let listening = crate::sys::listen_primary(&mut server, &loc.socket, system)?;
+        let pipe_name = listening.name;
+        let published = listening.published;
+        ctx.mux.attach(listening.acceptor, server.sys_listener().cloned(), lock.take())?;
+        let fork_guard = server.sys_listener().and_then(|l| crate::sys::fork_guard(l));
         if let Some(file) = &published {
-            let level = crate::sys::own_integrity()?;
-            super::published::publish(file, &pipe_name, level)
+            crate::sys::published::publish_own(file, &pipe_name)
                 .map_err(|e| crate::PathError::wrap("cannot publish the pipe's name in", file, e))?;
         }
         // D-Bus last: only a primary that serves its socket owns the name. Bounded in time:
@@ -220,12 +187,10 @@ impl Primary {
             rx,
             ctx,
             socket: pipe_name,
-            #[cfg(windows)]
             published,
             app_id: config.app_id.clone(),
             #[cfg(feature = "dbus")]
             dbus,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             fork_guard,
         })
     }
@@ -242,7 +207,7 @@ impl Primary {
     }
 
     /// Whether this is still the primary, and how it keeps its files in place; see
-    /// [`Health`]. A primary whose receive calls return `None` without a
+    /// [`Health`]. A primary whose receive calls return [`RecvError`] without a
     /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
     pub fn health(&self) -> Health {
         self.ctx.mux.health()
@@ -319,8 +284,7 @@ impl Drop for Primary {
         if let Some(listener) = server.sys_listener() {
             listener.shut_down();
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        drop(self.fork_guard.take());
+        self.fork_guard = None;
         server.close();
         // Unanswered requests: launches are told to start over, D-Bus calls are handed to
         // the successor (once the name is released).
@@ -337,14 +301,13 @@ impl Drop for Primary {
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]
         self.dbus.stop();
-        #[cfg(windows)]
         if let Some(file) = &self.published {
-            super::published::withdraw(file, &self.socket);
+            crate::sys::published::withdraw(file, &self.socket);
         }
         let mut lock = self.ctx.mux.take_lock().or_else(|| self.lock.take());
         // An accepted replace: launches that find the lock free wait for the new primary.
         if let (Some(lock), Some(pid)) = (lock.as_mut(), self.ctx.inbox.streams.handover()) {
-            lock.write_handover(pid);
+            lock.hand_over(&super::handover::record(pid));
         }
         drop(lock);
         drop(self.lock.take());

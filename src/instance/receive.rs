@@ -10,6 +10,7 @@ use super::inbox::Event;
 use super::launch::far_deadline;
 use super::serve::Context;
 use super::{Primary, Request};
+use crate::{RecvError, RecvTimeoutError as Timeout, TryRecvError as Try};
 
 /// What a receive call found in the queue.
 pub(super) enum Taken {
@@ -25,11 +26,12 @@ impl Primary {
     /// A blocking iterator over requests; it ends when a [`Stopper`](crate::Stopper) stops it, or when
     /// the primary [steps down](crate::Health::SteppedDown).
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
-        std::iter::from_fn(move || self.recv())
+        std::iter::from_fn(move || self.recv().ok())
     }
 
-    /// Waits for the next request; `None` once a [`Stopper`](crate::Stopper) stopped the primary, or once
-    /// it [stepped down](crate::Health::SteppedDown) (see [`health`](Self::health)).
+    /// Waits for the next request; [`RecvError`] once a [`Stopper`](crate::Stopper) stopped
+    /// the primary, or once it [stepped down](crate::Health::SteppedDown) (see
+    /// [`health`](Self::health)).
     ///
     /// Unless a [waker](Self::set_waker) is set, the waiting thread serves the
     /// socket itself meanwhile (it accepts, checks and reads the launches), as an event
@@ -37,32 +39,33 @@ impl Primary {
     ///
     /// Requests whose launch gave up while they waited (it timed out, or was killed) are
     /// dropped here, unseen; see [`Request::is_abandoned`].
-    pub fn recv(&self) -> Option<Request> {
-        self.recv_until(None)
+    pub fn recv(&self) -> std::result::Result<Request, RecvError> {
+        self.recv_until(None).map_err(|_| RecvError)
     }
 
     /// Waits up to `timeout` for the next request (abandoned ones dropped, as by
-    /// [`recv`](Self::recv)).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Request> {
+    /// [`recv`](Self::recv)): [`Timeout`](crate::RecvTimeoutError::Timeout) when none came,
+    /// [`Stopped`](crate::RecvTimeoutError::Stopped) as `recv`'s [`RecvError`].
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Request, Timeout> {
         self.recv_until(Some(far_deadline(timeout)))
     }
 
-    fn recv_until(&self, deadline: Option<Instant>) -> Option<Request> {
+    fn recv_until(&self, deadline: Option<Instant>) -> std::result::Result<Request, Timeout> {
         // One turn of the loop at least, even with a deadline passed already: a
         // `recv_timeout(Duration::ZERO)` serves what is ready, as `try_recv` does.
         let mut turned = false;
         loop {
             if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
-                return None;
+                return Err(Timeout::Stopped);
             }
             match self.try_take() {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again => continue,
-                Taken::End => return None,
+                Taken::End => return Err(Timeout::Stopped),
                 Taken::Empty => {}
             }
             if turned && deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
+                return Err(Timeout::Timeout);
             }
             turned = true;
             // Serve on this thread until something happens; where a thread serves, wait
@@ -78,9 +81,9 @@ impl Primary {
                     .map_err(|e| e == RecvTimeoutError::Disconnected),
             };
             match self.take(event) {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again | Taken::Empty => continue,
-                Taken::End => return None,
+                Taken::End => return Err(Timeout::Stopped),
             }
         }
     }
@@ -130,14 +133,18 @@ impl Primary {
     /// each frame or after a [waker](Self::set_waker) call. Abandoned requests are
     /// dropped, as by [`recv`](Self::recv). Without a waker, it first serves
     /// what is ready on the socket (one turn that does not wait).
-    pub fn try_recv(&self) -> Option<Request> {
+    pub fn try_recv(&self) -> std::result::Result<Request, Try> {
         let mut served = false;
         loop {
+            // Stopped stays stopped: the one `Stop` event may have been taken already.
+            if self.ctx.inbox.stopped.load(Ordering::SeqCst) {
+                return Err(Try::Stopped);
+            }
             match self.try_take() {
-                Taken::Request(r) => return Some(*r),
+                Taken::Request(r) => return Ok(*r),
                 Taken::Again => continue,
-                Taken::End => return None,
-                Taken::Empty if served => return None,
+                Taken::End => return Err(Try::Stopped),
+                Taken::Empty if served => return Err(Try::Empty),
                 Taken::Empty => {}
             }
             served = true;
@@ -146,7 +153,7 @@ impl Primary {
                 Context::start_driver(&self.ctx);
             }
             if !Context::drive(&self.ctx, Some(Instant::now())) {
-                return None;
+                return Err(Try::Empty);
             }
         }
     }

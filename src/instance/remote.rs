@@ -13,6 +13,7 @@ use super::location::Location;
 use super::transport::ReadError;
 use super::{Reply, SingleInstance};
 use crate::protocol::frame::{self, Ask, Frame, MAX_CHUNK, MAX_FRAME};
+use crate::protocol::ProtocolError;
 use crate::{Error, LocalSocket, Result};
 
 /// What a launch asks of the primary beyond its request (see the builder methods).
@@ -96,7 +97,7 @@ impl SingleInstance {
         refused: &mut Option<String>,
     ) -> Result<Option<Reply>> {
         match self.forward(loc, lines.v2.as_bytes(), deadline, refused) {
-            Err(Error::Rejected(m)) if frame::is_version_refusal(&m) => {
+            Err(Error::Rejected(r)) if frame::is_version_refusal(r.error_message().unwrap_or_default()) => {
                 let ask = self.remote.ask();
                 if !ask.needs_v2() {
                     return self.forward(loc, lines.v1.as_bytes(), deadline, refused);
@@ -125,7 +126,7 @@ impl SingleInstance {
         socket: &LocalSocket,
         deadline: Instant,
         from_another_user: bool,
-        decode: &dyn Fn(&[u8]) -> std::result::Result<Reply, String>,
+        decode: &dyn Fn(&[u8]) -> std::result::Result<Reply, ProtocolError>,
     ) -> Result<Option<Reply>> {
         let stop = AtomicBool::new(false);
         let stdin_started = AtomicBool::new(false);
@@ -163,14 +164,15 @@ impl SingleInstance {
                     Ok(None) => {
                         break match decode(&line) {
                             Ok(r) if r.retry => gone(taken),
-                            Ok(r) if !r.ok => Err(Error::Rejected(r.error.unwrap_or_default().into())),
-                            Ok(_) if self.remote.replace && !handover => Err(Error::Rejected(
-                                "the running primary did not hand over: it answered the request as \
-                                 any other (it does not take replace requests)"
-                                    .into(),
-                            )),
+                            Ok(r) if !r.ok => Err(Error::Rejected(Box::new(r))),
+                            Ok(_) if self.remote.replace && !handover => {
+                                Err(Error::Rejected(Box::new(Reply::error(
+                                    "the running primary did not hand over: it answered the request as \
+                                 any other (it does not take replace requests)",
+                                ))))
+                            }
                             Ok(r) => Ok(Some(r)),
-                            Err(e) => Err(Error::Protocol(e.into())),
+                            Err(e) => Err(Error::Protocol(e)),
                         }
                     }
                     Ok(Some(Frame::Taken)) if !taken => {

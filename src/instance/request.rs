@@ -17,9 +17,6 @@ use crate::protocol::{self, Message, ACTIVATION_VARS};
 use crate::sys::Connection;
 use crate::PeerCredentials;
 
-/// What a launch the primary cannot take now is told: retry (until its timeout).
-pub(super) const BUSY: &str = "the primary instance is busy";
-
 /// How long a reply may wait for the launch to make room for it.
 const REPLY_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -38,7 +35,7 @@ pub(super) fn respond(conn: &Connection, reply: &Reply) {
 
 /// Tells the launch at `conn` that the primary is busy: it retries until its timeout.
 pub(super) fn busy(conn: &Connection) {
-    respond(conn, &Reply::retry(BUSY));
+    respond(conn, &Reply::busy());
 }
 
 /// A launch's request, as the primary receives it. Answer it with

@@ -57,7 +57,7 @@ impl Message {
     /// The request line, without its newline.
     pub fn encode(&self) -> String {
         // Written straight out, keys in the order a `serde_json::Value` object sorts them
-        // (the same bytes as before), without building a tree of values first.
+        // (the bytes a `Value` tree writes: `tests::encode` checks), without building one.
         let mut out = super::JsonOut::with_capacity(128);
         out.raw("{\"argv\":[");
         for (i, a) in self.argv.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{version, ProtocolError, PROTOCOL_VERSION};
+use super::{version, ProtocolError, BUSY, PROTOCOL_VERSION};
 
 /// The primary's answer to a launch: success or an error, an exit code, and text for the
 /// launch to print on its own stdout and stderr.
@@ -12,9 +12,9 @@ use super::{version, ProtocolError, PROTOCOL_VERSION};
 /// let r = Reply::exit(2).with_stderr("no such file\n");
 /// assert!(r.is_ok()); // answered; the exit code says how it went
 /// assert_eq!((r.exit_code(), r.stderr()), (2, "no such file\n"));
-/// let refused = Reply::error("busy");
+/// let refused = Reply::error("not a text file");
 /// assert!(!refused.is_ok());
-/// assert_eq!(refused.error_message(), Some("busy"));
+/// assert_eq!(refused.error_message(), Some("not a text file"));
 /// // In the launch: print what the primary said and exit with its code.
 /// # #[allow(dead_code)]
 /// # fn launch(reply: Reply) -> std::process::ExitCode {
@@ -79,13 +79,48 @@ impl Reply {
         Reply { exit_code: code, ..Reply::ok() }
     }
 
-    /// A refusal: the launch reports `message` and exits with code 1.
+    /// A refusal: the launch reports `message` and exits with code 1 (or the code set with
+    /// [`with_exit_code`](Self::with_exit_code)). Its `stdout` and `stderr` texts, if any,
+    /// reach the launch too, inside [`Error::Rejected`](crate::Error::Rejected).
     pub fn error(message: impl Into<String>) -> Reply {
         Reply { ok: false, exit_code: 1, error: Some(message.into()), ..Reply::ok() }
     }
 
-    pub(crate) fn retry(message: &str) -> Reply {
+    /// "Start over": the launch does not take this reply as an answer; it connects again
+    /// (and may become the primary), until its timeout. On the wire
+    /// `{"error":message,"exit_code":1,"ok":false,"retry":true,"v":1}`. A primary sends it
+    /// while it goes away, and when it is [busy](Self::busy).
+    pub fn retry(message: impl Into<String>) -> Reply {
         Reply { retry: true, ..Reply::error(message) }
+    }
+
+    /// The retry reply of a primary that holds too much already (bytes of requests,
+    /// connections, D-Bus calls): [`retry`](Self::retry) with the message [`BUSY`].
+    ///
+    /// ```
+    /// use solo_instance::{protocol, Reply};
+    /// let line = Reply::busy().encode();
+    /// assert_eq!(
+    ///     line,
+    ///     r#"{"error":"the primary instance is busy","exit_code":1,"ok":false,"retry":true,"v":1}"#
+    /// );
+    /// let busy = Reply::decode(line.as_bytes()).unwrap();
+    /// assert!(busy.is_retry() && busy.error_message() == Some(protocol::BUSY));
+    /// ```
+    pub fn busy() -> Reply {
+        Reply::retry(BUSY)
+    }
+
+    /// Whether this is a [retry](Self::retry) reply: the launch starts over.
+    pub fn is_retry(&self) -> bool {
+        self.retry
+    }
+
+    /// The same reply with another exit code for the launch (a refusal's is 1 unless set).
+    #[must_use]
+    pub fn with_exit_code(mut self, code: i32) -> Reply {
+        self.exit_code = code;
+        self
     }
 
     /// Text for the launch to print on its stdout (like a `--version` answer).
@@ -217,7 +252,7 @@ impl Reply {
     /// The reply line, without its newline.
     pub fn encode(&self) -> String {
         // Written straight out, keys in the order a `serde_json::Value` object sorts them
-        // (the same bytes as before), without building a tree of values first.
+        // (the bytes a `Value` tree writes: `tests::encode` checks), without building one.
         let mut out = super::JsonOut::with_capacity(96);
         if self.ok {
             out.raw("{\"data\":");
@@ -232,6 +267,16 @@ impl Reply {
             out.raw(&format!(",\"exit_code\":{},\"ok\":false", self.exit_code));
             if self.retry {
                 out.raw(",\"retry\":true");
+            }
+            // A refusal's texts only when there are any: the line stays what peers that
+            // know no texts in a refusal read.
+            if !self.stderr.is_empty() {
+                out.raw(",\"stderr\":");
+                out.str(&self.stderr);
+            }
+            if !self.stdout.is_empty() {
+                out.raw(",\"stdout\":");
+                out.str(&self.stdout);
             }
         }
         out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
@@ -282,14 +327,13 @@ impl Reply {
             }
         };
         // Keep only what `encode` sends for this kind of reply, so a decoded reply
-        // re-encodes to itself: output and data only with `"ok":true`, `retry` only with
+        // re-encodes to itself: data only with `"ok":true`, `retry` only with
         // `"ok":false` (an ok reply saying retry is an ok reply, not "start over").
-        let output = |k: &str| if ok { text(k) } else { String::new() };
         Ok(Reply {
             ok,
             exit_code,
-            stdout: output("stdout"),
-            stderr: output("stderr"),
+            stdout: text("stdout"),
+            stderr: text("stderr"),
             data: if ok { o.get("data").cloned().unwrap_or(Value::Null) } else { Value::Null },
             error: (!ok).then(|| text("error")),
             retry: !ok && o.get("retry").and_then(Value::as_bool).unwrap_or(false),

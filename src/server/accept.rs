@@ -243,8 +243,9 @@ impl LocalServer {
         Ok(self.next_pending_connection())
     }
 
-    /// An endless iterator of accepted connections (each `next` is an
-    /// [`accept`](Self::accept)); it ends when the server is not listening.
+    /// The iterator of accepted connections, while the server listens: each `next` is
+    /// `Some` of an [`accept`](Self::accept)'s result, and `None` once the server does not
+    /// listen.
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { server: self }
     }

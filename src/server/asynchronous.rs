@@ -113,9 +113,10 @@ impl LocalServer {
         self.accept_with(&mut None).await
     }
 
-    /// An endless async sequence of accepted connections: each
-    /// [`next`](AsyncIncoming::next) is an [`accept_async`](Self::accept_async) that
-    /// keeps its registration with the reactor from one connection to the next.
+    /// The async sequence of accepted connections, while the server listens: each
+    /// [`next`](AsyncIncoming::next) is an [`accept_async`](Self::accept_async) (`Some` of
+    /// its result) that keeps its registration with the reactor from one connection to the
+    /// next, and `None` once the server does not listen.
     /// Available with the `tokio` feature.
     ///
     /// ```

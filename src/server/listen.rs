@@ -13,7 +13,7 @@ const PRIVATE_DIR_NAME_LEN: usize = 9;
 
 impl LocalServer {
     /// Listens on `name`, resolved by Qt's rules: a name starting with `/` is the socket
-    /// path; any other name is put in [`temp_dir()`](crate::temp_dir) (`$TMPDIR`, else
+    /// path; any other name is put in [`default_socket_dir()`](crate::default_socket_dir) (`$TMPDIR`, else
     /// `/tmp`). On Windows the name becomes the pipe `\\.\pipe\name`.
     ///
     /// # Errors
@@ -37,7 +37,7 @@ impl LocalServer {
     /// server.listen(&name)?;
     /// assert!(server.is_listening());
     /// # #[cfg(unix)]
-    /// assert_eq!(server.full_server_name(), Some(solo_instance::temp_dir().join(&name).as_path()));
+    /// assert_eq!(server.full_server_name(), Some(solo_instance::default_socket_dir().join(&name).as_path()));
     ///
     /// // A second server on the same name is refused, whatever its options. (Windows
     /// // refuses a second first pipe instance too; Wine, where CI runs this, does not.)
@@ -206,7 +206,7 @@ impl LocalServer {
     /// # let name = format!("doc-remove-{}", std::process::id());
     /// // A crashed server's socket file stays behind, and keeps others from listening:
     /// # #[cfg(unix)] {
-    /// # let path = solo_instance::temp_dir().join(&name);
+    /// # let path = solo_instance::default_socket_dir().join(&name);
     /// # std::os::unix::net::UnixListener::bind(&path)?;
     /// assert!(LocalServer::new().listen(&name).is_err());
     /// # }

@@ -1,14 +1,75 @@
-//! Platform code, crate-private. Each platform module offers the same items:
-//! `Listener` (bind/adopt, wait with a timeout and a wake-up, non-blocking accept, remove
-//! its own socket file), `connect`, and the errno-to-Qt classification.
+//! Platform code, crate-private: the only place for `cfg(unix)`, `cfg(windows)`,
+//! `cfg(target_os)` and calls into rustix, libc or windows-sys (tests aside; the D-Bus
+//! code keeps its Linux gate). Above this module the code is the same on every platform.
+//!
+//! # The contract
+//!
+//! `unix/` and `windows/` each provide the items below, with the same names and
+//! signatures. Where a platform has nothing to do, its item is a documented no-op; where
+//! Unix platforms differ (Linux, macOS), `unix/` chooses inside. The types shared by both
+//! are defined here ([`Ready`], [`ServerCheck`]).
+//!
+//! The single-instance layer's items (`instance::location`, `lock`, `published`, `launch`,
+//! `serve::watch`); "(Windows)" or "(Linux)" marks the platform that does the work, the
+//! others' item being a documented no-op:
+//! - `ensure_dir(dir, system)`: make the private directory; refuse an unsafe one.
+//! - `repair_dir(dir, shared)`: make a removed directory again, give its identity.
+//! - `FileId`, `file_id(path)`: a file's identity (device and inode; volume and index).
+//! - `user_dir()`: the User and Session scopes' directory.
+//! - `system_base()`: the System scope's base (`/tmp`; `%ProgramData%`).
+//! - `login_session()`: the Session scope's session (`$XDG_SESSION_ID`; Terminal Services).
+//! - `system_abstract(app_id)`: the System scope's lock and abstract name (Linux).
+//! - `server_name(base, stem, system)`: the name launches connect to.
+//! - `MAX_SOCKET_PATH`, `ABSTRACT_NAMES`, `NAMES_ARE_PIPES`: the facts of server names.
+//! - `os_bytes(s)`, `os_from_bytes(b)`: an OS string's bytes (as they are; UTF-8, lossy).
+//! - `published::{file, publish, read, withdraw, Published}`: the published pipe (Windows).
+//! - `LockFile` (`try_lock`, `write_pid`, `file_id`, unlocked on drop): the deciding lock.
+//! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it);
+//!   `read_record(lock)`: that record as text, and when it was written (`LockFile::hand_over`
+//!   writes a hand-over there, see `instance::handover`).
+//! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
+//! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
+//! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).
+//! - `served_by_this_user(socket)`: the System scope's primary is provably this user.
+//! - `refused(name, level, lock_is_held)`: what a refused connect means (Windows).
+//! - `elevated_above_us(level)`: a primary at this level runs above this launch (Windows).
+//! - `hand_foreground(socket)`: `AllowSetForegroundWindow` for the primary (Windows).
+//! - `server_file_gone(name)`: no socket file to connect to (Unix).
+//! - `write_all_until(socket, buf, deadline)`: a launch's write, within its deadline.
+//! - `launch_options(options)`: how a launch connects (non-blocking where it polls).
+//! - `SERVER_KIND`: "socket" or "pipe", for messages.
+//! - `watch::{Watch, new_watch, rewatch, rewatch_file, concerns_us}`: the removal watch.
+//! - `watch::{WATCHES_DIRECTORIES, WATCHES_FILES}`: what can be watched (inotify; kqueue).
+//! - `watch::is_out_of_resources(e)`: out of descriptors or memory for a moment.
+//! - `User`, `current_user()`: who this process runs as (the effective uid; the user's SID).
+//! - `euid()` (Unix): the same as a bare uid, for the serving engine until it uses the above.
+//!
+//! The serving engine (listener, poller, waker, connection I/O):
+//! - `Listener` (`bind`, wait with a timeout and a wake-up, non-blocking accept, remove
+//!   its own socket file), `connect`, `remove_server`, the errno-to-Qt classification
+//!   (`server_error`, `connect_error`), `with_signals_blocked`.
+//! - ENGINE: the serving engine's items go here. Until then these differ, and are its
+//!   to make one: `pipe` (Unix: the wake-up pipe; Windows: a stream's pipe handle);
+//!   `Listener::adopt`, `connect_nonblocking`, `hang_up`, `peer_ucred` / `peer_pid`,
+//!   `recv_until`, `recv_ready`, `Arrived`, `send_now` (Unix only); `Listener::bind_with_sddl`,
+//!   `IoDeadline`, `flush`, `take_ready_line`, `client_identity`, `peer_sid`, `own_integrity`,
+//!   `random_pipe_name`, `private_pipe_sddl`, `shared_pipe_sddl` (Windows only).
+//!
+//! Everything else in `unix/` and `windows/` is private to its platform.
 
 #[cfg(unix)]
 mod unix;
+/// Public, through `crate::name` (the glob above makes it crate-wide only).
+#[cfg(unix)]
+pub use unix::MAX_SOCKET_PATH;
 #[cfg(unix)]
 pub(crate) use unix::*;
 
 #[cfg(windows)]
 mod windows;
+/// Public, through `crate::name` (the glob above makes it crate-wide only).
+#[cfg(windows)]
+pub use windows::MAX_SOCKET_PATH;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
@@ -24,41 +85,18 @@ pub(crate) struct Ready {
     pub(crate) acceptable: bool,
 }
 
-/// Unix: the home directory of this process's real user in the passwd database
-/// (getpwuid_r), for when `$HOME` is unset or empty: what `dirs-sys` and std's
-/// `home_dir` fall back to. `None` without an entry or with an empty or relative one.
-#[cfg(unix)]
-pub(crate) fn passwd_home() -> Option<std::path::PathBuf> {
-    use std::ffi::CStr;
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: `passwd` is plain data that getpwuid_r fills; zeroed is a valid value.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: `pw` and `result` are locals, `buf`
-        // is writable for `buf.len()` bytes; the strings it fills point into `buf`.
-        let rc = unsafe {
-            libc::getpwuid_r(libc::getuid(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pw.pw_dir.is_null() {
-            return None;
-        }
-        // SAFETY: a non-null `pw_dir` from a successful call is a NUL-terminated string in
-        // `buf`, which outlives this borrow.
-        let dir = unsafe { CStr::from_ptr(pw.pw_dir) };
-        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
-        return path.is_absolute().then_some(path);
-    }
-}
-
-/// Unix: this process's effective user id, for the single-instance layer's peer and file
-/// ownership checks.
-#[cfg(unix)]
-pub(crate) fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+/// What a launch found at the server end of a connection, before writing a byte.
+#[cfg_attr(unix, allow(dead_code))] // `Stranger`: Windows' pipes only
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ServerCheck {
+    /// This user's, at this launch's integrity level or above, in this session.
+    Ours,
+    /// Not this launch's primary: another user's pipe, or one below this launch's integrity
+    /// level (a sandboxed or, for an elevated launch, a non-elevated process of this user).
+    /// Why, in words.
+    Stranger(String),
+    /// This user's primary, which this launch cannot use (it runs elevated and the launch
+    /// does not, or in another Terminal Services session); or, on Unix, a socket in this
+    /// user's directory served by another user. Why, in words.
+    Unusable(String),
 }

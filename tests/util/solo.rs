@@ -1,6 +1,6 @@
-//! Helpers of the `SingleInstance` process tests (`tests/instance.rs`, `tests/abuse.rs`):
-//! the `solo` example run in a private runtime directory, its output lines, raw replies,
-//! locks and signals.
+//! Helpers of the `SingleInstance` tests: the `solo` example run in a private runtime
+//! directory, its output lines, raw replies, locks and signals; primaries and launches
+//! started in process.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use solo_instance::LocalSocket;
+use solo_instance::{LocalSocket, Primary, Reply, SingleInstance, Start};
 
 use super::{example, Proc, TempDir};
 
@@ -22,6 +22,46 @@ pub fn set_mode(path: &Path, mode: u32) {
 
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether a root-only test must skip (not root): says so on stderr, with `why` it needs
+/// root.
+pub fn skip_unless_root(why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipping {}: needs root ({why})", std::thread::current().name().unwrap_or("test"));
+    true
+}
+
+/// A fresh directory of mode 0700: private, as the per-user scopes require.
+pub fn private_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    set_mode(dir.path(), 0o700);
+    dir
+}
+
+/// The primary a `start()` returned; panics on a forward or an error.
+pub fn primary_of(start: solo_instance::Result<Start>) -> Primary {
+    match start {
+        Ok(Start::Primary(p)) => p,
+        Ok(Start::Forwarded(r)) => panic!("forwarded, not primary: {r:?}"),
+        Err(e) => panic!("start: {e}"),
+    }
+}
+
+/// The reply a forwarded `start()` returned; panics on becoming primary or an error.
+pub fn reply_of(start: solo_instance::Result<Start>) -> Reply {
+    match start {
+        Ok(Start::Forwarded(r)) => r,
+        Ok(Start::Primary(p)) => panic!("became primary: {p:?}"),
+        Err(e) => panic!("start: {e}"),
+    }
+}
+
+/// The primary of `app` in `dir`, with argv `["p"]`.
+pub fn lib_primary(dir: &Path, app: &str) -> Primary {
+    primary_of(SingleInstance::new(app).unwrap().directory(dir).argv(["p"]).start())
 }
 
 pub fn signal(pid: u32, sig: libc::c_int) {
@@ -167,4 +207,29 @@ impl Fixture {
         let s = std::fs::read_to_string(self.lock()).unwrap();
         s.trim().parse().unwrap_or_else(|_| panic!("lock file holds {s:?}"))
     }
+}
+
+pub fn builder(dir: &Path, args: &[&str]) -> SingleInstance {
+    SingleInstance::new("org.test.Lib")
+        .unwrap()
+        .directory(dir)
+        .timeout(Duration::from_secs(20))
+        .argv(std::iter::once("prog").chain(args.iter().copied()))
+}
+
+/// `builder` for the System scope (on Linux an abstract socket: no directory, and no
+/// removal watch), app id `id`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn system_builder(id: &str, args: &[&str]) -> SingleInstance {
+    SingleInstance::new(id)
+        .unwrap()
+        .scope(solo_instance::Scope::System)
+        .timeout(Duration::from_secs(20))
+        .argv(std::iter::once("prog").chain(args.iter().copied()))
+}
+
+/// A launch on its own thread: its `start()` result.
+pub fn spawn_launch(dir: &Path, args: &[&str]) -> std::thread::JoinHandle<solo_instance::Result<Start>> {
+    let b = builder(dir, args);
+    std::thread::spawn(move || b.start())
 }

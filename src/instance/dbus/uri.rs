@@ -81,16 +81,7 @@ fn file_uri_path(uri: &str) -> Option<PathBuf> {
         }
     }
     let decoded: Vec<u8> = percent_encoding::percent_decode(bytes).collect();
-    #[cfg(unix)]
-    return Some(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(decoded)));
-    #[cfg(not(unix))]
-    {
-        let text = String::from_utf8(decoded).ok()?;
-        // `/C:/x` is the drive path `C:/x`.
-        let drive = text.len() >= 3 && text.as_bytes()[2] == b':' && text.as_bytes()[1].is_ascii_alphabetic();
-        let path = PathBuf::from(if drive { &text[1..] } else { &text[..] });
-        path.is_absolute().then_some(path)
-    }
+    crate::sys::path_of_uri(decoded)
 }
 
 #[cfg(all(test, unix))]

@@ -28,7 +28,7 @@ pub enum Health {
     /// Not the primary any more (the text says why): its files were removed and another
     /// process locked a fresh lock file first (for the System scope on Linux: a launch in
     /// another network namespace, which held it for good), or they could not be put back. It serves
-    /// nothing more: the receive calls return `None`, and the launches it held (queued
+    /// nothing more: the receive calls say it stopped ([`RecvError`](crate::RecvError)), and the launches it held (queued
     /// for the app too) were told to start over, so they reach the new primary. A request
     /// the app holds may still be answered. Drop it; nothing else of it is of use.
     SteppedDown(String),

@@ -21,7 +21,6 @@ mod health;
 mod turn;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
-#[cfg_attr(not(unix), path = "nowatch.rs")]
 mod watch;
 
 use std::collections::VecDeque;
@@ -90,9 +89,8 @@ pub(super) struct State {
     /// its descriptor must close before the lock is freed, as an abstract name lives as
     /// long as it).
     listener: Option<Arc<crate::sys::Listener>>,
-    /// Linux: keeps `replacement`'s listening socket from children forked without exec
-    /// (see `sys::ForkGuard`). Declared before it, so dropped before it closes.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// Keeps `replacement`'s listening socket from children forked without exec (see
+    /// `sys::ForkGuard`: Linux). Declared before it, so dropped before it closes.
     replacement_guard: Option<crate::sys::ForkGuard>,
     /// The socket bound again after its file was removed, if it was.
     replacement: Option<LocalServer>,
@@ -155,10 +153,9 @@ impl Mux {
         // An abstract name has no file to lose, but its lock file (the System scope's, in
         // `/tmp`) has: that file alone is watched then.
         let abstract_ns = options.contains(SocketOptions::ABSTRACT_NAMESPACE);
-        // (Abstract names exist on Linux alone.)
-        let lock_only = crate::sys::WATCHES_FILES && abstract_ns && lock.is_some();
+        let lock_only = crate::sys::watch::WATCHES_FILES && abstract_ns && lock.is_some();
         let watch = lock_only
-            || crate::sys::WATCHES_FILES
+            || crate::sys::watch::WATCHES_DIRECTORIES
                 && !abstract_ns
                 && lock.is_some()
                 && socket.parent().is_some_and(|d| !d.as_os_str().is_empty());
@@ -167,7 +164,6 @@ impl Mux {
                 poller,
                 acceptor: None,
                 listener: None,
-                #[cfg(any(target_os = "linux", target_os = "android"))]
                 replacement_guard: None,
                 replacement: None,
                 conns: VecDeque::new(),
@@ -314,10 +310,7 @@ impl Mux {
         if let Some(l) = st.replacement.as_ref().and_then(|s| s.sys_listener()) {
             l.shut_down();
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            st.replacement_guard = None;
-        }
+        st.replacement_guard = None;
         st.replacement = None;
         for c in st.conns.drain(..) {
             hang_up(&c.conn);

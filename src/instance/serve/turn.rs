@@ -99,8 +99,7 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
             }
         }
         if let Some(w) = watch.as_ref() {
-            let source: &crate::sys::WatchSource = &w.fd;
-            interest.watch(WATCH, source);
+            interest.watch(WATCH, w.source());
         }
         for c in conns.iter() {
             interest.connection(c.token, &c.conn, !full);

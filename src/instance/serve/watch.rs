@@ -1,8 +1,8 @@
 //! Keeping the primary reachable (Linux; macOS unproven): its socket file, its lock file
 //! and their directory may be removed under it (a cleaner of `$XDG_RUNTIME_DIR` or
-//! `/tmp`, a logout script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). An
-//! inotify watch on the directory reports it (a kqueue on macOS: written, never run
-//! here); the primary then puts back what is missing: the directory (0700, this user's),
+//! `/tmp`, a logout script's `rm -rf "$XDG_RUNTIME_DIR"; mkdir "$XDG_RUNTIME_DIR"`). A
+//! watch on the directory reports it (`sys::watch`: inotify; a kqueue on macOS, written,
+//! never run here); the primary then puts back what is missing: the directory (0700, this user's),
 //! a lock on a fresh lock file, then its socket, in that order (the lock decides, as at
 //! the start). If another process took the fresh lock first and is the primary now, this
 //! one steps down: it stops serving, its launches start over (and reach the new
@@ -35,7 +35,6 @@
 
 use std::io;
 use std::ops::ControlFlow;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,7 +47,9 @@ use super::super::lock::LockFile;
 use super::super::Health;
 use super::Context;
 use super::{Mux, State};
-use crate::sys::FileId;
+use crate::sys::file_id;
+pub(super) use crate::sys::watch::{concerns_us, Watch};
+use crate::sys::watch::{new_watch, rewatch, rewatch_file};
 use crate::LocalServer;
 
 /// How long after the start the removal watch is set (see the module docs): one wake-up,
@@ -70,206 +71,8 @@ const CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// moment (it checks that this primary's socket answers, then lets the lock go).
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// The watch on the socket's directory, or on Linux's System scope on its lock file:
-/// inotify on Linux, a kqueue on macOS (never made elsewhere).
-#[cfg_attr(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")), allow(dead_code))]
-pub(super) struct Watch {
-    /// What poll(2) waits on: the inotify instance, or the kqueue.
-    pub(super) fd: OwnedFd,
-    /// Linux: the watch descriptor on the directory (or the System scope's lock file).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    wd: Option<i32>,
-    /// macOS: the directory, open for its events (declared after `fd`, so the kqueue is
-    /// closed before the descriptor it watches).
-    #[cfg(target_vendor = "apple")]
-    #[allow(dead_code)] // held open, never read
-    dir_fd: Option<OwnedFd>,
-    /// The directory watched (a directory made again under the same name is another), or
-    /// the lock file (the System scope on Linux).
-    dir: Option<FileId>,
-}
-
-fn file_id(path: &Path) -> io::Result<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    Ok((meta.dev(), meta.ino()))
-}
-
 fn dir_of(socket: &Path) -> &Path {
     socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// An inotify instance (no watch yet: see [`rewatch`]), or why there is none.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn new_watch() -> Result<Watch, String> {
-    use rustix::fs::inotify::{self, CreateFlags};
-    match inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC) {
-        Ok(fd) => Ok(Watch { fd, wd: None, dir: None }),
-        Err(e) => Err(format!("no inotify instance ({e}; see /proc/sys/fs/inotify/max_user_instances)")),
-    }
-}
-
-/// A kqueue (no directory in it yet: see [`rewatch`]), or why there is none.
-#[cfg(target_vendor = "apple")]
-fn new_watch() -> Result<Watch, String> {
-    match rustix::event::kqueue::kqueue() {
-        Ok(fd) => Ok(Watch { fd, dir_fd: None, dir: None }),
-        Err(e) => Err(format!("no kqueue ({e})")),
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn new_watch() -> Result<Watch, String> {
-    Err("no file watch on this platform".into())
-}
-
-/// Points the watch at the directory `dir` now names (`id`). Always asked of the kernel
-/// again, never skipped for a (device, inode) pair seen before: a directory removed and
-/// made again often gets the very inode number of the old one (ext4 hands a freed number
-/// out again at once), yet it is another directory, with no watch on it; inotify gives it
-/// a new watch descriptor, and the same one for the directory already watched.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), Option<String>> {
-    use rustix::fs::inotify::WatchFlags;
-    let flags = WatchFlags::DELETE
-        | WatchFlags::MOVED_FROM
-        | WatchFlags::DELETE_SELF
-        | WatchFlags::MOVE_SELF
-        | WatchFlags::ONLYDIR;
-    add_watch(w, dir, id, flags)
-}
-
-/// Puts `w`'s one inotify watch on `path` (`id`) for `flags`, dropping the watch it had
-/// before, if that is another one. `Err(None)`: `path` is gone (removed again, a cleaner
-/// striking twice, though the name may give a file with its very inode number by now),
-/// not a lack of watches.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn add_watch(
-    w: &mut Watch,
-    path: &Path,
-    id: FileId,
-    flags: rustix::fs::inotify::WatchFlags,
-) -> Result<(), Option<String>> {
-    use rustix::fs::inotify;
-    match inotify::add_watch(&w.fd, path, flags) {
-        Ok(wd) => {
-            if let Some(old) = w.wd.replace(wd).filter(|&old| old != wd) {
-                // Gone already when the old directory was removed, or the old file freed
-                // (IN_IGNORED).
-                let _ = inotify::remove_watch(&w.fd, old);
-            }
-            w.dir = Some(id);
-            Ok(())
-        }
-        Err(rustix::io::Errno::NOENT) => Err(None),
-        Err(e) => Err(Some(format!(
-            "no inotify watch on {} ({e}; see /proc/sys/fs/inotify/max_user_watches)",
-            path.display()
-        ))),
-    }
-}
-
-/// Points the watch at the directory `dir` now names (`id`), if it is not on it already:
-/// a fresh kqueue with the directory open in it (`EVFILT_VNODE`: an entry added or
-/// removed, the directory removed or renamed). Unproven: written for macOS, never run.
-#[cfg(target_vendor = "apple")]
-fn rewatch(w: &mut Watch, dir: &Path, id: FileId) -> Result<(), Option<String>> {
-    use rustix::event::kqueue::{kevent, kqueue, Event, EventFilter, EventFlags, VnodeEvents};
-    use rustix::fs::{open, Mode, OFlags};
-    use std::os::fd::AsRawFd;
-    if w.dir == Some(id) {
-        return Ok(());
-    }
-    let fail = |what: &str, e: rustix::io::Errno| {
-        (e != rustix::io::Errno::NOENT).then(|| format!("no kqueue watch on {} ({what}: {e})", dir.display()))
-    };
-    let kq = kqueue().map_err(|e| fail("kqueue", e))?;
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dir_fd = open(dir, flags, Mode::empty()).map_err(|e| fail("open", e))?;
-    let vnode = VnodeEvents::WRITE | VnodeEvents::DELETE | VnodeEvents::RENAME | VnodeEvents::REVOKE;
-    let change = Event::new(
-        EventFilter::Vnode { vnode: dir_fd.as_raw_fd(), flags: vnode },
-        EventFlags::ADD | EventFlags::CLEAR,
-        std::ptr::null_mut(),
-    );
-    let mut none: [Event; 0] = [];
-    // SAFETY: `dir_fd` goes into the same `Watch` as `kq` and is dropped after it (field
-    // order), so it stays valid for the kqueue's lifetime, as kevent requires.
-    unsafe { kevent(&kq, &[change], &mut none, Some(Duration::ZERO)) }.map_err(|e| fail("kevent", e))?;
-    // The old kqueue goes before its directory (field order).
-    *w = Watch { fd: kq, dir_fd: Some(dir_fd), dir: Some(id) };
-    Ok(())
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn rewatch(_w: &mut Watch, _dir: &Path, _id: FileId) -> Result<(), Option<String>> {
-    Err(Some("no file watch on this platform".into()))
-}
-
-/// Points the watch at the lock file `lock` now names (`id`, the locked one): its link
-/// count dropping (`IN_ATTRIB`: removed, or replaced by a rename), or the file renamed
-/// away or gone. (`IN_DELETE_SELF` alone would never come: this process holds it open.)
-/// The watch on a file locked before, if any, goes.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn rewatch_file(w: &mut Watch, lock: &Path, id: FileId) -> Result<(), Option<String>> {
-    use rustix::fs::inotify::WatchFlags;
-    let flags =
-        WatchFlags::ATTRIB | WatchFlags::MOVE_SELF | WatchFlags::DELETE_SELF | WatchFlags::DONT_FOLLOW;
-    add_watch(w, lock, id, flags)
-}
-
-/// Only Linux's System scope watches its lock file (an abstract name).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn rewatch_file(_w: &mut Watch, _lock: &Path, _id: FileId) -> Result<(), Option<String>> {
-    Err(Some("no file watch on this platform".into()))
-}
-
-/// Reads the pending inotify events: whether one concerns the primary (its socket or
-/// lock file, or the directory itself, removed or moved; or events lost).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn concerns_us(w: &Watch, socket: &Path, lock: &Path) -> bool {
-    use rustix::fs::inotify::{ReadFlags, Reader};
-    use std::os::unix::ffi::OsStrExt;
-    let name = |p: &Path| p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-    let (socket, lock) = (name(socket), name(lock));
-    let mut ours = false;
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-    let mut events = Reader::new(&w.fd, &mut buf);
-    // Until the queue is empty (EAGAIN) or fails.
-    while let Ok(event) = events.next() {
-        let named = event.file_name().is_some_and(|n| n.to_bytes() == socket || n.to_bytes() == lock);
-        // An overflowed queue lost events: look at the files themselves. (`ATTRIB` comes
-        // only from a watch on the lock file itself: its link count dropped.)
-        let itself = ReadFlags::DELETE_SELF
-            | ReadFlags::MOVE_SELF
-            | ReadFlags::ATTRIB
-            | ReadFlags::IGNORED
-            | ReadFlags::QUEUE_OVERFLOW;
-        ours |= named || event.events().intersects(itself);
-    }
-    ours
-}
-
-/// Reads the pending kqueue events: whether there was any (a kqueue names no entry, so
-/// any change in the directory counts; the files are then looked at, a few stats).
-#[cfg(target_vendor = "apple")]
-pub(super) fn concerns_us(w: &Watch, _socket: &Path, _lock: &Path) -> bool {
-    use rustix::event::kqueue::kevent;
-    let mut ours = false;
-    loop {
-        let mut events = Vec::with_capacity(8);
-        // SAFETY: no change is registered by this call.
-        match unsafe { kevent(&w.fd, &[], rustix::buffer::spare_capacity(&mut events), Some(Duration::ZERO)) }
-        {
-            Ok(n) if n > 0 => ours = true,
-            _ => return ours,
-        }
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-pub(super) fn concerns_us(_w: &Watch, _socket: &Path, _lock: &Path) -> bool {
-    false
 }
 
 /// Drops a watch that poll(2) reports as unusable (`POLLERR`, `POLLNVAL`): the files are
@@ -311,7 +114,7 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     }
     let dir = dir_of(&mux.socket);
     // The directory, made again if missing (this user's, 0700).
-    let dir_id = match ensure_dir(dir, mux.shared) {
+    let dir_id = match crate::sys::repair_dir(dir, mux.shared) {
         Ok(Some(id)) => id,
         // Removed again as it was made (a cleaner striking twice): look again soon.
         Ok(None) => return retry_soon(st),
@@ -321,7 +124,7 @@ pub(super) fn upkeep(ctx: &Arc<Context>, st: &mut State) {
     // `sun_path`): not watched, but made again too before a fresh lock is taken there.
     let lock_dir = dir_of(&lock_path);
     if lock_dir != dir {
-        match ensure_dir(lock_dir, mux.shared) {
+        match crate::sys::repair_dir(lock_dir, mux.shared) {
             Ok(Some(_)) => {}
             Ok(None) => return retry_soon(st),
             Err(why) => return step_down(ctx, st, why),
@@ -511,16 +314,12 @@ fn retry_soon(st: &mut State) {
 /// directory, just made or checked, was removed again by a cleaner that struck twice, or
 /// the lock file as it was opened; the next look makes them again).
 fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
-    use rustix::io::Errno;
     let mut cause = Some(e);
     while let Some(e) = cause {
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if io.kind() == io::ErrorKind::OutOfMemory
                 || io.kind() == io::ErrorKind::NotFound
-                || matches!(
-                    Errno::from_io_error(io),
-                    Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
-                )
+                || crate::sys::watch::is_out_of_resources(io)
             {
                 return true;
             }
@@ -545,51 +344,6 @@ fn socket_is_ours(st: &State, socket: &Path) -> bool {
     current.is_some() && current == file_id(socket).ok()
 }
 
-/// Makes `dir` again if it is missing (not a shared one: that belongs to whoever made it)
-/// and checks it as the start does: a directory, this user's, closed to others (shared: root's
-/// or this user's, sticky if others may write). `Ok(None)`: made, and removed again before
-/// it could be checked (a cleaner striking twice): look again.
-fn ensure_dir(dir: &Path, shared: bool) -> Result<Option<FileId>, String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let meta = match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !shared => {
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(format!(
-                        "the directory {} was removed and cannot be made again: {e}",
-                        dir.display()
-                    ))
-                }
-            }
-            match std::fs::symlink_metadata(dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                r => r,
-            }
-        }
-        r => r,
-    }
-    .map_err(|e| format!("the directory {}: {e}", dir.display()))?;
-    let me = crate::sys::euid();
-    let mode = meta.mode();
-    let safe = meta.is_dir()
-        && if shared {
-            (meta.uid() == me || meta.uid() == 0) && (mode & 0o002 == 0 || mode & 0o1000 != 0)
-        } else {
-            meta.uid() == me && mode & 0o022 == 0
-        };
-    if !safe {
-        return Err(format!(
-            "the directory {} was replaced by one that is not safe (uid {}, mode {:o})",
-            dir.display(),
-            meta.uid(),
-            mode & 0o7777
-        ));
-    }
-    Ok(Some((meta.dev(), meta.ino())))
-}
-
 /// Binds the socket again; the new listener joins the loop's poll set (the old one,
 /// unreachable now, stays in it until the end: what waits in its backlog is still
 /// served).
@@ -598,19 +352,10 @@ fn bind_again(mux: &Mux, st: &mut State) -> crate::Result<()> {
     server.set_socket_options(mux.options);
     server.listen(&mux.socket.to_string_lossy())?;
     // The one it replaces (removed as well) goes, its fork guard first.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        st.replacement_guard = None;
-    }
+    st.replacement_guard = None;
     st.replacement = Some(server);
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        st.replacement_guard = st
-            .replacement
-            .as_ref()
-            .and_then(|s| s.sys_listener())
-            .and_then(|l| crate::sys::ForkGuard::new(l.fd()));
-    }
+    st.replacement_guard =
+        st.replacement.as_ref().and_then(|s| s.sys_listener()).and_then(|l| crate::sys::fork_guard(l));
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 //!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
 //!   client hung up: an abandoned request), `hang_up`, `peer`;
 //! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
-//! - [`WATCHES_FILES`]: whether the removal watch exists here; [`read_until`]: a launch's
+//! - [`read_until`]: a launch's
 //!   read of its reply, bounded by a deadline.
 
 use std::io;
@@ -34,11 +34,6 @@ use rustix::net::RecvFlags;
 
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
-
-/// Whether the removal watch can be set here (inotify on Linux, a kqueue on Apple
-/// platforms): elsewhere the primary's files are not watched.
-pub(crate) const WATCHES_FILES: bool =
-    cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
 
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;

@@ -8,10 +8,20 @@
 //! - [`socket`]: socket creation and addresses, connecting, and the connected socket's
 //!   extras (peer pid, a ready line, a write with a deadline).
 //!
+//! The single-instance layer's items (see the contract in `sys`):
+//! - [`dir`]: the private directory, made and checked, and made again for a primary;
+//! - [`location`]: the user's directory, the socket's name (and its private fallback);
+//! - [`names`]: `sun_path`'s bound, abstract names, an OS string's bytes;
+//! - [`lock`]: the `flock`ed lock file and the pid in it;
+//! - [`fork`]: children forked without exec get no lock or listener (Linux);
+//! - [`peer`]: what a launch checks of the primary (its uid);
+//! - [`published`]: where the primary is published (its socket's path: nothing to do);
+//! - [`watch`]: the removal watch (inotify, a kqueue).
+//!
 //! The system calls go through rustix. libc remains only where rustix has nothing:
-//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux ([`peer_ucred`]): rustix's `UCred`
+//! - `getsockopt(SOL_SOCKET, SO_PEERCRED)` on Linux (`peer_ucred`): rustix's `UCred`
 //!   cannot hold the pid 0 the kernel reports for a peer in another pid namespace;
-//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS ([`peer_pid`]): rustix has no
+//! - `getsockopt(SOL_LOCAL, LOCAL_PEERPID)` on macOS and iOS (`peer_pid`): rustix has no
 //!   `LOCAL_PEERPID`;
 //! - `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)` on Apple platforms (adopting a socket): rustix
 //!   leaves `socket_acceptconn` out there;
@@ -19,8 +29,8 @@
 //!   length the kernel reports and refuses one with NULs inside it, such as the trailing
 //!   NULs of a socket bound with `sizeof(sockaddr_un)` (as Qt 5 binds) on macOS; Qt 6 reads
 //!   the name up to its first NUL, and so does [`Listener::adopt`].
-//! - `getpwuid_r` (`sys::passwd_home`, the home directory when `$HOME` is unset): rustix
-//!   has no passwd lookup.
+//! - `getpwuid_r` (`location::passwd_home`, the home directory when `$HOME` is unset):
+//!   rustix has no passwd lookup.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -30,23 +40,46 @@ use rustix::io::{Errno, FdFlags};
 
 use crate::LocalSocketError;
 
+mod dir;
 mod engine;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod fork;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "nofork.rs"]
+mod fork;
 mod listener;
+mod location;
+mod lock;
+mod names;
+mod peer;
 mod poll;
+mod primary;
+pub(crate) mod published;
 mod signals;
 mod socket;
 mod stream;
+#[cfg(feature = "dbus")]
+mod uri;
+pub(crate) mod watch;
 
+pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
-    WATCHES_FILES,
 };
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
+pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
+pub(crate) use lock::{lock_cannot_exist, read_pid, read_record, LockFile};
+pub use names::MAX_SOCKET_PATH;
+pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
+pub(crate) use peer::{
+    check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
+    server_file_gone, SERVER_KIND,
+};
+#[allow(unused_imports)] // `current_user`, `User`: for the serving engine, which uses `euid` so far
+pub(crate) use peer::{current_user, User};
 pub(crate) use poll::pipe;
+pub(crate) use primary::listen_primary;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) use socket::peer_pid;
@@ -54,6 +87,8 @@ pub(crate) use socket::peer_pid;
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
 pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 /// Whether `e` is the OS error `errno`.
 pub(super) fn is(e: &io::Error, errno: Errno) -> bool {
@@ -77,8 +112,12 @@ pub(crate) fn hang_up(socket: &crate::LocalSocket) {
     let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
-/// Removes the socket file of `path`, whether or not a server is listening on it
-/// (`QLocalServer::removeServer`). A missing file is not an error.
+/// A [`ForkGuard`] for `listener`'s socket: children forked without exec get no copy of it
+/// (Linux; `None` elsewhere).
+pub(crate) fn fork_guard(listener: &Listener) -> Option<ForkGuard> {
+    ForkGuard::new(listener.fd())
+}
+
 /// `getsockopt` of an `int`-sized option through libc, for the options rustix leaves out
 /// on Apple platforms (`SO_ACCEPTCONN`, `LOCAL_PEERPID`).
 #[cfg(target_vendor = "apple")]
@@ -97,6 +136,8 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, option: libc::c_int) -
     Ok(v)
 }
 
+/// Removes the socket file of `path`, whether or not a server is listening on it
+/// (`QLocalServer::removeServer`). A missing file is not an error.
 pub(crate) fn remove_server(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

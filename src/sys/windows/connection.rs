@@ -42,6 +42,10 @@ impl Connection {
     /// connected; what it read is handed out once the poller has seen it complete (the
     /// next wait reports the connection), so the engine's read at accept finds nothing
     /// here, where on Unix it usually finds the whole request.
+    ///
+    /// Memory: each connection keeps one read in flight, as large as the caller's last
+    /// buffer (4 KiB until the first read, at most mio's 64 KiB), so the loop's 512 held
+    /// connections hold at most 32 MiB of such buffers besides its own byte budget.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match (&self.pipe).read(buf) {
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),

@@ -37,10 +37,6 @@ use windows_sys::Win32::System::Pipes::{
 
 pub(crate) use super::connection::{Connection, Owner};
 
-/// Whether the removal watch can be set here: a pipe cannot be removed, so there is
-/// nothing to watch.
-pub(crate) const WATCHES_FILES: bool = false;
-
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
 

@@ -49,6 +49,11 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
+    /// The file this listener bound, to tell it from a replacement: a pipe has none.
+    pub(crate) fn file_id(&self) -> Option<super::FileId> {
+        None
+    }
+
     /// Creates the first instance of pipe `path`, with the security descriptor the access
     /// bits of `options` give (see [`security::pipe_security_descriptor`]) on every
     /// instance, and refusing remote clients (interprocess sets `PIPE_REJECT_REMOTE_CLIENTS`

@@ -7,26 +7,58 @@
 //! shared timer thread.
 //!
 //! [`security`] builds Qt's security descriptors and reads a pipe's owner and its client's
-//! user back, for the peer checks.
+//! user back, for the peer checks; [`token`] reads this process's and a client's user and
+//! integrity level.
+//!
+//! The single-instance layer's items (see the contract in `sys`): [`dir`] (the directory
+//! with its protected DACL), [`location`] (where the files live, the System scope's pipe
+//! name), [`names`], [`lock`] (`LockFileEx` and `<app>.pid`), [`peer`] (the launch's checks
+//! of the primary's pipe: owner, integrity, session), [`published`] (the file with the
+//! primary's random pipe name) and [`watch`] (none needed). `tests`: the single-instance
+//! guarantees on Windows.
 
 mod connection;
 mod deadline;
+mod dir;
 mod engine;
 mod listener;
+mod location;
+mod lock;
+mod names;
+mod peer;
 mod pipe;
+mod primary;
+pub(crate) mod published;
 mod security;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod token;
+#[cfg(feature = "dbus")]
+mod uri;
+pub(crate) mod watch;
 
 pub(crate) use token::{current_user, in_app_container, own_integrity};
 
 pub(crate) use deadline::{pipe, read_until, IoDeadline};
+pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource, WATCHES_FILES,
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
 pub(crate) use listener::Listener;
+pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
+pub(crate) use lock::{lock_cannot_exist, read_pid, read_record, LockFile};
+pub use names::MAX_SOCKET_PATH;
+pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
+pub(crate) use peer::{
+    check_primary, elevated_above_us, hand_foreground, launch_options, refused, served_by_this_user,
+    server_file_gone, write_all_until, SERVER_KIND,
+};
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
+pub(crate) use primary::listen_primary;
 pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
+#[cfg(feature = "dbus")]
+pub(crate) use uri::path_of_uri;
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle};
@@ -35,10 +67,29 @@ use interprocess::local_socket::Stream;
 
 use windows_sys::Win32::Foundation::HANDLE;
 
-pub(crate) use security::{
+use crate::sys::ServerCheck;
+use security::{
     check_directory, check_parent_directory, create_private_dir, create_shared_dir, directory_owner,
-    is_trusted_owner, private_pipe_sddl, shared_pipe_sddl,
+    is_trusted_owner,
 };
+pub(crate) use security::{private_pipe_sddl, shared_pipe_sddl};
+
+/// Volume serial number and file index: a file's identity however its path is spelled.
+pub(crate) type FileId = (u64, u64);
+
+/// Who a process runs as: its user's SID.
+#[allow(dead_code)] // for the serving engine, which uses `Sid` so far
+pub(crate) type User = crate::Sid;
+
+/// Children are never forked on Windows: no guard is needed (a documented no-op, the same
+/// item as Unix's).
+#[derive(Debug)]
+pub(crate) enum ForkGuard {}
+
+/// A [`ForkGuard`] for `listener`: none on Windows.
+pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
+    None
+}
 #[cfg(test)]
 pub(crate) use security::{create_dir_with, from_sddl, object_integrity, pipe_security};
 #[cfg(test)]
@@ -46,8 +97,10 @@ pub(crate) use token::integrity_is_enough;
 #[cfg(test)]
 pub(crate) use token::{PRETEND_INTEGRITY, PRETEND_USER};
 
-/// The number of names (hard links) `file` has.
-pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
+/// What `GetFileInformationByHandle` says of `file`.
+fn file_information(
+    file: &std::fs::File,
+) -> io::Result<windows_sys::Win32::Storage::FileSystem::BY_HANDLE_FILE_INFORMATION> {
     use windows_sys::Win32::Storage::FileSystem::{GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION};
     // SAFETY: all-zero is a valid BY_HANDLE_FILE_INFORMATION (plain integers).
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
@@ -55,12 +108,26 @@ pub(crate) fn link_count(file: &std::fs::File) -> io::Result<u32> {
     if unsafe { GetFileInformationByHandle(file.as_raw_handle() as HANDLE, &mut info) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(info.nNumberOfLinks)
+    Ok(info)
+}
+
+/// The number of names (hard links) `file` has.
+fn link_count(file: &std::fs::File) -> io::Result<u32> {
+    Ok(file_information(file)?.nNumberOfLinks)
+}
+
+/// The identity of the open `file`: volume serial number and file index.
+fn handle_file_id(file: &std::fs::File) -> io::Result<FileId> {
+    let info = file_information(file)?;
+    Ok((
+        u64::from(info.dwVolumeSerialNumber),
+        (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+    ))
 }
 
 /// `%ProgramData%` from `SHGetKnownFolderPath(FOLDERID_ProgramData)`: where Windows keeps
 /// it, whatever the environment variable says.
-pub(crate) fn program_data() -> io::Result<std::path::PathBuf> {
+fn program_data() -> io::Result<std::path::PathBuf> {
     use std::os::windows::ffi::OsStringExt;
     use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramData, SHGetKnownFolderPath};
     let mut path: windows_sys::core::PWSTR = std::ptr::null_mut();
@@ -83,7 +150,7 @@ pub(crate) fn program_data() -> io::Result<std::path::PathBuf> {
 
 /// The Terminal Services session of this process: one per login (fast user switching and
 /// remote desktop sessions each have their own).
-pub(crate) fn session_id() -> Option<u32> {
+fn session_id() -> Option<u32> {
     let mut id = 0u32;
     // SAFETY: `id` is a valid out pointer.
     let ok = unsafe {
@@ -107,22 +174,8 @@ fn own_session() -> Option<u32> {
     session_id()
 }
 
-/// What a launch found at the server end of a pipe it connected to.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ServerCheck {
-    /// This user's, at this launch's integrity level or above, in this session.
-    Ours,
-    /// Not this launch's primary: another user's pipe, or one below this launch's integrity
-    /// level (a sandboxed or, for an elevated launch, a non-elevated process of this user).
-    /// Why, in words.
-    Stranger(String),
-    /// This user's primary, which this launch cannot use: it runs elevated and the launch
-    /// does not, or in another Terminal Services session. Why, in words.
-    Unusable(String),
-}
-
 /// Names an integrity level for messages.
-pub(crate) fn integrity_name(rid: u32) -> String {
+fn integrity_name(rid: u32) -> String {
     let name = match rid {
         0 => "Untrusted",
         0x1000 => "Low",
@@ -138,7 +191,7 @@ pub(crate) fn integrity_name(rid: u32) -> String {
 /// Checks the server end of a pipe this launch connected to, before a byte is written:
 /// its owner (`check_owner`: outside the System scope), its integrity label against this
 /// process's level, and (with `check_owner`) its Terminal Services session.
-pub(crate) fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
+fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
     let p = pipe(stream);
     if check_owner {
         let owner = security::pipe_security(p.as_handle()).ok().and_then(|s| s.owner);
@@ -185,7 +238,7 @@ pub(crate) fn check_server(stream: &Stream, check_owner: bool) -> ServerCheck {
 }
 
 /// Why a launch at integrity level `own` cannot use its user's primary at level `primary`.
-pub(crate) fn elevated_message(primary: u32, own: u32) -> String {
+fn elevated_message(primary: u32, own: u32) -> String {
     format!(
         "served by this user's primary instance, which runs at {} integrity (as administrator) \
          while this launch runs at {}: Windows keeps a less trusted process from driving an \
@@ -216,13 +269,13 @@ pub(crate) fn random_pipe_name() -> io::Result<std::path::PathBuf> {
 }
 
 /// Whether `name` is one [`random_pipe_name`] could have made.
-pub(crate) fn is_random_pipe_name(name: &str) -> bool {
+fn is_random_pipe_name(name: &str) -> bool {
     name.strip_prefix(r"\\.\pipe\solo-instance-")
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The pid of the process serving the pipe this client end is connected to.
-pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
+fn server_pid(stream: &Stream) -> Option<u32> {
     pipe(stream).server_process_id().ok()
 }
 
@@ -231,7 +284,7 @@ pub(crate) fn server_pid(stream: &Stream) -> Option<u32> {
 /// on to the primary this way before it sends, so the primary's `SetForegroundWindow` works,
 /// as Chromium, VS Code and tauri-plugin-single-instance do. Fails harmlessly when this
 /// process has no such right to pass on.
-pub(crate) fn allow_foreground(pid: u32) -> bool {
+fn allow_foreground(pid: u32) -> bool {
     // SAFETY: no pointers; any pid is accepted (an unknown one fails).
     unsafe { windows_sys::Win32::UI::WindowsAndMessaging::AllowSetForegroundWindow(pid) != 0 }
 }

@@ -30,9 +30,9 @@ use zbus::zvariant::{OwnedValue, Value as Variant};
 
 use super::{check_bus_name, dbus_object_path, Answer, DbusBus, DbusStatus, Origin, Outcome, Slot};
 use crate::instance::inbox::{Event, Inbox, Refused};
-use crate::instance::request::BUSY;
 use crate::instance::{Request, Scope, SingleInstance, HELD_BUDGET};
 use crate::protocol;
+use crate::protocol::BUSY;
 
 mod json;
 mod object;

@@ -1,0 +1,168 @@
+//! Unix: the lock file, locked with `flock` (through rustix) and freed by the OS when its
+//! process dies; the holder's pid is written into it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::{FileId, ForkGuard};
+
+/// An exclusive lock on a file, released on drop (RAII, as `fd-lock`'s guards).
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    /// Children forked without exec get no copy of the lock's open file description (see
+    /// [`ForkGuard`]; Linux), so one that outlives a killed primary does not keep the lock.
+    /// Declared first: dropped before `file` is closed.
+    _fork_guard: Option<ForkGuard>,
+    /// Holds the lock while open.
+    file: File,
+    /// The file is this user's, so the pid may be written into it.
+    own: bool,
+    /// The process that took the lock: only it lets the lock go (a child forked without
+    /// exec shares it, and its copy's drop must leave the parent's lock alone).
+    pid: u32,
+}
+
+/// How the crate opens any file in a directory another user may control: never through a
+/// symlink, and never blocking in open(2) (a FIFO, a device).
+const NO_BLOCK_NO_FOLLOW: i32 =
+    rustix::fs::OFlags::NOFOLLOW.union(rustix::fs::OFlags::NONBLOCK).bits() as i32;
+
+/// Opens the lock file; also whether it is this user's.
+fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    // std opens with O_CLOEXEC, so children never inherit (and keep) the lock; and no
+    // symlink is followed, so a shared directory's owner cannot aim us at a file.
+    // O_NONBLOCK: a FIFO planted as the lock file would block open(2) for ever; it is
+    // refused below as not a plain file (on a plain file the flag changes nothing).
+    opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
+    let file = match opts.open(path) {
+        // A System-scope lock created by another user, or on a file system this process
+        // sees read-only (`ProtectSystem=strict`, a sandbox binding `/` read-only): flock
+        // works on a read-only handle.
+        Err(e) if shared && (e.kind() == io::ErrorKind::PermissionDenied || is_read_only_fs(&e)) => {
+            OpenOptions::new().read(true).custom_flags(NO_BLOCK_NO_FOLLOW).open(path)?
+        }
+        r => r?,
+    };
+    let meta = file.metadata()?;
+    // No name left: removed between the open and the check (a cleaner): gone, as if the
+    // open had found nothing, so that the caller may look again.
+    if meta.is_file() && meta.nlink() == 0 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "the lock file was removed as it was opened"));
+    }
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a plain lock file"));
+    }
+    let own = meta.uid() == super::euid();
+    // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up. A
+    // shared lock is readable by all (whatever the umask), so that every user can lock it.
+    let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
+    let want = if cfg!(target_os = "linux") { perm | 0o1000 } else { perm };
+    if own && meta.mode() & 0o7777 != want {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
+    }
+    Ok((file, own))
+}
+
+/// Whether `e` is EROFS: the file system is mounted read-only (for this process).
+fn is_read_only_fs(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
+}
+
+impl LockFile {
+    /// Takes the lock without blocking: `Ok(None)` when another process holds it. `shared`:
+    /// in a directory shared with other users (the System scope).
+    pub(crate) fn try_lock(path: &Path, shared: bool) -> io::Result<Option<LockFile>> {
+        let (file, own) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Some(LockFile {
+            _fork_guard: ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
+            file,
+            own,
+            pid: std::process::id(),
+        }))
+    }
+
+    /// Records the holder's pid, for `status` to report: in the lock file, and only if it
+    /// is this user's (a shared scope's lock may be another user's).
+    pub(crate) fn write_pid(&mut self) {
+        self.write_record(&std::process::id().to_string());
+    }
+
+    /// Records `record` in place of the pid (a primary handing over: see
+    /// `instance::handover`), kept when the lock is let go.
+    pub(crate) fn hand_over(&mut self, record: &str) {
+        self.write_record(record);
+    }
+
+    fn write_record(&mut self, record: &str) {
+        use std::os::unix::fs::FileExt;
+        if !self.own {
+            return;
+        }
+        // One write at the start and a truncation to its length (no rewind, no second
+        // metadata read).
+        let _ = self
+            .file
+            .write_all_at(record.as_bytes(), 0)
+            .and_then(|()| self.file.set_len(record.len() as u64));
+    }
+
+    /// Device and inode of the locked file, to tell whether the file at the path is still
+    /// it (a cleaner may have removed it, and a launch locked a new one).
+    pub(crate) fn file_id(&self) -> io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata()?;
+        Ok((meta.dev(), meta.ino()))
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // A flock belongs to the open file description, which a child forked without exec
+        // shares (close-on-exec acts only at exec): closing our descriptor would leave the
+        // lock held for as long as the child lives. Unlocking frees it for every holder.
+        if self.pid == std::process::id() {
+            let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
+        }
+    }
+}
+
+/// The pid the primary recorded in its lock file `lock`, if any. Opened as the lock is (no
+/// symlink, no blocking open) and read only if it is a plain file, at most 32 bytes.
+pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
+    read_record(lock)?.0.trim().parse().ok()
+}
+
+/// What the primary recorded in its lock file `lock` (a pid, or a hand-over), and when.
+pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
+    let file = OpenOptions::new().read(true).custom_flags(NO_BLOCK_NO_FOLLOW).open(lock).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut s = String::new();
+    file.take(32).read_to_string(&mut s).ok()?;
+    Some((s, meta.modified().ok()?))
+}
+
+/// Whether the lock file `lock` is missing and its directory read-only for this process
+/// (EROFS), so that no lock file can exist there (Linux: the System scope's, in `/tmp`,
+/// under systemd's `ProtectSystem=strict`). Elsewhere the directory is made if missing.
+pub(crate) fn lock_cannot_exist(lock: &Path) -> bool {
+    if cfg!(not(any(target_os = "linux", target_os = "android"))) {
+        return false;
+    }
+    let missing = matches!(std::fs::symlink_metadata(lock), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let dir = lock.parent().unwrap_or(Path::new("/"));
+    missing && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS)
+}
