@@ -120,21 +120,20 @@
 //!   on the caller's thread, and an incoming-connection hook runs on whichever thread
 //!   accepts. With the `tokio` feature on Windows, an async accept waits on Tokio's
 //!   blocking pool.
-//! - A Unix [`Primary`] starts no thread until one is needed: its one poll(2) loop
-//!   (accepting, and reading every connection whose request has not arrived whole) runs on
-//!   the app's thread while it waits in [`Primary::recv`], and on one thread of its own
-//!   from the first [`Primary::set_waker`] or `recv_async` on
-//!   ([`Primary::on_request`]'s callback thread runs it too); requests over 16 KiB are
-//!   decoded on one more.
-//! - A Windows [`Primary`] runs an accept thread from the first call that takes requests,
-//!   a pool of at most 64 reader threads, and one timer thread that cancels overdue pipe
-//!   I/O.
+//! - A [`Primary`] starts no thread until one is needed, on every platform: its one
+//!   readiness-driven loop (accepting, checking the peer, and reading every connection
+//!   whose request has not arrived whole: `poll(2)` on Unix, overlapped pipe I/O on one
+//!   completion port on Windows) runs on the app's thread while it waits in
+//!   [`Primary::recv`], and on one thread of its own (the driver) from the first
+//!   [`Primary::set_waker`] or `recv_async` on ([`Primary::on_request`]'s callback
+//!   thread runs it too). Requests of any size are decoded on the loop's thread.
+//! - On Windows, a launch's blocking pipe I/O (and a [`LocalSocket`]'s with a deadline)
+//!   is bounded by one timer thread that cancels overdue I/O.
 //! - With the `dbus` feature, while the primary is on a bus: zbus's executor thread and
 //!   async-io's, both asleep while idle, and a setup thread until the name is owned.
 //!
 //! The crate's threads block the app's asynchronous signals. Dropping a server or a
-//! primary joins its threads (a primary's decoder thread is told to end, and does once its
-//! current request is decoded), closes its socket, and removes the socket file only if it
+//! primary joins its threads, closes its socket, and removes the socket file only if it
 //! is still its own.
 //! A process killed with `SIGKILL` leaves its socket file (not its lock) behind; the next
 //! primary removes it, after the lock proved it stale. Lock files stay, by design:
@@ -155,6 +154,64 @@
 //! - Errors: [`Error`], with Qt's codes in [`LocalSocketError`] and [`SocketError`],
 //!   [`PathError`] for the file or directory an I/O error concerns, and the receive calls'
 //!   [`RecvError`], [`TryRecvError`] and [`RecvTimeoutError`].
+//!
+//! ## Source files
+//!
+//! Layer 1 (`server/`, `socket/`) is the port of `QLocalServer` and `QLocalSocket`; layer 2
+//! (`instance/`) builds the single instance on it; `protocol/` is the wire format; `sys/` is
+//! all platform code. One line a file:
+//!
+//! - `src/lib.rs`: the crate docs and the public items.
+//! - `src/error.rs`: `Error`, Qt's `LocalSocketError` codes and texts, `SocketError`, `PathError`.
+//! - `src/error/recv.rs`: `RecvError`, `TryRecvError`, `RecvTimeoutError`: why a receive call returned no request.
+//! - `src/name.rs`: how a server name becomes a socket path or pipe name.
+//! - `src/options.rs`: `SocketOptions`, who may connect.
+//! - `src/sid.rs`: `Sid`, a Windows security identifier, on every platform.
+//! - `src/protocol/mod.rs`: the wire protocol's rules, constants (`BUSY`) and `ProtocolError`.
+//! - `src/protocol/message.rs`: `Message`, the request line, and its decoding.
+//! - `src/protocol/reply.rs`: `Reply`, the answer line (answer, refusal, retry), and defusing another user's texts.
+//! - `src/protocol/os_str.rs`: the lossless encoding of OS strings.
+//! - `src/protocol/tests/`: the protocol's unit tests (`encode`, `decode`, `reply`).
+//! - `src/server/mod.rs`: `LocalServer` and its state.
+//! - `src/server/listen.rs`: listening, adopting a socket, removing a stale one.
+//! - `src/server/accept.rs`: the pull, push and hook styles of accepting.
+//! - `src/server/queue.rs`: the pending queue shared with the acceptor thread.
+//! - `src/server/asynchronous.rs`: `accept_async` and `incoming_async` (feature `tokio`).
+//! - `src/socket/mod.rs`: `LocalSocket`, the client half of `QLocalSocket`.
+//! - `src/socket/connect.rs`: `ConnectOptions` and Qt's client errors.
+//! - `src/socket/credentials.rs`: `PeerCredentials`.
+//! - `src/activation/`: `raise` and `request_token` (feature `activation`): Wayland (`wayland.rs`), X11 (`x11.rs`), Windows (`windows.rs`).
+//!
+//! Layer 2, `src/instance/`, in layers that point one way: `request` ← `inbox` ← `serve`
+//! and `dbus` ← `primary`; nothing in it names a platform (that is `sys/`'s job):
+//! - `instance/mod.rs`: `SingleInstance`, the builder, and the message a launch sends.
+//! - `instance/launch.rs`: the launch: the lock and the socket decide primary or forward.
+//! - `instance/forward.rs`: one hand-over: connect, check who serves, send, read the reply.
+//! - `instance/location.rs`: where the lock and the socket live, per scope.
+//! - `instance/lock.rs`, `instance/published.rs`: the lock file and where the primary is published (the platform's `sys` items, named for layer 2).
+//! - `instance/transport.rs`: line I/O on a launch's connection, bounded in time and size.
+//! - `instance/request.rs`: `Request`, answered through its responder (a launch's connection or a D-Bus call); the busy reply.
+//! - `instance/origin.rs`: `Origin`: how a request came (a launch, a D-Bus call).
+//! - `instance/inbox.rs`: admission and notification, one policy for launches and D-Bus calls: the byte budget, the queue's room, shutting down.
+//! - `instance/serve/mod.rs`: the primary's loop, one readiness-driven design on every platform: its state and the driver thread.
+//! - `instance/serve/turn.rs`: one turn: wait, accept, read, decode, answer; deadlines, shedding and the byte budget.
+//! - `instance/serve/context.rs`: what the loop shares with the thread that runs it.
+//! - `instance/serve/watch.rs`: keeping the primary reachable when a cleaner removes its files, or stepping down.
+//! - `instance/serve/health.rs`: `Health`.
+//! - `instance/primary.rs`: `Primary`, `Stopper`, `CallbackPrimary`: start, release, drop.
+//! - `instance/receive.rs`: the receive calls (`recv`, `recv_timeout`, `try_recv`, `requests`, `set_waker`).
+//! - `instance/asynchronous.rs`: `recv_async` (feature `tokio`).
+//! - `instance/dbus/`: `org.freedesktop.Application` (feature `dbus`, Linux): `public.rs` (the public items), `uri.rs` (`Origin::file_paths`), `linux/` (`setup.rs` the bus on its own thread, `object.rs` the object, `socket.rs` the bus socket's read-time cut, `json.rs` platform data).
+//!
+//! `src/sys/`, all platform code; `sys/mod.rs` is the written contract, the items each
+//! platform provides with the same names and signatures:
+//! - `sys/{unix,windows}/engine.rs`: the serving engine's readiness (Unix: `poll(2)`; Windows: mio's IOCP named pipes), with `sys/windows/connection.rs` a pipe connection at the primary's end.
+//! - `sys/{unix,windows}/primary.rs`: where a primary listens.
+//! - `sys/{unix,windows}/{dir,location,names,lock,peer,published,watch}.rs`: the private directory, the names, the lock and pid files, the launch's checks of the primary, the published pipe name, the removal watch.
+//! - `sys/unix/{listener/,socket.rs,poll.rs,signals.rs,fork.rs,nofork.rs,uri.rs}`: Unix sockets, `poll(2)` and its wake-up pipe, signal masks for the crate's threads, the fork guard (Linux), `file://` paths.
+//! - `sys/windows/{listener.rs,pipe.rs,deadline.rs,token.rs,security/,uri.rs}`: `LocalServer`'s pipe listener, a client's pipe, deadlines on blocking pipe I/O, users and integrity levels, security descriptors and directory DACLs, `file://` paths.
+//! - `sys/windows/tests/`: the single-instance guarantees on Windows, tested under Wine.
+//! - `sys/asynchronous.rs`: the `tokio` feature's accept wait.
 //!
 //! # Qt to Rust
 //!

@@ -108,7 +108,7 @@ impl fmt::Debug for Stopper {
 }
 
 impl Stopper {
-    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with [`RecvError`]; every
+    /// Ends [`Primary::requests`] and wakes [`Primary::recv`] with [`RecvError`](crate::RecvError); every
     /// receive call after it says the primary is stopped.
     pub fn stop(&self) {
         self.0.stop();
@@ -207,7 +207,7 @@ impl Primary {
     }
 
     /// Whether this is still the primary, and how it keeps its files in place; see
-    /// [`Health`]. A primary whose receive calls return [`RecvError`] without a
+    /// [`Health`]. A primary whose receive calls return [`RecvError`](crate::RecvError) without a
     /// [`Stopper`] having stopped it has [stepped down](Health::SteppedDown).
     pub fn health(&self) -> Health {
         self.ctx.mux.health()

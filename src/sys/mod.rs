@@ -42,18 +42,34 @@
 //! - `watch::{WATCHES_DIRECTORIES, WATCHES_FILES}`: what can be watched (inotify; kqueue).
 //! - `watch::is_out_of_resources(e)`: out of descriptors or memory for a moment.
 //! - `User`, `current_user()`: who this process runs as (the effective uid; the user's SID).
-//! - `euid()` (Unix): the same as a bare uid, for the serving engine until it uses the above.
 //!
-//! The serving engine (listener, poller, waker, connection I/O):
-//! - `Listener` (`bind`, wait with a timeout and a wake-up, non-blocking accept, remove
-//!   its own socket file), `connect`, `remove_server`, the errno-to-Qt classification
-//!   (`server_error`, `connect_error`), `with_signals_blocked`.
-//! - ENGINE: the serving engine's items go here. Until then these differ, and are its
-//!   to make one: `pipe` (Unix: the wake-up pipe; Windows: a stream's pipe handle);
-//!   `Listener::adopt`, `connect_nonblocking`, `hang_up`, `peer_ucred` / `peer_pid`,
-//!   `recv_until`, `recv_ready`, `Arrived`, `send_now` (Unix only); `Listener::bind_with_sddl`,
-//!   `IoDeadline`, `flush`, `take_ready_line`, `client_identity`, `peer_sid`, `own_integrity`,
-//!   `random_pipe_name`, `private_pipe_sddl`, `shared_pipe_sddl` (Windows only).
+//! The serving engine (`instance::serve`, one readiness-driven loop on every platform:
+//! `poll(2)` on Unix, overlapped named-pipe I/O on one completion port through mio on
+//! Windows; the full text is in `unix/engine.rs`):
+//! - `poller() -> (Poller, PollWaker)`: the readiness wait, and what interrupts it from
+//!   any thread without blocking.
+//! - `Interest` (`listener`, `connection`, `watch`), `Token`, `Poller::wait`,
+//!   `Poller::readiness`: what one wait is for, and what it saw per source (readiness may
+//!   be edge-triggered: the loop remembers it until a read or an accept finds nothing).
+//! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
+//! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
+//!   `peer`): one launch's connection, and the responder of its request.
+//! - `Owner` (`current`, `admits`): who a primary serves, checked before a byte is read.
+//! - `WatchSource`, `Watch::source()`: what the poller waits on for the removal watch.
+//! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:
+//!   the `LocalServer`'s socket; Windows: the loop's own pipe, under the scope's security
+//!   descriptor and a published random name).
+//! - `read_until(socket, deadline, limit)`: a launch's read of its reply, bounded by a
+//!   deadline.
+//!
+//! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by
+//! platform as Qt's does, also uses: `Listener` (`bind`, wait with a timeout and a
+//! wake-up, non-blocking accept, remove its own socket file), `connect`, `remove_server`,
+//! the errno-to-Qt classification (`server_error`, `connect_error`), `with_signals_blocked`,
+//! and platform-only items it gates itself: `Listener::adopt`, `connect_nonblocking`,
+//! `peer_ucred` / `peer_pid` (Unix); `Listener::bind_with_sddl`, `IoDeadline`, `pipe` (a
+//! stream's pipe handle), `peer_sid`, `own_integrity`, `random_pipe_name`, the pipe
+//! descriptors (Windows).
 //!
 //! Everything else in `unix/` and `windows/` is private to its platform.
 

@@ -76,7 +76,7 @@ pub(crate) use peer::{
     check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
     server_file_gone, SERVER_KIND,
 };
-#[allow(unused_imports)] // `current_user`, `User`: for the serving engine, which uses `euid` so far
+#[allow(unused_imports)] // `current_user`, `User`: the contract's names; the engine uses `euid`
 pub(crate) use peer::{current_user, User};
 pub(crate) use poll::pipe;
 pub(crate) use primary::listen_primary;
