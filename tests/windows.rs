@@ -502,9 +502,12 @@ fn instance_wait_and_output_on_pipes() {
     let b = builder(dir.path(), &app, &["prog", "stdin"]).forward_stdin(true);
     let launch = thread::spawn(move || b.send());
     // The loop serves while the app waits: the refused request never reaches the app.
-    assert!(primary.recv_timeout(Duration::from_secs(2)).is_none());
+    assert!(primary.recv_timeout(Duration::from_secs(2)).is_err());
     let refused = launch.join().unwrap();
-    assert!(matches!(refused, Err(Error::Rejected(ref m)) if m.contains("stdin")), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::Rejected(ref r)) if r.error_message().is_some_and(|m| m.contains("stdin"))),
+        "{refused:?}"
+    );
 
     let b = quick(&["prog", "held"]).wait_for_reply(true);
     let launch = thread::spawn(move || b.send());
