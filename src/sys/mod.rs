@@ -62,6 +62,15 @@
 //! - `read_until(socket, deadline, limit)`: a launch's read of its reply, bounded by a
 //!   deadline.
 //!
+//! The launch as a remote command line (protocol version 2: `instance::stream`, `remote`,
+//! `handover`):
+//! - `recv_some(socket, buf, deadline)`: a launch's read of the frames that have arrived.
+//! - `send_some(socket, buf, deadline)`: a launch's partial write of its stdin (Unix).
+//! - `wait_readable(conn, timeout)`: the primary waits for a launch's stdin (Unix).
+//! - `STDIN_STREAMS`: whether a primary reads a launch's stdin (Unix; not Windows, where a
+//!   pipe is read through the loop's completion port only).
+//! - `process_exists(pid)`: whether the process a primary handed over to still runs.
+//!
 //! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by
 //! platform as Qt's does, also uses: `Listener` (`bind`, wait with a timeout and a
 //! wake-up, non-blocking accept, remove its own socket file), `connect`, `remove_server`,
