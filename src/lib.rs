@@ -127,6 +127,9 @@
 //!   [`Primary::recv`], and on one thread of its own (the driver) from the first
 //!   [`Primary::set_waker`] or `recv_async` on ([`Primary::on_request`]'s callback
 //!   thread runs it too). Requests of any size are decoded on the loop's thread.
+//! - A request whose app writes to the launch ([`Request::stdout`]) has one thread that
+//!   writes the output, from its first output until its reply, so that the app's thread
+//!   never waits for a launch; a launch that forwards its stdin reads it on one thread.
 //! - On Windows, a launch's blocking pipe I/O (and a [`LocalSocket`]'s with a deadline)
 //!   is bounded by one timer thread that cancels overdue I/O.
 //! - With the `dbus` feature, while the primary is on a bus: zbus's executor thread and
