@@ -211,8 +211,10 @@ mod tests {
         assert!(v2.contains("\"v\":2"), "{v2}");
         assert_eq!(decode_ask(v2.as_bytes()), Ok(Some(ask)));
         assert!(decode_ask(br#"{"v":2,"argv":[],"wait":1}"#).is_err());
-        let reply = reply_line(&Reply::ok(), 2);
-        assert!(reply.ends_with(b",\"v\":2}\n"));
-        assert!(Reply::decode(&reply[..reply.len() - 1]).is_ok());
+        for r in [Reply::ok(), Reply::busy(), Reply::error("no").with_stderr("why\n")] {
+            let line = reply_line(&r, 2);
+            assert!(line.ends_with(b",\"v\":2}\n"), "{}", String::from_utf8_lossy(&line));
+            assert_eq!(Reply::decode(&line[..line.len() - 1]), Ok(r));
+        }
     }
 }
