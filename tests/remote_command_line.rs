@@ -566,3 +566,28 @@ fn output_to_a_launch_that_does_not_read_never_blocks_the_apps_thread() {
     assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
     assert_eq!(out.write(&chunk).unwrap(), chunk.len());
 }
+
+#[test]
+fn reply_timeout_bounds_the_wait_once_taken() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-replyto");
+    let p = f.primary(&[]);
+    let launch = |reply: Duration, work: &str| {
+        SingleInstance::new(&f.app)
+            .unwrap()
+            .directory(f.dir.path())
+            .timeout(Duration::from_millis(200))
+            .reply_timeout(Some(reply))
+            .argv(["launch", "--sleep-ms", work])
+            .send()
+    };
+    // Taken within 0.2 s, answered within the 5 s after that.
+    assert!(launch(Duration::from_secs(5), "600").unwrap().is_ok());
+    p.line();
+    // Answered after 3 s: past the 0.3 s it waits once taken.
+    match launch(Duration::from_millis(300), "3000") {
+        Err(solo_instance::Error::NoReply(t)) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(json_line(&p.line())["wait"], true);
+}
