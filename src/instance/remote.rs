@@ -137,7 +137,9 @@ impl SingleInstance {
             let mut waited = self.timeout;
             let (mut taken, mut handover) = (false, false);
             let gone = |taken: bool| {
-                let committed = self.remote.ask().needs_v2() || stdin_started.load(Ordering::SeqCst);
+                // A waiting launch, or one whose stdin went, fails; any other starts over (a
+                // replace then finds the old primary gone, and may become the primary).
+                let committed = self.remote.wait != Wait::Timeout || stdin_started.load(Ordering::SeqCst);
                 if taken && committed {
                     Err(Error::Io(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
