@@ -47,6 +47,13 @@
 //! request came: [`TryRecvError::Empty`], [`RecvTimeoutError::Timeout`], or stopped
 //! ([`RecvError`]: a [`Stopper`] stopped the primary, or it [stepped down](Health)).
 //!
+//! A launch can also be a remote command line: the primary writes to its terminal while it
+//! works ([`Request::stdout`], [`Request::stderr`]) and reads its stdin
+//! ([`SingleInstance::forward_stdin`], [`Request::stdin`]); the launch waits for the reply
+//! past its timeout for as long as the primary lives ([`SingleInstance::wait_for_reply`],
+//! an editor's `--wait`), or asks the primary to hand over ([`SingleInstance::replace`],
+//! [`SingleInstance::wait_for_exit`] for an updater).
+//!
 //! # Guarantees
 //!
 //! Each is tested with real processes and sockets in the repository's `tests/`:
@@ -120,6 +127,9 @@
 //!   [`Primary::recv`], and on one thread of its own (the driver) from the first
 //!   [`Primary::set_waker`] or `recv_async` on ([`Primary::on_request`]'s callback
 //!   thread runs it too). Requests of any size are decoded on the loop's thread.
+//! - A request whose app writes to the launch ([`Request::stdout`]) has one thread that
+//!   writes the output, from its first output until its reply, so that the app's thread
+//!   never waits for a launch; a launch that forwards its stdin reads it on one thread.
 //! - On Windows, a launch's blocking pipe I/O (and a [`LocalSocket`]'s with a deadline)
 //!   is bounded by one timer thread that cancels overdue I/O.
 //! - With the `dbus` feature, while the primary is on a bus: zbus's executor thread and
@@ -273,8 +283,8 @@ pub use error::{Error, LocalSocketError, PathError, RecvError, RecvTimeoutError,
 #[cfg_attr(docsrs, doc(cfg(feature = "dbus")))]
 pub use instance::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
 pub use instance::{
-    CallbackPrimary, Delivery, Health, Origin, Primary, Request, Scope, SingleInstance, Start, Status,
-    Stopper, DEFAULT_TIMEOUT,
+    CallbackPrimary, Delivery, Health, Input, Origin, Output, Primary, Request, Scope, SingleInstance, Start,
+    Status, Stopper, DEFAULT_TIMEOUT, OUTPUT_BUFFER,
 };
 pub use name::{default_socket_dir, MAX_SOCKET_PATH};
 pub use options::SocketOptions;

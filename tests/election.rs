@@ -76,7 +76,7 @@ fn storm_elects_one_primary_and_answers_every_launch() {
         let mut seen = std::collections::BTreeMap::new();
         for _ in 0..LAUNCHES - 1 {
             let request = json_line(&primary_proc.line());
-            assert_eq!(request["v"], 1, "{request}");
+            assert_eq!(request["v"], 2, "{request}"); // a launch of this version speaks version 2
             let arg = request["argv"][1].as_str().unwrap_or_else(|| panic!("{request}")).to_owned();
             let pid = request["pid"].as_u64().unwrap() as u32;
             assert!(seen.insert(arg.clone(), pid).is_none(), "round {round}: {arg} delivered twice");

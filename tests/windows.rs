@@ -477,6 +477,50 @@ fn instance_primary_and_forwarding_thread() {
     );
 }
 
+/// Protocol version 2 on pipes: a waiting launch outlasts its timeout once taken, gets
+/// the output written before the reply, and one that asks for stdin is refused (a Windows
+/// primary reads none); a release ends a wait at once.
+#[test]
+fn instance_wait_and_output_on_pipes() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("v2");
+    let app = unique("test.win.v2");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let quick = |argv: &[&str]| builder(dir.path(), &app, argv).timeout(Duration::from_millis(300));
+    let b = quick(&["prog", "slow"]).wait_for_reply(true);
+    let launch = thread::spawn(move || b.send());
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    assert!(request.is_waiting());
+    let mut out = request.stdout();
+    assert!(out.is_connected());
+    std::io::Write::write_all(&mut out, b"working\n").unwrap();
+    // Past the launch's timeout: it waits, since its request was taken.
+    thread::sleep(Duration::from_millis(600));
+    assert!(request.reply(Reply::exit(3)).unwrap().is_delivered());
+    assert_eq!(launch.join().unwrap().unwrap().exit_code(), 3);
+
+    let b = builder(dir.path(), &app, &["prog", "stdin"]).forward_stdin(true);
+    let launch = thread::spawn(move || b.send());
+    // The loop serves while the app waits: the refused request never reaches the app.
+    assert!(primary.recv_timeout(Duration::from_secs(2)).is_err());
+    let refused = launch.join().unwrap();
+    assert!(
+        matches!(refused, Err(Error::Rejected(ref r)) if r.error_message().is_some_and(|m| m.contains("stdin"))),
+        "{refused:?}"
+    );
+
+    let b = quick(&["prog", "held"]).wait_for_reply(true);
+    let launch = thread::spawn(move || b.send());
+    let held = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+    primary.release();
+    let gone = launch.join().unwrap();
+    assert!(
+        matches!(gone, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
+        "{gone:?}"
+    );
+    drop(held);
+}
+
 /// The lock decides: while a Primary lives, a second `start()` in the same process (a
 /// second handle on the lock file) forwards instead of becoming primary. `release()`
 /// frees the name and the lock so the next start is primary.

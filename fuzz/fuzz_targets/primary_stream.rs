@@ -3,9 +3,10 @@
 //! One primary per fuzz process (app id `fuzz.Primary`, its own 0700 directory under the
 //! temp dir, a 300 ms per-connection deadline), answered by a thread that replies
 //! `Reply::ok()` to every request. Each input is written raw over a fresh connection; the
-//! primary must then answer with one reply line that `Reply::decode` accepts, or close
-//! the connection, within its deadline (a hang past 2 s panics). After every input a
-//! normal launch must still get an ok reply.
+//! primary must then answer with one reply line that `Reply::decode` accepts (for a
+//! request of protocol version 2, the `taken` frame may come first), or close the
+//! connection, within its deadline (a hang past 2 s panics). After every input a normal
+//! launch must still get an ok reply.
 //!
 //! The client half-closes its writing side after the input, so an input without a
 //! newline ends at once instead of costing the 300 ms deadline. Set
@@ -122,8 +123,11 @@ fuzz_target!(|input: &[u8]| {
         unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
     }
     if let Some(line) = read_reply(&socket, input.len(), started) {
-        if let Err(e) = Reply::decode(&line) {
-            panic!("the primary's reply does not decode: {e}\n{}", String::from_utf8_lossy(&line));
+        // Protocol version 2: the app took the request (its reply follows), else the reply.
+        if line != br#"{"v":2,"taken":true}"# {
+            if let Err(e) = Reply::decode(&line) {
+                panic!("the primary's reply does not decode: {e}\n{}", String::from_utf8_lossy(&line));
+            }
         }
     }
     let took = started.elapsed();

@@ -9,7 +9,7 @@ use super::launch::{connect_options, is_disconnect};
 use super::location::Location;
 use super::lock::LockFile;
 use super::published;
-use super::transport::{read_line, ReadError};
+use super::transport::read_line;
 use super::{Reply, Scope, SingleInstance};
 use crate::sys::ServerCheck;
 use crate::{Error, LocalSocketError, Result};
@@ -122,21 +122,8 @@ impl SingleInstance {
                 _ => Err(e.into()),
             };
         }
-        match read_line(&socket, deadline, self.max_message_size) {
-            Ok(reply) => match decode(&reply) {
-                Ok(r) if r.retry => Ok(None),
-                Ok(r) if !r.ok => Err(Error::Rejected(Box::new(r))),
-                Ok(r) => Ok(Some(r)),
-                Err(e) => Err(Error::Protocol(e)),
-            },
-            Err(ReadError::Closed) => Ok(None),
-            Err(ReadError::TimedOut) => Err(Error::NoReply(self.timeout)),
-            Err(ReadError::TooLarge) => Err(Error::Protocol(
-                format!("reply too large (limit {} bytes)", self.max_message_size).into(),
-            )),
-            Err(ReadError::Io(e)) if is_disconnect(&e) => Ok(None),
-            Err(ReadError::Io(e)) => Err(e.into()),
-        }
+        // Frames (protocol version 2) until the reply.
+        self.converse(&socket, deadline, from_another_user, &decode)
     }
 }
 

@@ -53,6 +53,8 @@ pub(super) struct Inbox {
     pub(super) driver_id: OnceLock<ThreadId>,
     /// Waker calls owed for requests the driver delivered in its current turn.
     pub(super) unannounced: AtomicUsize,
+    /// The version-2 launches waiting for a request the app took: cut off at a release.
+    pub(super) streams: super::stream::Registry,
 }
 
 impl Inbox {
@@ -70,6 +72,7 @@ impl Inbox {
             loop_waker,
             driver_id: OnceLock::new(),
             unannounced: AtomicUsize::new(0),
+            streams: Default::default(),
         }
     }
 

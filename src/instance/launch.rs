@@ -20,11 +20,11 @@ impl SingleInstance {
         // other service of this user's (any root daemon's, for root), which would be sent
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
         let mut loc = self.located(deadline)?;
-        let line = self.message().encode();
+        let line = self.request_lines();
         // Checked only when forwarding: a launch that becomes the primary sends nothing.
-        let too_large = (line.len() > self.max_message_size).then(|| {
+        let too_large = (line.v2.len() > self.max_message_size).then(|| {
             Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
+                format!("message too large ({} bytes, limit {} bytes)", line.v2.len(), self.max_message_size)
                     .into(),
             )
         });
@@ -80,7 +80,7 @@ impl SingleInstance {
             // too large to send checks the lock first, to refuse it without a round trip.
             let forwarded_first = !loc.abstract_ns && too_large.is_none();
             if forwarded_first {
-                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline, &mut refused)? {
+                if let Some(reply) = self.forward_any(&loc, &line, deadline, &mut refused)? {
                     return Ok(Start::Forwarded(reply));
                 }
             }
@@ -103,7 +103,9 @@ impl SingleInstance {
                 // Holding the lock proves no primary runs, unless the lock file was replaced
                 // under a running one (a cleaner removed it): a socket that answers is
                 // alive, and is never taken over.
-                if !socket_is_live(&loc, deadline) {
+                // A primary that handed over (a replace) leaves the lock to the launch it
+                // handed over to.
+                if !socket_is_live(&loc, deadline) && !super::handover::pending(&loc, self.scope) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
@@ -124,7 +126,7 @@ impl SingleInstance {
                 // Asked already this turn; the primary is coming up or going away.
                 Ok(None)
             } else {
-                self.forward(&loc, line.as_bytes(), deadline, &mut refused)
+                self.forward_any(&loc, &line, deadline, &mut refused)
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),

@@ -5,16 +5,20 @@
 mod asynchronous;
 mod dbus;
 mod forward;
+mod handover;
 mod inbox;
 mod launch;
+mod launch_io;
 mod location;
 mod lock;
 mod origin;
 mod primary;
 mod published;
 mod receive;
+mod remote;
 mod request;
 mod serve;
+mod stream;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -34,8 +38,10 @@ use lock::LockFile;
 pub use dbus::Origin;
 #[cfg(feature = "dbus")]
 pub use dbus::{dbus_object_path, dbus_service_file, DbusBus, DbusStatus};
+pub use launch_io::{Input, Output};
 pub use primary::{CallbackPrimary, Health, Primary, Stopper};
 pub use request::{Delivery, Request};
+pub use stream::OUTPUT_BUFFER;
 
 use crate::Result;
 
@@ -95,6 +101,8 @@ pub struct SingleInstance {
     argv: Option<Vec<OsString>>,
     env: Vec<String>,
     data: Value,
+    /// What the launch asks beyond its request: waiting, stdin, replace (`remote`).
+    remote: remote::Asks,
     #[cfg(feature = "dbus")]
     dbus_bus: dbus::DbusBus,
 }
@@ -140,6 +148,7 @@ impl SingleInstance {
             argv: None,
             env: Vec::new(),
             data: Value::Null,
+            remote: remote::Asks::default(),
             #[cfg(feature = "dbus")]
             dbus_bus: dbus::DbusBus::default(),
         })
@@ -253,6 +262,9 @@ impl SingleInstance {
     /// # Ok::<(), solo_instance::Error>(())
     /// ```
     pub fn start(self) -> Result<Start> {
+        if self.remote.replace {
+            return self.start_replacing();
+        }
         self.run(true)
     }
 
@@ -271,7 +283,8 @@ impl SingleInstance {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn send(self) -> Result<Reply> {
-        match self.run(false)? {
+        // Only a launch that may become the primary asks the running one to hand over.
+        match self.replace(false).run(false)? {
             Start::Forwarded(reply) => Ok(reply),
             Start::Primary(_) => unreachable!("send never becomes primary"),
         }

@@ -293,6 +293,8 @@ impl Drop for Primary {
         }
         // Their connections close once the loop's poller has seen it (Windows).
         self.ctx.mux.settle();
+        // Launches waiting for a request the app took end their wait now.
+        self.ctx.inbox.streams.cut_off();
         #[cfg(all(feature = "dbus", target_os = "linux"))]
         self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
@@ -302,7 +304,12 @@ impl Drop for Primary {
         if let Some(file) = &self.published {
             crate::sys::published::withdraw(file, &self.socket);
         }
-        drop(self.ctx.mux.take_lock());
+        let mut lock = self.ctx.mux.take_lock().or_else(|| self.lock.take());
+        // An accepted replace: launches that find the lock free wait for the new primary.
+        if let (Some(lock), Some(pid)) = (lock.as_mut(), self.ctx.inbox.streams.handover()) {
+            lock.hand_over(&super::handover::record(pid));
+        }
+        drop(lock);
         drop(self.lock.take());
         // Then the replies still open are written, and handed-off calls forwarded.
         #[cfg(feature = "dbus")]

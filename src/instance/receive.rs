@@ -117,7 +117,13 @@ impl Primary {
         }
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
-            Ok(Event::Request(r)) => Taken::Request(r),
+            Ok(Event::Request(r)) => {
+                // A version-2 launch learns that its request is taken.
+                if let Some(remote) = &r.remote {
+                    remote.taken(&self.ctx.inbox.streams);
+                }
+                Taken::Request(r)
+            }
             Ok(Event::Stop) | Err(true) => Taken::End,
             Err(false) => Taken::Empty,
         }

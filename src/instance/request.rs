@@ -62,6 +62,8 @@ pub struct Request {
     pub(super) origin: super::origin::Origin,
     /// A D-Bus call's reply goes here (`socket` is `None` then).
     pub(super) answer: Option<super::origin::Answer>,
+    /// A launch of protocol version 2: its connection and streams (`socket` is `None`).
+    pub(super) remote: Option<super::stream::Remote>,
 }
 
 impl fmt::Debug for Request {
@@ -165,6 +167,7 @@ impl Request {
     /// call is never abandoned.
     pub fn is_abandoned(&self) -> bool {
         self.socket.as_ref().is_some_and(Connection::is_closed)
+            || self.remote.as_ref().is_some_and(super::stream::Remote::is_abandoned)
     }
 
     /// Sends `reply` to the launch, which then exits with its exit code. A reply larger
@@ -198,6 +201,9 @@ impl Request {
     pub fn reply(mut self, reply: Reply) -> io::Result<Delivery> {
         if let Some(answer) = self.answer.take() {
             return Ok(answer.send(Ok(reply)));
+        }
+        if let Some(remote) = self.remote.take() {
+            return remote.reply(&reply);
         }
         let socket = self.socket.take().expect("a request is answered once");
         match send_reply(&socket, &reply) {
@@ -234,7 +240,7 @@ impl Delivery {
 /// Whether a failed write of a reply means only that the launch is no longer there to read
 /// it: closed (a broken pipe, a reset connection), or not reading it in time (the 2 s
 /// write deadline: `TimedOut`). `sys::Connection::send` reports them in these kinds.
-fn launch_is_gone(e: &io::Error) -> bool {
+pub(super) fn launch_is_gone(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
@@ -249,13 +255,18 @@ impl Drop for Request {
             // Shutting down: the D-Bus call goes to the successor, as a launch starts over.
             answer.unanswered(self.closing.load(Ordering::SeqCst));
         }
-        if let Some(socket) = self.socket.take() {
+        if self.socket.is_some() || self.remote.is_some() {
             let reply = if self.closing.load(Ordering::SeqCst) {
                 Reply::retry("the primary instance is shutting down")
             } else {
                 Reply::error("the primary instance dropped the request without answering")
             };
-            respond(&socket, &reply);
+            if let Some(socket) = self.socket.take() {
+                respond(&socket, &reply);
+            }
+            if let Some(remote) = self.remote.take() {
+                let _ = remote.reply(&reply);
+            }
         }
     }
 }

@@ -334,11 +334,12 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         return Err(format!("{field}{what} at line 1 column {}", at + 1));
     }
     match o.get("v") {
-        Some(v) if serde_json::from_str::<u64>(v.get()).ok() == Some(PROTOCOL_VERSION) => {}
+        // Version 2 (`frame`) adds fields and frames after the line.
+        Some(v) if matches!(serde_json::from_str::<u64>(v.get()).ok(), Some(1 | 2)) => {}
         Some(v) => {
             let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
             let v = clip(&v.to_string());
-            return Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})"));
+            return Err(format!("unsupported protocol version {v} (this side speaks 1 and 2)"));
         }
         None => return Err("missing protocol version \"v\"".into()),
     }

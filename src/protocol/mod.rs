@@ -19,6 +19,7 @@
 //!   message is [`BUSY`]); the launch connects again until its timeout. A peer written in
 //!   another language matches `"retry":true`, not the message.
 
+pub(crate) mod frame;
 pub(crate) mod message;
 mod os_str;
 pub(crate) mod reply;
@@ -73,8 +74,9 @@ pub const ACTIVATION_VARS: [&str; 2] = ["XDG_ACTIVATION_TOKEN", "DESKTOP_STARTUP
 
 pub(crate) fn version(o: &Map<String, Value>) -> Result<(), String> {
     match o.get("v") {
-        Some(v) if v.as_u64() == Some(PROTOCOL_VERSION) => Ok(()),
-        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})")),
+        // Version 2 (`frame`) has the same reply line.
+        Some(v) if matches!(v.as_u64(), Some(1 | 2)) => Ok(()),
+        Some(v) => Err(format!("unsupported protocol version {v} (this side speaks 1 and 2)")),
         None => Err("missing protocol version \"v\"".into()),
     }
 }

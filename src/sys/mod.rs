@@ -24,7 +24,9 @@
 //! - `os_bytes(s)`, `os_from_bytes(b)`: an OS string's bytes (as they are; UTF-8, lossy).
 //! - `published::{file, publish, read, withdraw, Published}`: the published pipe (Windows).
 //! - `LockFile` (`try_lock`, `write_pid`, `file_id`, unlocked on drop): the deciding lock.
-//! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it).
+//! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it);
+//!   `read_record(lock)`: that record as text, and when it was written (`LockFile::hand_over`
+//!   writes a hand-over there, see `instance::handover`).
 //! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
 //! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
 //! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).
@@ -62,6 +64,15 @@
 //!   descriptor and a published random name).
 //! - `read_until(socket, deadline, limit)`: a launch's read of its reply, bounded by a
 //!   deadline.
+//!
+//! The launch as a remote command line (protocol version 2: `instance::stream`, `remote`,
+//! `handover`):
+//! - `recv_some(socket, buf, deadline)`: a launch's read of the frames that have arrived.
+//! - `send_some(socket, buf, deadline)`: a launch's partial write of its stdin (Unix).
+//! - `wait_readable(conn, timeout)`: the primary waits for a launch's stdin (Unix).
+//! - `STDIN_STREAMS`: whether a primary reads a launch's stdin (Unix; not Windows, where a
+//!   pipe is read through the loop's completion port only).
+//! - `process_exists(pid)`: whether the process a primary handed over to still runs.
 //!
 //! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by
 //! platform as Qt's does, also uses: `Listener` (`bind`, wait with a timeout and a

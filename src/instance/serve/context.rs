@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::super::inbox::{Inbox, Refused};
-use super::super::request::{busy, respond};
+use super::super::request::respond;
 use super::super::{protocol, Reply, Request};
 use super::Mux;
 use crate::sys::Connection;
@@ -54,6 +54,8 @@ impl Context {
     /// Decodes a request line and hands the request to the app (or answers the error):
     /// whether it is queued for the app.
     pub(super) fn deliver(&self, socket: Connection, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
+        // What followed the line is a version-2 launch's stdin.
+        let (line, rest) = super::super::stream::split_line(line);
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
         let head = match protocol::decode_head(&line) {
             Ok(h) => h,
@@ -62,9 +64,13 @@ impl Context {
                 return false;
             }
         };
+        let (socket, remote) = match super::super::stream::Remote::of(socket, &line, &rest) {
+            Ok(s) => s,
+            Err(()) => return false,
+        };
         // The line's text and its decoded fields, at most about as much again; and what
         // the connection pins while the request lives (Windows: its read in flight).
-        let weight = 2 * line.len() + 256 + Connection::PINNED;
+        let weight = 2 * line.len() + rest.len() + 256 + Connection::PINNED;
         let held = self.inbox.hold(weight);
         // Held for as long as the app keeps the request: no spare capacity from reading.
         let mut line = line;
@@ -79,10 +85,11 @@ impl Context {
             weight,
             held,
             peer,
-            socket: Some(socket),
+            socket,
             closing: Arc::clone(&self.inbox.closing),
             origin: super::super::origin::Origin::Launch,
             answer: None,
+            remote,
         };
         match self.inbox.admit(Box::new(request)) {
             Ok(()) => true,
@@ -94,9 +101,7 @@ impl Context {
             // Too many bytes wait already, or the app is not keeping up: this launch tries
             // again until its timeout.
             Err(Refused::OverBudget(mut r) | Refused::Full(mut r)) => {
-                if let Some(socket) = r.socket.take() {
-                    busy(&socket);
-                }
+                r.refuse_busy();
                 false
             }
         }

@@ -219,11 +219,12 @@ fn accept(ctx: &Arc<Context>, st: &mut State, acceptor: &mut Acceptor) -> bool {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(_) => continue,
         };
-        if let Some(end) = st.chunk[..n].iter().position(|&b| b == b'\n') {
+        if st.chunk[..n].contains(&b'\n') {
             // A request for the app: it gets it now, and the next turn accepts the rest
             // instead of an accept that finds nothing. A line refused (malformed, the app
-            // busy) does not end the batch.
-            if ctx.deliver(conn, peer, st.chunk[..end].to_vec()) {
+            // busy) does not end the batch. What followed the line goes with it: a
+            // version-2 launch's stdin (`deliver` splits them).
+            if ctx.deliver(conn, peer, st.chunk[..n].to_vec()) {
                 return false;
             }
             continue;
@@ -331,7 +332,8 @@ fn read_some(c: &mut Conn, chunk: &mut [u8], limit: usize, buffered: &mut usize)
         }
         let mut line = std::mem::take(&mut c.buf);
         *buffered -= line.len();
-        line.extend_from_slice(&chunk[..i]);
+        // With what followed the line: a version-2 launch's stdin (`deliver` splits them).
+        line.extend_from_slice(&chunk[..n]);
         return Outcome::Line(line);
     }
     if c.buf.len() + n > limit {

@@ -241,7 +241,7 @@ fn bad_requests_are_clear_errors() {
         (&b"{"[..], "malformed JSON"),
         (b"[1]", "must be a JSON object"),
         (b"{\"argv\":[]}", "missing protocol version"),
-        (b"{\"v\":2,\"argv\":[]}", "unsupported protocol version 2"),
+        (b"{\"v\":3,\"argv\":[]}", "unsupported protocol version 3"),
         (b"{\"v\":1}", "missing \"argv\""),
         (b"{\"v\":1,\"argv\":[1]}", "argv[0]"),
         (b"{\"v\":1,\"argv\":[{\"bytes\":[256]}]}", "0-255"),

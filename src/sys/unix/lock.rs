@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::{FileId, ForkGuard};
 
@@ -94,14 +95,26 @@ impl LockFile {
     /// Records the holder's pid, for `status` to report: in the lock file, and only if it
     /// is this user's (a shared scope's lock may be another user's).
     pub(crate) fn write_pid(&mut self) {
+        self.write_record(&std::process::id().to_string());
+    }
+
+    /// Records `record` in place of the pid (a primary handing over: see
+    /// `instance::handover`), kept when the lock is let go.
+    pub(crate) fn hand_over(&mut self, record: &str) {
+        self.write_record(record);
+    }
+
+    fn write_record(&mut self, record: &str) {
         use std::os::unix::fs::FileExt;
         if !self.own {
             return;
         }
         // One write at the start and a truncation to its length (no rewind, no second
         // metadata read).
-        let pid = std::process::id().to_string();
-        let _ = self.file.write_all_at(pid.as_bytes(), 0).and_then(|()| self.file.set_len(pid.len() as u64));
+        let _ = self
+            .file
+            .write_all_at(record.as_bytes(), 0)
+            .and_then(|()| self.file.set_len(record.len() as u64));
     }
 
     /// Device and inode of the locked file, to tell whether the file at the path is still
@@ -127,13 +140,19 @@ impl Drop for LockFile {
 /// The pid the primary recorded in its lock file `lock`, if any. Opened as the lock is (no
 /// symlink, no blocking open) and read only if it is a plain file, at most 32 bytes.
 pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
+    read_record(lock)?.0.trim().parse().ok()
+}
+
+/// What the primary recorded in its lock file `lock` (a pid, or a hand-over), and when.
+pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
     let file = OpenOptions::new().read(true).custom_flags(NO_BLOCK_NO_FOLLOW).open(lock).ok()?;
-    if !file.metadata().ok()?.is_file() {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
         return None;
     }
     let mut s = String::new();
     file.take(32).read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+    Some((s, meta.modified().ok()?))
 }
 
 /// Whether the lock file `lock` is missing and its directory read-only for this process

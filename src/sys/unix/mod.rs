@@ -57,6 +57,7 @@ mod primary;
 pub(crate) mod published;
 mod signals;
 mod socket;
+mod stream;
 #[cfg(feature = "dbus")]
 mod uri;
 pub(crate) mod watch;
@@ -68,7 +69,7 @@ pub(crate) use engine::{
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
-pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub(crate) use lock::{lock_cannot_exist, read_pid, read_record, LockFile};
 pub use names::MAX_SOCKET_PATH;
 pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
@@ -85,6 +86,7 @@ pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 #[cfg(feature = "dbus")]
 pub(crate) use uri::path_of_uri;
 

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::windows::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
@@ -82,7 +83,15 @@ impl LockFile {
     /// one, under that name.
     pub(crate) fn write_pid(&mut self) {
         if !self.shared {
-            self.wrote_pid = write_pid_file(&pid_path(&self.path)).is_ok();
+            self.wrote_pid = write_pid_file(&pid_path(&self.path), &std::process::id().to_string()).is_ok();
+        }
+    }
+
+    /// Records `record` in place of the pid (a primary handing over: see
+    /// `instance::handover`), kept when the lock is let go.
+    pub(crate) fn hand_over(&mut self, record: &str) {
+        if !self.shared && write_pid_file(&pid_path(&self.path), record).is_ok() {
+            self.wrote_pid = false;
         }
     }
 
@@ -110,11 +119,11 @@ fn pid_path(lock: &Path) -> PathBuf {
 /// Writes this process's pid into `path`, opened without following a reparse point and
 /// only if it is a plain file with one name (or new): never through a hard link planted
 /// under that name, which would truncate the file it names.
-fn write_pid_file(path: &Path) -> io::Result<()> {
+fn write_pid_file(path: &Path, record: &str) -> io::Result<()> {
     use std::io::Write;
     let mut file = open_plain(path, true)?;
     file.set_len(0)?;
-    write!(file, "{}", std::process::id())
+    write!(file, "{record}")
 }
 
 /// Opens `path` (for writing, created if missing, with `write`; else for reading) without
@@ -141,13 +150,20 @@ pub(super) fn open_plain(path: &Path, write: bool) -> io::Result<File> {
 /// The pid the primary recorded beside its lock file `lock` (`<app>.pid`), if any. Read
 /// only if it is a plain file, at most 32 bytes.
 pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
+    read_record(lock)?.0.trim().parse().ok()
+}
+
+/// What the primary recorded beside its lock file `lock` (a pid, or a hand-over), and
+/// when.
+pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
     let file = open_plain(&pid_path(lock), false).ok()?;
-    if !file.metadata().ok()?.is_file() {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
         return None;
     }
     let mut s = String::new();
     file.take(32).read_to_string(&mut s).ok()?;
-    s.trim().parse().ok()
+    Some((s, meta.modified().ok()?))
 }
 
 /// Whether no lock file can exist at `lock`: Linux's System scope only (a read-only

@@ -30,6 +30,7 @@ mod pipe;
 mod primary;
 pub(crate) mod published;
 mod security;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -46,7 +47,7 @@ pub(crate) use engine::{
 };
 pub(crate) use listener::Listener;
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
-pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
+pub(crate) use lock::{lock_cannot_exist, read_pid, read_record, LockFile};
 pub use names::MAX_SOCKET_PATH;
 pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
@@ -55,6 +56,7 @@ pub(crate) use peer::{
 };
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 pub(crate) use primary::listen_primary;
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
 #[cfg(feature = "dbus")]
 pub(crate) use uri::path_of_uri;
 

@@ -99,6 +99,7 @@ impl Application {
             closing: Arc::clone(&inbox.closing),
             origin,
             answer: Some(Answer(Arc::clone(&slot))),
+            remote: None,
         };
         // The same admission as a launch's: refused while the primary shuts down (the call
         // goes to the successor), busy past the bytes budget.

@@ -1,0 +1,220 @@
+//! Protocol version 2: what a launch may ask for in its request line (`wait`, `stdin`,
+//! `replace`), and the frames, one JSON line each, that follow the request line on the same
+//! connection until the reply line.
+//!
+//! Primary to launch: `{"v":2,"taken":true}` (the app received the request), then any
+//! number of `{"v":2,"stdout":"<base64>"}` and `{"v":2,"stderr":"<base64>"}` chunks, a
+//! `{"v":2,"handover":true}` for an accepted replace, and last the reply line (the one with
+//! `"ok"`). Launch to primary, after `taken` and only when it asked for `"stdin":true`:
+//! `{"v":2,"stdin":"<base64>"}` chunks, then `{"v":2,"eof":true}`. Bytes travel as
+//! standard base64 with padding, so binary data is kept exactly.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::os_str::{base64_decode, base64_encode};
+use super::Reply;
+
+/// The version of a conversation with frames.
+pub(crate) const STREAM_VERSION: u64 = 2;
+
+/// Most raw bytes one output or stdin chunk carries.
+pub(crate) const MAX_CHUNK: usize = 32 << 10;
+
+/// The longest frame line taken (a chunk of [`MAX_CHUNK`] bytes is some 44 KiB as base64):
+/// a longer one ends the stream with an error.
+pub(crate) const MAX_FRAME: usize = 64 << 10;
+
+/// What a version-2 launch asks for, from its request line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ask {
+    /// It waits for the reply past its timeout, once the request is taken.
+    pub(crate) wait: bool,
+    /// It forwards its stdin, as stdin frames after `taken`.
+    pub(crate) stdin: bool,
+    /// It asks the primary to hand over.
+    pub(crate) replace: bool,
+}
+
+impl Ask {
+    /// Whether a primary of version 1 cannot serve it.
+    pub(crate) fn needs_v2(self) -> bool {
+        self.wait || self.stdin || self.replace
+    }
+}
+
+/// One frame between the request line and the reply line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The app received the request: from now on the launch waits for its reply (without
+    /// a bound, if it asked so), and streams its stdin.
+    Taken,
+    /// A chunk of the launch's stdout.
+    Stdout(Vec<u8>),
+    /// A chunk of the launch's stderr.
+    Stderr(Vec<u8>),
+    /// The primary accepts the launch's replace and releases after its reply.
+    Handover,
+    /// A chunk of the launch's stdin.
+    Stdin(Vec<u8>),
+    /// The end of the launch's stdin.
+    Eof,
+}
+
+impl Frame {
+    /// The frame's line, newline included.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut line = match self {
+            Frame::Taken => r#"{"v":2,"taken":true}"#.to_owned(),
+            Frame::Handover => r#"{"v":2,"handover":true}"#.to_owned(),
+            Frame::Eof => r#"{"v":2,"eof":true}"#.to_owned(),
+            Frame::Stdout(b) => format!(r#"{{"v":2,"stdout":"{}"}}"#, base64_encode(b)),
+            Frame::Stderr(b) => format!(r#"{{"v":2,"stderr":"{}"}}"#, base64_encode(b)),
+            Frame::Stdin(b) => format!(r#"{{"v":2,"stdin":"{}"}}"#, base64_encode(b)),
+        }
+        .into_bytes();
+        line.push(b'\n');
+        line
+    }
+
+    /// Decodes a frame line (without its newline). `Ok(None)`: the line is a reply (it has
+    /// `"ok"`), for [`Reply::decode`].
+    pub(crate) fn decode(line: &[u8]) -> Result<Option<Frame>, String> {
+        let o: BTreeMap<String, &RawValue> =
+            serde_json::from_slice(line).map_err(|e| format!("malformed frame: {e}"))?;
+        if o.contains_key("ok") {
+            return Ok(None);
+        }
+        match o.get("v").map(|v| v.get()) {
+            Some("2") => {}
+            Some(v) => return Err(format!("unsupported frame version {}", clip(v))),
+            None => return Err("a frame without a version \"v\"".into()),
+        }
+        let bytes = |raw: &RawValue| -> Result<Vec<u8>, String> {
+            let text: &str = serde_json::from_str(raw.get()).map_err(|_| "a chunk must be a string")?;
+            base64_decode(text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
+        };
+        let yes = |raw: &RawValue| raw.get() == "true";
+        if let Some(raw) = o.get("stdout") {
+            return bytes(raw).map(|b| Some(Frame::Stdout(b)));
+        }
+        if let Some(raw) = o.get("stderr") {
+            return bytes(raw).map(|b| Some(Frame::Stderr(b)));
+        }
+        if let Some(raw) = o.get("stdin") {
+            return bytes(raw).map(|b| Some(Frame::Stdin(b)));
+        }
+        match () {
+            () if o.get("taken").is_some_and(|r| yes(r)) => Ok(Some(Frame::Taken)),
+            () if o.get("handover").is_some_and(|r| yes(r)) => Ok(Some(Frame::Handover)),
+            () if o.get("eof").is_some_and(|r| yes(r)) => Ok(Some(Frame::Eof)),
+            () => Err("an unknown frame".into()),
+        }
+    }
+}
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(32) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// The request line of version 2: `v1` (a [`Message`](super::Message) line) with
+/// `"v":2` and what `ask` asks for.
+pub(crate) fn request_line(v1: &str, ask: Ask) -> String {
+    let Some(head) = v1.strip_suffix(",\"v\":1}") else { return v1.to_owned() };
+    let mut line = String::with_capacity(v1.len() + 48);
+    line.push_str(head);
+    if ask.replace {
+        line.push_str(",\"replace\":true");
+    }
+    if ask.stdin {
+        line.push_str(",\"stdin\":true");
+    }
+    line.push_str(",\"v\":2");
+    if ask.wait {
+        line.push_str(",\"wait\":true");
+    }
+    line.push('}');
+    line
+}
+
+/// What a request line (checked by `decode_head` already) asks for: `Ok(None)` for a
+/// version-1 line.
+pub(crate) fn decode_ask(line: &[u8]) -> Result<Option<Ask>, String> {
+    let o: BTreeMap<String, &RawValue> =
+        serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
+    if o.get("v").map(|v| v.get()) != Some("2") {
+        return Ok(None);
+    }
+    let flag = |key: &str| match o.get(key).map(|r| serde_json::from_str::<Value>(r.get())) {
+        None => Ok(false),
+        Some(Ok(Value::Bool(b))) => Ok(b),
+        Some(Ok(Value::Null)) => Ok(false),
+        Some(_) => Err(format!("\"{key}\" must be true or false")),
+    };
+    Ok(Some(Ask { wait: flag("wait")?, stdin: flag("stdin")?, replace: flag("replace")? }))
+}
+
+/// The reply line for a launch that spoke `version`, newline included.
+pub(crate) fn reply_line(reply: &Reply, version: u64) -> Vec<u8> {
+    let line = reply.encode();
+    let mut line = match line.strip_suffix(",\"v\":1}") {
+        Some(head) if version == STREAM_VERSION => format!("{head},\"v\":2}}"),
+        _ => line,
+    }
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Whether a refusal says the primary does not speak version 2 (a version-1 primary's
+/// answer to a version-2 line).
+pub(crate) fn is_version_refusal(message: &str) -> bool {
+    message.starts_with("unsupported protocol version 2")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_bytes_exactly() {
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 10, 13, 255]).collect();
+        for f in [
+            Frame::Taken,
+            Frame::Handover,
+            Frame::Eof,
+            Frame::Stdout(bytes.clone()),
+            Frame::Stderr(Vec::new()),
+            Frame::Stdin(bytes.clone()),
+        ] {
+            let line = f.encode();
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(Frame::decode(&line[..line.len() - 1]), Ok(Some(f)));
+        }
+        assert_eq!(Frame::decode(br#"{"v":2,"ok":true}"#), Ok(None));
+        assert!(Frame::decode(br#"{"v":3,"taken":true}"#).is_err());
+        assert!(Frame::decode(br#"{"v":2,"stdout":"%%%"}"#).is_err());
+        assert!(Frame::decode(br#"{"v":2}"#).is_err());
+    }
+
+    #[test]
+    fn request_line_of_version_two_asks_and_decodes() {
+        let v1 = super::super::Message::new(["a", "b"]).encode();
+        assert_eq!(decode_ask(v1.as_bytes()), Ok(None));
+        let ask = Ask { wait: true, stdin: true, replace: false };
+        let v2 = request_line(&v1, ask);
+        assert!(v2.contains("\"v\":2"), "{v2}");
+        assert_eq!(decode_ask(v2.as_bytes()), Ok(Some(ask)));
+        assert!(decode_ask(br#"{"v":2,"argv":[],"wait":1}"#).is_err());
+        for r in [Reply::ok(), Reply::busy(), Reply::error("no").with_stderr("why\n")] {
+            let line = reply_line(&r, 2);
+            assert!(line.ends_with(b",\"v\":2}\n"), "{}", String::from_utf8_lossy(&line));
+            assert_eq!(Reply::decode(&line[..line.len() - 1]), Ok(r));
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! A launch's streams (protocol version 2) on Unix: a launch's reads and partial writes
+//! with a deadline, and the primary's wait for a launch's stdin.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use super::Connection;
+use crate::LocalSocket;
+
+/// Whether a primary reads a launch's stdin here (it does on Unix).
+pub(crate) const STDIN_STREAMS: bool = true;
+
+/// Reads what has arrived at a launch's socket before `deadline`: `Ok(0)` at the end,
+/// `TimedOut` when the deadline passed first.
+pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    super::recv_until(socket, buf, deadline)
+}
+
+/// Writes what fits of `buf` to a launch's socket, waiting until `deadline` at most for
+/// room: the bytes taken (at least one), or `TimedOut`.
+pub(crate) fn send_some(socket: &LocalSocket, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        let n = super::send_now(socket, buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, Some(&timespec(left))) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until the launch at `conn` has sent something (or gone), for `timeout` at most
+/// (`None`: no limit): whether it did.
+pub(crate) fn wait_readable(conn: &Connection, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [PollFd::from_borrowed_fd(conn.as_fd(), PollFlags::IN)];
+    match rustix::event::poll(&mut fds, timeout.map(timespec).as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn timespec(t: Duration) -> Timespec {
+    Timespec { tv_sec: t.as_secs().min(i32::MAX as u64) as _, tv_nsec: t.subsec_nanos() as _ }
+}
+
+/// Whether a process with this pid exists (one of another user's too).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else { return false };
+    matches!(rustix::process::test_kill_process(pid), Ok(()) | Err(Errno::PERM))
+}

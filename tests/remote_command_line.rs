@@ -1,0 +1,593 @@
+//! The launch as a remote command line, with real processes (the `solo` example) and raw
+//! sockets: `--wait` past the timeout, a primary killed or released during a wait, output
+//! streamed before the reply, stdin forwarded byte for byte, a replace in the middle of a
+//! burst of launches, protocol versions 1 and 2 both ways, and the primary's memory
+//! bounded against a launch that never reads its output or a primary that never reads
+//! stdin.
+//!
+//! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
+#![cfg(unix)]
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use solo_instance::{LocalServer, LocalSocket, Reply, SingleInstance, Start};
+use util::solo::{forwarded, hold_lock, json_line, output, signal, text, Fixture};
+use util::{Watchdog, LINE_TIMEOUT};
+
+/// A launch whose stdin the test writes and whose stdout lines arrive on a channel.
+struct Launch {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Launch {
+    fn spawn(cmd: &mut Command) -> Launch {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Launch { stdin: child.stdin.take(), child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines.recv_timeout(LINE_TIMEOUT).unwrap_or_else(|e| panic!("no line from the launch: {e}"))
+    }
+
+    /// Exit status and stderr, once it has exited.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status, err)
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Bytes that look random (xorshift), the same for a seed.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+/// The request line the primary printed, decoded, and its first argument.
+fn request_tag(line: &str) -> String {
+    let request = json_line(line);
+    request["argv"][1].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn wait_outlasts_the_timeout_once_the_request_is_taken() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-wait");
+    let p = f.primary(&[]);
+    // 0.3 s to be taken; the work takes 1.5 s.
+    let out = output(&mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "1500"]));
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out.stderr));
+    assert_eq!(forwarded(&text(&out.stdout))["ok"], true);
+    assert_eq!(json_line(&p.line())["wait"], true);
+    // The same launch without --wait fails: the reply is not there within its timeout.
+    let out = output(&mut f.cmd("send", ["--timeout", "0.3", "--", "--sleep-ms", "1500"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn kill_9_of_the_primary_ends_a_waiting_launch_at_once() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-kill");
+    let p = f.primary(&[]);
+    let launch =
+        Launch::spawn(&mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "600000"]));
+    // Taken: the primary printed it (the launch was told before the app got it).
+    assert_eq!(json_line(&p.line())["wait"], true);
+    signal(p.id(), libc::SIGKILL);
+    let killed = Instant::now();
+    let (status, err) = launch.finish();
+    let took = killed.elapsed();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("went away before it answered"), "{err}");
+    assert!(took < Duration::from_secs(1), "the wait ended {took:?} after the kill");
+}
+
+#[test]
+fn a_release_ends_a_launch_waiting_for_a_request_the_app_holds() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-release");
+    let Start::Primary(primary) =
+        SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).start().unwrap()
+    else {
+        panic!("not the primary")
+    };
+    let launch = Launch::spawn(&mut f.cmd("send", ["--timeout", "5", "--wait", "--", "held"]));
+    let request = primary.recv().expect("the launch's request");
+    assert!(request.is_waiting());
+    primary.release();
+    let (status, err) = launch.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("went away before it answered"), "{err}");
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+}
+
+#[test]
+fn output_chunks_arrive_while_the_primary_still_works() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-progress");
+    let p = f.primary(&[]);
+    // `--cat` after `--progress 3`: no reply before this test closes the launch's stdin.
+    let mut launch = Launch::spawn(&mut f.cmd("send", ["--stdin", "--", "--progress", "3", "--cat"]));
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    for i in 1..=3 {
+        assert_eq!(launch.line(), format!("progress {i}/3"));
+    }
+    launch.stdin.as_mut().unwrap().write_all(b"end\n").unwrap();
+    assert_eq!(launch.line(), "end");
+    drop(launch.stdin.take());
+    let reply = forwarded(&launch.line());
+    assert_eq!(reply["ok"], true);
+    let (status, err) = launch.finish();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn stdin_of_300_kb_is_echoed_back_byte_for_byte() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-cat");
+    let _p = f.primary(&[]);
+    let input = noise(300 * 1024, 0x5eed);
+    let mut child = f
+        .cmd("send", ["--stdin", "--", "--cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let sent = input.clone();
+    let writer = thread::spawn(move || stdin.write_all(&sent));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (echo, rest) = out.stdout.split_at(input.len().min(out.stdout.len()));
+    assert!(echo == input.as_slice(), "the echo differs ({} bytes back)", out.stdout.len());
+    assert_eq!(forwarded(&text(rest))["ok"], true);
+}
+
+#[test]
+fn a_replace_in_the_middle_of_a_burst_loses_no_launch() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let f = Fixture::new("rcl-replace");
+    let old = f.primary(&[]);
+    let send = |i: usize| {
+        let mut cmd = f.cmd("send", ["--timeout".to_owned(), "20".into(), "--".into(), format!("burst{i}")]);
+        thread::spawn(move || output(&mut cmd))
+    };
+    let mut launches: Vec<_> = (0..12).map(send).collect();
+    let new = util::Proc::spawn(&mut f.cmd("run", ["--replace"]));
+    launches.extend((12..24).map(send));
+    let mut served = std::collections::BTreeSet::new();
+    for (i, l) in launches.into_iter().enumerate() {
+        let out = l.join().unwrap();
+        assert!(out.status.success(), "burst{i}: {:?} {}", out.status, text(&out.stderr));
+        assert_eq!(forwarded(&text(&out.stdout))["ok"], true, "burst{i}");
+    }
+    // The old primary handed over and exited 0; the new one serves.
+    let (status, old_lines) = old.finish();
+    assert!(status.success(), "{old_lines:?}");
+    assert_eq!(old_lines.last().map(String::as_str), Some("REPLACED"), "{old_lines:?}");
+    served.extend(old_lines.iter().filter(|l| l.starts_with('{')).map(|l| request_tag(l)));
+    assert_eq!(new.line(), format!("PRIMARY {}", f.sock().display()), "{}", new.stderr());
+    while served.len() < 24 {
+        served.insert(request_tag(&new.line()));
+    }
+    assert_eq!(served.len(), 24, "{served:?}");
+    f.send_ok(&new, "after");
+}
+
+#[test]
+fn a_version_1_launch_is_served_by_a_version_2_primary_as_before() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-v1launch");
+    let p = f.primary(&[]);
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&conn).write_all(b"{\"v\":1,\"argv\":[\"py\",\"--progress\",\"1\"]}\n").unwrap();
+    let mut all = String::new();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    BufReader::new(&conn).read_to_string(&mut all).unwrap();
+    // One line, the reply in version 1: no frames, no output (it cannot take any).
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 1, "{all:?}");
+    let reply: Value = json_line(lines[0]);
+    assert_eq!((reply["v"].as_u64(), reply["ok"].as_bool()), (Some(1), Some(true)), "{reply}");
+    assert_eq!(json_line(&p.line())["v"], 1);
+}
+
+/// A primary of version 1, by hand: it holds the lock, and answers each line with what a
+/// version-1 primary says (an unknown version refused, as the crate's older releases do).
+fn v1_primary(f: &Fixture, connections: usize) -> (std::fs::File, thread::JoinHandle<Vec<String>>) {
+    let lock = hold_lock(&f.lock());
+    let mut server = LocalServer::new();
+    server.listen(&f.sock_name()).unwrap();
+    let t = thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..connections {
+            let conn = server.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&conn).read_line(&mut line).unwrap();
+            let request = json_line(&line);
+            let reply = if request["v"] == 1 {
+                r#"{"v":1,"ok":true,"exit_code":0,"stdout":"v1 served\n","stderr":"","data":null}"#
+            } else {
+                r#"{"v":1,"ok":false,"exit_code":1,"error":"unsupported protocol version 2 (this side speaks 1)"}"#
+            };
+            (&conn).write_all(format!("{reply}\n").as_bytes()).unwrap();
+            seen.push(line.trim_end().to_owned());
+        }
+        seen
+    });
+    (lock, t)
+}
+
+#[test]
+fn a_version_2_launch_falls_back_to_a_version_1_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-v1primary");
+    let (_lock, primary) = v1_primary(&f, 2);
+    let out = output(&mut f.cmd("send", ["--", "old"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(forwarded(&text(&out.stdout))["stdout"], "v1 served\n");
+    let seen = primary.join().unwrap();
+    assert_eq!(json_line(&seen[0])["v"], 2, "{seen:?}");
+    assert_eq!(json_line(&seen[1])["v"], 1, "{seen:?}");
+}
+
+#[test]
+fn a_version_2_only_launch_gets_a_clear_error_from_a_version_1_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-v1wait");
+    let (_lock, primary) = v1_primary(&f, 1);
+    let out = output(&mut f.cmd("send", ["--wait", "--", "old"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("speaks protocol version 1 only"), "{err}");
+    assert_eq!(primary.join().unwrap().len(), 1, "no second attempt");
+}
+
+/// Writes stdin frames of 32 KiB to `conn` until a write makes no progress for 0.5 s, or
+/// `most` bytes went: how many bytes of stdin it took.
+fn push_stdin(conn: &LocalSocket, most: usize) -> usize {
+    let chunk = noise(32 * 1024, 7);
+    let frame = {
+        use std::fmt::Write as _;
+        // Standard base64 of the chunk, as the protocol carries it.
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::from("{\"v\":2,\"stdin\":\"");
+        for c in chunk.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                let _ = if i <= c.len() {
+                    s.write_char(B64[(n >> (18 - 6 * i)) as usize & 63] as char)
+                } else {
+                    s.write_char('=')
+                };
+            }
+        }
+        s.push_str("\"}\n");
+        s.into_bytes()
+    };
+    conn.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut taken = 0;
+    while taken < most {
+        match (&*conn).write(&frame) {
+            Ok(n) => taken += n,
+            Err(_) => break,
+        }
+    }
+    taken
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Connects, sends a version-2 request for `args` that forwards stdin, and reads `taken`.
+fn v2_launch(f: &Fixture, args: &[&str]) -> LocalSocket {
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    let argv: Vec<Value> = std::iter::once("raw").chain(args.iter().copied()).map(Value::from).collect();
+    let line = serde_json::json!({"v": 2, "argv": argv, "stdin": true}).to_string();
+    (&conn).write_all(format!("{line}\n").as_bytes()).unwrap();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut taken = [0u8; 21];
+    (&conn).read_exact(&mut taken).unwrap();
+    assert_eq!(&taken, b"{\"v\":2,\"taken\":true}\n");
+    conn
+}
+
+#[test]
+fn a_launch_that_never_reads_its_output_keeps_the_primary_bounded() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let f = Fixture::new("rcl-noread");
+    let p = f.primary(&[]);
+    let before = rss_kib(p.id());
+    let conn = v2_launch(&f, &["--cat"]);
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    // `--cat` echoes what it reads; nobody reads the echo. Without a bound the primary
+    // would take all 64 MiB.
+    let taken = push_stdin(&conn, 64 << 20);
+    let grown = rss_kib(p.id()).saturating_sub(before);
+    eprintln!("output never read: the primary took {taken} bytes of stdin, grew by {grown} KiB");
+    assert!(taken < 8 << 20, "the primary took {taken} bytes of stdin it could not echo");
+    assert!(grown < 16 << 10, "the primary grew by {grown} KiB");
+    drop(conn);
+    f.send_ok(&p, "still-serving");
+}
+
+#[test]
+fn a_primary_that_never_reads_stdin_stays_bounded() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let f = Fixture::new("rcl-nostdin");
+    let p = f.primary(&[]);
+    let before = rss_kib(p.id());
+    let conn = v2_launch(&f, &["--sleep-ms", "600000"]);
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    let taken = push_stdin(&conn, 64 << 20);
+    let grown = rss_kib(p.id()).saturating_sub(before);
+    eprintln!("stdin never read: the primary took {taken} bytes of stdin, grew by {grown} KiB");
+    assert!(taken < 4 << 20, "the primary took {taken} bytes of stdin it never read");
+    assert!(grown < 16 << 10, "the primary grew by {grown} KiB");
+    drop(conn);
+    f.send_ok(&p, "still-serving");
+}
+
+#[test]
+fn launches_in_the_hand_over_window_wait_for_the_new_primary() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-window");
+    let app = || SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(old) = app().start().unwrap() else { panic!("not the primary") };
+    // The replacing launch, by hand, is this process: it is told to take over, and the old
+    // primary releases before it does.
+    let replacer = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&replacer).write_all(b"{\"v\":2,\"argv\":[\"new\"],\"replace\":true}\n").unwrap();
+    let request = old.recv().unwrap();
+    assert!(request.is_replace());
+    assert!(request.accept_replace().unwrap().is_delivered());
+    old.release();
+    let mut said = String::new();
+    replacer.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    BufReader::new(&replacer).read_to_string(&mut said).unwrap();
+    assert!(said.starts_with("{\"v\":2,\"taken\":true}\n{\"v\":2,\"handover\":true}\n{"), "{said:?}");
+    // No primary now, and the lock is free: a launch waits for the one handed over to,
+    // rather than report none.
+    let mut launch =
+        f.cmd("send", ["--timeout", "20", "--", "in-the-window"]).stdout(Stdio::null()).spawn().unwrap();
+    let looked = Instant::now();
+    while looked.elapsed() < Duration::from_millis(500) {
+        let status = launch.try_wait().unwrap();
+        assert!(status.is_none(), "the launch ended in the window: {status:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let Start::Primary(new) = app().start().unwrap() else { panic!("the new primary") };
+    let request = new.recv().unwrap();
+    assert_eq!(request.args(), ["in-the-window"]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.wait().unwrap().success());
+}
+
+#[test]
+fn editor_wait_serves_as_git_editor_until_the_file_is_closed() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-git");
+    let repo = f.dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let cmd = |program: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("XDG_RUNTIME_DIR", f.dir.path())
+            .env("HOME", f.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("XDG_ACTIVATION_TOKEN")
+            .env_remove("DESKTOP_STARTUP_ID")
+            .current_dir(&repo);
+        cmd
+    };
+    let git = std::path::Path::new("git");
+    if cmd(git, &["init", "-q"]).status().map(|s| !s.success()).unwrap_or(true) {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let editor = util::example("editor");
+    let primary = util::Proc::spawn(&mut cmd(&editor, &[]));
+    assert!(primary.line().starts_with("editor: running as the primary instance"));
+    primary.line();
+    let mut commit =
+        cmd(git, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty"]);
+    commit.env("GIT_EDITOR", format!("{} --wait", editor.display()));
+    let waiting = Launch::spawn(&mut commit);
+    // The running editor's answer streams to git's terminal while git waits.
+    let said = waiting.line();
+    assert!(said.contains("waiting until closed"), "{said}");
+    let opened = primary.line();
+    let file = opened.strip_prefix("editor: opened ").and_then(|l| l.split(" (").next()).unwrap().to_owned();
+    assert!(file.ends_with("COMMIT_EDITMSG"), "{opened}");
+    std::fs::write(&file, "written in the running editor\n").unwrap();
+    let out = output(&mut cmd(&editor, &["--close", &file]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(waiting.line(), format!("editor: closed {file}"));
+    let (status, err) = waiting.finish();
+    assert!(status.success(), "git: {err}");
+    let log = output(&mut cmd(git, &["log", "-1", "--format=%s"]));
+    assert_eq!(text(&log.stdout), "written in the running editor\n");
+    assert!(output(&mut cmd(&editor, &["--quit"])).status.success());
+}
+
+#[test]
+fn stdin_sent_with_the_request_line_is_the_start_of_stdin() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-early");
+    let p = f.primary(&[]);
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    // One write: the request line, then stdin frames before `taken` ("early", base64).
+    (&conn)
+        .write_all(
+            b"{\"v\":2,\"argv\":[\"raw\",\"--cat\"],\"stdin\":true}\n{\"v\":2,\"stdin\":\"ZWFybHk=\"}\n{\"v\":2,\"eof\":true}\n",
+        )
+        .unwrap();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut all = String::new();
+    BufReader::new(&conn).read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines[0], r#"{"v":2,"taken":true}"#, "{all:?}");
+    assert_eq!(lines[1], r#"{"v":2,"stdout":"ZWFybHk="}"#, "{all:?}");
+    assert_eq!(json_line(lines[2])["ok"], true, "{all:?}");
+    assert_eq!(json_line(&p.line())["stdin"], true);
+}
+
+#[test]
+fn wait_for_exit_becomes_primary_once_the_old_one_exits_without_forwarding() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-update");
+    let old = f.primary(&[]);
+    let update = SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).argv(["updated"]);
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let r = update.wait_for_exit(Some(Duration::from_secs(30)));
+        let _ = tx.send(());
+        r
+    });
+    // It waits while the old primary runs (it would have been served at once).
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "it did not wait");
+    signal(old.id(), libc::SIGTERM);
+    let (status, printed) = old.finish();
+    assert!(status.success());
+    assert!(printed.is_empty(), "the old primary was sent a request: {printed:?}");
+    let primary = waiter.join().unwrap().expect("the updater became the primary");
+    assert_eq!(primary.socket_path(), f.sock());
+    // It serves while this thread waits in recv.
+    let mut send = f.cmd("send", ["--", "to-the-update"]);
+    let launch = thread::spawn(move || output(&mut send));
+    let request = primary.recv().unwrap();
+    assert_eq!(request.args(), ["to-the-update"]);
+    request.reply(Reply::ok()).unwrap();
+    let out = launch.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-hostile");
+    let p = f.primary(&[]);
+    let cases: [(&[u8], &str); 3] = [
+        (b"{\"v\":2,\"stdin\":\"!!!!\"}\n", "base64"),
+        (b"{\"v\":2,\"stdout\":\"QQ==\"}\n", "not a stdin frame"),
+        (&[b'x'; 100 << 10], "a stdin frame over 65536 bytes"),
+    ];
+    for (bytes, why) in cases {
+        let conn = v2_launch(&f, &["--cat"]);
+        assert_eq!(json_line(&p.line())["stdin"], true);
+        // Written from a thread: the primary may stop reading once it gave up.
+        let conn = std::sync::Arc::new(conn);
+        let writer = {
+            let (conn, bytes) = (std::sync::Arc::clone(&conn), bytes.to_vec());
+            thread::spawn(move || drop((&*conn).write_all(&bytes)))
+        };
+        let mut all = String::new();
+        let _ = BufReader::new(&*conn).read_to_string(&mut all);
+        let reply = json_line(all.lines().last().unwrap_or_default());
+        assert_eq!(reply["ok"], false, "{all:?}");
+        assert!(reply["error"].as_str().unwrap().contains(why), "{reply}");
+        drop(conn);
+        writer.join().unwrap();
+    }
+    f.send_ok(&p, "still-serving");
+}
+
+#[test]
+fn output_to_a_launch_that_does_not_read_never_blocks_the_apps_thread() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-nonblock");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    // A launch of version 2 by hand, that never reads past its request.
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    let mut out = request.stdout();
+    let chunk = noise(64 << 10, 3);
+    let mut taken = 0usize;
+    let refused = loop {
+        match out.write(&chunk) {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+        assert!(taken < 64 << 20, "the primary took {taken} bytes of output for a launch that does not read");
+    };
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(taken >= solo_instance::OUTPUT_BUFFER, "only {taken} bytes before WouldBlock");
+    // The launch goes: the reply finds it gone, and output is dropped from then on.
+    drop(conn);
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+    assert_eq!(out.write(&chunk).unwrap(), chunk.len());
+}
+
+#[test]
+fn reply_timeout_bounds_the_wait_once_taken() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-replyto");
+    let p = f.primary(&[]);
+    let launch = |reply: Duration, work: &str| {
+        SingleInstance::new(&f.app)
+            .unwrap()
+            .directory(f.dir.path())
+            .timeout(Duration::from_millis(200))
+            .reply_timeout(Some(reply))
+            .argv(["launch", "--sleep-ms", work])
+            .send()
+    };
+    // Taken within 0.2 s, answered within the 5 s after that.
+    assert!(launch(Duration::from_secs(5), "600").unwrap().is_ok());
+    p.line();
+    // Answered after 3 s: past the 0.3 s it waits once taken.
+    match launch(Duration::from_millis(300), "3000") {
+        Err(solo_instance::Error::NoReply(t)) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(json_line(&p.line())["wait"], true);
+}
