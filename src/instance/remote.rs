@@ -280,7 +280,9 @@ struct LineReader {
     buf: Vec<u8>,
     /// Bytes of `buf` known to hold no newline.
     scanned: usize,
-    /// What one read takes.
+    /// What one read takes: 1 KiB at first (a reply line is most often shorter), doubled
+    /// each time a read fills it, up to 64 KiB (output frames), so that a short exchange
+    /// does not zero a large buffer.
     chunk: Vec<u8>,
 }
 
@@ -292,7 +294,7 @@ impl LineReader {
         limit: usize,
     ) -> std::result::Result<Vec<u8>, ReadError> {
         if self.chunk.is_empty() {
-            self.chunk = vec![0u8; 64 << 10];
+            self.chunk = vec![0u8; 1 << 10];
         }
         loop {
             if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
@@ -311,7 +313,12 @@ impl LineReader {
             }
             match crate::sys::recv_some(socket, &mut self.chunk, deadline) {
                 Ok(0) => return Err(ReadError::Closed),
-                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                    if n == self.chunk.len() && n < 64 << 10 {
+                        self.chunk = vec![0u8; n * 2];
+                    }
+                }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(ReadError::TimedOut)
                 }

@@ -129,7 +129,12 @@ impl Remote {
             return;
         }
         drop(out);
-        if self.0.conn.send(&Frame::Taken.encode(), Instant::now() + TAKEN_DEADLINE).is_err() {
+        // Only a launch that acts on it is told (one that waits past its timeout, streams
+        // its stdin, or asks to replace): any other keeps its one timeout, and starts over
+        // if the primary goes away, `taken` or not. One write and one read fewer a launch.
+        if self.0.ask.needs_v2()
+            && self.0.conn.send(&Frame::Taken.encode(), Instant::now() + TAKEN_DEADLINE).is_err()
+        {
             self.0.lock_out().gone = true;
         }
         registry.add(&self.0);

@@ -2,7 +2,8 @@
 //! `replace`), and the frames, one JSON line each, that follow the request line on the same
 //! connection until the reply line.
 //!
-//! Primary to launch: `{"v":2,"taken":true}` (the app received the request), then any
+//! Primary to launch: `{"v":2,"taken":true}` (the app received the request; only to a
+//! launch that asked for `wait`, `stdin` or `replace`), then any
 //! number of `{"v":2,"stdout":"<base64>"}` and `{"v":2,"stderr":"<base64>"}` chunks, a
 //! `{"v":2,"handover":true}` for an accepted replace, and last the reply line (the one with
 //! `"ok"`). Launch to primary, after `taken` and only when it asked for `"stdin":true`:
