@@ -146,15 +146,14 @@ impl Read for Input {
                 continue;
             }
             let mut chunk = [0u8; 16 << 10];
+            let seen = s.before_read();
             match s.conn.read(&mut chunk) {
                 Ok(0) => {
                     let why = "the launch went away before the end of its stdin";
                     inp.error = Some((io::ErrorKind::UnexpectedEof, why.into()));
                 }
                 Ok(n) => inp.raw.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::sys::wait_readable(&s.conn, None)?;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.wait_input(seen)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => inp.error = Some((e.kind(), e.to_string())),
             }
