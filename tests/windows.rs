@@ -573,39 +573,98 @@ fn stdin_launch(dir: &Path, app: &str) -> (std::process::Child, std::process::Ch
     (child, stdin, rx)
 }
 
+/// Who runs the primary's loop while the app reads a launch's stdin.
+#[derive(Clone, Copy, Debug)]
+enum LoopBy {
+    /// Nobody else: the thread reading stdin runs its turns.
+    Reader,
+    /// The app's thread, waiting in `recv_timeout` while a worker reads stdin.
+    AppInRecv,
+    /// The driver thread (a waker is set).
+    Driver,
+}
+
 /// 300 KB of random stdin, forwarded by a launch process, come back byte for byte from a
-/// primary that copies it to the launch's stdout. The app's thread reads stdin with no
-/// other thread running the loop (it runs the loop's turns itself); another launch is
-/// served meanwhile.
-#[test]
-fn instance_stdin_300_kb_echoed_on_pipes() {
-    let _w = Watchdog::new(Duration::from_secs(120));
-    let dir = TempDir::new("stdin");
-    let app = unique("test.win.stdin");
+/// primary that copies it to the launch's stdout; another launch is served meanwhile.
+fn echo_300_kb(tag: &str, by: LoopBy) {
+    let dir = TempDir::new(tag);
+    let app = unique(&format!("test.win.{tag}"));
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (woken, wakes) = mpsc::channel::<()>();
+    if let LoopBy::Driver = by {
+        let woken = std::sync::Mutex::new(woken);
+        primary.set_waker(move || {
+            let _ = woken.lock().unwrap().send(());
+        });
+    }
     let input = noise(300 * 1024, 0x5eed);
     let (mut child, mut stdin, stdout) = stdin_launch(dir.path(), &app);
     let sent = input.clone();
     let writer = thread::spawn(move || stdin.write_all(&sent));
     let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
     assert!(request.has_stdin());
-    // Another launch, while this one's stdin streams: the reader's turns serve it.
-    let b = builder(dir.path(), &app, &["prog", "other"]);
-    let other = thread::spawn(move || b.send());
-    let mut echo = request.stdout().blocking(true);
-    let copied = std::io::copy(&mut request.stdin(), &mut echo).unwrap();
+    let echo = move || {
+        let mut echo = request.stdout().blocking(true);
+        let copied = std::io::copy(&mut request.stdin(), &mut echo).unwrap();
+        assert!(request.reply(Reply::ok()).unwrap().is_delivered());
+        copied
+    };
+    let copied = match by {
+        LoopBy::Reader | LoopBy::Driver => {
+            // Another launch, while this one's stdin streams.
+            let b = builder(dir.path(), &app, &["prog", "other"]);
+            let other = thread::spawn(move || b.send());
+            let copied = echo();
+            let second = primary.recv_timeout(Duration::from_secs(30)).expect("the other launch");
+            assert_eq!(second.args(), [OsString::from("other")]);
+            second.reply(Reply::exit(5)).unwrap();
+            assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
+            copied
+        }
+        LoopBy::AppInRecv => {
+            let worker = thread::spawn(echo);
+            // The app's thread serves the loop while the worker reads; the other launch
+            // comes once the echo is done.
+            assert!(primary.recv_timeout(Duration::from_millis(200)).is_err());
+            let copied = worker.join().unwrap();
+            let b = builder(dir.path(), &app, &["prog", "other"]);
+            let other = thread::spawn(move || b.send());
+            primary.recv_timeout(Duration::from_secs(30)).expect("the other launch").reply(Reply::exit(5)).unwrap();
+            assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
+            copied
+        }
+    };
     assert_eq!(copied, input.len() as u64);
-    assert!(request.reply(Reply::ok()).unwrap().is_delivered());
-    let second = primary.recv_timeout(Duration::from_secs(30)).expect("the other launch");
-    assert_eq!(second.args(), [OsString::from("other")]);
-    second.reply(Reply::exit(5)).unwrap();
-    assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
     writer.join().unwrap().unwrap();
     assert!(child.wait().unwrap().success());
     let out = stdout.recv_timeout(Duration::from_secs(30)).unwrap();
     let at = out.windows(STDIN_MARK.len()).position(|w| w == STDIN_MARK).expect("the mark") + STDIN_MARK.len();
     let echo = &out[at..];
     assert!(echo == input.as_slice(), "the echo differs ({} bytes back of {})", echo.len(), input.len());
+    if let LoopBy::Driver = by {
+        assert!(wakes.try_recv().is_ok(), "the waker was never called");
+    }
+}
+
+/// The thread that reads stdin runs the loop's turns itself (nobody else does).
+#[test]
+fn instance_stdin_300_kb_echoed_on_pipes() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin", LoopBy::Reader);
+}
+
+/// A worker reads stdin while the app's thread waits in `recv_timeout`.
+#[test]
+fn instance_stdin_read_while_the_app_waits_in_recv() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin-recv", LoopBy::AppInRecv);
+}
+
+/// The driver thread runs the loop (a waker is set).
+#[test]
+fn instance_stdin_read_with_a_driver_thread() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin-driver", LoopBy::Driver);
 }
 
 /// A primary that never reads a launch's stdin holds a bounded amount of it: the launch
