@@ -553,7 +553,10 @@ fn instance_stdin_launch_child() {
 
 /// A launch of this binary ([`instance_stdin_launch_child`]) forwarding its stdin to the
 /// primary at `dir`, `app`; its stdout arrives on the channel, whole, once it has exited.
-fn stdin_launch(dir: &Path, app: &str) -> (std::process::Child, std::process::ChildStdin, mpsc::Receiver<Vec<u8>>) {
+fn stdin_launch(
+    dir: &Path,
+    app: &str,
+) -> (std::process::Child, std::process::ChildStdin, mpsc::Receiver<Vec<u8>>) {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "instance_stdin_launch_child", "--nocapture", "--test-threads=1"])
         .env(STDIN_CHILD, format!("{}\n{app}", dir.display()))
@@ -629,7 +632,11 @@ fn echo_300_kb(tag: &str, by: LoopBy) {
             let copied = worker.join().unwrap();
             let b = builder(dir.path(), &app, &["prog", "other"]);
             let other = thread::spawn(move || b.send());
-            primary.recv_timeout(Duration::from_secs(30)).expect("the other launch").reply(Reply::exit(5)).unwrap();
+            primary
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the other launch")
+                .reply(Reply::exit(5))
+                .unwrap();
             assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
             copied
         }
@@ -638,7 +645,8 @@ fn echo_300_kb(tag: &str, by: LoopBy) {
     writer.join().unwrap().unwrap();
     assert!(child.wait().unwrap().success());
     let out = stdout.recv_timeout(Duration::from_secs(30)).unwrap();
-    let at = out.windows(STDIN_MARK.len()).position(|w| w == STDIN_MARK).expect("the mark") + STDIN_MARK.len();
+    let at =
+        out.windows(STDIN_MARK.len()).position(|w| w == STDIN_MARK).expect("the mark") + STDIN_MARK.len();
     let echo = &out[at..];
     assert!(echo == input.as_slice(), "the echo differs ({} bytes back of {})", echo.len(), input.len());
     if let LoopBy::Driver = by {

@@ -15,9 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::request::{launch_is_gone, respond};
+use super::serve::Context;
 use super::{Delivery, Reply};
 use crate::protocol::frame::{self, Ask, Frame, STREAM_VERSION};
-use super::serve::Context;
 use crate::sys::Connection;
 
 /// Most bytes of output (stdout and stderr together) a request holds for a launch that

@@ -69,10 +69,11 @@ impl Context {
                 return false;
             }
         };
-        let (socket, remote) = match super::super::stream::Remote::of(socket, &line, &rest, Arc::downgrade(self)) {
-            Ok(s) => s,
-            Err(()) => return false,
-        };
+        let (socket, remote) =
+            match super::super::stream::Remote::of(socket, &line, &rest, Arc::downgrade(self)) {
+                Ok(s) => s,
+                Err(()) => return false,
+            };
         // The line's text and its decoded fields, at most about as much again.
         let weight = 2 * line.len() + rest.len() + 256;
         let held = self.inbox.hold(weight);

@@ -36,11 +36,15 @@ pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant)
     let handle = handle_of(socket);
     let len = buf.len().min(u32::MAX as usize) as u32;
     let ptr = buf.as_mut_ptr();
-    let r = overlapped(handle, |ov, n| {
-        // SAFETY: the handle is open (borrowed from `socket`); `buf` and `ov` outlive the
-        // read, which `overlapped` waits for (done, or cancelled and then done).
-        unsafe { ReadFile(handle, ptr, len, n, ov) }
-    }, || Some(deadline_left(deadline)).filter(|left| !left.is_zero()));
+    let r = overlapped(
+        handle,
+        |ov, n| {
+            // SAFETY: the handle is open (borrowed from `socket`); `buf` and `ov` outlive the
+            // read, which `overlapped` waits for (done, or cancelled and then done).
+            unsafe { ReadFile(handle, ptr, len, n, ov) }
+        },
+        || Some(deadline_left(deadline)).filter(|left| !left.is_zero()),
+    );
     match r {
         Err(e) if is_end(&e) => Ok(0),
         Err(e) if e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
@@ -64,11 +68,15 @@ pub(crate) fn send_some(
     let handle = handle_of(socket);
     let len = buf.len().min(u32::MAX as usize) as u32;
     let tick = deadline_left(deadline).max(Duration::from_millis(1));
-    let r = overlapped(handle, |ov, n| {
-        // SAFETY: the handle is open (borrowed from `socket`); `buf` and `ov` outlive the
-        // write, which `overlapped` waits for (done, or cancelled and then done).
-        unsafe { WriteFile(handle, buf.as_ptr(), len, n, ov) }
-    }, || (!stop.load(Ordering::SeqCst)).then_some(tick));
+    let r = overlapped(
+        handle,
+        |ov, n| {
+            // SAFETY: the handle is open (borrowed from `socket`); `buf` and `ov` outlive the
+            // write, which `overlapped` waits for (done, or cancelled and then done).
+            unsafe { WriteFile(handle, buf.as_ptr(), len, n, ov) }
+        },
+        || (!stop.load(Ordering::SeqCst)).then_some(tick),
+    );
     match r {
         Err(e) if is_end(&e) => Err(io::Error::new(io::ErrorKind::BrokenPipe, e)),
         Err(e) if e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
