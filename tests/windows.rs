@@ -540,7 +540,9 @@ fn instance_stdin_launch_child() {
     let mut out = std::io::stdout();
     out.write_all(STDIN_MARK).unwrap();
     out.flush().unwrap();
-    let code = match builder(Path::new(dir), app, &["prog", "stdin"]).forward_stdin(true).send() {
+    // It waits for the reply as long as the primary lives: no time limit in the test.
+    let launch = builder(Path::new(dir), app, &["prog", "stdin"]).forward_stdin(true).wait_for_reply(true);
+    let code = match launch.send() {
         Ok(reply) => reply.exit_code(),
         Err(e) => {
             eprintln!("launch: {e}");
