@@ -677,6 +677,31 @@ fn instance_stdin_read_with_a_driver_thread() {
     echo_300_kb("stdin-driver", LoopBy::Driver);
 }
 
+/// A launch that goes away in the middle of its stdin ends the primary's read with an
+/// error (not a hang, not a clean end), the reading thread running the loop itself.
+#[test]
+fn instance_stdin_of_a_killed_launch_ends_with_an_error() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("stdin-kill");
+    let app = unique("test.win.stdinkill");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    stdin.write_all(b"first bytes").unwrap();
+    stdin.flush().unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    let mut input = request.stdin();
+    let mut got = [0u8; 11];
+    input.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first bytes");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rest = Vec::new();
+    let end = input.read_to_end(&mut rest);
+    assert!(end.is_err(), "a killed launch's stdin ended cleanly: {end:?}");
+    assert!(rest.is_empty());
+    drop(stdin);
+}
+
 /// A primary that never reads a launch's stdin holds a bounded amount of it: the launch
 /// (and the writer feeding it) wait, and the primary serves on; its reply ends the launch.
 #[test]
