@@ -1028,6 +1028,137 @@ fn instance_deaf_client_leaves_other_pipes_closing() {
     drop(deaf);
 }
 
+/// The receive calls on pipes: `try_recv` alone serves (one turn of the loop on the
+/// app's thread), `recv_timeout` says `Timeout`, and a `Stopper` wakes a `requests()`
+/// that waits in the loop's completion port on another thread; once stopped, every call
+/// says so.
+#[test]
+fn instance_receive_calls_serve_time_out_and_stop() {
+    use solo_instance::{RecvError, RecvTimeoutError, TryRecvError};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("recv");
+    let app = unique("test.win.recv");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    assert_eq!(primary.try_recv().err(), Some(TryRecvError::Empty));
+    assert_eq!(primary.recv_timeout(Duration::from_millis(50)).err(), Some(RecvTimeoutError::Timeout));
+    let b = builder(dir.path(), &app, &["prog", "polled"]);
+    let launch = thread::spawn(move || b.send());
+    let request = loop {
+        // Polled, as a frame loop does; the watchdog ends a test that never gets it.
+        if let Ok(r) = primary.try_recv() {
+            break r;
+        }
+        thread::yield_now();
+    };
+    assert_eq!(request.args(), [OsString::from("polled")]);
+    request.reply(Reply::ok()).unwrap();
+    assert!(launch.join().unwrap().unwrap().is_ok());
+
+    let stopper = primary.stopper();
+    let (tx, done) = mpsc::channel();
+    let (served_tx, served) = mpsc::channel();
+    let serving = thread::spawn(move || {
+        let mut n = 0;
+        for request in primary.requests() {
+            request.reply(Reply::ok()).unwrap();
+            n += 1;
+            served_tx.send(()).unwrap();
+        }
+        tx.send(n).unwrap();
+        primary
+    });
+    let b = builder(dir.path(), &app, &["prog", "served"]);
+    let launch = thread::spawn(move || b.send());
+    served.recv_timeout(Duration::from_secs(20)).expect("requests() did not serve the launch");
+    assert!(launch.join().unwrap().unwrap().is_ok());
+    stopper.stop();
+    assert_eq!(done.recv_timeout(Duration::from_secs(20)).expect("stop did not wake requests()"), 1);
+    let primary = serving.join().unwrap();
+    assert_eq!(primary.try_recv().err(), Some(TryRecvError::Stopped));
+    assert_eq!(primary.recv().err(), Some(RecvError));
+    assert_eq!(primary.recv_timeout(Duration::from_secs(1)).err(), Some(RecvTimeoutError::Stopped));
+}
+
+/// The budget of requests the app holds counts what each pins on Windows: its pipe keeps
+/// one overlapped read in flight, of up to 64 KiB, until the request is dropped. So an app
+/// that keeps launches' requests unanswered holds a bounded number of them (16 MiB of
+/// budget: some 250), not tens of thousands of small ones (some 3 GiB of read buffers);
+/// past that, launches are told to retry.
+#[test]
+fn instance_requests_held_by_the_app_count_their_pipes_read_buffers() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("heldbudget");
+    let app = unique("test.win.heldbudget");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut held = Vec::new();
+    let mut clients = Vec::new();
+    let busy = loop {
+        assert!(held.len() < 1000, "1000 requests held, and no launch was told to retry");
+        let client = std::sync::Arc::new(LocalSocket::connect(&pipe).unwrap());
+        (&*client).write_all(b"{\"v\":1,\"argv\":[\"held\"]}\n").unwrap();
+        // The request reaches the app, or its launch is told to retry.
+        let (tx, replied) = mpsc::channel();
+        let reader = std::sync::Arc::clone(&client);
+        thread::spawn(move || {
+            let _ = tx.send(read_line(&reader));
+        });
+        let request = loop {
+            if let Ok(r) = primary.try_recv() {
+                break Some(r);
+            }
+            if let Ok(line) = replied.try_recv() {
+                assert!(line.contains("busy"), "{line:?}");
+                break None;
+            }
+            thread::yield_now();
+        };
+        match request {
+            Some(r) => held.push(r),
+            None => break held.len(),
+        }
+        clients.push(client);
+    };
+    eprintln!("the launch after {busy} held requests was told to retry");
+    assert!(busy >= 64, "only {busy} requests held");
+    drop(held);
+    drop(primary);
+}
+
+/// Requests the app keeps past the primary's drop still close their pipes as each goes:
+/// a client reads its reply, then the end, while the app still holds another request
+/// (no pipe instance is left open, nor its handle and read buffer kept, for the rest of
+/// the process).
+#[test]
+fn instance_request_outliving_its_primary_closes_its_pipe() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("outlive");
+    let app = unique("test.win.outlive");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let pipe = primary.socket_path().to_string_lossy().into_owned();
+    let mut clients = Vec::new();
+    let mut requests = Vec::new();
+    for arg in ["first", "second"] {
+        let mut client = LocalSocket::connect(&pipe).unwrap();
+        client.write_all(format!("{{\"v\":1,\"argv\":[\"{arg}\"]}}\n").as_bytes()).unwrap();
+        clients.push(client);
+        requests.push(primary.recv_timeout(Duration::from_secs(20)).expect("no request"));
+    }
+    drop(primary);
+    let kept = requests.pop().unwrap();
+    for (request, client) in [(requests.pop().unwrap(), clients.remove(0)), (kept, clients.remove(0))] {
+        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
+        let (tx, ended) = mpsc::channel();
+        thread::spawn(move || {
+            let mut all = String::new();
+            let r = (&client).read_to_string(&mut all).map(|_| all);
+            let _ = tx.send(r);
+        });
+        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
+        assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // What Wine cannot show (written for real Windows; under Wine each notes what it saw)
 // ---------------------------------------------------------------------------------------

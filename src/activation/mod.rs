@@ -39,7 +39,7 @@
 //!
 //! // `window`: a winit `Window`, an eframe `Frame`, ...
 //! pub fn serve<W: HasWindowHandle + HasDisplayHandle>(window: &W, primary: &solo_instance::Primary) {
-//!     while let Some(request) = primary.try_recv() {
+//!     while let Ok(request) = primary.try_recv() {
 //!         // ... open what it asks for ...
 //!         if let Err(e) = solo_instance::activation::raise(window, &request) {
 //!             eprintln!("the window was not raised: {e}");

@@ -51,8 +51,9 @@ const MAX_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// The default for [`SingleInstance::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most bytes of received requests (text and decoded) that wait for the app or are in
-/// its hands; past it launches are told to retry. One request is always let in.
+/// Most bytes of received requests (text and decoded, and what each one's connection
+/// pins: see `sys::Connection::PINNED`) that wait for the app or are in its hands; past it
+/// launches are told to retry. One request is always let in.
 const HELD_BUDGET: usize = 16 << 20;
 
 /// Sets up single-instance behaviour for one app id. A consuming builder; see the

@@ -286,6 +286,10 @@ impl Drop for Primary {
         }
         self.fork_guard = None;
         server.close();
+        // D-Bus calls waiting for room first, under their lock: a call let in before
+        // `closing` was set has then reached the queue, which is emptied next.
+        #[cfg(all(feature = "dbus", target_os = "linux"))]
+        self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // Unanswered requests: launches are told to start over, D-Bus calls are handed to
         // the successor (once the name is released).
         while let Ok(event) = self.rx.try_recv() {
@@ -295,8 +299,6 @@ impl Drop for Primary {
         self.ctx.mux.settle();
         // Launches waiting for a request the app took end their wait now.
         self.ctx.inbox.streams.cut_off();
-        #[cfg(all(feature = "dbus", target_os = "linux"))]
-        self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]

@@ -103,8 +103,11 @@ impl Primary {
     fn take(&self, event: std::result::Result<Event, bool>) -> Taken {
         if self.ctx.mux.stepped_down() {
             // Not the primary any more: what waits is handed over (each request dropped
-            // tells its launch to start over, and it reaches the new primary).
+            // tells its launch to start over, and it reaches the new primary; a D-Bus call
+            // is handed to the name's next owner), the D-Bus calls waiting for room too.
             drop(event);
+            #[cfg(all(feature = "dbus", target_os = "linux"))]
+            self.ctx.inbox.dbus_waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
             while let Ok(event) = self.rx.try_recv() {
                 drop(event);
             }

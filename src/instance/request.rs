@@ -170,8 +170,8 @@ impl Request {
             || self.remote.as_ref().is_some_and(super::stream::Remote::is_abandoned)
     }
 
-    /// Sends `reply` to the launch, which then exits with its exit code. On Windows it
-    /// also waits, up to 2 s, until the launch has read the reply.
+    /// Sends `reply` to the launch, which then exits with its exit code. A reply larger
+    /// than the connection's buffer waits, up to 2 s, for the launch to read.
     ///
     /// A launch that went away before its reply (Ctrl-C'd, killed, timed out with
     /// [`Error::NoReply`](crate::Error::NoReply), or not reading its reply for 2 s) is not

@@ -50,10 +50,13 @@
 //!   any thread without blocking.
 //! - `Interest` (`listener`, `connection`, `watch`), `Token`, `Poller::wait`,
 //!   `Poller::readiness`: what one wait is for, and what it saw per source (readiness may
-//!   be edge-triggered: the loop remembers it until a read or an accept finds nothing).
+//!   be edge-triggered: the loop remembers it until a read or an accept finds nothing);
+//!   `Poller::settle`: at the end, what was closed is closed (Windows: the completions
+//!   queued are taken in).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
 //! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
-//!   `peer`): one launch's connection, and the responder of its request.
+//!   `peer`, `PINNED`: the memory it holds while it lives): one launch's connection, and
+//!   the responder of its request.
 //! - `Owner` (`current`, `admits`): who a primary serves, checked before a byte is read.
 //! - `WatchSource`, `Watch::source()`: what the poller waits on for the removal watch.
 //! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:

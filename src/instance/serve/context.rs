@@ -74,8 +74,9 @@ impl Context {
                 Ok(s) => s,
                 Err(()) => return false,
             };
-        // The line's text and its decoded fields, at most about as much again.
-        let weight = 2 * line.len() + rest.len() + 256;
+        // The line's text and its decoded fields, at most about as much again; and what
+        // the connection pins while the request lives (Windows: its read in flight).
+        let weight = 2 * line.len() + rest.len() + 256 + Connection::PINNED;
         let held = self.inbox.hold(weight);
         // Held for as long as the app keeps the request: no spare capacity from reading.
         let mut line = line;

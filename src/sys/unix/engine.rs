@@ -11,7 +11,8 @@
 //!   [`listener`](Interest::listener), [`connection`](Interest::connection) (reading or
 //!   paused), [`watch`](Interest::watch) (a [`WatchSource`]); then
 //!   [`Poller::readiness`] per token (readable, closed). Readiness may be edge-triggered:
-//!   the engine remembers it until a read or an accept finds nothing;
+//!   the engine remembers it until a read or an accept finds nothing; [`Poller::settle`]
+//!   at the end, so that what was closed is closed before the lock goes;
 //! - [`Acceptor`]: the listening end; [`register`](Acceptor::register) with the poller,
 //!   then non-blocking [`accept`](Acceptor::accept) of a [`Connection`] registered under
 //!   its token; [`of_listener`](Acceptor::of_listener) for a `LocalServer`'s socket
@@ -19,7 +20,8 @@
 //!   `Acceptor::bind`);
 //! - [`Connection`]: non-blocking `read`, `send` of a reply before a deadline (a client
 //!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
-//!   client hung up: an abandoned request), `hang_up`, `peer`;
+//!   client hung up: an abandoned request), `hang_up`, `peer`; `PINNED`, the memory it
+//!   holds while it lives (a request's weight counts it);
 //! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
 //! - [`read_until`]: a launch's
 //!   read of its reply, bounded by a deadline.
@@ -137,6 +139,13 @@ impl Poller {
         Ok(())
     }
 
+    /// Takes in, without blocking, what the connections and listeners closed until now
+    /// still had under way, for the end of the loop: here a descriptor closes at once, so
+    /// only the wake-up pipe is looked at.
+    pub(crate) fn settle(&mut self) {
+        let _ = self.wait(Interest::new(), Some(Duration::ZERO));
+    }
+
     /// What the last wait saw for `token`.
     pub(crate) fn readiness(&self, token: Token) -> Readiness {
         match self.ready.binary_search_by_key(&token, |&(t, _)| t) {
@@ -173,6 +182,11 @@ impl Acceptor {
 pub(crate) struct Connection(LocalSocket);
 
 impl Connection {
+    /// Memory the connection holds in the process for as long as it lives, besides what
+    /// the loop reads from it: none (a socket's buffers are the kernel's). Counted in the
+    /// weight of the request it carries.
+    pub(crate) const PINNED: usize = 0;
+
     /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
     /// the end.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read};
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::windows::NamedPipe;
@@ -18,23 +19,51 @@ use windows_sys::Win32::System::Pipes::{
 use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
+use super::engine::Port;
 use super::token::{self, ClientIdentity};
 use crate::{PeerCredentials, Sid};
 
 /// A client's connection at the primary's end.
-#[derive(Debug)]
 pub(crate) struct Connection {
-    pipe: NamedPipe,
+    /// Always `Some` but in `drop`, which closes it before draining `port`.
+    pipe: Option<NamedPipe>,
+    /// The completion port `pipe` is registered with (see `Port`).
+    port: Arc<Port>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("pipe", &self.pipe).finish()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The pipe cancels its read; the port gives its completion back (and with it the
+        // handle) here if the poller is gone, else at the poller's next wait.
+        drop(self.pipe.take());
+        self.port.drain_orphaned();
+    }
 }
 
 impl Connection {
-    /// The connection on `pipe`, a connected instance registered with the engine's poller.
-    pub(super) fn new(pipe: NamedPipe) -> Connection {
-        Connection { pipe }
+    /// Memory the connection holds in the process for as long as it lives, besides what
+    /// the loop reads from it: its read in flight, of up to mio's 64 KiB (see
+    /// [`read`](Self::read)). Counted in the weight of the request it carries.
+    pub(crate) const PINNED: usize = 64 << 10;
+
+    /// The connection on `pipe`, a connected instance registered with the engine's poller
+    /// through `port`.
+    pub(super) fn new(pipe: NamedPipe, port: Arc<Port>) -> Connection {
+        Connection { pipe: Some(pipe), port }
+    }
+
+    fn pipe(&self) -> &NamedPipe {
+        self.pipe.as_ref().expect("a connection's pipe is closed only in its drop")
     }
 
     fn handle(&self) -> HANDLE {
-        self.pipe.as_raw_handle() as HANDLE
+        self.pipe().as_raw_handle() as HANDLE
     }
 
     /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
@@ -47,7 +76,7 @@ impl Connection {
     /// buffer (4 KiB until the first read, at most mio's 64 KiB), so the loop's 512 held
     /// connections hold at most 32 MiB of such buffers besides its own byte budget.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match (&self.pipe).read(buf) {
+        match self.pipe().read(buf) {
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),
             r => r,
         }
@@ -148,7 +177,7 @@ impl Connection {
 
     /// Ends the connection for the client now: it reads the end.
     pub(crate) fn hang_up(&self) {
-        let _ = self.pipe.disconnect();
+        let _ = self.pipe().disconnect();
     }
 
     /// The client's user and integrity level as it connected (read by impersonating it at
@@ -189,7 +218,7 @@ impl Connection {
     #[allow(dead_code)]
     pub(crate) fn as_handle(&self) -> BorrowedHandle<'_> {
         // SAFETY: the handle is open for as long as `self`.
-        unsafe { BorrowedHandle::borrow_raw(self.pipe.as_raw_handle()) }
+        unsafe { BorrowedHandle::borrow_raw(self.pipe().as_raw_handle()) }
     }
 }
 

@@ -19,6 +19,8 @@ use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::FromRawHandle;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::windows::NamedPipe;
@@ -43,6 +45,9 @@ pub(crate) type Token = usize;
 /// The waker's token: never one the engine hands out (it counts up from small numbers).
 const WAKE: mio::Token = mio::Token(usize::MAX);
 
+/// Most non-blocking waits one [`Poller::settle`] makes (of 256 completions each).
+const SETTLE_ROUNDS: usize = 64;
+
 /// Each pipe instance's buffer sizes, in and out: a reply that does not fit waits for the
 /// client to read (up to the reply's deadline).
 const BUFFER: u32 = 64 << 10;
@@ -58,19 +63,85 @@ pub(crate) struct Readiness {
 
 /// The readiness source: an I/O completion port, with the readiness of its last wait.
 pub(crate) struct Poller {
-    poll: mio::Poll,
+    port: Arc<Port>,
+    /// The waker, whose wake-ups [`Poller::settle`] counts.
+    wakes: Arc<Wakes>,
     events: mio::Events,
     ready: Vec<(Token, Readiness)>,
 }
 
+/// The completion port, shared by the [`Poller`] with every [`Connection`] it accepted.
+///
+/// A pipe closes only once the completion of the read it had in flight is dequeued (mio
+/// keeps the handle and the read's buffer until then). While the poller lives its waits
+/// dequeue them; once it is gone (the primary dropped), a connection that outlives it (a
+/// request the app keeps) dequeues its own, and so closes its pipe when dropped.
+pub(super) struct Port {
+    poll: Mutex<mio::Poll>,
+    registry: mio::Registry,
+    /// The poller is gone: nothing else dequeues completions.
+    orphaned: AtomicBool,
+}
+
+impl Port {
+    /// Dequeues what has completed, without waiting, once the poller is gone (its events
+    /// went to nobody then anyway).
+    pub(super) fn drain_orphaned(&self) {
+        if !self.orphaned.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut poll = self.poll.lock().unwrap_or_else(|p| p.into_inner());
+        // Up to 64 completions: each orphaned connection dequeues its own as it goes (a
+        // cancelled read yields no event, so an empty `events` says nothing of what is
+        // left); the last one's drop drops the port, which dequeues all that remain.
+        let mut events = mio::Events::with_capacity(64);
+        let _ = poll.poll(&mut events, Some(Duration::ZERO));
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.port.orphaned.store(true, Ordering::SeqCst);
+        self.port.drain_orphaned();
+    }
+}
+
 /// Interrupts a [`Poller::wait`] from any thread.
-pub(crate) struct PollWaker(mio::Waker);
+pub(crate) struct PollWaker(Arc<Wakes>);
+
+/// The port's waker (mio allows one), and how many of its wake-ups are queued: each is
+/// one completion, taken in order with every other.
+struct Wakes {
+    waker: mio::Waker,
+    queued: AtomicUsize,
+}
+
+impl Wakes {
+    fn wake(&self) -> io::Result<()> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.waker.wake().inspect_err(|_| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        })
+    }
+
+    /// Counts the wake-ups `events` took in; whether none is left queued.
+    fn taken(&self, events: &mio::Events) -> bool {
+        let n = events.iter().filter(|e| e.token() == WAKE).count();
+        let before =
+            self.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| Some(q.saturating_sub(n)));
+        before.unwrap_or(0) <= n
+    }
+}
 
 /// A poller and its waker.
 pub(crate) fn poller() -> io::Result<(Poller, PollWaker)> {
     let poll = mio::Poll::new()?;
     let waker = mio::Waker::new(poll.registry(), WAKE)?;
-    Ok((Poller { poll, events: mio::Events::with_capacity(256), ready: Vec::new() }, PollWaker(waker)))
+    let wakes = Arc::new(Wakes { waker, queued: AtomicUsize::new(0) });
+    let registry = poll.registry().try_clone()?;
+    let port = Arc::new(Port { poll: Mutex::new(poll), registry, orphaned: AtomicBool::new(false) });
+    let events = mio::Events::with_capacity(256);
+    Ok((Poller { port, wakes: Arc::clone(&wakes), events, ready: Vec::new() }, PollWaker(wakes)))
 }
 
 impl PollWaker {
@@ -119,7 +190,9 @@ impl Poller {
     pub(crate) fn wait(&mut self, interest: Interest<'_>, timeout: Option<Duration>) -> io::Result<()> {
         let timeout = if interest.now.is_empty() { timeout } else { Some(Duration::ZERO) };
         self.ready.clear();
-        self.poll.poll(&mut self.events, timeout)?;
+        // Locked by this wait alone while the poller lives (see `Port`).
+        self.port.poll.lock().unwrap_or_else(|p| p.into_inner()).poll(&mut self.events, timeout)?;
+        self.wakes.taken(&self.events);
         for e in self.events.iter() {
             if e.token() == WAKE {
                 continue;
@@ -132,6 +205,24 @@ impl Poller {
         self.ready.extend(interest.now.iter().map(|&t| (t, Readiness { readable: true, closed: false })));
         self.ready.sort_unstable_by_key(|&(t, _)| t);
         Ok(())
+    }
+
+    /// Takes in, without blocking, every completion queued before the call: the I/O of
+    /// the connections and listeners closed until then is seen finished, which closes
+    /// their pipes (mio keeps a pipe open until then). A wake-up posted now comes out
+    /// after all of them, in order: the waits stop once every wake-up queued is taken in
+    /// (or after [`SETTLE_ROUNDS`]). Their readiness is dropped: for the end of the loop.
+    pub(crate) fn settle(&mut self) {
+        if self.wakes.wake().is_err() {
+            return;
+        }
+        let mut poll = self.port.poll.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..SETTLE_ROUNDS {
+            if poll.poll(&mut self.events, Some(Duration::ZERO)).is_err() || self.wakes.taken(&self.events) {
+                break;
+            }
+        }
+        self.ready.clear();
     }
 
     /// What the last wait saw for `token`.
@@ -250,7 +341,7 @@ impl Acceptor {
             Some(p) => p,
             None => return Ok(()),
         };
-        poller.poll.registry().register(pipe, mio::Token(token), mio::Interest::READABLE)?;
+        poller.port.registry.register(pipe, mio::Token(token), mio::Interest::READABLE)?;
         self.listen();
         Ok(())
     }
@@ -284,14 +375,14 @@ impl Acceptor {
         let fresh = self.instance(false)?;
         let mut taken = self.pending.replace(fresh).expect("an instance listens");
         if let Some(p) = self.pending.as_mut() {
-            poller.poll.registry().register(p, mio::Token(self.token), mio::Interest::READABLE)?;
+            poller.port.registry.register(p, mio::Token(self.token), mio::Interest::READABLE)?;
         }
         self.listen();
         if !connected {
             return Ok(None);
         }
-        poller.poll.registry().reregister(&mut taken, mio::Token(token), mio::Interest::READABLE)?;
-        Ok(Some(Connection::new(taken)))
+        poller.port.registry.reregister(&mut taken, mio::Token(token), mio::Interest::READABLE)?;
+        Ok(Some(Connection::new(taken, Arc::clone(&poller.port))))
     }
 
     /// The Unix engine takes a rebound `LocalServer`'s listener; a pipe is never bound

@@ -6,6 +6,7 @@
 //! DACLs, the lock and pid files).
 
 mod directories;
+mod engine;
 mod peers;
 mod published;
 
