@@ -478,8 +478,7 @@ fn instance_primary_and_forwarding_thread() {
 }
 
 /// Protocol version 2 on pipes: a waiting launch outlasts its timeout once taken, gets
-/// the output written before the reply, and one that asks for stdin is refused (a Windows
-/// primary reads none); a release ends a wait at once.
+/// the output written before the reply; a release ends a wait at once.
 #[test]
 fn instance_wait_and_output_on_pipes() {
     let _w = Watchdog::new(Duration::from_secs(60));
@@ -499,16 +498,6 @@ fn instance_wait_and_output_on_pipes() {
     assert!(request.reply(Reply::exit(3)).unwrap().is_delivered());
     assert_eq!(launch.join().unwrap().unwrap().exit_code(), 3);
 
-    let b = builder(dir.path(), &app, &["prog", "stdin"]).forward_stdin(true);
-    let launch = thread::spawn(move || b.send());
-    // The loop serves while the app waits: the refused request never reaches the app.
-    assert!(primary.recv_timeout(Duration::from_secs(2)).is_err());
-    let refused = launch.join().unwrap();
-    assert!(
-        matches!(refused, Err(Error::Rejected(ref r)) if r.error_message().is_some_and(|m| m.contains("stdin"))),
-        "{refused:?}"
-    );
-
     let b = quick(&["prog", "held"]).wait_for_reply(true);
     let launch = thread::spawn(move || b.send());
     let held = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
@@ -519,6 +508,243 @@ fn instance_wait_and_output_on_pipes() {
         "{gone:?}"
     );
     drop(held);
+}
+
+/// Bytes that look random (xorshift), the same for a seed.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+/// Set for a run of this test binary as a launch that forwards its stdin
+/// ([`instance_stdin_launch_child`]): the directory and the app id, one a line.
+const STDIN_CHILD: &str = "SOLO_WIN_STDIN_LAUNCH";
+
+/// What the child launch prints before the primary's output (libtest prints its own lines
+/// before the test runs).
+const STDIN_MARK: &[u8] = b"<<launch>>\n";
+
+/// Not a test of its own: this binary run again as a launch with `--stdin` (the parent
+/// sets [`STDIN_CHILD`]). It forwards its stdin to the primary, whose output reaches its
+/// stdout after [`STDIN_MARK`], and exits with the reply's exit code (99 on an error).
+#[test]
+fn instance_stdin_launch_child() {
+    let Ok(spec) = std::env::var(STDIN_CHILD) else { return };
+    let (dir, app) = spec.split_once('\n').expect("dir and app");
+    let mut out = std::io::stdout();
+    out.write_all(STDIN_MARK).unwrap();
+    out.flush().unwrap();
+    // It waits for the reply as long as the primary lives: no time limit in the test.
+    let launch = builder(Path::new(dir), app, &["prog", "stdin"]).forward_stdin(true).wait_for_reply(true);
+    let code = match launch.send() {
+        Ok(reply) => reply.exit_code(),
+        Err(e) => {
+            eprintln!("launch: {e}");
+            99
+        }
+    };
+    out.flush().unwrap();
+    std::process::exit(code);
+}
+
+/// A launch of this binary ([`instance_stdin_launch_child`]) forwarding its stdin to the
+/// primary at `dir`, `app`; its stdout arrives on the channel, whole, once it has exited.
+fn stdin_launch(
+    dir: &Path,
+    app: &str,
+) -> (std::process::Child, std::process::ChildStdin, mpsc::Receiver<Vec<u8>>) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "instance_stdin_launch_child", "--nocapture", "--test-threads=1"])
+        .env(STDIN_CHILD, format!("{}\n{app}", dir.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    (child, stdin, rx)
+}
+
+/// Who runs the primary's loop while the app reads a launch's stdin.
+#[derive(Clone, Copy, Debug)]
+enum LoopBy {
+    /// Nobody else: the thread reading stdin runs its turns.
+    Reader,
+    /// The app's thread, waiting in `recv_timeout` while a worker reads stdin.
+    AppInRecv,
+    /// The driver thread (a waker is set).
+    Driver,
+}
+
+/// 300 KB of random stdin, forwarded by a launch process, come back byte for byte from a
+/// primary that copies it to the launch's stdout; another launch is served meanwhile.
+fn echo_300_kb(tag: &str, by: LoopBy) {
+    let dir = TempDir::new(tag);
+    let app = unique(&format!("test.win.{tag}"));
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (woken, wakes) = mpsc::channel::<()>();
+    if let LoopBy::Driver = by {
+        let woken = std::sync::Mutex::new(woken);
+        primary.set_waker(move || {
+            let _ = woken.lock().unwrap().send(());
+        });
+    }
+    let input = noise(300 * 1024, 0x5eed);
+    let (mut child, mut stdin, stdout) = stdin_launch(dir.path(), &app);
+    let sent = input.clone();
+    let writer = thread::spawn(move || stdin.write_all(&sent));
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    assert!(request.has_stdin());
+    let echo = move || {
+        let mut echo = request.stdout().blocking(true);
+        let copied = std::io::copy(&mut request.stdin(), &mut echo).unwrap();
+        assert!(request.reply(Reply::ok()).unwrap().is_delivered());
+        copied
+    };
+    let copied = match by {
+        LoopBy::Reader | LoopBy::Driver => {
+            // Another launch, while this one's stdin streams.
+            let b = builder(dir.path(), &app, &["prog", "other"]);
+            let other = thread::spawn(move || b.send());
+            let copied = echo();
+            let second = primary.recv_timeout(Duration::from_secs(30)).expect("the other launch");
+            assert_eq!(second.args(), [OsString::from("other")]);
+            second.reply(Reply::exit(5)).unwrap();
+            assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
+            copied
+        }
+        LoopBy::AppInRecv => {
+            let worker = thread::spawn(echo);
+            // The app's thread serves the loop while the worker reads; the other launch
+            // comes once the echo is done.
+            assert!(primary.recv_timeout(Duration::from_millis(200)).is_err());
+            let copied = worker.join().unwrap();
+            let b = builder(dir.path(), &app, &["prog", "other"]);
+            let other = thread::spawn(move || b.send());
+            primary
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the other launch")
+                .reply(Reply::exit(5))
+                .unwrap();
+            assert_eq!(other.join().unwrap().unwrap().exit_code(), 5);
+            copied
+        }
+    };
+    assert_eq!(copied, input.len() as u64);
+    writer.join().unwrap().unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = stdout.recv_timeout(Duration::from_secs(30)).unwrap();
+    let at =
+        out.windows(STDIN_MARK.len()).position(|w| w == STDIN_MARK).expect("the mark") + STDIN_MARK.len();
+    let echo = &out[at..];
+    assert!(echo == input.as_slice(), "the echo differs ({} bytes back of {})", echo.len(), input.len());
+    if let LoopBy::Driver = by {
+        assert!(wakes.try_recv().is_ok(), "the waker was never called");
+    }
+}
+
+/// The thread that reads stdin runs the loop's turns itself (nobody else does).
+#[test]
+fn instance_stdin_300_kb_echoed_on_pipes() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin", LoopBy::Reader);
+}
+
+/// A worker reads stdin while the app's thread waits in `recv_timeout`.
+#[test]
+fn instance_stdin_read_while_the_app_waits_in_recv() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin-recv", LoopBy::AppInRecv);
+}
+
+/// The driver thread runs the loop (a waker is set).
+#[test]
+fn instance_stdin_read_with_a_driver_thread() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    echo_300_kb("stdin-driver", LoopBy::Driver);
+}
+
+/// A launch that goes away in the middle of its stdin ends the primary's read with an
+/// error (not a hang, not a clean end), the reading thread running the loop itself.
+#[test]
+fn instance_stdin_of_a_killed_launch_ends_with_an_error() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("stdin-kill");
+    let app = unique("test.win.stdinkill");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    stdin.write_all(b"first bytes").unwrap();
+    stdin.flush().unwrap();
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    let mut input = request.stdin();
+    let mut got = [0u8; 11];
+    input.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first bytes");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rest = Vec::new();
+    let end = input.read_to_end(&mut rest);
+    assert!(end.is_err(), "a killed launch's stdin ended cleanly: {end:?}");
+    assert!(rest.is_empty());
+    drop(stdin);
+}
+
+/// A primary that never reads a launch's stdin holds a bounded amount of it: the launch
+/// (and the writer feeding it) wait, and the primary serves on; its reply ends the launch.
+#[test]
+fn instance_stdin_never_read_stays_bounded_on_pipes() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("nostdin");
+    let app = unique("test.win.nostdin");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (mut child, mut stdin, stdout) = stdin_launch(dir.path(), &app);
+    let (progress, taken) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = noise(32 * 1024, 7);
+        while stdin.write_all(&chunk).is_ok() {
+            if progress.send(chunk.len()).is_err() {
+                break;
+            }
+        }
+    });
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    assert!(request.has_stdin());
+    let most = 64usize << 20;
+    let mut total = 0usize;
+    // Until a write makes no progress for 2 s (the launch and everything before it wait),
+    // or far more went than anything bounded holds.
+    while let Ok(n) = taken.recv_timeout(Duration::from_secs(2)) {
+        total += n;
+        if total >= most {
+            break;
+        }
+    }
+    eprintln!("stdin never read: the launch's writer got {total} bytes through");
+    assert!(total < 8 << 20, "{total} bytes of stdin went to a primary that reads none");
+    // The loop serves on.
+    let b = builder(dir.path(), &app, &["prog", "other"]);
+    let other = thread::spawn(move || b.send());
+    primary.recv_timeout(Duration::from_secs(30)).expect("the other launch").reply(Reply::exit(6)).unwrap();
+    assert_eq!(other.join().unwrap().unwrap().exit_code(), 6);
+    // The reply ends the launch, its stdin unread.
+    assert!(request.reply(Reply::exit(4)).unwrap().is_delivered());
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    drop(taken);
+    writer.join().unwrap();
+    drop(stdout);
 }
 
 /// The lock decides: while a Primary lives, a second `start()` in the same process (a

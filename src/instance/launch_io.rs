@@ -146,15 +146,14 @@ impl Read for Input {
                 continue;
             }
             let mut chunk = [0u8; 16 << 10];
+            let seen = s.before_read();
             match s.conn.read(&mut chunk) {
                 Ok(0) => {
                     let why = "the launch went away before the end of its stdin";
                     inp.error = Some((io::ErrorKind::UnexpectedEof, why.into()));
                 }
                 Ok(n) => inp.raw.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::sys::wait_readable(&s.conn, None)?;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.wait_input(seen)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => inp.error = Some((e.kind(), e.to_string())),
             }
@@ -197,7 +196,10 @@ impl Request {
     /// ([`SingleInstance::forward_stdin`](crate::SingleInstance::forward_stdin)); empty
     /// otherwise. Reading blocks while the launch has sent nothing more, for as long as it
     /// stays connected or until the primary releases (a launch is untrusted: read it on a
-    /// thread that may wait). Bytes arrive exactly as the launch read them.
+    /// thread that may wait). Bytes arrive exactly as the launch read them. On Windows
+    /// the connection's reads complete through the primary's loop: while no other thread
+    /// runs it (no receive call waits, no [waker](crate::Primary::set_waker) is set), the
+    /// reading thread runs it meanwhile, serving launches as a receive call does.
     pub fn stdin(&self) -> Input {
         let forwarded = self.remote.as_ref().filter(|r| r.ask().stdin);
         Input { remote: forwarded.map(|r| Arc::clone(&r.0)) }

@@ -74,8 +74,7 @@ impl SingleInstance {
 
     /// Forwards this process's stdin to the primary, streamed until its end, byte for
     /// byte, once the primary has taken the request ([`Request::stdin`](crate::Request::stdin)
-    /// reads it). Opt-in: a launch sends no stdin unless asked. A primary on Windows
-    /// refuses such a launch (it reads no stdin there). Default: `false`.
+    /// reads it). Opt-in: a launch sends no stdin unless asked. Default: `false`.
     pub fn forward_stdin(mut self, yes: bool) -> Self {
         self.remote.stdin = yes;
         self
@@ -260,7 +259,7 @@ fn forward_stdin(socket: &LocalSocket, stop: &AtomicBool) {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            match crate::sys::send_some(socket, &bytes[sent..], Instant::now() + STDIN_TICK) {
+            match crate::sys::send_some(socket, &bytes[sent..], Instant::now() + STDIN_TICK, stop) {
                 Ok(n) => sent += n,
                 Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::request::{launch_is_gone, respond};
+use super::serve::Context;
 use super::{Delivery, Reply};
 use crate::protocol::frame::{self, Ask, Frame, STREAM_VERSION};
 use crate::sys::Connection;
@@ -43,6 +44,9 @@ pub(super) struct Shared {
     pub(super) input: Mutex<In>,
     /// The primary's list of streams, once the app took the request.
     pub(super) registry: OnceLock<Registry>,
+    /// The primary's loop, whose turns a reader of stdin waits for where the connection's
+    /// reads complete through it (`sys::STDIN_THROUGH_LOOP`).
+    pub(super) engine: Weak<Context>,
 }
 
 /// What waits for the writer thread.
@@ -85,12 +89,13 @@ pub(super) struct In {
 
 impl Remote {
     /// The streams of the request `line` (without its newline; `rest`: what the loop read
-    /// past it, the start of the launch's stdin). `Ok((Some(conn), None))`: a version-1
-    /// request. `Err(())`: refused, and answered.
+    /// past it, the start of the launch's stdin), served by the loop `engine`.
+    /// `Ok((Some(conn), None))`: a version-1 request. `Err(())`: refused, and answered.
     pub(super) fn of(
         conn: Connection,
         line: &[u8],
         rest: &[u8],
+        engine: Weak<Context>,
     ) -> Result<(Option<Connection>, Option<Remote>), ()> {
         let ask = match frame::decode_ask(line) {
             Ok(Some(ask)) => ask,
@@ -100,11 +105,6 @@ impl Remote {
                 return Err(());
             }
         };
-        if ask.stdin && !crate::sys::STDIN_STREAMS {
-            let why = Reply::error("this primary cannot read a launch's stdin (Windows)");
-            let _ = conn.send(&frame::reply_line(&why, STREAM_VERSION), Instant::now() + REPLY_DEADLINE);
-            return Err(());
-        }
         let input = In { raw: rest.to_vec(), ready: Vec::new(), pos: 0, eof: !ask.stdin, error: None };
         let shared = Shared {
             conn,
@@ -113,6 +113,7 @@ impl Remote {
             changed: Condvar::new(),
             input: Mutex::new(input),
             registry: OnceLock::new(),
+            engine,
         };
         Ok((None, Some(Remote(Arc::new(shared)))))
     }
@@ -202,6 +203,32 @@ impl Remote {
 impl Shared {
     pub(super) fn lock_out(&self) -> MutexGuard<'_, Out> {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a reader of stdin notes before a read of the connection, for
+    /// [`wait_input`](Self::wait_input): the loop's turns so far, where it waits for them.
+    pub(super) fn before_read(&self) -> u64 {
+        if crate::sys::STDIN_THROUGH_LOOP {
+            self.engine.upgrade().map_or(0, |ctx| ctx.turns())
+        } else {
+            0
+        }
+    }
+
+    /// Waits until the launch may have sent more stdin since `seen`
+    /// ([`before_read`](Self::before_read)), or gone: on the connection itself, or for a
+    /// turn of the loop (`sys::STDIN_THROUGH_LOOP`).
+    pub(super) fn wait_input(&self, seen: u64) -> io::Result<()> {
+        if !crate::sys::STDIN_THROUGH_LOOP {
+            return crate::sys::wait_readable(&self.conn, None).map(drop);
+        }
+        match self.engine.upgrade() {
+            Some(ctx) => ctx.await_turn(seen),
+            None => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the primary instance was released before the end of the launch's stdin",
+            )),
+        }
     }
 
     /// Starts the thread that writes the queued frames, if none runs. Without a thread the

@@ -68,10 +68,13 @@
 //! The launch as a remote command line (protocol version 2: `instance::stream`, `remote`,
 //! `handover`):
 //! - `recv_some(socket, buf, deadline)`: a launch's read of the frames that have arrived.
-//! - `send_some(socket, buf, deadline)`: a launch's partial write of its stdin (Unix).
+//! - `send_some(socket, buf, deadline, stop)`: a launch's write of its stdin, while a read
+//!   is in flight on another thread (Unix: partial, up to the deadline; Windows: whole,
+//!   cancelled only once `stop` is set).
 //! - `wait_readable(conn, timeout)`: the primary waits for a launch's stdin (Unix).
-//! - `STDIN_STREAMS`: whether a primary reads a launch's stdin (Unix; not Windows, where a
-//!   pipe is read through the loop's completion port only).
+//! - `STDIN_THROUGH_LOOP`: whether the primary's reader of a launch's stdin waits for the
+//!   serving loop's turns instead (Windows, where a pipe's reads complete on the loop's
+//!   completion port).
 //! - `process_exists(pid)`: whether the process a primary handed over to still runs.
 //!
 //! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by

@@ -53,7 +53,12 @@ impl Context {
 
     /// Decodes a request line and hands the request to the app (or answers the error):
     /// whether it is queued for the app.
-    pub(super) fn deliver(&self, socket: Connection, peer: Option<PeerCredentials>, line: Vec<u8>) -> bool {
+    pub(super) fn deliver(
+        self: &Arc<Self>,
+        socket: Connection,
+        peer: Option<PeerCredentials>,
+        line: Vec<u8>,
+    ) -> bool {
         // What followed the line is a version-2 launch's stdin.
         let (line, rest) = super::super::stream::split_line(line);
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
@@ -64,10 +69,11 @@ impl Context {
                 return false;
             }
         };
-        let (socket, remote) = match super::super::stream::Remote::of(socket, &line, &rest) {
-            Ok(s) => s,
-            Err(()) => return false,
-        };
+        let (socket, remote) =
+            match super::super::stream::Remote::of(socket, &line, &rest, Arc::downgrade(self)) {
+                Ok(s) => s,
+                Err(()) => return false,
+            };
         // The line's text and its decoded fields, at most about as much again; and what
         // the connection pins while the request lives (Windows: its read in flight).
         let weight = 2 * line.len() + rest.len() + 256 + Connection::PINNED;

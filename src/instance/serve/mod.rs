@@ -19,6 +19,7 @@
 mod context;
 mod health;
 mod turn;
+mod turns;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
 mod watch;
@@ -78,6 +79,8 @@ pub(super) struct Mux {
     /// A driver thread runs the loop: the app's calls only take from the queue.
     driven: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The turns that a reader of a launch's stdin waits for (Windows: see `turns`).
+    turns: turns::Turns,
 }
 
 pub(super) struct State {
@@ -195,6 +198,7 @@ impl Mux {
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
+            turns: turns::Turns::default(),
         })
     }
 
@@ -269,6 +273,7 @@ impl Mux {
     /// the connections held and the watch are closed, before the caller frees the lock.
     pub(super) fn shutdown(&self) {
         self.shut.store(true, Ordering::SeqCst);
+        self.turns.ended();
         self.wake();
         let driver = self.driver.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = driver {
@@ -326,10 +331,12 @@ impl Context {
         if self.mux.is_driven() {
             return false;
         }
-        let mut st = self.mux.state();
+        let mut st = self.mux.state_for_turn();
         if !self.mux.shut.load(Ordering::SeqCst) {
             turn::turn(self, &mut st, until);
         }
+        drop(st);
+        self.mux.turns.ended();
         true
     }
 
@@ -359,9 +366,10 @@ impl Context {
                     if ctx.mux.shut.load(Ordering::SeqCst) {
                         return;
                     }
-                    let mut st = ctx.mux.state();
+                    let mut st = ctx.mux.state_for_turn();
                     turn::turn(&ctx, &mut st, None);
                     drop(st);
+                    ctx.mux.turns.ended();
                     // The waker runs outside the turn: it may take the requests, or drop
                     // the primary (whose shutdown locks the loop's state).
                     for _ in 0..ctx.inbox.unannounced.swap(0, Ordering::SeqCst) {

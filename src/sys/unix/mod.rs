@@ -86,7 +86,7 @@ pub(crate) use socket::peer_pid;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use socket::peer_ucred;
 pub(crate) use socket::{connect, connect_nonblocking, recv_until, send_now, write_all_until};
-pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_THROUGH_LOOP};
 #[cfg(feature = "dbus")]
 pub(crate) use uri::path_of_uri;
 

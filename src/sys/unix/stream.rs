@@ -10,8 +10,9 @@ use rustix::io::Errno;
 use super::Connection;
 use crate::LocalSocket;
 
-/// Whether a primary reads a launch's stdin here (it does on Unix).
-pub(crate) const STDIN_STREAMS: bool = true;
+/// Whether a primary reads a launch's stdin through its serving loop: not on Unix, where
+/// the reader waits on the connection itself ([`wait_readable`]).
+pub(crate) const STDIN_THROUGH_LOOP: bool = false;
 
 /// Reads what has arrived at a launch's socket before `deadline`: `Ok(0)` at the end,
 /// `TimedOut` when the deadline passed first.
@@ -20,8 +21,14 @@ pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant)
 }
 
 /// Writes what fits of `buf` to a launch's socket, waiting until `deadline` at most for
-/// room: the bytes taken (at least one), or `TimedOut`.
-pub(crate) fn send_some(socket: &LocalSocket, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+/// room: the bytes taken (at least one), or `TimedOut` (the caller looks at its `stop`
+/// then; `_stop` is for Windows, whose write stays in flight).
+pub(crate) fn send_some(
+    socket: &LocalSocket,
+    buf: &[u8],
+    deadline: Instant,
+    _stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<usize> {
     loop {
         let n = super::send_now(socket, buf)?;
         if n > 0 || buf.is_empty() {

@@ -56,7 +56,7 @@ pub(crate) use peer::{
 };
 pub(crate) use pipe::{connect, connect_error, peer_sid, remove_server, server_error};
 pub(crate) use primary::listen_primary;
-pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_STREAMS};
+pub(crate) use stream::{process_exists, recv_some, send_some, wait_readable, STDIN_THROUGH_LOOP};
 #[cfg(feature = "dbus")]
 pub(crate) use uri::path_of_uri;
 
