@@ -6,8 +6,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::launch::{far_deadline, socket_is_live};
-use super::location::Location;
-use super::lock::{read_pid, read_record, LockFile};
+use super::lock::{read_pid, LockFile};
 use super::remote::Wait;
 use super::{Primary, Scope, SingleInstance, Start};
 use crate::{Error, LocalSocketError, Result};
@@ -28,8 +27,8 @@ pub(super) fn record(pid: u32) -> String {
 /// The process the last primary handed over to, if its record says so and was written
 /// within the grace (a record left by a process that died before it took the lock
 /// expires, so a reused pid cannot keep launches waiting).
-fn handed_over_to(loc: &Location) -> Option<u32> {
-    let (record, written) = read_record(&loc.lock)?;
+fn handed_over_to(lock: &LockFile) -> Option<u32> {
+    let (record, written) = lock.read_record()?;
     if written.elapsed().unwrap_or_default() > HANDOVER_GRACE {
         return None;
     }
@@ -39,9 +38,10 @@ fn handed_over_to(loc: &Location) -> Option<u32> {
 /// Whether the last primary handed over to another process that still runs and has not
 /// taken the lock yet: launches wait for it rather than become the primary, or report none.
 /// Not in the System scope, whose lock file another user may own and write.
-pub(super) fn pending(loc: &Location, scope: Scope) -> bool {
+pub(super) fn pending(lock: &LockFile, scope: Scope) -> bool {
     scope != Scope::System
-        && handed_over_to(loc).is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
+        && handed_over_to(lock)
+            .is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
 }
 
 impl SingleInstance {

@@ -105,7 +105,7 @@ impl SingleInstance {
                 // alive, and is never taken over.
                 // A primary that handed over (a replace) leaves the lock to the launch it
                 // handed over to.
-                if !socket_is_live(&loc, deadline) && !super::handover::pending(&loc, self.scope) {
+                if !socket_is_live(&loc, deadline) && !super::handover::pending(&lock, self.scope) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }

@@ -9,4 +9,4 @@
 //! (`sys::read_pid`: in the lock file; on Windows in `<app>.pid` beside it) and whether a
 //! lock file cannot exist at all (`sys::lock_cannot_exist`).
 
-pub(crate) use crate::sys::{lock_cannot_exist, read_pid, read_record, LockFile};
+pub(crate) use crate::sys::{lock_cannot_exist, read_pid, LockFile};

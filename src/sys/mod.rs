@@ -25,8 +25,8 @@
 //! - `published::{file, publish, read, withdraw, Published}`: the published pipe (Windows).
 //! - `LockFile` (`try_lock`, `write_pid`, `file_id`, unlocked on drop): the deciding lock.
 //! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it);
-//!   `read_record(lock)`: that record as text, and when it was written (`LockFile::hand_over`
-//!   writes a hand-over there, see `instance::handover`).
+//!   `LockFile::read_record()`: that record as text, and when it was written, read by the
+//!   lock's holder (`LockFile::hand_over` writes a hand-over there, see `instance::handover`).
 //! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
 //! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
 //! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).

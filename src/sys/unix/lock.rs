@@ -166,3 +166,15 @@ pub(crate) fn lock_cannot_exist(lock: &Path) -> bool {
     let dir = lock.parent().unwrap_or(Path::new("/"));
     missing && rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS)
 }
+
+impl LockFile {
+    /// What the held lock file records (see [`read_record`]), read through the descriptor
+    /// that holds the lock: one `pread` and one `fstat`, no open.
+    pub(crate) fn read_record(&self) -> Option<(String, SystemTime)> {
+        use std::os::unix::fs::FileExt;
+        let meta = self.file.metadata().ok()?;
+        let mut buf = [0u8; 32];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        Some((String::from_utf8_lossy(&buf[..n]).into_owned(), meta.modified().ok()?))
+    }
+}

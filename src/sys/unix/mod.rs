@@ -69,7 +69,7 @@ pub(crate) use engine::{
 pub(crate) use fork::ForkGuard;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
-pub(crate) use lock::{lock_cannot_exist, read_pid, read_record, LockFile};
+pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
 pub use names::MAX_SOCKET_PATH;
 pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{

@@ -171,3 +171,10 @@ pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
 pub(crate) fn lock_cannot_exist(_lock: &Path) -> bool {
     false
 }
+
+impl LockFile {
+    /// What the held lock records (see [`read_record`]: the `<app>.pid` beside it).
+    pub(crate) fn read_record(&self) -> Option<(String, SystemTime)> {
+        read_record(&self.path)
+    }
+}
