@@ -221,7 +221,7 @@ impl SingleInstance {
             argv,
             cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
             env,
-            pid: Some(std::process::id()),
+            pid: Some(crate::sys::own_pid()),
             data: self.data.clone(),
         }
     }

@@ -22,6 +22,9 @@ pub(crate) struct LockFile {
     /// The process that took the lock: only it lets the lock go (a child forked without
     /// exec shares it, and its copy's drop must leave the parent's lock alone).
     pid: u32,
+    /// The fork generation before the file was opened: while it stands, no other process
+    /// holds the open file description, and closing it frees the lock.
+    generation: u64,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -77,6 +80,7 @@ impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it. `shared`:
     /// in a directory shared with other users (the System scope).
     pub(crate) fn try_lock(path: &Path, shared: bool) -> io::Result<Option<LockFile>> {
+        let generation = super::forks::generation();
         let (file, own) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
@@ -87,7 +91,8 @@ impl LockFile {
             _fork_guard: ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
             file,
             own,
-            pid: std::process::id(),
+            pid: super::forks::own_pid(),
+            generation,
         }))
     }
 
@@ -100,7 +105,7 @@ impl LockFile {
         }
         // One write at the start and a truncation to its length (no rewind, no second
         // metadata read).
-        let pid = std::process::id().to_string();
+        let pid = super::forks::own_pid().to_string();
         let _ = self.file.write_all_at(pid.as_bytes(), 0).and_then(|()| self.file.set_len(pid.len() as u64));
     }
 
@@ -118,7 +123,8 @@ impl Drop for LockFile {
         // A flock belongs to the open file description, which a child forked without exec
         // shares (close-on-exec acts only at exec): closing our descriptor would leave the
         // lock held for as long as the child lives. Unlocking frees it for every holder.
-        if self.pid == std::process::id() {
+        // With no fork since the file was opened, closing it (below) frees the lock.
+        if self.pid == super::forks::own_pid() && super::forks::forked_since(self.generation) {
             let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
         }
     }

@@ -14,6 +14,7 @@
 //! - [`names`]: `sun_path`'s bound, abstract names, an OS string's bytes;
 //! - [`lock`]: the `flock`ed lock file and the pid in it;
 //! - [`fork`]: children forked without exec get no lock or listener (Linux);
+//! - [`forks`]: the pid, read once, and whether the process forked since a moment;
 //! - [`peer`]: what a launch checks of the primary (its uid);
 //! - [`published`]: where the primary is published (its socket's path: nothing to do);
 //! - [`watch`]: the removal watch (inotify, a kqueue).
@@ -47,6 +48,7 @@ mod fork;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "nofork.rs"]
 mod fork;
+mod forks;
 mod listener;
 mod location;
 mod lock;
@@ -66,6 +68,7 @@ pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
 };
 pub(crate) use fork::ForkGuard;
+pub(crate) use forks::own_pid;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
 pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};

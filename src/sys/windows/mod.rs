@@ -88,6 +88,11 @@ pub(crate) enum ForkGuard {}
 pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
     None
 }
+
+/// This process's id (no system call on Windows: it is in the process's own block).
+pub(crate) fn own_pid() -> u32 {
+    std::process::id()
+}
 #[cfg(test)]
 pub(crate) use security::{create_dir_with, from_sddl, object_integrity, pipe_security};
 #[cfg(test)]
