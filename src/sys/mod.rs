@@ -49,6 +49,7 @@
 //! - `poller() -> (Poller, PollWaker)`: the readiness wait, and what interrupts it from
 //!   any thread without blocking.
 //! - `Interest` (`listener`, `connection`, `watch`), `Token`, `Poller::wait`,
+//!   `Poller::settle` (what closed handles had under way seen through: Windows),
 //!   `Poller::readiness`: what one wait is for, and what it saw per source (readiness may
 //!   be edge-triggered: the loop remembers it until a read or an accept finds nothing).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.

@@ -290,8 +290,7 @@ impl Mux {
     /// the pipe's name with it. Called before the lock is let go, so a successor finds the
     /// name free. Never waits.
     pub(super) fn settle(&self) {
-        let mut st = self.state();
-        let _ = st.poller.wait(crate::sys::Interest::new(), Some(Duration::ZERO));
+        self.state().poller.settle();
     }
 
     /// Closes the listening sockets (the original one only here: the `LocalServer` that

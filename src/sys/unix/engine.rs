@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::RecvFlags;
 
+use super::poll::LazyPipe;
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
 
@@ -50,25 +51,26 @@ pub(crate) struct Readiness {
 /// The readiness source: `poll(2)`, with the readiness of its last wait.
 #[derive(Debug)]
 pub(crate) struct Poller {
-    wake_rx: OwnedFd,
+    wake: Arc<LazyPipe>,
     ready: Vec<(Token, Readiness)>,
 }
 
-/// Interrupts a [`Poller::wait`] from any thread: the write end of its wake-up pipe.
+/// Interrupts a [`Poller::wait`] from any thread: its wake-up pipe (made by the first
+/// wait: a loop that never waits makes none).
 #[derive(Debug)]
-pub(crate) struct PollWaker(OwnedFd);
+pub(crate) struct PollWaker(Arc<LazyPipe>);
 
 /// A poller and its waker.
 pub(crate) fn poller() -> io::Result<(Poller, PollWaker)> {
-    let (rx, tx) = super::pipe()?;
-    Ok((Poller { wake_rx: rx, ready: Vec::new() }, PollWaker(tx)))
+    let wake = Arc::new(LazyPipe::default());
+    Ok((Poller { wake: Arc::clone(&wake), ready: Vec::new() }, PollWaker(wake)))
 }
 
 impl PollWaker {
     /// Makes the current or next [`Poller::wait`] return. Never blocks: the pipe is
     /// non-blocking, and a full pipe has a wake-up pending already.
     pub(crate) fn wake(&self) {
-        let _ = rustix::io::write(&self.0, &[1u8]);
+        self.0.wake();
     }
 }
 
@@ -114,9 +116,12 @@ impl Poller {
     pub(crate) fn wait(&mut self, interest: Interest<'_>, timeout: Option<Duration>) -> io::Result<()> {
         self.ready.clear();
         let timeout = timeout.map(|t| Timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
-        // The wake-up pipe first, then the interest's descriptors.
+        // The wake-up pipe first, then the interest's descriptors. Woken before the pipe
+        // was made: only a look, without waiting.
+        let (rx, early) = self.wake.read_end()?;
+        let timeout = if early { Some(Timespec { tv_sec: 0, tv_nsec: 0 }) } else { timeout };
         let mut fds = Vec::with_capacity(interest.fds.len() + 1);
-        fds.push(PollFd::new(&self.wake_rx, PollFlags::IN));
+        fds.push(PollFd::new(rx, PollFlags::IN));
         fds.extend(interest.fds);
         rustix::event::poll(&mut fds, timeout.as_ref())?;
         let woken = !fds[0].revents().is_empty();
@@ -129,13 +134,17 @@ impl Poller {
         }
         drop(fds);
         if woken {
-            let mut buf = [0u8; 64];
-            while matches!(rustix::io::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
+            self.wake.drain();
         }
         // Tokens come in the order they were added, not sorted.
         self.ready.sort_unstable_by_key(|&(t, _)| t);
         Ok(())
     }
+
+    /// Lets closed connections and listeners finish what they had under way: nothing
+    /// here (a closed descriptor is gone at once; Windows has cancelled I/O to see
+    /// complete). Never waits.
+    pub(crate) fn settle(&mut self) {}
 
     /// What the last wait saw for `token`.
     pub(crate) fn readiness(&self, token: Token) -> Readiness {

@@ -80,7 +80,6 @@ pub(crate) use peer::{
 };
 #[allow(unused_imports)] // `current_user`, `User`: the contract's names; the engine uses `euid`
 pub(crate) use peer::{current_user, User};
-pub(crate) use poll::pipe;
 pub(crate) use primary::listen_primary;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

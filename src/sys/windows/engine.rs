@@ -134,6 +134,13 @@ impl Poller {
         Ok(())
     }
 
+    /// Lets closed connections and listeners finish what they had under way: a pipe
+    /// instance stays open until its cancelled I/O is seen complete, and the pipe's name
+    /// with it. One look, never a wait.
+    pub(crate) fn settle(&mut self) {
+        let _ = self.wait(Interest::new(), Some(Duration::ZERO));
+    }
+
     /// What the last wait saw for `token`.
     pub(crate) fn readiness(&self, token: Token) -> Readiness {
         match self.ready.binary_search_by_key(&token, |&(t, _)| t) {

@@ -191,7 +191,7 @@ impl Listener {
         if BLOCKS && !blocking {
             set_cloexec_nonblocking(fd.as_fd(), true)?;
         }
-        let waker = Waker::new()?;
+        let waker = Waker::default();
         let listener = IpListener::from(uds::Listener::from(fd));
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = (kick, blocking);
