@@ -19,6 +19,8 @@ pub(crate) struct LockFile {
     file: File,
     /// The file is this user's, so the pid may be written into it.
     own: bool,
+    /// The file's length when opened: past [`PID_LEN`], a stale pid is cut off.
+    len: u64,
     /// The process that took the lock: only it lets the lock go (a child forked without
     /// exec shares it, and its copy's drop must leave the parent's lock alone).
     pid: u32,
@@ -32,8 +34,12 @@ pub(crate) struct LockFile {
 const NO_BLOCK_NO_FOLLOW: i32 =
     rustix::fs::OFlags::NOFOLLOW.union(rustix::fs::OFlags::NONBLOCK).bits() as i32;
 
-/// Opens the lock file; also whether it is this user's.
-fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
+/// What the pid is written as: left-aligned in 10 columns (any `u32`) and a newline, so
+/// that it covers a shorter pid written before it without a truncation.
+const PID_LEN: usize = 11;
+
+/// Opens the lock file; also whether it is this user's, and its length.
+fn open(path: &Path, shared: bool) -> io::Result<(File, bool, u64)> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
@@ -41,7 +47,9 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     // symlink is followed, so a shared directory's owner cannot aim us at a file.
     // O_NONBLOCK: a FIFO planted as the lock file would block open(2) for ever; it is
     // refused below as not a plain file (on a plain file the flag changes nothing).
-    opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
+    // Made with its sticky bit (Linux, see below) where the umask leaves it the mode.
+    let sticky = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
+    opts.mode(sticky | if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
     let file = match opts.open(path) {
         // A System-scope lock created by another user, or on a file system this process
         // sees read-only (`ProtectSystem=strict`, a sandbox binding `/` read-only): flock
@@ -64,11 +72,11 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up. A
     // shared lock is readable by all (whatever the umask), so that every user can lock it.
     let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
-    let want = if cfg!(target_os = "linux") { perm | 0o1000 } else { perm };
+    let want = perm | sticky;
     if own && meta.mode() & 0o7777 != want {
         let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
     }
-    Ok((file, own))
+    Ok((file, own, meta.len()))
 }
 
 /// Whether `e` is EROFS: the file system is mounted read-only (for this process).
@@ -81,7 +89,7 @@ impl LockFile {
     /// in a directory shared with other users (the System scope).
     pub(crate) fn try_lock(path: &Path, shared: bool) -> io::Result<Option<LockFile>> {
         let generation = super::forks::generation();
-        let (file, own) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
+        let (file, own, len) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
@@ -91,6 +99,7 @@ impl LockFile {
             _fork_guard: ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
             file,
             own,
+            len,
             pid: super::forks::own_pid(),
             generation,
         }))
@@ -103,10 +112,14 @@ impl LockFile {
         if !self.own {
             return;
         }
-        // One write at the start and a truncation to its length (no rewind, no second
-        // metadata read).
-        let pid = super::forks::own_pid().to_string();
-        let _ = self.file.write_all_at(pid.as_bytes(), 0).and_then(|()| self.file.set_len(pid.len() as u64));
+        // One write at the start, padded to a fixed length: it covers whatever pid a
+        // primary wrote before; a longer file (not written by a primary) is cut to it.
+        let pid = format!("{:<10}\n", super::forks::own_pid());
+        debug_assert_eq!(pid.len(), PID_LEN);
+        let _ = self.file.write_all_at(pid.as_bytes(), 0);
+        if self.len > PID_LEN as u64 {
+            let _ = self.file.set_len(PID_LEN as u64);
+        }
     }
 
     /// Device and inode of the locked file, to tell whether the file at the path is still
