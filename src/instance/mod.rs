@@ -252,7 +252,7 @@ impl SingleInstance {
     /// # Ok::<(), solo_instance::Error>(())
     /// ```
     pub fn start(self) -> Result<Start> {
-        self.run(true)
+        crate::sys::as_one_user(|| self.run(true))
     }
 
     /// Forwards this launch to the running primary and returns its reply; never becomes
@@ -270,7 +270,7 @@ impl SingleInstance {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn send(self) -> Result<Reply> {
-        match self.run(false)? {
+        match crate::sys::as_one_user(|| self.run(false))? {
             Start::Forwarded(reply) => Ok(reply),
             Start::Primary(_) => unreachable!("send never becomes primary"),
         }

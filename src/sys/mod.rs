@@ -27,6 +27,7 @@
 //! - `read_pid(lock)`: the primary's pid (in the lock file; in `<app>.pid` beside it).
 //! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
 //! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
+//! - `as_one_user(f)`: a launch, reading the effective uid once (Unix).
 //! - `own_pid()`: this process's id, without a system call each time (Unix: read once,
 //!   forgotten in a forked child).
 //! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).

@@ -75,8 +75,8 @@ pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
 pub use names::MAX_SOCKET_PATH;
 pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
-    check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
-    server_file_gone, SERVER_KIND,
+    as_one_user, check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused,
+    served_by_this_user, server_file_gone, SERVER_KIND,
 };
 #[allow(unused_imports)] // `current_user`, `User`: the contract's names; the engine uses `euid`
 pub(crate) use peer::{current_user, User};

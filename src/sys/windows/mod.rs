@@ -89,6 +89,11 @@ pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
     None
 }
 
+/// Runs `f` (a launch): nothing cached here (the user's SID is read where it is needed).
+pub(crate) fn as_one_user<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// This process's id (no system call on Windows: it is in the process's own block).
 pub(crate) fn own_pid() -> u32 {
     std::process::id()
