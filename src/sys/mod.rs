@@ -52,7 +52,8 @@
 //! - `Interest` (`listener`, `connection`, `watch`), `Token`, `Poller::wait`,
 //!   `Poller::settle` (what closed handles had under way seen through: Windows),
 //!   `Poller::readiness`: what one wait is for, and what it saw per source (readiness may
-//!   be edge-triggered: the loop remembers it until a read or an accept finds nothing).
+//!   be edge-triggered, `EDGE_TRIGGERED`: then the loop remembers it until a read or an
+//!   accept finds nothing).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
 //! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
 //!   `peer`): one launch's connection, and the responder of its request.

@@ -36,6 +36,10 @@ use super::poll::LazyPipe;
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
 
+/// Whether readiness is reported once per change (Windows) rather than for as long as it
+/// lasts (`poll(2)`: level-triggered, so a client left waiting is reported again).
+pub(crate) const EDGE_TRIGGERED: bool = false;
+
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
 

@@ -66,6 +66,7 @@ pub(crate) mod watch;
 pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    EDGE_TRIGGERED,
 };
 pub(crate) use fork::ForkGuard;
 pub(crate) use forks::own_pid;

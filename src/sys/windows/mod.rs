@@ -42,7 +42,7 @@ pub(crate) use token::{current_user, in_app_container, own_integrity};
 pub(crate) use deadline::{pipe, read_until, IoDeadline};
 pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource, EDGE_TRIGGERED,
 };
 pub(crate) use listener::Listener;
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
