@@ -310,13 +310,14 @@ fn is_null(raw: &RawValue) -> bool {
 
 /// Decodes a request line but for its `data` (see [`Head`]).
 pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
-    let o: BTreeMap<String, &RawValue> = serde_json::from_slice(line).map_err(|e| {
-        if e.classify() == serde_json::error::Category::Data {
-            "a request must be a JSON object".to_owned()
-        } else {
-            format!("malformed JSON: {e}")
-        }
-    })?;
+    let [v, argv, cwd, env, pid, data] =
+        super::fields::fields(line, ["v", "argv", "cwd", "env", "pid", "data"]).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                "a request must be a JSON object".to_owned()
+            } else {
+                format!("malformed JSON: {e}")
+            }
+        })?;
     // Raw values are skipped without serde_json's checks of what a `Value` can hold: apply
     // them to the whole line, as parsing it into a `Value` would, so that what is accepted
     // here `data` is parsed to exactly later (`Request::data`), never to `null`.
@@ -324,6 +325,8 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         if what == RECURSION {
             return Err(format!("malformed JSON: {RECURSION} at line 1 column {}", at + 1));
         }
+        // The field it is in, for the message (a second parse, on this path alone).
+        let o: BTreeMap<String, &RawValue> = serde_json::from_slice(line).unwrap_or_default();
         let field = o
             .iter()
             .find(|(_, raw)| {
@@ -333,7 +336,7 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
             .map_or_else(String::new, |(k, _)| format!("\"{}\": ", clip(k)));
         return Err(format!("{field}{what} at line 1 column {}", at + 1));
     }
-    match o.get("v") {
+    match v {
         Some(v) if serde_json::from_str::<u64>(v.get()).ok() == Some(PROTOCOL_VERSION) => {}
         Some(v) => {
             let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
@@ -342,7 +345,7 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         }
         None => return Err("missing protocol version \"v\"".into()),
     }
-    let argv = match o.get("argv") {
+    let argv = match argv {
         None => return Err("missing \"argv\"".into()),
         Some(raw) => {
             let items: Vec<&RawValue> =
@@ -354,12 +357,12 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    let cwd = match o.get("cwd") {
+    let cwd = match cwd {
         None => None,
         Some(v) if is_null(v) => None,
         Some(v) => Some(decode_os_raw(v).map_err(|e| format!("cwd: {e}"))?),
     };
-    let env = match o.get("env") {
+    let env = match env {
         None => BTreeMap::new(),
         Some(v) if is_null(v) => BTreeMap::new(),
         Some(v) => {
@@ -373,13 +376,13 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
                 .collect::<Result<_, _>>()?
         }
     };
-    let pid = match o.get("pid") {
+    let pid = match pid {
         None => None,
         Some(p) if is_null(p) => None,
         Some(p) => Some(serde_json::from_str::<u32>(p.get()).map_err(|_| "\"pid\" must be a u32")?),
     };
     // The raw value borrows from `line`: its offset there is where `data` is.
-    let data = o.get("data").map(|raw| {
+    let data = data.map(|raw| {
         let start = raw.get().as_ptr() as usize - line.as_ptr() as usize;
         start..start + raw.get().len()
     });

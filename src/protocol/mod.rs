@@ -19,6 +19,7 @@
 //!   message is [`BUSY`]); the launch connects again until its timeout. A peer written in
 //!   another language matches `"retry":true`, not the message.
 
+mod fields;
 pub(crate) mod message;
 mod os_str;
 pub(crate) mod reply;
