@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+#[path = "reply_decode.rs"]
+mod decode;
+
 use super::{version, ProtocolError, BUSY, PROTOCOL_VERSION};
 
 /// The primary's answer to a launch: success or an error, an exit code, and text for the
@@ -315,6 +318,18 @@ impl Reply {
     }
 
     fn decode_text(line: &[u8]) -> Result<Reply, String> {
+        // One pass over the fields; the JSON tree only where a value may not convert (or
+        // the line is not an object), for its exact message.
+        if super::message::unrepresentable(line).is_none() {
+            if let Ok(fields) = super::fields::fields(line, decode::FIELDS) {
+                return decode::decode_fields(fields);
+            }
+        }
+        Self::decode_tree(line)
+    }
+
+    /// [`decode_text`](Self::decode_text) through the JSON tree.
+    fn decode_tree(line: &[u8]) -> Result<Reply, String> {
         let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
         let Value::Object(o) = value else { return Err("a reply must be a JSON object".into()) };
         version(&o)?;
