@@ -295,3 +295,25 @@ fn lib_invalid_app_ids() {
     assert!(text(&out.stderr).contains("invalid app id"), "{}", text(&out.stderr));
     assert!(f.dir.entries().is_empty(), "{:?}", f.dir.entries());
 }
+
+/// A reply longer than one read (the launch reads 8 KiB at a time) reaches the launch
+/// whole; one over the launch's message limit is refused, not cut.
+#[test]
+fn forwarding_a_reply_longer_than_one_read_arrives_whole() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("bigreply");
+    let primary = util::solo::lib_primary(dir.path(), "org.test.Lib");
+    for (len, limit) in [(100_000, 1 << 20), (100_000, 50_000)] {
+        let b = builder(dir.path(), &["big"]).max_message_size(limit);
+        let launch = thread::spawn(move || b.start());
+        let request = primary.recv_timeout(Duration::from_secs(20)).expect("the launch");
+        let _ = request.reply(Reply::ok().with_stdout("y".repeat(len)));
+        match launch.join().unwrap() {
+            Ok(solo_instance::Start::Forwarded(reply)) if len < limit => {
+                assert_eq!(reply.stdout().len(), len)
+            }
+            Err(e) if len > limit => assert!(e.to_string().contains("too large"), "{e}"),
+            other => panic!("a {len}-byte reply with a {limit}-byte limit: {other:?}"),
+        }
+    }
+}

@@ -62,8 +62,8 @@
 //! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:
 //!   the `LocalServer`'s socket; Windows: the loop's own pipe, under the scope's security
 //!   descriptor and a published random name).
-//! - `read_until(socket, deadline, limit)`: a launch's read of its reply, bounded by a
-//!   deadline.
+//! - `read_until(socket, line, max, deadline)`: a launch's read of its reply, at most
+//!   `max` bytes onto the end of `line`, bounded by a deadline.
 //!
 //! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by
 //! platform as Qt's does, also uses: `Listener` (`bind`, wait with a timeout and a

@@ -255,9 +255,20 @@ impl Owner {
     }
 }
 
-/// Reads what a launch's connection has before `deadline`: a `poll(2)` for the time left,
-/// then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end, `TimedOut` past the
-/// deadline.
-pub(crate) fn read_until(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    super::recv_until(socket, buf, deadline)
+/// Reads what a launch's connection has before `deadline`, at most `max` bytes, onto the
+/// end of `line` (never zeroed first: the kernel writes what it reads): a `poll(2)` for
+/// the time left, then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end,
+/// `TimedOut` past the deadline.
+pub(crate) fn read_until(
+    socket: &LocalSocket,
+    line: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    line.reserve(max);
+    let n = super::recv_until(socket, &mut line.spare_capacity_mut()[..max], deadline)?;
+    // SAFETY: `recv_until` read `n` bytes into the first `n` of the spare capacity, so they
+    // are initialised, and `n <= max <= capacity - len`.
+    unsafe { line.set_len(line.len() + n) };
+    Ok(n)
 }
