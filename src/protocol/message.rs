@@ -304,24 +304,21 @@ fn clip(text: &str) -> String {
     }
 }
 
-fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
-}
-
 /// Decodes a request line but for its `data` (see [`Head`]).
 pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
-    let [v, argv, cwd, env, pid, data] =
-        super::fields::fields(line, ["v", "argv", "cwd", "env", "pid", "data"]).map_err(|e| {
-            if e.classify() == serde_json::error::Category::Data {
-                "a request must be a JSON object".to_owned()
-            } else {
-                format!("malformed JSON: {e}")
-            }
-        })?;
+    let found = super::fields::fields(line, ["v", "argv", "cwd", "env", "pid", "data"]).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            "a request must be a JSON object".to_owned()
+        } else {
+            format!("malformed JSON: {e}")
+        }
+    })?;
     // Raw values are skipped without serde_json's checks of what a `Value` can hold: apply
     // them to the whole line, as parsing it into a `Value` would, so that what is accepted
     // here `data` is parsed to exactly later (`Request::data`), never to `null`.
-    if let Some((at, what)) = unrepresentable(line) {
+    // (A line the plain scan read holds nothing of that kind.)
+    let [v, argv, cwd, env, pid, data] = found.values;
+    if let Some((at, what)) = if found.plain { None } else { unrepresentable(line) } {
         if what == RECURSION {
             return Err(format!("malformed JSON: {RECURSION} at line 1 column {}", at + 1));
         }
@@ -337,9 +334,9 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         return Err(format!("{field}{what} at line 1 column {}", at + 1));
     }
     match v {
-        Some(v) if serde_json::from_str::<u64>(v.get()).ok() == Some(PROTOCOL_VERSION) => {}
+        Some(v) if serde_json::from_str::<u64>(v).ok() == Some(PROTOCOL_VERSION) => {}
         Some(v) => {
-            let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
             let v = clip(&v.to_string());
             return Err(format!("unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})"));
         }
@@ -349,27 +346,27 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         None => return Err("missing \"argv\"".into()),
         Some(raw) => {
             let items: Vec<&RawValue> =
-                serde_json::from_str(raw.get()).map_err(|_| "\"argv\" must be an array".to_owned())?;
+                serde_json::from_str(raw).map_err(|_| "\"argv\" must be an array".to_owned())?;
             items
                 .iter()
                 .enumerate()
-                .map(|(i, a)| decode_os_raw(a).map_err(|e| format!("argv[{i}]: {e}")))
+                .map(|(i, a)| decode_os_raw(a.get()).map_err(|e| format!("argv[{i}]: {e}")))
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
     let cwd = match cwd {
         None => None,
-        Some(v) if is_null(v) => None,
+        Some("null") => None,
         Some(v) => Some(decode_os_raw(v).map_err(|e| format!("cwd: {e}"))?),
     };
     let env = match env {
         None => BTreeMap::new(),
-        Some(v) if is_null(v) => BTreeMap::new(),
+        Some("null") => BTreeMap::new(),
         Some(v) => {
             let m: BTreeMap<String, &RawValue> =
-                serde_json::from_str(v.get()).map_err(|_| "\"env\" must be an object".to_owned())?;
+                serde_json::from_str(v).map_err(|_| "\"env\" must be an object".to_owned())?;
             m.into_iter()
-                .map(|(k, v)| match decode_os_raw(v) {
+                .map(|(k, v)| match decode_os_raw(v.get()) {
                     Ok(v) => Ok((k, v)),
                     Err(e) => Err(format!("env.{}: {e}", clip(&k))),
                 })
@@ -378,13 +375,13 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
     };
     let pid = match pid {
         None => None,
-        Some(p) if is_null(p) => None,
-        Some(p) => Some(serde_json::from_str::<u32>(p.get()).map_err(|_| "\"pid\" must be a u32")?),
+        Some("null") => None,
+        Some(p) => Some(serde_json::from_str::<u32>(p).map_err(|_| "\"pid\" must be a u32")?),
     };
     // The raw value borrows from `line`: its offset there is where `data` is.
     let data = data.map(|raw| {
-        let start = raw.get().as_ptr() as usize - line.as_ptr() as usize;
-        start..start + raw.get().len()
+        let start = raw.as_ptr() as usize - line.as_ptr() as usize;
+        start..start + raw.len()
     });
     Ok(Head { argv, cwd, env, pid, data })
 }

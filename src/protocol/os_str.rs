@@ -141,8 +141,7 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// One JSON value of a request, decoded from its text: a string, or an object string
 /// (`{"base64":...}`, `{"bytes":[...]}`, `{"wide":[...]}`), without a `Value` tree.
-pub(super) fn decode_os_raw(raw: &RawValue) -> Result<OsString, String> {
-    let text = raw.get();
+pub(super) fn decode_os_raw(text: &str) -> Result<OsString, String> {
     if text.starts_with('"') {
         return serde_json::from_str::<String>(text).map(OsString::from).map_err(|e| e.to_string());
     }

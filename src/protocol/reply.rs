@@ -320,9 +320,9 @@ impl Reply {
     fn decode_text(line: &[u8]) -> Result<Reply, String> {
         // One pass over the fields; the JSON tree only where a value may not convert (or
         // the line is not an object), for its exact message.
-        if super::message::unrepresentable(line).is_none() {
-            if let Ok(fields) = super::fields::fields(line, decode::FIELDS) {
-                return decode::decode_fields(fields);
+        if let Ok(found) = super::fields::fields(line, decode::FIELDS) {
+            if found.plain || super::message::unrepresentable(line).is_none() {
+                return decode::decode_fields(found.values);
             }
         }
         Self::decode_tree(line)

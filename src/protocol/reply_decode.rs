@@ -11,16 +11,16 @@ pub(super) const FIELDS: [&str; 8] = ["v", "ok", "exit_code", "stdout", "stderr"
 /// `Reply::decode_text` from the raw values of [`FIELDS`]: each converted as the JSON
 /// tree's accessors would (a value of another type counts as absent; `v` and `exit_code`
 /// must be integers).
-pub(super) fn decode_fields(fields: [Option<&serde_json::value::RawValue>; 8]) -> Result<Reply, String> {
+pub(super) fn decode_fields(fields: [Option<&str>; 8]) -> Result<Reply, String> {
     use serde::de::DeserializeOwned;
     let [v, ok, exit_code, stdout, stderr, data, error, retry] = fields;
-    fn as_<T: DeserializeOwned>(raw: Option<&serde_json::value::RawValue>) -> Option<T> {
-        raw.and_then(|r| serde_json::from_str(r.get()).ok())
+    fn as_<T: DeserializeOwned>(raw: Option<&str>) -> Option<T> {
+        raw.and_then(|r| serde_json::from_str(r).ok())
     }
     match v {
         Some(raw) if as_::<u64>(Some(raw)) == Some(super::PROTOCOL_VERSION) => {}
         Some(raw) => {
-            let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
             return Err(format!(
                 "unsupported protocol version {v} (this side speaks {})",
                 super::PROTOCOL_VERSION
@@ -72,7 +72,7 @@ mod tests {
             r#"{"ok":true}"#,
             r#"{"\u0076":1,"ok":true,"x":{"deep":[[]]}}"#,
         ] {
-            let one_pass = decode_fields(fields(line.as_bytes(), FIELDS).unwrap());
+            let one_pass = decode_fields(fields(line.as_bytes(), FIELDS).unwrap().values);
             assert_eq!(one_pass, Reply::decode_tree(line.as_bytes()), "{line}");
         }
     }
