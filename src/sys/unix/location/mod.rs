@@ -62,7 +62,10 @@ const BIND_EXTRA: usize = "/.XXXXXX/s".len();
 /// Whether `path` can be a socket: it fits `sun_path`, and so does the temporary path it is
 /// bound at first; and it is UTF-8 (the socket API takes names as strings, as Qt's QString).
 pub(super) fn fits(path: &Path) -> bool {
-    let dir_len = path.parent().map_or(0, |d| d.as_os_str().len());
+    // The directory's length: up to the last `/` (the root's own `/` kept), as `parent`
+    // gives it for the paths made here, without walking the components.
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let dir_len = bytes.iter().rposition(|&b| b == b'/').map_or(0, |i| i.max(1));
     path.as_os_str().len() <= crate::MAX_SOCKET_PATH
         && dir_len + BIND_EXTRA <= crate::MAX_SOCKET_PATH
         && path.to_str().is_some()
@@ -74,8 +77,8 @@ pub(super) fn fits(path: &Path) -> bool {
 /// `Session`: never a name another user could take first) holds `<hash of dir and
 /// stem>.sock` (`@dir-<hash>.sock`); when not even that fits, a clear error.
 pub(crate) fn server_name(base: &Path, stem: &str, system: bool) -> Result<PathBuf, Error> {
-    let short = socket_name(base, stem);
-    if fits(&short) {
+    let (short, fit) = socket_name(base, stem);
+    if fit {
         return Ok(short);
     }
     let fallback = fallback_dir(system, base)?;
@@ -214,12 +217,18 @@ fn fallback_stem(base: &Path, stem: &str) -> String {
 }
 
 /// `<stem>.sock` in `base`, or `@<hash>.sock` when that is too long (the caller checks it).
-fn socket_name(base: &Path, stem: &str) -> PathBuf {
-    let path = base.join(format!("{stem}.sock"));
+/// `<stem>.sock` in `base` if it fits, else `@<hash of stem>.sock`; and whether that fits.
+fn socket_name(base: &Path, stem: &str) -> (PathBuf, bool) {
+    let mut name = String::with_capacity(stem.len() + 5);
+    name.push_str(stem);
+    name.push_str(".sock");
+    let path = base.join(name);
     if fits(&path) {
-        return path;
+        return (path, true);
     }
-    base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
+    let path = base.join(format!("{MADE_UP}{}.sock", short_hash(stem)));
+    let fit = fits(&path);
+    (path, fit)
 }
 /// The System scope's base: `/tmp`, a fixed path ($TMPDIR is per user on macOS, and with
 /// pam_tmpdir).
