@@ -85,10 +85,12 @@ impl Message {
         }
         out.raw("},\"pid\":");
         match self.pid {
-            Some(pid) => out.raw(&pid.to_string()),
+            Some(pid) => out.int(pid.into()),
             None => out.raw("null"),
         }
-        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.raw(",\"v\":");
+        out.int(PROTOCOL_VERSION as i64);
+        out.raw("}");
         out.finish()
     }
 

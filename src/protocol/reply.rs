@@ -260,14 +260,18 @@ impl Reply {
         if self.ok {
             out.raw("{\"data\":");
             out.value(&self.data);
-            out.raw(&format!(",\"exit_code\":{},\"ok\":true,\"stderr\":", self.exit_code));
+            out.raw(",\"exit_code\":");
+            out.int(self.exit_code.into());
+            out.raw(",\"ok\":true,\"stderr\":");
             out.str(&self.stderr);
             out.raw(",\"stdout\":");
             out.str(&self.stdout);
         } else {
             out.raw("{\"error\":");
             out.str(self.error.as_deref().unwrap_or(""));
-            out.raw(&format!(",\"exit_code\":{},\"ok\":false", self.exit_code));
+            out.raw(",\"exit_code\":");
+            out.int(self.exit_code.into());
+            out.raw(",\"ok\":false");
             if self.retry {
                 out.raw(",\"retry\":true");
             }
@@ -282,7 +286,9 @@ impl Reply {
                 out.str(&self.stdout);
             }
         }
-        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.raw(",\"v\":");
+        out.int(PROTOCOL_VERSION as i64);
+        out.raw("}");
         let line = out.finish();
         if !self.from_another_user {
             return line;
