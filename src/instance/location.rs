@@ -114,7 +114,7 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
     let mut lock_name = String::with_capacity(stem.len() + 5);
     lock_name.push_str(&stem);
     lock_name.push_str(".lock");
-    let lock = base.join(lock_name);
+    let lock = crate::name::file_in(&base, &lock_name);
     let socket = crate::sys::server_name(&base, &stem, system)?;
     Ok(Location { socket, lock, abstract_ns: false })
 }

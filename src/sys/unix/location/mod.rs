@@ -222,7 +222,7 @@ fn socket_name(base: &Path, stem: &str) -> (PathBuf, bool) {
     let mut name = String::with_capacity(stem.len() + 5);
     name.push_str(stem);
     name.push_str(".sock");
-    let path = base.join(name);
+    let path = crate::name::file_in(base, &name);
     if fits(&path) {
         return (path, true);
     }
