@@ -317,3 +317,24 @@ fn forwarding_a_reply_longer_than_one_read_arrives_whole() {
         }
     }
 }
+
+/// A request over the launch's own message limit is refused by the launch once its
+/// primary answers, and never sent: the primary receives nothing.
+#[test]
+fn forwarding_a_request_over_the_limit_is_refused_unsent() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("overlimit");
+    let primary = util::solo::lib_primary(dir.path(), "org.test.Lib");
+    let long = "z".repeat(200);
+    let r = builder(dir.path(), &[&long]).max_message_size(100).start();
+    match r {
+        Err(Error::Protocol(why)) => assert!(why.message().contains("message too large"), "{why}"),
+        other => panic!("a 200-byte argument with a 100-byte limit: {other:?}"),
+    }
+    // A launch under the limit is answered: the one refused sent nothing before it.
+    let launch = spawn_launch(dir.path(), &["small"]);
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the small launch");
+    assert_eq!(request.argv().last().and_then(|a| a.to_str()), Some("small"));
+    let _ = request.reply(Reply::ok());
+    reply_of(launch.join().unwrap());
+}

@@ -20,16 +20,9 @@ impl SingleInstance {
         // other service of this user's (any root daemon's, for root), which would be sent
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
         let mut loc = self.located(deadline)?;
-        let line = self.message().encode();
-        // Checked only when forwarding: a launch that becomes the primary sends nothing.
-        let too_large = (line.len() > self.max_message_size).then(|| {
-            Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.len(), self.max_message_size)
-                    .into(),
-            )
-        });
+        // Built when first needed: a launch that becomes the primary sends nothing.
+        let mut line = RequestLine(None);
         let mut backoff = Duration::from_micros(200);
-        let mut too_large = too_large;
         // System scope on Linux: the last look found the lock held, and the name not
         // answering (see below).
         let mut held_elsewhere = false;
@@ -77,10 +70,10 @@ impl SingleInstance {
             }
             // A launch usually finds a primary: ask it first, and look at the lock only
             // when nothing answers (becoming the primary still takes the lock). A request
-            // too large to send checks the lock first, to refuse it without a round trip.
-            let forwarded_first = !loc.abstract_ns && too_large.is_none();
+            // too large to send is refused once a primary answers, before it is sent.
+            let forwarded_first = !loc.abstract_ns;
             if forwarded_first {
-                if let Some(reply) = self.forward(&loc, line.as_bytes(), deadline, &mut refused)? {
+                if let Some(reply) = self.forward(&loc, &mut line, deadline, &mut refused)? {
                     return Ok(Start::Forwarded(reply));
                 }
             }
@@ -116,7 +109,7 @@ impl SingleInstance {
                     drop(lock);
                 }
             }
-            if let Some(e) = too_large.take() {
+            if let Some(e) = line.too_large(&self) {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
                 return Err(e);
             }
@@ -124,7 +117,7 @@ impl SingleInstance {
                 // Asked already this turn; the primary is coming up or going away.
                 Ok(None)
             } else {
-                self.forward(&loc, line.as_bytes(), deadline, &mut refused)
+                self.forward(&loc, &mut line, deadline, &mut refused)
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -177,6 +170,31 @@ impl SingleInstance {
             std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
             backoff = (backoff * 2).min(Duration::from_millis(20));
         }
+    }
+}
+
+/// The launch's request line with its newline, built when first needed: a launch that
+/// becomes the primary reads neither its working directory nor its environment for it.
+pub(super) struct RequestLine(Option<Vec<u8>>);
+
+impl RequestLine {
+    /// The line and its newline, built now if it was not.
+    pub(super) fn get(&mut self, instance: &SingleInstance) -> &[u8] {
+        self.0.get_or_insert_with(|| {
+            let mut line = instance.message().encode().into_bytes();
+            line.push(b'\n');
+            line
+        })
+    }
+
+    /// Why the request cannot be sent: longer than the message limit.
+    pub(super) fn too_large(&mut self, instance: &SingleInstance) -> Option<Error> {
+        let len = self.get(instance).len() - 1;
+        (len > instance.max_message_size).then(|| {
+            Error::Protocol(
+                format!("message too large ({len} bytes, limit {} bytes)", instance.max_message_size).into(),
+            )
+        })
     }
 }
 
