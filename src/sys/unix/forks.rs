@@ -48,7 +48,7 @@ pub(crate) fn own_pid() -> u32 {
         0 => {
             // The handler first: a fork after the store below resets the child's copy.
             register();
-            let pid = std::process::id();
+            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
             PID.store(pid, Ordering::SeqCst);
             pid
         }

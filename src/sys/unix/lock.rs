@@ -40,7 +40,7 @@ const PID_LEN: usize = 11;
 
 /// Opens the lock file; also whether it is this user's, and its length.
 fn open(path: &Path, shared: bool) -> io::Result<(File, bool, u64)> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     // std opens with O_CLOEXEC, so children never inherit (and keep) the lock; and no
@@ -74,7 +74,7 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool, u64)> {
     let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
     let want = perm | sticky;
     if own && meta.mode() & 0o7777 != want {
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
+        let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(want));
     }
     Ok((file, own, meta.len()))
 }
@@ -108,7 +108,6 @@ impl LockFile {
     /// Records the holder's pid, for `status` to report: in the lock file, and only if it
     /// is this user's (a shared scope's lock may be another user's).
     pub(crate) fn write_pid(&mut self) {
-        use std::os::unix::fs::FileExt;
         if !self.own {
             return;
         }
@@ -116,9 +115,10 @@ impl LockFile {
         // primary wrote before; a longer file (not written by a primary) is cut to it.
         let pid = format!("{:<10}\n", super::forks::own_pid());
         debug_assert_eq!(pid.len(), PID_LEN);
-        let _ = self.file.write_all_at(pid.as_bytes(), 0);
+        // One write of 11 bytes into a regular file: never short.
+        let _ = rustix::io::pwrite(&self.file, pid.as_bytes(), 0);
         if self.len > PID_LEN as u64 {
-            let _ = self.file.set_len(PID_LEN as u64);
+            let _ = rustix::fs::ftruncate(&self.file, PID_LEN as u64);
         }
     }
 

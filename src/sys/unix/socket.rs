@@ -132,7 +132,7 @@ fn connect_with(
 
 fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Stream> {
     if was_nonblocking {
-        stream.set_nonblocking(false)?;
+        rustix::io::ioctl_fionbio(&stream, false)?;
     }
     Ok(Stream::from(uds::Stream::from(stream)))
 }

@@ -113,7 +113,7 @@ impl Listener {
                 Ok(id)
             })();
             let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_dir(&dir);
+            let _ = rustix::fs::rmdir(&dir);
             Some((path.to_path_buf(), placed?))
         } else {
             bind_listen(fd.as_fd(), bytes, false, backlog).inspect_err(|e| {

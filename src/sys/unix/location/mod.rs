@@ -169,7 +169,7 @@ fn fallback_secret(path: &Path) -> Result<String, Error> {
             Err(e) => return Err(wrap("", &path, e)),
         }
         let secret = random_hex();
-        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", std::process::id()));
+        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", super::forks::own_pid()));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -181,14 +181,13 @@ fn fallback_secret(path: &Path) -> Result<String, Error> {
         // secret would lose the way to a running primary's socket), as for the lock files.
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o1600));
+            let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o1600));
         }
         let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
-        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+        let linked = written.and_then(|()| match rustix::fs::link(&tmp, &path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(wrap("cannot create", &path, e)),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(wrap("cannot create", &path, e.into())),
         });
         let _ = std::fs::remove_file(&tmp);
         if linked? {
@@ -306,7 +305,13 @@ fn passwd_home() -> Option<std::path::PathBuf> {
         // SAFETY: every pointer is valid for the call: `pw` and `result` are locals, `buf`
         // is writable for `buf.len()` bytes; the strings it fills point into `buf`.
         let rc = unsafe {
-            libc::getpwuid_r(libc::getuid(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+            libc::getpwuid_r(
+                rustix::process::getuid().as_raw(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
         };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
