@@ -83,6 +83,18 @@ pub(crate) fn file_in(dir: &std::path::Path, file: &str) -> PathBuf {
     PathBuf::from(out)
 }
 
+/// [`full_name`], borrowing `name` where it is the full name already (an absolute path
+/// or an abstract name, on Unix): no allocation for what a connect uses once.
+pub(crate) fn full_name_ref(name: &str, options: SocketOptions) -> std::borrow::Cow<'_, std::path::Path> {
+    if !crate::sys::NAMES_ARE_PIPES
+        && (name.starts_with('/') || options.contains(SocketOptions::ABSTRACT_NAMESPACE))
+    {
+        std::borrow::Cow::Borrowed(std::path::Path::new(name))
+    } else {
+        std::borrow::Cow::Owned(full_name(name, options))
+    }
+}
+
 /// The full server name for `name` on this platform.
 pub(crate) fn full_name(name: &str, options: SocketOptions) -> PathBuf {
     if crate::sys::NAMES_ARE_PIPES {
