@@ -56,7 +56,8 @@ pub(crate) fn ensure_dir(dir: &Path, system: bool) -> Result<(), Error> {
             ));
         }
         if meta.uid() == uid && meta.mode() & 0o7777 != mode {
-            rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(mode)).map_err(io::Error::from)?;
+            rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(mode as rustix::fs::RawMode))
+                .map_err(io::Error::from)?;
         }
         let m = std::fs::symlink_metadata(dir)?.mode();
         if m & 0o002 != 0 && m & 0o1000 == 0 {

@@ -74,7 +74,7 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool, u64)> {
     let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
     let want = perm | sticky;
     if own && meta.mode() & 0o7777 != want {
-        let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(want));
+        let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(want as rustix::fs::RawMode));
     }
     Ok((file, own, meta.len()))
 }
