@@ -124,9 +124,8 @@ impl Poller {
         // was made: only a look, without waiting.
         let (rx, early) = self.wake.read_end()?;
         let timeout = if early { Some(Timespec { tv_sec: 0, tv_nsec: 0 }) } else { timeout };
-        let mut fds = Vec::with_capacity(interest.fds.len() + 1);
-        fds.push(PollFd::new(rx, PollFlags::IN));
-        fds.extend(interest.fds);
+        let mut fds = interest.fds;
+        fds.insert(0, PollFd::new(rx, PollFlags::IN));
         rustix::event::poll(&mut fds, timeout.as_ref())?;
         let woken = !fds[0].revents().is_empty();
         for (fd, &token) in fds[1..].iter().zip(&interest.tokens) {
