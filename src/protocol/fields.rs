@@ -62,7 +62,13 @@ fn by_serde<'a, const N: usize>(
 /// (each fits an f64), nesting under 100 levels. Every such line is JSON, and read so, a
 /// value's text is what serde_json's raw value would be: without the spaces around it.
 fn scan<'a, const N: usize>(line: &'a [u8], names: [&'static str; N]) -> Option<[Option<&'a str>; N]> {
-    let text = std::str::from_utf8(line).ok()?;
+    // ASCII (the usual line) is UTF-8 without decoding it.
+    let text = if line.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(line) }
+    } else {
+        std::str::from_utf8(line).ok()?
+    };
     let mut s = Scan { b: line, i: 0, depth: 1 };
     let mut found = [None; N];
     s.ws();
