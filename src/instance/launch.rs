@@ -11,7 +11,7 @@ use super::{Primary, Scope, SingleInstance, Start};
 use crate::{ConnectOptions, Error, LocalSocketError, Result, SocketOptions};
 
 impl SingleInstance {
-    pub(super) fn run(self, may_become_primary: bool) -> Result<Start> {
+    pub(super) fn run(mut self, may_become_primary: bool) -> Result<Start> {
         // The timeout counts from here: everything below, connects included, fits in it.
         let deadline = far_deadline(self.timeout);
         // The directory is checked before anything is connected to: the peer check proves
@@ -21,7 +21,7 @@ impl SingleInstance {
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
         let mut loc = self.located(deadline)?;
         // Built when first needed: a launch that becomes the primary sends nothing.
-        let mut line = RequestLine(None);
+        let mut line = RequestLine { argv: self.argv.take(), text: None };
         let mut backoff = Duration::from_micros(200);
         // System scope on Linux: the last look found the lock held, and the name not
         // answering (see below).
@@ -175,13 +175,18 @@ impl SingleInstance {
 
 /// The launch's request line with its newline, built when first needed: a launch that
 /// becomes the primary reads neither its working directory nor its environment for it.
-pub(super) struct RequestLine(Option<Vec<u8>>);
+pub(super) struct RequestLine {
+    /// The builder's argv, moved into the request when it is built.
+    argv: Option<Vec<std::ffi::OsString>>,
+    text: Option<Vec<u8>>,
+}
 
 impl RequestLine {
     /// The line and its newline, built now if it was not.
     pub(super) fn get(&mut self, instance: &SingleInstance) -> &[u8] {
-        self.0.get_or_insert_with(|| {
-            let mut line = instance.message().encode().into_bytes();
+        let argv = &mut self.argv;
+        self.text.get_or_insert_with(|| {
+            let mut line = instance.message(argv.take()).encode().into_bytes();
             line.push(b'\n');
             line
         })

@@ -207,8 +207,9 @@ impl SingleInstance {
         location::resolve(&self.app_id, self.scope, self.dir.as_deref())
     }
 
-    fn message(&self) -> Message {
-        let argv = self.argv.clone().unwrap_or_else(|| std::env::args_os().collect());
+    /// The request, with `argv` (taken from the builder: a launch sends it once).
+    fn message(&self, argv: Option<Vec<OsString>>) -> Message {
+        let argv = argv.unwrap_or_else(|| std::env::args_os().collect());
         let mut env = BTreeMap::new();
         for name in ACTIVATION_VARS.iter().copied().chain(self.env.iter().map(String::as_str)) {
             if let Some(v) = std::env::var_os(name) {
