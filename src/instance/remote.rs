@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::launch::{far_deadline, is_disconnect};
+use super::launch::{far_deadline, is_disconnect, RequestLine};
 use super::location::Location;
 use super::transport::ReadError;
 use super::{Reply, SingleInstance};
@@ -37,15 +37,9 @@ pub(super) enum Wait {
 }
 
 impl Asks {
-    fn ask(self) -> Ask {
+    pub(super) fn ask(self) -> Ask {
         Ask { wait: self.wait != Wait::Timeout, stdin: self.stdin, replace: self.replace }
     }
-}
-
-/// The request line in both versions: version 2 first, version 1 for an older primary.
-pub(super) struct Lines {
-    pub(super) v2: String,
-    v1: String,
 }
 
 /// How often the launch's stdin thread looks whether the conversation ended.
@@ -80,26 +74,21 @@ impl SingleInstance {
         self
     }
 
-    pub(super) fn request_lines(&self) -> Lines {
-        let v1 = self.message().encode();
-        Lines { v2: frame::request_line(&v1, self.remote.ask()), v1 }
-    }
-
     /// One attempt to hand the request over ([`forward`](Self::forward)), in version 2,
     /// and again in version 1 for a primary that speaks only that, when this launch asks
     /// for nothing version 1 has.
     pub(super) fn forward_any(
         &self,
         loc: &Location,
-        lines: &Lines,
+        line: &mut RequestLine,
         deadline: Instant,
         refused: &mut Option<String>,
     ) -> Result<Option<Reply>> {
-        match self.forward(loc, lines.v2.as_bytes(), deadline, refused) {
+        match self.forward(loc, line, frame::STREAM_VERSION, deadline, refused) {
             Err(Error::Rejected(r)) if frame::is_version_refusal(r.error_message().unwrap_or_default()) => {
                 let ask = self.remote.ask();
                 if !ask.needs_v2() {
-                    return self.forward(loc, lines.v1.as_bytes(), deadline, refused);
+                    return self.forward(loc, line, 1, deadline, refused);
                 }
                 let what = match ask {
                     Ask { replace: true, .. } => "hand over to this launch",

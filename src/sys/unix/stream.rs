@@ -17,6 +17,11 @@ pub(crate) const STDIN_THROUGH_LOOP: bool = false;
 /// Reads what has arrived at a launch's socket before `deadline`: `Ok(0)` at the end,
 /// `TimedOut` when the deadline passed first.
 pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    let len = buf.len();
+    // SAFETY: the same memory viewed as maybe uninitialised (same layout); `recv_until`
+    // lets only the kernel write into it, which writes bytes, never uninitialised ones.
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), len) };
     super::recv_until(socket, buf, deadline)
 }
 
