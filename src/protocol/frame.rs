@@ -147,10 +147,16 @@ pub(crate) fn request_line(line: &mut String, ask: Ask) -> Option<usize> {
 
 /// What a request line (checked by `decode_head` already) asks for: `Ok(None)` for a
 /// version-1 line.
+#[cfg(test)]
 pub(crate) fn decode_ask(line: &[u8]) -> Result<Option<Ask>, String> {
     let found = super::fields::fields(line, ["v", "wait", "stdin", "replace"])
         .map_err(|e| format!("malformed JSON: {e}"))?;
-    let [v, wait, stdin, replace] = found.values;
+    ask_of(found.values)
+}
+
+/// What a request line asks for, from the raw values of its fields `v`, `wait`, `stdin`
+/// and `replace` (`super::fields`): `Ok(None)` for a line of another version than 2.
+pub(crate) fn ask_of([v, wait, stdin, replace]: [Option<&str>; 4]) -> Result<Option<Ask>, String> {
     if v != Some("2") {
         return Ok(None);
     }
@@ -264,6 +270,13 @@ mod tests {
             r#"{"v":2,"wait":tru}"#,
         ] {
             assert_eq!(decode_ask(line.as_bytes()), ask_by_map(line.as_bytes()), "{line}");
+            let with_argv = line.replacen('{', r#"{"argv":[],"#, 1);
+            if let (Ok(_), Ok(by_map)) =
+                (super::super::message::decode_head(with_argv.as_bytes()), ask_by_map(with_argv.as_bytes()))
+            {
+                let asked = super::super::decode_request(with_argv.as_bytes()).map(|(_, ask)| ask);
+                assert_eq!(asked, Ok(by_map), "{with_argv}");
+            }
         }
     }
 

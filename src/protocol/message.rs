@@ -308,7 +308,22 @@ fn clip(text: &str) -> String {
 
 /// Decodes a request line but for its `data` (see [`Head`]).
 pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
-    let found = super::fields::fields(line, ["v", "argv", "cwd", "env", "pid", "data"]).map_err(|e| {
+    head_and_asks(line).map(|(head, _)| head)
+}
+
+/// Decodes a request line but for its `data` (see [`Head`]), and what it asks for
+/// (`frame::Ask`; `None` for a version-1 line), in the same pass over its fields: the
+/// head's errors first, then the asks'.
+pub(crate) fn decode_request(line: &[u8]) -> Result<(Head, Option<super::frame::Ask>), String> {
+    let (head, asks) = head_and_asks(line)?;
+    Ok((head, super::frame::ask_of(asks)?))
+}
+
+/// The head of a request line, and the raw `v`, `wait`, `stdin` and `replace` for
+/// `frame::ask_of`.
+fn head_and_asks(line: &[u8]) -> Result<(Head, [Option<&str>; 4]), String> {
+    let names = ["v", "argv", "cwd", "env", "pid", "data", "wait", "stdin", "replace"];
+    let found = super::fields::fields(line, names).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
             "a request must be a JSON object".to_owned()
         } else {
@@ -319,7 +334,7 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
     // them to the whole line, as parsing it into a `Value` would, so that what is accepted
     // here `data` is parsed to exactly later (`Request::data`), never to `null`.
     // (A line the plain scan read holds nothing of that kind.)
-    let [v, argv, cwd, env, pid, data] = found.values;
+    let [v, argv, cwd, env, pid, data, wait, stdin, replace] = found.values;
     if let Some((at, what)) = if found.plain { None } else { unrepresentable(line) } {
         if what == RECURSION {
             return Err(format!("malformed JSON: {RECURSION} at line 1 column {}", at + 1));
@@ -386,5 +401,5 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
         let start = raw.as_ptr() as usize - line.as_ptr() as usize;
         start..start + raw.len()
     });
-    Ok(Head { argv, cwd, env, pid, data })
+    Ok((Head { argv, cwd, env, pid, data }, [v, wait, stdin, replace]))
 }

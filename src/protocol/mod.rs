@@ -28,7 +28,7 @@ pub(crate) mod reply;
 use serde_json::{Map, Value};
 
 pub(crate) use message::Message;
-pub(crate) use message::{decode_head, parse_data, Head};
+pub(crate) use message::{decode_request, parse_data, Head};
 pub use os_str::{decode_os, encode_os};
 pub(crate) use reply::defuse;
 pub(crate) use reply::Reply;
