@@ -268,10 +268,10 @@ struct LineReader {
     buf: Vec<u8>,
     /// Bytes of `buf` known to hold no newline.
     scanned: usize,
-    /// What one read takes: 1 KiB at first (a reply line is most often shorter), doubled
-    /// each time a read fills it, up to 64 KiB (output frames), so that a short exchange
-    /// does not zero a large buffer.
-    chunk: Vec<u8>,
+    /// What one read takes, straight onto `buf`: 1 KiB at first (a reply line is most
+    /// often shorter), doubled each time a read fills it, up to 64 KiB (output frames), so
+    /// that a short exchange does not reserve a large buffer.
+    chunk: usize,
 }
 
 impl LineReader {
@@ -281,8 +281,8 @@ impl LineReader {
         deadline: Instant,
         limit: usize,
     ) -> std::result::Result<Vec<u8>, ReadError> {
-        if self.chunk.is_empty() {
-            self.chunk = vec![0u8; 1 << 10];
+        if self.chunk == 0 {
+            self.chunk = 1 << 10;
         }
         loop {
             if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
@@ -299,12 +299,11 @@ impl LineReader {
             if self.buf.len() > limit {
                 return Err(ReadError::TooLarge);
             }
-            match crate::sys::recv_some(socket, &mut self.chunk, deadline) {
+            match crate::sys::recv_some(socket, &mut self.buf, self.chunk, deadline) {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&self.chunk[..n]);
-                    if n == self.chunk.len() && n < 64 << 10 {
-                        self.chunk = vec![0u8; n * 2];
+                    if n == self.chunk && n < 64 << 10 {
+                        self.chunk = n * 2;
                     }
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {

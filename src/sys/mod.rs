@@ -70,7 +70,8 @@
 //!
 //! The launch as a remote command line (protocol version 2: `instance::stream`, `remote`,
 //! `handover`):
-//! - `recv_some(socket, buf, deadline)`: a launch's read of the frames that have arrived.
+//! - `recv_some(socket, buf, max, deadline)`: a launch's read of the frames that have
+//!   arrived, at most `max` bytes onto the end of `buf`.
 //! - `send_some(socket, buf, deadline, stop)`: a launch's write of its stdin, while a read
 //!   is in flight on another thread (Unix: partial, up to the deadline; Windows: whole,
 //!   cancelled only once `stop` is set).
