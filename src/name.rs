@@ -68,6 +68,33 @@ pub(crate) fn windows_full_name(name: &str) -> PathBuf {
     }
 }
 
+/// `dir` joined with the file name `file` (one plain component, never absolute), as
+/// `Path::join` gives it, in one allocation of the right size.
+pub(crate) fn file_in(dir: &std::path::Path, file: &str) -> PathBuf {
+    let dir = dir.as_os_str();
+    let mut out = OsString::with_capacity(dir.len() + 1 + file.len());
+    out.push(dir);
+    let ends_with_separator =
+        dir.as_encoded_bytes().last().is_some_and(|&b| std::path::is_separator(b as char));
+    if !dir.is_empty() && !ends_with_separator {
+        out.push(std::path::MAIN_SEPARATOR_STR);
+    }
+    out.push(file);
+    PathBuf::from(out)
+}
+
+/// [`full_name`], borrowing `name` where it is the full name already (an absolute path
+/// or an abstract name, on Unix): no allocation for what a connect uses once.
+pub(crate) fn full_name_ref(name: &str, options: SocketOptions) -> std::borrow::Cow<'_, std::path::Path> {
+    if !crate::sys::NAMES_ARE_PIPES
+        && (name.starts_with('/') || options.contains(SocketOptions::ABSTRACT_NAMESPACE))
+    {
+        std::borrow::Cow::Borrowed(std::path::Path::new(name))
+    } else {
+        std::borrow::Cow::Owned(full_name(name, options))
+    }
+}
+
 /// The full server name for `name` on this platform.
 pub(crate) fn full_name(name: &str, options: SocketOptions) -> PathBuf {
     if crate::sys::NAMES_ARE_PIPES {
@@ -123,6 +150,14 @@ mod tests {
             ("", "."),
         ] {
             assert_eq!(clean_path(input.as_bytes()), OsString::from(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn file_in_is_path_join() {
+        for dir in ["/run/user/0", "/run/user/0/", "/", "rel", "", "a//"] {
+            let dir = std::path::Path::new(dir);
+            assert_eq!(file_in(dir, "app.lock"), dir.join("app.lock"), "{dir:?}");
         }
     }
 

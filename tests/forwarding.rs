@@ -295,3 +295,46 @@ fn lib_invalid_app_ids() {
     assert!(text(&out.stderr).contains("invalid app id"), "{}", text(&out.stderr));
     assert!(f.dir.entries().is_empty(), "{:?}", f.dir.entries());
 }
+
+/// A reply longer than one read (the launch reads 8 KiB at a time) reaches the launch
+/// whole; one over the launch's message limit is refused, not cut.
+#[test]
+fn forwarding_a_reply_longer_than_one_read_arrives_whole() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("bigreply");
+    let primary = util::solo::lib_primary(dir.path(), "org.test.Lib");
+    for (len, limit) in [(100_000, 1 << 20), (100_000, 50_000)] {
+        let b = builder(dir.path(), &["big"]).max_message_size(limit);
+        let launch = thread::spawn(move || b.start());
+        let request = primary.recv_timeout(Duration::from_secs(20)).expect("the launch");
+        let _ = request.reply(Reply::ok().with_stdout("y".repeat(len)));
+        match launch.join().unwrap() {
+            Ok(solo_instance::Start::Forwarded(reply)) if len < limit => {
+                assert_eq!(reply.stdout().len(), len)
+            }
+            Err(e) if len > limit => assert!(e.to_string().contains("too large"), "{e}"),
+            other => panic!("a {len}-byte reply with a {limit}-byte limit: {other:?}"),
+        }
+    }
+}
+
+/// A request over the launch's own message limit is refused by the launch once its
+/// primary answers, and never sent: the primary receives nothing.
+#[test]
+fn forwarding_a_request_over_the_limit_is_refused_unsent() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("overlimit");
+    let primary = util::solo::lib_primary(dir.path(), "org.test.Lib");
+    let long = "z".repeat(200);
+    let r = builder(dir.path(), &[&long]).max_message_size(100).start();
+    match r {
+        Err(Error::Protocol(why)) => assert!(why.message().contains("message too large"), "{why}"),
+        other => panic!("a 200-byte argument with a 100-byte limit: {other:?}"),
+    }
+    // A launch under the limit is answered: the one refused sent nothing before it.
+    let launch = spawn_launch(dir.path(), &["small"]);
+    let request = primary.recv_timeout(Duration::from_secs(20)).expect("the small launch");
+    assert_eq!(request.argv().last().and_then(|a| a.to_str()), Some("small"));
+    let _ = request.reply(Reply::ok());
+    reply_of(launch.join().unwrap());
+}

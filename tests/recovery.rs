@@ -197,3 +197,21 @@ fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious data");
     assert!(!f.sock().exists());
 }
+
+/// The pid a primary records covers a longer one left by a primary before it (the lock
+/// file is written over in place, not truncated first), and a file longer than any pid
+/// record is cut to the new one.
+#[test]
+fn recovery_the_recorded_pid_covers_a_longer_stale_one() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    for stale in ["4294967295\n", "4294967295 and more than a pid\n"] {
+        let f = Fixture::new("stalepid");
+        std::fs::write(f.lock(), stale).unwrap();
+        let new = Proc::spawn(&mut f.cmd("run", ["--count", "0", "--timeout", "60"]));
+        assert_eq!(new.line(), format!("PRIMARY {}", f.sock().display()), "stderr: {}", new.stderr());
+        let pid = new.id();
+        let (status, _) = new.finish();
+        assert!(status.success(), "{status}");
+        assert_eq!(f.lock_pid(), pid, "the lock file does not record the new primary over {stale:?}");
+    }
+}

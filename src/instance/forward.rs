@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::launch::{connect_options, is_disconnect};
+use super::launch::{connect_options, is_disconnect, RequestLine};
 use super::location::Location;
 use super::lock::LockFile;
 use super::published;
@@ -26,7 +26,8 @@ impl SingleInstance {
     pub(super) fn forward(
         &self,
         loc: &Location,
-        line: &[u8],
+        line: &mut RequestLine,
+        version: u64,
         deadline: Instant,
         refused: &mut Option<String>,
     ) -> Result<Option<Reply>> {
@@ -101,12 +102,13 @@ impl SingleInstance {
             Err(e) if from_another_user => Err(crate::protocol::defuse(e.message()).into_owned().into()),
             other => other,
         };
-        let mut out = Vec::with_capacity(line.len() + 1);
-        out.extend_from_slice(line);
-        out.push(b'\n');
+        // This launch's primary answers: a request it would refuse is not sent.
+        if let Some(e) = line.too_large(self) {
+            return Err(e);
+        }
         // Bounded by the deadline itself, not by the time left before connecting: a
         // launch ends within its timeout however slowly the primary drains the request.
-        let written = crate::sys::write_all_until(&socket, &out, deadline);
+        let written = crate::sys::write_all_until(&socket, line.get(self, version), deadline);
         if let Err(e) = written {
             return match e.kind() {
                 // A primary that takes no request within the timeout does not answer.

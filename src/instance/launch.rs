@@ -8,10 +8,11 @@ use super::location::Location;
 use super::lock::{lock_cannot_exist, LockFile};
 use super::published;
 use super::{Primary, Scope, SingleInstance, Start};
+use crate::protocol::frame;
 use crate::{ConnectOptions, Error, LocalSocketError, Result, SocketOptions};
 
 impl SingleInstance {
-    pub(super) fn run(self, may_become_primary: bool) -> Result<Start> {
+    pub(super) fn run(mut self, may_become_primary: bool) -> Result<Start> {
         // The timeout counts from here: everything below, connects included, fits in it.
         let deadline = far_deadline(self.timeout);
         // The directory is checked before anything is connected to: the peer check proves
@@ -20,16 +21,9 @@ impl SingleInstance {
         // other service of this user's (any root daemon's, for root), which would be sent
         // the request (test `launch_writes_nothing_through_an_unsafe_directory`).
         let mut loc = self.located(deadline)?;
-        let line = self.request_lines();
-        // Checked only when forwarding: a launch that becomes the primary sends nothing.
-        let too_large = (line.v2.len() > self.max_message_size).then(|| {
-            Error::Protocol(
-                format!("message too large ({} bytes, limit {} bytes)", line.v2.len(), self.max_message_size)
-                    .into(),
-            )
-        });
+        // Built when first needed: a launch that becomes the primary sends nothing.
+        let mut line = RequestLine::new(self.argv.take());
         let mut backoff = Duration::from_micros(200);
-        let mut too_large = too_large;
         // System scope on Linux: the last look found the lock held, and the name not
         // answering (see below).
         let mut held_elsewhere = false;
@@ -77,10 +71,10 @@ impl SingleInstance {
             }
             // A launch usually finds a primary: ask it first, and look at the lock only
             // when nothing answers (becoming the primary still takes the lock). A request
-            // too large to send checks the lock first, to refuse it without a round trip.
-            let forwarded_first = !loc.abstract_ns && too_large.is_none();
+            // too large to send is refused once a primary answers, before it is sent.
+            let forwarded_first = !loc.abstract_ns;
             if forwarded_first {
-                if let Some(reply) = self.forward_any(&loc, &line, deadline, &mut refused)? {
+                if let Some(reply) = self.forward_any(&loc, &mut line, deadline, &mut refused)? {
                     return Ok(Start::Forwarded(reply));
                 }
             }
@@ -118,7 +112,7 @@ impl SingleInstance {
                     drop(lock);
                 }
             }
-            if let Some(e) = too_large.take() {
+            if let Some(e) = line.too_large(&self) {
                 // A primary runs and would refuse it: say so now rather than after a round trip.
                 return Err(e);
             }
@@ -126,7 +120,7 @@ impl SingleInstance {
                 // Asked already this turn; the primary is coming up or going away.
                 Ok(None)
             } else {
-                self.forward_any(&loc, &line, deadline, &mut refused)
+                self.forward_any(&loc, &mut line, deadline, &mut refused)
             };
             match forwarded {
                 Ok(Some(reply)) => return Ok(Start::Forwarded(reply)),
@@ -179,6 +173,63 @@ impl SingleInstance {
             std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
             backoff = (backoff * 2).min(Duration::from_millis(20));
         }
+    }
+}
+
+/// The launch's request line with its newline, built when first needed: a launch that
+/// becomes the primary reads neither its working directory nor its environment for it.
+/// In both versions: version 2 first, version 1 (made from it) for an older primary.
+pub(super) struct RequestLine {
+    /// The builder's argv, moved into the request when it is built.
+    argv: Option<Vec<std::ffi::OsString>>,
+    /// The version-2 line and its newline, and the length of its start the version-1 line
+    /// shares (`None`: the line is the same in both versions).
+    v2: Option<(Vec<u8>, Option<usize>)>,
+    /// The version-1 line and its newline, made from the version-2 one when first needed.
+    v1: Option<Vec<u8>>,
+}
+
+impl RequestLine {
+    pub(super) fn new(argv: Option<Vec<std::ffi::OsString>>) -> Self {
+        RequestLine { argv, v2: None, v1: None }
+    }
+
+    fn v2(&mut self, instance: &SingleInstance) -> &(Vec<u8>, Option<usize>) {
+        let argv = &mut self.argv;
+        self.v2.get_or_insert_with(|| {
+            let mut line = instance.message(argv.take()).encode();
+            let shared = frame::request_line(&mut line, instance.remote.ask());
+            let mut line = line.into_bytes();
+            line.push(b'\n');
+            (line, shared)
+        })
+    }
+
+    /// The line of protocol `version` (1 or 2) and its newline, built now if it was not.
+    pub(super) fn get(&mut self, instance: &SingleInstance, version: u64) -> &[u8] {
+        if version == frame::STREAM_VERSION {
+            return &self.v2(instance).0;
+        }
+        if self.v1.is_none() {
+            let (v2, shared) = self.v2(instance);
+            let v1 = match *shared {
+                Some(n) => [&v2[..n], frame::V1_END.as_bytes(), b"\n"].concat(),
+                None => v2.clone(),
+            };
+            self.v1 = Some(v1);
+        }
+        self.v1.as_deref().unwrap_or_default()
+    }
+
+    /// Why the request cannot be sent: longer than the message limit (in version 2, the
+    /// longer line).
+    pub(super) fn too_large(&mut self, instance: &SingleInstance) -> Option<Error> {
+        let len = self.v2(instance).0.len() - 1;
+        (len > instance.max_message_size).then(|| {
+            Error::Protocol(
+                format!("message too large ({len} bytes, limit {} bytes)", instance.max_message_size).into(),
+            )
+        })
     }
 }
 

@@ -109,8 +109,12 @@ pub(crate) fn resolve(app_id: &str, scope: Scope, dir: Option<&Path>) -> Result<
         }
         None => default_dir(scope)?,
     };
-    let stem = format!("{app_id}{}", scope_suffix(scope));
-    let lock = base.join(format!("{stem}.lock"));
+    let mut stem = app_id.to_owned();
+    stem.push_str(&scope_suffix(scope));
+    let mut lock_name = String::with_capacity(stem.len() + 5);
+    lock_name.push_str(&stem);
+    lock_name.push_str(".lock");
+    let lock = crate::name::file_in(&base, &lock_name);
     let socket = crate::sys::server_name(&base, &stem, system)?;
     Ok(Location { socket, lock, abstract_ns: false })
 }

@@ -217,8 +217,9 @@ impl SingleInstance {
         location::resolve(&self.app_id, self.scope, self.dir.as_deref())
     }
 
-    fn message(&self) -> Message {
-        let argv = self.argv.clone().unwrap_or_else(|| std::env::args_os().collect());
+    /// The request, with `argv` (taken from the builder: a launch sends it once).
+    fn message(&self, argv: Option<Vec<OsString>>) -> Message {
+        let argv = argv.unwrap_or_else(|| std::env::args_os().collect());
         let mut env = BTreeMap::new();
         for name in ACTIVATION_VARS.iter().copied().chain(self.env.iter().map(String::as_str)) {
             if let Some(v) = std::env::var_os(name) {
@@ -231,7 +232,7 @@ impl SingleInstance {
             argv,
             cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
             env,
-            pid: Some(std::process::id()),
+            pid: Some(crate::sys::own_pid()),
             data: self.data.clone(),
         }
     }
@@ -262,10 +263,7 @@ impl SingleInstance {
     /// # Ok::<(), solo_instance::Error>(())
     /// ```
     pub fn start(self) -> Result<Start> {
-        if self.remote.replace {
-            return self.start_replacing();
-        }
-        self.run(true)
+        crate::sys::as_one_user(|| if self.remote.replace { self.start_replacing() } else { self.run(true) })
     }
 
     /// Forwards this launch to the running primary and returns its reply; never becomes
@@ -284,7 +282,7 @@ impl SingleInstance {
     /// ```
     pub fn send(self) -> Result<Reply> {
         // Only a launch that may become the primary asks the running one to hand over.
-        match self.replace(false).run(false)? {
+        match crate::sys::as_one_user(|| self.replace(false).run(false))? {
             Start::Forwarded(reply) => Ok(reply),
             Start::Primary(_) => unreachable!("send never becomes primary"),
         }

@@ -128,10 +128,10 @@ impl Primary {
         // file, in `/tmp`, gets no pid.
         if let Some(lock) = lock.as_mut().filter(|_| !loc.abstract_ns) {
             lock.write_pid();
-            // We hold the lock and nothing answers there: any socket file is a dead primary's.
-            LocalServer::remove_server(&loc.socket.to_string_lossy())
-                .map_err(|e| crate::PathError::wrap("cannot remove the stale socket", &loc.socket, e))?;
         }
+        // We hold the lock and nothing answered there: any socket file is a dead primary's.
+        // Removed only when the bind finds one (most starts find none: no unlink then).
+        let stale_possible = lock.is_some() && !loc.abstract_ns;
         let mut server = LocalServer::new();
         let system = config.scope == Scope::System;
         let options = if loc.abstract_ns {
@@ -162,7 +162,14 @@ impl Primary {
         });
         // The primary's loop (`serve`) accepts on the listening end itself, from the first
         // time it runs (see `sys::listen_primary`).
-        let listening = crate::sys::listen_primary(&mut server, &loc.socket, system)?;
+        let listening = match crate::sys::listen_primary(&mut server, &loc.socket, system) {
+            Err(e) if stale_possible && e.socket_error() == Some(crate::LocalSocketError::AddressInUse) => {
+                LocalServer::remove_server(&loc.socket.to_string_lossy())
+                    .map_err(|e| crate::PathError::wrap("cannot remove the stale socket", &loc.socket, e))?;
+                crate::sys::listen_primary(&mut server, &loc.socket, system)?
+            }
+            r => r?,
+        };
         let pipe_name = listening.name;
         let published = listening.published;
         ctx.mux.attach(listening.acceptor, server.sys_listener().cloned(), lock.take())?;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::launch::{far_deadline, is_disconnect};
+use super::launch::{far_deadline, is_disconnect, RequestLine};
 use super::location::Location;
 use super::transport::ReadError;
 use super::{Reply, SingleInstance};
@@ -37,15 +37,9 @@ pub(super) enum Wait {
 }
 
 impl Asks {
-    fn ask(self) -> Ask {
+    pub(super) fn ask(self) -> Ask {
         Ask { wait: self.wait != Wait::Timeout, stdin: self.stdin, replace: self.replace }
     }
-}
-
-/// The request line in both versions: version 2 first, version 1 for an older primary.
-pub(super) struct Lines {
-    pub(super) v2: String,
-    v1: String,
 }
 
 /// How often the launch's stdin thread looks whether the conversation ended.
@@ -80,26 +74,21 @@ impl SingleInstance {
         self
     }
 
-    pub(super) fn request_lines(&self) -> Lines {
-        let v1 = self.message().encode();
-        Lines { v2: frame::request_line(&v1, self.remote.ask()), v1 }
-    }
-
     /// One attempt to hand the request over ([`forward`](Self::forward)), in version 2,
     /// and again in version 1 for a primary that speaks only that, when this launch asks
     /// for nothing version 1 has.
     pub(super) fn forward_any(
         &self,
         loc: &Location,
-        lines: &Lines,
+        line: &mut RequestLine,
         deadline: Instant,
         refused: &mut Option<String>,
     ) -> Result<Option<Reply>> {
-        match self.forward(loc, lines.v2.as_bytes(), deadline, refused) {
+        match self.forward(loc, line, frame::STREAM_VERSION, deadline, refused) {
             Err(Error::Rejected(r)) if frame::is_version_refusal(r.error_message().unwrap_or_default()) => {
                 let ask = self.remote.ask();
                 if !ask.needs_v2() {
-                    return self.forward(loc, lines.v1.as_bytes(), deadline, refused);
+                    return self.forward(loc, line, 1, deadline, refused);
                 }
                 let what = match ask {
                     Ask { replace: true, .. } => "hand over to this launch",
@@ -279,10 +268,10 @@ struct LineReader {
     buf: Vec<u8>,
     /// Bytes of `buf` known to hold no newline.
     scanned: usize,
-    /// What one read takes: 1 KiB at first (a reply line is most often shorter), doubled
-    /// each time a read fills it, up to 64 KiB (output frames), so that a short exchange
-    /// does not zero a large buffer.
-    chunk: Vec<u8>,
+    /// What one read takes, straight onto `buf`: 1 KiB at first (a reply line is most
+    /// often shorter), doubled each time a read fills it, up to 64 KiB (output frames), so
+    /// that a short exchange does not reserve a large buffer.
+    chunk: usize,
 }
 
 impl LineReader {
@@ -292,8 +281,8 @@ impl LineReader {
         deadline: Instant,
         limit: usize,
     ) -> std::result::Result<Vec<u8>, ReadError> {
-        if self.chunk.is_empty() {
-            self.chunk = vec![0u8; 1 << 10];
+        if self.chunk == 0 {
+            self.chunk = 1 << 10;
         }
         loop {
             if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
@@ -310,12 +299,11 @@ impl LineReader {
             if self.buf.len() > limit {
                 return Err(ReadError::TooLarge);
             }
-            match crate::sys::recv_some(socket, &mut self.chunk, deadline) {
+            match crate::sys::recv_some(socket, &mut self.buf, self.chunk, deadline) {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&self.chunk[..n]);
-                    if n == self.chunk.len() && n < 64 << 10 {
-                        self.chunk = vec![0u8; n * 2];
+                    if n == self.chunk && n < 64 << 10 {
+                        self.chunk = n * 2;
                     }
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {

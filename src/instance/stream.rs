@@ -14,7 +14,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::request::{launch_is_gone, respond};
+use super::request::launch_is_gone;
 use super::serve::Context;
 use super::{Delivery, Reply};
 use crate::protocol::frame::{self, Ask, Frame, STREAM_VERSION};
@@ -88,23 +88,16 @@ pub(super) struct In {
 }
 
 impl Remote {
-    /// The streams of the request `line` (without its newline; `rest`: what the loop read
-    /// past it, the start of the launch's stdin), served by the loop `engine`.
-    /// `Ok((Some(conn), None))`: a version-1 request. `Err(())`: refused, and answered.
+    /// The streams of a request that asks for `ask` (`None`: a version-1 request; `rest`:
+    /// what the loop read past its line, the start of the launch's stdin), served by the
+    /// loop `engine`. `(Some(conn), None)`: a version-1 request.
     pub(super) fn of(
         conn: Connection,
-        line: &[u8],
+        ask: Option<Ask>,
         rest: &[u8],
         engine: Weak<Context>,
-    ) -> Result<(Option<Connection>, Option<Remote>), ()> {
-        let ask = match frame::decode_ask(line) {
-            Ok(Some(ask)) => ask,
-            Ok(None) => return Ok((Some(conn), None)),
-            Err(e) => {
-                respond(&conn, &Reply::error(e));
-                return Err(());
-            }
-        };
+    ) -> (Option<Connection>, Option<Remote>) {
+        let Some(ask) = ask else { return (Some(conn), None) };
         let input = In { raw: rest.to_vec(), ready: Vec::new(), pos: 0, eof: !ask.stdin, error: None };
         let shared = Shared {
             conn,
@@ -115,7 +108,7 @@ impl Remote {
             registry: OnceLock::new(),
             engine,
         };
-        Ok((None, Some(Remote(Arc::new(shared)))))
+        (None, Some(Remote(Arc::new(shared))))
     }
 
     pub(super) fn ask(&self) -> Ask {

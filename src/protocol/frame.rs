@@ -10,11 +10,6 @@
 //! `{"v":2,"stdin":"<base64>"}` chunks, then `{"v":2,"eof":true}`. Bytes travel as
 //! standard base64 with padding, so binary data is kept exactly.
 
-use std::collections::BTreeMap;
-
-use serde_json::value::RawValue;
-use serde_json::Value;
-
 use super::os_str::{base64_decode, base64_encode};
 use super::Reply;
 
@@ -83,34 +78,37 @@ impl Frame {
     /// Decodes a frame line (without its newline). `Ok(None)`: the line is a reply (it has
     /// `"ok"`), for [`Reply::decode`].
     pub(crate) fn decode(line: &[u8]) -> Result<Option<Frame>, String> {
-        let o: BTreeMap<String, &RawValue> =
-            serde_json::from_slice(line).map_err(|e| format!("malformed frame: {e}"))?;
-        if o.contains_key("ok") {
+        // One pass over the fields (the last where a name repeats, as a map keeps it).
+        let found =
+            super::fields::fields(line, ["ok", "v", "stdout", "stderr", "stdin", "taken", "handover", "eof"])
+                .map_err(|e| format!("malformed frame: {e}"))?;
+        let [ok, v, stdout, stderr, stdin, taken, handover, eof] = found.values;
+        if ok.is_some() {
             return Ok(None);
         }
-        match o.get("v").map(|v| v.get()) {
+        match v {
             Some("2") => {}
             Some(v) => return Err(format!("unsupported frame version {}", clip(v))),
             None => return Err("a frame without a version \"v\"".into()),
         }
-        let bytes = |raw: &RawValue| -> Result<Vec<u8>, String> {
-            let text: &str = serde_json::from_str(raw.get()).map_err(|_| "a chunk must be a string")?;
+        let bytes = |raw: &str| -> Result<Vec<u8>, String> {
+            let text: &str = serde_json::from_str(raw).map_err(|_| "a chunk must be a string")?;
             base64_decode(text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
         };
-        let yes = |raw: &RawValue| raw.get() == "true";
-        if let Some(raw) = o.get("stdout") {
+        if let Some(raw) = stdout {
             return bytes(raw).map(|b| Some(Frame::Stdout(b)));
         }
-        if let Some(raw) = o.get("stderr") {
+        if let Some(raw) = stderr {
             return bytes(raw).map(|b| Some(Frame::Stderr(b)));
         }
-        if let Some(raw) = o.get("stdin") {
+        if let Some(raw) = stdin {
             return bytes(raw).map(|b| Some(Frame::Stdin(b)));
         }
+        // A raw value's text is the JSON value without the spaces around it.
         match () {
-            () if o.get("taken").is_some_and(|r| yes(r)) => Ok(Some(Frame::Taken)),
-            () if o.get("handover").is_some_and(|r| yes(r)) => Ok(Some(Frame::Handover)),
-            () if o.get("eof").is_some_and(|r| yes(r)) => Ok(Some(Frame::Eof)),
+            () if taken == Some("true") => Ok(Some(Frame::Taken)),
+            () if handover == Some("true") => Ok(Some(Frame::Handover)),
+            () if eof == Some("true") => Ok(Some(Frame::Eof)),
             () => Err("an unknown frame".into()),
         }
     }
@@ -123,12 +121,16 @@ fn clip(text: &str) -> String {
     }
 }
 
-/// The request line of version 2: `v1` (a [`Message`](super::Message) line) with
-/// `"v":2` and what `ask` asks for.
-pub(crate) fn request_line(v1: &str, ask: Ask) -> String {
-    let Some(head) = v1.strip_suffix(",\"v\":1}") else { return v1.to_owned() };
-    let mut line = String::with_capacity(v1.len() + 48);
-    line.push_str(head);
+/// How a version-1 request line (a [`Message`](super::Message) line) ends.
+pub(crate) const V1_END: &str = ",\"v\":1}";
+
+/// Makes the version-1 request line `line` the line of version 2, in place: `"v":2` and
+/// what `ask` asks for. Returns the length of the start both lines share (the version-1
+/// line is that and [`V1_END`]); `None`: not a version-1 line, left as it is.
+pub(crate) fn request_line(line: &mut String, ask: Ask) -> Option<usize> {
+    let head = line.strip_suffix(V1_END)?.len();
+    line.truncate(head);
+    line.reserve(48);
     if ask.replace {
         line.push_str(",\"replace\":true");
     }
@@ -140,24 +142,35 @@ pub(crate) fn request_line(v1: &str, ask: Ask) -> String {
         line.push_str(",\"wait\":true");
     }
     line.push('}');
-    line
+    Some(head)
 }
 
 /// What a request line (checked by `decode_head` already) asks for: `Ok(None)` for a
 /// version-1 line.
+#[cfg(test)]
 pub(crate) fn decode_ask(line: &[u8]) -> Result<Option<Ask>, String> {
-    let o: BTreeMap<String, &RawValue> =
-        serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
-    if o.get("v").map(|v| v.get()) != Some("2") {
+    let found = super::fields::fields(line, ["v", "wait", "stdin", "replace"])
+        .map_err(|e| format!("malformed JSON: {e}"))?;
+    ask_of(found.values)
+}
+
+/// What a request line asks for, from the raw values of its fields `v`, `wait`, `stdin`
+/// and `replace` (`super::fields`): `Ok(None)` for a line of another version than 2.
+pub(crate) fn ask_of([v, wait, stdin, replace]: [Option<&str>; 4]) -> Result<Option<Ask>, String> {
+    if v != Some("2") {
         return Ok(None);
     }
-    let flag = |key: &str| match o.get(key).map(|r| serde_json::from_str::<Value>(r.get())) {
-        None => Ok(false),
-        Some(Ok(Value::Bool(b))) => Ok(b),
-        Some(Ok(Value::Null)) => Ok(false),
+    // A raw value's text is the JSON value without the spaces around it.
+    let flag = |key: &str, raw: Option<&str>| match raw {
+        None | Some("false" | "null") => Ok(false),
+        Some("true") => Ok(true),
         Some(_) => Err(format!("\"{key}\" must be true or false")),
     };
-    Ok(Some(Ask { wait: flag("wait")?, stdin: flag("stdin")?, replace: flag("replace")? }))
+    Ok(Some(Ask {
+        wait: flag("wait", wait)?,
+        stdin: flag("stdin", stdin)?,
+        replace: flag("replace", replace)?,
+    }))
 }
 
 /// The reply line for a launch that spoke `version`, newline included.
@@ -208,8 +221,10 @@ mod tests {
         let v1 = super::super::Message::new(["a", "b"]).encode();
         assert_eq!(decode_ask(v1.as_bytes()), Ok(None));
         let ask = Ask { wait: true, stdin: true, replace: false };
-        let v2 = request_line(&v1, ask);
+        let mut v2 = v1.clone();
+        let shared = request_line(&mut v2, ask);
         assert!(v2.contains("\"v\":2"), "{v2}");
+        assert_eq!(shared.map(|n| format!("{}{V1_END}", &v2[..n])), Some(v1.clone()));
         assert_eq!(decode_ask(v2.as_bytes()), Ok(Some(ask)));
         assert!(decode_ask(br#"{"v":2,"argv":[],"wait":1}"#).is_err());
         for r in [Reply::ok(), Reply::busy(), Reply::error("no").with_stderr("why\n")] {
@@ -217,5 +232,63 @@ mod tests {
             assert!(line.ends_with(b",\"v\":2}\n"), "{}", String::from_utf8_lossy(&line));
             assert_eq!(Reply::decode(&line[..line.len() - 1]), Ok(r));
         }
+    }
+
+    /// `decode_ask` as a map of the line's fields reads it (the last of a repeated name).
+    fn ask_by_map(line: &[u8]) -> Result<Option<Ask>, String> {
+        use std::collections::BTreeMap;
+        let o: BTreeMap<String, &serde_json::value::RawValue> =
+            serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        if o.get("v").map(|v| v.get()) != Some("2") {
+            return Ok(None);
+        }
+        let flag = |key: &str| match o.get(key).map(|r| serde_json::from_str::<serde_json::Value>(r.get())) {
+            None => Ok(false),
+            Some(Ok(serde_json::Value::Bool(b))) => Ok(b),
+            Some(Ok(serde_json::Value::Null)) => Ok(false),
+            Some(_) => Err(format!("\"{key}\" must be true or false")),
+        };
+        Ok(Some(Ask { wait: flag("wait")?, stdin: flag("stdin")?, replace: flag("replace")? }))
+    }
+
+    #[test]
+    fn decode_ask_reads_the_fields_as_a_map_does() {
+        for line in [
+            r#"{"argv":[],"v":1,"wait":true}"#,
+            r#"{"argv":[],"v":2}"#,
+            r#"{"argv":[],"v":2,"wait":true,"stdin":false,"replace":null}"#,
+            r#" { "argv" : [ ] , "v" : 2 , "wait" : true , "stdin" : true , "replace" : true } "#,
+            r#"{"v":2,"wait":false,"wait":true}"#,
+            r#"{"v":2,"wait":true,"wait":false}"#,
+            r#"{"v":1,"v":2,"stdin":true}"#,
+            r#"{"v":2,"v":1,"stdin":true}"#,
+            r#"{"v":2.0,"stdin":true}"#,
+            r#"{"v":2,"wait":1}"#,
+            r#"{"v":2,"stdin":"true"}"#,
+            r#"{"v":2,"replace":[true]}"#,
+            r#"{"v":2,"w\u0061it":true,"x":"\ud800"}"#,
+            r#"{"v":2,"wait":tru}"#,
+        ] {
+            assert_eq!(decode_ask(line.as_bytes()), ask_by_map(line.as_bytes()), "{line}");
+            let with_argv = line.replacen('{', r#"{"argv":[],"#, 1);
+            if let (Ok(_), Ok(by_map)) =
+                (super::super::message::decode_head(with_argv.as_bytes()), ask_by_map(with_argv.as_bytes()))
+            {
+                let asked = super::super::decode_request(with_argv.as_bytes()).map(|(_, ask)| ask);
+                assert_eq!(asked, Ok(by_map), "{with_argv}");
+            }
+        }
+    }
+
+    #[test]
+    fn frames_decode_the_last_of_a_repeated_field_and_escaped_keys() {
+        assert_eq!(Frame::decode(br#"{"v":2,"taken":false,"taken":true}"#), Ok(Some(Frame::Taken)));
+        assert!(Frame::decode(br#"{"v":2,"taken":true,"taken":false}"#).is_err());
+        assert_eq!(Frame::decode(br#"{"v":2,"\u0065of":true}"#), Ok(Some(Frame::Eof)));
+        assert_eq!(
+            Frame::decode(br#"{"v":3,"v":2, "stdin" : "YQ==" }"#),
+            Ok(Some(Frame::Stdin(b"a".to_vec())))
+        );
+        assert_eq!(Frame::decode(br#"{"v":2,"ok":false}"#), Ok(None));
     }
 }

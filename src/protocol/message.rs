@@ -85,10 +85,12 @@ impl Message {
         }
         out.raw("},\"pid\":");
         match self.pid {
-            Some(pid) => out.raw(&pid.to_string()),
+            Some(pid) => out.int(pid.into()),
             None => out.raw("null"),
         }
-        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.raw(",\"v\":");
+        out.int(PROTOCOL_VERSION as i64);
+        out.raw("}");
         out.finish()
     }
 
@@ -304,13 +306,24 @@ fn clip(text: &str) -> String {
     }
 }
 
-fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
-}
-
 /// Decodes a request line but for its `data` (see [`Head`]).
 pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
-    let o: BTreeMap<String, &RawValue> = serde_json::from_slice(line).map_err(|e| {
+    head_and_asks(line).map(|(head, _)| head)
+}
+
+/// Decodes a request line but for its `data` (see [`Head`]), and what it asks for
+/// (`frame::Ask`; `None` for a version-1 line), in the same pass over its fields: the
+/// head's errors first, then the asks'.
+pub(crate) fn decode_request(line: &[u8]) -> Result<(Head, Option<super::frame::Ask>), String> {
+    let (head, asks) = head_and_asks(line)?;
+    Ok((head, super::frame::ask_of(asks)?))
+}
+
+/// The head of a request line, and the raw `v`, `wait`, `stdin` and `replace` for
+/// `frame::ask_of`.
+fn head_and_asks(line: &[u8]) -> Result<(Head, [Option<&str>; 4]), String> {
+    let names = ["v", "argv", "cwd", "env", "pid", "data", "wait", "stdin", "replace"];
+    let found = super::fields::fields(line, names).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
             "a request must be a JSON object".to_owned()
         } else {
@@ -320,10 +333,14 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
     // Raw values are skipped without serde_json's checks of what a `Value` can hold: apply
     // them to the whole line, as parsing it into a `Value` would, so that what is accepted
     // here `data` is parsed to exactly later (`Request::data`), never to `null`.
-    if let Some((at, what)) = unrepresentable(line) {
+    // (A line the plain scan read holds nothing of that kind.)
+    let [v, argv, cwd, env, pid, data, wait, stdin, replace] = found.values;
+    if let Some((at, what)) = if found.plain { None } else { unrepresentable(line) } {
         if what == RECURSION {
             return Err(format!("malformed JSON: {RECURSION} at line 1 column {}", at + 1));
         }
+        // The field it is in, for the message (a second parse, on this path alone).
+        let o: BTreeMap<String, &RawValue> = serde_json::from_slice(line).unwrap_or_default();
         let field = o
             .iter()
             .find(|(_, raw)| {
@@ -333,56 +350,56 @@ pub(crate) fn decode_head(line: &[u8]) -> Result<Head, String> {
             .map_or_else(String::new, |(k, _)| format!("\"{}\": ", clip(k)));
         return Err(format!("{field}{what} at line 1 column {}", at + 1));
     }
-    match o.get("v") {
+    match v {
         // Version 2 (`frame`) adds fields and frames after the line.
-        Some(v) if matches!(serde_json::from_str::<u64>(v.get()).ok(), Some(1 | 2)) => {}
+        Some(v) if matches!(serde_json::from_str::<u64>(v).ok(), Some(1 | 2)) => {}
         Some(v) => {
-            let v: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
             let v = clip(&v.to_string());
             return Err(format!("unsupported protocol version {v} (this side speaks 1 and 2)"));
         }
         None => return Err("missing protocol version \"v\"".into()),
     }
-    let argv = match o.get("argv") {
+    let argv = match argv {
         None => return Err("missing \"argv\"".into()),
         Some(raw) => {
             let items: Vec<&RawValue> =
-                serde_json::from_str(raw.get()).map_err(|_| "\"argv\" must be an array".to_owned())?;
+                serde_json::from_str(raw).map_err(|_| "\"argv\" must be an array".to_owned())?;
             items
                 .iter()
                 .enumerate()
-                .map(|(i, a)| decode_os_raw(a).map_err(|e| format!("argv[{i}]: {e}")))
+                .map(|(i, a)| decode_os_raw(a.get()).map_err(|e| format!("argv[{i}]: {e}")))
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    let cwd = match o.get("cwd") {
+    let cwd = match cwd {
         None => None,
-        Some(v) if is_null(v) => None,
+        Some("null") => None,
         Some(v) => Some(decode_os_raw(v).map_err(|e| format!("cwd: {e}"))?),
     };
-    let env = match o.get("env") {
+    let env = match env {
         None => BTreeMap::new(),
-        Some(v) if is_null(v) => BTreeMap::new(),
+        Some("null") => BTreeMap::new(),
         Some(v) => {
             let m: BTreeMap<String, &RawValue> =
-                serde_json::from_str(v.get()).map_err(|_| "\"env\" must be an object".to_owned())?;
+                serde_json::from_str(v).map_err(|_| "\"env\" must be an object".to_owned())?;
             m.into_iter()
-                .map(|(k, v)| match decode_os_raw(v) {
+                .map(|(k, v)| match decode_os_raw(v.get()) {
                     Ok(v) => Ok((k, v)),
                     Err(e) => Err(format!("env.{}: {e}", clip(&k))),
                 })
                 .collect::<Result<_, _>>()?
         }
     };
-    let pid = match o.get("pid") {
+    let pid = match pid {
         None => None,
-        Some(p) if is_null(p) => None,
-        Some(p) => Some(serde_json::from_str::<u32>(p.get()).map_err(|_| "\"pid\" must be a u32")?),
+        Some("null") => None,
+        Some(p) => Some(serde_json::from_str::<u32>(p).map_err(|_| "\"pid\" must be a u32")?),
     };
     // The raw value borrows from `line`: its offset there is where `data` is.
-    let data = o.get("data").map(|raw| {
-        let start = raw.get().as_ptr() as usize - line.as_ptr() as usize;
-        start..start + raw.get().len()
+    let data = data.map(|raw| {
+        let start = raw.as_ptr() as usize - line.as_ptr() as usize;
+        start..start + raw.len()
     });
-    Ok(Head { argv, cwd, env, pid, data })
+    Ok((Head { argv, cwd, env, pid, data }, [v, wait, stdin, replace]))
 }

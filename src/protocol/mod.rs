@@ -19,6 +19,7 @@
 //!   message is [`BUSY`]); the launch connects again until its timeout. A peer written in
 //!   another language matches `"retry":true`, not the message.
 
+mod fields;
 pub(crate) mod frame;
 pub(crate) mod message;
 mod os_str;
@@ -27,7 +28,7 @@ pub(crate) mod reply;
 use serde_json::{Map, Value};
 
 pub(crate) use message::Message;
-pub(crate) use message::{decode_head, parse_data, Head};
+pub(crate) use message::{decode_request, parse_data, Head};
 pub use os_str::{decode_os, encode_os};
 pub(crate) use reply::defuse;
 pub(crate) use reply::Reply;
@@ -92,6 +93,25 @@ impl JsonOut {
     /// JSON text as it is.
     pub(crate) fn raw(&mut self, s: &str) {
         self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// An integer, in decimal (as `Display` writes it, without its machinery).
+    pub(crate) fn int(&mut self, n: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut m = n.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.0.push(b'-');
+        }
+        self.0.extend_from_slice(&digits[at..]);
     }
 
     /// A string, quoted and escaped as serde_json escapes it.

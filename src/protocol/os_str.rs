@@ -139,10 +139,16 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// One JSON value of a request, decoded from its text: a string, or an object string
-/// (`{"base64":...}`, `{"bytes":[...]}`, `{"wide":[...]}`), without a `Value` tree.
-pub(super) fn decode_os_raw(raw: &RawValue) -> Result<OsString, String> {
-    let text = raw.get();
+/// One JSON value of a request, decoded from its text (a raw value: JSON already checked):
+/// a string, or an object string (`{"base64":...}`, `{"bytes":[...]}`, `{"wide":[...]}`),
+/// without a `Value` tree.
+pub(super) fn decode_os_raw(text: &str) -> Result<OsString, String> {
+    // A checked string without escapes is its text between the quotes.
+    if let Some(plain) =
+        text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).filter(|t| !t.contains('\\'))
+    {
+        return Ok(OsString::from(plain));
+    }
     if text.starts_with('"') {
         return serde_json::from_str::<String>(text).map(OsString::from).map_err(|e| e.to_string());
     }

@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+#[path = "reply_decode.rs"]
+mod decode;
+
 use super::{version, ProtocolError, BUSY, PROTOCOL_VERSION};
 
 /// The primary's answer to a launch: success or an error, an exit code, and text for the
@@ -257,14 +260,18 @@ impl Reply {
         if self.ok {
             out.raw("{\"data\":");
             out.value(&self.data);
-            out.raw(&format!(",\"exit_code\":{},\"ok\":true,\"stderr\":", self.exit_code));
+            out.raw(",\"exit_code\":");
+            out.int(self.exit_code.into());
+            out.raw(",\"ok\":true,\"stderr\":");
             out.str(&self.stderr);
             out.raw(",\"stdout\":");
             out.str(&self.stdout);
         } else {
             out.raw("{\"error\":");
             out.str(self.error.as_deref().unwrap_or(""));
-            out.raw(&format!(",\"exit_code\":{},\"ok\":false", self.exit_code));
+            out.raw(",\"exit_code\":");
+            out.int(self.exit_code.into());
+            out.raw(",\"ok\":false");
             if self.retry {
                 out.raw(",\"retry\":true");
             }
@@ -279,7 +286,9 @@ impl Reply {
                 out.str(&self.stdout);
             }
         }
-        out.raw(&format!(",\"v\":{PROTOCOL_VERSION}}}"));
+        out.raw(",\"v\":");
+        out.int(PROTOCOL_VERSION as i64);
+        out.raw("}");
         let line = out.finish();
         if !self.from_another_user {
             return line;
@@ -315,6 +324,18 @@ impl Reply {
     }
 
     fn decode_text(line: &[u8]) -> Result<Reply, String> {
+        // One pass over the fields; the JSON tree only where a value may not convert (or
+        // the line is not an object), for its exact message.
+        if let Ok(found) = super::fields::fields(line, decode::FIELDS) {
+            if found.plain || super::message::unrepresentable(line).is_none() {
+                return decode::decode_fields(found.values);
+            }
+        }
+        Self::decode_tree(line)
+    }
+
+    /// [`decode_text`](Self::decode_text) through the JSON tree.
+    fn decode_tree(line: &[u8]) -> Result<Reply, String> {
         let value: Value = serde_json::from_slice(line).map_err(|e| format!("malformed JSON: {e}"))?;
         let Value::Object(o) = value else { return Err("a reply must be a JSON object".into()) };
         version(&o)?;

@@ -223,8 +223,8 @@ impl LocalServer {
         match blocking.accept() {
             Ok(Some(stream)) => {
                 let mut socket = LocalSocket::from_stream(stream);
-                if let Some((name, full)) = names {
-                    socket.set_names(name, full);
+                if let Some(names) = names {
+                    socket.set_names(names);
                 }
                 Ok(Blocked::Accepted(socket))
             }

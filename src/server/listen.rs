@@ -149,7 +149,7 @@ impl LocalServer {
                 }
                 _ => text.into_owned(),
             };
-            (short, full.clone())
+            crate::socket::SocketNames::Both(Arc::new((short, full.clone())))
         });
         self.server_name = name;
         self.full_server_name = full;

@@ -126,15 +126,19 @@ impl LocalServer {
     /// ```
     pub fn close(&mut self) {
         let Some(listener) = self.listener.take() else { return };
-        {
+        let waiters = {
             let mut q = lock(&self.shared.queue);
             q.closed = true;
             q.sockets.clear();
             q.acceptor = None;
             q.listener = None;
             q.accepted_names = None;
+            q.waiters > 0
+        };
+        // Nobody waiting: no wake-up to send (a needless system call).
+        if waiters {
+            self.shared.cond.notify_all();
         }
-        self.shared.cond.notify_all();
         listener.wake();
         // A blocking accept4 on this socket (`&self` calls cannot run while `close` has
         // `&mut self`, but a clone of the listener in another thread can).
@@ -256,8 +260,13 @@ impl LocalServer {
     /// Sets the queue's limit. While the queue is full the server accepts nothing more;
     /// further clients wait in the OS backlog until a socket is taken.
     pub fn set_max_pending_connections(&mut self, n: usize) {
-        lock(&self.shared.queue).max = n;
-        self.shared.cond.notify_all();
+        let mut q = lock(&self.shared.queue);
+        q.max = n;
+        let waiters = q.waiters > 0;
+        drop(q);
+        if waiters {
+            self.shared.cond.notify_all();
+        }
     }
 
     /// The backlog the next [`listen`](Self::listen) passes to `listen(2)`; default 50,

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -50,7 +49,7 @@ pub(super) struct Queue {
     /// The running acceptor thread (woken through `listener` by pushes from others).
     pub(super) acceptor: Option<ThreadId>,
     /// The names accepted sockets get (Qt 6 on Unix): (server name, full server name).
-    pub(super) accepted_names: Option<(String, PathBuf)>,
+    pub(super) accepted_names: Option<crate::socket::SocketNames>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,8 +174,8 @@ impl Shared {
             let Some(stream) = listener.try_accept()? else { return Ok((accepted, true)) };
             accepted += 1;
             let mut socket = LocalSocket::from_stream(stream);
-            if let Some((name, full)) = names {
-                socket.set_names(name, full);
+            if let Some(names) = names {
+                socket.set_names(names);
             }
             let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
             match hook {

@@ -98,7 +98,7 @@ impl ConnectOptions {
         if name.is_empty() || name.contains('\0') && !name::nul_allowed(self.options) {
             return Err(client_error(LocalSocketError::ServerNotFound, FUNCTION, None));
         }
-        let full = name::full_name(name, self.options);
+        let full = name::full_name_ref(name, self.options);
         #[cfg(unix)]
         let connected = if self.nonblocking {
             sys::connect_nonblocking(&full, self.options, self.timeout)
@@ -110,7 +110,7 @@ impl ConnectOptions {
         match connected {
             Ok(stream) => {
                 let mut socket = LocalSocket::from_stream(stream);
-                socket.set_names(name.to_owned(), full);
+                socket.set_names(super::SocketNames::new(name, &full));
                 Ok(socket)
             }
             Err(e) => Err(client_error(sys::connect_error(&e), FUNCTION, Some(e)).at(&full)),

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use interprocess::local_socket::traits::Stream as _;
@@ -35,15 +36,50 @@ pub use credentials::PeerCredentials;
 /// ```
 pub struct LocalSocket {
     stream: Stream,
-    server_name: Option<String>,
-    full_server_name: Option<PathBuf>,
+    names: Option<SocketNames>,
+}
+
+/// A socket's server name and full server name, shared: every socket a server accepts
+/// holds the server's (no copy per connection), and a socket that connected to an
+/// absolute path holds that one string for both.
+#[derive(Clone, Debug)]
+pub(crate) enum SocketNames {
+    /// The name is the full name (an absolute path, or an abstract name).
+    Same(Arc<str>),
+    /// The name, and the full name it stands for.
+    Both(Arc<(String, PathBuf)>),
+}
+
+impl SocketNames {
+    /// The names of a socket that connected with `name` to `full`.
+    pub(crate) fn new(name: &str, full: &Path) -> SocketNames {
+        if full.as_os_str() == name {
+            SocketNames::Same(Arc::from(name))
+        } else {
+            SocketNames::Both(Arc::new((name.to_owned(), full.to_path_buf())))
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            SocketNames::Same(s) => s,
+            SocketNames::Both(b) => &b.0,
+        }
+    }
+
+    fn full(&self) -> &Path {
+        match self {
+            SocketNames::Same(s) => Path::new(&**s),
+            SocketNames::Both(b) => &b.1,
+        }
+    }
 }
 
 impl fmt::Debug for LocalSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalSocket")
-            .field("server_name", &self.server_name)
-            .field("full_server_name", &self.full_server_name)
+            .field("server_name", &self.server_name())
+            .field("full_server_name", &self.full_server_name())
             .finish_non_exhaustive()
     }
 }
@@ -83,26 +119,25 @@ impl LocalSocket {
     }
 
     pub(crate) fn from_stream(stream: Stream) -> Self {
-        LocalSocket { stream, server_name: None, full_server_name: None }
+        LocalSocket { stream, names: None }
     }
 
     /// The name this socket connected with. For a socket a server accepted, as Qt 6 names
     /// it on Unix: the last part of the server's path (an abstract server's whole name);
     /// `None` for a socket a server accepted on Windows (Qt 5: always empty).
     pub fn server_name(&self) -> Option<&str> {
-        self.server_name.as_deref()
+        self.names.as_ref().map(SocketNames::name)
     }
 
     /// The path (or pipe name) this socket connected to. For a socket a server accepted,
     /// as Qt 6 on Unix: the server's full name (the final path even where Qt 6 reports
     /// the temporary one an access-option server bound first); `None` on Windows.
     pub fn full_server_name(&self) -> Option<&Path> {
-        self.full_server_name.as_deref()
+        self.names.as_ref().map(SocketNames::full)
     }
 
-    pub(crate) fn set_names(&mut self, server_name: String, full_server_name: PathBuf) {
-        self.server_name = Some(server_name);
-        self.full_server_name = Some(full_server_name);
+    pub(crate) fn set_names(&mut self, names: SocketNames) {
+        self.names = Some(names);
     }
 
     /// Sets a timeout for reads; `None` blocks for ever (the default).

@@ -29,6 +29,9 @@
 //!   lock's holder (`LockFile::hand_over` writes a hand-over there, see `instance::handover`).
 //! - `lock_cannot_exist(lock)`: no lock file can be made, `/tmp` is read-only (Linux).
 //! - `ForkGuard`, `fork_guard(listener)`: forked children get no lock or listener (Linux).
+//! - `as_one_user(f)`: a launch, reading the effective uid once (Unix).
+//! - `own_pid()`: this process's id, without a system call each time (Unix: read once,
+//!   forgotten in a forked child).
 //! - `check_primary(socket)`: the primary is this user's (uid; owner, integrity, session).
 //! - `served_by_this_user(socket)`: the System scope's primary is provably this user.
 //! - `refused(name, level, lock_is_held)`: what a refused connect means (Windows).
@@ -50,9 +53,9 @@
 //!   any thread without blocking.
 //! - `Interest` (`listener`, `connection`, `watch`), `Token`, `Poller::wait`,
 //!   `Poller::readiness`: what one wait is for, and what it saw per source (readiness may
-//!   be edge-triggered: the loop remembers it until a read or an accept finds nothing);
-//!   `Poller::settle`: at the end, what was closed is closed (Windows: the completions
-//!   queued are taken in).
+//!   be edge-triggered, `EDGE_TRIGGERED`: then the loop remembers it until a read or an
+//!   accept finds nothing); `Poller::settle`: at the end, what was closed is closed
+//!   (Windows: the completions queued are taken in).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
 //! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
 //!   `peer`, `PINNED`: the memory it holds while it lives): one launch's connection, and
@@ -62,12 +65,13 @@
 //! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:
 //!   the `LocalServer`'s socket; Windows: the loop's own pipe, under the scope's security
 //!   descriptor and a published random name).
-//! - `read_until(socket, deadline, limit)`: a launch's read of its reply, bounded by a
-//!   deadline.
+//! - `read_until(socket, line, max, deadline)`: a launch's read of its reply, at most
+//!   `max` bytes onto the end of `line`, bounded by a deadline.
 //!
 //! The launch as a remote command line (protocol version 2: `instance::stream`, `remote`,
 //! `handover`):
-//! - `recv_some(socket, buf, deadline)`: a launch's read of the frames that have arrived.
+//! - `recv_some(socket, buf, max, deadline)`: a launch's read of the frames that have
+//!   arrived, at most `max` bytes onto the end of `buf`.
 //! - `send_some(socket, buf, deadline, stop)`: a launch's write of its stdin, while a read
 //!   is in flight on another thread (Unix: partial, up to the deadline; Windows: whole,
 //!   cancelled only once `stop` is set).

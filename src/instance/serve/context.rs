@@ -62,18 +62,15 @@ impl Context {
         // What followed the line is a version-2 launch's stdin.
         let (line, rest) = super::super::stream::split_line(line);
         // Everything but `data` is decoded (and checked); `data` stays text in the line.
-        let head = match protocol::decode_head(&line) {
+        // What a version-2 line asks for is read in the same pass.
+        let (head, ask) = match protocol::decode_request(&line) {
             Ok(h) => h,
             Err(e) => {
                 respond(&socket, &Reply::error(e));
                 return false;
             }
         };
-        let (socket, remote) =
-            match super::super::stream::Remote::of(socket, &line, &rest, Arc::downgrade(self)) {
-                Ok(s) => s,
-                Err(()) => return false,
-            };
+        let (socket, remote) = super::super::stream::Remote::of(socket, ask, &rest, Arc::downgrade(self));
         // The line's text and its decoded fields, at most about as much again; and what
         // the connection pins while the request lives (Windows: its read in flight).
         let weight = 2 * line.len() + rest.len() + 256 + Connection::PINNED;

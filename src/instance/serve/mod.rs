@@ -194,7 +194,7 @@ impl Mux {
             lock_only,
             health: Mutex::new(if watch { Health::Watched } else { Health::Unwatched }),
             stepped_down: AtomicBool::new(false),
-            pid: std::process::id(),
+            pid: crate::sys::own_pid(),
             shut: AtomicBool::new(false),
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
@@ -305,7 +305,7 @@ impl Mux {
     fn close_all(&self, st: &mut State) {
         // In a child forked without exec, the connections are the parent's to end.
         let hang_up = |conn: &Connection| {
-            if self.pid == std::process::id() {
+            if self.pid == crate::sys::own_pid() {
                 conn.hang_up();
             }
         };

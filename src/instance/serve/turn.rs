@@ -153,7 +153,9 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
     st.listen_ready |= st.poller.readiness(LISTEN).readable;
     if st.accept_after.is_none() && st.listen_ready {
         if let Some(mut a) = st.acceptor.take() {
-            if accept(ctx, st, &mut a) {
+            // Level-triggered readiness (Unix) reports a client still waiting at the next
+            // wait: no accept that finds nothing is needed to know it.
+            if accept(ctx, st, &mut a) || !crate::sys::EDGE_TRIGGERED {
                 st.listen_ready = false;
             }
             st.acceptor = Some(a);

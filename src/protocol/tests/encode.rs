@@ -140,3 +140,13 @@ fn nesting_limit_is_serde_jsons() {
     let quoted = format!("{{\"v\":1,\"argv\":[\"{}\\\"\"]}}", "[".repeat(300));
     assert!(Message::decode(quoted.as_bytes()).is_ok(), "brackets in a string are text");
 }
+
+/// Integers are written as `Display` writes them, at both ends of their range.
+#[test]
+fn encode_integers_as_display_writes_them() {
+    for n in [0i64, 7, -1, 10, -10, i32::MIN.into(), i32::MAX.into(), u32::MAX.into(), i64::MIN, i64::MAX] {
+        let mut out = super::super::JsonOut::with_capacity(0);
+        out.int(n);
+        assert_eq!(out.finish(), n.to_string());
+    }
+}

@@ -9,15 +9,33 @@ use std::path::Path;
 use super::FileId;
 use crate::Error;
 
+/// Makes `dir` and its missing parents, each 0700 (as `DirBuilder`'s recursive create,
+/// through rustix): one that exists already is left as it is, for the caller to check.
+fn mkdir_all(dir: &Path) -> io::Result<()> {
+    let mode = rustix::fs::Mode::from_raw_mode(0o700);
+    match rustix::fs::mkdir(dir, mode) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(rustix::io::Errno::NOENT) => {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).ok_or(io::ErrorKind::NotFound)?;
+            mkdir_all(parent)?;
+            match rustix::fs::mkdir(dir, mode) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Creates `dir` if missing (0700; 1777 for the System scope, `system`) and refuses one that is not
 /// safe: owned by another user, or open to others for writing without the sticky bit.
 pub(crate) fn ensure_dir(dir: &Path, system: bool) -> Result<(), Error> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let mode = if system { 0o1777 } else { 0o700 };
     // Usually there already: one lstat, and mkdir only when it is missing.
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            match mkdir_all(dir) {
                 Ok(()) => {}
                 Err(e) => return Err(Error::Io(crate::PathError::wrap("cannot create", dir, e))),
             }
@@ -38,7 +56,8 @@ pub(crate) fn ensure_dir(dir: &Path, system: bool) -> Result<(), Error> {
             ));
         }
         if meta.uid() == uid && meta.mode() & 0o7777 != mode {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+            rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(mode as rustix::fs::RawMode))
+                .map_err(io::Error::from)?;
         }
         let m = std::fs::symlink_metadata(dir)?.mode();
         if m & 0o002 != 0 && m & 0o1000 == 0 {
@@ -66,10 +85,10 @@ pub(crate) fn ensure_dir(dir: &Path, system: bool) -> Result<(), Error> {
 /// or this user's, sticky if others may write). `Ok(None)`: made, and removed again before
 /// it could be checked (a cleaner striking twice): look again.
 pub(crate) fn repair_dir(dir: &Path, shared: bool) -> Result<Option<FileId>, String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !shared => {
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            match rustix::fs::mkdir(dir, rustix::fs::Mode::from_raw_mode(0o700)).map_err(io::Error::from) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {

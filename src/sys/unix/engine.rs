@@ -34,8 +34,13 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::RecvFlags;
 
+use super::poll::LazyPipe;
 use super::Listener;
 use crate::{LocalSocket, PeerCredentials};
+
+/// Whether readiness is reported once per change (Windows) rather than for as long as it
+/// lasts (`poll(2)`: level-triggered, so a client left waiting is reported again).
+pub(crate) const EDGE_TRIGGERED: bool = false;
 
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
@@ -52,25 +57,26 @@ pub(crate) struct Readiness {
 /// The readiness source: `poll(2)`, with the readiness of its last wait.
 #[derive(Debug)]
 pub(crate) struct Poller {
-    wake_rx: OwnedFd,
+    wake: Arc<LazyPipe>,
     ready: Vec<(Token, Readiness)>,
 }
 
-/// Interrupts a [`Poller::wait`] from any thread: the write end of its wake-up pipe.
+/// Interrupts a [`Poller::wait`] from any thread: its wake-up pipe (made by the first
+/// wait: a loop that never waits makes none).
 #[derive(Debug)]
-pub(crate) struct PollWaker(OwnedFd);
+pub(crate) struct PollWaker(Arc<LazyPipe>);
 
 /// A poller and its waker.
 pub(crate) fn poller() -> io::Result<(Poller, PollWaker)> {
-    let (rx, tx) = super::pipe()?;
-    Ok((Poller { wake_rx: rx, ready: Vec::new() }, PollWaker(tx)))
+    let wake = Arc::new(LazyPipe::default());
+    Ok((Poller { wake: Arc::clone(&wake), ready: Vec::new() }, PollWaker(wake)))
 }
 
 impl PollWaker {
     /// Makes the current or next [`Poller::wait`] return. Never blocks: the pipe is
     /// non-blocking, and a full pipe has a wake-up pending already.
     pub(crate) fn wake(&self) {
-        let _ = rustix::io::write(&self.0, &[1u8]);
+        self.0.wake();
     }
 }
 
@@ -116,10 +122,12 @@ impl Poller {
     pub(crate) fn wait(&mut self, interest: Interest<'_>, timeout: Option<Duration>) -> io::Result<()> {
         self.ready.clear();
         let timeout = timeout.map(|t| Timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
-        // The wake-up pipe first, then the interest's descriptors.
-        let mut fds = Vec::with_capacity(interest.fds.len() + 1);
-        fds.push(PollFd::new(&self.wake_rx, PollFlags::IN));
-        fds.extend(interest.fds);
+        // The wake-up pipe first, then the interest's descriptors. Woken before the pipe
+        // was made: only a look, without waiting.
+        let (rx, early) = self.wake.read_end()?;
+        let timeout = if early { Some(Timespec { tv_sec: 0, tv_nsec: 0 }) } else { timeout };
+        let mut fds = interest.fds;
+        fds.insert(0, PollFd::new(rx, PollFlags::IN));
         rustix::event::poll(&mut fds, timeout.as_ref())?;
         let woken = !fds[0].revents().is_empty();
         for (fd, &token) in fds[1..].iter().zip(&interest.tokens) {
@@ -131,20 +139,17 @@ impl Poller {
         }
         drop(fds);
         if woken {
-            let mut buf = [0u8; 64];
-            while matches!(rustix::io::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
+            self.wake.drain();
         }
         // Tokens come in the order they were added, not sorted.
         self.ready.sort_unstable_by_key(|&(t, _)| t);
         Ok(())
     }
 
-    /// Takes in, without blocking, what the connections and listeners closed until now
-    /// still had under way, for the end of the loop: here a descriptor closes at once, so
-    /// only the wake-up pipe is looked at.
-    pub(crate) fn settle(&mut self) {
-        let _ = self.wait(Interest::new(), Some(Duration::ZERO));
-    }
+    /// Lets closed connections and listeners finish what they had under way: nothing
+    /// here (a closed descriptor is gone at once; Windows has cancelled I/O to see
+    /// complete). Never waits.
+    pub(crate) fn settle(&mut self) {}
 
     /// What the last wait saw for `token`.
     pub(crate) fn readiness(&self, token: Token) -> Readiness {
@@ -256,9 +261,20 @@ impl Owner {
     }
 }
 
-/// Reads what a launch's connection has before `deadline`: a `poll(2)` for the time left,
-/// then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end, `TimedOut` past the
-/// deadline.
-pub(crate) fn read_until(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    super::recv_until(socket, buf, deadline)
+/// Reads what a launch's connection has before `deadline`, at most `max` bytes, onto the
+/// end of `line` (never zeroed first: the kernel writes what it reads): a `poll(2)` for
+/// the time left, then a non-blocking read (no `SO_RCVTIMEO`). `Ok(0)` at the end,
+/// `TimedOut` past the deadline.
+pub(crate) fn read_until(
+    socket: &LocalSocket,
+    line: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    line.reserve(max);
+    let n = super::recv_until(socket, &mut line.spare_capacity_mut()[..max], deadline)?;
+    // SAFETY: `recv_until` read `n` bytes into the first `n` of the spare capacity, so they
+    // are initialised, and `n <= max <= capacity - len`.
+    unsafe { line.set_len(line.len() + n) };
+    Ok(n)
 }

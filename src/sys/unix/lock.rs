@@ -20,9 +20,15 @@ pub(crate) struct LockFile {
     file: File,
     /// The file is this user's, so the pid may be written into it.
     own: bool,
+    /// The file's length (when opened, then as written): past what a write covers, the
+    /// rest is cut off.
+    len: u64,
     /// The process that took the lock: only it lets the lock go (a child forked without
     /// exec shares it, and its copy's drop must leave the parent's lock alone).
     pid: u32,
+    /// The fork generation before the file was opened: while it stands, no other process
+    /// holds the open file description, and closing it frees the lock.
+    generation: u64,
 }
 
 /// How the crate opens any file in a directory another user may control: never through a
@@ -30,16 +36,22 @@ pub(crate) struct LockFile {
 const NO_BLOCK_NO_FOLLOW: i32 =
     rustix::fs::OFlags::NOFOLLOW.union(rustix::fs::OFlags::NONBLOCK).bits() as i32;
 
-/// Opens the lock file; also whether it is this user's.
-fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// What the pid is written as: left-aligned in 10 columns (any `u32`) and a newline, so
+/// that it covers a shorter pid written before it without a truncation.
+const PID_LEN: usize = 11;
+
+/// Opens the lock file; also whether it is this user's, and its length.
+fn open(path: &Path, shared: bool) -> io::Result<(File, bool, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     // std opens with O_CLOEXEC, so children never inherit (and keep) the lock; and no
     // symlink is followed, so a shared directory's owner cannot aim us at a file.
     // O_NONBLOCK: a FIFO planted as the lock file would block open(2) for ever; it is
     // refused below as not a plain file (on a plain file the flag changes nothing).
-    opts.mode(if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
+    // Made with its sticky bit (Linux, see below) where the umask leaves it the mode.
+    let sticky = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
+    opts.mode(sticky | if shared { 0o644 } else { 0o600 }).custom_flags(NO_BLOCK_NO_FOLLOW);
     let file = match opts.open(path) {
         // A System-scope lock created by another user, or on a file system this process
         // sees read-only (`ProtectSystem=strict`, a sandbox binding `/` read-only): flock
@@ -62,11 +74,11 @@ fn open(path: &Path, shared: bool) -> io::Result<(File, bool)> {
     // XDG: files in $XDG_RUNTIME_DIR with the sticky bit set are not cleaned up. A
     // shared lock is readable by all (whatever the umask), so that every user can lock it.
     let perm = if shared { 0o644 } else { meta.mode() & 0o777 };
-    let want = if cfg!(target_os = "linux") { perm | 0o1000 } else { perm };
+    let want = perm | sticky;
     if own && meta.mode() & 0o7777 != want {
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(want));
+        let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(want as rustix::fs::RawMode));
     }
-    Ok((file, own))
+    Ok((file, own, meta.len()))
 }
 
 /// Whether `e` is EROFS: the file system is mounted read-only (for this process).
@@ -78,7 +90,8 @@ impl LockFile {
     /// Takes the lock without blocking: `Ok(None)` when another process holds it. `shared`:
     /// in a directory shared with other users (the System scope).
     pub(crate) fn try_lock(path: &Path, shared: bool) -> io::Result<Option<LockFile>> {
-        let (file, own) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
+        let generation = super::forks::generation();
+        let (file, own, len) = open(path, shared).map_err(|e| crate::PathError::wrap("", path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
@@ -88,14 +101,19 @@ impl LockFile {
             _fork_guard: ForkGuard::new(std::os::fd::AsFd::as_fd(&file)),
             file,
             own,
-            pid: std::process::id(),
+            len,
+            pid: super::forks::own_pid(),
+            generation,
         }))
     }
 
     /// Records the holder's pid, for `status` to report: in the lock file, and only if it
     /// is this user's (a shared scope's lock may be another user's).
     pub(crate) fn write_pid(&mut self) {
-        self.write_record(&std::process::id().to_string());
+        // Padded to a fixed length: it covers whatever pid a primary wrote before.
+        let pid = format!("{:<10}\n", super::forks::own_pid());
+        debug_assert_eq!(pid.len(), PID_LEN);
+        self.write_record(&pid);
     }
 
     /// Records `record` in place of the pid (a primary handing over: see
@@ -104,17 +122,21 @@ impl LockFile {
         self.write_record(record);
     }
 
+    /// One write at the start; the file is cut to it only when it was longer (its length
+    /// is known from the open's fstat, and from the writes since).
     fn write_record(&mut self, record: &str) {
-        use std::os::unix::fs::FileExt;
         if !self.own {
             return;
         }
-        // One write at the start and a truncation to its length (no rewind, no second
-        // metadata read).
-        let _ = self
-            .file
-            .write_all_at(record.as_bytes(), 0)
-            .and_then(|()| self.file.set_len(record.len() as u64));
+        // One short write into a regular file: never short.
+        if rustix::io::pwrite(&self.file, record.as_bytes(), 0).is_err() {
+            return;
+        }
+        let len = record.len() as u64;
+        if self.len > len {
+            let _ = rustix::fs::ftruncate(&self.file, len);
+        }
+        self.len = len;
     }
 
     /// Device and inode of the locked file, to tell whether the file at the path is still
@@ -131,7 +153,8 @@ impl Drop for LockFile {
         // A flock belongs to the open file description, which a child forked without exec
         // shares (close-on-exec acts only at exec): closing our descriptor would leave the
         // lock held for as long as the child lives. Unlocking frees it for every holder.
-        if self.pid == std::process::id() {
+        // With no fork since the file was opened, closing it (below) frees the lock.
+        if self.pid == super::forks::own_pid() && super::forks::forked_since(self.generation) {
             let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
         }
     }

@@ -14,6 +14,7 @@
 //! - [`names`]: `sun_path`'s bound, abstract names, an OS string's bytes;
 //! - [`lock`]: the `flock`ed lock file and the pid in it;
 //! - [`fork`]: children forked without exec get no lock or listener (Linux);
+//! - [`forks`]: the pid, read once, and whether the process forked since a moment;
 //! - [`peer`]: what a launch checks of the primary (its uid);
 //! - [`published`]: where the primary is published (its socket's path: nothing to do);
 //! - [`watch`]: the removal watch (inotify, a kqueue).
@@ -47,6 +48,7 @@ mod fork;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "nofork.rs"]
 mod fork;
+mod forks;
 mod listener;
 mod location;
 mod lock;
@@ -65,20 +67,21 @@ pub(crate) mod watch;
 pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
     poller, read_until, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    EDGE_TRIGGERED,
 };
 pub(crate) use fork::ForkGuard;
+pub(crate) use forks::own_pid;
 pub(crate) use listener::{FileId, Listener};
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
 pub(crate) use lock::{lock_cannot_exist, read_pid, LockFile};
 pub use names::MAX_SOCKET_PATH;
 pub(crate) use names::{os_bytes, os_from_bytes, ABSTRACT_NAMES, NAMES_ARE_PIPES};
 pub(crate) use peer::{
-    check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused, served_by_this_user,
-    server_file_gone, SERVER_KIND,
+    as_one_user, check_primary, elevated_above_us, euid, hand_foreground, launch_options, refused,
+    served_by_this_user, server_file_gone, SERVER_KIND,
 };
 #[allow(unused_imports)] // `current_user`, `User`: the contract's names; the engine uses `euid`
 pub(crate) use peer::{current_user, User};
-pub(crate) use poll::pipe;
 pub(crate) use primary::listen_primary;
 pub(crate) use signals::with_signals_blocked;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

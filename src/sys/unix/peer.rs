@@ -1,6 +1,7 @@
 //! Unix: what a launch checks of the primary it connected to, before a byte is written:
 //! the peer's uid, as the kernel reports it.
 
+use std::cell::Cell;
 use std::io;
 
 use crate::sys::ServerCheck;
@@ -19,9 +20,33 @@ pub(crate) fn launch_options(options: crate::ConnectOptions) -> crate::ConnectOp
 #[allow(dead_code)] // for the serving engine, which uses `euid` so far
 pub(crate) type User = u32;
 
-/// This process's effective user id.
+thread_local! {
+    /// The effective uid read within [`as_one_user`], for the rest of it.
+    static ONE_USER: Cell<Option<Option<u32>>> = const { Cell::new(None) };
+}
+
+/// This process's effective user id: read once within [`as_one_user`].
 pub(crate) fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    ONE_USER.with(|scope| match scope.get() {
+        Some(Some(uid)) => uid,
+        in_scope => {
+            let uid = rustix::process::geteuid().as_raw();
+            if in_scope.is_some() {
+                scope.set(Some(Some(uid)));
+            }
+            uid
+        }
+    })
+}
+
+/// Runs `f` (a launch, on this thread), reading the effective uid at most once in it: a
+/// launch runs as one user; a process that changes its user between launches gets each
+/// one's own.
+pub(crate) fn as_one_user<R>(f: impl FnOnce() -> R) -> R {
+    let outer = ONE_USER.with(|scope| scope.replace(Some(scope.get().flatten())));
+    let r = f();
+    ONE_USER.with(|scope| scope.set(outer));
+    r
 }
 
 /// Who this process runs as, for the peer and file checks: its effective uid.

@@ -132,7 +132,7 @@ fn connect_with(
 
 fn finish_connect(stream: UnixStream, was_nonblocking: bool) -> io::Result<Stream> {
     if was_nonblocking {
-        stream.set_nonblocking(false)?;
+        rustix::io::ioctl_fionbio(&stream, false)?;
     }
     Ok(Stream::from(uds::Stream::from(stream)))
 }
@@ -190,11 +190,12 @@ pub(crate) fn peer_pid(socket: &crate::LocalSocket) -> Option<u32> {
 }
 
 /// Reads what is there before `deadline` (blocking or not, the socket is waited for with
-/// `poll(2)`, so no `SO_RCVTIMEO` is set): `Ok(0)` at end of stream, `TimedOut` when the
-/// deadline passed first.
+/// `poll(2)`, so no `SO_RCVTIMEO` is set) into `buf`, which need not be initialised (the
+/// kernel writes what it reads): `Ok(0)` at end of stream, `TimedOut` when the deadline
+/// passed first.
 pub(crate) fn recv_until(
     socket: &crate::LocalSocket,
-    buf: &mut [u8],
+    buf: &mut [std::mem::MaybeUninit<u8>],
     deadline: Instant,
 ) -> io::Result<usize> {
     let fd = socket.as_fd();
@@ -209,7 +210,7 @@ pub(crate) fn recv_until(
             Err(e) => return Err(e),
         }
         match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
-            Ok((n, _)) => return Ok(n),
+            Ok(((read, _), _)) => return Ok(read.len()),
             Err(Errno::WOULDBLOCK | Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }

@@ -14,10 +14,21 @@ use crate::LocalSocket;
 /// the reader waits on the connection itself ([`wait_readable`]).
 pub(crate) const STDIN_THROUGH_LOOP: bool = false;
 
-/// Reads what has arrived at a launch's socket before `deadline`: `Ok(0)` at the end,
-/// `TimedOut` when the deadline passed first.
-pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    super::recv_until(socket, buf, deadline)
+/// Reads what has arrived at a launch's socket before `deadline`, at most `max` bytes,
+/// onto the end of `buf` (never zeroed first: the kernel writes what it reads): `Ok(0)`
+/// at the end, `TimedOut` when the deadline passed first.
+pub(crate) fn recv_some(
+    socket: &LocalSocket,
+    buf: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
+    buf.reserve(max);
+    let n = super::recv_until(socket, &mut buf.spare_capacity_mut()[..max], deadline)?;
+    // SAFETY: `recv_until` read `n` bytes into the first `n` of the spare capacity, so they
+    // are initialised, and `n <= max <= capacity - len`.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// Writes what fits of `buf` to a launch's socket, waiting until `deadline` at most for

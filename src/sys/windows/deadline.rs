@@ -148,12 +148,17 @@ impl Drop for IoDeadline<'_> {
 /// when the deadline passes: `TimedOut`). `Ok(0)` at the end.
 pub(crate) fn read_until(
     socket: &crate::LocalSocket,
-    buf: &mut [u8],
+    line: &mut Vec<u8>,
+    max: usize,
     deadline: Instant,
 ) -> std::io::Result<usize> {
     use std::io::Read;
     let _deadline = IoDeadline::arm(socket.as_stream(), deadline);
-    (&*socket).read(buf)
+    let start = line.len();
+    line.resize(start + max, 0);
+    let read = (&*socket).read(&mut line[start..]);
+    line.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
 }
 
 #[cfg(test)]

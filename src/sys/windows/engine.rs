@@ -39,6 +39,10 @@ use windows_sys::Win32::System::Pipes::{
 
 pub(crate) use super::connection::{Connection, Owner};
 
+/// Whether readiness is reported once per change (here: a completion is seen once) rather
+/// than for as long as it lasts.
+pub(crate) const EDGE_TRIGGERED: bool = true;
+
 /// Names a source in a [`Poller`]'s readiness.
 pub(crate) type Token = usize;
 

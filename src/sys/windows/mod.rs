@@ -43,7 +43,7 @@ pub(crate) use token::{current_user, in_app_container, own_integrity};
 pub(crate) use deadline::{pipe, read_until, IoDeadline};
 pub(crate) use dir::{ensure_dir, file_id, repair_dir};
 pub(crate) use engine::{
-    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource,
+    poller, Acceptor, Connection, Interest, Owner, PollWaker, Poller, Token, WatchSource, EDGE_TRIGGERED,
 };
 pub(crate) use listener::Listener;
 pub(crate) use location::{login_session, server_name, system_abstract, system_base, user_dir};
@@ -89,6 +89,16 @@ pub(crate) enum ForkGuard {}
 /// A [`ForkGuard`] for `listener`: none on Windows.
 pub(crate) fn fork_guard(_listener: &Listener) -> Option<ForkGuard> {
     None
+}
+
+/// Runs `f` (a launch): nothing cached here (the user's SID is read where it is needed).
+pub(crate) fn as_one_user<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// This process's id (no system call on Windows: it is in the process's own block).
+pub(crate) fn own_pid() -> u32 {
+    std::process::id()
 }
 #[cfg(test)]
 pub(crate) use security::{create_dir_with, from_sddl, object_integrity, pipe_security};

@@ -29,13 +29,20 @@ use crate::LocalSocket;
 /// other thread does) instead of waiting on the connection.
 pub(crate) const STDIN_THROUGH_LOOP: bool = true;
 
-/// Reads what has arrived at a launch's pipe before `deadline`: `Ok(0)` at the end,
-/// `TimedOut` when the deadline passed first (the read is cancelled, having taken
-/// nothing).
-pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+/// Reads what has arrived at a launch's pipe before `deadline`, at most `max` bytes, onto
+/// the end of `buf`: `Ok(0)` at the end, `TimedOut` when the deadline passed first (the
+/// read is cancelled, having taken nothing).
+pub(crate) fn recv_some(
+    socket: &LocalSocket,
+    buf: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<usize> {
     let handle = handle_of(socket);
-    let len = buf.len().min(u32::MAX as usize) as u32;
-    let ptr = buf.as_mut_ptr();
+    buf.reserve(max);
+    let len = max.min(u32::MAX as usize) as u32;
+    // The spare capacity: ReadFile writes what it reads, so it need not be zeroed first.
+    let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
     let r = overlapped(
         handle,
         |ov, n| {
@@ -49,6 +56,13 @@ pub(crate) fn recv_some(socket: &LocalSocket, buf: &mut [u8], deadline: Instant)
         Err(e) if is_end(&e) => Ok(0),
         Err(e) if e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
             Err(io::Error::new(io::ErrorKind::TimedOut, e))
+        }
+        Ok(n) => {
+            let n = n.min(max);
+            // SAFETY: the read wrote `n` bytes (at most `len`, within the spare capacity
+            // reserved above) at the start of the spare capacity: they are initialised.
+            unsafe { buf.set_len(buf.len() + n) };
+            Ok(n)
         }
         r => r,
     }

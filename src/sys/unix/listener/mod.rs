@@ -58,6 +58,10 @@ pub(crate) struct Listener {
     /// The process that made it: a child forked without exec has a copy of it, whose
     /// close must leave the socket file and the socket itself to the parent.
     pid: u32,
+    /// The fork generation before the socket was made ([`ADOPTED`] for an adopted one,
+    /// which others may hold): while it stands, no other process holds the socket, and
+    /// closing it ends it (see [`shut_down`](Self::shut_down)).
+    generation: u64,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     blocking: Blocking,
 }
@@ -66,6 +70,7 @@ impl Listener {
     /// Binds and listens on `path` (or the abstract `name`), giving the socket file
     /// `options`' mode atomically. Errors keep their OS code for the caller to classify.
     pub(crate) fn bind(path: &Path, options: SocketOptions, backlog: i32) -> io::Result<Self> {
+        let generation = super::forks::generation();
         // Close-on-exec from the start, and non-blocking but on Linux (see `Listener`).
         let fd = new_socket(!BLOCKS)?;
         let bytes = path.as_os_str().as_bytes();
@@ -74,7 +79,7 @@ impl Listener {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             }
             bind_listen(fd.as_fd(), bytes, true, backlog)?;
-            return Self::with_fd(fd, None, kick_address(bytes, true), BLOCKS);
+            return Self::with_fd(fd, None, kick_address(bytes, true), BLOCKS, generation);
         } else if let Some(mode) = options.file_mode() {
             // Qt's order: bind in a private directory, chmod, move into place. Here the move
             // never replaces what is at the target.
@@ -84,7 +89,13 @@ impl Listener {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             if rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode as RawMode)).is_ok() {
                 let id = bind_with_mode(fd.as_fd(), path, mode, backlog)?;
-                return Self::with_fd(fd, Some((path.to_path_buf(), id)), kick_address(bytes, false), BLOCKS);
+                return Self::with_fd(
+                    fd,
+                    Some((path.to_path_buf(), id)),
+                    kick_address(bytes, false),
+                    BLOCKS,
+                    generation,
+                );
             }
             let dir = private_dir(path)?;
             let tmp = dir.join("s");
@@ -102,7 +113,7 @@ impl Listener {
                 Ok(id)
             })();
             let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_dir(&dir);
+            let _ = rustix::fs::rmdir(&dir);
             Some((path.to_path_buf(), placed?))
         } else {
             bind_listen(fd.as_fd(), bytes, false, backlog).inspect_err(|e| {
@@ -113,7 +124,7 @@ impl Listener {
             })?;
             Some((path.to_path_buf(), file_id(path)?))
         };
-        Self::with_fd(fd, file, kick_address(bytes, false), BLOCKS)
+        Self::with_fd(fd, file, kick_address(bytes, false), BLOCKS, generation)
     }
 
     /// Adopts a bound, listening socket: close-on-exec and non-blocking from now on.
@@ -162,7 +173,7 @@ impl Listener {
         };
         let name = name.map(|n| PathBuf::from(OsStr::from_bytes(&n)));
         set_cloexec_nonblocking(fd.as_fd(), true)?;
-        Ok((Self::with_fd(fd, None, None, false)?, name, is_abstract))
+        Ok((Self::with_fd(fd, None, None, false, ADOPTED)?, name, is_abstract))
     }
 
     /// `fd` is close-on-exec, and blocking if `blocking` (then only on Linux, made by
@@ -174,12 +185,13 @@ impl Listener {
         file: Option<(PathBuf, FileId)>,
         kick: Option<Kick>,
         blocking: bool,
+        generation: u64,
     ) -> io::Result<Self> {
         let blocking = blocking && kick.is_some();
         if BLOCKS && !blocking {
             set_cloexec_nonblocking(fd.as_fd(), true)?;
         }
-        let waker = Waker::new()?;
+        let waker = Waker::default();
         let listener = IpListener::from(uds::Listener::from(fd));
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = (kick, blocking);
@@ -187,7 +199,8 @@ impl Listener {
             listener,
             waker,
             file,
-            pid: std::process::id(),
+            pid: super::forks::own_pid(),
+            generation,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             blocking: Blocking {
                 nonblocking: AtomicBool::new(!blocking),
@@ -253,8 +266,11 @@ impl Listener {
     /// listening there), and hangs up on those waiting in its backlog, so that their
     /// clients start over. For sockets the crate bound itself (the primary's): an adopted
     /// one's other holders (a service manager) would still use it.
+    ///
+    /// With no fork since the socket was made, this process holds it alone, and closing
+    /// it (which follows) does all this: nothing to do before.
     pub(crate) fn shut_down(&self) {
-        if self.pid != std::process::id() {
+        if self.pid != super::forks::own_pid() || !super::forks::forked_since(self.generation) {
             return;
         }
         // connect(2) to a listening Unix socket shut down for reading fails (ECONNREFUSED on
@@ -284,7 +300,7 @@ impl Listener {
     /// the process that bound it (not in a child forked without exec, where the parent
     /// still serves it).
     pub(crate) fn remove_own_file(&self) {
-        if self.pid != std::process::id() {
+        if self.pid != super::forks::own_pid() {
             return;
         }
         if let Some((path, id)) = &self.file {
@@ -303,6 +319,9 @@ fn gave_up(e: &io::Error) -> bool {
 use blocking::Kick;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 type Kick = ();
+
+/// The generation of an adopted socket: taken as forked (whoever passed it may hold it).
+const ADOPTED: u64 = u64::MAX;
 
 /// Whether `bind` makes the socket blocking (see [`Listener`]).
 const BLOCKS: bool = cfg!(any(target_os = "linux", target_os = "android"));

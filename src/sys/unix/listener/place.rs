@@ -31,7 +31,7 @@ pub(super) fn move_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 pub(super) fn private_dir(target: &Path) -> io::Result<PathBuf> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let seed = std::process::id() as u64;
+    let seed = super::super::forks::own_pid() as u64;
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
         let nanos = std::time::SystemTime::now()

@@ -62,7 +62,10 @@ const BIND_EXTRA: usize = "/.XXXXXX/s".len();
 /// Whether `path` can be a socket: it fits `sun_path`, and so does the temporary path it is
 /// bound at first; and it is UTF-8 (the socket API takes names as strings, as Qt's QString).
 pub(super) fn fits(path: &Path) -> bool {
-    let dir_len = path.parent().map_or(0, |d| d.as_os_str().len());
+    // The directory's length: up to the last `/` (the root's own `/` kept), as `parent`
+    // gives it for the paths made here, without walking the components.
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let dir_len = bytes.iter().rposition(|&b| b == b'/').map_or(0, |i| i.max(1));
     path.as_os_str().len() <= crate::MAX_SOCKET_PATH
         && dir_len + BIND_EXTRA <= crate::MAX_SOCKET_PATH
         && path.to_str().is_some()
@@ -74,8 +77,8 @@ pub(super) fn fits(path: &Path) -> bool {
 /// `Session`: never a name another user could take first) holds `<hash of dir and
 /// stem>.sock` (`@dir-<hash>.sock`); when not even that fits, a clear error.
 pub(crate) fn server_name(base: &Path, stem: &str, system: bool) -> Result<PathBuf, Error> {
-    let short = socket_name(base, stem);
-    if fits(&short) {
+    let (short, fit) = socket_name(base, stem);
+    if fit {
         return Ok(short);
     }
     let fallback = fallback_dir(system, base)?;
@@ -166,7 +169,7 @@ fn fallback_secret(path: &Path) -> Result<String, Error> {
             Err(e) => return Err(wrap("", &path, e)),
         }
         let secret = random_hex();
-        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", std::process::id()));
+        let tmp = base.join(format!("{MADE_UP}fallback.{}.{secret}", super::forks::own_pid()));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -178,14 +181,13 @@ fn fallback_secret(path: &Path) -> Result<String, Error> {
         // secret would lose the way to a running primary's socket), as for the lock files.
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o1600));
+            let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o1600));
         }
         let written = file.write_all(secret.as_bytes()).map_err(|e| wrap("cannot write", &tmp, e));
-        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+        let linked = written.and_then(|()| match rustix::fs::link(&tmp, &path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(wrap("cannot create", &path, e)),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(wrap("cannot create", &path, e.into())),
         });
         let _ = std::fs::remove_file(&tmp);
         if linked? {
@@ -214,12 +216,18 @@ fn fallback_stem(base: &Path, stem: &str) -> String {
 }
 
 /// `<stem>.sock` in `base`, or `@<hash>.sock` when that is too long (the caller checks it).
-fn socket_name(base: &Path, stem: &str) -> PathBuf {
-    let path = base.join(format!("{stem}.sock"));
+/// `<stem>.sock` in `base` if it fits, else `@<hash of stem>.sock`; and whether that fits.
+fn socket_name(base: &Path, stem: &str) -> (PathBuf, bool) {
+    let mut name = String::with_capacity(stem.len() + 5);
+    name.push_str(stem);
+    name.push_str(".sock");
+    let path = crate::name::file_in(base, &name);
     if fits(&path) {
-        return path;
+        return (path, true);
     }
-    base.join(format!("{MADE_UP}{}.sock", short_hash(stem)))
+    let path = base.join(format!("{MADE_UP}{}.sock", short_hash(stem)));
+    let fit = fits(&path);
+    (path, fit)
 }
 /// The System scope's base: `/tmp`, a fixed path ($TMPDIR is per user on macOS, and with
 /// pam_tmpdir).
@@ -297,7 +305,13 @@ fn passwd_home() -> Option<std::path::PathBuf> {
         // SAFETY: every pointer is valid for the call: `pw` and `result` are locals, `buf`
         // is writable for `buf.len()` bytes; the strings it fills point into `buf`.
         let rc = unsafe {
-            libc::getpwuid_r(libc::getuid(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+            libc::getpwuid_r(
+                rustix::process::getuid().as_raw(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
         };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
