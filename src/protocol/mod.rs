@@ -24,6 +24,7 @@ pub(crate) mod frame;
 pub(crate) mod message;
 mod os_str;
 pub(crate) mod reply;
+mod representable;
 
 use serde_json::{Map, Value};
 
