@@ -135,3 +135,16 @@ pub(crate) enum ServerCheck {
     /// user's directory served by another user. Why, in words.
     Unusable(String),
 }
+
+/// What a primary's record file holds (see `read_record` on each platform), once opened:
+/// read only if it is a plain file, at most 32 bytes, with when it was written.
+fn record_of(file: std::fs::File) -> Option<(String, std::time::SystemTime)> {
+    use std::io::Read;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut s = String::new();
+    file.take(32).read_to_string(&mut s).ok()?;
+    Some((s, meta.modified().ok()?))
+}

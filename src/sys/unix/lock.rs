@@ -2,7 +2,7 @@
 //! process dies; the holder's pid is written into it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::SystemTime;
@@ -169,13 +169,7 @@ pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
 /// What the primary recorded in its lock file `lock` (a pid, or a hand-over), and when.
 pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
     let file = OpenOptions::new().read(true).custom_flags(NO_BLOCK_NO_FOLLOW).open(lock).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let mut s = String::new();
-    file.take(32).read_to_string(&mut s).ok()?;
-    Some((s, meta.modified().ok()?))
+    super::super::record_of(file)
 }
 
 /// Whether the lock file `lock` is missing and its directory read-only for this process

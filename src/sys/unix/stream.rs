@@ -23,12 +23,8 @@ pub(crate) fn recv_some(
     max: usize,
     deadline: Instant,
 ) -> io::Result<usize> {
-    buf.reserve(max);
-    let n = super::recv_until(socket, &mut buf.spare_capacity_mut()[..max], deadline)?;
-    // SAFETY: `recv_until` read `n` bytes into the first `n` of the spare capacity, so they
-    // are initialised, and `n <= max <= capacity - len`.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    // On Unix a launch's streamed read is the same bounded read as its reply line's.
+    super::read_until(socket, buf, max, deadline)
 }
 
 /// Writes what fits of `buf` to a launch's socket, waiting until `deadline` at most for

@@ -4,7 +4,7 @@
 //! goes into `<app>.pid` beside it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -157,13 +157,7 @@ pub(crate) fn read_pid(lock: &Path) -> Option<u32> {
 /// when.
 pub(crate) fn read_record(lock: &Path) -> Option<(String, SystemTime)> {
     let file = open_plain(&pid_path(lock), false).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let mut s = String::new();
-    file.take(32).read_to_string(&mut s).ok()?;
-    Some((s, meta.modified().ok()?))
+    super::super::record_of(file)
 }
 
 /// Whether no lock file can exist at `lock`: Linux's System scope only (a read-only
