@@ -105,6 +105,26 @@ SWAYSOCK=$(compgen -G "$sway_run/sway-ipc.*.sock" | head -1)
 export SWAYSOCK
 wayland=$(wayland_socket) # absolute: clients find it without sway's XDG_RUNTIME_DIR
 
+# start_primary NAME DIR EXAMPLE on|off HAS_WINDOW [VAR=value...]: the example's primary
+# on a.txt, in DIR's own runtime directory, with the variables given (raising off:
+# SOLO_EXAMPLE_NO_RAISE=1); sets $primary and adds it to pids. Fails the case, returning
+# 1, if HAS_WINDOW does not see its window within 30 s.
+start_primary() {
+  local name=$1 dir=$2 example=$3 raise=$4 has=$5
+  shift 5
+  mkdir -p -m 700 "$dir/run" "$dir/other" "$dir/cwd"
+  local no_raise=()
+  [ "$raise" = off ] && no_raise=(SOLO_EXAMPLE_NO_RAISE=1)
+  (cd "$dir/cwd" && exec env "$@" XDG_RUNTIME_DIR="$dir/run" "${no_raise[@]}" \
+    "$bin/$example" a.txt >"$dir/primary.out" 2>"$dir/primary.err") &
+  primary=$!
+  pids+=("$primary")
+  if ! wait_for 30 "$has" "$primary"; then
+    fail "$name: the primary's window did not appear within 30 s: $(cat "$dir/primary.err")"
+    return 1
+  fi
+}
+
 tree() { swaymsg -t get_tree -r; }
 focused_pid() { tree | jq -r '[.. | objects | select(.focused? == true) | .pid // empty] | first // empty'; }
 has_window() { [ -n "$(tree | jq --argjson p "$1" '.. | objects | select(.pid? == $p) | .id')" ]; }
@@ -118,17 +138,8 @@ wayland_case() {
   local example=$1 how=$2 raise=$3
   local name="wayland $example, $how, raising $raise" dir="$work/wl-$example-$how-$raise"
   [[ "$name" == *"$filter"* ]] || return 0
-  mkdir -p -m 700 "$dir/run" "$dir/other" "$dir/cwd"
-  local no_raise=()
-  [ "$raise" = off ] && no_raise=(SOLO_EXAMPLE_NO_RAISE=1)
-  (cd "$dir/cwd" && exec env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/run" "${no_raise[@]}" \
-    "$bin/$example" a.txt >"$dir/primary.out" 2>"$dir/primary.err") &
-  local primary=$!
-  pids+=("$primary")
-  if ! wait_for 30 has_window "$primary"; then
-    fail "$name: the primary's window did not appear within 30 s: $(cat "$dir/primary.err")"
-    return
-  fi
+  local primary
+  start_primary "$name" "$dir" "$example" "$raise" has_window WAYLAND_DISPLAY="$wayland" || return
   # Another window takes the focus: the gui example as another app (its own runtime dir).
   (cd "$dir/other" && exec env WAYLAND_DISPLAY="$wayland" XDG_RUNTIME_DIR="$dir/other" \
     "$bin/gui" other.txt >"$dir/other.out" 2>"$dir/other.err") &
@@ -245,17 +256,8 @@ x11_case() {
   local example=$1 raise=$2
   local name="X11 $example, raising $raise" dir="$work/x11-$example-$raise"
   [[ "$name" == *"$filter"* ]] || return 0
-  mkdir -p -m 700 "$dir/run" "$dir/other" "$dir/cwd"
-  local no_raise=()
-  [ "$raise" = off ] && no_raise=(SOLO_EXAMPLE_NO_RAISE=1)
-  (cd "$dir/cwd" && exec env XDG_RUNTIME_DIR="$dir/run" "${no_raise[@]}" \
-    "$bin/$example" a.txt >"$dir/primary.out" 2>"$dir/primary.err") &
-  local primary=$!
-  pids+=("$primary")
-  if ! wait_for 30 x_has_window "$primary"; then
-    fail "$name: the primary's window did not appear within 30 s: $(cat "$dir/primary.err")"
-    return
-  fi
+  local primary
+  start_primary "$name" "$dir" "$example" "$raise" x_has_window || return
   (cd "$dir/other" && exec env XDG_RUNTIME_DIR="$dir/other" "$bin/gui" other.txt >"$dir/other.out" 2>"$dir/other.err") &
   local other=$!
   pids+=("$other")

@@ -99,13 +99,7 @@ fn lib_try_recv_alone_serves_and_stop_wakes_a_serving_recv() {
     let primary = primary_of(app(&[]).start());
     let launching = app(&["polled"]);
     let l = thread::spawn(move || launching.start());
-    let request = loop {
-        // Polling, as a frame loop does; the watchdog ends a test that never gets it.
-        if let Ok(r) = primary.try_recv() {
-            break r;
-        }
-        thread::yield_now();
-    };
+    let request = util::poll_request(&primary);
     assert_eq!(request.args(), [OsString::from("polled")]);
     request.reply(Reply::ok()).unwrap();
     assert!(reply_of(l.join().unwrap()).is_ok());

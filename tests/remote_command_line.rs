@@ -11,76 +11,15 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use solo_instance::{LocalServer, LocalSocket, Reply, SingleInstance, Start};
 use util::solo::{forwarded, hold_lock, json_line, output, signal, text, Fixture};
-use util::{Watchdog, LINE_TIMEOUT};
-
-/// A launch whose stdin the test writes and whose stdout lines arrive on a channel.
-struct Launch {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
-
-impl Launch {
-    fn spawn(cmd: &mut Command) -> Launch {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Launch { stdin: child.stdin.take(), child, lines }
-    }
-
-    fn line(&self) -> String {
-        self.lines.recv_timeout(LINE_TIMEOUT).unwrap_or_else(|e| panic!("no line from the launch: {e}"))
-    }
-
-    /// Exit status and stderr, once it has exited.
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        (status, err)
-    }
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Bytes that look random (xorshift), the same for a seed.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
-}
+use util::{noise, Proc, Watchdog, LINE_TIMEOUT};
 
 /// The request line the primary printed, decoded, and its first argument.
 fn request_tag(line: &str) -> String {
@@ -109,13 +48,14 @@ fn kill_9_of_the_primary_ends_a_waiting_launch_at_once() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::new("rcl-kill");
     let p = f.primary(&[]);
-    let launch =
-        Launch::spawn(&mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "600000"]));
+    let launch = Proc::spawn_with_stdin(
+        &mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "600000"]),
+    );
     // Taken: the primary printed it (the launch was told before the app got it).
     assert_eq!(json_line(&p.line())["wait"], true);
     signal(p.id(), libc::SIGKILL);
     let killed = Instant::now();
-    let (status, err) = launch.finish();
+    let (status, err) = launch.finish_with_stderr();
     let took = killed.elapsed();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("went away before it answered"), "{err}");
@@ -131,11 +71,11 @@ fn a_release_ends_a_launch_waiting_for_a_request_the_app_holds() {
     else {
         panic!("not the primary")
     };
-    let launch = Launch::spawn(&mut f.cmd("send", ["--timeout", "5", "--wait", "--", "held"]));
+    let launch = Proc::spawn_with_stdin(&mut f.cmd("send", ["--timeout", "5", "--wait", "--", "held"]));
     let request = primary.recv().expect("the launch's request");
     assert!(request.is_waiting());
     primary.release();
-    let (status, err) = launch.finish();
+    let (status, err) = launch.finish_with_stderr();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("went away before it answered"), "{err}");
     assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
@@ -147,17 +87,18 @@ fn output_chunks_arrive_while_the_primary_still_works() {
     let f = Fixture::new("rcl-progress");
     let p = f.primary(&[]);
     // `--cat` after `--progress 3`: no reply before this test closes the launch's stdin.
-    let mut launch = Launch::spawn(&mut f.cmd("send", ["--stdin", "--", "--progress", "3", "--cat"]));
+    let mut launch =
+        Proc::spawn_with_stdin(&mut f.cmd("send", ["--stdin", "--", "--progress", "3", "--cat"]));
     assert_eq!(json_line(&p.line())["stdin"], true);
     for i in 1..=3 {
         assert_eq!(launch.line(), format!("progress {i}/3"));
     }
-    launch.stdin.as_mut().unwrap().write_all(b"end\n").unwrap();
+    launch.stdin().write_all(b"end\n").unwrap();
     assert_eq!(launch.line(), "end");
-    drop(launch.stdin.take());
+    launch.close_stdin();
     let reply = forwarded(&launch.line());
     assert_eq!(reply["ok"], true);
-    let (status, err) = launch.finish();
+    let (status, err) = launch.finish_with_stderr();
     assert!(status.success(), "{err}");
 }
 
@@ -195,7 +136,7 @@ fn a_replace_in_the_middle_of_a_burst_loses_no_launch() {
         thread::spawn(move || output(&mut cmd))
     };
     let mut launches: Vec<_> = (0..12).map(send).collect();
-    let new = util::Proc::spawn(&mut f.cmd("run", ["--replace"]));
+    let new = Proc::spawn(&mut f.cmd("run", ["--replace"]));
     launches.extend((12..24).map(send));
     let mut served = std::collections::BTreeSet::new();
     for (i, l) in launches.into_iter().enumerate() {
@@ -433,13 +374,13 @@ fn editor_wait_serves_as_git_editor_until_the_file_is_closed() {
         return;
     }
     let editor = util::example("editor");
-    let primary = util::Proc::spawn(&mut cmd(&editor, &[]));
+    let primary = Proc::spawn(&mut cmd(&editor, &[]));
     assert!(primary.line().starts_with("editor: running as the primary instance"));
     primary.line();
     let mut commit =
         cmd(git, &["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty"]);
     commit.env("GIT_EDITOR", format!("{} --wait", editor.display()));
-    let waiting = Launch::spawn(&mut commit);
+    let waiting = Proc::spawn_with_stdin(&mut commit);
     // The running editor's answer streams to git's terminal while git waits.
     let said = waiting.line();
     assert!(said.contains("waiting until closed"), "{said}");
@@ -450,7 +391,7 @@ fn editor_wait_serves_as_git_editor_until_the_file_is_closed() {
     let out = output(&mut cmd(&editor, &["--close", &file]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(waiting.line(), format!("editor: closed {file}"));
-    let (status, err) = waiting.finish();
+    let (status, err) = waiting.finish_with_stderr();
     assert!(status.success(), "git: {err}");
     let log = output(&mut cmd(git, &["log", "-1", "--format=%s"]));
     assert_eq!(text(&log.stdout), "written in the running editor\n");

@@ -49,7 +49,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod util;
-use util::{unique_name as unique, TempDir, Watchdog};
+use util::{noise, unique_name as unique, TempDir, Watchdog};
 
 use solo_instance::{
     ConnectOptions, Delivery, Error, LocalServer, LocalSocket, LocalSocketError, Reply, SingleInstance, Start,
@@ -508,18 +508,6 @@ fn instance_wait_and_output_on_pipes() {
         "{gone:?}"
     );
     drop(held);
-}
-
-/// Bytes that look random (xorshift), the same for a seed.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
 }
 
 /// Set for a run of this test binary as a launch that forwards its stdin
@@ -1043,13 +1031,7 @@ fn instance_receive_calls_serve_time_out_and_stop() {
     assert_eq!(primary.recv_timeout(Duration::from_millis(50)).err(), Some(RecvTimeoutError::Timeout));
     let b = builder(dir.path(), &app, &["prog", "polled"]);
     let launch = thread::spawn(move || b.send());
-    let request = loop {
-        // Polled, as a frame loop does; the watchdog ends a test that never gets it.
-        if let Ok(r) = primary.try_recv() {
-            break r;
-        }
-        thread::yield_now();
-    };
+    let request = util::poll_request(&primary);
     assert_eq!(request.args(), [OsString::from("polled")]);
     request.reply(Reply::ok()).unwrap();
     assert!(launch.join().unwrap().unwrap().is_ok());

@@ -25,6 +25,29 @@ use std::time::Duration;
 #[cfg(unix)]
 pub use unix::*;
 
+/// Bytes that look random (xorshift), the same for a seed.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+/// The next request, taken by polling `try_recv` as a frame loop does (the caller's
+/// watchdog ends a test that never gets one).
+pub fn poll_request(primary: &solo_instance::Primary) -> solo_instance::Request {
+    loop {
+        if let Ok(request) = primary.try_recv() {
+            return request;
+        }
+        thread::yield_now();
+    }
+}
+
 /// How long a child process gets to print a line before the test fails.
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(20);
 

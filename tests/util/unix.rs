@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -202,20 +202,33 @@ fn build_qt_peer(qt: Qt) -> Result<PathBuf, String> {
 }
 
 /// A child process whose stdout lines arrive on a channel (read by a thread), killed on
-/// drop. Its stderr is collected for failure messages.
+/// drop. Its stderr is collected for failure messages. Its stdin is `/dev/null`, or a
+/// pipe the test writes ([`Proc::spawn_with_stdin`]).
 #[derive(Debug)]
 pub struct Proc {
     child: Child,
+    stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Disconnected once stderr has ended and all of it is in `stderr`.
+    stderr_done: Receiver<()>,
     what: String,
 }
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
+        Self::spawn_from(cmd.stdin(Stdio::null()))
+    }
+
+    /// As [`spawn`](Self::spawn), with a pipe to the child's stdin ([`stdin`](Self::stdin)),
+    /// closed by [`close_stdin`](Self::close_stdin) or `finish`.
+    pub fn spawn_with_stdin(cmd: &mut Command) -> Proc {
+        Self::spawn_from(cmd.stdin(Stdio::piped()))
+    }
+
+    fn spawn_from(cmd: &mut Command) -> Proc {
         let what = format!("{cmd:?}");
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -233,7 +246,9 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
+        let (done, stderr_done) = mpsc::channel::<()>();
         thread::spawn(move || {
+            let _done = done;
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -242,7 +257,17 @@ impl Proc {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Proc { child, lines, stderr, what }
+        Proc { stdin: child.stdin.take(), child, lines, stderr, stderr_done, what }
+    }
+
+    /// The pipe to the child's stdin; panics if it was spawned without one or it is closed.
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("a stdin pipe, still open")
+    }
+
+    /// Closes the child's stdin: it reads the end.
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
     }
 
     /// The next stdout line; panics if none comes within [`LINE_TIMEOUT`] or stdout ends.
@@ -263,6 +288,7 @@ impl Proc {
     /// The rest of stdout and the exit status, waiting at most [`LINE_TIMEOUT`] for
     /// stdout to end.
     pub fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        self.close_stdin();
         let deadline = Instant::now() + LINE_TIMEOUT;
         let mut rest = Vec::new();
         loop {
@@ -277,7 +303,18 @@ impl Proc {
         }
         // stdout is closed: the process is exiting; wait reaps it.
         let status = self.child.wait().unwrap();
+        // And all of its stderr is read (unless a child of its own still holds the pipe).
+        let _ = self.stderr_done.recv_timeout(LINE_TIMEOUT);
         (status, rest)
+    }
+
+    /// The exit status and all of stderr, once the process has exited (its stdin closed
+    /// first); the rest of stdout is dropped.
+    pub fn finish_with_stderr(self) -> (ExitStatus, String) {
+        let stderr = Arc::clone(&self.stderr);
+        let (status, _) = self.finish();
+        let all = stderr.lock().unwrap().clone();
+        (status, all)
     }
 
     /// What the process wrote to stderr so far.
