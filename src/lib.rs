@@ -174,6 +174,10 @@
 //! - `src/protocol/message.rs`: `Message`, the request line, and its decoding.
 //! - `src/protocol/reply.rs`: `Reply`, the answer line (answer, refusal, retry), and defusing another user's texts.
 //! - `src/protocol/os_str.rs`: the lossless encoding of OS strings.
+//! - `src/protocol/fields.rs`: an object's fields by name, in one pass over its line and without a map.
+//! - `src/protocol/representable.rs`: what a JSON tree cannot hold (a number beyond `f64`, a lone surrogate, nesting 128 deep), found in one pass.
+//! - `src/protocol/reply_decode.rs`: a reply decoded in one pass over its fields, without the JSON tree.
+//! - `src/protocol/frame.rs`: protocol version 2: what a launch asks for (`wait`, `stdin`, `replace`) and the frames between the request line and the reply.
 //! - `src/protocol/tests/`: the protocol's unit tests (`encode`, `decode`, `reply`).
 //! - `src/server/mod.rs`: `LocalServer` and its state.
 //! - `src/server/listen.rs`: listening, adopting a socket, removing a stale one.
@@ -193,12 +197,17 @@
 //! - `instance/location.rs`: where the lock and the socket live, per scope.
 //! - `instance/lock.rs`, `instance/published.rs`: the lock file and where the primary is published (the platform's `sys` items, named for layer 2).
 //! - `instance/transport.rs`: line I/O on a launch's connection, bounded in time and size.
+//! - `instance/remote.rs`: the launch as a remote command line (version 2): the `taken` frame, output chunks written as they come, stdin streamed, the reply; the fall back to version 1.
+//! - `instance/handover.rs`: replacing a running primary (`--replace`), and the updater's wait for it to exit.
 //! - `instance/request.rs`: `Request`, answered through its responder (a launch's connection or a D-Bus call); the busy reply.
 //! - `instance/origin.rs`: `Origin`: how a request came (a launch, a D-Bus call).
+//! - `instance/stream.rs`: a launch's streams at the primary's end: `taken`, the app's output, the launch's stdin, the reply after all output.
+//! - `instance/launch_io.rs`: `Output` and `Input`, the launch's streams as the app sees them, and `Request`'s version 2 methods.
 //! - `instance/inbox.rs`: admission and notification, one policy for launches and D-Bus calls: the byte budget, the queue's room, shutting down.
 //! - `instance/serve/mod.rs`: the primary's loop, one readiness-driven design on every platform: its state and the driver thread.
 //! - `instance/serve/turn.rs`: one turn: wait, accept, read, decode, answer; deadlines, shedding and the byte budget.
 //! - `instance/serve/context.rs`: what the loop shares with the thread that runs it.
+//! - `instance/serve/turns.rs`: the loop's turns, counted for a reader of a launch's stdin where reads complete on the loop's port (Windows).
 //! - `instance/serve/watch.rs`: keeping the primary reachable when a cleaner removes its files, or stepping down.
 //! - `instance/serve/health.rs`: `Health`.
 //! - `instance/primary.rs`: `Primary`, `Stopper`, `CallbackPrimary`: start, release, drop.
@@ -210,8 +219,9 @@
 //! platform provides with the same names and signatures:
 //! - `sys/{unix,windows}/engine.rs`: the serving engine's readiness (Unix: `poll(2)`; Windows: mio's IOCP named pipes), with `sys/windows/connection.rs` a pipe connection at the primary's end.
 //! - `sys/{unix,windows}/primary.rs`: where a primary listens.
+//! - `sys/{unix,windows}/stream.rs`: a launch's streams: its reads and writes with deadlines, and the primary's wait for a launch's stdin.
 //! - `sys/{unix,windows}/{dir,location,names,lock,peer,published,watch}.rs`: the private directory, the names, the lock and pid files, the launch's checks of the primary, the published pipe name, the removal watch.
-//! - `sys/unix/{listener/,socket.rs,poll.rs,signals.rs,fork.rs,nofork.rs,uri.rs}`: Unix sockets, `poll(2)` and its wake-up pipe, signal masks for the crate's threads, the fork guard (Linux), `file://` paths.
+//! - `sys/unix/{listener/,socket.rs,poll.rs,signals.rs,fork.rs,nofork.rs,forks.rs,uri.rs}`: Unix sockets, `poll(2)` and its wake-up pipe, signal masks for the crate's threads, the fork guard (Linux; `nofork.rs` elsewhere), the pid and a fork generation without a system call, `file://` paths.
 //! - `sys/windows/{listener.rs,pipe.rs,deadline.rs,token.rs,security/,uri.rs}`: `LocalServer`'s pipe listener, a client's pipe, deadlines on blocking pipe I/O, users and integrity levels, security descriptors and directory DACLs, `file://` paths.
 //! - `sys/windows/tests/`: the single-instance guarantees on Windows, tested under Wine.
 //! - `sys/asynchronous.rs`: the `tokio` feature's accept wait.
@@ -252,6 +262,11 @@
 //!   "Open With", `gapplication`), as requests whose [`Request::origin`] says so;
 //!   `SingleInstance::dbus_bus`, `Primary::dbus_status`, `DbusBus`, `DbusStatus`,
 //!   `dbus_service_file`, `dbus_object_path`, `Origin::file_paths`.
+//! - `activation`: [`activation::raise`] brings the app's existing window to the front
+//!   for a request with the launch's token (Wayland `xdg_activation_v1`, X11
+//!   `_NET_ACTIVE_WINDOW`, Windows `SetForegroundWindow`), from any raw-window-handle 0.6
+//!   window; a launch under Wayland with no token asks the compositor for one to forward
+//!   ([`activation::request_token`]). Needs Rust 1.86.
 //! - `gui-example`, `egui-example`: dev-only, for `examples/gui.rs` and `examples/egui.rs`;
 //!   not part of the library's API.
 //!
