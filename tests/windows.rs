@@ -770,6 +770,55 @@ fn instance_lock_decides_and_release_hands_over() {
     assert_eq!(launch.join().unwrap().unwrap().exit_code(), 4);
 }
 
+/// A release ends the launches waiting for requests the app still holds, version 1 and 2
+/// alike, and closes their pipe instances: in the System scope, whose pipe name is fixed,
+/// a successor started right after the release binds it and serves while the old requests
+/// still exist; a reply to one of them afterwards is not delivered. The User scope (a
+/// fresh random name per primary) the same.
+#[test]
+fn instance_release_closes_the_pipes_of_requests_the_app_holds() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    for scope in [solo_instance::Scope::System, solo_instance::Scope::User] {
+        let dir = TempDir::new("heldrelease");
+        let app = unique("test.win.heldrelease");
+        let b = |argv: &[&str]| builder(dir.path(), &app, argv).scope(scope);
+        let primary = primary_of(b(&["p"]).start());
+        // Version 2, waiting for its reply.
+        let waiting = b(&["prog", "held"]).wait_for_reply(true);
+        let launch = thread::spawn(move || waiting.send());
+        let held = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+        assert!(held.is_waiting());
+        // Version 1, over a plain connection.
+        let mut plain = LocalSocket::connect(&primary.socket_path().to_string_lossy()).unwrap();
+        plain.write_all(b"{\"v\":1,\"argv\":[\"prog\",\"plain\"]}\n").unwrap();
+        let held_plain = primary.recv_timeout(Duration::from_secs(20)).expect("no version-1 request");
+        assert_eq!(held_plain.args(), [OsString::from("plain")]);
+
+        primary.release();
+        let gone = launch.join().unwrap();
+        assert!(
+            matches!(gone, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
+            "{scope:?}: {gone:?}"
+        );
+        // The version-1 client reads the end, no reply.
+        let mut rest = Vec::new();
+        let _ = plain.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{scope:?}: {:?}", String::from_utf8_lossy(&rest));
+
+        // The requests still exist; the successor binds and serves.
+        let successor = match b(&["next"]).start() {
+            Ok(Start::Primary(p)) => p,
+            other => panic!("{scope:?}: the successor is not primary: {other:?}"),
+        };
+        let next = b(&["prog", "next"]);
+        let launch = thread::spawn(move || next.send());
+        successor.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::exit(5)).unwrap();
+        assert_eq!(launch.join().unwrap().unwrap().exit_code(), 5, "{scope:?}");
+        assert!(!held.reply(Reply::ok()).unwrap().is_delivered(), "{scope:?}");
+        assert!(!held_plain.reply(Reply::ok()).unwrap().is_delivered(), "{scope:?}");
+    }
+}
+
 /// An argument that is not valid UTF-16 (a lone surrogate, as Windows file names may
 /// hold) travels as `{"wide":[...]}` and arrives unit for unit.
 #[test]

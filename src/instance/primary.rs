@@ -302,10 +302,12 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
-        // Their connections close once the loop's poller has seen it (Windows).
-        self.ctx.mux.settle();
-        // Launches waiting for a request the app took end their wait now.
+        // Launches waiting for a request the app took end their wait now, and the
+        // connections of requests the app holds let go of the name (Windows' pipe
+        // instances: the System scope's name is fixed, and a successor binds it next).
         self.ctx.inbox.streams.cut_off();
+        // These connections close once the loop's poller has seen it (Windows).
+        self.ctx.mux.settle();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]

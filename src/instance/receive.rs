@@ -121,9 +121,13 @@ impl Primary {
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => {
-                // A version-2 launch learns that its request is taken.
+                // A version-2 launch learns that its request is taken. Either version's
+                // connection is listed, for a release to end.
                 if let Some(remote) = &r.remote {
                     remote.taken(&self.ctx.inbox.streams);
+                }
+                if let Some(socket) = &r.socket {
+                    self.ctx.inbox.streams.add_plain(socket);
                 }
                 Taken::Request(r)
             }
