@@ -1156,10 +1156,10 @@ fn instance_requests_held_by_the_app_count_their_pipes_read_buffers() {
     drop(primary);
 }
 
-/// Requests the app keeps past the primary's drop still close their pipes as each goes:
-/// a client reads its reply, then the end, while the app still holds another request
-/// (no pipe instance is left open, nor its handle and read buffer kept, for the rest of
-/// the process).
+/// Requests the app keeps past the primary's drop hold no pipe instance: the drop ends
+/// their clients (each reads the end while the app still holds both requests, so no
+/// instance is left open, nor its handle and read buffer kept, for the rest of the
+/// process), and a reply afterwards reaches nobody.
 #[test]
 fn instance_request_outliving_its_primary_closes_its_pipe() {
     let _w = Watchdog::new(Duration::from_secs(60));
@@ -1176,17 +1176,18 @@ fn instance_request_outliving_its_primary_closes_its_pipe() {
         requests.push(primary.recv_timeout(Duration::from_secs(20)).expect("no request"));
     }
     drop(primary);
-    let kept = requests.pop().unwrap();
-    for (request, client) in [(requests.pop().unwrap(), clients.remove(0)), (kept, clients.remove(0))] {
-        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
+    for client in clients {
         let (tx, ended) = mpsc::channel();
         thread::spawn(move || {
             let mut all = String::new();
             let r = (&client).read_to_string(&mut all).map(|_| all);
             let _ = tx.send(r);
         });
-        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
-        assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed");
+        assert!(all.as_deref().map_or(true, str::is_empty), "{all:?}");
+    }
+    for request in requests {
+        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Abandoned);
     }
 }
 
