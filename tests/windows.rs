@@ -735,6 +735,38 @@ fn instance_stdin_never_read_stays_bounded_on_pipes() {
     drop(stdout);
 }
 
+/// A launch that goes away while the primary does not read its stdin (the pipe holds
+/// what it sent, reading paused) is abandoned at once, as on Unix: its request says so,
+/// and a reply reaches nobody.
+#[test]
+fn instance_launch_gone_with_its_stdin_unread_is_abandoned() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("stdin-gone");
+    let app = unique("test.win.stdingone");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    let (progress, taken) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = noise(32 * 1024, 11);
+        while stdin.write_all(&chunk).is_ok() {
+            if progress.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    assert!(request.has_stdin());
+    // Until the launch stops taking stdin (everything between it and the app is full).
+    while taken.recv_timeout(Duration::from_secs(2)).is_ok() {}
+    assert!(!request.is_abandoned());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(request.is_abandoned(), "a launch gone with its stdin unread is not abandoned");
+    assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Abandoned);
+    drop(taken);
+    writer.join().unwrap();
+}
+
 /// The lock decides: while a Primary lives, a second `start()` in the same process (a
 /// second handle on the lock file) forwards instead of becoming primary. `release()`
 /// frees the name and the lock so the next start is primary.

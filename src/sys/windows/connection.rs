@@ -11,13 +11,16 @@ use mio::windows::NamedPipe;
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE, WAIT_OBJECT_0,
 };
+use windows_sys::Wdk::Storage::FileSystem::{
+    FilePipeLocalInformation, NtQueryInformationFile, FILE_PIPE_CONNECTED_STATE, FILE_PIPE_LOCAL_INFORMATION,
+};
 use windows_sys::Win32::Security::{RevertToSelf, TOKEN_IMPERSONATE};
 use windows_sys::Win32::Storage::FileSystem::WriteFile;
 use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
-use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, IO_STATUS_BLOCK, OVERLAPPED};
 
 use super::engine::Port;
 use super::token::{self, ClientIdentity};
@@ -166,26 +169,17 @@ impl Connection {
     }
 
     /// Whether the client has closed its end (a reply would reach nobody), or the
-    /// connection was [closed](Self::close).
+    /// connection was [closed](Self::close) or hung up.
+    ///
+    /// Told by the pipe's state, as `POLLHUP` tells it on Unix, not by a read: a client
+    /// that left bytes unread behind it (its stdin, which the app does not read) is gone
+    /// too, though a read (or `PeekNamedPipe`) would still find them.
     pub(crate) fn is_closed(&self) -> bool {
         let Some(pipe) = self.pipe() else { return true };
-        let mut avail = 0u32;
-        // SAFETY: the handle is open (`pipe` holds it); no buffer, only the count asked for.
-        let ok = unsafe {
-            PeekNamedPipe(
-                pipe.as_raw_handle() as HANDLE,
-                std::ptr::null_mut(),
-                0,
-                std::ptr::null_mut(),
-                &mut avail,
-                std::ptr::null_mut(),
-            )
-        };
-        ok == 0
-            && matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
-            )
+        match pipe_state(pipe.as_raw_handle() as HANDLE) {
+            Some(state) => state != FILE_PIPE_CONNECTED_STATE,
+            None => peek_finds_the_end(pipe.as_raw_handle() as HANDLE),
+        }
     }
 
     /// Ends the connection for the client now: it reads the end.
@@ -243,6 +237,42 @@ impl Connection {
         Some(PeerCredentials { pid, uid: None, gid: None, sid })
     }
 
+}
+
+/// The state of the pipe instance `handle` (`FILE_PIPE_CONNECTED_STATE`, or closing once
+/// the client closed its end, disconnected, listening), or `None` if it cannot be read.
+fn pipe_state(handle: HANDLE) -> Option<u32> {
+    // SAFETY: all-zero is a valid value of both plain structures.
+    let mut status: IO_STATUS_BLOCK = unsafe { std::mem::zeroed() };
+    let mut info: FILE_PIPE_LOCAL_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open (the caller holds it); `info` is writable for the length
+    // given, and `status` for the call.
+    let r = unsafe {
+        NtQueryInformationFile(
+            handle,
+            &mut status,
+            (&mut info as *mut FILE_PIPE_LOCAL_INFORMATION).cast(),
+            std::mem::size_of::<FILE_PIPE_LOCAL_INFORMATION>() as u32,
+            FilePipeLocalInformation,
+        )
+    };
+    (r >= 0).then_some(info.NamedPipeState)
+}
+
+/// Whether `PeekNamedPipe` on the open `handle` finds the client gone (it does only once
+/// no byte is left to read).
+fn peek_finds_the_end(handle: HANDLE) -> bool {
+    let mut avail = 0u32;
+    // SAFETY: the handle is open (the caller holds it); no buffer, only the count asked
+    // for.
+    let ok = unsafe {
+        PeekNamedPipe(handle, std::ptr::null_mut(), 0, std::ptr::null_mut(), &mut avail, std::ptr::null_mut())
+    };
+    ok == 0
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
+        )
 }
 
 /// Who a primary serves: the user and integrity level its launches must have.
