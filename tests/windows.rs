@@ -735,6 +735,42 @@ fn instance_stdin_never_read_stays_bounded_on_pipes() {
     drop(stdout);
 }
 
+/// A waker that reads a request's stdin runs on the driver thread, the one thread that
+/// runs the loop whose turns complete the pipe's reads: the read runs those turns itself
+/// there, and gets the bytes (it used to wait for turns nobody else would run).
+#[test]
+fn instance_stdin_read_in_the_waker_on_the_driver_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("stdin-waker");
+    let app = unique("test.win.stdinwaker");
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, got) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let in_waker = Arc::clone(&slot);
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        while let Ok(request) = p.try_recv() {
+            let mut all = Vec::new();
+            let read = request.stdin().read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string());
+            request.reply(Reply::exit(3)).unwrap();
+            let _ = tx.lock().unwrap().send((read, thread::current().name().map(str::to_owned)));
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    stdin.write_all(b"read by the waker").unwrap();
+    drop(stdin);
+    let (read, on) = got.recv_timeout(Duration::from_secs(30)).expect("the waker's read of stdin hung");
+    assert_eq!(read.as_deref(), Ok(&b"read by the waker"[..]));
+    assert_eq!(on.as_deref(), Some("solo-instance serve"), "the waker ran elsewhere");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}
+
 /// A launch that goes away while the primary does not read its stdin (the pipe holds
 /// what it sent, reading paused) is abandoned at once, as on Unix: its request says so,
 /// and a reply reaches nobody.

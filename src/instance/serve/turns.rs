@@ -2,7 +2,9 @@
 //! reads complete on the loop's completion port (`sys::STDIN_THROUGH_LOOP`: Windows). Its
 //! bytes are handed out only once a turn has seen the read complete, so the reader, after
 //! a read that found nothing, waits for the next turn to end: run by the driver thread or
-//! by the app's receive call, or by the reader itself when no other thread runs the loop.
+//! by the app's receive call, or by the reader itself when no other thread runs the loop,
+//! or when the reader is the driver thread (a waker that reads stdin: the driver calls it
+//! between its turns, so a wait for the next would never end).
 //! Where the reader waits on the connection itself (Unix) nothing here runs.
 //!
 //! A reader that runs a turn runs a whole one (accepting and delivering launches, as a
@@ -77,7 +79,7 @@ impl Context {
     }
 
     /// Waits until a turn of the loop has ended since `seen` (see the module): runs one
-    /// itself when no other thread runs the loop. `ConnectionAborted` once the primary is
+    /// itself when no other thread runs the loop, or when this is the driver thread. `ConnectionAborted` once the primary is
     /// dropped.
     pub(in crate::instance) fn await_turn(self: &Arc<Self>, seen: u64) -> io::Result<()> {
         let mux = &self.mux;
@@ -92,7 +94,11 @@ impl Context {
             if turns.count.load(Ordering::SeqCst) != seen {
                 return Ok(());
             }
-            if !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
+            // Run a turn here while no other thread runs the loop, and on the driver
+            // thread itself (a waker that reads stdin): no other thread would run one.
+            let on_driver = mux.is_driven()
+                && self.inbox.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
+            if on_driver || !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
                 let st = match mux.state.try_lock() {
                     Ok(st) => Some(st),
                     Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mio::windows::NamedPipe;
-use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE, WAIT_OBJECT_0,
-};
 use windows_sys::Wdk::Storage::FileSystem::{
     FilePipeLocalInformation, NtQueryInformationFile, FILE_PIPE_CONNECTED_STATE, FILE_PIPE_LOCAL_INFORMATION,
+};
+use windows_sys::Win32::Foundation::{
+    ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::{RevertToSelf, TOKEN_IMPERSONATE};
 use windows_sys::Win32::Storage::FileSystem::WriteFile;
@@ -236,7 +236,6 @@ impl Connection {
         let sid: Option<Sid> = self.client_identity().map(|c| c.user);
         Some(PeerCredentials { pid, uid: None, gid: None, sid })
     }
-
 }
 
 /// The state of the pipe instance `handle` (`FILE_PIPE_CONNECTED_STATE`, or closing once
