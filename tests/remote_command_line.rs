@@ -81,6 +81,45 @@ fn a_release_ends_a_launch_waiting_for_a_request_the_app_holds() {
     assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
 }
 
+/// A waker that reads a request's stdin (on the driver thread, which runs the primary's
+/// loop) gets it: on Unix the read waits on the connection itself, not for the loop.
+#[test]
+fn a_waker_reads_a_launchs_stdin_on_the_driver_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-waker-stdin");
+    let Start::Primary(primary) =
+        SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).start().unwrap()
+    else {
+        panic!("not the primary")
+    };
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, got) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let in_waker = Arc::clone(&slot);
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        while let Ok(request) = p.try_recv() {
+            let mut all = Vec::new();
+            let read = request.stdin().read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string());
+            request.reply(Reply::exit(3)).unwrap();
+            let _ = tx.lock().unwrap().send((read, thread::current().name().map(str::to_owned)));
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let mut launch = Proc::spawn_with_stdin(&mut f.cmd("send", ["--stdin", "--", "waker"]));
+    launch.stdin().write_all(b"read by the waker").unwrap();
+    launch.close_stdin();
+    let (read, on) = got.recv_timeout(LINE_TIMEOUT).expect("the waker's read of stdin hung");
+    assert_eq!(read.as_deref(), Ok(&b"read by the waker"[..]));
+    assert_eq!(on.as_deref(), Some("solo-instance serve"), "the waker ran elsewhere");
+    let (status, err) = launch.finish_with_stderr();
+    assert_eq!(status.code(), Some(3), "{err}");
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}
+
 #[test]
 fn output_chunks_arrive_while_the_primary_still_works() {
     let _w = Watchdog::new(Duration::from_secs(60));

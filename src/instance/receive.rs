@@ -174,6 +174,12 @@ impl Primary {
     /// The waker must not block: in particular it must not wait for a lock that the
     /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
     /// the waker (the serve thread that `set_waker` starts). The waker itself may drop the primary (one it owns, say behind a mutex).
+    ///
+    /// The waker runs on the thread that runs the primary's loop, between its turns: while
+    /// it runs, no launch is accepted or read. It may take the requests and answer them,
+    /// and even read a request's [stdin](crate::Request::stdin) (on Windows the read runs
+    /// the loop's turns itself there, as no other thread would), but a read that waits for
+    /// a slow launch holds up every other launch meanwhile: hand such work to a thread.
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on.
