@@ -994,8 +994,10 @@ fn instance_abandoned_request_is_dropped_unseen() {
     let app = unique("test.win.abandoned");
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
     let pipe = primary.socket_path().to_string_lossy().into_owned();
-    // Sent whole, then gone, before the primary's loop first runs.
-    let mut gone = LocalSocket::connect(&pipe).unwrap();
+    // Sent whole, then gone, before the primary's loop first runs. A plain file: its drop
+    // closes its handle at once (a `LocalSocket`'s drop closes it later, on a thread of its
+    // own, once the server has read everything, so the request could still be taken).
+    let mut gone = std::fs::OpenOptions::new().read(true).write(true).open(&pipe).unwrap();
     gone.write_all(b"{\"v\":1,\"argv\":[\"gone\"]}\n").unwrap();
     drop(gone);
     let b = builder(dir.path(), &app, &["prog", "present"]);
