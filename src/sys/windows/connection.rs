@@ -230,8 +230,8 @@ impl Connection {
     pub(crate) fn peer(&self) -> Option<PeerCredentials> {
         let pipe = self.pipe()?;
         let mut pid = 0u32;
-        // SAFETY: the handle is open (`pipe` holds it); `pid` is a valid out pointer.
         let handle = pipe.as_raw_handle() as HANDLE;
+        // SAFETY: the handle is open (`pipe` holds it); `pid` is a valid out pointer.
         let pid = (unsafe { GetNamedPipeClientProcessId(handle, &mut pid) } != 0).then_some(pid);
         let sid: Option<Sid> = self.client_identity().map(|c| c.user);
         Some(PeerCredentials { pid, uid: None, gid: None, sid })
@@ -241,9 +241,9 @@ impl Connection {
 /// The state of the pipe instance `handle` (`FILE_PIPE_CONNECTED_STATE`, or closing once
 /// the client closed its end, disconnected, listening), or `None` if it cannot be read.
 fn pipe_state(handle: HANDLE) -> Option<u32> {
-    // SAFETY: all-zero is a valid value of both plain structures.
+    // SAFETY: all-zero is a valid value of this plain structure (a status and a count).
     let mut status: IO_STATUS_BLOCK = unsafe { std::mem::zeroed() };
-    let mut info: FILE_PIPE_LOCAL_INFORMATION = unsafe { std::mem::zeroed() };
+    let mut info = FILE_PIPE_LOCAL_INFORMATION::default();
     // SAFETY: the handle is open (the caller holds it); `info` is writable for the length
     // given, and `status` for the call.
     let r = unsafe {
