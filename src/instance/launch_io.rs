@@ -202,7 +202,8 @@ impl Request {
     /// reading thread runs it meanwhile, serving launches as a receive call does; so does
     /// a [waker](crate::Primary::set_waker) that reads it (it runs on the thread that runs
     /// the loop, which serves nothing else meanwhile). On Unix the read waits on the
-    /// launch's connection alone, on any thread.
+    /// launch's connection alone, on any thread. Either way the read never waits for a
+    /// turn that only its own thread could run.
     pub fn stdin(&self) -> Input {
         let forwarded = self.remote.as_ref().filter(|r| r.ask().stdin);
         Input { remote: forwarded.map(|r| Arc::clone(&r.0)) }

@@ -177,9 +177,11 @@ impl Primary {
     ///
     /// The waker runs on the thread that runs the primary's loop, between its turns: while
     /// it runs, no launch is accepted or read. It may take the requests and answer them,
-    /// and even read a request's [stdin](crate::Request::stdin) (on Windows the read runs
-    /// the loop's turns itself there, as no other thread would), but a read that waits for
-    /// a slow launch holds up every other launch meanwhile: hand such work to a thread.
+    /// and even wait there, in [`recv`](Self::recv) or a read of a request's
+    /// [stdin](crate::Request::stdin): the wait runs the loop's turns itself on that
+    /// thread, as no other thread would, and what they deliver is announced once the
+    /// waker returns. But a wait for a slow launch holds up every other launch meanwhile:
+    /// hand such work to a thread.
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on.

@@ -72,6 +72,14 @@ impl Mux {
 }
 
 impl Context {
+    /// Whether this thread is the driver, running the app's waker between two turns (a
+    /// waker that waits for a request or reads stdin): the loop's turns are this thread's
+    /// to run, as no other thread would.
+    pub(super) fn on_driver(&self) -> bool {
+        self.mux.is_driven()
+            && self.inbox.driver_id.get().is_some_and(|&id| id == std::thread::current().id())
+    }
+
     /// The number of the loop's turns ended so far: read before a read of a launch's
     /// stdin, for [`await_turn`](Self::await_turn).
     pub(in crate::instance) fn turns(&self) -> u64 {
@@ -96,9 +104,7 @@ impl Context {
             }
             // Run a turn here while no other thread runs the loop, and on the driver
             // thread itself (a waker that reads stdin): no other thread would run one.
-            let on_driver = mux.is_driven()
-                && self.inbox.driver_id.get().is_some_and(|&id| id == std::thread::current().id());
-            if on_driver || !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
+            if self.on_driver() || !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
                 let st = match mux.state.try_lock() {
                     Ok(st) => Some(st),
                     Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
