@@ -337,7 +337,7 @@ fn lib_requests_delivered_inside_the_waker_are_announced() {
     primary.set_waker(move || {
         let held = in_waker.lock().unwrap();
         let Some(p) = held.as_ref() else { return };
-        let mut take = |r: solo_instance::Request| {
+        let take = |r: solo_instance::Request| {
             let _ = seen_tx.lock().unwrap().send(r.args().to_vec());
             r.reply(Reply::ok()).unwrap();
         };
