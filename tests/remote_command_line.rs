@@ -120,6 +120,48 @@ fn a_waker_reads_a_launchs_stdin_on_the_driver_thread() {
     drop(p);
 }
 
+/// A launch that goes away while the primary does not read its stdin (what it sent waits
+/// in the socket) is abandoned at once: its request says so, and a reply reaches nobody.
+/// (Windows: `instance_launch_gone_with_its_stdin_unread_is_abandoned`.)
+#[test]
+fn a_launch_gone_with_its_stdin_unread_is_abandoned() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-stdin-gone");
+    let Start::Primary(primary) =
+        SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).start().unwrap()
+    else {
+        panic!("not the primary")
+    };
+    let mut child = f
+        .cmd("send", ["--stdin", "--", "gone"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (progress, taken) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = noise(32 * 1024, 13);
+        while stdin.write_all(&chunk).is_ok() {
+            if progress.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let request = primary.recv().expect("the launch's request");
+    assert!(request.has_stdin());
+    // Until the launch stops taking stdin (everything between it and the app is full).
+    while taken.recv_timeout(Duration::from_secs(2)).is_ok() {}
+    assert!(!request.is_abandoned());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(request.is_abandoned(), "a launch gone with its stdin unread is not abandoned");
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+    drop(taken);
+    writer.join().unwrap();
+}
+
 #[test]
 fn output_chunks_arrive_while_the_primary_still_works() {
     let _w = Watchdog::new(Duration::from_secs(60));
