@@ -279,8 +279,8 @@ fn lib_a_waker_may_release_the_primary_on_the_serving_thread() {
 
 /// A waker that waits for a request (`recv_timeout`) runs on the driver thread, the one
 /// thread that serves the socket: the wait serves it itself there, and gets the next
-/// launch's request (it used to wait for a queue that only that thread fills, and time
-/// out with the launch unserved).
+/// launch's request (a wait for a queue that only that thread fills would time out, the
+/// launch unserved).
 #[test]
 fn lib_a_waker_that_waits_for_a_request_serves_it_on_the_driver_thread() {
     use std::sync::{Arc, Mutex};

@@ -737,7 +737,7 @@ fn instance_stdin_never_read_stays_bounded_on_pipes() {
 
 /// A waker that reads a request's stdin runs on the driver thread, the one thread that
 /// runs the loop whose turns complete the pipe's reads: the read runs those turns itself
-/// there, and gets the bytes (it used to wait for turns nobody else would run).
+/// there, and gets the bytes (a wait for turns that nobody else runs would never end).
 #[test]
 fn instance_stdin_read_in_the_waker_on_the_driver_thread() {
     use std::sync::{Arc, Mutex};
