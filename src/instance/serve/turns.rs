@@ -87,8 +87,8 @@ impl Context {
     }
 
     /// Waits until a turn of the loop has ended since `seen` (see the module): runs one
-    /// itself when no other thread runs the loop, or when this is the driver thread. `ConnectionAborted` once the primary is
-    /// dropped.
+    /// itself when no other thread runs the loop, or when this is the driver thread.
+    /// `ConnectionAborted` once the primary is dropped.
     pub(in crate::instance) fn await_turn(self: &Arc<Self>, seen: u64) -> io::Result<()> {
         let mux = &self.mux;
         let turns = &mux.turns;
