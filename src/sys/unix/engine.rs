@@ -21,8 +21,8 @@
 //! - [`Connection`]: non-blocking `read`, `send` of a reply before a deadline (a client
 //!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
 //!   client hung up: an abandoned request), `hang_up`, `close` (Windows: the pipe
-//!   instance closed, freeing the pipe's name, while the value lives on), `peer`; `PINNED`, the memory it
-//!   holds while it lives (a request's weight counts it);
+//!   instance closed, freeing the pipe's name, while the value lives on), `peer`;
+//!   `PINNED`, the memory it holds while it lives (a request's weight counts it);
 //! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
 //! - [`read_until`]: a launch's
 //!   read of its reply, bounded by a deadline.

@@ -133,9 +133,9 @@ impl Connection {
             let chunk = &bytes[sent..];
             let len = chunk.len().min(u32::MAX as usize) as u32;
             let mut n = 0u32;
-            // SAFETY: the handle is open (`pipe` holds it); `chunk` and `ov` outlive the write, which is
-            // waited for below (completed, or cancelled and then completed) before
-            // either goes.
+            // SAFETY: the handle is open (`pipe` holds it); `chunk` and `ov` outlive the
+            // write, which is waited for below (completed, or cancelled and then completed)
+            // before either goes.
             let ok = unsafe { WriteFile(handle, chunk.as_ptr(), len, &mut n, &mut ov) };
             if ok == 0 {
                 let e = io::Error::last_os_error();
