@@ -276,3 +276,101 @@ fn lib_a_waker_may_release_the_primary_on_the_serving_thread() {
     // The lock is free: the next launch is the primary.
     drop(primary_of(builder(dir.path(), &[]).start()));
 }
+
+/// A waker that waits for a request (`recv_timeout`) runs on the driver thread, the one
+/// thread that serves the socket: the wait serves it itself there, and gets the next
+/// launch's request (a wait for a queue that only that thread fills would time out, the
+/// launch unserved).
+#[test]
+fn lib_a_waker_that_waits_for_a_request_serves_it_on_the_driver_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = private_dir("lib-waker-waits");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, got) = mpsc::channel();
+    let (first_done, first_replied) = mpsc::channel();
+    let in_waker = Arc::clone(&slot);
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        let Ok(first) = p.try_recv() else { return };
+        first.reply(Reply::exit(1)).unwrap();
+        let _ = first_done.send(());
+        let second = p.recv_timeout(Duration::from_secs(20)).map(|r| {
+            let args = r.args().to_vec();
+            r.reply(Reply::exit(2)).unwrap();
+            args
+        });
+        let _ = tx.send(second.map_err(|e| format!("{e:?}")));
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let first = spawn_launch(dir.path(), &["first"]);
+    first_replied.recv_timeout(Duration::from_secs(20)).expect("the first request");
+    assert_eq!(reply_of(first.join().unwrap()).exit_code(), 1);
+    let second = spawn_launch(dir.path(), &["second"]);
+    let args = got.recv_timeout(Duration::from_secs(30)).expect("the waker's wait hung");
+    assert_eq!(args, Ok(vec![OsString::from("second")]));
+    assert_eq!(reply_of(second.join().unwrap()).exit_code(), 2);
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}
+
+/// Requests that a waker's own wait delivered and left in the queue are announced (the
+/// waker is called again) before the driver waits for anything new: here a waker that
+/// waits for one request while two held launches complete theirs in the same turn.
+#[test]
+fn lib_requests_delivered_inside_the_waker_are_announced() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(90));
+    let dir = private_dir("lib-waker-announce");
+    let primary = primary_of(builder(dir.path(), &[]).start());
+    let socket = primary.socket_path().to_string_lossy().into_owned();
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (seen_tx, seen) = mpsc::channel::<Vec<OsString>>();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let (seen_tx, go) = (Mutex::new(seen_tx), Mutex::new(go));
+    let first_call = AtomicBool::new(true);
+    let in_waker = Arc::clone(&slot);
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        let take = |r: solo_instance::Request| {
+            let _ = seen_tx.lock().unwrap().send(r.args().to_vec());
+            r.reply(Reply::ok()).unwrap();
+        };
+        if first_call.swap(false, Ordering::SeqCst) {
+            // The first request; then, once both held launches have sent the rest, one
+            // wait, which delivers both: it takes one and leaves the other queued.
+            take(p.try_recv().expect("the first request"));
+            go.lock().unwrap().recv_timeout(Duration::from_secs(20)).expect("go");
+            take(p.recv_timeout(Duration::from_secs(20)).expect("the second request"));
+            return;
+        }
+        while let Ok(r) = p.try_recv() {
+            take(r);
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    // Held by the loop: each sent part of its request line.
+    let mut held = Vec::new();
+    for tag in ["second", "third"] {
+        let mut c = solo_instance::LocalSocket::connect(&socket).unwrap();
+        c.write_all(format!("{{\"v\":1,\"argv\":[\"prog\",\"{tag}\"]").as_bytes()).unwrap();
+        held.push(c);
+    }
+    let first = spawn_launch(dir.path(), &["first"]);
+    assert_eq!(seen.recv_timeout(Duration::from_secs(20)).unwrap(), [OsString::from("first")]);
+    assert!(reply_of(first.join().unwrap()).is_ok());
+    for c in &mut held {
+        c.write_all(b"}\n").unwrap();
+    }
+    go_tx.send(()).unwrap();
+    assert_eq!(seen.recv_timeout(Duration::from_secs(20)).unwrap(), [OsString::from("second")]);
+    let third = seen.recv_timeout(Duration::from_secs(20)).expect("the third request was never announced");
+    assert_eq!(third, [OsString::from("third")]);
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}

@@ -81,6 +81,87 @@ fn a_release_ends_a_launch_waiting_for_a_request_the_app_holds() {
     assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
 }
 
+/// A waker that reads a request's stdin (on the driver thread, which runs the primary's
+/// loop) gets it: on Unix the read waits on the connection itself, not for the loop.
+#[test]
+fn a_waker_reads_a_launchs_stdin_on_the_driver_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-waker-stdin");
+    let Start::Primary(primary) =
+        SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).start().unwrap()
+    else {
+        panic!("not the primary")
+    };
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, got) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let in_waker = Arc::clone(&slot);
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        while let Ok(request) = p.try_recv() {
+            let mut all = Vec::new();
+            let read = request.stdin().read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string());
+            request.reply(Reply::exit(3)).unwrap();
+            let _ = tx.lock().unwrap().send((read, thread::current().name().map(str::to_owned)));
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let mut launch = Proc::spawn_with_stdin(&mut f.cmd("send", ["--stdin", "--", "waker"]));
+    launch.stdin().write_all(b"read by the waker").unwrap();
+    launch.close_stdin();
+    let (read, on) = got.recv_timeout(LINE_TIMEOUT).expect("the waker's read of stdin hung");
+    assert_eq!(read.as_deref(), Ok(&b"read by the waker"[..]));
+    assert_eq!(on.as_deref(), Some("solo-instance serve"), "the waker ran elsewhere");
+    let (status, err) = launch.finish_with_stderr();
+    assert_eq!(status.code(), Some(3), "{err}");
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}
+
+/// A launch that goes away while the primary does not read its stdin (what it sent waits
+/// in the socket) is abandoned at once: its request says so, and a reply reaches nobody.
+/// (Windows: `instance_launch_gone_with_its_stdin_unread_is_abandoned`.)
+#[test]
+fn a_launch_gone_with_its_stdin_unread_is_abandoned() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-stdin-gone");
+    let Start::Primary(primary) =
+        SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).start().unwrap()
+    else {
+        panic!("not the primary")
+    };
+    let mut child = f
+        .cmd("send", ["--stdin", "--", "gone"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (progress, taken) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = noise(32 * 1024, 13);
+        while stdin.write_all(&chunk).is_ok() {
+            if progress.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let request = primary.recv().expect("the launch's request");
+    assert!(request.has_stdin());
+    // Until the launch stops taking stdin (everything between it and the app is full).
+    while taken.recv_timeout(Duration::from_secs(2)).is_ok() {}
+    assert!(!request.is_abandoned());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(request.is_abandoned(), "a launch gone with its stdin unread is not abandoned");
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+    drop(taken);
+    writer.join().unwrap();
+}
+
 #[test]
 fn output_chunks_arrive_while_the_primary_still_works() {
     let _w = Watchdog::new(Duration::from_secs(60));

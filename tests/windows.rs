@@ -735,6 +735,74 @@ fn instance_stdin_never_read_stays_bounded_on_pipes() {
     drop(stdout);
 }
 
+/// A waker that reads a request's stdin runs on the driver thread, the one thread that
+/// runs the loop whose turns complete the pipe's reads: the read runs those turns itself
+/// there, and gets the bytes (a wait for turns that nobody else runs would never end).
+#[test]
+fn instance_stdin_read_in_the_waker_on_the_driver_thread() {
+    use std::sync::{Arc, Mutex};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let dir = TempDir::new("stdin-waker");
+    let app = unique("test.win.stdinwaker");
+    let slot: Arc<Mutex<Option<solo_instance::Primary>>> = Arc::default();
+    let (tx, got) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let in_waker = Arc::clone(&slot);
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    primary.set_waker(move || {
+        let held = in_waker.lock().unwrap();
+        let Some(p) = held.as_ref() else { return };
+        while let Ok(request) = p.try_recv() {
+            let mut all = Vec::new();
+            let read = request.stdin().read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string());
+            request.reply(Reply::exit(3)).unwrap();
+            let _ = tx.lock().unwrap().send((read, thread::current().name().map(str::to_owned)));
+        }
+    });
+    *slot.lock().unwrap() = Some(primary);
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    stdin.write_all(b"read by the waker").unwrap();
+    drop(stdin);
+    let (read, on) = got.recv_timeout(Duration::from_secs(30)).expect("the waker's read of stdin hung");
+    assert_eq!(read.as_deref(), Ok(&b"read by the waker"[..]));
+    assert_eq!(on.as_deref(), Some("solo-instance serve"), "the waker ran elsewhere");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    let p = slot.lock().unwrap().take();
+    drop(p);
+}
+
+/// A launch that goes away while the primary does not read its stdin (the pipe holds
+/// what it sent, reading paused) is abandoned at once, as on Unix: its request says so,
+/// and a reply reaches nobody.
+#[test]
+fn instance_launch_gone_with_its_stdin_unread_is_abandoned() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = TempDir::new("stdin-gone");
+    let app = unique("test.win.stdingone");
+    let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
+    let (mut child, mut stdin, _stdout) = stdin_launch(dir.path(), &app);
+    let (progress, taken) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = noise(32 * 1024, 11);
+        while stdin.write_all(&chunk).is_ok() {
+            if progress.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let request = primary.recv_timeout(Duration::from_secs(30)).expect("no request");
+    assert!(request.has_stdin());
+    // Until the launch stops taking stdin (everything between it and the app is full).
+    while taken.recv_timeout(Duration::from_secs(2)).is_ok() {}
+    assert!(!request.is_abandoned());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(request.is_abandoned(), "a launch gone with its stdin unread is not abandoned");
+    assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Abandoned);
+    drop(taken);
+    writer.join().unwrap();
+}
+
 /// The lock decides: while a Primary lives, a second `start()` in the same process (a
 /// second handle on the lock file) forwards instead of becoming primary. `release()`
 /// frees the name and the lock so the next start is primary.
@@ -768,6 +836,55 @@ fn instance_lock_decides_and_release_hands_over() {
     let launch = thread::spawn(move || b.send());
     successor.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::exit(4)).unwrap();
     assert_eq!(launch.join().unwrap().unwrap().exit_code(), 4);
+}
+
+/// A release ends the launches waiting for requests the app still holds, version 1 and 2
+/// alike, and closes their pipe instances: in the System scope, whose pipe name is fixed,
+/// a successor started right after the release binds it and serves while the old requests
+/// still exist; a reply to one of them afterwards is not delivered. The User scope (a
+/// fresh random name per primary) the same.
+#[test]
+fn instance_release_closes_the_pipes_of_requests_the_app_holds() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    for scope in [solo_instance::Scope::System, solo_instance::Scope::User] {
+        let dir = TempDir::new("heldrelease");
+        let app = unique("test.win.heldrelease");
+        let b = |argv: &[&str]| builder(dir.path(), &app, argv).scope(scope);
+        let primary = primary_of(b(&["p"]).start());
+        // Version 2, waiting for its reply.
+        let waiting = b(&["prog", "held"]).wait_for_reply(true);
+        let launch = thread::spawn(move || waiting.send());
+        let held = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+        assert!(held.is_waiting());
+        // Version 1, over a plain connection.
+        let mut plain = LocalSocket::connect(&primary.socket_path().to_string_lossy()).unwrap();
+        plain.write_all(b"{\"v\":1,\"argv\":[\"prog\",\"plain\"]}\n").unwrap();
+        let held_plain = primary.recv_timeout(Duration::from_secs(20)).expect("no version-1 request");
+        assert_eq!(held_plain.args(), [OsString::from("plain")]);
+
+        primary.release();
+        let gone = launch.join().unwrap();
+        assert!(
+            matches!(gone, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
+            "{scope:?}: {gone:?}"
+        );
+        // The version-1 client reads the end, no reply.
+        let mut rest = Vec::new();
+        let _ = plain.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{scope:?}: {:?}", String::from_utf8_lossy(&rest));
+
+        // The requests still exist; the successor binds and serves.
+        let successor = match b(&["next"]).start() {
+            Ok(Start::Primary(p)) => p,
+            other => panic!("{scope:?}: the successor is not primary: {other:?}"),
+        };
+        let next = b(&["prog", "next"]);
+        let launch = thread::spawn(move || next.send());
+        successor.recv_timeout(Duration::from_secs(20)).unwrap().reply(Reply::exit(5)).unwrap();
+        assert_eq!(launch.join().unwrap().unwrap().exit_code(), 5, "{scope:?}");
+        assert!(!held.reply(Reply::ok()).unwrap().is_delivered(), "{scope:?}");
+        assert!(!held_plain.reply(Reply::ok()).unwrap().is_delivered(), "{scope:?}");
+    }
 }
 
 /// An argument that is not valid UTF-16 (a lone surrogate, as Windows file names may
@@ -877,8 +994,10 @@ fn instance_abandoned_request_is_dropped_unseen() {
     let app = unique("test.win.abandoned");
     let primary = primary_of(builder(dir.path(), &app, &["p"]).start());
     let pipe = primary.socket_path().to_string_lossy().into_owned();
-    // Sent whole, then gone, before the primary's loop first runs.
-    let mut gone = LocalSocket::connect(&pipe).unwrap();
+    // Sent whole, then gone, before the primary's loop first runs. A plain file: its drop
+    // closes its handle at once (a `LocalSocket`'s drop closes it later, on a thread of its
+    // own, once the server has read everything, so the request could still be taken).
+    let mut gone = std::fs::OpenOptions::new().read(true).write(true).open(&pipe).unwrap();
     gone.write_all(b"{\"v\":1,\"argv\":[\"gone\"]}\n").unwrap();
     drop(gone);
     let b = builder(dir.path(), &app, &["prog", "present"]);
@@ -1107,10 +1226,10 @@ fn instance_requests_held_by_the_app_count_their_pipes_read_buffers() {
     drop(primary);
 }
 
-/// Requests the app keeps past the primary's drop still close their pipes as each goes:
-/// a client reads its reply, then the end, while the app still holds another request
-/// (no pipe instance is left open, nor its handle and read buffer kept, for the rest of
-/// the process).
+/// Requests the app keeps past the primary's drop hold no pipe instance: the drop ends
+/// their clients (each reads the end while the app still holds both requests, so no
+/// instance is left open, nor its handle and read buffer kept, for the rest of the
+/// process), and a reply afterwards reaches nobody.
 #[test]
 fn instance_request_outliving_its_primary_closes_its_pipe() {
     let _w = Watchdog::new(Duration::from_secs(60));
@@ -1127,17 +1246,18 @@ fn instance_request_outliving_its_primary_closes_its_pipe() {
         requests.push(primary.recv_timeout(Duration::from_secs(20)).expect("no request"));
     }
     drop(primary);
-    let kept = requests.pop().unwrap();
-    for (request, client) in [(requests.pop().unwrap(), clients.remove(0)), (kept, clients.remove(0))] {
-        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Delivered);
+    for client in clients {
         let (tx, ended) = mpsc::channel();
         thread::spawn(move || {
             let mut all = String::new();
             let r = (&client).read_to_string(&mut all).map(|_| all);
             let _ = tx.send(r);
         });
-        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed").unwrap();
-        assert!(all.starts_with('{') && all.ends_with('\n'), "{all:?}");
+        let all = ended.recv_timeout(Duration::from_secs(20)).expect("the pipe was never closed");
+        assert!(all.as_deref().map_or(true, str::is_empty), "{all:?}");
+    }
+    for request in requests {
+        assert_eq!(request.reply(Reply::ok()).unwrap(), Delivery::Abandoned);
     }
 }
 

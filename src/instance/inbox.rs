@@ -53,7 +53,7 @@ pub(super) struct Inbox {
     pub(super) driver_id: OnceLock<ThreadId>,
     /// Waker calls owed for requests the driver delivered in its current turn.
     pub(super) unannounced: AtomicUsize,
-    /// The version-2 launches waiting for a request the app took: cut off at a release.
+    /// The launches waiting for a request the app took: cut off at a release.
     pub(super) streams: super::stream::Registry,
 }
 

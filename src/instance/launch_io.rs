@@ -199,7 +199,11 @@ impl Request {
     /// thread that may wait). Bytes arrive exactly as the launch read them. On Windows
     /// the connection's reads complete through the primary's loop: while no other thread
     /// runs it (no receive call waits, no [waker](crate::Primary::set_waker) is set), the
-    /// reading thread runs it meanwhile, serving launches as a receive call does.
+    /// reading thread runs it meanwhile, serving launches as a receive call does; so does
+    /// a [waker](crate::Primary::set_waker) that reads it (it runs on the thread that runs
+    /// the loop, which serves nothing else meanwhile). On Unix the read waits on the
+    /// launch's connection alone, on any thread. Either way the read never waits for a
+    /// turn that only its own thread could run.
     pub fn stdin(&self) -> Input {
         let forwarded = self.remote.as_ref().filter(|r| r.ask().stdin);
         Input { remote: forwarded.map(|r| Arc::clone(&r.0)) }

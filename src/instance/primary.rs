@@ -269,7 +269,13 @@ impl Primary {
 
     /// Gives up being the primary now: the socket is closed and removed, then the lock
     /// is freed, so a new launch (such as this app restarting itself) becomes the
-    /// primary. Requests not yet answered tell their launches to start over.
+    /// primary. Requests not yet received tell their launches to start over; the launches
+    /// of requests the app took and holds unanswered are ended (one that waits for its
+    /// reply fails, "went away before it answered"), and a reply to such a request
+    /// afterwards is [`Delivery::Abandoned`](crate::Delivery::Abandoned). Their
+    /// connections let go of the primary's name: on Windows, a request the app keeps
+    /// holds no instance of the pipe (the System scope's name is fixed), so a successor
+    /// binds it while the old `Request` still exists.
     ///
     /// A child forked without exec (which shares every descriptor) does not keep the
     /// primacy: the socket is shut down and the lock unlocked, for every process that
@@ -302,10 +308,12 @@ impl Drop for Primary {
         while let Ok(event) = self.rx.try_recv() {
             drop(event);
         }
-        // Their connections close once the loop's poller has seen it (Windows).
-        self.ctx.mux.settle();
-        // Launches waiting for a request the app took end their wait now.
+        // Launches waiting for a request the app took end their wait now, and the
+        // connections of requests the app holds let go of the name (Windows' pipe
+        // instances: the System scope's name is fixed, and a successor binds it next).
         self.ctx.inbox.streams.cut_off();
+        // These connections close once the loop's poller has seen it (Windows).
+        self.ctx.mux.settle();
         // The D-Bus name goes with the lock, before it (at most 0.5 s: a frozen bus does not
         // hold the lock): a successor can take both.
         #[cfg(feature = "dbus")]

@@ -121,9 +121,13 @@ impl Primary {
         match event {
             Ok(Event::Request(r)) if r.is_abandoned() => Taken::Again,
             Ok(Event::Request(r)) => {
-                // A version-2 launch learns that its request is taken.
+                // A version-2 launch learns that its request is taken. Either version's
+                // connection is listed, for a release to end.
                 if let Some(remote) = &r.remote {
                     remote.taken(&self.ctx.inbox.streams);
+                }
+                if let Some(socket) = &r.socket {
+                    self.ctx.inbox.streams.add_plain(socket);
                 }
                 Taken::Request(r)
             }
@@ -170,6 +174,14 @@ impl Primary {
     /// The waker must not block: in particular it must not wait for a lock that the
     /// thread dropping the `Primary` holds, since dropping waits for the thread that calls
     /// the waker (the serve thread that `set_waker` starts). The waker itself may drop the primary (one it owns, say behind a mutex).
+    ///
+    /// The waker runs on the thread that runs the primary's loop, between its turns: while
+    /// it runs, no launch is accepted or read. It may take the requests and answer them,
+    /// and even wait there, in [`recv`](Self::recv) or a read of a request's
+    /// [stdin](crate::Request::stdin): the wait runs the loop's turns itself on that
+    /// thread, as no other thread would, and what they deliver is announced once the
+    /// waker returns. But a wait for a slow launch holds up every other launch meanwhile:
+    /// hand such work to a thread.
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.ctx.inbox.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(waker));
         // The app sleeps in its own event loop from now on.

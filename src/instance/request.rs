@@ -56,7 +56,9 @@ pub struct Request {
     pub(super) weight: usize,
     pub(super) held: Arc<AtomicUsize>,
     pub(super) peer: Option<PeerCredentials>,
-    pub(super) socket: Option<Connection>,
+    /// A launch of protocol version 1: its connection (shared with the list a release
+    /// closes, see `stream::Registry`).
+    pub(super) socket: Option<Arc<Connection>>,
     pub(super) closing: Arc<AtomicBool>,
     /// How it came: a launch, or a D-Bus call.
     pub(super) origin: super::origin::Origin,
@@ -166,7 +168,7 @@ impl Request {
     /// A client that only half-closes its side after sending is still waiting. A D-Bus
     /// call is never abandoned.
     pub fn is_abandoned(&self) -> bool {
-        self.socket.as_ref().is_some_and(Connection::is_closed)
+        self.socket.as_ref().is_some_and(|c| c.is_closed())
             || self.remote.as_ref().is_some_and(super::stream::Remote::is_abandoned)
     }
 

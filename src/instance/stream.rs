@@ -291,14 +291,16 @@ impl Shared {
     }
 }
 
-/// The streams a release cuts off (the launches that wait for a request the app took), and
-/// the process a replace hands over to.
+/// The launches a release cuts off (those whose request the app took, version 1 and 2),
+/// and the process a replace hands over to.
 #[derive(Clone, Default)]
 pub(super) struct Registry(Arc<Mutex<Streams>>);
 
 #[derive(Default)]
 pub(super) struct Streams {
     list: Vec<Weak<Shared>>,
+    /// Version-1 requests' connections.
+    plain: Vec<Weak<Connection>>,
     pub(super) handover: Option<u32>,
 }
 
@@ -313,23 +315,45 @@ impl Registry {
         streams.list.push(Arc::downgrade(s));
     }
 
+    /// Lists a version-1 request's connection, so that a release ends it.
+    pub(super) fn add_plain(&self, conn: &Arc<Connection>) {
+        let mut streams = self.lock();
+        streams.plain.retain(|w| w.strong_count() > 0);
+        streams.plain.push(Arc::downgrade(conn));
+    }
+
     /// The process an accepted replace hands over to.
     pub(super) fn handover(&self) -> Option<u32> {
         self.lock().handover
     }
 
     /// The primary releases: each launch still waiting for its reply reads the end now,
-    /// and fails (a request the app holds can no longer reach it).
+    /// and fails (a request the app holds can no longer reach it); every connection listed
+    /// is closed (on Windows its pipe instance, which would keep the System scope's fixed
+    /// pipe name from a successor for as long as the app holds the request, or its output).
     pub(super) fn cut_off(&self) {
-        let list = std::mem::take(&mut self.lock().list);
+        let (list, plain) = {
+            let mut streams = self.lock();
+            (std::mem::take(&mut streams.list), std::mem::take(&mut streams.plain))
+        };
         for s in list.iter().filter_map(Weak::upgrade) {
             let mut out = s.lock_out();
-            if out.done.is_none() {
+            let waiting = out.done.is_none();
+            if waiting {
                 out.gone = true;
                 s.changed.notify_all();
-                drop(out);
+            }
+            drop(out);
+            if waiting {
                 s.conn.hang_up();
             }
+            // A reply written stays readable.
+            s.conn.close();
+        }
+        // Listed while unanswered (a reply takes the connection from the request).
+        for c in plain.iter().filter_map(Weak::upgrade) {
+            c.hang_up();
+            c.close();
         }
     }
 }

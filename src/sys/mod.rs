@@ -58,8 +58,10 @@
 //!   (Windows: the completions queued are taken in).
 //! - `Acceptor` (`register`, non-blocking `accept`, `of_listener`): the listening end.
 //! - `Connection` (non-blocking `read`, `send` before a deadline, `is_closed`, `hang_up`,
-//!   `peer`, `PINNED`: the memory it holds while it lives): one launch's connection, and
-//!   the responder of its request.
+//!   `close`: on Windows the pipe instance closed, which frees the pipe's name while a
+//!   request the app holds lives on, what was written staying readable; `peer`,
+//!   `PINNED`: the memory it holds while it lives): one launch's connection, and the
+//!   responder of its request.
 //! - `Owner` (`current`, `admits`): who a primary serves, checked before a byte is read.
 //! - `WatchSource`, `Watch::source()`: what the poller waits on for the removal watch.
 //! - `listen_primary(server, socket, system) -> Listening`: where a primary listens (Unix:

@@ -88,7 +88,7 @@ impl Context {
             weight,
             held,
             peer,
-            socket,
+            socket: socket.map(Arc::new),
             closing: Arc::clone(&self.inbox.closing),
             origin: super::super::origin::Origin::Launch,
             answer: None,

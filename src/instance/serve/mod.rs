@@ -326,9 +326,9 @@ impl Mux {
 impl Context {
     /// Runs one turn of the loop on this thread, waiting at most until `until` (`None`:
     /// until something happens). Returns `false`, doing nothing, when a driver thread
-    /// runs the loop.
+    /// runs the loop and this is another thread.
     pub(super) fn drive(self: &Arc<Self>, until: Option<Instant>) -> bool {
-        if self.mux.is_driven() {
+        if self.mux.is_driven() && !self.on_driver() {
             return false;
         }
         let mut st = self.mux.state_for_turn();
@@ -371,12 +371,20 @@ impl Context {
                     drop(st);
                     ctx.mux.turns.ended();
                     // The waker runs outside the turn: it may take the requests, or drop
-                    // the primary (whose shutdown locks the loop's state).
-                    for _ in 0..ctx.inbox.unannounced.swap(0, Ordering::SeqCst) {
-                        if ctx.mux.shut.load(Ordering::SeqCst) {
+                    // the primary (whose shutdown locks the loop's state). It may run turns
+                    // itself (a wait for a request, a read of stdin): what they delivered
+                    // is announced before the next wait.
+                    'announce: loop {
+                        let owed = ctx.inbox.unannounced.swap(0, Ordering::SeqCst);
+                        if owed == 0 {
                             break;
                         }
-                        ctx.inbox.call_waker();
+                        for _ in 0..owed {
+                            if ctx.mux.shut.load(Ordering::SeqCst) {
+                                break 'announce;
+                            }
+                            ctx.inbox.call_waker();
+                        }
                     }
                 }
             })

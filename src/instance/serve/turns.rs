@@ -2,7 +2,9 @@
 //! reads complete on the loop's completion port (`sys::STDIN_THROUGH_LOOP`: Windows). Its
 //! bytes are handed out only once a turn has seen the read complete, so the reader, after
 //! a read that found nothing, waits for the next turn to end: run by the driver thread or
-//! by the app's receive call, or by the reader itself when no other thread runs the loop.
+//! by the app's receive call, or by the reader itself when no other thread runs the loop,
+//! or when the reader is the driver thread (a waker that reads stdin: the driver calls it
+//! between its turns, so a wait for the next would never end).
 //! Where the reader waits on the connection itself (Unix) nothing here runs.
 //!
 //! A reader that runs a turn runs a whole one (accepting and delivering launches, as a
@@ -70,6 +72,14 @@ impl Mux {
 }
 
 impl Context {
+    /// Whether this thread is the driver, running the app's waker between two turns (a
+    /// waker that waits for a request or reads stdin): the loop's turns are this thread's
+    /// to run, as no other thread would.
+    pub(super) fn on_driver(&self) -> bool {
+        self.mux.is_driven()
+            && self.inbox.driver_id.get().is_some_and(|&id| id == std::thread::current().id())
+    }
+
     /// The number of the loop's turns ended so far: read before a read of a launch's
     /// stdin, for [`await_turn`](Self::await_turn).
     pub(in crate::instance) fn turns(&self) -> u64 {
@@ -77,8 +87,8 @@ impl Context {
     }
 
     /// Waits until a turn of the loop has ended since `seen` (see the module): runs one
-    /// itself when no other thread runs the loop. `ConnectionAborted` once the primary is
-    /// dropped.
+    /// itself when no other thread runs the loop, or when this is the driver thread.
+    /// `ConnectionAborted` once the primary is dropped.
     pub(in crate::instance) fn await_turn(self: &Arc<Self>, seen: u64) -> io::Result<()> {
         let mux = &self.mux;
         let turns = &mux.turns;
@@ -92,7 +102,9 @@ impl Context {
             if turns.count.load(Ordering::SeqCst) != seen {
                 return Ok(());
             }
-            if !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
+            // Run a turn here while no other thread runs the loop, and on the driver
+            // thread itself (a waker that reads stdin): no other thread would run one.
+            if self.on_driver() || !mux.is_driven() && turns.wanted.load(Ordering::SeqCst) == 0 {
                 let st = match mux.state.try_lock() {
                     Ok(st) => Some(st),
                     Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),

@@ -20,8 +20,9 @@
 //!   `Acceptor::bind`);
 //! - [`Connection`]: non-blocking `read`, `send` of a reply before a deadline (a client
 //!   gone is `BrokenPipe`, one that does not read is `TimedOut`), `is_closed` (the
-//!   client hung up: an abandoned request), `hang_up`, `peer`; `PINNED`, the memory it
-//!   holds while it lives (a request's weight counts it);
+//!   client hung up: an abandoned request), `hang_up`, `close` (Windows: the pipe
+//!   instance closed, freeing the pipe's name, while the value lives on), `peer`;
+//!   `PINNED`, the memory it holds while it lives (a request's weight counts it);
 //! - [`Owner`]: who a primary serves, and whether it [`admits`](Owner::admits) a client;
 //! - [`read_until`]: a launch's
 //!   read of its reply, bounded by a deadline.
@@ -229,6 +230,11 @@ impl Connection {
     pub(crate) fn hang_up(&self) {
         super::hang_up(&self.0);
     }
+
+    /// Lets go of the connection's hold on the primary's name while the value lives on:
+    /// nothing to do here (a socket's connection holds no name a successor needs, unlike
+    /// a pipe instance on Windows); the descriptor closes with the value.
+    pub(crate) fn close(&self) {}
 
     /// The client as the OS reports it, taken when it connected.
     pub(crate) fn peer(&self) -> Option<PeerCredentials> {

@@ -3,11 +3,14 @@
 //! client's identity.
 
 use std::io::{self, Read};
-use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle};
-use std::sync::Arc;
+use std::os::windows::io::{AsRawHandle, FromRawHandle};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mio::windows::NamedPipe;
+use windows_sys::Wdk::Storage::FileSystem::{
+    FilePipeLocalInformation, NtQueryInformationFile, FILE_PIPE_CONNECTED_STATE, FILE_PIPE_LOCAL_INFORMATION,
+};
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED, HANDLE, WAIT_OBJECT_0,
 };
@@ -17,23 +20,29 @@ use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, SetThreadToken, WaitForSingleObject};
-use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, IO_STATUS_BLOCK, OVERLAPPED};
 
 use super::engine::Port;
 use super::token::{self, ClientIdentity};
 use crate::{PeerCredentials, Sid};
 
 /// A client's connection at the primary's end.
+///
+/// Its pipe instance keeps the pipe's name taken for as long as its handle is open, so
+/// [`close`](Connection::close) closes it while the connection itself lives on (a request
+/// the app holds across a release): later I/O finds it closed. Each call holds the pipe
+/// for its own length (a reference of its own), so a close never waits for a call, and
+/// the handle goes with the last of them.
 pub(crate) struct Connection {
-    /// Always `Some` but in `drop`, which closes it before draining `port`.
-    pipe: Option<NamedPipe>,
+    /// `None` once closed (by `close`, or by the drop, before draining `port`).
+    pipe: Mutex<Option<Arc<NamedPipe>>>,
     /// The completion port `pipe` is registered with (see `Port`).
     port: Arc<Port>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("pipe", &self.pipe).finish()
+        f.debug_struct("Connection").field("pipe", &self.pipe()).finish()
     }
 }
 
@@ -41,9 +50,14 @@ impl Drop for Connection {
     fn drop(&mut self) {
         // The pipe cancels its read; the port gives its completion back (and with it the
         // handle) here if the poller is gone, else at the poller's next wait.
-        drop(self.pipe.take());
+        drop(self.pipe.get_mut().unwrap_or_else(|p| p.into_inner()).take());
         self.port.drain_orphaned();
     }
+}
+
+/// A call on a closed connection: the client is gone as far as the primary can tell.
+fn closed() -> io::Error {
+    io::Error::from_raw_os_error(ERROR_PIPE_NOT_CONNECTED as i32)
 }
 
 impl Connection {
@@ -55,15 +69,12 @@ impl Connection {
     /// The connection on `pipe`, a connected instance registered with the engine's poller
     /// through `port`.
     pub(super) fn new(pipe: NamedPipe, port: Arc<Port>) -> Connection {
-        Connection { pipe: Some(pipe), port }
+        Connection { pipe: Mutex::new(Some(Arc::new(pipe))), port }
     }
 
-    fn pipe(&self) -> &NamedPipe {
-        self.pipe.as_ref().expect("a connection's pipe is closed only in its drop")
-    }
-
-    fn handle(&self) -> HANDLE {
-        self.pipe().as_raw_handle() as HANDLE
+    /// The pipe, held for one call; `None` once closed.
+    fn pipe(&self) -> Option<Arc<NamedPipe>> {
+        self.pipe.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Takes what has arrived, without waiting: `WouldBlock` when nothing has, `Ok(0)` at
@@ -76,7 +87,8 @@ impl Connection {
     /// buffer (4 KiB until the first read, at most mio's 64 KiB), so the loop's 512 held
     /// connections hold at most 32 MiB of such buffers besides its own byte budget.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.pipe().read(buf) {
+        let Some(pipe) = self.pipe() else { return Ok(0) };
+        match (&mut &*pipe).read(buf) {
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => Ok(0),
             r => r,
         }
@@ -104,6 +116,8 @@ impl Connection {
     }
 
     fn send_inner(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        let pipe = self.pipe().ok_or_else(closed)?;
+        let handle = pipe.as_raw_handle() as HANDLE;
         // SAFETY: no security attributes or name: a manual-reset event, not signalled.
         let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
         if event.is_null() {
@@ -119,10 +133,10 @@ impl Connection {
             let chunk = &bytes[sent..];
             let len = chunk.len().min(u32::MAX as usize) as u32;
             let mut n = 0u32;
-            // SAFETY: the handle is open; `chunk` and `ov` outlive the write, which is
-            // waited for below (completed, or cancelled and then completed) before
-            // either goes.
-            let ok = unsafe { WriteFile(self.handle(), chunk.as_ptr(), len, &mut n, &mut ov) };
+            // SAFETY: the handle is open (`pipe` holds it); `chunk` and `ov` outlive the
+            // write, which is waited for below (completed, or cancelled and then completed)
+            // before either goes.
+            let ok = unsafe { WriteFile(handle, chunk.as_ptr(), len, &mut n, &mut ov) };
             if ok == 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() != Some(ERROR_IO_PENDING as i32) {
@@ -134,10 +148,10 @@ impl Connection {
                 let waited = unsafe { WaitForSingleObject(event, ms) };
                 if waited != WAIT_OBJECT_0 {
                     // SAFETY: the handle is open; `ov` names this write.
-                    unsafe { CancelIoEx(self.handle(), &ov) };
+                    unsafe { CancelIoEx(handle, &ov) };
                 }
                 // SAFETY: the handle and `ov` are this write's; waits until it is done.
-                let done = unsafe { GetOverlappedResult(self.handle(), &ov, &mut n, 1) };
+                let done = unsafe { GetOverlappedResult(handle, &ov, &mut n, 1) };
                 if done == 0 {
                     let e = io::Error::last_os_error();
                     if waited != WAIT_OBJECT_0 {
@@ -154,39 +168,46 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the client has closed its end (a reply would reach nobody).
+    /// Whether the client has closed its end (a reply would reach nobody), or the
+    /// connection was [closed](Self::close) or hung up.
+    ///
+    /// Told by the pipe's state, as `POLLHUP` tells it on Unix, not by a read: a client
+    /// that left bytes unread behind it (its stdin, which the app does not read) is gone
+    /// too, though a read (or `PeekNamedPipe`) would still find them.
     pub(crate) fn is_closed(&self) -> bool {
-        let mut avail = 0u32;
-        // SAFETY: the handle is open; no buffer, only the count asked for.
-        let ok = unsafe {
-            PeekNamedPipe(
-                self.handle(),
-                std::ptr::null_mut(),
-                0,
-                std::ptr::null_mut(),
-                &mut avail,
-                std::ptr::null_mut(),
-            )
-        };
-        ok == 0
-            && matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
-            )
+        let Some(pipe) = self.pipe() else { return true };
+        match pipe_state(pipe.as_raw_handle() as HANDLE) {
+            Some(state) => state != FILE_PIPE_CONNECTED_STATE,
+            None => peek_finds_the_end(pipe.as_raw_handle() as HANDLE),
+        }
     }
 
     /// Ends the connection for the client now: it reads the end.
     pub(crate) fn hang_up(&self) {
-        let _ = self.pipe().disconnect();
+        if let Some(pipe) = self.pipe() {
+            let _ = pipe.disconnect();
+        }
+    }
+
+    /// Closes the connection's pipe instance while the value lives on (a request the app
+    /// holds across a release), which frees the pipe's name once no call holds it and the
+    /// poller has seen its read cancelled. What was written stays for the client to read
+    /// (a disconnect would discard it): [`hang_up`](Self::hang_up) first to end the
+    /// connection now, which also makes a call under way fail at once. Reads then find the
+    /// end, sends `BrokenPipe`, and [`is_closed`](Self::is_closed) is true.
+    pub(crate) fn close(&self) {
+        drop(self.pipe.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.port.drain_orphaned();
     }
 
     /// The client's user and integrity level as it connected (read by impersonating it at
     /// the identification level): `None` when it cannot be told.
     pub(crate) fn client_identity(&self) -> Option<ClientIdentity> {
+        let pipe = self.pipe()?;
         // The calling thread may impersonate someone already: its token is put back.
         let saved = token::thread_token(TOKEN_IMPERSONATE);
-        // SAFETY: the handle is open, the server end of a pipe.
-        let id = if unsafe { ImpersonateNamedPipeClient(self.handle()) } != 0 {
+        // SAFETY: the handle is open (`pipe` holds it), the server end of a pipe.
+        let id = if unsafe { ImpersonateNamedPipeClient(pipe.as_raw_handle() as HANDLE) } != 0 {
             let id = token::impersonated_identity();
             // SAFETY: ends the impersonation just made.
             unsafe { RevertToSelf() };
@@ -207,19 +228,50 @@ impl Connection {
     ///
     /// [`client_identity`]: Self::client_identity
     pub(crate) fn peer(&self) -> Option<PeerCredentials> {
+        let pipe = self.pipe()?;
         let mut pid = 0u32;
-        // SAFETY: the handle is open; `pid` is a valid out pointer.
-        let pid = (unsafe { GetNamedPipeClientProcessId(self.handle(), &mut pid) } != 0).then_some(pid);
+        let handle = pipe.as_raw_handle() as HANDLE;
+        // SAFETY: the handle is open (`pipe` holds it); `pid` is a valid out pointer.
+        let pid = (unsafe { GetNamedPipeClientProcessId(handle, &mut pid) } != 0).then_some(pid);
         let sid: Option<Sid> = self.client_identity().map(|c| c.user);
         Some(PeerCredentials { pid, uid: None, gid: None, sid })
     }
+}
 
-    /// The connection's handle, for the checks in `sys`.
-    #[allow(dead_code)]
-    pub(crate) fn as_handle(&self) -> BorrowedHandle<'_> {
-        // SAFETY: the handle is open for as long as `self`.
-        unsafe { BorrowedHandle::borrow_raw(self.pipe().as_raw_handle()) }
-    }
+/// The state of the pipe instance `handle` (`FILE_PIPE_CONNECTED_STATE`, or closing once
+/// the client closed its end, disconnected, listening), or `None` if it cannot be read.
+fn pipe_state(handle: HANDLE) -> Option<u32> {
+    // SAFETY: all-zero is a valid value of this plain structure (a status and a count).
+    let mut status: IO_STATUS_BLOCK = unsafe { std::mem::zeroed() };
+    let mut info = FILE_PIPE_LOCAL_INFORMATION::default();
+    // SAFETY: the handle is open (the caller holds it); `info` is writable for the length
+    // given, and `status` for the call.
+    let r = unsafe {
+        NtQueryInformationFile(
+            handle,
+            &mut status,
+            (&mut info as *mut FILE_PIPE_LOCAL_INFORMATION).cast(),
+            std::mem::size_of::<FILE_PIPE_LOCAL_INFORMATION>() as u32,
+            FilePipeLocalInformation,
+        )
+    };
+    (r >= 0).then_some(info.NamedPipeState)
+}
+
+/// Whether `PeekNamedPipe` on the open `handle` finds the client gone (it does only once
+/// no byte is left to read).
+fn peek_finds_the_end(handle: HANDLE) -> bool {
+    let mut avail = 0u32;
+    // SAFETY: the handle is open (the caller holds it); no buffer, only the count asked
+    // for.
+    let ok = unsafe {
+        PeekNamedPipe(handle, std::ptr::null_mut(), 0, std::ptr::null_mut(), &mut avail, std::ptr::null_mut())
+    };
+    ok == 0
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(e) if e == ERROR_BROKEN_PIPE as i32 || e == ERROR_PIPE_NOT_CONNECTED as i32
+        )
 }
 
 /// Who a primary serves: the user and integrity level its launches must have.

@@ -61,7 +61,10 @@ const BUFFER: u32 = 64 << 10;
 pub(crate) struct Readiness {
     /// Something to take: bytes, an end of stream, an error (or for a listener, a client).
     pub(crate) readable: bool,
-    /// The other end is gone (reported where the platform tells it without a read).
+    /// The other end is gone (reported where the platform tells it without a read). Here
+    /// a completion tells only that the read in flight finished (with bytes, or with the
+    /// end): the loop sees the end when it reads, and `Connection::is_closed` tells it
+    /// without a read, from the pipe's state.
     pub(crate) closed: bool,
 }
 
