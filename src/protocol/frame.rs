@@ -290,5 +290,12 @@ mod tests {
             Ok(Some(Frame::Stdin(b"a".to_vec())))
         );
         assert_eq!(Frame::decode(br#"{"v":2,"ok":false}"#), Ok(None));
+        // An escaped key sends the line to serde_json's reading: the last value there too.
+        assert_eq!(Frame::decode(br#"{"v":2,"\u0074aken":false,"taken":true}"#), Ok(Some(Frame::Taken)));
+        assert!(Frame::decode(br#"{"v":2,"taken":true,"t\u0061ken":false}"#).is_err());
+        assert_eq!(
+            Frame::decode(br#"{"v":3,"\u0076":2,"stdin":"YQ=="}"#),
+            Ok(Some(Frame::Stdin(b"a".to_vec())))
+        );
     }
 }
