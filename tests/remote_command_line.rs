@@ -532,3 +532,76 @@ fn reply_timeout_bounds_the_wait_once_taken() {
     }
     assert_eq!(json_line(&p.line())["wait"], true);
 }
+
+/// A primary by hand, for a launch of the `solo` example: it holds the lock, listens, and
+/// gives the first launch's connection and request line to `script`.
+fn hand_primary(
+    f: &Fixture,
+    script: impl FnOnce(&LocalSocket, String) + Send + 'static,
+) -> (std::fs::File, thread::JoinHandle<()>) {
+    let lock = hold_lock(&f.lock());
+    let mut server = LocalServer::new();
+    server.listen(&f.sock_name()).unwrap();
+    let t = thread::spawn(move || {
+        let conn = server.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&conn).read_line(&mut line).unwrap();
+        script(&conn, line);
+    });
+    (lock, t)
+}
+
+/// A chunk is a JSON string, escapes included (PHP's `json_encode` writes `/` as `\/`, and
+/// base64 has `/`): both ends decode it, stdin at the primary and output at the launch.
+#[test]
+fn chunks_with_json_escapes_are_decoded_at_both_ends() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-escapes");
+    let p = f.primary(&[]);
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    // "P\/8K" is "P/8K": the bytes 3f ff 0a.
+    (&conn)
+        .write_all(b"{\"v\":2,\"argv\":[\"raw\",\"--cat\"],\"stdin\":true}\n{\"v\":2,\"stdin\":\"P\\/8K\"}\n{\"v\":2,\"eof\":true}\n")
+        .unwrap();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut all = String::new();
+    BufReader::new(&conn).read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.get(1).copied(), Some(r#"{"v":2,"stdout":"P/8K"}"#), "{all:?}");
+    assert_eq!(json_line(lines[2])["ok"], true, "{all:?}");
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    drop(p);
+
+    let f = Fixture::new("rcl-escapes-out");
+    let (_lock, primary) = hand_primary(&f, |conn, _| {
+        let said = b"{\"v\":2,\"stdout\":\"P\\/8K\"}\n{\"v\":2,\"ok\":true,\"exit_code\":0}\n";
+        let _ = (&*conn).write_all(said);
+    });
+    let out = output(&mut f.cmd("send", ["--", "escaped"]));
+    primary.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.get(..3), Some(&[0x3f, 0xff, 10][..]), "{}", text(&out.stdout));
+    assert_eq!(forwarded(&text(&out.stdout[3..]))["ok"], true);
+}
+
+/// A frame line over 64 KiB ends the stream with an error at the launch too, as the README
+/// says (the reply line alone may be longer, up to the message size limit).
+#[test]
+fn an_output_frame_over_64_kib_ends_the_launch_with_an_error() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-bigframe");
+    let (_lock, primary) = hand_primary(&f, |conn, _| {
+        // 96 KiB of base64 ("AAAA" is three zero bytes), then a reply the launch must not
+        // take.
+        let mut said = b"{\"v\":2,\"stdout\":\"".to_vec();
+        said.extend(std::iter::repeat_n(b'A', 96 << 10));
+        said.extend_from_slice(b"\"}\n{\"v\":2,\"ok\":true,\"exit_code\":0}\n");
+        let _ = (&*conn).write_all(&said);
+    });
+    let out = output(&mut f.cmd("send", ["--", "big"]));
+    primary.join().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a frame line over 65536 bytes"), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+}

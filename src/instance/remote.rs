@@ -165,6 +165,11 @@ impl SingleInstance {
                             Err(e) => Err(Error::Protocol(e)),
                         }
                     }
+                    // Only the reply line may be longer (up to the message size limit).
+                    Ok(Some(_)) if line.len() > MAX_FRAME => {
+                        let m = format!("a frame line over {MAX_FRAME} bytes");
+                        break Err(Error::Protocol(m.into()));
+                    }
                     Ok(Some(Frame::Taken)) if !taken => {
                         taken = true;
                         (deadline, waited) = match self.remote.wait {

@@ -92,8 +92,13 @@ impl Frame {
             None => return Err("a frame without a version \"v\"".into()),
         }
         let bytes = |raw: &str| -> Result<Vec<u8>, String> {
-            let text: &str = serde_json::from_str(raw).map_err(|_| "a chunk must be a string")?;
-            base64_decode(text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
+            // Borrowed where the string has no escapes (base64 needs none); any escape
+            // (`\/`, as PHP's json_encode writes `/`) is the same string.
+            let text: std::borrow::Cow<'_, str> = match serde_json::from_str::<&str>(raw) {
+                Ok(text) => text.into(),
+                Err(_) => serde_json::from_str::<String>(raw).map_err(|_| "a chunk must be a string")?.into(),
+            };
+            base64_decode(&text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
         };
         if let Some(raw) = stdout {
             return bytes(raw).map(|b| Some(Frame::Stdout(b)));
@@ -214,6 +219,17 @@ mod tests {
         assert!(Frame::decode(br#"{"v":3,"taken":true}"#).is_err());
         assert!(Frame::decode(br#"{"v":2,"stdout":"%%%"}"#).is_err());
         assert!(Frame::decode(br#"{"v":2}"#).is_err());
+    }
+
+    #[test]
+    fn chunks_are_json_strings_escapes_included() {
+        // PHP's json_encode writes `/` as `\/`; any escape is the same string.
+        assert_eq!(
+            Frame::decode(br#"{"v":2,"stdout":"P\/8K"}"#),
+            Ok(Some(Frame::Stdout(vec![0x3f, 0xff, 10])))
+        );
+        assert_eq!(Frame::decode(br#"{"v":2,"stdin":"\u0059Q=="}"#), Ok(Some(Frame::Stdin(b"a".to_vec()))));
+        assert!(Frame::decode(br#"{"v":2,"stderr":"\u00e9Q=="}"#).is_err(), "not base64 once unescaped");
     }
 
     #[test]
