@@ -605,3 +605,77 @@ fn an_output_frame_over_64_kib_ends_the_launch_with_an_error() {
     assert!(err.contains("a frame line over 65536 bytes"), "{err}");
     assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
 }
+
+/// Output written a byte at a time to stdout and stderr in turn makes a chunk per byte: the
+/// bound holds for them too (each chunk costs some 64 bytes of the primary's memory: a
+/// million of them, 64 MiB for 1 MiB of output).
+#[test]
+fn one_byte_writes_to_stdout_and_stderr_in_turn_keep_the_output_bound() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-tiny");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    let (mut out, mut err) = (request.stdout(), request.stderr());
+    let before = rss_kib(std::process::id());
+    let mut taken = 0usize;
+    let refused = loop {
+        let w = if taken % 2 == 0 { &mut out } else { &mut err };
+        match w.write(b"x") {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+    };
+    let grown = rss_kib(std::process::id()).saturating_sub(before);
+    eprintln!("one-byte writes in turn: {taken} taken, the process grew by {grown} KiB");
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(grown < 16 << 10, "{taken} bytes of output held grew the primary by {grown} KiB");
+    drop(conn);
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+}
+
+/// A launch that takes its output a drop at a time (1 KiB every 50 ms: never silent for
+/// 2 s) cannot hold the app's thread in `reply` for the hours a million one-byte chunks
+/// would take at that pace: the bound on chunks bounds the wait.
+#[test]
+fn a_launch_that_takes_its_output_drop_by_drop_cannot_hold_the_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-drip");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let conn = std::sync::Arc::new(LocalSocket::connect(&f.sock_name()).unwrap());
+    (&*conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    // A byte to stdout and stderr in turn: a frame each, as many as the primary takes.
+    let (mut out, mut err) = (request.stdout(), request.stderr());
+    let mut written = 0usize;
+    loop {
+        let w = if written % 2 == 0 { &mut out } else { &mut err };
+        match w.write(b"x") {
+            Ok(n) => written += n,
+            Err(_) => break,
+        }
+    }
+    drop((out, err));
+    let (done_tx, done) = mpsc::channel::<()>();
+    let dripper = {
+        let conn = std::sync::Arc::clone(&conn);
+        thread::spawn(move || {
+            let mut drop_ = [0u8; 1024];
+            let mut took = 0usize;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(Duration::from_millis(50)) {
+                match (&*conn).read(&mut drop_) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => took += n,
+                }
+            }
+            took
+        })
+    };
+    let delivery = request.reply(Reply::ok()).unwrap();
+    drop(done_tx);
+    let took = dripper.join().unwrap();
+    eprintln!("{written} one-byte chunks; the launch took {took} bytes; the reply: {delivery:?}");
+}

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::request::respond;
-use super::stream::{Item, Shared, OUTPUT_BUFFER};
+use super::stream::{Item, Shared, OUTPUT_BUFFER, OUTPUT_CHUNKS};
 use super::{Delivery, Reply, Request};
 use crate::protocol::frame::{Frame, MAX_CHUNK, MAX_FRAME};
 
@@ -14,8 +14,9 @@ use crate::protocol::frame::{Frame, MAX_CHUNK, MAX_FRAME};
 /// reply.
 ///
 /// A write never blocks by default: it queues what fits in [`OUTPUT_BUFFER`] (what a
-/// launch has not read yet counts) and fails with [`io::ErrorKind::WouldBlock`] when
-/// nothing fits; a [`blocking`](Self::blocking) writer waits for room instead (for a
+/// launch has not read yet counts; and at most 4096 chunks, a chunk being a run of writes
+/// to one stream, so that stdout and stderr written in turn a byte at a time stay in the
+/// bound) and fails with [`io::ErrorKind::WouldBlock`] when nothing fits; a [`blocking`](Self::blocking) writer waits for room instead (for a
 /// worker thread). Output to a launch that went away, of protocol version 1 (it gets only
 /// the reply), to a D-Bus caller, or after the reply, is dropped: the write succeeds.
 pub struct Output {
@@ -58,13 +59,19 @@ impl Write for Output {
         if buf.is_empty() {
             return Ok(0);
         }
+        let stderr = self.stderr;
         let mut out = s.lock_out();
         let room = loop {
             if out.gone || out.reply.is_some() || out.done.is_some() {
                 return Ok(buf.len());
             }
             let room = OUTPUT_BUFFER.saturating_sub(out.held);
-            if room > 0 {
+            // Joined to the chunk that waits, or a chunk of its own while they are few.
+            let joins = matches!(
+                out.frames.back(),
+                Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK
+            );
+            if room > 0 && (joins || out.frames.len() < OUTPUT_CHUNKS) {
                 break room;
             }
             if !self.blocking {
@@ -72,7 +79,6 @@ impl Write for Output {
             }
             out = s.changed.wait(out).unwrap_or_else(|p| p.into_inner());
         };
-        let stderr = self.stderr;
         let n = match out.frames.back_mut() {
             // Joined to the chunk that waits, while it has room.
             Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK => {

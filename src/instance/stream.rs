@@ -25,6 +25,13 @@ use crate::sys::Connection;
 /// third more.
 pub const OUTPUT_BUFFER: usize = 1 << 20;
 
+/// Most chunks of output a request holds for a launch: writes to the same stream join the
+/// chunk before them, so only writes to stdout and stderr in turn make many, each costing
+/// some 64 bytes of memory besides its bytes (a million one-byte chunks would take 64 MiB
+/// for 1 MiB of output). Past it, a write that would start a chunk waits for room as
+/// past [`OUTPUT_BUFFER`].
+pub(super) const OUTPUT_CHUNKS: usize = 4096;
+
 /// How long a reply may wait for the launch to take the output before it, and then the
 /// reply itself: a launch that reads nothing for this long has gone.
 const REPLY_DEADLINE: Duration = Duration::from_secs(2);
