@@ -455,10 +455,13 @@ fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::new("rcl-hostile");
     let p = f.primary(&[]);
-    let cases: [(&[u8], &str); 3] = [
+    // A frame line of 70 KiB, whole: its newline comes within the read that passes 64 KiB.
+    let long = format!("{{\"v\":2,\"stdin\":\"{}\"}}\n", "A".repeat(70 << 10));
+    let cases: [(&[u8], &str); 4] = [
         (b"{\"v\":2,\"stdin\":\"!!!!\"}\n", "base64"),
         (b"{\"v\":2,\"stdout\":\"QQ==\"}\n", "not a stdin frame"),
         (&[b'x'; 100 << 10], "a stdin frame over 65536 bytes"),
+        (long.as_bytes(), "a stdin frame over 65536 bytes"),
     ];
     for (bytes, why) in cases {
         let conn = v2_launch(&f, &["--cat"]);

@@ -133,7 +133,15 @@ impl Read for Input {
             if inp.eof || buf.is_empty() {
                 return Ok(0);
             }
-            if let Some(i) = inp.raw.iter().position(|&b| b == b'\n') {
+            let newline = inp.raw.iter().position(|&b| b == b'\n');
+            // The line's length, whether or not its end has come (a read may bring it
+            // along with the bytes past the limit).
+            if newline.unwrap_or(inp.raw.len()) > MAX_FRAME {
+                let why = format!("a stdin frame over {MAX_FRAME} bytes");
+                inp.error = Some((io::ErrorKind::InvalidData, why));
+                continue;
+            }
+            if let Some(i) = newline {
                 let line: Vec<u8> = inp.raw.drain(..=i).collect();
                 match Frame::decode(&line[..i]) {
                     Ok(Some(Frame::Stdin(bytes))) => {
@@ -144,11 +152,6 @@ impl Read for Input {
                     Ok(_) => inp.error = Some((io::ErrorKind::InvalidData, "not a stdin frame".into())),
                     Err(e) => inp.error = Some((io::ErrorKind::InvalidData, e)),
                 }
-                continue;
-            }
-            if inp.raw.len() > MAX_FRAME {
-                let why = format!("a stdin frame over {MAX_FRAME} bytes");
-                inp.error = Some((io::ErrorKind::InvalidData, why));
                 continue;
             }
             let mut chunk = [0u8; 16 << 10];
