@@ -641,7 +641,10 @@ fn one_byte_writes_to_stdout_and_stderr_in_turn_keep_the_output_bound() {
 
 /// A launch that takes its output a drop at a time (1 KiB every 50 ms: never silent for
 /// 2 s) cannot hold the app's thread in `reply` for the hours a million one-byte chunks
-/// would take at that pace: the bound on chunks bounds the wait.
+/// would take at that pace: the bound on chunks (4096) and the reply's own (10 s in all)
+/// each end it. (Where the OS lets a writer on after a few bytes were read, as macOS's
+/// 8 KiB socket buffers do, 4096 chunks at a frame per 2 s would still be two hours: the
+/// second bound is the one for every platform.)
 #[test]
 fn a_launch_that_takes_its_output_drop_by_drop_cannot_hold_the_reply() {
     let _w = Watchdog::new(Duration::from_secs(60));

@@ -175,7 +175,7 @@ impl Request {
     /// the app works, before the reply (a launch of this crate writes each chunk as it
     /// arrives). See [`Output`] for its bounds. The [`reply`](Self::reply) goes after the
     /// output written before it, waiting while the launch takes it (at most 2 s past the
-    /// last chunk taken: then the launch counts as gone).
+    /// last chunk taken, and 10 s in all: then the launch counts as gone).
     ///
     /// ```
     /// use std::io::Write;
