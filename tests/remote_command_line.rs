@@ -685,3 +685,64 @@ fn a_launch_that_takes_its_output_drop_by_drop_cannot_hold_the_reply() {
     let took = dripper.join().unwrap();
     eprintln!("{written} one-byte chunks; the launch took {took} bytes; the reply: {delivery:?}");
 }
+
+/// Copies of every socket of the process `pid`, taken into this one (`pidfd_getfd`, Linux
+/// 5.6): what a child it forked without exec would hold. `None` where the kernel or its
+/// policy does not allow it.
+#[cfg(target_os = "linux")]
+fn copy_sockets(pid: u32) -> Option<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor, or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open returned a descriptor this process owns from now on.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd as i32) };
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let entry = entry.ok()?;
+        let is_socket =
+            std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if !is_socket {
+            continue;
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number in that process and flags,
+        // and returns a new descriptor of this process, or -1.
+        let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        if copy < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor this process owns from now on.
+        copies.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy as i32) });
+    }
+    Some(copies)
+}
+
+/// A primary that dies ends a waiting launch's wait even when its connection lives on in
+/// another process (a child it forked without exec keeps every descriptor): the launch
+/// looks whether the primary's process still runs.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_waiting_launch_ends_when_the_primary_dies_though_its_connection_lives_on() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let f = Fixture::new("rcl-heir");
+    let p = f.primary(&[]);
+    let launch = Proc::spawn_with_stdin(
+        &mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "600000"]),
+    );
+    assert_eq!(json_line(&p.line())["wait"], true);
+    let Some(heir) = copy_sockets(p.id()) else {
+        eprintln!("skipped: pidfd_getfd is not allowed here");
+        return;
+    };
+    signal(p.id(), libc::SIGKILL);
+    // Reaped, as its parent would: a zombie still counts as a process.
+    let _ = p.finish();
+    let (status, err) = launch.finish_with_stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("went away before it answered"), "{err}");
+    drop(heir);
+}
