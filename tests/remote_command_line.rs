@@ -722,8 +722,9 @@ fn copy_sockets(pid: u32) -> Option<Vec<std::os::fd::OwnedFd>> {
 }
 
 /// A primary that dies ends a waiting launch's wait even when its connection lives on in
-/// another process (a child it forked without exec keeps every descriptor): the launch
-/// looks whether the primary's process still runs.
+/// another process (a child it forked without exec keeps every descriptor), and before
+/// its parent reaps it: the launch looks whether the primary's process still runs, and a
+/// zombie does not.
 #[test]
 #[cfg(target_os = "linux")]
 fn a_waiting_launch_ends_when_the_primary_dies_though_its_connection_lives_on() {
@@ -739,10 +740,10 @@ fn a_waiting_launch_ends_when_the_primary_dies_though_its_connection_lives_on() 
         return;
     };
     signal(p.id(), libc::SIGKILL);
-    // Reaped, as its parent would: a zombie still counts as a process.
-    let _ = p.finish();
+    // Not reaped until the launch ended: a zombie has not run since it died.
     let (status, err) = launch.finish_with_stderr();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("went away before it answered"), "{err}");
     drop(heir);
+    let _ = p.finish();
 }
