@@ -747,3 +747,29 @@ fn a_waiting_launch_ends_when_the_primary_dies_though_its_connection_lives_on() 
     drop(heir);
     let _ = p.finish();
 }
+
+/// A replacer that gave up before the primary accepted (the demo answers a replace only once
+/// its work for earlier launches is done) takes nothing over: the primary serves on, rather
+/// than leave no primary at all.
+#[test]
+fn a_replace_accepted_after_the_replacer_gave_up_leaves_the_primary_serving() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-gaveup");
+    let p = f.primary(&[]);
+    // Work that lasts until this test closes the launch's stdin.
+    let mut busy = Proc::spawn_with_stdin(&mut f.cmd("send", ["--wait", "--stdin", "--", "--cat"]));
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    let out = output(&mut f.cmd("run", ["--timeout", "0.5", "--replace"]));
+    assert_eq!(out.status.code(), Some(1), "{} {}", text(&out.stdout), text(&out.stderr));
+    busy.close_stdin();
+    let (status, err) = busy.finish_with_stderr();
+    assert!(status.success(), "{err}");
+    f.send_ok(&p, "still-primary");
+    // Nor does its release send later launches to wait for the replacer that left (the lock
+    // file names a process handed over to only for an accepted replace the launch got).
+    signal(p.id(), libc::SIGTERM);
+    let (status, printed) = p.finish();
+    assert!(status.success(), "{printed:?}");
+    let record = std::fs::read_to_string(f.lock()).unwrap();
+    assert!(!record.contains("handover"), "the lock file says {record:?}");
+}

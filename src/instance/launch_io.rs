@@ -235,20 +235,35 @@ impl Request {
     }
 
     /// Accepts the launch's replace: it is told so, with an ok reply, and waits for this
-    /// primary to go. Then drop or [release](crate::Primary::release) the primary: once its
-    /// lock is free, the launch becomes the primary. Requests still queued are told to
-    /// start over, and reach the new primary. For a request that is not a replace, the
-    /// same as `reply(Reply::ok())`.
+    /// primary to go. Then, if the reply was [delivered](Delivery::Delivered), drop or
+    /// [release](crate::Primary::release) the primary: once its lock is free, the launch
+    /// becomes the primary. Requests still queued are told to start over, and reach the new
+    /// primary. A launch that gave up meanwhile ([`Delivery::Abandoned`]) takes nothing
+    /// over: keep serving. For a request that is not a replace, the same as
+    /// `reply(Reply::ok())`.
     pub fn accept_replace(self) -> io::Result<Delivery> {
+        let mut handed_to = None;
         if let Some(r) = self.remote.as_ref().filter(|r| r.ask().replace) {
             r.push(&Frame::Handover);
             // Launches that find the lock free before the new primary took it wait for it.
             let pid = self.peer.and_then(|p| p.pid).or(self.head.pid);
             if let (Some(registry), Some(pid)) = (r.0.registry.get(), pid) {
                 registry.lock().handover = Some(pid);
+                handed_to = Some((registry.clone(), pid));
             }
         }
-        self.reply(Reply::ok())
+        let delivery = self.reply(Reply::ok());
+        if !matches!(delivery, Ok(Delivery::Delivered)) {
+            // Nobody takes over: a release leaves the lock to whoever comes (unless another
+            // replace was accepted since).
+            if let Some((registry, pid)) = handed_to {
+                let mut streams = registry.lock();
+                if streams.handover == Some(pid) {
+                    streams.handover = None;
+                }
+            }
+        }
+        delivery
     }
 
     /// Tells the launch to try again (the primary is busy): it does, within its timeout.
