@@ -3,7 +3,10 @@
 //! streamed before the reply, stdin forwarded byte for byte, a replace in the middle of a
 //! burst of launches, protocol versions 1 and 2 both ways, and the primary's memory
 //! bounded against a launch that never reads its output or a primary that never reads
-//! stdin.
+//! stdin. And the attacks on it: hostile stdin frames, chunks with JSON escapes, output
+//! frames over the limit from a primary written by hand, output in one-byte chunks, a
+//! launch that takes its output a drop at a time, a primary killed while another process
+//! holds its connection, a replacer that gave up before the primary accepted.
 //!
 //! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
 #![cfg(unix)]
