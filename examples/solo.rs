@@ -12,7 +12,8 @@
 //!     (i = 1..K, one line every 200 ms) to the launch's stdout; `--cat` writes the
 //!     launch's stdin back to its stdout, byte for byte; then it replies.
 //!     `--replace`: a running primary is asked to hand over: it prints "REPLACED",
-//!     releases and exits 0, and this launch prints "PRIMARY <socket path>" and serves.
+//!     releases and exits 0, and this launch prints "PRIMARY <socket path>" and serves (a
+//!     primary whose replacer gave up before it answered serves on).
 //!     Built with the `dbus` feature, the primary also answers org.freedesktop.Application
 //!     on the session bus (the name APP_ID) and prints one line per call, once handled:
 //!     "DBUS <Method> <json>" (`Origin::to_json`), then answers it; stderr says
@@ -189,7 +190,10 @@ fn serve(primary: Primary, count: Option<u64>) -> ExitCode {
         if request.is_replace() {
             // Hand over: the launches this one works for are answered first.
             workers.drain(..).for_each(|w: std::thread::JoinHandle<()>| drop(w.join()));
-            let _ = request.accept_replace();
+            // A replacer that gave up meanwhile takes nothing over: serve on.
+            if !request.accept_replace().is_ok_and(|d| d.is_delivered()) {
+                continue;
+            }
             say("REPLACED");
             replaced = true;
             break;

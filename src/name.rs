@@ -155,9 +155,15 @@ mod tests {
 
     #[test]
     fn file_in_is_path_join() {
-        for dir in ["/run/user/0", "/run/user/0/", "/", "rel", "", "a//"] {
+        // Compared as strings: `Path`'s `==` compares components, so it would take
+        // `/run/user/0//app.lock` for `/run/user/0/app.lock`.
+        let mut dirs = vec!["/run/user/0", "/run/user/0/", "/", "rel", "", "a//", "a/./", "/a/.."];
+        if cfg!(windows) {
+            dirs.extend([r"C:\Users\me", r"C:\Users\me\", "C:/Users/me/", r"\\?\C:\x", r"\\.\pipe\"]);
+        }
+        for dir in dirs {
             let dir = std::path::Path::new(dir);
-            assert_eq!(file_in(dir, "app.lock"), dir.join("app.lock"), "{dir:?}");
+            assert_eq!(file_in(dir, "app.lock").as_os_str(), dir.join("app.lock").as_os_str(), "{dir:?}");
         }
     }
 

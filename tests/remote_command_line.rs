@@ -3,7 +3,10 @@
 //! streamed before the reply, stdin forwarded byte for byte, a replace in the middle of a
 //! burst of launches, protocol versions 1 and 2 both ways, and the primary's memory
 //! bounded against a launch that never reads its output or a primary that never reads
-//! stdin.
+//! stdin. And the attacks on it: hostile stdin frames, chunks with JSON escapes, output
+//! frames over the limit from a primary written by hand, output in one-byte chunks, a
+//! launch that takes its output a drop at a time, a primary killed while another process
+//! holds its connection, a replacer that gave up before the primary accepted.
 //!
 //! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
 #![cfg(unix)]
@@ -536,10 +539,13 @@ fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let f = Fixture::new("rcl-hostile");
     let p = f.primary(&[]);
-    let cases: [(&[u8], &str); 3] = [
+    // A frame line of 70 KiB, whole: its newline comes within the read that passes 64 KiB.
+    let long = format!("{{\"v\":2,\"stdin\":\"{}\"}}\n", "A".repeat(70 << 10));
+    let cases: [(&[u8], &str); 4] = [
         (b"{\"v\":2,\"stdin\":\"!!!!\"}\n", "base64"),
         (b"{\"v\":2,\"stdout\":\"QQ==\"}\n", "not a stdin frame"),
         (&[b'x'; 100 << 10], "a stdin frame over 65536 bytes"),
+        (long.as_bytes(), "a stdin frame over 65536 bytes"),
     ];
     for (bytes, why) in cases {
         let conn = v2_launch(&f, &["--cat"]);
@@ -612,4 +618,242 @@ fn reply_timeout_bounds_the_wait_once_taken() {
         other => panic!("{other:?}"),
     }
     assert_eq!(json_line(&p.line())["wait"], true);
+}
+
+/// A primary by hand, for a launch of the `solo` example: it holds the lock, listens, and
+/// gives the first launch's connection and request line to `script`.
+fn hand_primary(
+    f: &Fixture,
+    script: impl FnOnce(&LocalSocket, String) + Send + 'static,
+) -> (std::fs::File, thread::JoinHandle<()>) {
+    let lock = hold_lock(&f.lock());
+    let mut server = LocalServer::new();
+    server.listen(&f.sock_name()).unwrap();
+    let t = thread::spawn(move || {
+        let conn = server.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&conn).read_line(&mut line).unwrap();
+        script(&conn, line);
+    });
+    (lock, t)
+}
+
+/// A chunk is a JSON string, escapes included (PHP's `json_encode` writes `/` as `\/`, and
+/// base64 has `/`): both ends decode it, stdin at the primary and output at the launch.
+#[test]
+fn chunks_with_json_escapes_are_decoded_at_both_ends() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-escapes");
+    let p = f.primary(&[]);
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    // "P\/8K" is "P/8K": the bytes 3f ff 0a.
+    (&conn)
+        .write_all(b"{\"v\":2,\"argv\":[\"raw\",\"--cat\"],\"stdin\":true}\n{\"v\":2,\"stdin\":\"P\\/8K\"}\n{\"v\":2,\"eof\":true}\n")
+        .unwrap();
+    conn.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let mut all = String::new();
+    BufReader::new(&conn).read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.get(1).copied(), Some(r#"{"v":2,"stdout":"P/8K"}"#), "{all:?}");
+    assert_eq!(json_line(lines[2])["ok"], true, "{all:?}");
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    drop(p);
+
+    let f = Fixture::new("rcl-escapes-out");
+    let (_lock, primary) = hand_primary(&f, |conn, _| {
+        let said = b"{\"v\":2,\"stdout\":\"P\\/8K\"}\n{\"v\":2,\"ok\":true,\"exit_code\":0}\n";
+        let _ = (&*conn).write_all(said);
+    });
+    let out = output(&mut f.cmd("send", ["--", "escaped"]));
+    primary.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.get(..3), Some(&[0x3f, 0xff, 10][..]), "{}", text(&out.stdout));
+    assert_eq!(forwarded(&text(&out.stdout[3..]))["ok"], true);
+}
+
+/// A frame line over 64 KiB ends the stream with an error at the launch too, as the README
+/// says (the reply line alone may be longer, up to the message size limit).
+#[test]
+fn an_output_frame_over_64_kib_ends_the_launch_with_an_error() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-bigframe");
+    let (_lock, primary) = hand_primary(&f, |conn, _| {
+        // 96 KiB of base64 ("AAAA" is three zero bytes), then a reply the launch must not
+        // take.
+        let mut said = b"{\"v\":2,\"stdout\":\"".to_vec();
+        said.extend(std::iter::repeat_n(b'A', 96 << 10));
+        said.extend_from_slice(b"\"}\n{\"v\":2,\"ok\":true,\"exit_code\":0}\n");
+        let _ = (&*conn).write_all(&said);
+    });
+    let out = output(&mut f.cmd("send", ["--", "big"]));
+    primary.join().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a frame line over 65536 bytes"), "{err}");
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+}
+
+/// Output written a byte at a time to stdout and stderr in turn makes a chunk per byte: the
+/// bound holds for them too (each chunk costs some 64 bytes of the primary's memory: a
+/// million of them, 64 MiB for 1 MiB of output).
+#[test]
+fn one_byte_writes_to_stdout_and_stderr_in_turn_keep_the_output_bound() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-tiny");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let conn = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    let (mut out, mut err) = (request.stdout(), request.stderr());
+    let before = rss_kib(std::process::id());
+    let mut taken = 0usize;
+    let refused = loop {
+        let w = if taken % 2 == 0 { &mut out } else { &mut err };
+        match w.write(b"x") {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+    };
+    let grown = rss_kib(std::process::id()).saturating_sub(before);
+    eprintln!("one-byte writes in turn: {taken} taken, the process grew by {grown} KiB");
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(grown < 16 << 10, "{taken} bytes of output held grew the primary by {grown} KiB");
+    drop(conn);
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+}
+
+/// A launch that takes its output a drop at a time (1 KiB every 50 ms: never silent for
+/// 2 s) cannot hold the app's thread in `reply` for the hours a million one-byte chunks
+/// would take at that pace: the bound on chunks (4096) and the reply's own (10 s in all)
+/// each end it. (Where the OS lets a writer on after a few bytes were read, as macOS's
+/// 8 KiB socket buffers do, 4096 chunks at a frame per 2 s would still be two hours: the
+/// second bound is the one for every platform.)
+#[test]
+fn a_launch_that_takes_its_output_drop_by_drop_cannot_hold_the_reply() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-drip");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let conn = std::sync::Arc::new(LocalSocket::connect(&f.sock_name()).unwrap());
+    (&*conn).write_all(b"{\"v\":2,\"argv\":[\"raw\"]}\n").unwrap();
+    let request = primary.recv().unwrap();
+    // A byte to stdout and stderr in turn: a frame each, as many as the primary takes.
+    let (mut out, mut err) = (request.stdout(), request.stderr());
+    let mut written = 0usize;
+    loop {
+        let w = if written % 2 == 0 { &mut out } else { &mut err };
+        match w.write(b"x") {
+            Ok(n) => written += n,
+            Err(_) => break,
+        }
+    }
+    drop((out, err));
+    let (done_tx, done) = mpsc::channel::<()>();
+    let dripper = {
+        let conn = std::sync::Arc::clone(&conn);
+        thread::spawn(move || {
+            let mut drop_ = [0u8; 1024];
+            let mut took = 0usize;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(Duration::from_millis(50)) {
+                match (&*conn).read(&mut drop_) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => took += n,
+                }
+            }
+            took
+        })
+    };
+    let delivery = request.reply(Reply::ok()).unwrap();
+    drop(done_tx);
+    let took = dripper.join().unwrap();
+    eprintln!("{written} one-byte chunks; the launch took {took} bytes; the reply: {delivery:?}");
+}
+
+/// Copies of every socket of the process `pid`, taken into this one (`pidfd_getfd`, Linux
+/// 5.6): what a child it forked without exec would hold. `None` where the kernel or its
+/// policy does not allow it.
+#[cfg(target_os = "linux")]
+fn copy_sockets(pid: u32) -> Option<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor, or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if pidfd < 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open returned a descriptor this process owns from now on.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd as i32) };
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let entry = entry.ok()?;
+        let is_socket =
+            std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if !is_socket {
+            continue;
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number in that process and flags,
+        // and returns a new descriptor of this process, or -1.
+        let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        if copy < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor this process owns from now on.
+        copies.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy as i32) });
+    }
+    Some(copies)
+}
+
+/// A primary that dies ends a waiting launch's wait even when its connection lives on in
+/// another process (a child it forked without exec keeps every descriptor), and before
+/// its parent reaps it: the launch looks whether the primary's process still runs, and a
+/// zombie does not.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_waiting_launch_ends_when_the_primary_dies_though_its_connection_lives_on() {
+    let _w = Watchdog::new(Duration::from_secs(30));
+    let f = Fixture::new("rcl-heir");
+    let p = f.primary(&[]);
+    let launch = Proc::spawn_with_stdin(
+        &mut f.cmd("send", ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "600000"]),
+    );
+    assert_eq!(json_line(&p.line())["wait"], true);
+    let Some(heir) = copy_sockets(p.id()) else {
+        eprintln!("skipped: pidfd_getfd is not allowed here");
+        return;
+    };
+    signal(p.id(), libc::SIGKILL);
+    // Not reaped until the launch ended: a zombie has not run since it died.
+    let (status, err) = launch.finish_with_stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("went away before it answered"), "{err}");
+    drop(heir);
+    let _ = p.finish();
+}
+
+/// A replacer that gave up before the primary accepted (the demo answers a replace only once
+/// its work for earlier launches is done) takes nothing over: the primary serves on, rather
+/// than leave no primary at all.
+#[test]
+fn a_replace_accepted_after_the_replacer_gave_up_leaves_the_primary_serving() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-gaveup");
+    let p = f.primary(&[]);
+    // Work that lasts until this test closes the launch's stdin.
+    let mut busy = Proc::spawn_with_stdin(&mut f.cmd("send", ["--wait", "--stdin", "--", "--cat"]));
+    assert_eq!(json_line(&p.line())["stdin"], true);
+    let out = output(&mut f.cmd("run", ["--timeout", "0.5", "--replace"]));
+    assert_eq!(out.status.code(), Some(1), "{} {}", text(&out.stdout), text(&out.stderr));
+    busy.close_stdin();
+    let (status, err) = busy.finish_with_stderr();
+    assert!(status.success(), "{err}");
+    f.send_ok(&p, "still-primary");
+    // Nor does its release send later launches to wait for the replacer that left (the lock
+    // file names a process handed over to only for an accepted replace the launch got).
+    signal(p.id(), libc::SIGTERM);
+    let (status, printed) = p.finish();
+    assert!(status.success(), "{printed:?}");
+    let record = std::fs::read_to_string(f.lock()).unwrap();
+    assert!(!record.contains("handover"), "the lock file says {record:?}");
 }

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::request::respond;
-use super::stream::{Item, Shared, OUTPUT_BUFFER};
+use super::stream::{Item, Shared, OUTPUT_BUFFER, OUTPUT_CHUNKS};
 use super::{Delivery, Reply, Request};
 use crate::protocol::frame::{Frame, MAX_CHUNK, MAX_FRAME};
 
@@ -14,8 +14,9 @@ use crate::protocol::frame::{Frame, MAX_CHUNK, MAX_FRAME};
 /// reply.
 ///
 /// A write never blocks by default: it queues what fits in [`OUTPUT_BUFFER`] (what a
-/// launch has not read yet counts) and fails with [`io::ErrorKind::WouldBlock`] when
-/// nothing fits; a [`blocking`](Self::blocking) writer waits for room instead (for a
+/// launch has not read yet counts; and at most 4096 chunks, a chunk being a run of writes
+/// to one stream, so that stdout and stderr written in turn a byte at a time stay in the
+/// bound) and fails with [`io::ErrorKind::WouldBlock`] when nothing fits; a [`blocking`](Self::blocking) writer waits for room instead (for a
 /// worker thread). Output to a launch that went away, of protocol version 1 (it gets only
 /// the reply), to a D-Bus caller, or after the reply, is dropped: the write succeeds.
 pub struct Output {
@@ -58,13 +59,19 @@ impl Write for Output {
         if buf.is_empty() {
             return Ok(0);
         }
+        let stderr = self.stderr;
         let mut out = s.lock_out();
         let room = loop {
             if out.gone || out.reply.is_some() || out.done.is_some() {
                 return Ok(buf.len());
             }
             let room = OUTPUT_BUFFER.saturating_sub(out.held);
-            if room > 0 {
+            // Joined to the chunk that waits, or a chunk of its own while they are few.
+            let joins = matches!(
+                out.frames.back(),
+                Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK
+            );
+            if room > 0 && (joins || out.frames.len() < OUTPUT_CHUNKS) {
                 break room;
             }
             if !self.blocking {
@@ -72,7 +79,6 @@ impl Write for Output {
             }
             out = s.changed.wait(out).unwrap_or_else(|p| p.into_inner());
         };
-        let stderr = self.stderr;
         let n = match out.frames.back_mut() {
             // Joined to the chunk that waits, while it has room.
             Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK => {
@@ -127,7 +133,15 @@ impl Read for Input {
             if inp.eof || buf.is_empty() {
                 return Ok(0);
             }
-            if let Some(i) = inp.raw.iter().position(|&b| b == b'\n') {
+            let newline = inp.raw.iter().position(|&b| b == b'\n');
+            // The line's length, whether or not its end has come (a read may bring it
+            // along with the bytes past the limit).
+            if newline.unwrap_or(inp.raw.len()) > MAX_FRAME {
+                let why = format!("a stdin frame over {MAX_FRAME} bytes");
+                inp.error = Some((io::ErrorKind::InvalidData, why));
+                continue;
+            }
+            if let Some(i) = newline {
                 let line: Vec<u8> = inp.raw.drain(..=i).collect();
                 match Frame::decode(&line[..i]) {
                     Ok(Some(Frame::Stdin(bytes))) => {
@@ -138,11 +152,6 @@ impl Read for Input {
                     Ok(_) => inp.error = Some((io::ErrorKind::InvalidData, "not a stdin frame".into())),
                     Err(e) => inp.error = Some((io::ErrorKind::InvalidData, e)),
                 }
-                continue;
-            }
-            if inp.raw.len() > MAX_FRAME {
-                let why = format!("a stdin frame over {MAX_FRAME} bytes");
-                inp.error = Some((io::ErrorKind::InvalidData, why));
                 continue;
             }
             let mut chunk = [0u8; 16 << 10];
@@ -166,7 +175,7 @@ impl Request {
     /// the app works, before the reply (a launch of this crate writes each chunk as it
     /// arrives). See [`Output`] for its bounds. The [`reply`](Self::reply) goes after the
     /// output written before it, waiting while the launch takes it (at most 2 s past the
-    /// last chunk taken: then the launch counts as gone).
+    /// last chunk taken, and 10 s in all: then the launch counts as gone).
     ///
     /// ```
     /// use std::io::Write;
@@ -230,20 +239,35 @@ impl Request {
     }
 
     /// Accepts the launch's replace: it is told so, with an ok reply, and waits for this
-    /// primary to go. Then drop or [release](crate::Primary::release) the primary: once its
-    /// lock is free, the launch becomes the primary. Requests still queued are told to
-    /// start over, and reach the new primary. For a request that is not a replace, the
-    /// same as `reply(Reply::ok())`.
+    /// primary to go. Then, if the reply was [delivered](Delivery::Delivered), drop or
+    /// [release](crate::Primary::release) the primary: once its lock is free, the launch
+    /// becomes the primary. Requests still queued are told to start over, and reach the new
+    /// primary. A launch that gave up meanwhile ([`Delivery::Abandoned`]) takes nothing
+    /// over: keep serving. For a request that is not a replace, the same as
+    /// `reply(Reply::ok())`.
     pub fn accept_replace(self) -> io::Result<Delivery> {
+        let mut handed_to = None;
         if let Some(r) = self.remote.as_ref().filter(|r| r.ask().replace) {
             r.push(&Frame::Handover);
             // Launches that find the lock free before the new primary took it wait for it.
             let pid = self.peer.and_then(|p| p.pid).or(self.head.pid);
             if let (Some(registry), Some(pid)) = (r.0.registry.get(), pid) {
                 registry.lock().handover = Some(pid);
+                handed_to = Some((registry.clone(), pid));
             }
         }
-        self.reply(Reply::ok())
+        let delivery = self.reply(Reply::ok());
+        if !matches!(delivery, Ok(Delivery::Delivered)) {
+            // Nobody takes over: a release leaves the lock to whoever comes (unless another
+            // replace was accepted since).
+            if let Some((registry, pid)) = handed_to {
+                let mut streams = registry.lock();
+                if streams.handover == Some(pid) {
+                    streams.handover = None;
+                }
+            }
+        }
+        delivery
     }
 
     /// Tells the launch to try again (the primary is busy): it does, within its timeout.

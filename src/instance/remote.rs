@@ -42,6 +42,11 @@ impl Asks {
     }
 }
 
+/// How often a launch that waits past its timeout looks whether the primary's process
+/// still runs: its connection ends when the process dies, unless another process holds it
+/// too (a child the primary forked without exec keeps every descriptor).
+const PRIMARY_CHECK: Duration = Duration::from_secs(1);
+
 /// How often the launch's stdin thread looks whether the conversation ended.
 const STDIN_TICK: Duration = Duration::from_millis(100);
 
@@ -51,7 +56,9 @@ impl SingleInstance {
     /// bounds only the handing over: what an editor's `--wait` needs (`git commit` waits
     /// until the file is closed). A primary that dies or releases meanwhile ends the wait
     /// at once with an error (an [`Error::Io`] of kind `ConnectionAborted`), never a
-    /// hang. Default: `false`, one timeout for everything.
+    /// hang: within a second where a child it forked without exec still holds the
+    /// connection (the launch looks at the primary's process once a second while it
+    /// waits). Default: `false`, one timeout for everything.
     pub fn wait_for_reply(mut self, yes: bool) -> Self {
         self.remote.wait = if yes { Wait::Forever } else { Wait::Timeout };
         self
@@ -124,6 +131,8 @@ impl SingleInstance {
             let mut deadline = deadline;
             let mut waited = self.timeout;
             let (mut taken, mut handover) = (false, false);
+            // The primary's process, looked at while this launch waits past its timeout.
+            let mut primary_pid: Option<u32> = None;
             let gone = |taken: bool| {
                 // A waiting launch, or one whose stdin went, fails; any other starts over (a
                 // replace then finds the old primary gone, and may become the primary).
@@ -139,10 +148,18 @@ impl SingleInstance {
                 }
             };
             let result = loop {
-                let line = match reader.next(socket, deadline, limit) {
+                let until = match primary_pid {
+                    Some(_) => deadline.min(Instant::now() + PRIMARY_CHECK),
+                    None => deadline,
+                };
+                let line = match reader.next(socket, until, limit) {
                     Ok(line) => line,
                     Err(ReadError::Closed) => break gone(taken),
                     Err(ReadError::Io(e)) if is_disconnect(&e) => break gone(taken),
+                    Err(ReadError::TimedOut) if until < deadline => match primary_pid {
+                        Some(pid) if !crate::sys::process_exists(pid) => break gone(taken),
+                        _ => continue,
+                    },
                     Err(ReadError::TimedOut) => break Err(Error::NoReply(waited)),
                     Err(ReadError::TooLarge) => {
                         let m = format!("reply too large (limit {} bytes)", self.max_message_size);
@@ -165,6 +182,11 @@ impl SingleInstance {
                             Err(e) => Err(Error::Protocol(e)),
                         }
                     }
+                    // Only the reply line may be longer (up to the message size limit).
+                    Ok(Some(_)) if line.len() > MAX_FRAME => {
+                        let m = format!("a frame line over {MAX_FRAME} bytes");
+                        break Err(Error::Protocol(m.into()));
+                    }
                     Ok(Some(Frame::Taken)) if !taken => {
                         taken = true;
                         (deadline, waited) = match self.remote.wait {
@@ -172,6 +194,9 @@ impl SingleInstance {
                             Wait::For(d) => (far_deadline(d), d),
                             Wait::Forever => (far_deadline(Duration::MAX), Duration::MAX),
                         };
+                        if self.remote.wait != Wait::Timeout {
+                            primary_pid = socket.peer_credentials().ok().and_then(|c| c.pid);
+                        }
                         if self.remote.stdin {
                             stdin_started.store(true, Ordering::SeqCst);
                             let stop = &stop;

@@ -25,9 +25,22 @@ use crate::sys::Connection;
 /// third more.
 pub const OUTPUT_BUFFER: usize = 1 << 20;
 
+/// Most chunks of output a request holds for a launch: writes to the same stream join the
+/// chunk before them, so only writes to stdout and stderr in turn make many, each costing
+/// some 64 bytes of memory besides its bytes (a million one-byte chunks would take 64 MiB
+/// for 1 MiB of output). Past it, a write that would start a chunk waits for room as
+/// past [`OUTPUT_BUFFER`].
+pub(super) const OUTPUT_CHUNKS: usize = 4096;
+
 /// How long a reply may wait for the launch to take the output before it, and then the
 /// reply itself: a launch that reads nothing for this long has gone.
 const REPLY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The longest a reply waits for the launch to take the output before it, however it takes
+/// it: one that takes a drop now and then (never silent for [`REPLY_DEADLINE`]) would
+/// otherwise hold the app's thread for as long as the output lasts at its pace (hours, a
+/// frame each 2 s, where the OS lets a writer on as soon as a few bytes were read).
+const REPLY_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long `taken` may wait: it is the first thing written on the connection, so it
 /// fits at once unless the launch is gone.
@@ -150,7 +163,8 @@ impl Remote {
     }
 
     /// Sends `reply` after the output queued before it. Waits while the launch takes
-    /// output, and at most [`REPLY_DEADLINE`] past the last frame it took.
+    /// output, at most [`REPLY_DEADLINE`] past the last frame it took and
+    /// [`REPLY_LIMIT`] in all.
     pub(super) fn reply(self, reply: &Reply) -> io::Result<Delivery> {
         let s = &self.0;
         let line = frame::reply_line(reply, STREAM_VERSION);
@@ -172,6 +186,7 @@ impl Remote {
         s.changed.notify_all();
         let mut seen = out.written;
         let mut until = Instant::now() + REPLY_DEADLINE;
+        let limit = Instant::now() + REPLY_LIMIT;
         loop {
             if let Some(done) = out.done {
                 return Ok(if done { Delivery::Delivered } else { Delivery::Abandoned });
@@ -180,9 +195,10 @@ impl Remote {
                 seen = out.written;
                 until = Instant::now() + REPLY_DEADLINE;
             }
-            let left = until.saturating_duration_since(Instant::now());
+            let left = until.min(limit).saturating_duration_since(Instant::now());
             if left.is_zero() {
-                // The launch reads nothing: cut it off (the writer's write fails).
+                // The launch reads nothing, or too slowly: cut it off (the writer's write
+                // fails).
                 out.gone = true;
                 drop(out);
                 s.conn.hang_up();

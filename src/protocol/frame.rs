@@ -92,8 +92,13 @@ impl Frame {
             None => return Err("a frame without a version \"v\"".into()),
         }
         let bytes = |raw: &str| -> Result<Vec<u8>, String> {
-            let text: &str = serde_json::from_str(raw).map_err(|_| "a chunk must be a string")?;
-            base64_decode(text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
+            // Borrowed where the string has no escapes (base64 needs none); any escape
+            // (`\/`, as PHP's json_encode writes `/`) is the same string.
+            let text: std::borrow::Cow<'_, str> = match serde_json::from_str::<&str>(raw) {
+                Ok(text) => text.into(),
+                Err(_) => serde_json::from_str::<String>(raw).map_err(|_| "a chunk must be a string")?.into(),
+            };
+            base64_decode(&text).ok_or_else(|| "a chunk must be standard base64 with padding".to_owned())
         };
         if let Some(raw) = stdout {
             return bytes(raw).map(|b| Some(Frame::Stdout(b)));
@@ -217,6 +222,17 @@ mod tests {
     }
 
     #[test]
+    fn chunks_are_json_strings_escapes_included() {
+        // PHP's json_encode writes `/` as `\/`; any escape is the same string.
+        assert_eq!(
+            Frame::decode(br#"{"v":2,"stdout":"P\/8K"}"#),
+            Ok(Some(Frame::Stdout(vec![0x3f, 0xff, 10])))
+        );
+        assert_eq!(Frame::decode(br#"{"v":2,"stdin":"\u0059Q=="}"#), Ok(Some(Frame::Stdin(b"a".to_vec()))));
+        assert!(Frame::decode(br#"{"v":2,"stderr":"\u00e9Q=="}"#).is_err(), "not base64 once unescaped");
+    }
+
+    #[test]
     fn request_line_of_version_two_asks_and_decodes() {
         let v1 = super::super::Message::new(["a", "b"]).encode();
         assert_eq!(decode_ask(v1.as_bytes()), Ok(None));
@@ -290,5 +306,12 @@ mod tests {
             Ok(Some(Frame::Stdin(b"a".to_vec())))
         );
         assert_eq!(Frame::decode(br#"{"v":2,"ok":false}"#), Ok(None));
+        // An escaped key sends the line to serde_json's reading: the last value there too.
+        assert_eq!(Frame::decode(br#"{"v":2,"\u0074aken":false,"taken":true}"#), Ok(Some(Frame::Taken)));
+        assert!(Frame::decode(br#"{"v":2,"taken":true,"t\u0061ken":false}"#).is_err());
+        assert_eq!(
+            Frame::decode(br#"{"v":3,"\u0076":2,"stdin":"YQ=="}"#),
+            Ok(Some(Frame::Stdin(b"a".to_vec())))
+        );
     }
 }

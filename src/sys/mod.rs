@@ -81,7 +81,8 @@
 //! - `STDIN_THROUGH_LOOP`: whether the primary's reader of a launch's stdin waits for the
 //!   serving loop's turns instead (Windows, where a pipe's reads complete on the loop's
 //!   completion port).
-//! - `process_exists(pid)`: whether the process a primary handed over to still runs.
+//! - `process_exists(pid)`: whether a process runs (one of another user's too): the one a
+//!   primary handed over to, the primary a launch waits for.
 //!
 //! Layer 1 (`server`, `socket`), a port of Qt's classes whose behaviour differs by
 //! platform as Qt's does, also uses: `Listener` (`bind`, wait with a timeout and a

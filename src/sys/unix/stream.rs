@@ -68,8 +68,23 @@ fn timespec(t: Duration) -> Timespec {
     Timespec { tv_sec: t.as_secs().min(i32::MAX as u64) as _, tv_nsec: t.subsec_nanos() as _ }
 }
 
-/// Whether a process with this pid exists (one of another user's too).
+/// Whether a process with this pid runs (one of another user's too). A zombie, dead and
+/// not yet reaped by its parent, does not (Linux, where `/proc` tells).
 pub(crate) fn process_exists(pid: u32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else { return false };
-    matches!(rustix::process::test_kill_process(pid), Ok(()) | Err(Errno::PERM))
+    let Some(id) = rustix::process::Pid::from_raw(pid as i32) else { return false };
+    matches!(rustix::process::test_kill_process(id), Ok(()) | Err(Errno::PERM)) && !is_zombie(pid)
+}
+
+/// Whether `/proc` says the process `pid` is a zombie: the state after its name, which
+/// ends at the line's last `)` (the name itself may hold one).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2));
+    matches!(state, Some(b'Z' | b'X'))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn is_zombie(_pid: u32) -> bool {
+    false
 }

@@ -169,7 +169,8 @@ fn overlapped(
     Ok(n as usize)
 }
 
-/// Whether a process with this pid runs.
+/// Whether a process with this pid runs (one this process may not open too: another
+/// user's, an elevated one).
 pub(crate) fn process_exists(pid: u32) -> bool {
     use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
     use windows_sys::Win32::System::Threading::{
@@ -178,7 +179,9 @@ pub(crate) fn process_exists(pid: u32) -> bool {
     // SAFETY: no handle is inherited; a null handle is checked before use.
     let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
     if handle.is_null() {
-        return false;
+        // No such process: `ERROR_INVALID_PARAMETER`. Refused: it runs.
+        const ERROR_ACCESS_DENIED: i32 = 5;
+        return io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED);
     }
     let mut code = 0u32;
     // SAFETY: `handle` is open (checked above); `code` is a valid out pointer.
