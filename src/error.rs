@@ -1,8 +1,10 @@
 //! Errors: [`LocalSocketError`] (Qt's codes and texts), the crate's [`Error`], and the
 //! receive calls' errors (`recv`).
 
+mod path;
 mod recv;
 
+pub use path::PathError;
 pub use recv::{RecvError, RecvTimeoutError, TryRecvError};
 
 use std::fmt;
@@ -197,6 +199,18 @@ pub enum Error {
     Rejected(Box<Reply>),
     /// A primary instance holds the lock but did not answer within the timeout.
     NoReply(Duration),
+    /// The last primary instance handed over to another process (`to`, its pid; a
+    /// [replace](crate::SingleInstance::replace)), which still runs but did not start
+    /// serving within the timeout (`waited`). Nobody held the lock.
+    HandedOver {
+        /// The pid of the process the primary handed over to.
+        to: u32,
+        /// The launch's timeout.
+        waited: Duration,
+    },
+    /// The primary instance accepted this launch's
+    /// [replace](crate::SingleInstance::replace) but did not release within the timeout.
+    NotReleased(Duration),
     /// No primary instance is running (from [`send`](crate::SingleInstance::send), which
     /// never becomes primary).
     NoPrimary,
@@ -219,7 +233,9 @@ impl Error {
     pub fn socket_error(&self) -> Option<LocalSocketError> {
         match self {
             Error::Socket(e) => Some(e.kind),
-            Error::NoReply(_) => Some(LocalSocketError::SocketTimeout),
+            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) => {
+                Some(LocalSocketError::SocketTimeout)
+            }
             _ => None,
         }
     }
@@ -233,7 +249,7 @@ impl Error {
             Error::Insecure(_) => io::ErrorKind::PermissionDenied,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
             Error::Rejected(_) => io::ErrorKind::Other,
-            Error::NoReply(_) => io::ErrorKind::TimedOut,
+            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) => io::ErrorKind::TimedOut,
             Error::NoPrimary => io::ErrorKind::NotFound,
         }
     }
@@ -255,6 +271,17 @@ impl fmt::Display for Error {
             Error::NoReply(t) => write!(
                 f,
                 "a primary instance holds the lock but did not answer within {:.1}s",
+                t.as_secs_f64()
+            ),
+            Error::HandedOver { to, waited } => write!(
+                f,
+                "the primary instance was handing over to process {to}, which did not start serving \
+                 within {:.1}s",
+                waited.as_secs_f64()
+            ),
+            Error::NotReleased(t) => write!(
+                f,
+                "the primary instance accepted the replace but did not release within {:.1}s",
                 t.as_secs_f64()
             ),
             Error::NoPrimary => f.write_str("no primary instance is running"),
@@ -323,65 +350,5 @@ mod tests {
         let io: io::Error = e.into();
         assert_eq!(io.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(io.to_string(), "x: Address in use");
-    }
-}
-
-/// An I/O error on a path: what the OS said, and the file or directory it concerns. It
-/// travels inside [`Error::Io`] (an [`io::Error`] of the same kind, whose
-/// [`get_ref`](io::Error::get_ref) is this), so matching on the kind stays simple, and
-/// the OS error keeps its code: [`source`](std::error::Error::source) gives it back.
-///
-/// ```
-/// use std::error::Error as _;
-/// use solo_instance::{Error, PathError, SingleInstance};
-/// // A directory under a plain file cannot be made.
-/// let file = std::env::temp_dir().join(format!("doc-path-error-{}", std::process::id()));
-/// std::fs::write(&file, b"")?;
-/// let e = SingleInstance::new("org.example.Doc")?.directory(file.join("x")).status().unwrap_err();
-/// let Error::Io(io) = &e else { panic!("{e:?}") };
-/// let p = io.get_ref().and_then(|r| r.downcast_ref::<PathError>()).expect("a PathError");
-/// assert!(p.path().starts_with(&file));
-/// assert!(p.source().is_some()); // the OS error, code and all
-/// std::fs::remove_file(&file)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct PathError {
-    what: &'static str,
-    path: std::path::PathBuf,
-    err: io::Error,
-}
-
-impl PathError {
-    /// An [`io::Error`] of `err`'s kind that says what was done to which path, with `err`
-    /// as its source.
-    pub(crate) fn wrap(what: &'static str, path: impl Into<std::path::PathBuf>, err: io::Error) -> io::Error {
-        io::Error::new(err.kind(), PathError { what, path: path.into(), err })
-    }
-
-    /// The path concerned.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// What the OS said.
-    pub fn io_error(&self) -> &io::Error {
-        &self.err
-    }
-}
-
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.what.is_empty() {
-            write!(f, "{}: {}", self.path.display(), self.err)
-        } else {
-            write!(f, "{} {}: {}", self.what, self.path.display(), self.err)
-        }
-    }
-}
-
-impl std::error::Error for PathError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.err)
     }
 }

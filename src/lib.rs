@@ -165,7 +165,8 @@
 //! all platform code. One line a file:
 //!
 //! - `src/lib.rs`: the crate docs and the public items.
-//! - `src/error.rs`: `Error`, Qt's `LocalSocketError` codes and texts, `SocketError`, `PathError`.
+//! - `src/error.rs`: `Error`, Qt's `LocalSocketError` codes and texts, `SocketError`.
+//! - `src/error/path.rs`: `PathError`, an I/O error on a path, and the path.
 //! - `src/error/recv.rs`: `RecvError`, `TryRecvError`, `RecvTimeoutError`: why a receive call returned no request.
 //! - `src/name.rs`: how a server name becomes a socket path or pipe name.
 //! - `src/options.rs`: `SocketOptions`, who may connect.

@@ -6,7 +6,9 @@
 //! stdin. And the attacks on it: hostile stdin frames, chunks with JSON escapes, output
 //! frames over the limit from a primary written by hand, output in one-byte chunks, a
 //! launch that takes its output a drop at a time, a primary killed while another process
-//! holds its connection, a replacer that gave up before the primary accepted.
+//! holds its connection, a replacer that gave up before the primary accepted. And the
+//! errors of a hand-over that stalls: a new primary that never comes, an old one that never
+//! releases.
 //!
 //! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
 #![cfg(unix)]
@@ -433,6 +435,57 @@ fn launches_in_the_hand_over_window_wait_for_the_new_primary() {
     assert_eq!(request.args(), ["in-the-window"]);
     request.reply(Reply::ok()).unwrap();
     assert!(launch.wait().unwrap().success());
+}
+
+/// A launch in the hand-over window whose new primary never comes fails saying so, naming
+/// the process handed over to: no primary holds the lock, so "did not answer" would be false.
+#[test]
+fn a_launch_in_a_stalled_hand_over_window_names_the_process_handed_to() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-stalled");
+    let app = || SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(old) = app().start().unwrap() else { panic!("not the primary") };
+    // The replacing launch, by hand, is this process, which never takes the lock.
+    let replacer = LocalSocket::connect(&f.sock_name()).unwrap();
+    (&replacer).write_all(b"{\"v\":2,\"argv\":[\"new\"],\"replace\":true}\n").unwrap();
+    let request = old.recv().unwrap();
+    assert!(request.accept_replace().unwrap().is_delivered());
+    old.release();
+    assert!(std::fs::read_to_string(f.lock()).unwrap().contains("handover"));
+    let out = output(&mut f.cmd("send", ["--timeout", "0.5", "--", "in-the-window"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "solo: the primary instance was handing over to process {}, which did not start serving \
+             within 0.5s\n",
+            std::process::id()
+        )
+    );
+    drop(replacer);
+}
+
+/// A replacer whose replace was accepted by a primary that then never releases fails
+/// saying so, not that the primary "did not answer" (it answered: it accepted).
+#[test]
+fn a_replace_accepted_but_never_released_says_so() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-unreleased");
+    let app = || SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(old) = app().start().unwrap() else { panic!("not the primary") };
+    let mut run = f.cmd("run", ["--timeout", "0.5", "--replace"]);
+    let replacer = thread::spawn(move || output(&mut run));
+    let request = old.recv().unwrap();
+    assert!(request.is_replace());
+    assert!(request.accept_replace().unwrap().is_delivered());
+    // This primary holds on.
+    let out = replacer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "solo: the primary instance accepted the replace but did not release within 0.5s\n"
+    );
+    drop(old);
 }
 
 #[test]

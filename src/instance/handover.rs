@@ -35,13 +35,14 @@ fn handed_over_to(lock: &LockFile) -> Option<u32> {
     record.trim().strip_suffix(HANDOVER)?.trim().parse().ok()
 }
 
-/// Whether the last primary handed over to another process that still runs and has not
-/// taken the lock yet: launches wait for it rather than become the primary, or report none.
-/// Not in the System scope, whose lock file another user may own and write.
-pub(super) fn pending(lock: &LockFile, scope: Scope) -> bool {
-    scope != Scope::System
-        && handed_over_to(lock)
-            .is_some_and(|pid| pid != std::process::id() && crate::sys::process_exists(pid))
+/// The process the last primary handed over to, if it still runs and has not taken the
+/// lock yet: launches wait for it rather than become the primary, or report none. Not in
+/// the System scope, whose lock file another user may own and write.
+pub(super) fn pending(lock: &LockFile, scope: Scope) -> Option<u32> {
+    if scope == Scope::System {
+        return None;
+    }
+    handed_over_to(lock).filter(|&pid| pid != std::process::id() && crate::sys::process_exists(pid))
 }
 
 impl SingleInstance {
@@ -50,7 +51,8 @@ impl SingleInstance {
     /// either refuses (`start` fails with [`Error::Rejected`] and its message) or
     /// [accepts](crate::Request::accept_replace) and releases; then this launch becomes
     /// the primary. It waits for the old primary to go within the
-    /// [timeout](Self::timeout), or as [`reply_timeout`](Self::reply_timeout) says.
+    /// [timeout](Self::timeout), or as [`reply_timeout`](Self::reply_timeout) says
+    /// ([`Error::NotReleased`] when it has not).
     /// Launches that arrive meanwhile reach the old primary or the new one: requests the
     /// old one had not taken are told to start over. With no primary running, `start`
     /// simply becomes the primary. [`send`](Self::send), which never becomes the primary,
@@ -84,7 +86,7 @@ impl SingleInstance {
     pub fn wait_for_exit(self, timeout: Option<Duration>) -> Result<Primary> {
         let waited = timeout.unwrap_or(Duration::MAX);
         loop {
-            if let Some(primary) = self.take_over(timeout.map(far_deadline), waited, None)? {
+            if let Some(primary) = self.take_over(timeout.map(far_deadline), waited, None, Error::NoReply)? {
                 return Ok(primary);
             }
         }
@@ -104,7 +106,7 @@ impl SingleInstance {
                         Wait::Forever => (None, Duration::MAX),
                     };
                     // `None`: another process became the primary first; it is asked in turn.
-                    if let Some(primary) = self.take_over(deadline, waited, old)? {
+                    if let Some(primary) = self.take_over(deadline, waited, old, Error::NotReleased)? {
                         return Ok(Start::Primary(primary));
                     }
                 }
@@ -113,13 +115,14 @@ impl SingleInstance {
     }
 
     /// Takes the lock once it is free, and serves. `Ok(None)` when the lock is held by
-    /// another process than `old`'s (by the pid in the lock file); [`Error::NoReply`]
-    /// (`waited`) at the deadline.
+    /// another process than `old`'s (by the pid in the lock file); `timed_out(waited)` at
+    /// the deadline.
     fn take_over(
         &self,
         deadline: Option<Instant>,
         waited: Duration,
         old: Option<u32>,
+        timed_out: fn(Duration) -> Error,
     ) -> Result<Option<Primary>> {
         let loc = self.location()?;
         let shared = loc.abstract_ns || self.scope == Scope::System;
@@ -150,7 +153,7 @@ impl SingleInstance {
                 }
             }
             if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::NoReply(waited));
+                return Err(timed_out(waited));
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(20));

@@ -31,6 +31,9 @@ impl SingleInstance {
         // a less trusted process's), told at the deadline if nothing better answered.
         let mut refused = None;
         loop {
+            // The process the last primary handed over to, when this look finds the lock
+            // free and that process not serving yet (a replace in progress).
+            let mut handing_over = None;
             if loc.abstract_ns {
                 // The System scope on Linux: the lock file decides across network namespaces,
                 // and binding the name within this one.
@@ -99,7 +102,8 @@ impl SingleInstance {
                 // alive, and is never taken over.
                 // A primary that handed over (a replace) leaves the lock to the launch it
                 // handed over to.
-                if !socket_is_live(&loc, deadline) && !super::handover::pending(&lock, self.scope) {
+                handing_over = super::handover::pending(&lock, self.scope);
+                if handing_over.is_none() && !socket_is_live(&loc, deadline) {
                     if !may_become_primary {
                         return Err(Error::NoPrimary);
                     }
@@ -150,6 +154,11 @@ impl SingleInstance {
                 // user's, a less trusted process's): say which, not just "no reply".
                 if let Some(why) = refused.take() {
                     return Err(Error::Insecure(why.into()));
+                }
+                // Nobody holds the lock: the primary went, and the process it handed over to
+                // has not taken it.
+                if let Some(to) = handing_over {
+                    return Err(Error::HandedOver { to, waited: self.timeout });
                 }
                 return Err(Error::NoReply(self.timeout));
             }

@@ -248,7 +248,9 @@ impl SingleInstance {
     ///
     /// # Errors
     /// [`Error::NoReply`](crate::Error::NoReply) when a primary holds the lock but does not answer within the
-    /// [timeout](Self::timeout); [`Error::Rejected`](crate::Error::Rejected) when it answers with an error;
+    /// [timeout](Self::timeout); [`Error::HandedOver`](crate::Error::HandedOver) when nobody holds it
+    /// because the last primary handed over to a process that has not started serving in that time;
+    /// [`Error::Rejected`](crate::Error::Rejected) when it answers with an error;
     /// [`Error::Insecure`](crate::Error::Insecure) and [`Error::Io`](crate::Error::Io) for the directory and lock file.
     ///
     /// ```no_run
