@@ -23,6 +23,8 @@
 //! | calls not taken at shutdown go to the successor | `calls_waiting_at_shutdown_are_handed_to_the_successor` |
 //! | ... or, with none running, to the process the bus starts | `calls_waiting_at_shutdown_reach_the_process_the_bus_starts` |
 //! | ... or, with neither, fail after the timeout saying so | `calls_waiting_at_shutdown_with_no_successor_fail_saying_so` |
+//! | 100 calls outstanding (36 waiting for room in the queue) at the drop: all to the successor | `a_hundred_calls_outstanding_at_the_drop_all_reach_the_successor` |
+//! | ... at a step-down: all to the successor while the app still holds its `Primary` | `a_hundred_calls_outstanding_at_a_step_down_all_reach_the_successor` |
 //! | `ulimit -n` 9 to 11: no panic, D-Bus off, a clean exit | `under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly` |
 //! | idle, on a bus or without: no context switch | `an_idle_dbus_primary_never_wakes` |
 //!
@@ -1158,5 +1160,99 @@ fn a_primary_that_steps_down_gives_its_name_back() {
     while bus.owner_pid(&app.id) == Some(std::process::id()) {
         assert!(std::time::Instant::now() < until, "a primary that stepped down keeps its bus name");
     }
+    drop(primary);
+}
+
+/// A primary on `bus` (20 s timeout) with `n` `Open` calls outstanding, none taken by the
+/// app: more than its queue holds (64), so that the rest wait for room
+/// (`Inbox::dbus_waiting`). Returns once every call has reached the primary: each one
+/// queued or waiting calls the app's waker once (a `Peer.Ping` after them proves only that
+/// the connection read them; zbus handles each call on a task of its own). Also the
+/// calls' URIs, and their replies as `open_all` gives them.
+fn primary_with_calls_waiting(
+    bus: &Bus,
+    app: &App,
+    n: usize,
+) -> (Primary, Vec<String>, mpsc::Receiver<Result<String, String>>) {
+    let primary = primary_with(app, Duration::from_secs(20), DbusBus::Address(bus.address.clone()));
+    assert_eq!(primary.dbus_status(), active(app));
+    let (woken, wakes) = mpsc::channel();
+    primary.set_waker(move || {
+        let _ = woken.send(());
+    });
+    let uris: Vec<String> = (0..n).map(|i| format!("file:///{}/{i}", app.id)).collect();
+    let replies = open_all(bus, app, &uris);
+    for i in 0..n {
+        wakes.recv_timeout(LINE_TIMEOUT).unwrap_or_else(|_| panic!("only {i} of {n} calls reached the primary"));
+    }
+    (primary, uris, replies)
+}
+
+/// Reads the `DBUS Open` lines of `n` calls from `successor`, and the `n` callers'
+/// replies: every call reached the successor, and every caller got `()`.
+fn successor_serves_all(successor: &Proc, uris: &[String], replies: &mpsc::Receiver<Result<String, String>>) {
+    let mut got = Vec::new();
+    for i in 0..uris.len() {
+        let line = successor
+            .try_line(LINE_TIMEOUT)
+            .unwrap_or_else(|_| panic!("the successor got {i} of {} calls", uris.len()));
+        let call = json(line.strip_prefix("DBUS Open ").unwrap_or_else(|| panic!("{line}")));
+        got.push(call["uris"][0].as_str().unwrap().to_owned());
+    }
+    for _ in 0..uris.len() {
+        if let Err(e) = replies.recv_timeout(LINE_TIMEOUT).expect("a reply") {
+            panic!("a call failed: {e}");
+        }
+    }
+    got.sort();
+    let mut all = uris.to_vec();
+    all.sort();
+    assert_eq!(got, all);
+}
+
+/// 100 calls outstanding when the primary is dropped (64 in the app's queue, 36 waiting
+/// for room): all go to the successor (`solo run`), and every caller gets its `()`. The
+/// drop hands off the calls waiting for room as well as the queued ones.
+#[test]
+fn a_hundred_calls_outstanding_at_the_drop_all_reach_the_successor() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("handoff100");
+    let app = App::new("handoff100");
+    let (primary, uris, replies) = primary_with_calls_waiting(&bus, &app, 100);
+    // On a thread: the drop waits for the hand-offs, which wait for the successor.
+    let dropping = thread::spawn(move || drop(primary));
+    let successor = app.solo_primary(&bus.address, &["--count", "100"]);
+    successor_serves_all(&successor, &uris, &replies);
+    dropping.join().unwrap();
+    let (status, _) = successor.finish();
+    assert!(status.success(), "{status:?}");
+}
+
+/// 100 calls outstanding when the primary steps down (its socket removed, and its lock
+/// file replaced by one another process holds): the app's next receive call says it
+/// stopped, and every call, those waiting for room too, goes to the successor then, while
+/// the app still holds its `Primary`, not at its drop.
+#[test]
+fn a_hundred_calls_outstanding_at_a_step_down_all_reach_the_successor() {
+    let _w = Watchdog::new(LIMIT);
+    let bus = Bus::start("stepdown100");
+    let app = App::new("stepdown100");
+    let (primary, uris, replies) = primary_with_calls_waiting(&bus, &app, 100);
+    // The lock file is replaced at once by one already locked: the primary, whose loop
+    // runs on the waker's thread, finds it held while its socket is still its own (a
+    // launch may hold it for a moment) and looks again; then its socket goes, and it steps
+    // down. It never gets the fresh lock, whenever it looks.
+    let lock = primary.lock_path().to_owned();
+    let fresh = lock.with_extension("fresh");
+    let other = util::solo::hold_lock(&fresh);
+    std::fs::rename(&fresh, &lock).unwrap();
+    std::fs::remove_file(primary.socket_path()).unwrap();
+    wait_for("the step-down", LINE_TIMEOUT, || matches!(primary.health(), Health::SteppedDown(_)));
+    drop(other);
+    let successor = app.solo_primary(&bus.address, &["--count", "100"]);
+    assert_eq!(primary.try_recv().err(), Some(solo_instance::TryRecvError::Stopped));
+    successor_serves_all(&successor, &uris, &replies);
+    let (status, _) = successor.finish();
+    assert!(status.success(), "{status:?}");
     drop(primary);
 }
