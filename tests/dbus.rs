@@ -1183,7 +1183,9 @@ fn primary_with_calls_waiting(
     let uris: Vec<String> = (0..n).map(|i| format!("file:///{}/{i}", app.id)).collect();
     let replies = open_all(bus, app, &uris);
     for i in 0..n {
-        wakes.recv_timeout(LINE_TIMEOUT).unwrap_or_else(|_| panic!("only {i} of {n} calls reached the primary"));
+        wakes
+            .recv_timeout(LINE_TIMEOUT)
+            .unwrap_or_else(|_| panic!("only {i} of {n} calls reached the primary"));
     }
     (primary, uris, replies)
 }

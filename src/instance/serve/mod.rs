@@ -22,6 +22,8 @@ mod turn;
 mod turns;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::collections::VecDeque;
@@ -81,6 +83,11 @@ pub(super) struct Mux {
     driver: Mutex<Option<JoinHandle<()>>>,
     /// The turns that a reader of a launch's stdin waits for (Windows: see `turns`).
     turns: turns::Turns,
+    /// The tests: told each time a turn waits with no deadline, which only an event (a
+    /// client, a wake-up) ends. The thread has then looked at the stop flag and the queue
+    /// for the last time before it wakes.
+    #[cfg(test)]
+    endless_wait: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 pub(super) struct State {
@@ -199,6 +206,8 @@ impl Mux {
             driven: AtomicBool::new(false),
             driver: Mutex::new(None),
             turns: turns::Turns::default(),
+            #[cfg(test)]
+            endless_wait: Mutex::new(None),
         })
     }
 

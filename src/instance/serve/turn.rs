@@ -104,6 +104,12 @@ fn serve_once(ctx: &Arc<Context>, st: &mut State, until: Option<Instant>) {
         for c in conns.iter() {
             interest.connection(c.token, &c.conn, !full);
         }
+        #[cfg(test)]
+        if timeout.is_none() {
+            if let Some(tx) = mux.endless_wait.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = tx.send(());
+            }
+        }
         match poller.wait(interest, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
