@@ -211,6 +211,7 @@
 //! - `instance/serve/turns.rs`: the loop's turns, counted for a reader of a launch's stdin where reads complete on the loop's port (Windows).
 //! - `instance/serve/watch.rs`: keeping the primary reachable when a cleaner removes its files, or stepping down.
 //! - `instance/serve/health.rs`: `Health`.
+//! - `instance/serve/tests.rs`: the loop's unit tests, where a test must know what the thread running it does (a stop waking a wait with no deadline).
 //! - `instance/primary.rs`: `Primary`, `Stopper`, `CallbackPrimary`: start, release, drop.
 //! - `instance/receive.rs`: the receive calls (`recv`, `recv_timeout`, `try_recv`, `requests`, `set_waker`).
 //! - `instance/asynchronous.rs`: `recv_async` (feature `tokio`).

@@ -1138,7 +1138,9 @@ fn instance_deaf_client_leaves_other_pipes_closing() {
 /// The receive calls on pipes: `try_recv` alone serves (one turn of the loop on the
 /// app's thread), `recv_timeout` says `Timeout`, and a `Stopper` wakes a `requests()`
 /// that waits in the loop's completion port on another thread; once stopped, every call
-/// says so.
+/// says so. Here the thread may not wait yet when `stop` runs; that the stop wakes one
+/// that does is `a_stop_wakes_a_receive_call_waiting_in_the_loop` (in the crate, on every
+/// platform), which knows it waits.
 #[test]
 fn instance_receive_calls_serve_time_out_and_stop() {
     use solo_instance::{RecvError, RecvTimeoutError, TryRecvError};
