@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 /// An I/O error on a path: what the OS said, and the file or directory it concerns. It
-/// travels inside [`Error::Io`] (an [`io::Error`] of the same kind, whose
+/// travels inside [`Error::Io`](crate::Error::Io) (an [`io::Error`] of the same kind, whose
 /// [`get_ref`](io::Error::get_ref) is this), so matching on the kind stays simple, and
 /// the OS error keeps its code: [`source`](std::error::Error::source) gives it back.
 ///
