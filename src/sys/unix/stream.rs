@@ -77,8 +77,17 @@ pub(crate) fn process_exists(pid: u32) -> bool {
 
 /// Whether `/proc` says the process `pid` is a zombie: the state after its name, which
 /// ends at the line's last `)` (the name itself may hold one).
+///
+/// Only a `/proc` of this process's own pid namespace is read: one mounted for another
+/// (a sandbox made with `bwrap --unshare-pid` or `unshare --pid` that kept the outer
+/// `/proc`) numbers its processes otherwise, and its `pid` is some other process. Its
+/// `self` then names this process by another pid, or by none.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn is_zombie(pid: u32) -> bool {
+    let own = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if own != Some(std::process::id()) {
+        return false;
+    }
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
     let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2));
     matches!(state, Some(b'Z' | b'X'))
