@@ -888,3 +888,34 @@ fn sandbox_a_wait_outlasts_a_zombie_of_the_primarys_pid_in_a_foreign_proc() {
     assert_eq!(lines.last(), Some(&"EXIT 0"), "the wait ended early: {said} {}", text(&out.stderr));
     assert_eq!(forwarded(lines[2])["ok"], true, "{said}");
 }
+
+/// `--wait` across pid namespaces, both ways, past the launch's timeout (where it looks at
+/// the primary's process once a second): a sandboxed launch, which sees its host primary's
+/// pid as 0, and a host launch of a sandboxed primary, whose pid it sees as the host's, each
+/// wait for the reply while the primary lives.
+#[test]
+fn sandbox_a_wait_across_pid_namespaces_outlasts_the_timeout() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let wait = ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "2500"];
+    for (tag, sandboxed_primary) in [("waith", false), ("waits", true)] {
+        let fp = Flatpak::new(tag);
+        let p = if sandboxed_primary {
+            Proc::spawn(&mut fp.sandboxed(&[], "run", &["--count", "1"]))
+        } else {
+            Proc::spawn(&mut fp.host(true, "run", &["--count", "1"]))
+        };
+        assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+        let mut launch =
+            if sandboxed_primary { fp.host(true, "send", &wait) } else { fp.sandboxed(&[], "send", &wait) };
+        let out = output(&mut launch);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{tag}: {:?} {said} {}", out.status, text(&out.stderr));
+        assert_eq!(forwarded(&said)["ok"], true, "{tag}: {said}");
+        assert_eq!(json_line(&p.line())["wait"], true);
+        let (status, _) = p.finish();
+        assert!(status.success(), "{tag}: {status:?}");
+    }
+}
