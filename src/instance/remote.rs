@@ -138,10 +138,10 @@ impl SingleInstance {
             let gone = |taken: bool, shown: bool| {
                 // A waiting launch, one whose stdin went, or one that showed output of its
                 // request fails (sent again, the request would run twice, its output shown
-                // twice, or cut short without a word); any other starts over (a replace then
-                // finds the old primary gone, and may become the primary).
+                // twice, or cut short without a word); any other starts over, a replace
+                // always (it then finds the old primary gone, and may become the primary).
                 let committed = self.remote.wait != Wait::Timeout || stdin_started.load(Ordering::SeqCst);
-                if taken && committed || shown {
+                if taken && committed || shown && !self.remote.replace {
                     Err(Error::Io(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "the primary instance went away before it answered (it exited, was killed, \
