@@ -913,3 +913,24 @@ fn a_launch_cut_off_after_output_does_not_send_its_request_again() {
     assert!(!status.success(), "{status:?} {err}");
     assert!(err.contains("went away before it answered"), "{err}");
 }
+
+/// A replacer shown output by the primary it asked, which then releases without answering,
+/// starts over (unlike a plain launch that was shown output): it finds no primary, and
+/// becomes the primary.
+#[test]
+fn a_replacer_shown_output_starts_over_when_the_primary_releases() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-replout");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let replacer = Proc::spawn(&mut f.cmd("run", ["--timeout", "20", "--replace"]));
+    let request = primary.recv().unwrap();
+    assert!(request.is_replace());
+    let mut out = request.stdout();
+    out.write_all(b"handing over soon\n").unwrap();
+    // The replacer shows it: the output reached it before the release.
+    assert_eq!(replacer.line(), "handing over soon");
+    primary.release();
+    assert_eq!(replacer.line(), format!("PRIMARY {}", f.sock().display()), "{}", replacer.stderr());
+    drop((out, request));
+}
