@@ -6,7 +6,8 @@
 //! stdin. And the attacks on it: hostile stdin frames, chunks with JSON escapes, output
 //! frames over the limit from a primary written by hand, output in one-byte chunks, a
 //! launch that takes its output a drop at a time, a primary killed while another process
-//! holds its connection, a replacer that gave up before the primary accepted.
+//! holds its connection, a replacer that gave up before the primary accepted, a launch cut
+//! off after it showed output (it never sends its request again; a replacer starts over).
 //!
 //! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
 #![cfg(unix)]

@@ -1,7 +1,8 @@
 //! SingleInstance where desktop apps run: Flatpak's layout under real bubblewrap (separate
 //! pid namespaces, with and without a network namespace), the System scope across network
-//! namespaces, names that no two app ids or scopes share, and the runtime-dir-less
-//! fallback that another user cannot take first.
+//! namespaces, names that no two app ids or scopes share, the runtime-dir-less
+//! fallback that another user cannot take first, and `--wait` across pid namespaces (and
+//! in one whose `/proc` is another's).
 //!
 //! The sandboxes are real: `bwrap` (bubblewrap, which Flatpak runs) and `unshare`. A test
 //! that cannot create them prints why and returns, except as root (CI), where it fails.
