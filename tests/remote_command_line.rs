@@ -6,9 +6,10 @@
 //! stdin. And the attacks on it: hostile stdin frames, chunks with JSON escapes, output
 //! frames over the limit from a primary written by hand, output in one-byte chunks, a
 //! launch that takes its output a drop at a time, a primary killed while another process
-//! holds its connection, a replacer that gave up before the primary accepted. And the
-//! errors of a hand-over that stalls: a new primary that never comes, an old one that never
-//! releases.
+//! holds its connection, a replacer that gave up before the primary accepted, a launch cut
+//! off after it showed output (it never sends its request again; a replacer starts over).
+//! And the errors of a hand-over that stalls: a new primary that never comes, an old one
+//! that never releases.
 //!
 //! Readiness is always a line read or a channel, never a sleep; every test has a Watchdog.
 #![cfg(unix)]
@@ -909,4 +910,81 @@ fn a_replace_accepted_after_the_replacer_gave_up_leaves_the_primary_serving() {
     assert!(status.success(), "{printed:?}");
     let record = std::fs::read_to_string(f.lock()).unwrap();
     assert!(!record.contains("handover"), "the lock file says {record:?}");
+}
+
+/// A launch that showed output of its request and then lost the primary (here cut off: its
+/// own stdout stalled, so it took nothing for longer than the primary waits) must not send
+/// the request again: the app ran it already, and would run it, and print its output, twice.
+#[test]
+fn a_launch_cut_off_after_output_does_not_send_its_request_again() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    let f = Fixture::new("rcl-again");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    // A plain launch (no --wait, no --stdin) with a long timeout; its stdout is read only
+    // once the app has replied.
+    let mut launch = f
+        .cmd("send", ["--timeout", "60", "--", "dump"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = primary.recv().unwrap();
+    assert_eq!(request.args(), ["dump"]);
+    // Far more than the launch's stdout pipe and socket hold (as much as the primary
+    // queues): the launch stops reading, and the reply cuts it off.
+    let mut out = request.stdout();
+    let chunk = noise(64 << 10, 5);
+    while out.write(&chunk).is_ok() {}
+    drop(out);
+    assert!(!request.reply(Reply::ok()).unwrap().is_delivered());
+    // Now the launch's stdout drains; the launch ends. Any request it sends meanwhile is
+    // answered, so that it ends.
+    let mut stdout = launch.stdout.take().unwrap();
+    let drained = thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = stdout.read_to_end(&mut sink);
+        sink.len()
+    });
+    let (exited_tx, exited) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let status = launch.wait().unwrap();
+        let mut err = String::new();
+        let _ = launch.stderr.take().unwrap().read_to_string(&mut err);
+        let _ = exited_tx.send(());
+        (status, err)
+    });
+    let mut again = 0;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = exited.recv_timeout(Duration::from_millis(20)) {
+        if let Ok(r) = primary.try_recv() {
+            again += 1;
+            r.reply(Reply::ok()).unwrap();
+        }
+    }
+    let (status, err) = waiter.join().unwrap();
+    let shown = drained.join().unwrap();
+    assert_eq!(again, 0, "the launch sent its request {again} more time(s), after {shown} bytes of output");
+    assert!(!status.success(), "{status:?} {err}");
+    assert!(err.contains("went away before it answered"), "{err}");
+}
+
+/// A replacer shown output by the primary it asked, which then releases without answering,
+/// starts over (unlike a plain launch that was shown output): it finds no primary, and
+/// becomes the primary.
+#[test]
+fn a_replacer_shown_output_starts_over_when_the_primary_releases() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-replout");
+    let app = SingleInstance::new(&f.app).unwrap().directory(f.dir.path());
+    let Start::Primary(primary) = app.start().unwrap() else { panic!("not the primary") };
+    let replacer = Proc::spawn(&mut f.cmd("run", ["--timeout", "20", "--replace"]));
+    let request = primary.recv().unwrap();
+    assert!(request.is_replace());
+    let mut out = request.stdout();
+    out.write_all(b"handing over soon\n").unwrap();
+    // The replacer shows it: the output reached it before the release.
+    assert_eq!(replacer.line(), "handing over soon");
+    primary.release();
+    assert_eq!(replacer.line(), format!("PRIMARY {}", f.sock().display()), "{}", replacer.stderr());
+    drop((out, request));
 }

@@ -1,7 +1,8 @@
 //! SingleInstance where desktop apps run: Flatpak's layout under real bubblewrap (separate
 //! pid namespaces, with and without a network namespace), the System scope across network
-//! namespaces, names that no two app ids or scopes share, and the runtime-dir-less
-//! fallback that another user cannot take first.
+//! namespaces, names that no two app ids or scopes share, the runtime-dir-less
+//! fallback that another user cannot take first, and `--wait` across pid namespaces (and
+//! in one whose `/proc` is another's).
 //!
 //! The sandboxes are real: `bwrap` (bubblewrap, which Flatpak runs) and `unshare`. A test
 //! that cannot create them prints why and returns, except as root (CI), where it fails.
@@ -823,4 +824,99 @@ fn sandbox_system_scope_primary_steps_down_when_another_namespace_locked_the_fre
         line.starts_with("ENDED SteppedDown(") && line.contains("network namespace"),
         "the old primary did not step down: {line}"
     );
+}
+
+/// A `--wait` launch and its primary in one pid namespace whose `/proc` is the outer
+/// namespace's (`bwrap --unshare-pid` or `unshare --pid` without a `/proc` of its own): the
+/// pid the launch reads there names another process, here a zombie. The launch, looking at
+/// its primary once a second past its timeout, must still see it run, and wait for the
+/// reply.
+#[test]
+fn sandbox_a_wait_outlasts_a_zombie_of_the_primarys_pid_in_a_foreign_proc() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let dir = TempDir::new("zproc");
+    set_mode(dir.path(), 0o700);
+    let fifo = dir.join("primary");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The inner namespace: its shell is pid 2, two processes 3 and 4, the primary 5; the
+    // launch waits 0.3 s to be taken and the work takes 2.5 s.
+    let inner = r#"
+        /bin/true; /bin/true
+        "$SOLO" run "$APP" > "$FIFO" 2>&1 &
+        exec 3< "$FIFO"
+        read -r line <&3
+        echo "$line"
+        set -- $("$SOLO" status "$APP" 2>/dev/null)
+        echo "PID $2 OUTER-STATE $(cut -d' ' -f3 /proc/$2/stat 2>/dev/null)"
+        "$SOLO" send "$APP" --timeout 0.3 --wait -- --sleep-ms 2500
+        echo "EXIT $?"
+    "#;
+    // The outer namespace, with a /proc of its own: its pids 3 and up are zombies
+    // (children of a process that never reaps them) when the inner namespace starts.
+    let zombies = r#"
+        my @kids;
+        for (1..200) { my $p = fork; exit 0 unless $p; push @kids, $p }
+        for my $p (@kids) {
+            while (1) {
+                open my $f, "<", "/proc/$p/stat" or die "$p: $!";
+                last if <$f> =~ /\) Z /;
+                select undef, undef, undef, 0.01;
+            }
+        }
+        exit(system(@ARGV) >> 8);
+    "#;
+    let out = output(
+        Command::new("bwrap")
+            .args(["--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--die-with-parent"])
+            .args(["perl", "-e", zombies, "--"])
+            .args(["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent", "sh", "-c", inner])
+            .env("SOLO", example("solo"))
+            .env("APP", format!("org.sandbox.zproc{}", std::process::id()))
+            .env("FIFO", &fifo)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("FLATPAK_ID")
+            .current_dir("/"),
+    );
+    let said = text(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("PRIMARY ")), "{said} {}", text(&out.stderr));
+    // The case is there: the pid the launch sees names a zombie in the /proc it reads.
+    assert_eq!(lines.get(1), Some(&"PID 5 OUTER-STATE Z"), "{said}");
+    assert_eq!(lines.last(), Some(&"EXIT 0"), "the wait ended early: {said} {}", text(&out.stderr));
+    assert_eq!(forwarded(lines[2])["ok"], true, "{said}");
+}
+
+/// `--wait` across pid namespaces, both ways, past the launch's timeout (where it looks at
+/// the primary's process once a second): a sandboxed launch, which sees its host primary's
+/// pid as 0, and a host launch of a sandboxed primary, whose pid it sees as the host's, each
+/// wait for the reply while the primary lives.
+#[test]
+fn sandbox_a_wait_across_pid_namespaces_outlasts_the_timeout() {
+    let _w = Watchdog::new(Duration::from_secs(90));
+    if !bwrap_works() {
+        return;
+    }
+    let wait = ["--timeout", "0.3", "--wait", "--", "--sleep-ms", "2500"];
+    for (tag, sandboxed_primary) in [("waith", false), ("waits", true)] {
+        let fp = Flatpak::new(tag);
+        let p = if sandboxed_primary {
+            Proc::spawn(&mut fp.sandboxed(&[], "run", &["--count", "1"]))
+        } else {
+            Proc::spawn(&mut fp.host(true, "run", &["--count", "1"]))
+        };
+        assert_eq!(p.line(), format!("PRIMARY {}", fp.sock().display()), "{}", p.stderr());
+        let mut launch =
+            if sandboxed_primary { fp.host(true, "send", &wait) } else { fp.sandboxed(&[], "send", &wait) };
+        let out = output(&mut launch);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{tag}: {:?} {said} {}", out.status, text(&out.stderr));
+        assert_eq!(forwarded(&said)["ok"], true, "{tag}: {said}");
+        assert_eq!(json_line(&p.line())["wait"], true);
+        let (status, _) = p.finish();
+        assert!(status.success(), "{tag}: {status:?}");
+    }
 }

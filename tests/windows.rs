@@ -1419,3 +1419,33 @@ fn windows_a_less_trusted_client_cannot_write_to_the_primary() {
         assert!(delivered.is_err(), "a Low client's request reached the app");
     }
 }
+
+/// A release while a request's output is being written to a launch that does not read (its
+/// writer thread waits in a write): the write fails at the release, and the pipe instance
+/// closes with it, though the app still holds the request and a writer of its output. The
+/// System scope's successor binds the fixed name at once, round after round.
+#[test]
+fn instance_release_closes_a_pipe_whose_output_write_waits() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    for round in 0..8 {
+        let dir = TempDir::new("heldwrite");
+        let app = unique("test.win.heldwrite");
+        let b = |argv: &[&str]| builder(dir.path(), &app, argv).scope(solo_instance::Scope::System);
+        let primary = primary_of(b(&["p"]).start());
+        // Version 2 by hand: it never reads.
+        let mut conn = LocalSocket::connect(&primary.socket_path().to_string_lossy()).unwrap();
+        conn.write_all(b"{\"v\":2,\"argv\":[\"prog\",\"mute\"]}\n").unwrap();
+        let held = primary.recv_timeout(Duration::from_secs(20)).expect("no request");
+        let mut out = held.stdout();
+        let chunk = noise(64 << 10, round);
+        while out.write(&chunk).is_ok() {}
+        primary.release();
+        let successor = match b(&["next"]).start() {
+            Ok(Start::Primary(p)) => p,
+            other => panic!("round {round}: the successor is not primary: {other:?}"),
+        };
+        drop(successor);
+        assert!(!held.reply(Reply::ok()).unwrap().is_delivered(), "round {round}");
+        drop((out, conn));
+    }
+}

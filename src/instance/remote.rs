@@ -133,11 +133,15 @@ impl SingleInstance {
             let (mut taken, mut handover) = (false, false);
             // The primary's process, looked at while this launch waits past its timeout.
             let mut primary_pid: Option<u32> = None;
-            let gone = |taken: bool| {
-                // A waiting launch, or one whose stdin went, fails; any other starts over (a
-                // replace then finds the old primary gone, and may become the primary).
+            // Output of the request was shown: the app ran it.
+            let mut shown = false;
+            let gone = |taken: bool, shown: bool| {
+                // A waiting launch, one whose stdin went, or one that showed output of its
+                // request fails (sent again, the request would run twice, its output shown
+                // twice, or cut short without a word); any other starts over, a replace
+                // always (it then finds the old primary gone, and may become the primary).
                 let committed = self.remote.wait != Wait::Timeout || stdin_started.load(Ordering::SeqCst);
-                if taken && committed {
+                if taken && committed || shown && !self.remote.replace {
                     Err(Error::Io(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "the primary instance went away before it answered (it exited, was killed, \
@@ -154,10 +158,10 @@ impl SingleInstance {
                 };
                 let line = match reader.next(socket, until, limit) {
                     Ok(line) => line,
-                    Err(ReadError::Closed) => break gone(taken),
-                    Err(ReadError::Io(e)) if is_disconnect(&e) => break gone(taken),
+                    Err(ReadError::Closed) => break gone(taken, shown),
+                    Err(ReadError::Io(e)) if is_disconnect(&e) => break gone(taken, shown),
                     Err(ReadError::TimedOut) if until < deadline => match primary_pid {
-                        Some(pid) if !crate::sys::process_exists(pid) => break gone(taken),
+                        Some(pid) if !crate::sys::process_exists(pid) => break gone(taken, shown),
                         _ => continue,
                     },
                     Err(ReadError::TimedOut) => break Err(Error::NoReply(waited)),
@@ -170,7 +174,7 @@ impl SingleInstance {
                 match Frame::decode(&line) {
                     Ok(None) => {
                         break match decode(&line) {
-                            Ok(r) if r.retry => gone(taken),
+                            Ok(r) if r.retry => gone(taken, shown),
                             Ok(r) if !r.ok => Err(Error::Rejected(Box::new(r))),
                             Ok(_) if self.remote.replace && !handover => {
                                 Err(Error::Rejected(Box::new(Reply::error(
@@ -204,9 +208,11 @@ impl SingleInstance {
                         }
                     }
                     Ok(Some(Frame::Stdout(bytes))) => {
+                        shown = true;
                         emit(&mut io::stdout().lock(), &bytes, from_another_user)
                     }
                     Ok(Some(Frame::Stderr(bytes))) => {
+                        shown = true;
                         emit(&mut io::stderr().lock(), &bytes, from_another_user)
                     }
                     Ok(Some(Frame::Handover)) => handover = true,

@@ -77,8 +77,17 @@ pub(crate) fn process_exists(pid: u32) -> bool {
 
 /// Whether `/proc` says the process `pid` is a zombie: the state after its name, which
 /// ends at the line's last `)` (the name itself may hold one).
+///
+/// Only a `/proc` of this process's own pid namespace is read: one mounted for another
+/// (a sandbox made with `bwrap --unshare-pid` or `unshare --pid` that kept the outer
+/// `/proc`) numbers its processes otherwise, and its `pid` is some other process. Its
+/// `self` then names this process by another pid, or by none.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn is_zombie(pid: u32) -> bool {
+    let own = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if own != Some(std::process::id()) {
+        return false;
+    }
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
     let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2));
     matches!(state, Some(b'Z' | b'X'))
@@ -87,4 +96,45 @@ fn is_zombie(pid: u32) -> bool {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn is_zombie(_pid: u32) -> bool {
     false
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::process_exists;
+    use std::process::Command;
+
+    /// A process whose name reads like a zombie's state (`x) Z (`) runs, and a zombie of
+    /// that name does not: the state is the one after the name's real end.
+    #[test]
+    fn process_exists_reads_the_state_past_a_name_that_holds_a_state() {
+        let dir = std::env::temp_dir().join(format!("si-zname-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("x) Z (y");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        /// Killed and reaped however the test ends.
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reaped(Command::new(&exe).arg("600").spawn().unwrap());
+        let pid = child.0.id();
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(name.trim_end(), "x) Z (y");
+        assert!(process_exists(pid), "a running process taken for a zombie by its name");
+        child.0.kill().unwrap();
+        // Dead, not reaped yet: a zombie, under the same name.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat[stat.rfind(')').unwrap()..].chars().nth(2).unwrap()
+        };
+        while state() != 'Z' {
+            std::thread::yield_now();
+        }
+        assert!(!process_exists(pid), "a zombie taken for a running process");
+        drop(child);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
