@@ -211,6 +211,9 @@ pub enum Error {
     /// The primary instance accepted this launch's
     /// [replace](crate::SingleInstance::replace) but did not release within the timeout.
     NotReleased(Duration),
+    /// The running primary instance neither exited nor released within the timeout of
+    /// [`wait_for_exit`](crate::SingleInstance::wait_for_exit), which asks it nothing.
+    StillRunning(Duration),
     /// No primary instance is running (from [`send`](crate::SingleInstance::send), which
     /// never becomes primary).
     NoPrimary,
@@ -233,7 +236,7 @@ impl Error {
     pub fn socket_error(&self) -> Option<LocalSocketError> {
         match self {
             Error::Socket(e) => Some(e.kind),
-            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) => {
+            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) | Error::StillRunning(_) => {
                 Some(LocalSocketError::SocketTimeout)
             }
             _ => None,
@@ -249,7 +252,9 @@ impl Error {
             Error::Insecure(_) => io::ErrorKind::PermissionDenied,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
             Error::Rejected(_) => io::ErrorKind::Other,
-            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) => io::ErrorKind::TimedOut,
+            Error::NoReply(_) | Error::HandedOver { .. } | Error::NotReleased(_) | Error::StillRunning(_) => {
+                io::ErrorKind::TimedOut
+            }
             Error::NoPrimary => io::ErrorKind::NotFound,
         }
     }
@@ -284,6 +289,9 @@ impl fmt::Display for Error {
                 "the primary instance accepted the replace but did not release within {:.1}s",
                 t.as_secs_f64()
             ),
+            Error::StillRunning(t) => {
+                write!(f, "the primary instance neither exited nor released within {:.1}s", t.as_secs_f64())
+            }
             Error::NoPrimary => f.write_str("no primary instance is running"),
         }
     }

@@ -588,6 +588,24 @@ fn wait_for_exit_becomes_primary_once_the_old_one_exits_without_forwarding() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// At its timeout, `wait_for_exit` says the primary still runs, not that it did not
+/// answer: it asks nothing. The primary was sent nothing.
+#[test]
+fn wait_for_exit_times_out_saying_the_primary_still_runs() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let f = Fixture::new("rcl-stillruns");
+    let old = f.primary(&[]);
+    let update = SingleInstance::new(&f.app).unwrap().directory(f.dir.path()).argv(["updated"]);
+    let e = update.wait_for_exit(Some(Duration::from_millis(300))).expect_err("the primary still runs");
+    assert!(matches!(e, solo_instance::Error::StillRunning(_)), "{e:?}");
+    assert_eq!(e.to_string(), "the primary instance neither exited nor released within 0.3s");
+    assert_eq!(e.io_kind(), std::io::ErrorKind::TimedOut);
+    signal(old.id(), libc::SIGTERM);
+    let (status, printed) = old.finish();
+    assert!(status.success());
+    assert!(printed.is_empty(), "the primary was sent a request: {printed:?}");
+}
+
 #[test]
 fn hostile_stdin_frames_end_stdin_with_an_error_and_the_primary_serves_on() {
     let _w = Watchdog::new(Duration::from_secs(60));

@@ -67,7 +67,7 @@ impl SingleInstance {
     /// is not asked anything. `timeout`: how long to wait (`None`: for as long as it runs).
     ///
     /// # Errors
-    /// [`Error::NoReply`] when a primary still runs at the timeout; as
+    /// [`Error::StillRunning`] when a primary still runs at the timeout; as
     /// [`start`](Self::start) otherwise.
     ///
     /// ```
@@ -86,7 +86,9 @@ impl SingleInstance {
     pub fn wait_for_exit(self, timeout: Option<Duration>) -> Result<Primary> {
         let waited = timeout.unwrap_or(Duration::MAX);
         loop {
-            if let Some(primary) = self.take_over(timeout.map(far_deadline), waited, None, Error::NoReply)? {
+            if let Some(primary) =
+                self.take_over(timeout.map(far_deadline), waited, None, Error::StillRunning)?
+            {
                 return Ok(primary);
             }
         }
