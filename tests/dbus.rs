@@ -966,10 +966,11 @@ fn under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly() {
                     "ulimit -n {n}: {}",
                     solo.stderr()
                 );
-                // Printed before the PRIMARY line, read by another thread.
-                wait_for("solo's dbus status line", LINE_TIMEOUT, || solo.stderr().contains("solo: dbus:"));
                 signal(solo.id(), libc::SIGTERM);
-                let stderr = solo.stderr();
+                // All of stderr, once it exited: the status line (printed before the
+                // PRIMARY line, in more than one write) is whole.
+                let (status, stderr) = solo.finish_with_stderr();
+                assert!(status.success(), "ulimit -n {n}: {status:?} {stderr}");
                 assert!(!stderr.contains("panicked"), "ulimit -n {n}: {stderr}");
                 if stderr.contains("solo: dbus: off") {
                     assert!(stderr.contains("too few file descriptors"), "ulimit -n {n}: {stderr}");
@@ -981,14 +982,11 @@ fn under_a_low_fd_limit_the_primary_degrades_and_exits_cleanly() {
                     );
                     outcomes.push(2);
                 }
-                let (status, rest) = solo.finish();
-                assert!(status.success(), "ulimit -n {n}: {status:?} {rest:?} {stderr}");
                 assert!(!app.sock().exists(), "ulimit -n {n}: the socket was left behind");
             }
             // Too few even for the socket: a clear error, no panic.
             Err(_) => {
-                let stderr = solo.stderr();
-                let (status, _) = solo.finish();
+                let (status, stderr) = solo.finish_with_stderr();
                 assert_eq!(status.code(), Some(1), "ulimit -n {n}: {status:?} {stderr}");
                 assert!(!stderr.contains("panicked"), "ulimit -n {n}: {stderr}");
                 outcomes.push(0);
