@@ -61,7 +61,7 @@ impl Write for Output {
         }
         let stderr = self.stderr;
         let mut out = s.lock_out();
-        let room = loop {
+        let (room, joins) = loop {
             if out.gone || out.reply.is_some() || out.done.is_some() {
                 return Ok(buf.len());
             }
@@ -72,7 +72,7 @@ impl Write for Output {
                 Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK
             );
             if room > 0 && (joins || out.frames.len() < OUTPUT_CHUNKS) {
-                break room;
+                break (room, joins);
             }
             if !self.blocking {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -80,8 +80,8 @@ impl Write for Output {
             out = s.changed.wait(out).unwrap_or_else(|p| p.into_inner());
         };
         let n = match out.frames.back_mut() {
-            // Joined to the chunk that waits, while it has room.
-            Some(Item::Chunk { stderr: same, bytes }) if *same == stderr && bytes.len() < MAX_CHUNK => {
+            // Joined to the chunk that waits, while it has room (`joins`, under this lock).
+            Some(Item::Chunk { bytes, .. }) if joins => {
                 let n = buf.len().min(room).min(MAX_CHUNK - bytes.len());
                 bytes.extend_from_slice(&buf[..n]);
                 n

@@ -18,12 +18,12 @@
 
 mod context;
 mod health;
+#[cfg(test)]
+mod tests;
 mod turn;
 mod turns;
 // Windows has no removal watch (a pipe cannot be removed): its stand-in keeps the same
 // items.
-#[cfg(test)]
-mod tests;
 mod watch;
 
 use std::collections::VecDeque;
